@@ -1,0 +1,176 @@
+// Package memstore is the in-memory Store: nothing survives a restart. It backs tests and
+// `tern serve --data-dir=""`.
+package memstore
+
+import (
+	"sync"
+
+	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/store"
+)
+
+// Store is an in-memory store.Store.
+type Store struct {
+	mu       sync.Mutex
+	sessions map[string]store.SessionRecord
+	queues   map[string]*Queue
+	retained map[string]*message.Message
+}
+
+// New returns an empty in-memory store.
+func New() *Store {
+	return &Store{
+		sessions: map[string]store.SessionRecord{},
+		queues:   map[string]*Queue{},
+		retained: map[string]*message.Message{},
+	}
+}
+
+// Sessions implements store.Store.
+func (s *Store) Sessions() store.Sessions { return (*sessions)(s) }
+
+// Retained implements store.Store.
+func (s *Store) Retained() store.Retained { return (*retained)(s) }
+
+// Close implements store.Store.
+func (s *Store) Close() error { return nil }
+
+type sessions Store
+
+func (s *sessions) Put(rec store.SessionRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec.Subscriptions = append([]store.Subscription(nil), rec.Subscriptions...)
+	s.sessions[rec.ClientID] = rec
+	return nil
+}
+
+func (s *sessions) Delete(clientID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, clientID)
+	delete(s.queues, clientID)
+	return nil
+}
+
+func (s *sessions) All(fn func(store.SessionRecord) error) error {
+	s.mu.Lock()
+	recs := make([]store.SessionRecord, 0, len(s.sessions))
+	for _, r := range s.sessions {
+		recs = append(recs, r)
+	}
+	s.mu.Unlock()
+	for _, r := range recs {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sessions) Queue(clientID string) (store.Queue, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[clientID]
+	if q == nil {
+		q = &Queue{}
+		s.queues[clientID] = q
+	}
+	return q, nil
+}
+
+type retained Store
+
+func (r *retained) Set(m *message.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.retained[m.Topic] = m
+	return nil
+}
+
+func (r *retained) Delete(topic string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.retained, topic)
+	return nil
+}
+
+func (r *retained) All(fn func(*message.Message) error) error {
+	r.mu.Lock()
+	msgs := make([]*message.Message, 0, len(r.retained))
+	for _, m := range r.retained {
+		msgs = append(msgs, m)
+	}
+	r.mu.Unlock()
+	for _, m := range msgs {
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Queue is a FIFO on a ring buffer that grows by doubling and shrinks when mostly empty, so a
+// drained queue gives its memory back.
+type Queue struct {
+	items []store.Item
+	head  int
+	n     int
+	bytes int64
+}
+
+// Push implements store.Queue.
+func (q *Queue) Push(it store.Item) error {
+	if q.n == len(q.items) {
+		q.resize(max(8, 2*len(q.items)))
+	}
+	q.items[(q.head+q.n)%len(q.items)] = it
+	q.n++
+	q.bytes += int64(it.Size())
+	return nil
+}
+
+// Front implements store.Queue.
+func (q *Queue) Front() (store.Item, bool) {
+	if q.n == 0 {
+		return store.Item{}, false
+	}
+	return q.items[q.head], true
+}
+
+// Pop implements store.Queue.
+func (q *Queue) Pop() (store.Item, bool) {
+	if q.n == 0 {
+		return store.Item{}, false
+	}
+	it := q.items[q.head]
+	q.items[q.head] = store.Item{}
+	q.head = (q.head + 1) % len(q.items)
+	q.n--
+	q.bytes -= int64(it.Size())
+	if len(q.items) > 64 && q.n < len(q.items)/4 {
+		q.resize(len(q.items) / 2)
+	}
+	return it, true
+}
+
+// Len implements store.Queue.
+func (q *Queue) Len() int { return q.n }
+
+// Bytes implements store.Queue.
+func (q *Queue) Bytes() int64 { return q.bytes }
+
+// Clear implements store.Queue.
+func (q *Queue) Clear() error {
+	*q = Queue{}
+	return nil
+}
+
+func (q *Queue) resize(size int) {
+	items := make([]store.Item, size)
+	for i := 0; i < q.n; i++ {
+		items[i] = q.items[(q.head+i)%len(q.items)]
+	}
+	q.items = items
+	q.head = 0
+}
