@@ -1,0 +1,406 @@
+package topic
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Index maps subscription filters to subscribers and matches published topics against them.
+// K identifies a subscriber (the broker uses a *Session); V is what the broker stores per
+// subscription (QoS, options, subscription identifier...). All methods are safe for concurrent use.
+//
+// Concurrency design:
+//
+//   - Readers (Match, MatchInto) never take an index-wide lock. They walk the trie holding one
+//     node's RWMutex in read mode at a time (see node.go), and consult a sharded cache first.
+//   - Writers (Subscribe, Unsubscribe) serialize on wmu: subscribe rates are low next to publish
+//     rates, and a single writer makes creating and pruning nodes race-free without lock
+//     coupling. A writer write-locks only the node it changes, briefly.
+//   - Every change bumps gen after it is applied. Match loads gen before looking at the cache or
+//     walking, and a cached result is served only for the generation it was computed at, so a
+//     Match that starts after Subscribe/Unsubscribe returned sees the change.
+//
+// Guarantees for a concurrent Match: a subscription present before Match started and not removed
+// while it runs is always returned; each subscription appears at most once; subscriptions
+// added or removed while it runs may or may not appear.
+type Index[K comparable, V any] struct {
+	root  node[K, V]
+	gen   atomic.Uint64
+	count atomic.Int64
+	cache *cache[K, V] // nil when caching is disabled
+	empty *Result[K, V]
+
+	// scratch holds *Result buffers for walks on a cache miss, so that the only allocations of a
+	// miss are the exact-size immutable result and the cache key.
+	scratch sync.Pool
+
+	wmu   sync.Mutex    // serializes writers
+	nodes int           // trie nodes excluding the root; guarded by wmu
+	path  []*node[K, V] // Unsubscribe's scratch path; guarded by wmu
+}
+
+// DefaultCacheWeightPerTopic is the entry budget NewIndex gives the cache per cached topic.
+const DefaultCacheWeightPerTopic = 16
+
+// NewIndex returns an empty index whose match cache holds up to cacheEntries topics (and up to
+// cacheEntries*DefaultCacheWeightPerTopic matched entries in total). cacheEntries <= 0 disables
+// the cache: Match then walks the trie every time.
+func NewIndex[K comparable, V any](cacheEntries int) *Index[K, V] {
+	return NewIndexLimits[K, V](cacheEntries, cacheEntries*DefaultCacheWeightPerTopic)
+}
+
+// NewIndexLimits is NewIndex with both cache bounds explicit: at most cacheTopics cached topics
+// and at most cacheWeight cached entries in total (plain entries plus shared-group members, plus
+// one per topic). A single result too heavy for its cache shard (about cacheWeight/64 on a large
+// cache) is not cached; size cacheWeight for the fan-out you expect.
+func NewIndexLimits[K comparable, V any](cacheTopics, cacheWeight int) *Index[K, V] {
+	return &Index[K, V]{
+		cache: newCache[K, V](cacheTopics, cacheWeight),
+		empty: &Result[K, V]{},
+	}
+}
+
+// Len returns the number of subscriptions (plain subscriptions plus shared-group memberships).
+func (x *Index[K, V]) Len() int { return int(x.count.Load()) }
+
+// valid reports whether f could have come from ParseFilter.
+func (f Filter) valid() bool {
+	if f.Path == "" || len(f.Path) > MaxLen || scan(f.Path, true) != nil {
+		return false
+	}
+	return f.Group == "" || scan(f.Group, false) == nil && !strings.Contains(f.Group, "/")
+}
+
+// Subscribe adds a subscription, or replaces the value of the one with the same filter (group
+// included) and the same key; it reports whether it replaced one. f must come from ParseFilter:
+// Subscribe panics on an invalid Filter, since that is a bug in the caller, not bad client input.
+//
+// The index keeps its own copy of the filter text, so f may alias a connection's read buffer.
+func (x *Index[K, V]) Subscribe(f Filter, key K, val V) (replaced bool) {
+	if !f.valid() {
+		panic("topic: Subscribe with an invalid Filter " + f.String())
+	}
+	// Copy the filter before taking locks. Node levels and Entry.Filter are substrings of the
+	// copy, so one string per distinct filter is all the text the index holds.
+	var path, full, name string
+	if f.Group == "" {
+		path = strings.Clone(f.Path)
+	} else {
+		full = f.String() // a fresh string
+		name = full[len(sharePrefix) : len(sharePrefix)+len(f.Group)]
+		path = full[len(full)-len(f.Path):]
+	}
+
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+
+	n := &x.root
+	for rest, more := path, true; more; {
+		var level string
+		level, rest, more = cut(rest)
+		n = x.childOrCreate(n, level)
+	}
+
+	n.mu.Lock()
+	if f.Group == "" {
+		if len(n.subs.list) > 0 {
+			path = n.subs.list[0].Filter // same text; share it rather than keep another copy
+		}
+		replaced = n.subs.put(Entry[K, V]{Key: key, Val: val, Filter: path})
+	} else {
+		if n.shared == nil {
+			n.shared = &sharedGroups[K, V]{}
+		}
+		var g *group[K, V]
+		if i := n.shared.find(name); i >= 0 {
+			g = n.shared.list[i]
+		} else {
+			g = &group[K, V]{name: name, path: path, full: full}
+			n.shared.list = append(n.shared.list, g)
+		}
+		replaced = g.members.put(Entry[K, V]{Key: key, Val: val, Filter: g.full})
+		g.snap.Store(nil) // readers rebuild the snapshot from the new members
+	}
+	n.mu.Unlock()
+
+	if !replaced {
+		x.count.Add(1)
+	}
+	// Bump after the change is in place: a Match that loads the new generation is guaranteed to
+	// walk a trie that contains it, and nothing cached earlier is served to it.
+	x.gen.Add(1)
+	return replaced
+}
+
+// childOrCreate returns n's child for level, linking a new node if there is none.
+// Caller holds wmu, which is what makes reading n's fields without n.mu safe here.
+func (x *Index[K, V]) childOrCreate(n *node[K, V], level string) *node[K, V] {
+	var c *node[K, V]
+	switch level {
+	case "+":
+		c = n.plus
+	case "#":
+		c = n.hash
+	default:
+		c = n.child(level)
+	}
+	if c != nil {
+		return c
+	}
+	c = &node[K, V]{level: level}
+	n.mu.Lock()
+	switch level {
+	case "+":
+		n.plus = c
+	case "#":
+		n.hash = c
+	default:
+		n.addKid(c)
+	}
+	n.mu.Unlock()
+	x.nodes++
+	return c
+}
+
+// Unsubscribe removes the subscription with filter f (group included) and key; it reports
+// whether there was one. Nodes left empty are pruned so their memory returns.
+func (x *Index[K, V]) Unsubscribe(f Filter, key K) (removed bool) {
+	if f.Path == "" {
+		return false
+	}
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+
+	// Find the node, remembering the path for pruning. Under wmu the trie cannot change.
+	path := x.path[:0]
+	n := &x.root
+	for rest, more := f.Path, true; more; {
+		var level string
+		level, rest, more = cut(rest)
+		switch level {
+		case "+":
+			n = n.plus
+		case "#":
+			n = n.hash
+		default:
+			n = n.child(level)
+		}
+		if n == nil {
+			return false
+		}
+		path = append(path, n)
+	}
+	defer func() {
+		clear(path) // do not pin pruned nodes until the next Unsubscribe
+		x.path = path[:0]
+	}()
+
+	n.mu.Lock()
+	if f.Group == "" {
+		removed = n.subs.remove(key)
+	} else if n.shared != nil {
+		if i := n.shared.find(f.Group); i >= 0 {
+			g := n.shared.list[i]
+			if removed = g.members.remove(key); removed {
+				g.snap.Store(nil)
+				if len(g.members.list) == 0 {
+					n.shared.list = slices.Delete(n.shared.list, i, i+1)
+					if len(n.shared.list) == 0 {
+						n.shared = nil
+					}
+				}
+			}
+		}
+	}
+	n.mu.Unlock()
+	if !removed {
+		return false
+	}
+	x.count.Add(-1)
+
+	// Prune bottom-up while nodes are empty. A reader may still be looking at a node we unlink:
+	// it is empty, so it contributes nothing, and it is never relinked (a later Subscribe
+	// creates a fresh node), so the reader cannot see a half-built state.
+	for i := len(path) - 1; i >= 0 && path[i].empty(); i-- {
+		c, parent := path[i], &x.root
+		if i > 0 {
+			parent = path[i-1]
+		}
+		parent.mu.Lock()
+		switch {
+		case parent.plus == c:
+			parent.plus = nil
+		case parent.hash == c:
+			parent.hash = nil
+		default:
+			parent.removeKid(c)
+		}
+		parent.mu.Unlock()
+		x.nodes--
+	}
+	x.gen.Add(1)
+	return true
+}
+
+// nodeCount returns the number of trie nodes besides the root. For tests.
+func (x *Index[K, V]) nodeCount() int {
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	return x.nodes
+}
+
+// Match returns the subscriptions matching topic (a topic name; it is not validated). The result
+// is shared and READ-ONLY and stays valid and unchanged after later changes to the index. Entries
+// with the same Key are adjacent. A cache hit does not allocate.
+func (x *Index[K, V]) Match(topic string) *Result[K, V] {
+	// Load the generation before anything else: the result computed below reflects at least
+	// every change whose bump precedes this load, so it may be cached under gen.
+	gen := x.gen.Load()
+	if x.cache != nil {
+		if r := x.cache.get(topic, gen); r != nil {
+			return r
+		}
+	}
+	s, _ := x.scratch.Get().(*Result[K, V])
+	if s == nil {
+		s = new(Result[K, V])
+	}
+	x.MatchInto(topic, s)
+	r := x.freeze(s)
+	if cap(s.Entries) <= maxScratchEntries {
+		s.Reset()
+		x.scratch.Put(s)
+	}
+	if x.cache != nil {
+		x.cache.put(topic, gen, r)
+	}
+	return r
+}
+
+// maxScratchEntries keeps a one-off huge fan-out from parking a huge buffer in the pool.
+const maxScratchEntries = 4096
+
+// freeze copies the walk result s into an exact-size immutable Result with equal keys adjacent.
+func (x *Index[K, V]) freeze(s *Result[K, V]) *Result[K, V] {
+	if len(s.Entries) == 0 && len(s.Shared) == 0 {
+		return x.empty // immutable and shared: topics nobody listens to cost nothing
+	}
+	r := &Result[K, V]{}
+	if len(s.Entries) > 0 {
+		r.Entries = make([]Entry[K, V], len(s.Entries))
+		groupByKey(r.Entries, s.Entries)
+	}
+	if len(s.Shared) > 0 {
+		r.Shared = slices.Clone(s.Shared)
+	}
+	return r
+}
+
+// MatchInto collects the subscriptions matching topic into r, which the caller owns: r is reset
+// first and its capacity reused, so once it is large enough MatchInto does not allocate. It
+// bypasses the cache, and entries with equal keys are not necessarily adjacent. The Group
+// pointers it stores are immutable snapshots, as with Match.
+func (x *Index[K, V]) MatchInto(topic string, r *Result[K, V]) {
+	r.Entries = r.Entries[:0]
+	r.Shared = r.Shared[:0]
+	// The '$' rule: at the root, '+' and '#' children do not match a topic starting with '$'.
+	dollar := len(topic) > 0 && topic[0] == '$'
+	walk(&x.root, topic, false, dollar, r)
+}
+
+// walk collects from the subtree at n, which has consumed the topic levels before rest; done
+// means every level has been consumed. noWild suppresses n's '+' and '#' children (the root
+// under the '$' rule). Literal descent loops; only '+' branches recurse, so the depth of the
+// recursion is bounded by the number of '+' levels in the deepest matching filter.
+func walk[K comparable, V any](n *node[K, V], rest string, done, noWild bool, r *Result[K, V]) {
+	for {
+		var hash, plus, lit *node[K, V]
+		var next string
+		var more bool
+
+		n.mu.RLock()
+		if !noWild {
+			// "x/#" matches x itself and everything below it, so the '#' child applies whether
+			// or not levels remain.
+			hash = n.hash
+		}
+		if done {
+			n.collect(r)
+		} else {
+			var level string
+			level, next, more = cut(rest)
+			lit = n.child(level)
+			if !noWild {
+				plus = n.plus
+			}
+		}
+		n.mu.RUnlock()
+
+		if hash != nil {
+			hash.mu.RLock()
+			hash.collect(r)
+			hash.mu.RUnlock()
+		}
+		if plus != nil {
+			walk(plus, next, !more, false, r)
+		}
+		if lit == nil {
+			return
+		}
+		n, rest, done, noWild = lit, next, !more, false
+	}
+}
+
+// smallGroupBy is the size up to which grouping equal keys by a quadratic in-place pass beats
+// building a map.
+const smallGroupBy = 32
+
+// groupByKey copies src into dst (same length) so that entries with equal keys are adjacent.
+// Order is otherwise unspecified.
+func groupByKey[K comparable, V any](dst, src []Entry[K, V]) {
+	copy(dst, src)
+	n := len(dst)
+	if n <= smallGroupBy {
+		// Typical results have a few entries with mostly distinct keys: after position i, pull
+		// every later entry with the same key next to it.
+		for i := 0; i < n; {
+			k, j := dst[i].Key, i+1
+			for m := j; m < n; m++ {
+				if dst[m].Key == k {
+					dst[j], dst[m] = dst[m], dst[j]
+					j++
+				}
+			}
+			i = j
+		}
+		return
+	}
+	// Large fan-out: counting sort by order of first appearance, O(n).
+	groupOf := make(map[K]int32, n)
+	ids := make([]int32, n)
+	var starts []int32
+	for i := range src {
+		g, ok := groupOf[src[i].Key]
+		if !ok {
+			g = int32(len(starts))
+			groupOf[src[i].Key] = g
+			starts = append(starts, 0)
+		}
+		ids[i] = g
+		starts[g]++
+	}
+	if len(starts) == n {
+		return // all keys distinct: the copy is already grouped
+	}
+	sum := int32(0)
+	for g, c := range starts {
+		starts[g] = sum
+		sum += c
+	}
+	for i := range src {
+		dst[starts[ids[i]]] = src[i]
+		starts[ids[i]]++
+	}
+}
