@@ -1,0 +1,135 @@
+// Package broker is tern's core: sessions, the subscription index, delivery with QoS and flow
+// control, retained messages, wills and expiry. It knows no wire format and opens no socket;
+// faces translate their protocols into the calls on Broker and Client, and receive deliveries
+// through the Sink they hand over at connect time.
+package broker
+
+import (
+	"errors"
+
+	"github.com/ternmq/tern/internal/message"
+)
+
+// Errors the core returns; faces map them to their protocol's codes.
+var (
+	ErrTopicInvalid        = errors.New("topic name invalid")
+	ErrFilterInvalid       = errors.New("topic filter invalid")
+	ErrNotAuthorized       = errors.New("not authorized")
+	ErrQuotaExceeded       = errors.New("quota exceeded")
+	ErrRetainNotSupported  = errors.New("retain not supported")
+	ErrSharedNotSupported  = errors.New("shared subscriptions not supported")
+	ErrSessionTakenOver    = errors.New("session taken over by another connection")
+	ErrServerShuttingDown  = errors.New("server shutting down")
+	ErrSessionExpiryLocked = errors.New("session expiry cannot be set after a zero expiry")
+)
+
+// NeverExpire is the session expiry interval meaning "keep the session until it is used again".
+const NeverExpire = 0xFFFFFFFF
+
+// SendResult tells the core what a Sink did with a delivery.
+type SendResult int
+
+const (
+	// Sent means the delivery is on its way to the client.
+	Sent SendResult = iota
+	// Busy means the connection's outgoing buffer is full. A fresh QoS 0 message is dropped and
+	// counted; anything else stays queued until the face calls Client.Drained.
+	Busy
+	// TooLarge means the delivery exceeds what the client accepts (MQTT's Maximum Packet Size); it
+	// is discarded as if delivered.
+	TooLarge
+)
+
+// Delivery is one message on its way to one client.
+type Delivery struct {
+	Msg      *message.Message
+	QoS      byte
+	PacketID uint16
+	Dup      bool
+	Retain   bool
+	// SubIDs are the identifiers of the subscriptions that matched (MQTT 5). Read-only.
+	SubIDs []uint32
+	// Many is a hint that the same message goes to more than one connection, so caching its
+	// encoding in Msg.Frames pays off.
+	Many bool
+}
+
+// Sink is a connected client as the core sees it. The core calls it with its session lock held,
+// so a Sink must not call back into the core from these methods.
+type Sink interface {
+	// Send hands a delivery to the connection. Msg is only valid during the call for QoS 0.
+	Send(d Delivery) SendResult
+	// Release re-sends the release (MQTT PUBREL) of a QoS 2 delivery after a reconnect.
+	Release(packetID uint16)
+	// Close ends the connection for the given reason (session takeover, shutdown).
+	Close(reason error)
+}
+
+// Will is a message the core publishes when a client goes away without saying goodbye.
+type Will struct {
+	Msg *message.Message
+	// Delay is the will delay interval in seconds.
+	Delay uint32
+}
+
+// ConnectRequest is what a face knows about a client that wants a session.
+type ConnectRequest struct {
+	// ClientID names the session; empty asks the core to assign one.
+	ClientID string
+	// Identity is who the client authenticated as ("" for anonymous).
+	Identity   string
+	CleanStart bool
+	// Expiry is the requested session expiry interval in seconds (NeverExpire: no expiry).
+	Expiry uint32
+	// ReceiveMax is how many unacknowledged QoS 1/2 deliveries the client accepts at once.
+	ReceiveMax uint16
+	Will       *Will
+	Sink       Sink
+}
+
+// ConnectResult is what the face tells the client after a successful connect.
+type ConnectResult struct {
+	ClientID       string
+	AssignedID     bool
+	SessionPresent bool
+	// Expiry is the session expiry interval the core will apply (the request, capped by config).
+	Expiry uint32
+}
+
+// SubscribeRequest is one filter of a subscribe, with its options.
+type SubscribeRequest struct {
+	Filter            string
+	QoS               byte
+	NoLocal           bool
+	RetainAsPublished bool
+	// RetainHandling: 0 send retained messages, 1 only for a new subscription, 2 never.
+	RetainHandling byte
+	// ID is the subscription identifier, 0 for none.
+	ID uint32
+}
+
+// SubscribeResult is the outcome for one filter: the granted QoS, or Err.
+type SubscribeResult struct {
+	QoS     byte
+	Err     error
+	Existed bool
+	sub     *subscription
+}
+
+// DisconnectRequest describes how a connection ended.
+type DisconnectRequest struct {
+	// Graceful: the client said goodbye (MQTT DISCONNECT); its will is discarded unless PublishWill.
+	Graceful    bool
+	PublishWill bool
+	// SetExpiry replaces the session expiry interval with Expiry.
+	SetExpiry bool
+	Expiry    uint32
+}
+
+// PublishResult reports what a publish reached.
+type PublishResult struct {
+	// Matched counts the sessions the message was delivered or queued to.
+	Matched int
+	// Duplicate is set when an exactly-once publish repeats a packet id still awaiting release.
+	Duplicate bool
+}

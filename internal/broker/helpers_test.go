@@ -1,0 +1,175 @@
+package broker
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ternmq/tern/internal/message"
+)
+
+// sink records what the core sends to one fake connection.
+type sink struct {
+	mu       sync.Mutex
+	got      []Delivery
+	releases []uint16
+	closed   error
+	// result is what Send answers (Sent by default).
+	result SendResult
+}
+
+func (k *sink) Send(d Delivery) SendResult {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.result != Sent {
+		return k.result
+	}
+	// QoS 0 messages are only valid during the call: keep a copy, as a face would encode one.
+	d.Msg = d.Msg.Clone()
+	d.SubIDs = slices.Clone(d.SubIDs)
+	k.got = append(k.got, d)
+	return Sent
+}
+
+func (k *sink) Release(pid uint16) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.releases = append(k.releases, pid)
+}
+
+func (k *sink) Close(reason error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.closed = reason
+}
+
+func (k *sink) setResult(r SendResult) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.result = r
+}
+
+// payloads lists the payloads received so far, in order.
+func (k *sink) payloads() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []string
+	for _, d := range k.got {
+		out = append(out, string(d.Msg.Payload))
+	}
+	return out
+}
+
+func (k *sink) deliveries() []Delivery {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.got)
+}
+
+func (k *sink) reset() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.got, k.releases = nil, nil
+}
+
+// timers replaces the core's clock-driven callbacks so tests fire them when they choose.
+type timers struct {
+	mu      sync.Mutex
+	pending []*fakeTimer
+}
+
+type fakeTimer struct {
+	d       time.Duration
+	f       func()
+	stopped bool
+}
+
+func (t *fakeTimer) Stop() bool {
+	was := !t.stopped
+	t.stopped = true
+	return was
+}
+
+func (ts *timers) afterFunc(d time.Duration, f func()) stopper {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t := &fakeTimer{d: d, f: f}
+	ts.pending = append(ts.pending, t)
+	return t
+}
+
+// fire runs every live timer whose delay is d, and reports how many ran.
+func (ts *timers) fire(d time.Duration) int {
+	ts.mu.Lock()
+	var due []*fakeTimer
+	for _, t := range ts.pending {
+		if !t.stopped && t.d == d {
+			t.stopped = true
+			due = append(due, t)
+		}
+	}
+	ts.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+	return len(due)
+}
+
+func newTestBroker(t *testing.T, mod func(*Config)) (*Broker, *timers) {
+	t.Helper()
+	cfg := DefaultConfig()
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, err := New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &timers{}
+	b.afterFunc = ts.afterFunc
+	return b, ts
+}
+
+// connect opens a started client with a recording sink.
+func connect(t *testing.T, b *Broker, req ConnectRequest) (*Client, *sink, ConnectResult) {
+	t.Helper()
+	k := &sink{}
+	req.Sink = k
+	c, res, err := b.Connect(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+	return c, k, res
+}
+
+func subscribe(t *testing.T, c *Client, reqs ...SubscribeRequest) []SubscribeResult {
+	t.Helper()
+	res := c.Subscribe(reqs)
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("subscribe %q: %v", reqs[i].Filter, r.Err)
+		}
+	}
+	c.SendRetained(res)
+	return res
+}
+
+func publish(t *testing.T, c *Client, topic, payload string, qos byte, retain bool) PublishResult {
+	t.Helper()
+	res, err := c.Publish(&message.Message{Topic: topic, Payload: []byte(payload), QoS: qos, Retain: retain})
+	if err != nil {
+		t.Fatalf("publish %s: %v", topic, err)
+	}
+	return res
+}
+
+func wantPayloads(t *testing.T, k *sink, want ...string) {
+	t.Helper()
+	got := k.payloads()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("payloads %q, want %q", got, want)
+	}
+}

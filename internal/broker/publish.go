@@ -1,0 +1,174 @@
+package broker
+
+import (
+	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/topic"
+)
+
+// Publish routes a message from this client. The message is borrowed for the call (see
+// message.Message); the core stamps its id, time and sender.
+func (c *Client) Publish(m *message.Message) (PublishResult, error) {
+	m.Sender = c.Identity
+	return c.b.publish(c.s, m)
+}
+
+// PublishExactlyOnce routes a QoS 2 message unless its packet id is still awaiting release from an
+// earlier send, in which case it is a duplicate and is not routed again.
+func (c *Client) PublishExactlyOnce(packetID uint16, m *message.Message) (PublishResult, error) {
+	if !c.lock() {
+		return PublishResult{}, ErrSessionTakenOver
+	}
+	_, dup := c.s.incoming[packetID]
+	c.s.mu.Unlock()
+	if dup {
+		return PublishResult{Duplicate: true}, nil
+	}
+	res, err := c.Publish(m)
+	if err != nil {
+		return res, err
+	}
+	if c.lock() {
+		c.s.incoming[packetID] = struct{}{}
+		c.s.mu.Unlock()
+	}
+	return res, nil
+}
+
+// Release completes an exactly-once publish (MQTT PUBREL); it reports whether the id was pending.
+func (c *Client) Release(packetID uint16) bool {
+	if !c.lock() {
+		return false
+	}
+	defer c.s.mu.Unlock()
+	_, ok := c.s.incoming[packetID]
+	delete(c.s.incoming, packetID)
+	return ok
+}
+
+// PendingReleases is how many exactly-once publishes await release (flow control counts them).
+func (c *Client) PendingReleases() int {
+	if !c.lock() {
+		return 0
+	}
+	defer c.s.mu.Unlock()
+	return len(c.s.incoming)
+}
+
+// publish stamps and routes m; from is the publishing session (nil for wills and internal sources).
+func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, error) {
+	if err := topic.ValidName(m.Topic); err != nil {
+		return PublishResult{}, ErrTopicInvalid
+	}
+	if m.QoS > b.cfg.MaxQoS {
+		m.QoS = b.cfg.MaxQoS
+	}
+	t := now()
+	m.ID = b.nextID.Add(1)
+	m.Time = t
+	b.stats.Received.Add(1)
+	p := publication{msg: m}
+	if m.Retain {
+		if !b.cfg.RetainAvailable {
+			return PublishResult{}, ErrRetainNotSupported
+		}
+		b.retain(&p)
+	}
+	return PublishResult{Matched: b.route(&p, from)}, nil
+}
+
+// retain stores or (empty payload) clears the retained message of the topic.
+func (b *Broker) retain(p *publication) {
+	if len(p.msg.Payload) == 0 {
+		if b.retained.delete(p.msg.Topic) {
+			b.stats.Retained.Add(-1)
+			if err := b.store.Retained().Delete(p.msg.Topic); err != nil {
+				b.log.Error("deleting retained message", "topic", p.msg.Topic, "err", err)
+			}
+		}
+		return
+	}
+	m := p.keep()
+	if b.retained.set(m) {
+		b.stats.Retained.Add(1)
+	}
+	if err := b.store.Retained().Set(m); err != nil {
+		b.log.Error("storing retained message", "topic", m.Topic, "err", err)
+	}
+}
+
+// route delivers to every matching session and to one member of each matching shared group.
+// Overlapping subscriptions of one session become one delivery with the highest QoS and all
+// their subscription identifiers.
+func (b *Broker) route(p *publication, from *Session) int {
+	m := p.msg
+	res := b.index.Match(m.Topic)
+	p.many = len(res.Entries)+len(res.Shared) > 1
+	matched := 0
+	entries := res.Entries
+	for i := 0; i < len(entries); {
+		s := entries[i].Key
+		j := i + 1
+		for j < len(entries) && entries[j].Key == s {
+			j++
+		}
+		qos, retain, ids, ok := merge(entries[i:j], s == from)
+		i = j
+		if !ok {
+			continue
+		}
+		s.deliver(p, min(qos, m.QoS), retain && m.Retain, ids)
+		matched++
+	}
+	for _, g := range res.Shared {
+		e, ok := pickMember(g)
+		if !ok {
+			continue
+		}
+		sub := e.Val
+		e.Key.deliver(p, min(sub.QoS, m.QoS), sub.RetainAsPublished && m.Retain, sub.ids)
+		matched++
+	}
+	return matched
+}
+
+// merge combines one session's matching subscriptions, leaving out no-local ones when the session
+// is the publisher. ok is false when none is left.
+func merge(subs []topic.Entry[*Session, *subscription], local bool) (qos byte, retain bool, ids []uint32, ok bool) {
+	if len(subs) == 1 {
+		sub := subs[0].Val
+		if local && sub.NoLocal {
+			return 0, false, nil, false
+		}
+		return sub.QoS, sub.RetainAsPublished, sub.ids, true
+	}
+	for _, e := range subs {
+		sub := e.Val
+		if local && sub.NoLocal {
+			continue
+		}
+		ok = true
+		qos = max(qos, sub.QoS)
+		retain = retain || sub.RetainAsPublished
+		if sub.ID != 0 {
+			ids = append(ids, sub.ID)
+		}
+	}
+	return qos, retain, ids, ok
+}
+
+// pickMember chooses the shared group member for one message: round robin, skipping members whose
+// client is offline; when all are offline the message queues for the next in turn.
+func pickMember(g *topic.Group[*Session, *subscription]) (topic.Entry[*Session, *subscription], bool) {
+	n := len(g.Members)
+	if n == 0 {
+		return topic.Entry[*Session, *subscription]{}, false
+	}
+	start := g.Next()
+	for k := 0; k < n; k++ {
+		e := g.Members[(start+k)%n]
+		if e.Key.online.Load() {
+			return e, true
+		}
+	}
+	return g.Members[start%n], true
+}

@@ -1,0 +1,28 @@
+package broker
+
+import "sync/atomic"
+
+// Stats are the core's live counters. Faces add their own; the metrics package exports both.
+type Stats struct {
+	// Received counts messages accepted for routing.
+	Received atomic.Uint64
+	// Delivered counts deliveries handed to connections.
+	Delivered atomic.Uint64
+	// DroppedSlow counts QoS 0 deliveries dropped because the connection's buffer was full.
+	DroppedSlow atomic.Uint64
+	// DroppedOffline counts QoS 0 deliveries not queued for offline sessions (QueueQoS0 off).
+	DroppedOffline atomic.Uint64
+	// DroppedQueueFull counts queued deliveries dropped to keep a session queue within its limits.
+	DroppedQueueFull atomic.Uint64
+	// DroppedTooLarge counts deliveries larger than the client's maximum packet size.
+	DroppedTooLarge atomic.Uint64
+	// Expired counts queued messages whose expiry passed before delivery.
+	Expired atomic.Uint64
+	// Queued is the number of deliveries waiting in session queues.
+	Queued atomic.Int64
+	// Sessions, Connected, Subscriptions and Retained are current totals.
+	Sessions      atomic.Int64
+	Connected     atomic.Int64
+	Subscriptions atomic.Int64
+	Retained      atomic.Int64
+}

@@ -1,0 +1,97 @@
+package broker
+
+import (
+	"github.com/ternmq/tern/internal/store"
+	"github.com/ternmq/tern/internal/topic"
+)
+
+// Subscribe adds or replaces subscriptions and reports, per filter, the granted QoS or why not.
+// Retained messages are not sent here: the face acknowledges the subscribe first and then calls
+// SendRetained with these results.
+func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
+	out := make([]SubscribeResult, len(reqs))
+	if !c.lock() {
+		for i := range out {
+			out[i].Err = ErrSessionTakenOver
+		}
+		return out
+	}
+	s := c.s
+	defer s.mu.Unlock()
+	cfg := &c.b.cfg
+	for i, r := range reqs {
+		f, err := topic.ParseFilter(r.Filter)
+		if err != nil {
+			out[i].Err = ErrFilterInvalid
+			continue
+		}
+		old := s.subs[r.Filter]
+		if old == nil && cfg.MaxSubscriptions > 0 && len(s.subs) >= cfg.MaxSubscriptions {
+			out[i].Err = ErrQuotaExceeded
+			continue
+		}
+		sub := &subscription{
+			Subscription: store.Subscription{
+				Filter: r.Filter, QoS: min(r.QoS, cfg.MaxQoS), NoLocal: r.NoLocal,
+				RetainAsPublished: r.RetainAsPublished, RetainHandling: r.RetainHandling, ID: r.ID,
+			},
+			filter: f,
+		}
+		if r.ID != 0 {
+			sub.ids = []uint32{r.ID}
+		}
+		s.subs[r.Filter] = sub
+		c.b.index.Subscribe(f, s, sub)
+		if old == nil {
+			c.b.stats.Subscriptions.Add(1)
+		}
+		out[i] = SubscribeResult{QoS: sub.QoS, Existed: old != nil, sub: sub}
+	}
+	s.saveLocked()
+	return out
+}
+
+// SendRetained delivers the retained messages the given subscribe results ask for: for each new
+// non-shared subscription (retain handling 0, or 1 when it did not exist before), every retained
+// message matching its filter, flagged retained.
+func (c *Client) SendRetained(results []SubscribeResult) {
+	for _, r := range results {
+		sub := r.sub
+		if r.Err != nil || sub == nil || sub.filter.Group != "" {
+			continue
+		}
+		if sub.RetainHandling == 2 || (sub.RetainHandling == 1 && r.Existed) {
+			continue
+		}
+		t := now()
+		for _, m := range c.b.retained.match(sub.filter.Path) {
+			if m.Expired(t) {
+				continue
+			}
+			p := publication{msg: m, owned: m, many: true}
+			c.s.deliver(&p, min(m.QoS, sub.QoS), true, sub.ids)
+		}
+	}
+}
+
+// Unsubscribe removes subscriptions and reports, per filter, whether it existed.
+func (c *Client) Unsubscribe(filters []string) []bool {
+	out := make([]bool, len(filters))
+	if !c.lock() {
+		return out
+	}
+	s := c.s
+	defer s.mu.Unlock()
+	for i, f := range filters {
+		sub := s.subs[f]
+		if sub == nil {
+			continue
+		}
+		delete(s.subs, f)
+		c.b.index.Unsubscribe(sub.filter, s)
+		c.b.stats.Subscriptions.Add(-1)
+		out[i] = true
+	}
+	s.saveLocked()
+	return out
+}
