@@ -1,0 +1,64 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ternmq/tern/internal/config"
+	"github.com/ternmq/tern/internal/server"
+)
+
+func init() {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the broker",
+		Long: `Run the broker. With no configuration it listens on loopback only:
+MQTT on 127.0.0.1:1883, HTTP (MQTT over WebSocket at /mqtt, /metrics, /healthz)
+on 127.0.0.1:8080 and MQTT on the Unix socket ./tern.sock.
+
+Settings come from the embedded defaults, then --config FILE (TOML), then TERN_*
+environment variables, then flags. An empty address disables a listener.`,
+		Args: cobra.NoArgs,
+		RunE: runServe,
+	}
+	d := config.Default()
+	f := cmd.Flags()
+	f.String("config", "", "TOML configuration file")
+	f.String("mqtt", d.Listen.MQTT, "MQTT over TCP listen address")
+	f.String("mqtt-tls", d.Listen.MQTTTLS, "MQTT over TLS listen address, e.g. 127.0.0.1:8883")
+	f.String("http", d.Listen.HTTP, "HTTP listen address (MQTT over WebSocket at /mqtt)")
+	f.String("https", d.Listen.HTTPS, "HTTPS listen address (MQTT over secure WebSocket at /mqtt)")
+	f.String("unix", d.Listen.Unix, "Unix socket path for MQTT")
+	f.String("tls-cert", d.TLS.CertFile, "TLS certificate file (PEM) for the TLS listeners")
+	f.String("tls-key", d.TLS.KeyFile, "TLS private key file (PEM) for the TLS listeners")
+	f.String("data-dir", d.DataDir, "directory for durable state (empty: memory only)")
+	f.String("log-level", d.LogLevel, "log level: debug, info, warn or error")
+	rootCmd.AddCommand(cmd)
+}
+
+func runServe(cmd *cobra.Command, _ []string) error {
+	path, _ := cmd.Flags().GetString("config")
+	cfg, err := config.Load(path, cmd.Flags(), config.Environ)
+	if err != nil {
+		return err
+	}
+	level, _ := config.ParseLevel(cfg.LogLevel)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.DataDir != "" {
+		log.Warn("durable storage is not available in this version; state is kept in memory", "data_dir", cfg.DataDir)
+	}
+	srv, err := server.Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("tern started", "version", version)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	got := <-sig
+	log.Info("shutting down", "signal", got.String())
+	return srv.Close()
+}

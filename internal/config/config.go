@@ -1,0 +1,221 @@
+// Package config loads tern's configuration: embedded defaults, then a TOML file, then TERN_*
+// environment variables, then command-line flags, each overriding the one before.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/toml/v2"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+)
+
+// Config is the whole configuration. TOML keys are the koanf tags; environment variables are
+// TERN_ followed by the key path in upper case with "__" between sections, e.g.
+// TERN_LISTEN__MQTT=127.0.0.1:1884 or TERN_SESSION__MAX_QUEUED_MESSAGES=500.
+type Config struct {
+	LogLevel string  `koanf:"log_level"`
+	DataDir  string  `koanf:"data_dir"`
+	Listen   Listen  `koanf:"listen"`
+	TLS      TLS     `koanf:"tls"`
+	MQTT     MQTT    `koanf:"mqtt"`
+	Session  Session `koanf:"session"`
+}
+
+// Listen holds the listener addresses; an empty address disables that listener.
+type Listen struct {
+	// MQTT is plain MQTT over TCP.
+	MQTT string `koanf:"mqtt"`
+	// MQTTTLS is MQTT over TLS (needs tls.cert_file and tls.key_file).
+	MQTTTLS string `koanf:"mqtt_tls"`
+	// HTTP serves MQTT over WebSocket at /mqtt, plus /metrics and /healthz.
+	HTTP string `koanf:"http"`
+	// HTTPS is HTTP over TLS, so WebSocket clients get wss://.
+	HTTPS string `koanf:"https"`
+	// Unix is the path of a Unix socket speaking MQTT.
+	Unix string `koanf:"unix"`
+}
+
+// TLS names the server certificate for every TLS listener.
+type TLS struct {
+	CertFile string `koanf:"cert_file"`
+	KeyFile  string `koanf:"key_file"`
+}
+
+// MQTT holds protocol limits of the MQTT face.
+type MQTT struct {
+	MaxPacketSize       int           `koanf:"max_packet_size"`
+	ReceiveMaximum      int           `koanf:"receive_maximum"`
+	MaxKeepAlive        int           `koanf:"max_keepalive"`
+	TopicAliasMaximum   int           `koanf:"topic_alias_maximum"`
+	MaxClientIDLength   int           `koanf:"max_client_id_length"`
+	ConnectTimeout      time.Duration `koanf:"connect_timeout"`
+	WriteTimeout        time.Duration `koanf:"write_timeout"`
+	OutboundBuffer      int           `koanf:"outbound_buffer"`
+	SlowConsumerTimeout time.Duration `koanf:"slow_consumer_timeout"`
+	// WebSocketOrigins lists allowed Origin host patterns for browser clients; empty allows any
+	// (MQTT authenticates in CONNECT, not with cookies).
+	WebSocketOrigins []string `koanf:"websocket_origins"`
+	MaxQoS           int      `koanf:"max_qos"`
+	RetainAvailable  bool     `koanf:"retain_available"`
+}
+
+// Session holds per-session limits.
+type Session struct {
+	MaxInflight       int   `koanf:"max_inflight"`
+	MaxInflightBytes  int64 `koanf:"max_inflight_bytes"`
+	MaxQueuedMessages int   `koanf:"max_queued_messages"`
+	MaxQueuedBytes    int64 `koanf:"max_queued_bytes"`
+	QueueQoS0         bool  `koanf:"queue_qos0"`
+	// MaxExpiry caps the session expiry interval clients may ask for; 0 means no cap.
+	MaxExpiry        time.Duration `koanf:"max_expiry"`
+	MaxSubscriptions int           `koanf:"max_subscriptions"`
+}
+
+// Default is the embedded configuration `tern serve` runs with: loopback listeners only.
+func Default() Config {
+	return Config{
+		LogLevel: "info",
+		Listen: Listen{
+			MQTT: "127.0.0.1:1883",
+			HTTP: "127.0.0.1:8080",
+			Unix: "tern.sock",
+		},
+		MQTT: MQTT{
+			MaxPacketSize:       1 << 20,
+			ReceiveMaximum:      1024,
+			TopicAliasMaximum:   64,
+			MaxClientIDLength:   256,
+			ConnectTimeout:      10 * time.Second,
+			WriteTimeout:        10 * time.Second,
+			OutboundBuffer:      1 << 20,
+			SlowConsumerTimeout: 30 * time.Second,
+			MaxQoS:              2,
+			RetainAvailable:     true,
+		},
+		Session: Session{
+			MaxInflight:       1024,
+			MaxInflightBytes:  8 << 20,
+			MaxQueuedMessages: 10000,
+			MaxQueuedBytes:    64 << 20,
+			QueueQoS0:         true,
+			MaxSubscriptions:  10000,
+		},
+	}
+}
+
+// Flags maps command-line flag names to configuration keys. The serve command defines these flags.
+var Flags = map[string]string{
+	"mqtt":      "listen.mqtt",
+	"mqtt-tls":  "listen.mqtt_tls",
+	"http":      "listen.http",
+	"https":     "listen.https",
+	"unix":      "listen.unix",
+	"tls-cert":  "tls.cert_file",
+	"tls-key":   "tls.key_file",
+	"data-dir":  "data_dir",
+	"log-level": "log_level",
+}
+
+// Load builds the configuration from defaults, the TOML file at path (if not empty), the
+// environment, and the flags the user set.
+func Load(path string, flags *pflag.FlagSet, environ func() []string) (Config, error) {
+	k := koanf.New(".")
+	if path != "" {
+		if err := k.Load(file.Provider(path), toml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	if err := k.Load(env.Provider(".", env.Opt{
+		Prefix:        "TERN_",
+		TransformFunc: envKey,
+		EnvironFunc:   environ,
+	}), nil); err != nil {
+		return Config{}, err
+	}
+	if flags != nil {
+		if err := k.Load(posflag.ProviderWithFlag(flags, ".", nil, func(f *pflag.Flag) (string, any) {
+			key, ok := Flags[f.Name]
+			if !ok {
+				return "", nil
+			}
+			return key, posflag.FlagVal(flags, f)
+		}), nil); err != nil {
+			return Config{}, err
+		}
+	}
+	cfg := Default()
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// envKey turns TERN_SESSION__MAX_QUEUED_MESSAGES into session.max_queued_messages.
+func envKey(k, v string) (string, any) {
+	k = strings.ToLower(strings.TrimPrefix(k, "TERN_"))
+	k = strings.ReplaceAll(k, "__", ".")
+	if strings.Contains(v, ",") && strings.HasSuffix(k, "origins") {
+		return k, strings.Split(v, ",")
+	}
+	return k, v
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen.MQTT == "" && c.Listen.MQTTTLS == "" && c.Listen.HTTP == "" && c.Listen.HTTPS == "" && c.Listen.Unix == "" {
+		errs = append(errs, errors.New("no listener configured"))
+	}
+	if (c.Listen.MQTTTLS != "" || c.Listen.HTTPS != "") && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("TLS listeners need tls.cert_file and tls.key_file (--tls-cert, --tls-key)"))
+	}
+	if c.MQTT.MaxPacketSize < 64 || c.MQTT.MaxPacketSize > 268435460 {
+		errs = append(errs, fmt.Errorf("mqtt.max_packet_size %d out of range 64..268435460", c.MQTT.MaxPacketSize))
+	}
+	if c.MQTT.ReceiveMaximum < 1 || c.MQTT.ReceiveMaximum > 65535 {
+		errs = append(errs, fmt.Errorf("mqtt.receive_maximum %d out of range 1..65535", c.MQTT.ReceiveMaximum))
+	}
+	if c.MQTT.TopicAliasMaximum < 0 || c.MQTT.TopicAliasMaximum > 65535 {
+		errs = append(errs, fmt.Errorf("mqtt.topic_alias_maximum %d out of range 0..65535", c.MQTT.TopicAliasMaximum))
+	}
+	if c.MQTT.MaxKeepAlive < 0 || c.MQTT.MaxKeepAlive > 65535 {
+		errs = append(errs, fmt.Errorf("mqtt.max_keepalive %d out of range 0..65535", c.MQTT.MaxKeepAlive))
+	}
+	if c.MQTT.MaxQoS < 0 || c.MQTT.MaxQoS > 2 {
+		errs = append(errs, fmt.Errorf("mqtt.max_qos %d out of range 0..2", c.MQTT.MaxQoS))
+	}
+	if c.MQTT.OutboundBuffer < 1024 {
+		errs = append(errs, fmt.Errorf("mqtt.outbound_buffer %d below 1024", c.MQTT.OutboundBuffer))
+	}
+	if c.Session.MaxInflight < 1 {
+		errs = append(errs, fmt.Errorf("session.max_inflight %d below 1", c.Session.MaxInflight))
+	}
+	if c.Session.MaxExpiry < 0 || c.Session.MaxExpiry > 0xFFFFFFFF*time.Second {
+		errs = append(errs, fmt.Errorf("session.max_expiry %s out of range", c.Session.MaxExpiry))
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ParseLevel reads a log level name.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log_level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// Environ is os.Environ, named for callers that pass it to Load.
+func Environ() []string { return os.Environ() }

@@ -1,0 +1,124 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func flagSet(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	d := Default()
+	fs.String("mqtt", d.Listen.MQTT, "")
+	fs.String("http", d.Listen.HTTP, "")
+	fs.String("unix", d.Listen.Unix, "")
+	fs.String("data-dir", d.DataDir, "")
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func noEnv() []string { return nil }
+
+func TestDefaultsAreLoopbackAndValid(t *testing.T) {
+	cfg, err := Load("", flagSet(t), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{cfg.Listen.MQTT, cfg.Listen.HTTP} {
+		if !strings.HasPrefix(addr, "127.0.0.1:") {
+			t.Errorf("default listener %q is not loopback", addr)
+		}
+	}
+	if cfg.MQTT.MaxQoS != 2 || !cfg.MQTT.RetainAvailable || cfg.Session.MaxQueuedMessages != 10000 {
+		t.Errorf("defaults lost: %+v", cfg)
+	}
+}
+
+func TestPrecedenceFileEnvFlags(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tern.toml")
+	err := os.WriteFile(path, []byte(`
+log_level = "debug"
+[listen]
+mqtt = "127.0.0.1:2000"
+http = "127.0.0.1:2001"
+[mqtt]
+write_timeout = "3s"
+websocket_origins = ["example.com"]
+[session]
+max_queued_messages = 7
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func() []string {
+		return []string{"TERN_LISTEN__HTTP=127.0.0.1:3001", "TERN_SESSION__QUEUE_QOS0=false", "OTHER=1"}
+	}
+	cfg, err := Load(path, flagSet(t, "--unix", ""), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen.MQTT != "127.0.0.1:2000" {
+		t.Errorf("file value lost: mqtt=%q", cfg.Listen.MQTT)
+	}
+	if cfg.Listen.HTTP != "127.0.0.1:3001" {
+		t.Errorf("env did not override file: http=%q", cfg.Listen.HTTP)
+	}
+	if cfg.Listen.Unix != "" {
+		t.Errorf("explicit empty flag did not disable unix: %q", cfg.Listen.Unix)
+	}
+	if cfg.MQTT.WriteTimeout != 3*time.Second || cfg.Session.MaxQueuedMessages != 7 || cfg.Session.QueueQoS0 {
+		t.Errorf("typed values wrong: %+v %+v", cfg.MQTT, cfg.Session)
+	}
+	if len(cfg.MQTT.WebSocketOrigins) != 1 || cfg.LogLevel != "debug" {
+		t.Errorf("list or string wrong: %+v", cfg)
+	}
+	// Defaults the file did not mention survive.
+	if cfg.MQTT.MaxPacketSize != Default().MQTT.MaxPacketSize {
+		t.Errorf("default overwritten: %d", cfg.MQTT.MaxPacketSize)
+	}
+}
+
+func TestFlagOverridesEnv(t *testing.T) {
+	env := func() []string { return []string{"TERN_LISTEN__MQTT=127.0.0.1:4000"} }
+	cfg, err := Load("", flagSet(t, "--mqtt", "127.0.0.1:5000"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen.MQTT != "127.0.0.1:5000" {
+		t.Fatalf("flag did not win: %q", cfg.Listen.MQTT)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	cases := map[string][]string{
+		"TLS listeners need":   {"TERN_LISTEN__MQTT_TLS=127.0.0.1:8883"},
+		"max_packet_size":      {"TERN_MQTT__MAX_PACKET_SIZE=10"},
+		"receive_maximum":      {"TERN_MQTT__RECEIVE_MAXIMUM=0"},
+		"max_qos":              {"TERN_MQTT__MAX_QOS=3"},
+		"no listener":          {"TERN_LISTEN__MQTT=", "TERN_LISTEN__HTTP=", "TERN_LISTEN__UNIX="},
+		"log_level":            {"TERN_LOG_LEVEL=loud"},
+		"session.max_inflight": {"TERN_SESSION__MAX_INFLIGHT=0"},
+	}
+	for want, vars := range cases {
+		_, err := Load("", nil, func() []string { return vars })
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: got %v, want error mentioning %q", vars, err, want)
+		}
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.toml"), nil, noEnv); err == nil {
+		t.Error("missing config file accepted")
+	}
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	_ = os.WriteFile(bad, []byte("[listen\nmqtt="), 0o600)
+	if _, err := Load(bad, nil, noEnv); err == nil || !strings.Contains(err.Error(), "bad.toml") {
+		t.Errorf("malformed file: %v", err)
+	}
+}

@@ -1,0 +1,44 @@
+// Package metrics exports tern's counters in the Prometheus format. The core and faces keep
+// plain atomic counters; this package only reads them when scraped.
+package metrics
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/mqtt"
+)
+
+// Register adds the core's and the MQTT face's counters to reg.
+func Register(reg prometheus.Registerer, b *broker.Stats, m *mqtt.Stats) {
+	counter := func(name, help string, v *atomic.Uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v.Load()) }))
+	}
+	gauge := func(name, help string, v *atomic.Int64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return float64(v.Load()) }))
+	}
+	counter("tern_messages_received_total", "Messages accepted for routing.", &b.Received)
+	counter("tern_messages_delivered_total", "Deliveries handed to connections.", &b.Delivered)
+	counter("tern_messages_dropped_slow_total", "QoS 0 deliveries dropped because the connection's buffer was full.", &b.DroppedSlow)
+	counter("tern_messages_dropped_offline_total", "QoS 0 deliveries not queued for offline sessions.", &b.DroppedOffline)
+	counter("tern_messages_dropped_queue_full_total", "Queued deliveries dropped to keep session queues within limits.", &b.DroppedQueueFull)
+	counter("tern_messages_dropped_too_large_total", "Deliveries larger than the client's maximum packet size.", &b.DroppedTooLarge)
+	counter("tern_messages_expired_total", "Queued messages that expired before delivery.", &b.Expired)
+	gauge("tern_queued_messages", "Deliveries waiting in session queues.", &b.Queued)
+	gauge("tern_sessions", "Sessions, connected or not.", &b.Sessions)
+	gauge("tern_sessions_connected", "Sessions with a connected client.", &b.Connected)
+	gauge("tern_subscriptions", "Subscriptions.", &b.Subscriptions)
+	gauge("tern_retained_messages", "Retained messages.", &b.Retained)
+
+	counter("tern_mqtt_connections_accepted_total", "MQTT network connections accepted.", &m.Accepted)
+	gauge("tern_mqtt_connections_open", "MQTT network connections open.", &m.Open)
+	counter("tern_mqtt_connect_refused_total", "CONNECTs refused.", &m.ConnectRefused)
+	counter("tern_mqtt_protocol_errors_total", "Connections closed for a protocol error.", &m.ProtocolErrors)
+	counter("tern_mqtt_slow_consumers_total", "Connections closed because the client fell behind.", &m.SlowConsumers)
+	counter("tern_mqtt_packets_received_total", "MQTT packets received after CONNECT.", &m.PacketsIn)
+	counter("tern_mqtt_bytes_sent_total", "Bytes written to MQTT clients.", &m.BytesOut)
+}

@@ -1,0 +1,325 @@
+package mqtt
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/topic"
+)
+
+// conn is one MQTT network connection. Its reader goroutine runs serve; deliveries arrive through
+// the broker.Sink methods in outbound.go from any goroutine.
+type conn struct {
+	srv      *Server
+	nc       net.Conn
+	rd       *packetReader
+	version  packet.Version
+	clientID string
+	client   *broker.Client
+
+	keepAlive   time.Duration
+	problemInfo bool
+	// maxOutPacket is the client's Maximum Packet Size (0: no limit).
+	maxOutPacket uint32
+	// sessionExpiry as agreed at connect; a DISCONNECT may not raise it from zero.
+	sessionExpiry uint32
+	// inAliases maps client-to-server topic aliases to topics (index = alias).
+	inAliases []string
+	// graceful is set when the client sent DISCONNECT.
+	graceful    bool
+	publishWill bool
+
+	// Reused decoding state: the reader goroutine is the only user.
+	pub   packet.Publish
+	msg   message.Message
+	users []message.UserProperty
+
+	out outbox
+}
+
+// protocolError ends the connection with an MQTT reason code.
+type protocolError struct {
+	code   packet.ReasonCode
+	reason string
+}
+
+func (e *protocolError) Error() string { return e.reason }
+
+func protoErr(code packet.ReasonCode, reason string) error {
+	return &protocolError{code: code, reason: reason}
+}
+
+// serve runs the connection until it ends.
+func (c *conn) serve() {
+	defer c.finish()
+	if err := c.handshake(); err != nil {
+		c.srv.logConnError("connect", c.nc, err)
+		return
+	}
+	for {
+		var idle time.Duration
+		if c.keepAlive > 0 {
+			idle = c.keepAlive + c.keepAlive/2
+		}
+		typ, flags, body, err := c.rd.next(idle)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		c.srv.stats.PacketsIn.Add(1)
+		if err := c.handle(typ, flags, body); err != nil {
+			c.fail(err)
+			return
+		}
+		if c.graceful {
+			return
+		}
+	}
+}
+
+// fail ends the connection after an error, telling an MQTT 5 client why when the error has a
+// reason code.
+func (c *conn) fail(err error) {
+	var pe *protocolError
+	var de *packet.Error
+	switch {
+	case errors.As(err, &pe):
+		c.srv.stats.ProtocolErrors.Add(1)
+		c.disconnect(pe.code, pe.reason)
+	case errors.As(err, &de):
+		c.srv.stats.ProtocolErrors.Add(1)
+		c.disconnect(de.Code, de.Reason)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.disconnect(packet.KeepAliveTimeout, "keep alive timeout")
+	default:
+		// The connection broke or the client closed it: finish cleans up.
+		return
+	}
+	c.srv.log.Debug("closing connection", "client", c.clientID, "remote", c.nc.RemoteAddr().String(), "err", err)
+}
+
+// finish detaches from the session once the reader stops.
+func (c *conn) finish() {
+	c.rd.close()
+	if c.client != nil {
+		c.client.Disconnect(broker.DisconnectRequest{
+			Graceful:    c.graceful,
+			PublishWill: c.publishWill,
+			SetExpiry:   c.version == packet.V5,
+			Expiry:      c.sessionExpiry,
+		})
+	}
+	c.out.mu.Lock()
+	c.out.draining = true
+	c.endLocked(errConnDone)
+	c.out.mu.Unlock()
+	c.drain()
+	_ = c.nc.Close()
+	c.srv.connClosed(c)
+}
+
+// handshake reads CONNECT, opens the session and answers CONNACK.
+func (c *conn) handshake() error {
+	typ, flags, body, err := c.rd.next(c.srv.cfg.ConnectTimeout)
+	if err != nil {
+		return err
+	}
+	if typ != packet.CONNECT {
+		return errors.New("first packet is not CONNECT")
+	}
+	var p packet.Connect
+	if err := p.Decode(flags, body, 0); err != nil {
+		var de *packet.Error
+		if errors.As(err, &de) && p.Version == packet.V5 {
+			c.version = packet.V5
+			c.refuse(de.Code, de.Reason)
+		} else if errors.As(err, &de) && de.Code == packet.UnsupportedProtocolVersion {
+			// The client speaks a level we do not: answer in the 3.1.1 form every level understands.
+			c.version = packet.V311
+			c.refuse(packet.UnsupportedProtocolVersion, de.Reason)
+		}
+		return err
+	}
+	c.version = p.Version
+	c.problemInfo = !p.Props.Has(packet.PropRequestProblemInfo) || p.Props.RequestProblemInfo == 1
+
+	req, code, reason := c.connectRequest(&p)
+	if code != packet.Success {
+		c.refuse(code, reason)
+		return errors.New(reason)
+	}
+	c.clientID = req.ClientID
+	client, res, err := c.srv.broker.Connect(req)
+	if err != nil {
+		c.refuse(packet.ServerUnavailable, err.Error())
+		return err
+	}
+	c.client = client
+	c.clientID = res.ClientID
+	c.sessionExpiry = res.Expiry
+	c.writePacket(c.connack(&p, res))
+	client.Start()
+	return nil
+}
+
+// connectRequest validates CONNECT and turns it into the core's request.
+func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.ReasonCode, string) {
+	cfg := &c.srv.cfg
+	bcfg := c.srv.broker.Config()
+	req := broker.ConnectRequest{
+		ClientID:   string(p.ClientID),
+		CleanStart: p.CleanStart,
+		Sink:       c,
+	}
+	if req.ClientID == "" && c.version != packet.V5 && (!p.CleanStart || c.version == packet.V31) {
+		return req, packet.ClientIDNotValid, "an empty client identifier needs a clean session"
+	}
+	if len(req.ClientID) > cfg.MaxClientIDLength {
+		return req, packet.ClientIDNotValid, "client identifier too long"
+	}
+	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
+	if c.version == packet.V5 {
+		if p.Props.Has(packet.PropAuthMethod) {
+			return req, packet.BadAuthenticationMethod, "enhanced authentication is not supported"
+		}
+		req.Expiry = p.Props.SessionExpiry
+		req.ReceiveMax = 65535
+		if p.Props.Has(packet.PropReceiveMax) {
+			req.ReceiveMax = p.Props.ReceiveMax
+		}
+		c.maxOutPacket = p.Props.MaxPacketSize
+		if p.Props.TopicAliasMax > 0 {
+			c.out.aliases = &aliasTable{max: min(p.Props.TopicAliasMax, cfg.MaxOutboundAliases), byName: map[string]uint16{}}
+			if c.out.aliases.max == 0 {
+				c.out.aliases = nil
+			}
+		}
+		if ka := c.serverKeepAlive(p.KeepAlive); ka != p.KeepAlive {
+			c.keepAlive = time.Duration(ka) * time.Second
+		}
+	} else if !p.CleanStart {
+		req.Expiry = broker.NeverExpire
+	}
+	if p.Will {
+		w, code, reason := c.will(p, &bcfg)
+		if code != packet.Success {
+			return req, code, reason
+		}
+		req.Will = w
+	}
+	return req, packet.Success, ""
+}
+
+// serverKeepAlive applies the configured bounds to the client's keep alive (MQTT 5 lets the
+// server tell the client the value it must use).
+func (c *conn) serverKeepAlive(ka uint16) uint16 {
+	max := c.srv.cfg.MaxKeepAlive
+	if max > 0 && (ka == 0 || ka > max) {
+		return max
+	}
+	return ka
+}
+
+func (c *conn) will(p *packet.Connect, bcfg *broker.Config) (*broker.Will, packet.ReasonCode, string) {
+	if err := topic.ValidName(string(p.WillTopic)); err != nil {
+		return nil, packet.TopicNameInvalid, "will topic: " + err.Error()
+	}
+	if p.WillQoS > bcfg.MaxQoS {
+		return nil, packet.QoSNotSupported, "will QoS above the server maximum"
+	}
+	if p.WillRetain && !bcfg.RetainAvailable {
+		return nil, packet.RetainNotSupported, "retained wills are not available"
+	}
+	m := &message.Message{
+		Topic:   string(p.WillTopic),
+		Payload: append([]byte(nil), p.WillPayload...),
+		QoS:     p.WillQoS,
+		Retain:  p.WillRetain,
+	}
+	w := &broker.Will{Msg: m}
+	if c.version == packet.V5 {
+		if err := readMessageProps(&p.WillProps, m, time.Now()); err != nil {
+			return nil, packet.ProtocolError, err.Error()
+		}
+		// An owned copy: the will outlives the CONNECT buffer.
+		w.Msg = m.Clone()
+		w.Delay = p.WillProps.WillDelay
+	}
+	return w, packet.Success, ""
+}
+
+// connack builds the acknowledgement, announcing in MQTT 5 every limit that differs from the
+// protocol default.
+func (c *conn) connack(p *packet.Connect, res broker.ConnectResult) *packet.Connack {
+	ack := &packet.Connack{SessionPresent: res.SessionPresent, Reason: packet.Success}
+	if c.version != packet.V5 {
+		return ack
+	}
+	cfg := &c.srv.cfg
+	bcfg := c.srv.broker.Config()
+	pr := &ack.Props
+	if res.AssignedID {
+		pr.AssignedClientID = []byte(res.ClientID)
+		pr.Set(packet.PropAssignedClientID)
+	}
+	if res.Expiry != p.Props.SessionExpiry {
+		pr.SessionExpiry = res.Expiry
+		pr.Set(packet.PropSessionExpiry)
+	}
+	if cfg.ReceiveMax != 65535 {
+		pr.ReceiveMax = cfg.ReceiveMax
+		pr.Set(packet.PropReceiveMax)
+	}
+	if bcfg.MaxQoS < 2 {
+		pr.MaxQoS = bcfg.MaxQoS
+		pr.Set(packet.PropMaxQoS)
+	}
+	if !bcfg.RetainAvailable {
+		pr.RetainAvailable = 0
+		pr.Set(packet.PropRetainAvailable)
+	}
+	pr.MaxPacketSize = uint32(cfg.MaxPacketSize)
+	pr.Set(packet.PropMaxPacketSize)
+	if cfg.MaxInboundAliases > 0 {
+		pr.TopicAliasMax = cfg.MaxInboundAliases
+		pr.Set(packet.PropTopicAliasMax)
+	}
+	if ka := c.serverKeepAlive(p.KeepAlive); ka != p.KeepAlive {
+		pr.ServerKeepAlive = ka
+		pr.Set(packet.PropServerKeepAlive)
+	}
+	if p.Props.RequestResponseInfo == 1 {
+		// A prefix under which this client may receive responses.
+		pr.ResponseInfo = []byte(responsePrefix(res.ClientID))
+		pr.Set(packet.PropResponseInfo)
+	}
+	return ack
+}
+
+// responsePrefix is what a client asking for response information gets: a topic prefix that is
+// unique to its client id.
+func responsePrefix(clientID string) string {
+	return "$response/" + strings.ReplaceAll(strings.ReplaceAll(clientID, "/", "_"), "+", "_")
+}
+
+// refuse answers a failed CONNECT and closes the connection.
+func (c *conn) refuse(code packet.ReasonCode, reason string) {
+	c.srv.stats.ConnectRefused.Add(1)
+	ack := &packet.Connack{Reason: code}
+	if c.version != packet.V5 {
+		ack.Reason = packet.V3ConnackCode(code)
+	} else if reason != "" {
+		ack.Props.ReasonString = []byte(reason)
+		ack.Props.Set(packet.PropReasonString)
+	}
+	c.writePacket(ack)
+	c.out.mu.Lock()
+	c.endLocked(errors.New(reason))
+	c.out.mu.Unlock()
+}

@@ -1,0 +1,389 @@
+package mqtt
+
+import (
+	"errors"
+	"time"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/topic"
+)
+
+// handle dispatches one packet after CONNECT.
+func (c *conn) handle(typ, flags byte, body []byte) error {
+	switch typ {
+	case packet.PUBLISH:
+		return c.onPublish(flags, body)
+	case packet.PUBACK:
+		var a packet.Puback
+		if err := a.Decode(flags, body, c.version); err != nil {
+			return err
+		}
+		c.client.Acked(a.PacketID)
+		return nil
+	case packet.PUBCOMP:
+		var a packet.Pubcomp
+		if err := a.Decode(flags, body, c.version); err != nil {
+			return err
+		}
+		c.client.Acked(a.PacketID)
+		return nil
+	case packet.PUBREC:
+		return c.onPubrec(flags, body)
+	case packet.PUBREL:
+		return c.onPubrel(flags, body)
+	case packet.SUBSCRIBE:
+		return c.onSubscribe(flags, body)
+	case packet.UNSUBSCRIBE:
+		return c.onUnsubscribe(flags, body)
+	case packet.PINGREQ:
+		var p packet.Pingreq
+		if err := p.Decode(flags, body, c.version); err != nil {
+			return err
+		}
+		c.writePacket(&packet.Pingresp{})
+		return nil
+	case packet.DISCONNECT:
+		return c.onDisconnect(flags, body)
+	case packet.AUTH:
+		if c.version != packet.V5 {
+			return protoErr(packet.MalformedPacket, "AUTH is an MQTT 5 packet")
+		}
+		return protoErr(packet.ProtocolError, "enhanced authentication is not supported")
+	case packet.CONNECT:
+		return protoErr(packet.ProtocolError, "second CONNECT on one connection")
+	default:
+		return protoErr(packet.ProtocolError, "unexpected "+packet.TypeName(typ)+" from a client")
+	}
+}
+
+// onPublish is the hot path: decode into reused structs, borrow the bytes into a reused Message,
+// route it, acknowledge it.
+func (c *conn) onPublish(flags byte, body []byte) error {
+	p := &c.pub
+	if err := p.Decode(flags, body, c.version); err != nil {
+		return err
+	}
+	m := &c.msg
+	*m = message.Message{Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
+	t := p.Topic
+	if c.version == packet.V5 {
+		if p.Props.Has(packet.PropTopicAlias) {
+			var err error
+			if t, err = c.resolveAlias(t, p.Props.TopicAlias); err != nil {
+				return err
+			}
+		}
+		if len(p.Props.SubscriptionIDs) > 0 {
+			return protoErr(packet.ProtocolError, "a client may not send subscription identifiers")
+		}
+		c.users = c.users[:0]
+		if err := borrowMessageProps(&p.Props, m, &c.users); err != nil {
+			return err
+		}
+	}
+	if len(t) == 0 {
+		return protoErr(packet.TopicNameInvalid, "empty topic name")
+	}
+	m.Topic = bytesString(t)
+
+	if p.QoS == 2 && !p.Dup && c.client.PendingReleases() >= int(c.srv.cfg.ReceiveMax) {
+		return protoErr(packet.ReceiveMaximumExceeded, "more unreleased QoS 2 publishes than the receive maximum")
+	}
+	var res broker.PublishResult
+	var err error
+	if p.QoS == 2 {
+		res, err = c.client.PublishExactlyOnce(p.PacketID, m)
+	} else {
+		res, err = c.client.Publish(m)
+	}
+	code, fatal := publishCode(err)
+	if fatal {
+		return protoErr(code, err.Error())
+	}
+	if code == packet.Success && res.Matched == 0 && !res.Duplicate && c.version == packet.V5 {
+		code = packet.NoMatchingSubscribers
+	}
+	switch p.QoS {
+	case 1:
+		c.writeAck(packet.PUBACK, p.PacketID, code, err)
+	case 2:
+		c.writeAck(packet.PUBREC, p.PacketID, code, err)
+	}
+	return nil
+}
+
+// publishCode maps a core publish error to a reason code, and says whether the connection must
+// end (a protocol violation) rather than just acknowledge with an error.
+func publishCode(err error) (code packet.ReasonCode, fatal bool) {
+	switch {
+	case err == nil:
+		return packet.Success, false
+	case errors.Is(err, broker.ErrTopicInvalid):
+		return packet.TopicNameInvalid, true
+	case errors.Is(err, broker.ErrRetainNotSupported):
+		return packet.RetainNotSupported, true
+	case errors.Is(err, broker.ErrNotAuthorized):
+		return packet.NotAuthorized, false
+	case errors.Is(err, broker.ErrQuotaExceeded):
+		return packet.QuotaExceeded, false
+	case errors.Is(err, broker.ErrSessionTakenOver):
+		return packet.SessionTakenOver, true
+	default:
+		return packet.UnspecifiedError, false
+	}
+}
+
+// resolveAlias applies a client-to-server topic alias: a topic with an alias sets it, an empty
+// topic uses it.
+func (c *conn) resolveAlias(t []byte, alias uint16) ([]byte, error) {
+	if alias == 0 || alias > c.srv.cfg.MaxInboundAliases {
+		return nil, protoErr(packet.TopicAliasInvalid, "topic alias out of range")
+	}
+	if c.inAliases == nil {
+		// Allocated on first use: most clients never send aliases.
+		c.inAliases = make([]string, c.srv.cfg.MaxInboundAliases+1)
+	}
+	if len(t) > 0 {
+		c.inAliases[alias] = string(t)
+		return t, nil
+	}
+	known := c.inAliases[alias]
+	if known == "" {
+		return nil, protoErr(packet.ProtocolError, "topic alias used before it was set")
+	}
+	return stringBytes(known), nil
+}
+
+// writeAck queues a PUBACK, PUBREC, PUBREL or PUBCOMP. It encodes each concrete type directly
+// rather than through the Packet interface, which would allocate on every QoS 1 message.
+func (c *conn) writeAck(typ byte, pid uint16, code packet.ReasonCode, err error) {
+	var props packet.Properties
+	if c.version != packet.V5 {
+		code = packet.Success
+	} else if err != nil && c.problemInfo {
+		props.ReasonString = []byte(err.Error())
+		props.Set(packet.PropReasonString)
+	}
+	o := &c.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return
+	}
+	dst := o.bufLocked()
+	var buf []byte
+	var encErr error
+	switch typ {
+	case packet.PUBACK:
+		a := packet.Puback{PacketID: pid, Reason: code, Props: props}
+		buf, encErr = a.Append(dst, c.version)
+	case packet.PUBREC:
+		a := packet.Pubrec{PacketID: pid, Reason: code, Props: props}
+		buf, encErr = a.Append(dst, c.version)
+	case packet.PUBREL:
+		a := packet.Pubrel{PacketID: pid, Reason: code, Props: props}
+		buf, encErr = a.Append(dst, c.version)
+	default:
+		a := packet.Pubcomp{PacketID: pid, Reason: code, Props: props}
+		buf, encErr = a.Append(dst, c.version)
+	}
+	if encErr != nil {
+		c.srv.log.Error("encoding acknowledgement", "type", packet.TypeName(typ), "err", encErr)
+		return
+	}
+	o.buf = buf
+	c.checkHardLimitLocked()
+	c.kickLocked()
+}
+
+func (c *conn) onPubrec(flags byte, body []byte) error {
+	var a packet.Pubrec
+	if err := a.Decode(flags, body, c.version); err != nil {
+		return err
+	}
+	if a.Reason.IsError() {
+		// The client refused the message: the exchange ends here, with no PUBREL.
+		c.client.Refused(a.PacketID)
+		return nil
+	}
+	code := packet.Success
+	if !c.client.Received(a.PacketID) {
+		code = packet.PacketIDNotFound
+	}
+	c.writeAck(packet.PUBREL, a.PacketID, code, nil)
+	return nil
+}
+
+func (c *conn) onPubrel(flags byte, body []byte) error {
+	var a packet.Pubrel
+	if err := a.Decode(flags, body, c.version); err != nil {
+		return err
+	}
+	code := packet.Success
+	if !c.client.Release(a.PacketID) {
+		code = packet.PacketIDNotFound
+	}
+	c.writeAck(packet.PUBCOMP, a.PacketID, code, nil)
+	return nil
+}
+
+func (c *conn) onSubscribe(flags byte, body []byte) error {
+	var p packet.Subscribe
+	if err := p.Decode(flags, body, c.version); err != nil {
+		return err
+	}
+	var subID uint32
+	if len(p.Props.SubscriptionIDs) > 0 {
+		subID = p.Props.SubscriptionIDs[0]
+	}
+	reqs := make([]broker.SubscribeRequest, len(p.Subscriptions))
+	for i, s := range p.Subscriptions {
+		f := string(s.Filter)
+		if s.NoLocal && isShared(f) {
+			return protoErr(packet.ProtocolError, "no local is not allowed on a shared subscription")
+		}
+		reqs[i] = broker.SubscribeRequest{
+			Filter: f, QoS: s.QoS, NoLocal: s.NoLocal, RetainAsPublished: s.RetainAsPublished,
+			RetainHandling: s.RetainHandling, ID: subID,
+		}
+	}
+	results := c.client.Subscribe(reqs)
+	ack := &packet.Suback{PacketID: p.PacketID, Reasons: make([]packet.ReasonCode, len(results))}
+	for i, r := range results {
+		ack.Reasons[i] = c.subackCode(r)
+	}
+	c.writePacket(ack)
+	c.client.SendRetained(results)
+	return nil
+}
+
+func isShared(filter string) bool {
+	f, err := topic.ParseFilter(filter)
+	return err == nil && f.Group != ""
+}
+
+func (c *conn) subackCode(r broker.SubscribeResult) packet.ReasonCode {
+	if r.Err == nil {
+		return packet.ReasonCode(r.QoS)
+	}
+	if c.version != packet.V5 {
+		return packet.V3SubackFailure
+	}
+	switch {
+	case errors.Is(r.Err, broker.ErrFilterInvalid):
+		return packet.TopicFilterInvalid
+	case errors.Is(r.Err, broker.ErrNotAuthorized):
+		return packet.NotAuthorized
+	case errors.Is(r.Err, broker.ErrQuotaExceeded):
+		return packet.QuotaExceeded
+	case errors.Is(r.Err, broker.ErrSharedNotSupported):
+		return packet.SharedSubscriptionsNotSupported
+	default:
+		return packet.UnspecifiedError
+	}
+}
+
+func (c *conn) onUnsubscribe(flags byte, body []byte) error {
+	var p packet.Unsubscribe
+	if err := p.Decode(flags, body, c.version); err != nil {
+		return err
+	}
+	filters := make([]string, len(p.Filters))
+	for i, f := range p.Filters {
+		filters[i] = string(f)
+	}
+	existed := c.client.Unsubscribe(filters)
+	ack := &packet.Unsuback{PacketID: p.PacketID}
+	if c.version == packet.V5 {
+		ack.Reasons = make([]packet.ReasonCode, len(existed))
+		for i, ok := range existed {
+			if !ok {
+				ack.Reasons[i] = packet.NoSubscriptionExisted
+			}
+		}
+	}
+	c.writePacket(ack)
+	return nil
+}
+
+func (c *conn) onDisconnect(flags byte, body []byte) error {
+	var p packet.Disconnect
+	if err := p.Decode(flags, body, c.version); err != nil {
+		return err
+	}
+	if c.version == packet.V5 {
+		if p.Props.Has(packet.PropSessionExpiry) {
+			if c.sessionExpiry == 0 && p.Props.SessionExpiry != 0 {
+				return protoErr(packet.ProtocolError, "session expiry cannot be set on DISCONNECT after CONNECT set zero")
+			}
+			c.sessionExpiry = p.Props.SessionExpiry
+		}
+		c.publishWill = p.Reason == packet.DisconnectWithWill
+	}
+	c.graceful = true
+	return nil
+}
+
+// borrowMessageProps copies MQTT 5 publish properties onto a borrowed Message without copying
+// bytes; users is reused storage for the user properties.
+func borrowMessageProps(pr *packet.Properties, m *message.Message, users *[]message.UserProperty) error {
+	m.Props.PayloadFormat = pr.PayloadFormat
+	if pr.Has(packet.PropMessageExpiry) {
+		m.Expires = time.Now().Add(time.Duration(pr.MessageExpiry) * time.Second).UnixNano()
+	}
+	if pr.Has(packet.PropContentType) {
+		m.Props.ContentType = bytesString(pr.ContentType)
+	}
+	if pr.Has(packet.PropResponseTopic) {
+		if err := topic.ValidName(bytesString(pr.ResponseTopic)); err != nil {
+			return protoErr(packet.ProtocolError, "response topic: "+err.Error())
+		}
+		m.Props.ResponseTopic = bytesString(pr.ResponseTopic)
+	}
+	if pr.Has(packet.PropCorrelationData) {
+		m.Props.CorrelationData = pr.CorrelationData
+	}
+	for _, u := range pr.User {
+		*users = append(*users, message.UserProperty{Key: bytesString(u.Key), Value: bytesString(u.Value)})
+	}
+	if len(*users) > 0 {
+		m.Props.User = *users
+	}
+	return nil
+}
+
+// readMessageProps is borrowMessageProps for a message that will be cloned right away.
+func readMessageProps(pr *packet.Properties, m *message.Message, _ time.Time) error {
+	var users []message.UserProperty
+	return borrowMessageProps(pr, m, &users)
+}
+
+// setMessageProps writes a message's properties into an outgoing PUBLISH.
+func setMessageProps(pr *packet.Properties, m *message.Message, subIDs []uint32) {
+	if m.Props.PayloadFormat != 0 {
+		pr.PayloadFormat = m.Props.PayloadFormat
+		pr.Set(packet.PropPayloadFormat)
+	}
+	if left, ok := m.RemainingExpiry(time.Now().UnixNano()); ok {
+		pr.MessageExpiry = left
+		pr.Set(packet.PropMessageExpiry)
+	}
+	if m.Props.ContentType != "" {
+		pr.ContentType = stringBytes(m.Props.ContentType)
+		pr.Set(packet.PropContentType)
+	}
+	if m.Props.ResponseTopic != "" {
+		pr.ResponseTopic = stringBytes(m.Props.ResponseTopic)
+		pr.Set(packet.PropResponseTopic)
+	}
+	if m.Props.CorrelationData != nil {
+		pr.CorrelationData = m.Props.CorrelationData
+		pr.Set(packet.PropCorrelationData)
+	}
+	for _, u := range m.Props.User {
+		pr.User = append(pr.User, packet.UserProperty{Key: stringBytes(u.Key), Value: stringBytes(u.Value)})
+	}
+	pr.SubscriptionIDs = append(pr.SubscriptionIDs, subIDs...)
+}

@@ -1,0 +1,316 @@
+package mqtt
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/mqtt/packet"
+)
+
+var errSlowConsumer = errors.New("slow consumer: outgoing buffer full for too long")
+
+// outbox is a connection's outgoing byte queue. Producers (the core delivering messages, the
+// connection's own reader answering packets) append encoded packets under mu; one flusher
+// goroutine, started on demand and gone when the queue is empty, writes everything pending with
+// one system call. An idle connection has neither a flusher nor buffers.
+type outbox struct {
+	mu sync.Mutex
+	// buf collects packets; spare is the buffer being written or ready for the next swap. Each
+	// keeps the pool box it came in, so returning it to the pool allocates nothing.
+	buf, spare       []byte
+	bufBox, spareBox *[]byte
+	flushing         bool
+	closed           bool
+	// closeAfter ends the connection once everything pending is written (a DISCONNECT was queued).
+	closeAfter error
+	// draining: the reader is discarding the client's last bytes before closing (see drain).
+	draining bool
+	// busySince is when QoS 0 messages started being dropped for lack of room.
+	busySince time.Time
+	// wantDrain: a Busy was returned, so the core wants to hear when there is room.
+	wantDrain bool
+
+	// Encoding state, guarded by mu because encoding happens in wire order.
+	pub     packet.Publish
+	aliases *aliasTable
+}
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledWriteBuf keeps one burst from pinning a huge buffer in the pool.
+const maxPooledWriteBuf = 256 << 10
+
+// kickLocked makes sure a flusher runs. Caller holds mu.
+func (c *conn) kickLocked() {
+	if !c.out.flushing && !c.out.closed {
+		c.out.flushing = true
+		go c.flush()
+	}
+}
+
+// writePacket queues a control packet (acknowledgements, CONNACK, PINGRESP...).
+func (c *conn) writePacket(p packet.Packet) {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	if c.out.closed {
+		return
+	}
+	buf, err := p.Append(c.out.bufLocked(), c.version)
+	if err != nil {
+		c.srv.log.Error("encoding packet", "type", packet.TypeName(p.Type()), "err", err)
+		return
+	}
+	c.out.buf = buf
+	c.checkHardLimitLocked()
+	c.kickLocked()
+}
+
+func (o *outbox) bufLocked() []byte {
+	if o.bufBox == nil {
+		o.bufBox = writeBufs.Get().(*[]byte)
+		o.buf = (*o.bufBox)[:0]
+	}
+	return o.buf
+}
+
+// checkHardLimitLocked closes a connection whose queue grew past every bound: the client reads
+// nothing while it keeps sending.
+func (c *conn) checkHardLimitLocked() {
+	if len(c.out.buf) > c.srv.cfg.hardOutboundLimit() {
+		c.closeLocked(errSlowConsumer)
+	}
+}
+
+// Send implements broker.Sink.
+func (c *conn) Send(d broker.Delivery) broker.SendResult {
+	o := &c.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		// The session keeps QoS 1/2 deliveries in flight and re-sends them on reconnect.
+		return broker.Sent
+	}
+	if d.QoS == 0 && len(o.buf) >= c.srv.cfg.OutboundBuffer {
+		now := time.Now()
+		if o.busySince.IsZero() {
+			o.busySince = now
+		} else if c.srv.cfg.SlowConsumerTimeout > 0 && now.Sub(o.busySince) > c.srv.cfg.SlowConsumerTimeout {
+			c.srv.stats.SlowConsumers.Add(1)
+			c.closeLocked(errSlowConsumer)
+		}
+		o.wantDrain = true
+		return broker.Busy
+	}
+	start := len(o.bufLocked())
+	buf, err := c.appendPublish(o.buf, d)
+	if err != nil {
+		c.srv.log.Error("encoding publish", "client", c.clientID, "err", err)
+		return broker.TooLarge
+	}
+	if c.maxOutPacket > 0 && len(buf)-start > int(c.maxOutPacket) {
+		o.buf = buf[:start]
+		return broker.TooLarge
+	}
+	o.buf = buf
+	c.checkHardLimitLocked()
+	c.kickLocked()
+	return broker.Sent
+}
+
+// Release implements broker.Sink.
+func (c *conn) Release(pid uint16) {
+	c.writeAck(packet.PUBREL, pid, packet.Success, nil)
+}
+
+// Close implements broker.Sink: the core ends this connection (takeover, shutdown).
+func (c *conn) Close(reason error) {
+	code := packet.ServerShuttingDown
+	if errors.Is(reason, broker.ErrSessionTakenOver) {
+		code = packet.SessionTakenOver
+	}
+	c.disconnect(code, reason.Error())
+}
+
+// disconnect sends an MQTT 5 DISCONNECT with the reason (nothing for 3.1.1, which has no server
+// DISCONNECT) and closes once it is written.
+func (c *conn) disconnect(code packet.ReasonCode, reason string) {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	if c.out.closed || c.out.closeAfter != nil {
+		return
+	}
+	if c.version == packet.V5 {
+		d := &packet.Disconnect{Reason: code}
+		if reason != "" && c.problemInfo {
+			d.Props.ReasonString = []byte(reason)
+			d.Props.Set(packet.PropReasonString)
+		}
+		if buf, err := d.Append(c.out.bufLocked(), c.version); err == nil {
+			c.out.buf = buf
+		}
+	}
+	c.endLocked(errors.New(reason))
+}
+
+// flush writes pending bytes until none are left, then exits.
+func (c *conn) flush() {
+	o := &c.out
+	for {
+		o.mu.Lock()
+		if o.closed || len(o.buf) == 0 {
+			o.flushing = false
+			drain := o.wantDrain && !o.closed
+			o.wantDrain = false
+			if o.closeAfter != nil && !o.closed {
+				c.shutdownLocked()
+			}
+			o.releaseLocked()
+			o.mu.Unlock()
+			if drain && c.client != nil {
+				c.client.Drained()
+			}
+			return
+		}
+		pending, pendingBox := o.buf, o.bufBox
+		o.buf, o.bufBox = o.spare, o.spareBox
+		o.spare, o.spareBox = nil, nil
+		o.mu.Unlock()
+
+		if c.srv.cfg.WriteTimeout > 0 {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		}
+		n, err := c.nc.Write(pending)
+		c.srv.stats.BytesOut.Add(uint64(n))
+
+		o.mu.Lock()
+		if err != nil {
+			c.closeLocked(err)
+		}
+		if len(o.buf) < c.srv.cfg.OutboundBuffer/2 {
+			o.busySince = time.Time{}
+		}
+		if cap(pending) <= maxPooledWriteBuf {
+			o.spare, o.spareBox = pending[:0], pendingBox
+		}
+		o.mu.Unlock()
+	}
+}
+
+// releaseLocked returns idle buffers to the pool.
+func (o *outbox) releaseLocked() {
+	putWriteBuf(o.buf, o.bufBox)
+	putWriteBuf(o.spare, o.spareBox)
+	o.buf, o.bufBox, o.spare, o.spareBox = nil, nil, nil, nil
+}
+
+func putWriteBuf(b []byte, box *[]byte) {
+	if box != nil && cap(b) <= maxPooledWriteBuf {
+		*box = b[:0]
+		writeBufs.Put(box)
+	}
+}
+
+// appendPublish encodes a delivery. Plain deliveries of a message going to many connections use
+// one shared encoding per wire variant, patched here with this delivery's flags and packet id.
+func (c *conn) appendPublish(dst []byte, d broker.Delivery) ([]byte, error) {
+	m := d.Msg
+	if d.Many && len(d.SubIDs) == 0 && m.Expires == 0 && c.out.aliases == nil {
+		slot := 0
+		if c.version == packet.V5 {
+			slot = 4
+		}
+		if d.QoS > 0 {
+			slot += 2
+		}
+		if d.Retain {
+			slot++
+		}
+		frame := m.Frames.Load(slot)
+		if frame == nil {
+			enc, err := c.encodePublish(nil, d, false)
+			if err != nil {
+				return dst, err
+			}
+			frame = m.Frames.Store(slot, enc)
+		}
+		start := len(dst)
+		dst = append(dst, frame...)
+		flags := d.QoS << 1
+		if d.Dup {
+			flags |= 0x08
+		}
+		if d.Retain {
+			flags |= 0x01
+		}
+		dst[start] = packet.PUBLISH<<4 | flags
+		if d.QoS > 0 {
+			_, _, _, hl, _ := packet.ParseFixedHeader(frame)
+			binary.BigEndian.PutUint16(dst[start+hl+2+len(m.Topic):], d.PacketID)
+		}
+		return dst, nil
+	}
+	return c.encodePublish(dst, d, true)
+}
+
+// encodePublish builds the PUBLISH for d; withAlias lets it use an outgoing topic alias.
+func (c *conn) encodePublish(dst []byte, d broker.Delivery, withAlias bool) ([]byte, error) {
+	p := &c.out.pub
+	m := d.Msg
+	p.Dup, p.QoS, p.Retain, p.PacketID = d.Dup, d.QoS, d.Retain, d.PacketID
+	if d.QoS == 0 {
+		p.PacketID = 0
+	}
+	p.Topic = stringBytes(m.Topic)
+	p.Payload = m.Payload
+	p.Props.Reset()
+	if c.version == packet.V5 {
+		setMessageProps(&p.Props, m, d.SubIDs)
+		if withAlias && c.out.aliases != nil {
+			if alias, known := c.out.aliases.lookup(m.Topic); alias != 0 {
+				p.Props.TopicAlias = alias
+				p.Props.Set(packet.PropTopicAlias)
+				if known {
+					p.Topic = nil
+				}
+			}
+		}
+	}
+	return p.Append(dst, c.version)
+}
+
+// stringBytes views a string as bytes without copying; the encoder only reads it.
+func stringBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// bytesString views bytes as a string without copying; used only for values the core borrows
+// for the duration of a call (see message.Message).
+func bytesString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// aliasTable assigns outgoing topic aliases (server to client) up to the client's maximum. It
+// keeps the first topics it sees; later topics go without an alias, which is always allowed.
+type aliasTable struct {
+	max    uint16
+	byName map[string]uint16
+}
+
+// lookup returns the alias for topic and whether the client already knows it; alias 0 means none.
+func (a *aliasTable) lookup(topic string) (alias uint16, known bool) {
+	if id, ok := a.byName[topic]; ok {
+		return id, true
+	}
+	if len(a.byName) >= int(a.max) {
+		return 0, false
+	}
+	id := uint16(len(a.byName) + 1)
+	// The topic may be borrowed from a publisher's read buffer: keep a copy.
+	a.byName[strings.Clone(topic)] = id
+	return id, false
+}

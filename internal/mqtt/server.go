@@ -1,0 +1,209 @@
+// Package mqtt is tern's MQTT face: it speaks MQTT 3.1, 3.1.1 and 5 on any net.Conn (TCP, TLS,
+// Unix socket, WebSocket) and translates packets into calls on the core.
+package mqtt
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/mqtt/packet"
+)
+
+// Config holds the face's protocol limits.
+type Config struct {
+	// MaxPacketSize is the largest packet a client may send (announced in MQTT 5 CONNACK).
+	MaxPacketSize int
+	// ReceiveMax is how many QoS 2 publishes a client may have awaiting release.
+	ReceiveMax uint16
+	// MaxKeepAlive caps the keep alive a client may ask for (MQTT 5 clients are told); 0: no cap.
+	MaxKeepAlive uint16
+	// MaxInboundAliases is the topic alias maximum offered to clients; MaxOutboundAliases caps
+	// the aliases the server assigns toward a client.
+	MaxInboundAliases  uint16
+	MaxOutboundAliases uint16
+	MaxClientIDLength  int
+	// ConnectTimeout bounds the wait for CONNECT after the connection opens.
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds one write to a client; a client that cannot take bytes for this long
+	// is disconnected.
+	WriteTimeout time.Duration
+	// OutboundBuffer is how many bytes may wait for one client before QoS 0 messages to it are
+	// dropped.
+	OutboundBuffer int
+	// SlowConsumerTimeout disconnects a client whose buffer stayed full (dropping QoS 0
+	// messages) for this long; 0: never.
+	SlowConsumerTimeout time.Duration
+}
+
+// DefaultConfig returns the limits `tern serve` uses when nothing is configured.
+func DefaultConfig() Config {
+	return Config{
+		MaxPacketSize:       1 << 20,
+		ReceiveMax:          1024,
+		MaxKeepAlive:        0,
+		MaxInboundAliases:   64,
+		MaxOutboundAliases:  64,
+		MaxClientIDLength:   256,
+		ConnectTimeout:      10 * time.Second,
+		WriteTimeout:        10 * time.Second,
+		OutboundBuffer:      1 << 20,
+		SlowConsumerTimeout: 30 * time.Second,
+	}
+}
+
+// hardOutboundLimit is where a connection's queue is past any legitimate use: the QoS 0 buffer,
+// a full in-flight window of the largest packets, and room for acknowledgements.
+func (c *Config) hardOutboundLimit() int {
+	return 2*c.OutboundBuffer + 4*c.MaxPacketSize + (8 << 20)
+}
+
+// Stats are the face's counters.
+type Stats struct {
+	Accepted       atomic.Uint64
+	Open           atomic.Int64
+	ConnectRefused atomic.Uint64
+	ProtocolErrors atomic.Uint64
+	SlowConsumers  atomic.Uint64
+	PacketsIn      atomic.Uint64
+	BytesOut       atomic.Uint64
+}
+
+// Server serves MQTT connections for one core.
+type Server struct {
+	broker *broker.Broker
+	cfg    Config
+	log    *slog.Logger
+	stats  Stats
+
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	listeners map[net.Listener]struct{}
+	closed    bool
+	wg        sync.WaitGroup
+}
+
+// NewServer returns an MQTT face for b.
+func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxPacketSize <= 0 || cfg.MaxPacketSize > packet.MaxRemaining+5 {
+		cfg.MaxPacketSize = packet.MaxRemaining + 5
+	}
+	if cfg.ReceiveMax == 0 {
+		cfg.ReceiveMax = 65535
+	}
+	return &Server{
+		broker:    b,
+		cfg:       cfg,
+		log:       log,
+		conns:     map[*conn]struct{}{},
+		listeners: map[net.Listener]struct{}{},
+	}
+}
+
+// Stats returns the face's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// Serve accepts connections on ln until ln or the server closes.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: wait a little rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.ServeConn(nc)
+		}()
+	}
+}
+
+// ServeConn runs one connection to its end. The WebSocket listener calls it for each upgraded
+// connection.
+func (s *Server) ServeConn(nc net.Conn) {
+	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxPacketSize)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.stats.Accepted.Add(1)
+	s.stats.Open.Add(1)
+	c.serve()
+}
+
+func (s *Server) connClosed(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.stats.Open.Add(-1)
+}
+
+// Close stops the listeners and closes every connection, waiting for their goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.disconnect(packet.ServerShuttingDown, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		// Clients that do not take their DISCONNECT are cut off.
+		for _, c := range conns {
+			c.closeNow(errors.New("server shutting down"))
+		}
+		<-done
+	}
+	return nil
+}
+
+// logConnError logs why a connection failed before it had a session, at debug level: port
+// scanners and health checks are not worth a warning each.
+func (s *Server) logConnError(stage string, nc net.Conn, err error) {
+	s.log.Debug("connection failed", "stage", stage, "remote", nc.RemoteAddr().String(), "err", err)
+}

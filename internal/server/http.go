@@ -1,0 +1,40 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes is the HTTP listener's mux: MQTT over WebSocket, metrics and health.
+func (s *Server) routes(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /mqtt", s.serveMQTTWebSocket)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	return mux
+}
+
+// serveMQTTWebSocket upgrades to WebSocket and runs an MQTT connection over binary messages. A
+// WebSocket message may hold several MQTT packets or part of one; the face reads a byte stream.
+func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request) {
+	origins := s.cfg.MQTT.WebSocketOrigins
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		// "mqtt" is the standard name; "mqttv3.1" is what older clients offer.
+		Subprotocols: []string{"mqtt", "mqttv3.1"},
+		// MQTT authenticates in CONNECT, not with cookies, so any origin may connect unless the
+		// configuration lists the allowed ones.
+		InsecureSkipVerify: len(origins) == 0,
+		OriginPatterns:     origins,
+	})
+	if err != nil {
+		return
+	}
+	nc := websocket.NetConn(r.Context(), ws, websocket.MessageBinary)
+	s.MQTT.ServeConn(nc)
+}
