@@ -124,6 +124,22 @@ func decodeAck(typ, flags byte, body []byte, v Version, id *uint16, r *ReasonCod
 	return nil
 }
 
+// AppendAck appends a PUBACK, PUBREC, PUBREL or PUBCOMP (typ) without building the packet struct:
+// a broker writes one per QoS 1/2 message, and one Properties on its stack is enough. props may
+// be nil.
+func AppendAck(dst []byte, typ byte, v Version, id uint16, r ReasonCode, props *Properties) ([]byte, error) {
+	if typ < PUBACK || typ > PUBCOMP {
+		return dst, protocolErr("not an acknowledgement packet type")
+	}
+	if props == nil {
+		props = &noProps
+	}
+	return appendAck(dst, typ, v, id, r, props)
+}
+
+// noProps is an empty property set for AppendAck; it is only read.
+var noProps Properties
+
 // appendAck writes the shortest form the spec allows, as peers do: just the
 // packet identifier for Success without properties, the reason code alone
 // when there are no properties.
