@@ -216,14 +216,7 @@ func (b *Broker) newSession(id string) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Session{
-		b:        b,
-		id:       id,
-		subs:     map[string]*subscription{},
-		queue:    q,
-		inflight: newInflightWindow(),
-		incoming: map[uint16]struct{}{},
-	}, nil
+	return &Session{b: b, id: id, subs: map[string]*subscription{}, queue: q}, nil
 }
 
 // discardLocked ends a session: its subscriptions leave the index and its queue is dropped.

@@ -20,10 +20,6 @@ type inflightWindow struct {
 	bytes int64
 }
 
-func newInflightWindow() *inflightWindow {
-	return &inflightWindow{byID: map[uint16]*inflight{}}
-}
-
 func (w *inflightWindow) len() int { return len(w.byID) }
 
 // hasRoom reports whether another delivery fits the count and byte limits. One delivery is always
@@ -50,6 +46,10 @@ func (w *inflightWindow) nextID() uint16 {
 }
 
 func (w *inflightWindow) add(pid uint16, it store.Item) {
+	if w.byID == nil {
+		// Made on first use: most sessions never have a QoS 1/2 delivery in flight.
+		w.byID = map[uint16]*inflight{}
+	}
 	f := &inflight{pid: pid, item: it}
 	w.byID[pid] = f
 	w.order = append(w.order, f)

@@ -28,6 +28,9 @@ func (c *Client) PublishExactlyOnce(packetID uint16, m *message.Message) (Publis
 		return res, err
 	}
 	if c.lock() {
+		if c.s.incoming == nil {
+			c.s.incoming = map[uint16]struct{}{}
+		}
 		c.s.incoming[packetID] = struct{}{}
 		c.s.mu.Unlock()
 	}

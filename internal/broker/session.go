@@ -30,7 +30,7 @@ type Session struct {
 	expiry      uint32
 	subs        map[string]*subscription
 	queue       store.Queue
-	inflight    *inflightWindow
+	inflight    inflightWindow
 	inflightMax int
 	// incoming holds packet ids of exactly-once publishes received but not yet released.
 	incoming    map[uint16]struct{}
