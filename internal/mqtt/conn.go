@@ -35,11 +35,6 @@ type conn struct {
 	graceful    bool
 	publishWill bool
 
-	// Reused decoding state: the reader goroutine is the only user.
-	pub   packet.Publish
-	msg   message.Message
-	users []message.UserProperty
-
 	out outbox
 }
 
@@ -55,29 +50,45 @@ func protoErr(code packet.ReasonCode, reason string) error {
 	return &protocolError{code: code, reason: reason}
 }
 
-// serve runs the connection until it ends.
+// serve runs the connection: CONNECT, then the packet loop.
 func (c *conn) serve() {
-	defer c.finish()
 	if err := c.handshake(); err != nil {
 		c.srv.logConnError("connect", c.nc, err)
+		c.finish()
 		return
 	}
+	c.loop(true)
+}
+
+// loop reads and handles packets until the connection ends.
+//
+// When a TCP or Unix socket has nothing more to read, loop hands the wait over to a new goroutine
+// and returns. The goroutine that handled packets may have grown its stack to several KiB, and Go
+// shrinks stacks only during garbage collection; the new one starts at the minimum, so an idle
+// connection costs a small stack and, with the pooled buffers, little else. fresh is true on a
+// goroutine that has not handled a packet yet: it waits instead of handing over again. TLS and
+// WebSocket connections always wait, so for them loop returns only when the connection ends.
+func (c *conn) loop(fresh bool) {
 	for {
 		var idle time.Duration
 		if c.keepAlive > 0 {
 			idle = c.keepAlive + c.keepAlive/2
 		}
-		typ, flags, body, err := c.rd.next(idle)
+		typ, flags, body, err := c.rd.next(idle, fresh)
+		if err == errWouldBlock {
+			go c.loop(true)
+			return
+		}
+		fresh = false
+		if err == nil {
+			c.srv.stats.PacketsIn.Add(1)
+			err = c.handle(typ, flags, body)
+		}
 		if err != nil {
 			c.fail(err)
-			return
 		}
-		c.srv.stats.PacketsIn.Add(1)
-		if err := c.handle(typ, flags, body); err != nil {
-			c.fail(err)
-			return
-		}
-		if c.graceful {
+		if err != nil || c.graceful {
+			c.finish()
 			return
 		}
 	}
@@ -126,7 +137,7 @@ func (c *conn) finish() {
 
 // handshake reads CONNECT, opens the session and answers CONNACK.
 func (c *conn) handshake() error {
-	typ, flags, body, err := c.rd.next(c.srv.cfg.ConnectTimeout)
+	typ, flags, body, err := c.rd.next(c.srv.cfg.ConnectTimeout, true)
 	if err != nil {
 		return err
 	}

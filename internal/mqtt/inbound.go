@@ -15,20 +15,8 @@ func (c *conn) handle(typ, flags byte, body []byte) error {
 	switch typ {
 	case packet.PUBLISH:
 		return c.onPublish(flags, body)
-	case packet.PUBACK:
-		var a packet.Puback
-		if err := a.Decode(flags, body, c.version); err != nil {
-			return err
-		}
-		c.client.Acked(a.PacketID)
-		return nil
-	case packet.PUBCOMP:
-		var a packet.Pubcomp
-		if err := a.Decode(flags, body, c.version); err != nil {
-			return err
-		}
-		c.client.Acked(a.PacketID)
-		return nil
+	case packet.PUBACK, packet.PUBCOMP:
+		return c.onAck(typ, flags, body)
 	case packet.PUBREC:
 		return c.onPubrec(flags, body)
 	case packet.PUBREL:
@@ -38,12 +26,7 @@ func (c *conn) handle(typ, flags byte, body []byte) error {
 	case packet.UNSUBSCRIBE:
 		return c.onUnsubscribe(flags, body)
 	case packet.PINGREQ:
-		var p packet.Pingreq
-		if err := p.Decode(flags, body, c.version); err != nil {
-			return err
-		}
-		c.writePacket(&packet.Pingresp{})
-		return nil
+		return c.onPing(flags, body)
 	case packet.DISCONNECT:
 		return c.onDisconnect(flags, body)
 	case packet.AUTH:
@@ -61,11 +44,13 @@ func (c *conn) handle(typ, flags byte, body []byte) error {
 // onPublish is the hot path: decode into reused structs, borrow the bytes into a reused Message,
 // route it, acknowledge it.
 func (c *conn) onPublish(flags byte, body []byte) error {
-	p := &c.pub
+	// The scratch travels with the read buffer that holds body.
+	scratch := c.rd.rb
+	p := &scratch.pub
 	if err := p.Decode(flags, body, c.version); err != nil {
 		return err
 	}
-	m := &c.msg
+	m := &scratch.msg
 	*m = message.Message{Payload: p.Payload, QoS: p.QoS, Retain: p.Retain}
 	t := p.Topic
 	if c.version == packet.V5 {
@@ -78,8 +63,8 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 		if len(p.Props.SubscriptionIDs) > 0 {
 			return protoErr(packet.ProtocolError, "a client may not send subscription identifiers")
 		}
-		c.users = c.users[:0]
-		if err := borrowMessageProps(&p.Props, m, &c.users); err != nil {
+		scratch.users = scratch.users[:0]
+		if err := borrowMessageProps(&p.Props, m, &scratch.users); err != nil {
 			return err
 		}
 	}
@@ -156,14 +141,13 @@ func (c *conn) resolveAlias(t []byte, alias uint16) ([]byte, error) {
 	return stringBytes(known), nil
 }
 
-// writeAck queues a PUBACK, PUBREC, PUBREL or PUBCOMP. It encodes each concrete type directly
-// rather than through the Packet interface, which would allocate on every QoS 1 message.
+// writeAck queues a PUBACK, PUBREC, PUBREL or PUBCOMP; it runs once per QoS 1/2 message.
 func (c *conn) writeAck(typ byte, pid uint16, code packet.ReasonCode, err error) {
-	var props packet.Properties
+	var props *packet.Properties
 	if c.version != packet.V5 {
 		code = packet.Success
 	} else if err != nil && c.problemInfo {
-		props.ReasonString = []byte(err.Error())
+		props = &packet.Properties{ReasonString: []byte(err.Error())}
 		props.Set(packet.PropReasonString)
 	}
 	o := &c.out
@@ -172,23 +156,7 @@ func (c *conn) writeAck(typ byte, pid uint16, code packet.ReasonCode, err error)
 	if o.closed {
 		return
 	}
-	dst := o.bufLocked()
-	var buf []byte
-	var encErr error
-	switch typ {
-	case packet.PUBACK:
-		a := packet.Puback{PacketID: pid, Reason: code, Props: props}
-		buf, encErr = a.Append(dst, c.version)
-	case packet.PUBREC:
-		a := packet.Pubrec{PacketID: pid, Reason: code, Props: props}
-		buf, encErr = a.Append(dst, c.version)
-	case packet.PUBREL:
-		a := packet.Pubrel{PacketID: pid, Reason: code, Props: props}
-		buf, encErr = a.Append(dst, c.version)
-	default:
-		a := packet.Pubcomp{PacketID: pid, Reason: code, Props: props}
-		buf, encErr = a.Append(dst, c.version)
-	}
+	buf, encErr := packet.AppendAck(o.bufLocked(), typ, c.version, pid, code, props)
 	if encErr != nil {
 		c.srv.log.Error("encoding acknowledgement", "type", packet.TypeName(typ), "err", encErr)
 		return
@@ -196,6 +164,36 @@ func (c *conn) writeAck(typ byte, pid uint16, code packet.ReasonCode, err error)
 	o.buf = buf
 	c.checkHardLimitLocked()
 	c.kickLocked()
+}
+
+// onAck completes a QoS 1 (PUBACK) or QoS 2 (PUBCOMP) delivery. Each packet kind has its own
+// small function so that the dispatcher's stack frame stays small.
+func (c *conn) onAck(typ, flags byte, body []byte) error {
+	var pid uint16
+	if typ == packet.PUBACK {
+		var a packet.Puback
+		if err := a.Decode(flags, body, c.version); err != nil {
+			return err
+		}
+		pid = a.PacketID
+	} else {
+		var a packet.Pubcomp
+		if err := a.Decode(flags, body, c.version); err != nil {
+			return err
+		}
+		pid = a.PacketID
+	}
+	c.client.Acked(pid)
+	return nil
+}
+
+func (c *conn) onPing(flags byte, body []byte) error {
+	var p packet.Pingreq
+	if err := p.Decode(flags, body, c.version); err != nil {
+		return err
+	}
+	c.writePacket(&packet.Pingresp{})
+	return nil
 }
 
 func (c *conn) onPubrec(flags byte, body []byte) error {

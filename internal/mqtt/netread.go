@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 )
 
@@ -15,7 +16,16 @@ import (
 // they take to arrive.
 const readBufSize = 16 << 10
 
-var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+// readBuf is what a connection needs only while it has bytes to process: the read buffer and the
+// reusable structures a PUBLISH is decoded into. It is pooled, so an idle connection holds none.
+type readBuf struct {
+	data  [readBufSize]byte
+	pub   packet.Publish
+	msg   message.Message
+	users []message.UserProperty
+}
+
+var readBufs = sync.Pool{New: func() any { return new(readBuf) }}
 
 // packetReader frames MQTT packets out of a connection.
 //
@@ -25,14 +35,28 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 // thousands of idle clients cheap. Other connections (TLS, WebSocket) read through net.Conn and
 // keep their buffer.
 type packetReader struct {
-	conn    net.Conn
-	raw     syscall.RawConn
-	buf     []byte // nil while idle on a raw connection
-	pooled  *[]byte
+	conn net.Conn
+	raw  syscall.RawConn
+	// rb is held while bytes are being processed; nil while idle on a raw connection.
+	rb *readBuf
+	// buf is rb.data, or a larger buffer while a packet bigger than rb.data arrives.
+	buf     []byte
 	start   int // first unconsumed byte
 	end     int // end of valid data
 	maxSize int
+	// deadline is set while a read deadline is armed, so a wait without one clears it.
+	deadline bool
+
+	// State of one raw read, kept here so readFn (bound once) allocates nothing per read.
+	readFn     func(fd uintptr) bool
+	n          int
+	rerr       error
+	mayWait    bool
+	wouldBlock bool
 }
+
+// errWouldBlock: the socket has nothing to read and the caller asked not to wait.
+var errWouldBlock = errors.New("mqtt: would block")
 
 func newPacketReader(c net.Conn, maxSize int) *packetReader {
 	r := &packetReader{conn: c, maxSize: maxSize}
@@ -41,6 +65,7 @@ func newPacketReader(c net.Conn, maxSize int) *packetReader {
 		case *net.TCPConn, *net.UnixConn:
 			if raw, err := sc.SyscallConn(); err == nil {
 				r.raw = raw
+				r.readFn = r.readFD
 			}
 		}
 	}
@@ -48,8 +73,10 @@ func newPacketReader(c net.Conn, maxSize int) *packetReader {
 }
 
 // next returns the next whole packet; body aliases the buffer until the following call.
-// idle is the deadline for the wait when no bytes are pending (zero: none).
-func (r *packetReader) next(idle time.Duration) (typ, flags byte, body []byte, err error) {
+// idle is the deadline for the wait when no bytes are pending (zero: none). With mayWait false, a
+// raw socket with nothing to read returns errWouldBlock instead of waiting; other connections
+// always wait.
+func (r *packetReader) next(idle time.Duration, mayWait bool) (typ, flags byte, body []byte, err error) {
 	for {
 		if r.buf != nil && r.end > r.start {
 			data := r.buf[r.start:r.end]
@@ -68,7 +95,7 @@ func (r *packetReader) next(idle time.Duration) (typ, flags byte, body []byte, e
 				return 0, 0, nil, perr
 			}
 		}
-		if err := r.fill(idle); err != nil {
+		if err := r.fill(idle, mayWait); err != nil {
 			return 0, 0, nil, err
 		}
 	}
@@ -86,7 +113,6 @@ func (r *packetReader) ensure(total int) {
 	}
 	big := make([]byte, total)
 	copy(big, r.buf[r.start:r.end])
-	r.release()
 	r.buf, r.start, r.end = big, 0, pending
 }
 
@@ -94,8 +120,10 @@ func (r *packetReader) ensure(total int) {
 func (r *packetReader) compact() {
 	if r.start == r.end {
 		r.start, r.end = 0, 0
-		if r.raw != nil || len(r.buf) > readBufSize {
+		if r.raw != nil {
 			r.release()
+		} else if len(r.buf) > readBufSize {
+			r.buf = r.rb.data[:]
 		}
 		return
 	}
@@ -106,27 +134,32 @@ func (r *packetReader) compact() {
 }
 
 func (r *packetReader) acquire() {
-	if r.buf == nil {
-		r.pooled = readBufs.Get().(*[]byte)
-		r.buf = *r.pooled
+	if r.rb == nil {
+		r.rb = readBufs.Get().(*readBuf)
+		r.buf = r.rb.data[:]
 	}
 }
 
 func (r *packetReader) release() {
-	if r.pooled != nil {
-		readBufs.Put(r.pooled)
-		r.pooled = nil
+	if r.rb != nil {
+		readBufs.Put(r.rb)
+		r.rb = nil
 	}
 	r.buf = nil
 }
 
 // fill reads more bytes after what is pending.
-func (r *packetReader) fill(idle time.Duration) error {
+func (r *packetReader) fill(idle time.Duration, mayWait bool) error {
 	r.compact()
-	if idle > 0 {
-		if err := r.conn.SetReadDeadline(time.Now().Add(idle)); err != nil {
+	if idle > 0 || r.deadline {
+		var t time.Time
+		if idle > 0 {
+			t = time.Now().Add(idle)
+		}
+		if err := r.conn.SetReadDeadline(t); err != nil {
 			return err
 		}
+		r.deadline = idle > 0
 	}
 	if r.raw == nil {
 		r.acquire()
@@ -140,36 +173,45 @@ func (r *packetReader) fill(idle time.Duration) error {
 		}
 		return err
 	}
-	var n int
-	var rerr error
-	err := r.raw.Read(func(fd uintptr) bool {
-		r.acquire()
-		for {
-			n, rerr = syscall.Read(int(fd), r.buf[r.end:])
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if rerr == syscall.EAGAIN {
-			// Drained: hold no buffer while waiting for the socket to become readable.
-			if r.end == 0 {
-				r.release()
-			}
-			return false
-		}
-		return true
-	})
-	if err != nil {
+	r.mayWait, r.wouldBlock, r.n, r.rerr = mayWait, false, 0, nil
+	if err := r.raw.Read(r.readFn); err != nil {
 		return err
 	}
-	if rerr != nil {
-		return rerr
-	}
-	if n == 0 {
+	switch {
+	case r.wouldBlock:
+		return errWouldBlock
+	case r.rerr != nil:
+		return r.rerr
+	case r.n == 0:
 		return io.EOF
 	}
-	r.end += n
+	r.end += r.n
 	return nil
+}
+
+// readFD is the raw read: the poller calls it, and again each time the socket becomes readable
+// while it returns false.
+func (r *packetReader) readFD(fd uintptr) bool {
+	r.acquire()
+	for {
+		r.n, r.rerr = syscall.Read(int(fd), r.buf[r.end:])
+		if r.rerr != syscall.EINTR {
+			break
+		}
+	}
+	if r.rerr != syscall.EAGAIN {
+		return true
+	}
+	r.rerr = nil
+	// Drained: hold no buffer while waiting for the socket to become readable.
+	if r.end == 0 {
+		r.release()
+	}
+	if !r.mayWait {
+		r.wouldBlock = true
+		return true
+	}
+	return false
 }
 
 // close gives the buffer back.

@@ -20,12 +20,12 @@ var errSlowConsumer = errors.New("slow consumer: outgoing buffer full for too lo
 // one system call. An idle connection has neither a flusher nor buffers.
 type outbox struct {
 	mu sync.Mutex
-	// buf collects packets; spare is the buffer being written or ready for the next swap. Each
-	// keeps the pool box it came in, so returning it to the pool allocates nothing.
-	buf, spare       []byte
-	bufBox, spareBox *[]byte
-	flushing         bool
-	closed           bool
+	// buf collects packets in cur's memory; spare is the buffer being written or ready for the
+	// next swap. Both come from a pool and go back when the connection is idle.
+	buf        []byte
+	cur, spare *writeBuf
+	flushing   bool
+	closed     bool
 	// closeAfter ends the connection once everything pending is written (a DISCONNECT was queued).
 	closeAfter error
 	// draining: the reader is discarding the client's last bytes before closing (see drain).
@@ -35,12 +35,18 @@ type outbox struct {
 	// wantDrain: a Busy was returned, so the core wants to hear when there is room.
 	wantDrain bool
 
-	// Encoding state, guarded by mu because encoding happens in wire order.
-	pub     packet.Publish
+	// aliases is guarded by mu because encoding happens in wire order.
 	aliases *aliasTable
 }
 
-var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// writeBuf is a pooled output buffer with the PUBLISH struct deliveries are encoded through, so an
+// idle connection holds neither.
+type writeBuf struct {
+	b   []byte
+	pub packet.Publish
+}
+
+var writeBufs = sync.Pool{New: func() any { return &writeBuf{b: make([]byte, 0, 4096)} }}
 
 // maxPooledWriteBuf keeps one burst from pinning a huge buffer in the pool.
 const maxPooledWriteBuf = 256 << 10
@@ -71,9 +77,9 @@ func (c *conn) writePacket(p packet.Packet) {
 }
 
 func (o *outbox) bufLocked() []byte {
-	if o.bufBox == nil {
-		o.bufBox = writeBufs.Get().(*[]byte)
-		o.buf = (*o.bufBox)[:0]
+	if o.cur == nil {
+		o.cur = writeBufs.Get().(*writeBuf)
+		o.buf = o.cur.b[:0]
 	}
 	return o.buf
 }
@@ -176,9 +182,12 @@ func (c *conn) flush() {
 			}
 			return
 		}
-		pending, pendingBox := o.buf, o.bufBox
-		o.buf, o.bufBox = o.spare, o.spareBox
-		o.spare, o.spareBox = nil, nil
+		pending, pendingBox := o.buf, o.cur
+		o.cur, o.spare = o.spare, nil
+		o.buf = nil
+		if o.cur != nil {
+			o.buf = o.cur.b[:0]
+		}
 		o.mu.Unlock()
 
 		if c.srv.cfg.WriteTimeout > 0 {
@@ -195,7 +204,8 @@ func (c *conn) flush() {
 			o.busySince = time.Time{}
 		}
 		if cap(pending) <= maxPooledWriteBuf {
-			o.spare, o.spareBox = pending[:0], pendingBox
+			pendingBox.b = pending[:0]
+			o.spare = pendingBox
 		}
 		o.mu.Unlock()
 	}
@@ -203,16 +213,14 @@ func (c *conn) flush() {
 
 // releaseLocked returns idle buffers to the pool.
 func (o *outbox) releaseLocked() {
-	putWriteBuf(o.buf, o.bufBox)
-	putWriteBuf(o.spare, o.spareBox)
-	o.buf, o.bufBox, o.spare, o.spareBox = nil, nil, nil, nil
-}
-
-func putWriteBuf(b []byte, box *[]byte) {
-	if box != nil && cap(b) <= maxPooledWriteBuf {
-		*box = b[:0]
-		writeBufs.Put(box)
+	if o.cur != nil && cap(o.buf) <= maxPooledWriteBuf {
+		o.cur.b = o.buf[:0]
+		writeBufs.Put(o.cur)
 	}
+	if o.spare != nil {
+		writeBufs.Put(o.spare)
+	}
+	o.buf, o.cur, o.spare = nil, nil, nil
 }
 
 // appendPublish encodes a delivery. Plain deliveries of a message going to many connections use
@@ -259,7 +267,8 @@ func (c *conn) appendPublish(dst []byte, d broker.Delivery) ([]byte, error) {
 
 // encodePublish builds the PUBLISH for d; withAlias lets it use an outgoing topic alias.
 func (c *conn) encodePublish(dst []byte, d broker.Delivery, withAlias bool) ([]byte, error) {
-	p := &c.out.pub
+	c.out.bufLocked()
+	p := &c.out.cur.pub
 	m := d.Msg
 	p.Dup, p.QoS, p.Retain, p.PacketID = d.Dup, d.QoS, d.Retain, d.PacketID
 	if d.QoS == 0 {

@@ -138,16 +138,13 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.ServeConn(nc)
-		}()
+		go s.ServeConn(nc)
 	}
 }
 
-// ServeConn runs one connection to its end. The WebSocket listener calls it for each upgraded
-// connection.
+// ServeConn runs one connection. For TCP and Unix sockets it may return while the connection
+// lives on in goroutines of its own (see conn.loop); for any other net.Conn, such as the WebSocket
+// listener's, it returns when the connection has ended.
 func (s *Server) ServeConn(nc net.Conn) {
 	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxPacketSize)}
 	s.mu.Lock()
@@ -157,17 +154,20 @@ func (s *Server) ServeConn(nc net.Conn) {
 		return
 	}
 	s.conns[c] = struct{}{}
+	s.wg.Add(1)
 	s.mu.Unlock()
 	s.stats.Accepted.Add(1)
 	s.stats.Open.Add(1)
 	c.serve()
 }
 
+// connClosed is the last thing a connection does.
 func (s *Server) connClosed(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.stats.Open.Add(-1)
+	s.wg.Done()
 }
 
 // Close stops the listeners and closes every connection, waiting for their goroutines.

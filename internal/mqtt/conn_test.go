@@ -1,0 +1,229 @@
+package mqtt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/mqtt/packet"
+)
+
+// startServer runs an MQTT face on a loopback port.
+func startServer(t *testing.T, mod func(*Config)) string {
+	t.Helper()
+	b, err := broker.New(broker.DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv := NewServer(b, cfg, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// rawClient speaks MQTT with the codec, so a test controls every byte and acknowledgement.
+type rawClient struct {
+	t  *testing.T
+	nc net.Conn
+	rd *packet.Reader
+	v  packet.Version
+}
+
+func dial(t *testing.T, addr string, v packet.Version) *rawClient {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	return &rawClient{t: t, nc: nc, rd: packet.NewReader(nc, 0, 0), v: v}
+}
+
+func (c *rawClient) send(p packet.Packet) {
+	c.t.Helper()
+	b, err := p.Append(nil, c.v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.nc.Write(b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// recv reads the next packet within d.
+func (c *rawClient) recv(d time.Duration) (packet.Packet, error) {
+	_ = c.nc.SetReadDeadline(time.Now().Add(d))
+	typ, flags, body, err := c.rd.Next()
+	if err != nil {
+		return nil, err
+	}
+	p := packet.New(typ)
+	if err := p.Decode(flags, body, c.v); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (c *rawClient) must(d time.Duration) packet.Packet {
+	c.t.Helper()
+	p, err := c.recv(d)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+func (c *rawClient) connect(id string, keepAlive uint16) *packet.Connack {
+	c.t.Helper()
+	c.send(&packet.Connect{Version: c.v, ClientID: []byte(id), CleanStart: true, KeepAlive: keepAlive})
+	ack, ok := c.must(2 * time.Second).(*packet.Connack)
+	if !ok || ack.Reason != packet.Success {
+		c.t.Fatalf("connect: %+v", ack)
+	}
+	return ack
+}
+
+func TestKeepAliveZeroOutlivesConnectTimeout(t *testing.T) {
+	addr := startServer(t, func(c *Config) { c.ConnectTimeout = 100 * time.Millisecond })
+	c := dial(t, addr, packet.V311)
+	c.connect("idle", 0)
+	// Let several connect timeouts pass; the connection must not be closed by the CONNECT deadline.
+	time.Sleep(400 * time.Millisecond)
+	c.send(&packet.Pingreq{})
+	if _, ok := c.must(2 * time.Second).(*packet.Pingresp); !ok {
+		t.Fatal("no PINGRESP")
+	}
+}
+
+func TestKeepAliveEnforced(t *testing.T) {
+	addr := startServer(t, nil)
+	c := dial(t, addr, packet.V5)
+	start := time.Now()
+	c.connect("lazy", 1)
+	p := c.must(5 * time.Second)
+	d, ok := p.(*packet.Disconnect)
+	if !ok || d.Reason != packet.KeepAliveTimeout {
+		t.Fatalf("got %#v, want DISCONNECT keep alive timeout", p)
+	}
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("disconnected after %v, before the keep alive", waited)
+	}
+	if _, err := c.recv(2 * time.Second); !errors.Is(err, io.EOF) {
+		t.Fatalf("connection not closed after DISCONNECT: %v", err)
+	}
+}
+
+// Each PUBLISH waits for its acknowledgement, so the reader goes idle and hands off between every
+// message; nothing may be lost or reordered across the hand-offs.
+func TestIdleHandOffKeepsOrder(t *testing.T) {
+	addr := startServer(t, nil)
+	sub := dial(t, addr, packet.V311)
+	sub.connect("sub", 0)
+	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("h/#"), QoS: 1}}})
+	if _, ok := sub.must(2 * time.Second).(*packet.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+	pub := dial(t, addr, packet.V311)
+	pub.connect("pub", 0)
+	const n = 300
+	for i := 1; i <= n; i++ {
+		pub.send(&packet.Publish{Topic: []byte("h/x"), QoS: 1, PacketID: uint16(i), Payload: []byte(fmt.Sprint(i))})
+		if a, ok := pub.must(2 * time.Second).(*packet.Puback); !ok || a.PacketID != uint16(i) {
+			t.Fatalf("publish %d: no PUBACK", i)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		p, ok := sub.must(2 * time.Second).(*packet.Publish)
+		if !ok || string(p.Payload) != fmt.Sprint(i) {
+			t.Fatalf("delivery %d: %+v", i, p)
+		}
+		sub.send(&packet.Puback{PacketID: p.PacketID})
+	}
+}
+
+// A packet larger than the pooled read buffer, written in small pieces, arrives whole, and the
+// connection carries on normally afterwards.
+func TestPacketLargerThanReadBuffer(t *testing.T) {
+	addr := startServer(t, nil)
+	sub := dial(t, addr, packet.V5)
+	sub.connect("sub", 0)
+	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("big")}}})
+	sub.must(2 * time.Second)
+	pub := dial(t, addr, packet.V5)
+	pub.connect("pub", 0)
+	payload := bytes.Repeat([]byte("0123456789"), 10_000)
+	frame, err := (&packet.Publish{Topic: []byte("big"), Payload: payload}).Append(nil, packet.V5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, _ := (&packet.Publish{Topic: []byte("big"), Payload: []byte("after")}).Append(nil, packet.V5)
+	frame = append(frame, small...)
+	for len(frame) > 0 {
+		n := min(len(frame), 7000)
+		if _, err := pub.nc.Write(frame[:n]); err != nil {
+			t.Fatal(err)
+		}
+		frame = frame[n:]
+	}
+	got, ok := sub.must(5 * time.Second).(*packet.Publish)
+	if !ok || !bytes.Equal(got.Payload, payload) {
+		t.Fatalf("large payload damaged (%d bytes)", len(got.Payload))
+	}
+	if got, ok := sub.must(2 * time.Second).(*packet.Publish); !ok || string(got.Payload) != "after" {
+		t.Fatalf("message after the large one: %+v", got)
+	}
+}
+
+// Too many unreleased QoS 2 publishes end the connection with 0x93, and the client reads that
+// reason even though it had written more after it: the server closes without resetting.
+func TestReasonSurvivesClose(t *testing.T) {
+	addr := startServer(t, func(c *Config) { c.ReceiveMax = 3 })
+	c := dial(t, addr, packet.V5)
+	c.connect("greedy", 0)
+	var burst []byte
+	for i := 1; i <= 10; i++ {
+		burst, _ = (&packet.Publish{Topic: []byte("q"), QoS: 2, PacketID: uint16(i)}).Append(burst, packet.V5)
+	}
+	if _, err := c.nc.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		p := c.must(3 * time.Second)
+		if d, ok := p.(*packet.Disconnect); ok {
+			if d.Reason != packet.ReceiveMaximumExceeded {
+				t.Fatalf("disconnect reason %v", d.Reason)
+			}
+			return
+		}
+		if _, ok := p.(*packet.Pubrec); !ok {
+			t.Fatalf("unexpected %T", p)
+		}
+	}
+}
+
+func TestOversizedPacketRefused(t *testing.T) {
+	addr := startServer(t, func(c *Config) { c.MaxPacketSize = 1024 })
+	c := dial(t, addr, packet.V5)
+	ack := c.connect("big", 0)
+	if ack.Props.MaxPacketSize != 1024 {
+		t.Fatalf("CONNACK maximum packet size %d", ack.Props.MaxPacketSize)
+	}
+	c.send(&packet.Publish{Topic: []byte("t"), Payload: make([]byte, 2000)})
+	d, ok := c.must(2 * time.Second).(*packet.Disconnect)
+	if !ok || d.Reason != packet.PacketTooLarge {
+		t.Fatalf("got %+v, want DISCONNECT packet too large", d)
+	}
+}
