@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/config"
@@ -156,6 +157,7 @@ func (s *Server) serveHTTP(name, addr string, tlsCfg *tls.Config) error {
 	}
 	s.track(name, ln)
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.Register(reg, s.Broker.Stats(), s.MQTT.Stats())
 	hs := &http.Server{
 		Handler:           s.routes(reg),
