@@ -74,12 +74,7 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 		return
 	}
 	if qos == 0 && s.ready {
-		switch s.sink.Send(Delivery{Msg: p.msg, Retain: retain, SubIDs: ids, Many: p.many}) {
-		case Sent:
-			s.b.stats.Delivered.Add(1)
-		case Busy:
-			s.b.stats.DroppedSlow.Add(1)
-		}
+		s.countSend(s.sink.Send(Delivery{Msg: p.msg, Retain: retain, SubIDs: ids, Many: p.many}))
 		return
 	}
 	if qos == 0 && !s.b.cfg.QueueQoS0 {
@@ -93,6 +88,18 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 		}
 	}
 	s.enqueue(it)
+}
+
+// countSend records the outcome of a QoS 0 send.
+func (s *Session) countSend(r SendResult) {
+	switch r {
+	case Sent:
+		s.b.stats.Delivered.Add(1)
+	case Busy:
+		s.b.stats.DroppedSlow.Add(1)
+	case TooLarge:
+		s.b.stats.DroppedTooLarge.Add(1)
+	}
 }
 
 // enqueue appends to the session queue, dropping the oldest entries to stay within limits.
@@ -150,11 +157,12 @@ func (s *Session) pump() {
 			continue
 		}
 		if it.QoS == 0 {
-			if s.sink.Send(Delivery{Msg: it.Msg, Retain: it.Retain, SubIDs: it.SubIDs}) == Busy {
+			r := s.sink.Send(Delivery{Msg: it.Msg, Retain: it.Retain, SubIDs: it.SubIDs})
+			if r == Busy {
 				s.waitDrain = true
 				return
 			}
-			s.b.stats.Delivered.Add(1)
+			s.countSend(r)
 		} else if !s.sendNew(it, false) {
 			return
 		}

@@ -2,6 +2,8 @@ package mqtt
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ternmq/tern/internal/broker"
@@ -73,6 +75,10 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 	}
 	m.Topic = bytesString(t)
 
+	if c.version == packet.V5 && p.QoS > c.srv.maxQoS {
+		// The CONNACK told the client the maximum; 3.1.1 has no way to, so there the core downgrades.
+		return protoErr(packet.QoSNotSupported, "QoS above the server's maximum")
+	}
 	if p.QoS == 2 && !p.Dup && c.client.PendingReleases() >= int(c.srv.cfg.ReceiveMax) {
 		return protoErr(packet.ReceiveMaximumExceeded, "more unreleased QoS 2 publishes than the receive maximum")
 	}
@@ -249,8 +255,16 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 	}
 	results := c.client.Subscribe(reqs)
 	ack := &packet.Suback{PacketID: p.PacketID, Reasons: make([]packet.ReasonCode, len(results))}
+	var refused []string
 	for i, r := range results {
 		ack.Reasons[i] = c.subackCode(r)
+		if r.Err != nil {
+			refused = append(refused, fmt.Sprintf("%q: %v", reqs[i].Filter, r.Err))
+		}
+	}
+	if len(refused) > 0 && c.version == packet.V5 && c.problemInfo {
+		ack.Props.ReasonString = []byte(strings.Join(refused, "; "))
+		ack.Props.Set(packet.PropReasonString)
 	}
 	c.writePacket(ack)
 	c.client.SendRetained(results)

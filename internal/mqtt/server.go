@@ -79,6 +79,8 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	stats  Stats
+	// maxQoS is the core's, kept here because every MQTT 5 PUBLISH is checked against it.
+	maxQoS byte
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
@@ -100,6 +102,7 @@ func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 	}
 	return &Server{
 		broker:    b,
+		maxQoS:    b.Config().MaxQoS,
 		cfg:       cfg,
 		log:       log,
 		conns:     map[*conn]struct{}{},
