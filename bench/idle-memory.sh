@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# bench/idle-memory.sh: memory per idle connection of tern, Mosquitto and nats-server (MQTT).
+#
+# For each broker, freshly started on 127.0.0.1: read its RSS (VmRSS in /proc/PID/status), open
+# N MQTT 3.1.1 connections each with one subscription (`tern bench --idle-conns N --hold D`),
+# read the RSS again while they sit idle, and print (after - before) / N in KiB. Results also
+# go to bench/results/idle-<time>/.
+#
+# Usage: bench/idle-memory.sh [--conns N] [--hold DURATION] [--only tern|mosquitto|nats[,...]]
+set -euo pipefail
+
+CONNS=5000
+HOLD=20s
+ONLY=""
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+	case $1 in
+	--conns) CONNS=${2:?}; shift 2 ;;
+	--hold) HOLD=${2:?}; shift 2 ;;
+	--only) ONLY=${2:?}; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+[[ $CONNS =~ ^[1-9][0-9]*$ ]] || { echo "--conns must be a positive number" >&2; exit 2; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tern-idle.XXXXXX")
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+BENCH_PID=""
+cleanup() {
+	[[ -n $BENCH_PID ]] && kill "$BENCH_PID" 2>/dev/null
+	stop_all
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+BROKERS=(tern mosquitto nats)
+[[ -n $ONLY ]] && IFS=, read -r -a BROKERS <<<"$ONLY"
+
+raise_nofile
+build_tern
+for b in "${BROKERS[@]}"; do
+	[[ $b != tern ]] && { ensure_peers; break; }
+done
+OUT="$ROOT/bench/results/idle-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+
+declare -A BEFORE AFTER PER
+for b in "${BROKERS[@]}"; do
+	start_broker "$b"
+	pid=${BROKER_PID[$b]}
+	# Let the broker finish starting before the baseline.
+	sleep 1
+	BEFORE[$b]=$(rss_kib "$pid")
+	out="$OUT/$b.out"
+	timeout 600 "$TERN" bench --url "mqtt://127.0.0.1:${BROKER_PORT[$b]}" --idle-conns "$CONNS" --hold "$HOLD" \
+		>"$out" 2>"$out.err" &
+	BENCH_PID=$!
+	# Wait for the "ready" line: every connection open and subscribed.
+	ready=0
+	for _ in $(seq 1 3000); do
+		if grep -qs '^ready:' "$out"; then ready=1; break; fi
+		kill -0 "$BENCH_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ((ready)); then
+		sleep 2 # let the broker settle with the connections idle
+		AFTER[$b]=$(rss_kib "$pid")
+		PER[$b]=$(awk -v a="${AFTER[$b]}" -v s="${BEFORE[$b]}" -v n="$CONNS" 'BEGIN { printf "%.1f", (a - s) / n }')
+		log "$b: $(cat "$out")"
+	else
+		log "$b: the connections did not all open: $(cat "$out" "$out.err" | tail -n2)"
+		AFTER[$b]=NA PER[$b]=NA
+	fi
+	wait "$BENCH_PID" 2>/dev/null || true
+	BENCH_PID=""
+	[[ -f $out ]] && log "$b: $(tail -n1 "$out")"
+	stop_broker "$b"
+done
+
+{
+	echo "idle connections: $CONNS, one subscription each, MQTT 3.1.1"
+	printf '%-10s %14s %14s %16s\n' broker "RSS before KiB" "RSS after KiB" "KiB/connection"
+	for b in "${BROKERS[@]}"; do
+		printf '%-10s %14s %14s %16s\n' "$b" "${BEFORE[$b]}" "${AFTER[$b]}" "${PER[$b]}"
+	done
+} | tee "$OUT/table.txt"
+echo "results: $OUT"

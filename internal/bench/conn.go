@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/mqttclient"
+)
+
+// mqttConn is one connection of the load tool, speaking tern's codec.
+type mqttConn struct {
+	nc net.Conn
+	r  *packet.Reader
+	v  packet.Version
+	// receiveMax is the broker's Receive Maximum from a v5 CONNACK (0 when it gave none).
+	receiveMax uint16
+}
+
+// dialer opens connections for a run.
+type dialer struct {
+	ep      mqttclient.Endpoint
+	opts    mqttclient.Options
+	custom  func(ctx context.Context) (net.Conn, error)
+	v       packet.Version
+	timeout time.Duration
+}
+
+func newDialer(cfg *Config) (*dialer, error) {
+	d := &dialer{v: cfg.version(), timeout: cfg.ConnectTimeout, custom: cfg.Dial,
+		opts: mqttclient.Options{Insecure: cfg.Insecure, CAFile: cfg.CAFile}}
+	if d.custom == nil {
+		ep, err := mqttclient.Parse(cfg.URL)
+		if err != nil {
+			return nil, err
+		}
+		d.ep = ep
+	}
+	return d, nil
+}
+
+// connect dials and completes CONNECT/CONNACK. bufSize is the read buffer of the connection's
+// packet.Reader (large for subscribers, which read everything through it).
+func (d *dialer) connect(ctx context.Context, clientID string, bufSize int) (*mqttConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	var nc net.Conn
+	var err error
+	if d.custom != nil {
+		nc, err = d.custom(ctx)
+	} else {
+		nc, err = d.ep.Dial(ctx, d.opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	c := &mqttConn{nc: nc, r: packet.NewReader(nc, bufSize, 0), v: d.v}
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
+	defer stop()
+	if err := c.handshake(clientID); err != nil {
+		_ = nc.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w (%v)", err, ctx.Err())
+		}
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func (c *mqttConn) handshake(clientID string) error {
+	// Keep alive 0: a subscriber that only receives never has to ping, and the run is bounded
+	// by its own deadlines.
+	cp := packet.Connect{Version: c.v, CleanStart: true, ClientID: []byte(clientID)}
+	out, err := cp.Append(nil, c.v)
+	if err != nil {
+		return err
+	}
+	if _, err := c.nc.Write(out); err != nil {
+		return fmt.Errorf("sending CONNECT: %w", err)
+	}
+	typ, flags, body, err := c.r.Next()
+	if err != nil {
+		return fmt.Errorf("waiting for CONNACK: %w", err)
+	}
+	if typ != packet.CONNACK {
+		return fmt.Errorf("expected CONNACK, got %s", packet.TypeName(typ))
+	}
+	var ack packet.Connack
+	if err := ack.Decode(flags, body, c.v); err != nil {
+		return fmt.Errorf("bad CONNACK: %w", err)
+	}
+	if ack.Reason != packet.Success {
+		if c.v == packet.V5 {
+			return fmt.Errorf("connection refused: %s", ack.Reason)
+		}
+		return fmt.Errorf("connection refused: return code %d", ack.Reason)
+	}
+	if c.v == packet.V5 && ack.Props.Has(packet.PropReceiveMax) {
+		c.receiveMax = ack.Props.ReceiveMax
+	}
+	return nil
+}
+
+// subscribe sends one SUBSCRIBE and waits for its SUBACK, returning the granted QoS. Packets
+// before the SUBACK (a retained message, say) are skipped.
+func (c *mqttConn) subscribe(filter string, qos byte, deadline time.Time) (byte, error) {
+	_ = c.nc.SetDeadline(deadline)
+	defer func() { _ = c.nc.SetDeadline(time.Time{}) }()
+	s := packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte(filter), QoS: qos}}}
+	out, err := s.Append(nil, c.v)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := c.nc.Write(out); err != nil {
+		return 0, fmt.Errorf("sending SUBSCRIBE: %w", err)
+	}
+	for {
+		typ, flags, body, err := c.r.Next()
+		if err != nil {
+			return 0, fmt.Errorf("waiting for SUBACK: %w", err)
+		}
+		switch typ {
+		case packet.SUBACK:
+			var ack packet.Suback
+			if err := ack.Decode(flags, body, c.v); err != nil {
+				return 0, fmt.Errorf("bad SUBACK: %w", err)
+			}
+			if len(ack.Reasons) != 1 {
+				return 0, errors.New("SUBACK with more than one reason code")
+			}
+			if r := ack.Reasons[0]; r.IsError() {
+				return 0, fmt.Errorf("subscription to %s refused: %s", filter, r)
+			}
+			return byte(ack.Reasons[0]), nil
+		case packet.DISCONNECT:
+			return 0, fmt.Errorf("broker disconnected while subscribing: %s", disconnectReason(flags, body, c.v))
+		}
+	}
+}
+
+// disconnect sends DISCONNECT (best effort, bounded) and closes.
+func (c *mqttConn) disconnect() {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	out, _ := (&packet.Disconnect{}).Append(nil, c.v)
+	_, _ = c.nc.Write(out)
+	_ = c.nc.Close()
+}
+
+func disconnectReason(flags byte, body []byte, v packet.Version) string {
+	var d packet.Disconnect
+	if err := d.Decode(flags, body, v); err != nil {
+		return "malformed DISCONNECT"
+	}
+	s := d.Reason.String()
+	if len(d.Props.ReasonString) > 0 {
+		s += " (" + string(d.Props.ReasonString) + ")"
+	}
+	return s
+}
