@@ -165,7 +165,9 @@ func BenchmarkMatch(b *testing.B) {
 			// has a 64-topic cache, so with 2^20 random topics nearly every Match misses.
 			b.Run("miss", func(b *testing.B) {
 				y := NewIndex[*benchSession, benchOpts](64)
-				y.root.kids, y.root.kidMap, y.root.plus, y.root.hash = fx.x.root.kids, fx.x.root.kidMap, fx.x.root.plus, fx.x.root.hash
+				y.root.kids.Store(fx.x.root.kids.Load())
+				y.root.plus.Store(fx.x.root.plus.Load())
+				y.root.hash.Store(fx.x.root.hash.Load())
 				topics := benchTopics(rand.New(rand.NewPCG(9, 9)), 1<<20, sz.n/len(benchKinds))
 				b.ReportAllocs()
 				i := 0
@@ -185,6 +187,7 @@ func BenchmarkMatchParallel(b *testing.B) {
 			b.Run("cached", func(b *testing.B) {
 				report := fx.warm(b)
 				b.ReportAllocs()
+				b.ResetTimer()
 				var seed atomic.Uint64
 				b.RunParallel(func(pb *testing.PB) {
 					i := int(seed.Add(1) * 7919)
@@ -228,6 +231,7 @@ func BenchmarkMatchParallel(b *testing.B) {
 					}
 				})
 				b.ReportAllocs()
+				b.ResetTimer()
 				var seed atomic.Uint64
 				b.RunParallel(func(pb *testing.PB) {
 					var r Result[*benchSession, benchOpts]

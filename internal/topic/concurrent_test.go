@@ -3,6 +3,7 @@ package topic
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -317,4 +318,152 @@ func TestReadYourWritesHotTopic(t *testing.T) {
 	}
 	stop.Store(true)
 	readers.Wait()
+}
+
+// TestCacheConcurrentEviction drives the cache's insert, replacement and weight-eviction paths
+// from several goroutines at once (a tiny cache, many topics, generations moving under them) and
+// checks every result and, afterwards, the bounds and the weight accounting.
+func TestCacheConcurrentEviction(t *testing.T) {
+	const topics, weight = 32, 200
+	x := NewIndexLimits[int, int](topics, weight)
+	m := newModel()
+	for k := range 12 {
+		for _, s := range []string{"a/+", "+/b", "a/#", "$share/g/+/+"} {
+			f := mustFilter(t, s)
+			x.Subscribe(f, k, k)
+			m.subscribe(f, k, k)
+		}
+	}
+	var all []string
+	for _, a := range []string{"a", "b", "c", "d"} {
+		for _, b := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+			all = append(all, a+"/"+b, a+"/"+b+"/x", a)
+		}
+	}
+	want := map[string][]string{}
+	for _, topic := range all {
+		want[topic] = m.expect(topic)
+	}
+	var stop atomic.Bool
+	var bumper, matchers sync.WaitGroup
+	bumper.Go(func() { // moves the generation without changing what any topic matches
+		other := mustFilter(t, "unrelated")
+		for !stop.Load() {
+			x.Subscribe(other, 0, 0)
+			x.Unsubscribe(other, 0)
+		}
+	})
+	for g := range 4 {
+		matchers.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 5))
+			for range 4000 {
+				topic := all[rng.IntN(len(all))]
+				if got := canon(t, x.Match(topic)); !slices.Equal(got, want[topic]) {
+					t.Errorf("Match(%q) = %q, want %q", topic, got, want[topic])
+					return
+				}
+			}
+		})
+	}
+	matchers.Wait()
+	stop.Store(true)
+	bumper.Wait()
+	n, w, counter := x.cache.stats()
+	if n > topics || w > weight || w != counter {
+		t.Fatalf("cache holds %d topics weighing %d (counter %d), limits %d and %d", n, w, counter, topics, weight)
+	}
+}
+
+// TestConcurrentRepresentationChanges makes a writer push a subscription set back and forth
+// across the small (copy-on-write) / big (in place, lazily viewed) boundary and a node's children
+// across the list / hash table boundary, while readers check that the stable subscriptions on
+// the same set and node never disappear and nothing is duplicated.
+func TestConcurrentRepresentationChanges(t *testing.T) {
+	x := NewIndex[int, int](0) // no cache: every read walks the trie
+	plain, shared, kidF := mustFilter(t, "s/x"), mustFilter(t, "$share/g/s/x"), mustFilter(t, "k/stable")
+	for k := range 3 {
+		x.Subscribe(plain, k, k)
+		x.Subscribe(shared, k, k)
+	}
+	x.Subscribe(kidF, 0, 0)
+	x.Subscribe(mustFilter(t, "k/+/deep"), 0, 0)
+
+	var stop atomic.Bool
+	var writer, readers sync.WaitGroup
+	var rounds atomic.Int64
+	writer.Go(func() {
+		for !stop.Load() {
+			for k := 3; k < 3+2*maxSmallSet; k++ { // up past maxSmallSet, down past minBigSet
+				x.Subscribe(plain, k, -1)
+				x.Subscribe(shared, k, -1)
+			}
+			for i := range 3 * maxKidList { // up past maxKidList, down past minKidTab
+				x.Subscribe(mustFilter(t, fmt.Sprintf("k/c%d", i)), 1, -1)
+			}
+			for k := 3; k < 3+2*maxSmallSet; k++ {
+				x.Unsubscribe(plain, k)
+				x.Unsubscribe(shared, k)
+			}
+			for i := range 3 * maxKidList {
+				x.Unsubscribe(mustFilter(t, fmt.Sprintf("k/c%d", i)), 1)
+			}
+			rounds.Add(1)
+		}
+	})
+	for range 3 {
+		readers.Go(func() {
+			var r Result[int, int]
+			for i := 0; i < 3000 || rounds.Load() < 3; i++ {
+				x.MatchInto("s/x", &r)
+				if err := checkStableKeys(r.Entries, 3); err != nil {
+					t.Errorf("plain: %v", err)
+					return
+				}
+				if len(r.Shared) != 1 {
+					t.Errorf("Match(s/x) returned %d groups, want 1", len(r.Shared))
+					return
+				}
+				if err := checkStableKeys(r.Shared[0].Members, 3); err != nil {
+					t.Errorf("group: %v", err)
+					return
+				}
+				x.MatchInto("k/stable", &r)
+				if len(r.Entries) != 1 || r.Entries[0].Filter != "k/stable" {
+					t.Errorf("Match(k/stable) = %v, want the stable subscription only", r.Entries)
+					return
+				}
+				x.MatchInto("k/stable/deep", &r)
+				if len(r.Entries) != 1 {
+					t.Errorf("Match(k/stable/deep) = %v, want k/+/deep", r.Entries)
+					return
+				}
+			}
+		})
+	}
+	readers.Wait()
+	stop.Store(true)
+	writer.Wait()
+	if x.Len() != 8 || x.nodeCount() != 6 {
+		t.Fatalf("after churn: Len = %d, nodes = %d, want 8 and 6", x.Len(), x.nodeCount())
+	}
+}
+
+// checkStableKeys checks that keys 0..n-1 are present with their value and no key repeats.
+func checkStableKeys(es []Entry[int, int], n int) error {
+	seen := map[int]bool{}
+	for _, e := range es {
+		if seen[e.Key] {
+			return fmt.Errorf("key %d twice in %v", e.Key, es)
+		}
+		seen[e.Key] = true
+		if e.Key < n && e.Val != e.Key {
+			return fmt.Errorf("key %d has value %d", e.Key, e.Val)
+		}
+	}
+	for k := range n {
+		if !seen[k] {
+			return fmt.Errorf("stable key %d missing from %v", k, es)
+		}
+	}
+	return nil
 }

@@ -13,11 +13,14 @@ import (
 //
 // Concurrency design:
 //
-//   - Readers (Match, MatchInto) never take an index-wide lock. They walk the trie holding one
-//     node's RWMutex in read mode at a time (see node.go), and consult a sharded cache first.
+//   - Readers (Match, MatchInto) take no lock that is global to the index, and in the common case
+//     no lock at all: the trie is read through atomic pointers to immutable, copy-on-write node
+//     contents (node.go, entries.go), and the match cache is a set-associative table of atomic
+//     slots (cache.go). A cache hit and a walk write no shared memory, so concurrent publishers
+//     do not contend on hot top-level nodes.
 //   - Writers (Subscribe, Unsubscribe) serialize on wmu: subscribe rates are low next to publish
-//     rates, and a single writer makes creating and pruning nodes race-free without lock
-//     coupling. A writer write-locks only the node it changes, briefly.
+//     rates, and a single writer makes copy on write, node creation and pruning race-free
+//     without any per-node locking among writers.
 //   - Every change bumps gen after it is applied. Match loads gen before looking at the cache or
 //     walking, and a cached result is served only for the generation it was computed at, so a
 //     Match that starts after Subscribe/Unsubscribe returned sees the change.
@@ -36,9 +39,15 @@ type Index[K comparable, V any] struct {
 	// miss are the exact-size immutable result and the cache key.
 	scratch sync.Pool
 
-	wmu   sync.Mutex    // serializes writers
-	nodes int           // trie nodes excluding the root; guarded by wmu
-	path  []*node[K, V] // Unsubscribe's scratch path; guarded by wmu
+	wmu   sync.Mutex   // serializes writers
+	nodes int          // trie nodes excluding the root; guarded by wmu
+	path  []step[K, V] // Unsubscribe's scratch path; guarded by wmu
+}
+
+// step is one node on Unsubscribe's path and the level that leads to it from its parent.
+type step[K comparable, V any] struct {
+	n     *node[K, V]
+	level string
 }
 
 // DefaultCacheWeightPerTopic is the entry budget NewIndex gives the cache per cached topic.
@@ -53,8 +62,9 @@ func NewIndex[K comparable, V any](cacheEntries int) *Index[K, V] {
 
 // NewIndexLimits is NewIndex with both cache bounds explicit: at most cacheTopics cached topics
 // and at most cacheWeight cached entries in total (plain entries plus shared-group members, plus
-// one per topic). A single result too heavy for its cache shard (about cacheWeight/64 on a large
-// cache) is not cached; size cacheWeight for the fan-out you expect.
+// one per topic). A result heavier than cacheWeight/4 is not cached (Match walks and allocates it
+// every time; MatchInto with a reused Result avoids the allocation), so size cacheWeight for the
+// fan-out you expect.
 func NewIndexLimits[K comparable, V any](cacheTopics, cacheWeight int) *Index[K, V] {
 	return &Index[K, V]{
 		cache: newCache[K, V](cacheTopics, cacheWeight),
@@ -82,48 +92,42 @@ func (x *Index[K, V]) Subscribe(f Filter, key K, val V) (replaced bool) {
 	if !f.valid() {
 		panic("topic: Subscribe with an invalid Filter " + f.String())
 	}
-	// Copy the filter before taking locks. Node levels and Entry.Filter are substrings of the
-	// copy, so one string per distinct filter is all the text the index holds.
-	var path, full, name string
-	if f.Group == "" {
-		path = strings.Clone(f.Path)
-	} else {
-		full = f.String() // a fresh string
-		name = full[len(sharePrefix) : len(sharePrefix)+len(f.Group)]
-		path = full[len(full)-len(f.Path):]
-	}
-
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
 
-	n := &x.root
-	for rest, more := path, true; more; {
-		var level string
-		level, rest, more = cut(rest)
-		n = x.childOrCreate(n, level)
-	}
-
-	n.mu.Lock()
+	// The index keeps one copy of each distinct filter's text: node levels, Entry.Filter and a
+	// group's name and path are all substrings of it. A filter that already has subscriptions
+	// reuses its text, so re-subscribing allocates nothing for it.
+	n := x.find(f.Path)
 	if f.Group == "" {
-		if len(n.subs.list) > 0 {
-			path = n.subs.list[0].Filter // same text; share it rather than keep another copy
+		var text string
+		if n != nil {
+			if cur := n.subs.load(); len(cur) > 0 {
+				text = cur[0].Filter
+			}
 		}
-		replaced = n.subs.put(Entry[K, V]{Key: key, Val: val, Filter: path})
-	} else {
-		if n.shared == nil {
-			n.shared = &sharedGroups[K, V]{}
+		if text == "" {
+			text = strings.Clone(f.Path)
+			n = x.create(text)
 		}
-		var g *group[K, V]
-		if i := n.shared.find(name); i >= 0 {
-			g = n.shared.list[i]
-		} else {
-			g = &group[K, V]{name: name, path: path, full: full}
-			n.shared.list = append(n.shared.list, g)
-		}
+		replaced = n.subs.put(Entry[K, V]{Key: key, Val: val, Filter: text})
+	} else if g := n.groupNamed(f.Group); g != nil {
 		replaced = g.members.put(Entry[K, V]{Key: key, Val: val, Filter: g.full})
-		g.snap.Store(nil) // readers rebuild the snapshot from the new members
+	} else {
+		full := f.String() // a fresh string
+		g = &group[K, V]{
+			name: full[len(sharePrefix) : len(sharePrefix)+len(f.Group)],
+			path: full[len(full)-len(f.Path):],
+			full: full,
+		}
+		n = x.create(g.path)
+		g.members.put(Entry[K, V]{Key: key, Val: val, Filter: full}) // before readers can see g
+		var groups []*group[K, V]
+		if gl := n.shared.Load(); gl != nil {
+			groups = slices.Clone(gl.groups)
+		}
+		n.shared.Store(&groupList[K, V]{groups: append(groups, g)})
 	}
-	n.mu.Unlock()
 
 	if !replaced {
 		x.count.Add(1)
@@ -134,32 +138,68 @@ func (x *Index[K, V]) Subscribe(f Filter, key K, val V) (replaced bool) {
 	return replaced
 }
 
-// childOrCreate returns n's child for level, linking a new node if there is none.
-// Caller holds wmu, which is what makes reading n's fields without n.mu safe here.
+// find returns the node for filter path, or nil. Caller holds wmu.
+func (x *Index[K, V]) find(path string) *node[K, V] {
+	n := &x.root
+	for rest, more := path, true; more && n != nil; {
+		var level string
+		level, rest, more = cut(rest)
+		switch level {
+		case "+":
+			n = n.plus.Load()
+		case "#":
+			n = n.hash.Load()
+		default:
+			n = n.child(level)
+		}
+	}
+	return n
+}
+
+// create returns the node for filter path, creating missing nodes. New nodes' levels are
+// substrings of path, which must be owned by the index. Caller holds wmu.
+func (x *Index[K, V]) create(path string) *node[K, V] {
+	n := &x.root
+	for rest, more := path, true; more; {
+		var level string
+		level, rest, more = cut(rest)
+		n = x.childOrCreate(n, level)
+	}
+	return n
+}
+
+// groupNamed returns the live group called name at n, or nil (also for a nil n).
+func (n *node[K, V]) groupNamed(name string) *group[K, V] {
+	if n == nil {
+		return nil
+	}
+	return n.shared.Load().find(name)
+}
+
 func (x *Index[K, V]) childOrCreate(n *node[K, V], level string) *node[K, V] {
 	var c *node[K, V]
 	switch level {
 	case "+":
-		c = n.plus
+		c = n.plus.Load()
 	case "#":
-		c = n.hash
+		c = n.hash.Load()
 	default:
 		c = n.child(level)
 	}
 	if c != nil {
 		return c
 	}
-	c = &node[K, V]{level: level}
-	n.mu.Lock()
+	// Link the new node empty; Subscribe fills it (or its descendants) next. A reader that walks
+	// it in between finds nothing, which is right: the subscription is not there yet.
+	c = &node[K, V]{}
 	switch level {
 	case "+":
-		n.plus = c
+		n.plus.Store(c)
 	case "#":
-		n.hash = c
+		n.hash.Store(c)
 	default:
-		n.addKid(c)
+		n.addKid(level, c)
 	}
-	n.mu.Unlock()
 	x.nodes++
 	return c
 }
@@ -175,46 +215,44 @@ func (x *Index[K, V]) Unsubscribe(f Filter, key K) (removed bool) {
 
 	// Find the node, remembering the path for pruning. Under wmu the trie cannot change.
 	path := x.path[:0]
+	defer func() {
+		clear(path) // do not pin pruned nodes until the next Unsubscribe
+		x.path = path[:0]
+	}()
 	n := &x.root
 	for rest, more := f.Path, true; more; {
 		var level string
 		level, rest, more = cut(rest)
 		switch level {
 		case "+":
-			n = n.plus
+			n = n.plus.Load()
 		case "#":
-			n = n.hash
+			n = n.hash.Load()
 		default:
 			n = n.child(level)
 		}
 		if n == nil {
 			return false
 		}
-		path = append(path, n)
+		path = append(path, step[K, V]{n, level})
 	}
-	defer func() {
-		clear(path) // do not pin pruned nodes until the next Unsubscribe
-		x.path = path[:0]
-	}()
 
-	n.mu.Lock()
 	if f.Group == "" {
 		removed = n.subs.remove(key)
-	} else if n.shared != nil {
-		if i := n.shared.find(f.Group); i >= 0 {
-			g := n.shared.list[i]
-			if removed = g.members.remove(key); removed {
-				g.snap.Store(nil)
-				if len(g.members.list) == 0 {
-					n.shared.list = slices.Delete(n.shared.list, i, i+1)
-					if len(n.shared.list) == 0 {
-						n.shared = nil
-					}
+	} else if gl := n.shared.Load(); gl != nil {
+		if g := gl.find(f.Group); g != nil {
+			if removed = g.members.remove(key); removed && g.members.empty() {
+				// The last member left: drop the group. Readers still holding the old list may
+				// see it with no members; they skip it.
+				groups := slices.DeleteFunc(slices.Clone(gl.groups), func(o *group[K, V]) bool { return o == g })
+				if len(groups) == 0 {
+					n.shared.Store(nil)
+				} else {
+					n.shared.Store(&groupList[K, V]{groups: groups})
 				}
 			}
 		}
 	}
-	n.mu.Unlock()
 	if !removed {
 		return false
 	}
@@ -223,21 +261,19 @@ func (x *Index[K, V]) Unsubscribe(f Filter, key K) (removed bool) {
 	// Prune bottom-up while nodes are empty. A reader may still be looking at a node we unlink:
 	// it is empty, so it contributes nothing, and it is never relinked (a later Subscribe
 	// creates a fresh node), so the reader cannot see a half-built state.
-	for i := len(path) - 1; i >= 0 && path[i].empty(); i-- {
-		c, parent := path[i], &x.root
+	for i := len(path) - 1; i >= 0 && path[i].n.empty(); i-- {
+		parent := &x.root
 		if i > 0 {
-			parent = path[i-1]
+			parent = path[i-1].n
 		}
-		parent.mu.Lock()
-		switch {
-		case parent.plus == c:
-			parent.plus = nil
-		case parent.hash == c:
-			parent.hash = nil
+		switch path[i].level {
+		case "+":
+			parent.plus.Store(nil)
+		case "#":
+			parent.hash.Store(nil)
 		default:
-			parent.removeKid(c)
+			parent.removeKid(path[i].level)
 		}
-		parent.mu.Unlock()
 		x.nodes--
 	}
 	x.gen.Add(1)
@@ -316,36 +352,24 @@ func (x *Index[K, V]) MatchInto(topic string, r *Result[K, V]) {
 // recursion is bounded by the number of '+' levels in the deepest matching filter.
 func walk[K comparable, V any](n *node[K, V], rest string, done, noWild bool, r *Result[K, V]) {
 	for {
-		var hash, plus, lit *node[K, V]
-		var next string
-		var more bool
-
-		n.mu.RLock()
 		if !noWild {
 			// "x/#" matches x itself and everything below it, so the '#' child applies whether
 			// or not levels remain.
-			hash = n.hash
+			if h := n.hash.Load(); h != nil {
+				h.collect(r)
+			}
 		}
 		if done {
 			n.collect(r)
-		} else {
-			var level string
-			level, next, more = cut(rest)
-			lit = n.child(level)
-			if !noWild {
-				plus = n.plus
+			return
+		}
+		level, next, more := cut(rest)
+		if !noWild {
+			if p := n.plus.Load(); p != nil {
+				walk(p, next, !more, false, r)
 			}
 		}
-		n.mu.RUnlock()
-
-		if hash != nil {
-			hash.mu.RLock()
-			hash.collect(r)
-			hash.mu.RUnlock()
-		}
-		if plus != nil {
-			walk(plus, next, !more, false, r)
-		}
+		lit := n.child(level)
 		if lit == nil {
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -403,15 +404,15 @@ func TestMatchCacheBounds(t *testing.T) {
 	for i := range 5000 {
 		x.Match(fmt.Sprintf("t/%d", i))
 		x.Match(fmt.Sprintf("u/%d", i)) // weighs 1
-		if n, w := x.cache.stats(); n > topics || w > weight {
-			t.Fatalf("after %d topics: cache holds %d topics weighing %d, limits %d and %d", i, n, w, topics, weight)
+		if n, w, counter := x.cache.stats(); n > topics || w > weight || w != counter {
+			t.Fatalf("after %d topics: cache holds %d topics weighing %d (counter %d), limits %d and %d", i, n, w, counter, topics, weight)
 		}
 	}
-	if n, _ := x.cache.stats(); n == 0 {
+	if n, _, _ := x.cache.stats(); n == 0 {
 		t.Fatal("cache is empty")
 	}
 
-	// A result heavier than a shard's budget is not cached, but still correct.
+	// A result heavier than a quarter of the budget is not cached, but still correct.
 	for k := range 10 + weight {
 		x.Subscribe(mustFilter(t, "big"), k, 0)
 	}
@@ -424,12 +425,6 @@ func TestMatchCacheBounds(t *testing.T) {
 	y.Subscribe(mustFilter(t, "a"), 1, 1)
 	if r := y.Match("a"); len(r.Entries) != 1 || y.cache != nil {
 		t.Fatalf("uncached index: %v", r.Entries)
-	}
-}
-
-func TestCacheShardPadding(t *testing.T) {
-	if s := unsafe.Sizeof(cacheShard[int, int]{}); s != 128 {
-		t.Fatalf("cacheShard is %d bytes, want 128 (two cache lines)", s)
 	}
 }
 
@@ -506,6 +501,83 @@ func TestIndexAgreesWithBruteForce(t *testing.T) {
 			for range 3 {
 				checkAgree(t, x, m, randTopic(rng))
 			}
+		}
+	}
+}
+
+// The children of one node through list/table conversions, table growth, tombstones and their
+// reuse, against a map.
+func TestNodeChildrenProperty(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var n node[int, int]
+	model := map[string]*node[int, int]{}
+	var sawTable, sawListAfterTable bool
+	for op := range 20000 {
+		if ks := n.kids.Load(); ks != nil && ks.tab != nil {
+			sawTable = true
+		} else if sawTable && ks != nil {
+			sawListAfterTable = true
+		}
+		level := strconv.Itoa(rng.IntN(200))
+		drain := op%5000 > 3500 && len(model) > 2 // phases that shrink the table back to a list
+		if drain {
+			for l := range model {
+				level = l
+				break
+			}
+		}
+		if _, ok := model[level]; ok && (drain || rng.IntN(2) == 0) {
+			n.removeKid(level)
+			delete(model, level)
+		} else if !ok {
+			c := &node[int, int]{}
+			n.addKid(level, c)
+			model[level] = c
+		}
+		if op%97 == 0 || len(model) < 8 {
+			for l, c := range model {
+				if got := n.child(l); got != c {
+					t.Fatalf("op %d: child(%q) = %p, want %p", op, l, got, c)
+				}
+			}
+			for i := range 20 {
+				l := "absent" + strconv.Itoa(i)
+				if n.child(l) != nil {
+					t.Fatalf("op %d: child(%q) found", op, l)
+				}
+			}
+			ks := n.kids.Load()
+			if len(model) == 0 != (ks == nil) {
+				t.Fatalf("op %d: %d children but kids = %v", op, len(model), ks)
+			}
+			if ks != nil && ks.tab != nil && ks.tab.live != len(model) {
+				t.Fatalf("op %d: table live = %d, want %d", op, ks.tab.live, len(model))
+			}
+		}
+	}
+	if !sawTable || !sawListAfterTable {
+		t.Fatalf("conversions not exercised: table %v, list after table %v", sawTable, sawListAfterTable)
+	}
+}
+
+// A child table that empties out is compacted, so a node that once had many children does not
+// keep a big table.
+func TestNodeChildrenTableShrinks(t *testing.T) {
+	var n node[int, int]
+	for i := range 5000 {
+		n.addKid(strconv.Itoa(i), &node[int, int]{})
+	}
+	big := len(n.kids.Load().tab.slots)
+	for i := range 4990 {
+		n.removeKid(strconv.Itoa(i))
+	}
+	ks := n.kids.Load()
+	if ks.tab == nil || len(ks.tab.slots) > 64 || big < 5000 {
+		t.Fatalf("table of %d slots for 10 children (was %d for 5000)", len(ks.tab.slots), big)
+	}
+	for i := 4990; i < 5000; i++ {
+		if n.child(strconv.Itoa(i)) == nil {
+			t.Fatalf("child %d lost by compaction", i)
 		}
 	}
 }
