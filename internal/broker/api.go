@@ -38,6 +38,9 @@ const (
 	// TooLarge means the delivery exceeds what the client accepts (MQTT's Maximum Packet Size); it
 	// is discarded as if delivered.
 	TooLarge
+	// Congested means the delivery was accepted but the connection's buffer is filling up: the
+	// publisher should pause until Sink.Drained says there is room, rather than make the core drop.
+	Congested
 )
 
 // Delivery is one message on its way to one client.
@@ -63,6 +66,9 @@ type Sink interface {
 	Release(packetID uint16)
 	// Close ends the connection for the given reason (session takeover, shutdown).
 	Close(reason error)
+	// Drained returns a channel closed when the buffer has room again; the core asks for it only
+	// after Send returned Congested.
+	Drained() <-chan struct{}
 }
 
 // Will is a message the core publishes when a client goes away without saying goodbye.
@@ -132,4 +138,8 @@ type PublishResult struct {
 	Matched int
 	// Duplicate is set when an exactly-once publish repeats a packet id still awaiting release.
 	Duplicate bool
+	// Backpressure, when not nil, is closed once a receiver whose buffer is filling up has room
+	// again. A face should read no more from this publisher until then (for a bounded time), so a
+	// fast publisher is slowed instead of its messages being dropped for a momentarily slow reader.
+	Backpressure <-chan struct{}
 }

@@ -17,20 +17,21 @@ type sink struct {
 	releases []uint16
 	closed   error
 	// result is what Send answers (Sent by default).
-	result SendResult
+	result  SendResult
+	drained chan struct{}
 }
 
 func (k *sink) Send(d Delivery) SendResult {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.result != Sent {
+	if k.result != Sent && k.result != Congested {
 		return k.result
 	}
 	// QoS 0 messages are only valid during the call: keep a copy, as a face would encode one.
 	d.Msg = d.Msg.Clone()
 	d.SubIDs = slices.Clone(d.SubIDs)
 	k.got = append(k.got, d)
-	return Sent
+	return k.result
 }
 
 func (k *sink) Release(pid uint16) {
@@ -43,6 +44,15 @@ func (k *sink) Close(reason error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.closed = reason
+}
+
+func (k *sink) Drained() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.drained == nil {
+		k.drained = make(chan struct{})
+	}
+	return k.drained
 }
 
 func (k *sink) setResult(r SendResult) {

@@ -76,7 +76,8 @@ func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, erro
 		}
 		b.retain(&p)
 	}
-	return PublishResult{Matched: b.route(&p, from)}, nil
+	matched := b.route(&p, from)
+	return PublishResult{Matched: matched, Backpressure: p.wait}, nil
 }
 
 // retain stores or (empty payload) clears the retained message of the topic.

@@ -192,3 +192,22 @@ func TestMaxQoSCapsGrantsAndPublishes(t *testing.T) {
 		t.Fatalf("delivered at %d", d[0].QoS)
 	}
 }
+
+func TestCongestedReceiverGivesBackpressure(t *testing.T) {
+	b, _ := newTestBroker(t, nil)
+	pub, _, _ := connect(t, b, ConnectRequest{ClientID: "pub", CleanStart: true})
+	sub, k, _ := connect(t, b, ConnectRequest{ClientID: "sub", CleanStart: true})
+	subscribe(t, sub, SubscribeRequest{Filter: "t"})
+	if res := publish(t, pub, "t", "calm", 0, false); res.Backpressure != nil {
+		t.Fatal("backpressure without congestion")
+	}
+	k.setResult(Congested)
+	res := publish(t, pub, "t", "busy", 0, false)
+	if res.Backpressure == nil || res.Backpressure != k.Drained() {
+		t.Fatal("congested receiver's Drained channel not handed to the publisher")
+	}
+	wantPayloads(t, k, "calm", "busy")
+	if got := b.Stats().Delivered.Load(); got != 2 {
+		t.Fatalf("delivered %d, want 2 (congested still delivers)", got)
+	}
+}

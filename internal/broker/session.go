@@ -56,6 +56,15 @@ type publication struct {
 	owned *message.Message
 	// many: the message goes to more than one session (see Delivery.Many).
 	many bool
+	// wait is the first congested receiver's Drained channel (see PublishResult.Backpressure).
+	wait <-chan struct{}
+}
+
+// sent records a send's outcome for backpressure; caller holds s.mu.
+func (p *publication) sent(s *Session, r SendResult) {
+	if r == Congested && p.wait == nil {
+		p.wait = s.sink.Drained()
+	}
 }
 
 func (p *publication) keep() *message.Message {
@@ -74,7 +83,9 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 		return
 	}
 	if qos == 0 && s.ready {
-		s.countSend(s.sink.Send(Delivery{Msg: p.msg, Retain: retain, SubIDs: ids, Many: p.many}))
+		r := s.sink.Send(Delivery{Msg: p.msg, Retain: retain, SubIDs: ids, Many: p.many})
+		s.countSend(r)
+		p.sent(s, r)
 		return
 	}
 	if qos == 0 && !s.b.cfg.QueueQoS0 {
@@ -83,7 +94,8 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 	}
 	it := store.Item{Msg: p.keep(), QoS: qos, Retain: retain, SubIDs: ids}
 	if s.ready && s.queue.Len() == 0 && s.inflight.hasRoom(s.inflightMax, s.b.cfg.MaxInflightBytes) {
-		if s.sendNew(it, p.many) {
+		if r := s.sendNew(it, p.many); r != Busy {
+			p.sent(s, r)
 			return
 		}
 	}
@@ -93,7 +105,7 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 // countSend records the outcome of a QoS 0 send.
 func (s *Session) countSend(r SendResult) {
 	switch r {
-	case Sent:
+	case Sent, Congested:
 		s.b.stats.Delivered.Add(1)
 	case Busy:
 		s.b.stats.DroppedSlow.Add(1)
@@ -123,20 +135,20 @@ func (s *Session) enqueue(it store.Item) {
 	s.b.stats.Queued.Add(1)
 }
 
-// sendNew puts a QoS 1/2 item in flight, or reports false if the connection is busy.
-func (s *Session) sendNew(it store.Item, many bool) bool {
+// sendNew puts a QoS 1/2 item in flight; Busy means the connection could not take it.
+func (s *Session) sendNew(it store.Item, many bool) SendResult {
 	pid := s.inflight.nextID()
-	switch s.sink.Send(Delivery{Msg: it.Msg, QoS: it.QoS, PacketID: pid, Retain: it.Retain, SubIDs: it.SubIDs, Many: many}) {
+	r := s.sink.Send(Delivery{Msg: it.Msg, QoS: it.QoS, PacketID: pid, Retain: it.Retain, SubIDs: it.SubIDs, Many: many})
+	switch r {
 	case Busy:
 		s.waitDrain = true
-		return false
 	case TooLarge:
 		s.b.stats.DroppedTooLarge.Add(1)
-		return true
+	default:
+		s.inflight.add(pid, it)
+		s.b.stats.Delivered.Add(1)
 	}
-	s.inflight.add(pid, it)
-	s.b.stats.Delivered.Add(1)
-	return true
+	return r
 }
 
 // pump moves queued items to the connection while the window and the connection allow.
@@ -163,7 +175,7 @@ func (s *Session) pump() {
 				return
 			}
 			s.countSend(r)
-		} else if !s.sendNew(it, false) {
+		} else if s.sendNew(it, false) == Busy {
 			return
 		}
 		s.queue.Pop()

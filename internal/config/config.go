@@ -61,6 +61,7 @@ type MQTT struct {
 	WriteTimeout        time.Duration `koanf:"write_timeout"`
 	OutboundBuffer      int           `koanf:"outbound_buffer"`
 	SlowConsumerTimeout time.Duration `koanf:"slow_consumer_timeout"`
+	PublishStall        time.Duration `koanf:"publish_stall"`
 	// WebSocketOrigins lists allowed Origin host patterns for browser clients; empty allows any
 	// (MQTT authenticates in CONNECT, not with cookies).
 	WebSocketOrigins []string `koanf:"websocket_origins"`
@@ -98,6 +99,7 @@ func Default() Config {
 			WriteTimeout:        10 * time.Second,
 			OutboundBuffer:      1 << 20,
 			SlowConsumerTimeout: 30 * time.Second,
+			PublishStall:        5 * time.Millisecond,
 			MaxQoS:              2,
 			RetainAvailable:     true,
 		},

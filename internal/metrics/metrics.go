@@ -39,6 +39,7 @@ func Register(reg prometheus.Registerer, b *broker.Stats, m *mqtt.Stats) {
 	counter("tern_mqtt_connect_refused_total", "CONNECTs refused.", &m.ConnectRefused)
 	counter("tern_mqtt_protocol_errors_total", "Connections closed for a protocol error.", &m.ProtocolErrors)
 	counter("tern_mqtt_slow_consumers_total", "Connections closed because the client fell behind.", &m.SlowConsumers)
+	counter("tern_mqtt_publish_stalls_total", "Times a publisher was paused for a receiver that was falling behind.", &m.PublishStalls)
 	counter("tern_mqtt_packets_received_total", "MQTT packets received after CONNECT.", &m.PacketsIn)
 	counter("tern_mqtt_bytes_sent_total", "Bytes written to MQTT clients.", &m.BytesOut)
 }

@@ -34,6 +34,8 @@ type conn struct {
 	// graceful is set when the client sent DISCONNECT.
 	graceful    bool
 	publishWill bool
+	// stallTimer bounds backpressure waits (see stall); made on first use.
+	stallTimer *time.Timer
 
 	out outbox
 }

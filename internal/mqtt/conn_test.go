@@ -16,6 +16,12 @@ import (
 // startServer runs an MQTT face on a loopback port.
 func startServer(t *testing.T, mod func(*Config)) string {
 	t.Helper()
+	addr, _ := startServerBroker(t, mod)
+	return addr
+}
+
+func startServerBroker(t *testing.T, mod func(*Config)) (string, *broker.Broker) {
+	t.Helper()
 	b, err := broker.New(broker.DefaultConfig(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +37,7 @@ func startServer(t *testing.T, mod func(*Config)) string {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().String()
+	return ln.Addr().String(), b
 }
 
 // rawClient speaks MQTT with the codec, so a test controls every byte and acknowledgement.
@@ -225,5 +231,61 @@ func TestOversizedPacketRefused(t *testing.T) {
 	d, ok := c.must(2 * time.Second).(*packet.Disconnect)
 	if !ok || d.Reason != packet.PacketTooLarge {
 		t.Fatalf("got %+v, want DISCONNECT packet too large", d)
+	}
+}
+
+// A receiver that falls behind pauses the publisher (its reader stops reading) instead of losing
+// messages, and the pause ends as soon as the receiver catches up.
+func TestBackpressurePausesPublisherInsteadOfDropping(t *testing.T) {
+	addr, b := startServerBroker(t, func(c *Config) {
+		c.OutboundBuffer = 64 << 10
+		c.PublishStall = time.Minute // any pause is plainly visible
+		c.SlowConsumerTimeout = 0
+		c.WriteTimeout = time.Minute
+	})
+	sub := dial(t, addr, packet.V311)
+	sub.connect("slow", 0)
+	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("s/#")}}})
+	sub.must(2 * time.Second)
+
+	pub := dial(t, addr, packet.V311)
+	pub.connect("fast", 0)
+	payload := make([]byte, 4096)
+	sent := 0
+	stalled := false
+	// The subscriber reads nothing, so kernel buffers fill first, then tern's; at half of
+	// OutboundBuffer the publisher's PINGRESP stops coming.
+	for sent < 20000 && !stalled {
+		pub.send(&packet.Publish{Topic: []byte("s/x"), Payload: payload})
+		sent++
+		pub.send(&packet.Pingreq{})
+		if _, err := pub.recv(500 * time.Millisecond); err != nil {
+			stalled = true
+			// The codec's Reader keeps its error; nothing was half read, so start afresh.
+			pub.rd = packet.NewReader(pub.nc, 0, 0)
+		}
+	}
+	if !stalled {
+		t.Fatalf("publisher never paused after %d messages to a receiver that reads nothing", sent)
+	}
+	got := make(chan int)
+	go func() {
+		n := 0
+		for n < sent {
+			if _, err := sub.recv(10 * time.Second); err != nil {
+				break
+			}
+			n++
+		}
+		got <- n
+	}()
+	if _, err := pub.recv(10 * time.Second); err != nil {
+		t.Fatalf("publisher still paused after the receiver caught up: %v", err)
+	}
+	if n := <-got; n != sent {
+		t.Fatalf("receiver got %d of %d", n, sent)
+	}
+	if d := b.Stats().DroppedSlow.Load(); d != 0 {
+		t.Fatalf("%d messages dropped", d)
 	}
 }

@@ -102,7 +102,31 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 	case 2:
 		c.writeAck(packet.PUBREC, p.PacketID, code, err)
 	}
+	if res.Backpressure != nil {
+		c.stall(res.Backpressure)
+	}
 	return nil
+}
+
+// stall stops reading from this publisher until a receiver that is falling behind has caught up,
+// for at most PublishStall, so TCP slows the publisher down instead of the receiver losing messages.
+func (c *conn) stall(drained <-chan struct{}) {
+	select {
+	case <-drained:
+		return
+	default:
+	}
+	if c.stallTimer == nil {
+		c.stallTimer = time.NewTimer(c.srv.cfg.PublishStall)
+	} else {
+		c.stallTimer.Reset(c.srv.cfg.PublishStall)
+	}
+	select {
+	case <-drained:
+		c.stallTimer.Stop()
+	case <-c.stallTimer.C:
+	}
+	c.srv.stats.PublishStalls.Add(1)
 }
 
 // publishCode maps a core publish error to a reason code, and says whether the connection must

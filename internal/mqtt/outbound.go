@@ -32,6 +32,10 @@ type outbox struct {
 	draining bool
 	// busySince is when QoS 0 messages started being dropped for lack of room.
 	busySince time.Time
+	// congestedSince is when the buffer passed half full; publishers are asked to pause (see
+	// Send) during the first PublishStall of it. drained is closed when it falls below half.
+	congestedSince time.Time
+	drained        chan struct{}
 	// wantDrain: a Busy was returned, so the core wants to hear when there is room.
 	wantDrain bool
 
@@ -125,7 +129,51 @@ func (c *conn) Send(d broker.Delivery) broker.SendResult {
 	o.buf = buf
 	c.checkHardLimitLocked()
 	c.kickLocked()
-	return broker.Sent
+	return c.congestionLocked()
+}
+
+// congestionLocked reports Congested while the buffer is past half full, but only during the first
+// PublishStall of that: a client that does not catch up in that time stops slowing its publishers
+// and is left to the drop and slow-consumer rules.
+func (c *conn) congestionLocked() broker.SendResult {
+	o := &c.out
+	if len(o.buf) < c.srv.cfg.OutboundBuffer/2 || c.srv.cfg.PublishStall <= 0 {
+		return broker.Sent
+	}
+	now := time.Now()
+	if o.congestedSince.IsZero() {
+		o.congestedSince = now
+	}
+	if now.Sub(o.congestedSince) > c.srv.cfg.PublishStall {
+		return broker.Sent
+	}
+	return broker.Congested
+}
+
+// Drained implements broker.Sink.
+func (c *conn) Drained() <-chan struct{} {
+	o := &c.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.drained == nil {
+		o.drained = make(chan struct{})
+		if o.closed || len(o.buf) < c.srv.cfg.OutboundBuffer/2 {
+			close(o.drained)
+			ch := o.drained
+			o.drained = nil
+			return ch
+		}
+	}
+	return o.drained
+}
+
+// unblockLocked ends a congestion episode: publishers waiting on Drained go on.
+func (o *outbox) unblockLocked() {
+	o.congestedSince = time.Time{}
+	if o.drained != nil {
+		close(o.drained)
+		o.drained = nil
+	}
 }
 
 // Release implements broker.Sink.
@@ -202,6 +250,7 @@ func (c *conn) flush() {
 		}
 		if len(o.buf) < c.srv.cfg.OutboundBuffer/2 {
 			o.busySince = time.Time{}
+			o.unblockLocked()
 		}
 		if cap(pending) <= maxPooledWriteBuf {
 			pendingBox.b = pending[:0]
@@ -213,6 +262,7 @@ func (c *conn) flush() {
 
 // releaseLocked returns idle buffers to the pool.
 func (o *outbox) releaseLocked() {
+	o.unblockLocked()
 	if o.cur != nil && cap(o.buf) <= maxPooledWriteBuf {
 		o.cur.b = o.buf[:0]
 		writeBufs.Put(o.cur)

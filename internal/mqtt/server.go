@@ -38,6 +38,9 @@ type Config struct {
 	// SlowConsumerTimeout disconnects a client whose buffer stayed full (dropping QoS 0
 	// messages) for this long; 0: never.
 	SlowConsumerTimeout time.Duration
+	// PublishStall is the longest a publisher is paused while a receiver's buffer is more than
+	// half full, once per such episode; 0 never pauses (receivers drop sooner).
+	PublishStall time.Duration
 }
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured.
@@ -53,6 +56,7 @@ func DefaultConfig() Config {
 		WriteTimeout:        10 * time.Second,
 		OutboundBuffer:      1 << 20,
 		SlowConsumerTimeout: 30 * time.Second,
+		PublishStall:        5 * time.Millisecond,
 	}
 }
 
@@ -69,6 +73,7 @@ type Stats struct {
 	ConnectRefused atomic.Uint64
 	ProtocolErrors atomic.Uint64
 	SlowConsumers  atomic.Uint64
+	PublishStalls  atomic.Uint64
 	PacketsIn      atomic.Uint64
 	BytesOut       atomic.Uint64
 }

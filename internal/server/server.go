@@ -86,6 +86,7 @@ func mqttConfig(cfg config.Config) mqtt.Config {
 		WriteTimeout:        m.WriteTimeout,
 		OutboundBuffer:      m.OutboundBuffer,
 		SlowConsumerTimeout: m.SlowConsumerTimeout,
+		PublishStall:        m.PublishStall,
 	}
 }
 
