@@ -24,21 +24,13 @@ import (
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/server"
+	"github.com/ternmq/tern/internal/server/servertest"
 )
 
 // startTern runs a whole tern in the test process with TCP, WebSocket and Unix listeners.
 func startTern(t *testing.T) *server.Server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Listen.MQTT = "127.0.0.1:0"
-	cfg.Listen.HTTP = "127.0.0.1:0"
-	cfg.Listen.Unix = filepath.Join(t.TempDir(), "tern.sock")
-	srv, err := server.Start(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return servertest.Start(t)
 }
 
 func tcpURL(s *server.Server) string  { return "mqtt://" + s.Addr("mqtt") }

@@ -4,27 +4,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/server"
+	"github.com/ternmq/tern/internal/server/servertest"
 )
 
 func startTern(t testing.TB) *server.Server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Listen.MQTT = "127.0.0.1:0"
-	cfg.Listen.HTTP = ""
-	cfg.Listen.Unix = filepath.Join(t.TempDir(), "tern.sock")
-	srv, err := server.Start(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return servertest.Start(t, func(c *config.Config) { c.Listen.HTTP = "" })
 }
 
 func checkClean(t *testing.T, r *Result) {

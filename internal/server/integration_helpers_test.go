@@ -40,6 +40,7 @@ import (
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/server"
+	"github.com/ternmq/tern/internal/server/servertest"
 )
 
 // waitTimeout bounds every wait for something that must happen.
@@ -59,21 +60,7 @@ func uniqueID(prefix string) string {
 // opts adjust the configuration first.
 func startServer(t *testing.T, opts ...func(*config.Config)) *server.Server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Listen = config.Listen{
-		MQTT: "127.0.0.1:0",
-		HTTP: "127.0.0.1:0",
-		Unix: filepath.Join(t.TempDir(), "t.sock"),
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	srv, err := server.Start(cfg, nil)
-	if err != nil {
-		t.Fatalf("starting tern: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
+	return servertest.Start(t, opts...)
 }
 
 // ---- transports ----
