@@ -53,27 +53,9 @@ func (s *Subscribe) Decode(flags byte, body []byte, v Version) error {
 	s.Props.Reset()
 	clear(s.Subscriptions)
 	s.Subscriptions = s.Subscriptions[:0]
-	if err := checkVersion(v); err != nil {
+	b, err := decodeFilterListHeader(SUBSCRIBE, flags, body, v, &s.PacketID, &s.Props)
+	if err != nil {
 		return err
-	}
-	if flags != fixedFlags(SUBSCRIBE) {
-		return errBadFlags
-	}
-	var err error
-	b := body
-	if s.PacketID, b, err = readU16(b); err != nil {
-		return err
-	}
-	if s.PacketID == 0 {
-		return errZeroPacketID
-	}
-	if v == V5 {
-		if b, err = s.Props.decode(b, SUBSCRIBE); err != nil {
-			return err
-		}
-	}
-	if len(b) == 0 {
-		return errNoFilters // 3.8.3: at least one filter
 	}
 	for len(b) > 0 {
 		var sub Subscription
@@ -290,4 +272,33 @@ func (s *Suback) Append(dst []byte, v Version) ([]byte, error) {
 		out = append(out, byte(r))
 	}
 	return out, nil
+}
+
+// decodeFilterListHeader reads what SUBSCRIBE and UNSUBSCRIBE share before their filters: the
+// fixed flags, a non-zero packet id and (MQTT 5) the properties. It returns the filter bytes, which
+// must not be empty (3.8.3, 3.10.3: at least one filter).
+func decodeFilterListHeader(typ, flags byte, body []byte, v Version, id *uint16, props *Properties) ([]byte, error) {
+	if err := checkVersion(v); err != nil {
+		return nil, err
+	}
+	if flags != fixedFlags(typ) {
+		return nil, errBadFlags
+	}
+	var err error
+	b := body
+	if *id, b, err = readU16(b); err != nil {
+		return nil, err
+	}
+	if *id == 0 {
+		return nil, errZeroPacketID
+	}
+	if v == V5 {
+		if b, err = props.decode(b, typ); err != nil {
+			return nil, err
+		}
+	}
+	if len(b) == 0 {
+		return nil, errNoFilters
+	}
+	return b, nil
 }

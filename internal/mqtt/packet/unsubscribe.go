@@ -15,27 +15,9 @@ func (u *Unsubscribe) Decode(flags byte, body []byte, v Version) error {
 	u.Props.Reset()
 	clear(u.Filters)
 	u.Filters = u.Filters[:0]
-	if err := checkVersion(v); err != nil {
+	b, err := decodeFilterListHeader(UNSUBSCRIBE, flags, body, v, &u.PacketID, &u.Props)
+	if err != nil {
 		return err
-	}
-	if flags != fixedFlags(UNSUBSCRIBE) {
-		return errBadFlags
-	}
-	var err error
-	b := body
-	if u.PacketID, b, err = readU16(b); err != nil {
-		return err
-	}
-	if u.PacketID == 0 {
-		return errZeroPacketID
-	}
-	if v == V5 {
-		if b, err = u.Props.decode(b, UNSUBSCRIBE); err != nil {
-			return err
-		}
-	}
-	if len(b) == 0 {
-		return errNoFilters // 3.10.3: at least one filter
 	}
 	for len(b) > 0 {
 		var f []byte
