@@ -99,9 +99,12 @@ func (m *Message) RemainingExpiry(now int64) (seconds uint32, ok bool) {
 }
 
 // Size is the message's approximate memory and storage footprint, used for byte limits on queues.
-func (m *Message) Size() int {
+func (m *Message) Size() int { return m.dataLen() + 64 }
+
+// dataLen is the number of bytes in the message's strings and byte slices.
+func (m *Message) dataLen() int {
 	n := len(m.Topic) + len(m.Payload) + len(m.Sender) + len(m.Props.ContentType) +
-		len(m.Props.ResponseTopic) + len(m.Props.CorrelationData) + 64
+		len(m.Props.ResponseTopic) + len(m.Props.CorrelationData)
 	for _, u := range m.Props.User {
 		n += len(u.Key) + len(u.Value)
 	}
@@ -115,12 +118,7 @@ func (m *Message) Clone() *Message {
 		ID: m.ID, QoS: m.QoS, Retain: m.Retain, Time: m.Time, Expires: m.Expires,
 		Props: Properties{PayloadFormat: m.Props.PayloadFormat},
 	}
-	n := len(m.Topic) + len(m.Payload) + len(m.Sender) + len(m.Props.ContentType) +
-		len(m.Props.ResponseTopic) + len(m.Props.CorrelationData)
-	for _, u := range m.Props.User {
-		n += len(u.Key) + len(u.Value)
-	}
-	a := arena(make([]byte, 0, n))
+	a := arena(make([]byte, 0, m.dataLen()))
 	c.Topic = a.str(m.Topic)
 	c.Payload = a.bytes(m.Payload)
 	c.Sender = a.str(m.Sender)

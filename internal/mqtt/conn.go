@@ -257,7 +257,8 @@ func (c *conn) will(p *packet.Connect, bcfg *broker.Config) (*broker.Will, packe
 	}
 	w := &broker.Will{Msg: m}
 	if c.version == packet.V5 {
-		if err := readMessageProps(&p.WillProps, m, time.Now()); err != nil {
+		var users []message.UserProperty
+		if err := borrowMessageProps(&p.WillProps, m, &users); err != nil {
 			return nil, packet.ProtocolError, err.Error()
 		}
 		// An owned copy: the will outlives the CONNECT buffer.

@@ -268,10 +268,8 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 	}
 	reqs := make([]broker.SubscribeRequest, len(p.Subscriptions))
 	for i, s := range p.Subscriptions {
+		// The codec has already refused no local on a shared subscription (a protocol error).
 		f := string(s.Filter)
-		if s.NoLocal && isShared(f) {
-			return protoErr(packet.ProtocolError, "no local is not allowed on a shared subscription")
-		}
 		reqs[i] = broker.SubscribeRequest{
 			Filter: f, QoS: s.QoS, NoLocal: s.NoLocal, RetainAsPublished: s.RetainAsPublished,
 			RetainHandling: s.RetainHandling, ID: subID,
@@ -293,11 +291,6 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 	c.writePacket(ack)
 	c.client.SendRetained(results)
 	return nil
-}
-
-func isShared(filter string) bool {
-	f, err := topic.ParseFilter(filter)
-	return err == nil && f.Group != ""
 }
 
 func (c *conn) subackCode(r broker.SubscribeResult) packet.ReasonCode {
@@ -388,12 +381,6 @@ func borrowMessageProps(pr *packet.Properties, m *message.Message, users *[]mess
 		m.Props.User = *users
 	}
 	return nil
-}
-
-// readMessageProps is borrowMessageProps for a message that will be cloned right away.
-func readMessageProps(pr *packet.Properties, m *message.Message, _ time.Time) error {
-	var users []message.UserProperty
-	return borrowMessageProps(pr, m, &users)
 }
 
 // setMessageProps writes a message's properties into an outgoing PUBLISH.
