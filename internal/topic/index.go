@@ -144,14 +144,7 @@ func (x *Index[K, V]) find(path string) *node[K, V] {
 	for rest, more := path, true; more && n != nil; {
 		var level string
 		level, rest, more = cut(rest)
-		switch level {
-		case "+":
-			n = n.plus.Load()
-		case "#":
-			n = n.hash.Load()
-		default:
-			n = n.child(level)
-		}
+		n = n.step(level)
 	}
 	return n
 }
@@ -223,14 +216,7 @@ func (x *Index[K, V]) Unsubscribe(f Filter, key K) (removed bool) {
 	for rest, more := f.Path, true; more; {
 		var level string
 		level, rest, more = cut(rest)
-		switch level {
-		case "+":
-			n = n.plus.Load()
-		case "#":
-			n = n.hash.Load()
-		default:
-			n = n.child(level)
-		}
+		n = n.step(level)
 		if n == nil {
 			return false
 		}

@@ -59,6 +59,18 @@ const (
 )
 
 // child returns the literal child for level, or nil. Safe for readers; does not allocate.
+// step returns the child for one filter level, the wildcards included, or nil.
+func (n *node[K, V]) step(level string) *node[K, V] {
+	switch level {
+	case "+":
+		return n.plus.Load()
+	case "#":
+		return n.hash.Load()
+	default:
+		return n.child(level)
+	}
+}
+
 func (n *node[K, V]) child(level string) *node[K, V] {
 	ks := n.kids.Load()
 	if ks == nil {

@@ -222,13 +222,20 @@ func (s *Suback) Decode(flags byte, body []byte, v Version) error {
 	if len(b) == 0 {
 		return errNoReasons
 	}
+	s.Reasons, err = appendReasons(s.Reasons, b, valid)
+	return err
+}
+
+// appendReasons appends the reason codes of a SUBACK or UNSUBACK payload, each of which must be in
+// valid.
+func appendReasons(dst []ReasonCode, b []byte, valid *reasonSet) ([]ReasonCode, error) {
 	for _, c := range b {
 		if !valid.has(ReasonCode(c)) {
-			return errBadReason
+			return dst, errBadReason
 		}
-		s.Reasons = append(s.Reasons, ReasonCode(c))
+		dst = append(dst, ReasonCode(c))
 	}
-	return nil
+	return dst, nil
 }
 
 // Append writes the SUBACK. In v3, where the only failure code is 0x80,

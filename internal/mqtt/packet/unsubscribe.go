@@ -110,13 +110,8 @@ func (u *Unsuback) Decode(flags byte, body []byte, v Version) error {
 	if len(b) == 0 {
 		return errNoReasons
 	}
-	for _, c := range b {
-		if !unsubackReasons.has(ReasonCode(c)) {
-			return errBadReason
-		}
-		u.Reasons = append(u.Reasons, ReasonCode(c))
-	}
-	return nil
+	u.Reasons, err = appendReasons(u.Reasons, b, &unsubackReasons)
+	return err
 }
 
 // Append writes the UNSUBACK; in v3 only the packet identifier.
