@@ -1,27 +1,47 @@
 // Package store defines the durable state the core keeps: session records, each session's queue
-// of pending deliveries, and retained messages. The core talks only to these interfaces; the
-// memory implementation serves tests and `--data-dir=""`, and a disk implementation can replace it
-// without the core changing.
+// of pending deliveries and its deliveries in flight, and retained messages. The core talks only to
+// these interfaces; the memory implementation serves tests and `--data-dir=""`, and pebblestore
+// keeps everything on disk.
+//
+// Writes return once they are applied, not once they are durable: a caller that must not
+// acknowledge before the disk has its data asks Sync for a Ticket after writing. One fsync then
+// covers every write made before it, whoever made it (group commit).
 package store
 
 import (
+	"errors"
+
 	"github.com/ternmq/tern/internal/message"
 )
+
+// ErrFormat is returned by Open when a data directory was written by an unknown format version.
+var ErrFormat = errors.New("unknown data format version")
 
 // Store is the root of all durable state.
 type Store interface {
 	Sessions() Sessions
 	Retained() Retained
+	// Sync returns a ticket that completes once every write made before the call is durable;
+	// nil means it already is.
+	Sync() *Ticket
+	// LastMessageID is the highest message id the store holds, so ids stay unique after a restart
+	// even if the clock went backwards.
+	LastMessageID() uint64
+	// DiskBytes is the store's size on disk (0 in memory).
+	DiskBytes() int64
 	Close() error
 }
 
-// Item is one pending delivery in a session's queue: the message and how it is to be delivered.
+// Item is one pending delivery: the message and how it is to be delivered.
 type Item struct {
 	Msg    *message.Message
 	QoS    byte
 	Retain bool
 	// SubIDs are the subscription identifiers of the subscriptions that matched.
 	SubIDs []uint32
+	// Shared hints that the same message (same Msg.ID) goes to other sessions too, so a disk store
+	// keeps its body once and references it.
+	Shared bool
 }
 
 // Size is the item's footprint for byte limits.
@@ -33,14 +53,37 @@ func (it Item) Size() int { return it.Msg.Size() + 4*len(it.SubIDs) }
 type Queue interface {
 	Push(it Item) error
 	// Front returns the oldest item without removing it.
-	Front() (Item, bool)
+	Front() (Item, bool, error)
 	// Pop removes the oldest item.
-	Pop() (Item, bool)
+	Pop() error
 	Len() int
 	// Bytes is the sum of Size over the queued items.
 	Bytes() int64
 	// Clear removes everything.
 	Clear() error
+}
+
+// InflightEntry is a delivery sent to the client and not yet acknowledged.
+type InflightEntry struct {
+	PacketID uint16
+	Item     Item
+	// Released: the client acknowledged receipt of a QoS 2 delivery (PUBREC) and the release
+	// (PUBREL) was sent; only its completion is missing.
+	Released bool
+}
+
+// Inflight keeps a session's MQTT packet-id state in both directions, so a restart can resume it:
+// deliveries awaiting acknowledgement, and exactly-once publishes received and not yet released.
+// Like Queue, it is used under the session's lock.
+type Inflight interface {
+	// Put records a delivery, or updates one with the same packet id (keeping its place in order).
+	Put(e InflightEntry) error
+	Delete(packetID uint16) error
+	// All returns the deliveries in the order they were first put.
+	All() ([]InflightEntry, error)
+	AddIncoming(packetID uint16) error
+	DeleteIncoming(packetID uint16) error
+	Incoming() ([]uint16, error)
 }
 
 // SessionRecord is what survives of a session while its client is away.
@@ -50,6 +93,20 @@ type SessionRecord struct {
 	// Expiry is the session expiry interval in seconds; 0xFFFFFFFF never expires.
 	Expiry        uint32
 	Subscriptions []Subscription
+	// Disconnected is when the client went away (Unix nanoseconds); 0 while it is connected, so a
+	// record found with 0 after a crash belongs to a client the crash disconnected.
+	Disconnected int64
+	// Will is the client's will: while connected, or waiting out its delay after it left.
+	Will *Will
+	// Dropped counts messages this session lost to its queue limits.
+	Dropped uint64
+}
+
+// Will is a stored will message.
+type Will struct {
+	Msg *message.Message
+	// Delay is the will delay interval in seconds.
+	Delay uint32
 }
 
 // Subscription is a stored subscription with its MQTT options.
@@ -65,11 +122,14 @@ type Subscription struct {
 // Sessions keeps session records and their queues.
 type Sessions interface {
 	Put(rec SessionRecord) error
+	// Delete removes the record with its queue and in-flight state.
 	Delete(clientID string) error
 	// All calls fn for every stored session, in no particular order.
 	All(fn func(SessionRecord) error) error
 	// Queue opens (creating if needed) the queue of a session.
 	Queue(clientID string) (Queue, error)
+	// Inflight opens (creating if needed) the in-flight state of a session.
+	Inflight(clientID string) (Inflight, error)
 }
 
 // Retained keeps the last retained message per topic.

@@ -14,6 +14,7 @@ type Store struct {
 	mu       sync.Mutex
 	sessions map[string]store.SessionRecord
 	queues   map[string]*Queue
+	inflight map[string]*Inflight
 	retained map[string]*message.Message
 }
 
@@ -22,6 +23,7 @@ func New() *Store {
 	return &Store{
 		sessions: map[string]store.SessionRecord{},
 		queues:   map[string]*Queue{},
+		inflight: map[string]*Inflight{},
 		retained: map[string]*message.Message{},
 	}
 }
@@ -31,6 +33,15 @@ func (s *Store) Sessions() store.Sessions { return (*sessions)(s) }
 
 // Retained implements store.Store.
 func (s *Store) Retained() store.Retained { return (*retained)(s) }
+
+// Sync implements store.Store: memory is as durable as it gets.
+func (s *Store) Sync() *store.Ticket { return nil }
+
+// LastMessageID implements store.Store; message ids from the clock are unique within a process.
+func (s *Store) LastMessageID() uint64 { return 0 }
+
+// DiskBytes implements store.Store.
+func (s *Store) DiskBytes() int64 { return 0 }
 
 // Close implements store.Store.
 func (s *Store) Close() error { return nil }
@@ -50,6 +61,7 @@ func (s *sessions) Delete(clientID string) error {
 	defer s.mu.Unlock()
 	delete(s.sessions, clientID)
 	delete(s.queues, clientID)
+	delete(s.inflight, clientID)
 	return nil
 }
 
@@ -77,6 +89,17 @@ func (s *sessions) Queue(clientID string) (store.Queue, error) {
 		s.queues[clientID] = q
 	}
 	return q, nil
+}
+
+func (s *sessions) Inflight(clientID string) (store.Inflight, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.inflight[clientID]
+	if f == nil {
+		f = &Inflight{}
+		s.inflight[clientID] = f
+	}
+	return f, nil
 }
 
 type retained Store
@@ -131,17 +154,17 @@ func (q *Queue) Push(it store.Item) error {
 }
 
 // Front implements store.Queue.
-func (q *Queue) Front() (store.Item, bool) {
+func (q *Queue) Front() (store.Item, bool, error) {
 	if q.n == 0 {
-		return store.Item{}, false
+		return store.Item{}, false, nil
 	}
-	return q.items[q.head], true
+	return q.items[q.head], true, nil
 }
 
 // Pop implements store.Queue.
-func (q *Queue) Pop() (store.Item, bool) {
+func (q *Queue) Pop() error {
 	if q.n == 0 {
-		return store.Item{}, false
+		return nil
 	}
 	it := q.items[q.head]
 	q.items[q.head] = store.Item{}
@@ -151,7 +174,7 @@ func (q *Queue) Pop() (store.Item, bool) {
 	if len(q.items) > 64 && q.n < len(q.items)/4 {
 		q.resize(len(q.items) / 2)
 	}
-	return it, true
+	return nil
 }
 
 // Len implements store.Queue.

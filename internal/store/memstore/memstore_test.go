@@ -27,7 +27,8 @@ func TestQueueMatchesSliceModel(t *testing.T) {
 			_ = q.Push(item(step))
 			model = append(model, fmt.Sprint(step))
 		} else {
-			it, ok := q.Pop()
+			it, ok, _ := q.Front()
+			_ = q.Pop()
 			if ok != (len(model) > 0) {
 				t.Fatalf("step %d: pop ok=%v with model len %d", step, ok, len(model))
 			}
@@ -55,13 +56,13 @@ func TestQueueOrderStrict(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		_ = q.Push(item(i))
 		if i%3 == 0 {
-			it, _ := q.Pop()
-			_ = it
+			_ = q.Pop()
 		}
 	}
 	prev := -1
 	for q.Len() > 0 {
-		it, _ := q.Pop()
+		it, _, _ := q.Front()
+		_ = q.Pop()
 		var v int
 		fmt.Sscan(string(it.Msg.Payload), &v)
 		if v <= prev {
@@ -79,12 +80,12 @@ func TestQueueBytesAndFront(t *testing.T) {
 	if q.Bytes() != int64(a.Size()+b.Size()) {
 		t.Fatalf("bytes %d", q.Bytes())
 	}
-	f, ok := q.Front()
+	f, ok, _ := q.Front()
 	if !ok || string(f.Msg.Payload) != "1" || q.Len() != 2 {
 		t.Fatal("front wrong or removed")
 	}
 	_ = q.Clear()
-	if _, ok := q.Front(); ok || q.Len() != 0 || q.Bytes() != 0 {
+	if _, ok, _ := q.Front(); ok || q.Len() != 0 || q.Bytes() != 0 {
 		t.Fatal("clear left items")
 	}
 }
