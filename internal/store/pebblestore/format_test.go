@@ -1,0 +1,114 @@
+package pebblestore
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/ternmq/tern/internal/store"
+)
+
+// rawPebble opens dir as a plain Pebble database, to play another program or another version.
+func rawPebble(t *testing.T, fs vfs.FS, dir string, fn func(db *pebble.DB)) {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: quietLogger{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn(db)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFormatNewDirIsStamped(t *testing.T) {
+	fs := vfs.NewMem()
+	s := mustOpen(t, "d", Options{FS: fs})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rawPebble(t, fs, "d", func(db *pebble.DB) {
+		v, closer, err := db.Get(formatKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closer.Close()
+		if len(v) != 4 || binary.BigEndian.Uint32(v) != formatVersion {
+			t.Fatalf("format key = %x", v)
+		}
+	})
+	mustOpen(t, "d", Options{FS: fs}).Close() // and it opens again
+}
+
+func TestFormatRefused(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(db *pebble.DB) error
+		want  []string // in the error message
+	}{
+		{"other version", func(db *pebble.DB) error {
+			return db.Set(formatKey, binary.BigEndian.AppendUint32(nil, 99), pebble.Sync)
+		}, []string{"format version 99", "reads version 1"}},
+		{"unreadable version", func(db *pebble.DB) error {
+			return db.Set(formatKey, []byte("x"), pebble.Sync)
+		}, []string{"unreadable format version", "reads version 1"}},
+		{"foreign database", func(db *pebble.DB) error {
+			if err := db.Delete(formatKey, pebble.Sync); err != nil {
+				return err
+			}
+			return db.Set([]byte("somebody else's key"), []byte("v"), pebble.Sync)
+		}, []string{"without a tern format version", "reads version 1"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fs := vfs.NewMem()
+			mustOpen(t, "data", Options{FS: fs}).Close()
+			rawPebble(t, fs, "data", func(db *pebble.DB) {
+				if err := c.setup(db); err != nil {
+					t.Fatal(err)
+				}
+			})
+			_, err := Open("data", Options{FS: fs, Logger: testLogger(t)})
+			if !errors.Is(err, store.ErrFormat) {
+				t.Fatalf("err = %v, want ErrFormat", err)
+			}
+			for _, w := range append(c.want, `"data"`) {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestOpenForeignNeverStamped(t *testing.T) {
+	// A foreign database never got our key: refused, and left as it was.
+	fs := vfs.NewMem()
+	rawPebble(t, fs, "x", func(db *pebble.DB) { _ = db.Set([]byte("k"), []byte("v"), pebble.Sync) })
+	if _, err := Open("x", Options{FS: fs, Logger: testLogger(t)}); !errors.Is(err, store.ErrFormat) {
+		t.Fatalf("err = %v", err)
+	}
+	rawPebble(t, fs, "x", func(db *pebble.DB) {
+		if _, _, err := db.Get(formatKey); !errors.Is(err, pebble.ErrNotFound) {
+			t.Fatalf("foreign database stamped: %v", err)
+		}
+	})
+}
+
+func TestOpenDirCannotBeCreated(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(file, "data")
+	_, err := Open(dir, Options{Logger: testLogger(t)})
+	if err == nil || !strings.Contains(err.Error(), "create data dir") || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,186 @@
+package pebblestore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ternmq/tern/internal/store"
+)
+
+// formatVersion is the version of the key layout (keys.go) and value encodings (codec.go) this
+// build writes and reads. A directory with another version is refused, never guessed at.
+const formatVersion = 1
+
+// checkFormat accepts a directory of our format version and stamps a new one with it. A Pebble
+// database with keys but no format key belongs to somebody else and is refused.
+func (s *Store) checkFormat() error {
+	v, closer, err := s.db.Get(formatKey)
+	switch {
+	case err == nil:
+		defer closer.Close()
+		if len(v) != 4 {
+			return fmt.Errorf("pebblestore: data dir %q: unreadable format version %x (this build reads version %d): %w",
+				s.dir, v, formatVersion, store.ErrFormat)
+		}
+		if got := binary.BigEndian.Uint32(v); got != formatVersion {
+			return fmt.Errorf("pebblestore: data dir %q has format version %d, this build reads version %d: %w",
+				s.dir, got, formatVersion, store.ErrFormat)
+		}
+		return nil
+	case errors.Is(err, pebble.ErrNotFound):
+	default:
+		return fmt.Errorf("pebblestore: open %q: read format version: %w", s.dir, err)
+	}
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("pebblestore: open %q: %w", s.dir, err)
+	}
+	foreign := it.First()
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("pebblestore: open %q: %w", s.dir, err)
+	}
+	if foreign {
+		return fmt.Errorf("pebblestore: data dir %q holds a Pebble database without a tern format version (not tern's?); this build reads version %d: %w",
+			s.dir, formatVersion, store.ErrFormat)
+	}
+	return s.stampFormat()
+}
+
+func (s *Store) stampFormat() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.recovered(r)
+		}
+	}()
+	b := s.db.NewBatch()
+	_ = b.Set(formatKey, binary.BigEndian.AppendUint32(nil, formatVersion), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("pebblestore: open %q: write format version: %w", s.dir, err)
+	}
+	return b.Close()
+}
+
+// load reads what Open must know before serving: every queue's summary (from entry headers, not
+// bodies), the references to shared bodies, and the highest message id anywhere. Memory grows
+// with the number of queues and shared bodies, not with queue lengths.
+func (s *Store) load() error {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("pebblestore: open %q: %w", s.dir, err)
+	}
+	l := loader{s: s}
+	for ok := it.First(); ok; ok = it.Next() {
+		if err = l.entry(it); err != nil {
+			_ = it.Close()
+			return fmt.Errorf("pebblestore: open %q: key %q: %w", s.dir, it.Key(), err)
+		}
+	}
+	l.flushQueue()
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("pebblestore: open %q: %w", s.dir, err)
+	}
+	return s.collectBodies()
+}
+
+// loader accumulates one queue's summary at a time: keys are sorted, so a queue's entries are
+// consecutive and the map is touched once per queue.
+type loader struct {
+	s     *Store
+	curID []byte
+	cur   queueSummary
+}
+
+func (l *loader) flushQueue() {
+	if l.cur.n > 0 {
+		id, _, _ := splitIDKey(append([]byte{kindQueue}, l.curID...), 0)
+		l.s.summaries[string(id)] = l.cur
+	}
+	l.cur = queueSummary{}
+}
+
+func (l *loader) entry(it *pebble.Iterator) error {
+	s := l.s
+	k := it.Key()
+	switch k[0] {
+	case kindMeta, kindIncoming, kindBody: // bodies: collectBodies, once every reference is counted
+		return nil
+	case kindQueue, kindInflight, kindRetained, kindSession:
+	default:
+		return errBadKey
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return err
+	}
+	switch k[0] {
+	case kindRetained:
+		id, err := messageID(v)
+		s.noteID(id)
+		return err
+	case kindSession:
+		rec, err := decodeSession(v)
+		if err == nil && rec.Will != nil {
+			s.noteID(rec.Will.Msg.ID)
+		}
+		return err
+	}
+	h, err := decodeEntryHeader(v)
+	if err != nil {
+		return err
+	}
+	if _, _, err := splitIDKey(k, 8); err != nil {
+		return err
+	}
+	s.noteID(h.msgID)
+	if h.shared() {
+		s.bodies.refs[h.msgID]++
+	}
+	if k[0] == kindInflight {
+		return nil
+	}
+	// The length prefix and id, compared rather than parsed per entry.
+	if idb := k[1 : len(k)-8]; !bytes.Equal(idb, l.curID) {
+		l.flushQueue()
+		l.curID = append(l.curID[:0], idb...)
+		l.cur.head = seqOf(k)
+	}
+	l.cur.tail = seqOf(k) + 1
+	l.cur.n++
+	l.cur.bytes += h.size
+	if h.shared() {
+		l.cur.shared++
+	}
+	return nil
+}
+
+// collectBodies notes the ids of shared bodies and deletes those no entry references.
+func (s *Store) collectBodies() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindBody}, UpperBound: []byte{kindBody + 1}})
+	if err != nil {
+		return fmt.Errorf("pebblestore: open %q: %w", s.dir, err)
+	}
+	b := s.db.NewBatch()
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) != 9 {
+			_ = it.Close()
+			return fmt.Errorf("pebblestore: open %q: key %q: %w", s.dir, k, errBadKey)
+		}
+		id := binary.BigEndian.Uint64(k[1:])
+		s.noteID(id)
+		if s.bodies.refs[id] == 0 {
+			_ = b.Delete(k, nil)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("pebblestore: open %q: %w", s.dir, err)
+	}
+	if b.Empty() {
+		return b.Close()
+	}
+	return s.commit(b)
+}

@@ -1,0 +1,239 @@
+package pebblestore
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/store"
+)
+
+type sessions Store
+
+// Put implements store.Sessions.
+func (ss *sessions) Put(rec store.SessionRecord) error {
+	s := (*Store)(ss)
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	b := s.db.NewBatch()
+	_ = b.Set(sessionKey(rec.ClientID), appendSession(nil, rec), nil)
+	if err := s.commit(b); err != nil {
+		return err
+	}
+	if rec.Will != nil {
+		s.noteID(rec.Will.Msg.ID)
+	}
+	return nil
+}
+
+// Delete implements store.Sessions. The queue and in-flight entries go first and the record last,
+// so a crash half way leaves a session with less queued, never a queue without its session.
+func (ss *sessions) Delete(id string) error {
+	s := (*Store)(ss)
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, f := s.queues[id], s.inflights[id]
+	// Entries exist only if Open found some or the queue was opened since; only shared ones need
+	// reading before they are deleted.
+	var queueShares bool
+	if q != nil {
+		queueShares = q.shared > 0
+	} else if sum, ok := s.summaries[id]; ok {
+		queueShares = sum.shared > 0
+	}
+	inflightShares := f == nil // unknown until read; the window bounds the read
+	if f != nil {
+		for _, sl := range f.slots {
+			inflightShares = inflightShares || sl.shared
+		}
+	}
+	qp, fp, ip := idPrefix(kindQueue, id), idPrefix(kindInflight, id), idPrefix(kindIncoming, id)
+	if queueShares {
+		if err := s.deleteEntries(qp, true); err != nil {
+			return err
+		}
+	}
+	if inflightShares {
+		if err := s.deleteEntries(fp, true); err != nil {
+			return err
+		}
+	}
+	b := s.db.NewBatch()
+	for _, p := range [][]byte{qp, fp, ip} {
+		_ = b.DeleteRange(p, prefixEnd(p), nil)
+	}
+	_ = b.Delete(sessionKey(id), nil)
+	if err := s.commit(b); err != nil {
+		return err
+	}
+	// Queue and Inflight objects handed out before read as empty; the next Queue or Inflight call
+	// makes new ones, and the old ones must not be written to any more.
+	if q != nil {
+		q.reset()
+	}
+	if f != nil {
+		f.reset()
+	}
+	delete(s.queues, id)
+	delete(s.inflights, id)
+	delete(s.summaries, id)
+	return nil
+}
+
+// scanChunkRecords bounds how many records All reads before calling fn, so it neither holds every
+// record in memory nor calls fn (which may use the store) while holding the gate.
+const scanChunkRecords = 256
+
+// All implements store.Sessions.
+func (ss *sessions) All(fn func(store.SessionRecord) error) error {
+	s := (*Store)(ss)
+	return s.scanKind(kindSession, func(v []byte) (func() error, error) {
+		rec, err := decodeSession(v)
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: session record: %w", err)
+		}
+		return func() error { return fn(rec) }, nil
+	})
+}
+
+// scanKind reads every value of one key kind in chunks, decoding under the gate with decode and
+// running what it returns outside it.
+func (s *Store) scanKind(kind byte, decode func(v []byte) (func() error, error)) error {
+	lower, upper := []byte{kind}, []byte{kind + 1}
+	calls := make([]func() error, 0, scanChunkRecords)
+	for lower != nil {
+		calls = calls[:0]
+		var err error
+		lower, err = s.readChunk(lower, upper, func(v []byte) error {
+			call, err := decode(v)
+			calls = append(calls, call)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, call := range calls {
+			if err := call(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readChunk passes up to scanChunkRecords values from lower to fn and returns where the next
+// chunk starts, nil at the end.
+func (s *Store) readChunk(lower, upper []byte, fn func(v []byte) error) ([]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	var next []byte
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if n == scanChunkRecords {
+			next = append([]byte(nil), it.Key()...)
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err == nil {
+			err = fn(v)
+		}
+		if err != nil {
+			_ = it.Close()
+			return nil, err
+		}
+		n++
+	}
+	return next, it.Close()
+}
+
+// Queue implements store.Sessions. It reads nothing: Open summed the queue's entries already.
+func (ss *sessions) Queue(id string) (store.Queue, error) {
+	s := (*Store)(ss)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[id]
+	if q == nil {
+		sum, ok := s.summaries[id]
+		if ok {
+			delete(s.summaries, id)
+		}
+		q = newQueue(s, id, sum)
+		s.queues[id] = q
+	}
+	return q, nil
+}
+
+// Inflight implements store.Sessions.
+func (ss *sessions) Inflight(id string) (store.Inflight, error) {
+	s := (*Store)(ss)
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.inflights[id]
+	if f == nil {
+		var err error
+		if f, err = openInflight(s, id); err != nil {
+			return nil, err
+		}
+		s.inflights[id] = f
+	}
+	return f, nil
+}
+
+type retained Store
+
+// Set implements store.Retained.
+func (r *retained) Set(m *message.Message) error {
+	s := (*Store)(r)
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	b := s.db.NewBatch()
+	_ = b.Set(retainedKey(m.Topic), appendMessage(nil, m), nil)
+	if err := s.commit(b); err != nil {
+		return err
+	}
+	s.noteID(m.ID)
+	return nil
+}
+
+// Delete implements store.Retained.
+func (r *retained) Delete(topic string) error {
+	s := (*Store)(r)
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	b := s.db.NewBatch()
+	_ = b.Delete(retainedKey(topic), nil)
+	return s.commit(b)
+}
+
+// All implements store.Retained. The messages are fresh copies.
+func (r *retained) All(fn func(*message.Message) error) error {
+	s := (*Store)(r)
+	return s.scanKind(kindRetained, func(v []byte) (func() error, error) {
+		m, err := decodeMessage(v)
+		if err != nil {
+			return nil, fmt.Errorf("pebblestore: retained message: %w", err)
+		}
+		return func() error { return fn(m) }, nil
+	})
+}
