@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ternmq/tern/internal/certs"
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/server"
 )
@@ -35,7 +37,9 @@ environment variables, then flags. An empty address disables a listener.`,
 	f.String("unix", d.Listen.Unix, "Unix socket path for MQTT")
 	f.String("tls-cert", d.TLS.CertFile, "TLS certificate file (PEM) for the TLS listeners")
 	f.String("tls-key", d.TLS.KeyFile, "TLS private key file (PEM) for the TLS listeners")
+	f.String("tls-client-ca", d.TLS.ClientCAFile, "CA file (PEM) for client certificates (mutual TLS); a client's identity is its certificate's CN")
 	f.String("data-dir", d.DataDir, "directory for durable state (empty: memory only)")
+	f.String("sync", d.Store.Sync, "when acknowledged messages reach the disk: always (fsync before every acknowledgement, shared by concurrent publishers) or interval")
 	f.String("log-level", d.LogLevel, "log level: debug, info, warn or error")
 	rootCmd.AddCommand(cmd)
 }
@@ -48,14 +52,15 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	}
 	level, _ := config.ParseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if cfg.DataDir != "" {
-		log.Warn("durable storage is not available in this version; state is kept in memory", "data_dir", cfg.DataDir)
-	}
 	srv, err := server.Start(cfg, log)
 	if err != nil {
 		return err
 	}
 	log.Info("tern started", "version", version)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// SIGHUP reloads the TLS certificates, keys and client CA without a restart.
+	certs.WatchSIGHUP(ctx, log, srv)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	got := <-sig

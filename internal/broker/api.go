@@ -8,6 +8,7 @@ import (
 	"errors"
 
 	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/store"
 )
 
 // Errors the core returns; faces map them to their protocol's codes.
@@ -142,4 +143,9 @@ type PublishResult struct {
 	// again. A face should read no more from this publisher until then (for a bounded time), so a
 	// fast publisher is slowed instead of its messages being dropped for a momentarily slow reader.
 	Backpressure <-chan struct{}
+	// Durable, when not nil, completes once every durable copy of the message (persistent
+	// sessions' queues, in-flight state, the retained store) is on disk. The face must not
+	// acknowledge the publish before then; it can go on reading the connection meanwhile, which is
+	// how one fsync comes to cover many messages.
+	Durable *store.Ticket
 }

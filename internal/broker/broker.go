@@ -20,10 +20,14 @@ type Config struct {
 	MaxInflight int
 	// MaxInflightBytes caps the bytes of those deliveries, so large messages cannot pile up.
 	MaxInflightBytes int64
-	// MaxQueuedMessages and MaxQueuedBytes bound a session's queue of pending deliveries; when a
-	// new message would exceed them the oldest are dropped and counted.
-	MaxQueuedMessages int
-	MaxQueuedBytes    int64
+	// Queue bounds every session's queue of pending deliveries, unless a QueueRule matches its
+	// client id; what happens when a queue is full is the limits' Policy.
+	Queue      QueueLimits
+	QueueRules []QueueRule
+	// SweepInterval and SweepBudget pace the background removal of expired queued messages:
+	// at most SweepBudget per interval, so a huge backlog never stalls the core.
+	SweepInterval time.Duration
+	SweepBudget   int
 	// QueueQoS0 queues QoS 0 messages for offline persistent sessions too.
 	QueueQoS0 bool
 	// MaxSessionExpiry caps the session expiry interval clients ask for, in seconds; 0: no cap.
@@ -36,6 +40,9 @@ type Config struct {
 	MaxSubscriptions int
 	// MatchCacheEntries bounds the topic match cache.
 	MatchCacheEntries int
+
+	// afterFunc, set by tests only, replaces the timers (including those recovery sets).
+	afterFunc func(d time.Duration, f func()) stopper
 }
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured.
@@ -43,8 +50,9 @@ func DefaultConfig() Config {
 	return Config{
 		MaxInflight:       1024,
 		MaxInflightBytes:  8 << 20,
-		MaxQueuedMessages: 10000,
-		MaxQueuedBytes:    64 << 20,
+		Queue:             QueueLimits{MaxMessages: 10000, MaxBytes: 64 << 20},
+		SweepInterval:     time.Second,
+		SweepBudget:       10000,
 		QueueQoS0:         true,
 		MaxQoS:            2,
 		RetainAvailable:   true,
@@ -66,13 +74,20 @@ type Broker struct {
 	// afterFunc schedules will delays and session expiry; tests replace it to fire timers by hand.
 	afterFunc func(d time.Duration, f func()) stopper
 
+	// warn logs a cause at most once per interval (store failures, full queues).
+	warn rateLimitedLog
+	// stopSweep ends the background sweeper.
+	stopSweep chan struct{}
+	sweepDone chan struct{}
+
 	// mu guards sessions and closed; lock order is mu, then a session's mu, then the index.
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
 }
 
-// New returns a core over st (nil: an in-memory store). Retained messages in st are loaded.
+// New returns a core over st (nil: an in-memory store). Everything in st is recovered: retained
+// messages, and sessions with their subscriptions, queues, in-flight state and wills.
 func New(cfg Config, st store.Store, log *slog.Logger) (*Broker, error) {
 	if st == nil {
 		st = memstore.New()
@@ -93,13 +108,24 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Broker, error) {
 		afterFunc: func(d time.Duration, f func()) stopper {
 			return time.AfterFunc(d, f)
 		},
+		warn:      rateLimitedLog{logger: log, every: time.Minute},
+		stopSweep: make(chan struct{}),
+		sweepDone: make(chan struct{}),
 	}
-	// Message ids start from the clock so they stay unique across restarts.
-	b.nextID.Store(uint64(time.Now().UnixNano()))
+	// Message ids start from the clock, and above anything stored, so they stay unique across
+	// restarts even if the clock went back.
+	b.nextID.Store(max(uint64(time.Now().UnixNano()), st.LastMessageID()))
 	if err := b.retained.load(st.Retained()); err != nil {
 		return nil, err
 	}
 	b.stats.Retained.Store(int64(b.retained.len()))
+	if cfg.afterFunc != nil {
+		b.afterFunc = cfg.afterFunc
+	}
+	if err := b.recoverSessions(); err != nil {
+		return nil, err
+	}
+	go b.sweepLoop()
 	return b, nil
 }
 
@@ -112,12 +138,17 @@ func (b *Broker) Stats() *Stats { return &b.stats }
 // Close disconnects every client. Sessions stay in the store.
 func (b *Broker) Close() error {
 	b.mu.Lock()
+	if !b.closed {
+		close(b.stopSweep)
+	}
 	b.closed = true
 	var sinks []Sink
 	for _, s := range b.sessions {
 		s.mu.Lock()
 		if s.sink != nil {
 			sinks = append(sinks, s.sink)
+		} else if s.dirty {
+			s.saveLocked()
 		}
 		s.mu.Unlock()
 	}
@@ -125,6 +156,7 @@ func (b *Broker) Close() error {
 	for _, k := range sinks {
 		k.Close(ErrServerShuttingDown)
 	}
+	<-b.sweepDone
 	return nil
 }
 
@@ -175,14 +207,21 @@ func (b *Broker) Connect(req ConnectRequest) (*Client, ConnectResult, error) {
 			s = nil
 		} else {
 			res.SessionPresent = true
+			if !s.durable && res.Expiry > 0 {
+				if err := s.makeDurable(); err != nil {
+					s.mu.Unlock()
+					b.mu.Unlock()
+					return nil, res, storageError(err)
+				}
+			}
 		}
 	}
 	if s == nil {
 		var err error
-		s, err = b.newSession(res.ClientID)
+		s, err = b.newSession(res.ClientID, res.Expiry > 0)
 		if err != nil {
 			b.mu.Unlock()
-			return nil, res, err
+			return nil, res, storageError(err)
 		}
 		b.sessions[res.ClientID] = s
 		b.stats.Sessions.Add(1)
@@ -197,6 +236,10 @@ func (b *Broker) Connect(req ConnectRequest) (*Client, ConnectResult, error) {
 	if req.ReceiveMax > 0 && int(req.ReceiveMax) < s.inflightMax {
 		s.inflightMax = int(req.ReceiveMax)
 	}
+	s.limits = b.limitsFor(res.ClientID)
+	s.disconnected = 0
+	// The record now holds the will, so a crash while the client is connected still sends it.
+	s.saveLocked()
 	c := &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: req.Identity}
 	s.mu.Unlock()
 	b.mu.Unlock()
@@ -211,12 +254,18 @@ func (b *Broker) Connect(req ConnectRequest) (*Client, ConnectResult, error) {
 	return c, res, nil
 }
 
-func (b *Broker) newSession(id string) (*Session, error) {
-	q, err := b.store.Sessions().Queue(id)
-	if err != nil {
+// newSession makes an empty session. A durable one (it outlives its connection) keeps its queue
+// and in-flight state in the store; any other keeps them in memory only.
+func (b *Broker) newSession(id string, durable bool) (*Session, error) {
+	s := &Session{b: b, id: id, subs: map[string]*subscription{}, limits: b.limitsFor(id)}
+	if !durable {
+		s.queue = &memstore.Queue{}
+		return s, nil
+	}
+	if err := s.openDurable(); err != nil {
 		return nil, err
 	}
-	return &Session{b: b, id: id, subs: map[string]*subscription{}, queue: q}, nil
+	return s, nil
 }
 
 // discardLocked ends a session: its subscriptions leave the index and its queue is dropped.
@@ -229,11 +278,14 @@ func (b *Broker) discardLocked(s *Session) {
 	s.subs = nil
 	s.deleted = true
 	s.stopTimers()
+	b.stats.Queued.Add(-int64(s.queue.Len()))
 	if err := s.queue.Clear(); err != nil {
-		b.log.Error("clearing session queue", "client", s.id, "err", err)
+		b.storeFailed("clearing a session queue", err)
 	}
-	if err := b.store.Sessions().Delete(s.id); err != nil {
-		b.log.Error("deleting session", "client", s.id, "err", err)
+	if s.durable {
+		if err := b.store.Sessions().Delete(s.id); err != nil {
+			b.storeFailed("deleting a session", err)
+		}
 	}
 	if b.sessions[s.id] == s {
 		delete(b.sessions, s.id)

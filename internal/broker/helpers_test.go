@@ -110,12 +110,12 @@ func (ts *timers) afterFunc(d time.Duration, f func()) stopper {
 	return t
 }
 
-// fire runs every live timer whose delay is d, and reports how many ran.
-func (ts *timers) fire(d time.Duration) int {
+// fireWithin runs every live timer whose delay is in [lo, hi], and reports how many ran.
+func (ts *timers) fireWithin(lo, hi time.Duration) int {
 	ts.mu.Lock()
 	var due []*fakeTimer
 	for _, t := range ts.pending {
-		if !t.stopped && t.d == d {
+		if !t.stopped && t.d >= lo && t.d <= hi {
 			t.stopped = true
 			due = append(due, t)
 		}
@@ -126,6 +126,9 @@ func (ts *timers) fire(d time.Duration) int {
 	}
 	return len(due)
 }
+
+// fire runs every live timer whose delay is d, and reports how many ran.
+func (ts *timers) fire(d time.Duration) int { return ts.fireWithin(d, d) }
 
 func newTestBroker(t *testing.T, mod func(*Config)) (*Broker, *timers) {
 	t.Helper()

@@ -28,11 +28,22 @@ func (c *Client) PublishExactlyOnce(packetID uint16, m *message.Message) (Publis
 		return res, err
 	}
 	if c.lock() {
-		if c.s.incoming == nil {
-			c.s.incoming = map[uint16]struct{}{}
+		s := c.s
+		if s.incoming == nil {
+			s.incoming = map[uint16]struct{}{}
 		}
-		c.s.incoming[packetID] = struct{}{}
-		c.s.mu.Unlock()
+		s.incoming[packetID] = struct{}{}
+		if s.inflightStore != nil {
+			if err := s.inflightStore.AddIncoming(packetID); err != nil {
+				err = s.b.storeFailed("recording an exactly-once publish", err)
+				s.mu.Unlock()
+				return res, err
+			}
+			// The PUBREC must wait until the packet id is on disk too, or a crash could route the
+			// resent publish a second time.
+			res.Durable = c.b.store.Sync()
+		}
+		s.mu.Unlock()
 	}
 	return res, nil
 }
@@ -43,8 +54,14 @@ func (c *Client) Release(packetID uint16) bool {
 		return false
 	}
 	defer c.s.mu.Unlock()
-	_, ok := c.s.incoming[packetID]
-	delete(c.s.incoming, packetID)
+	s := c.s
+	_, ok := s.incoming[packetID]
+	delete(s.incoming, packetID)
+	if ok && s.inflightStore != nil {
+		if err := s.inflightStore.DeleteIncoming(packetID); err != nil {
+			s.b.storeFailed("releasing an exactly-once publish", err)
+		}
+	}
 	return ok
 }
 
@@ -77,7 +94,11 @@ func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, erro
 		b.retain(&p)
 	}
 	matched := b.route(&p, from)
-	return PublishResult{Matched: matched, Backpressure: p.wait}, nil
+	res := PublishResult{Matched: matched, Backpressure: p.wait}
+	if p.stored && m.QoS > 0 {
+		res.Durable = b.store.Sync()
+	}
+	return res, p.err
 }
 
 // retain stores or (empty payload) clears the retained message of the topic.
@@ -86,8 +107,9 @@ func (b *Broker) retain(p *publication) {
 		if b.retained.delete(p.msg.Topic) {
 			b.stats.Retained.Add(-1)
 			if err := b.store.Retained().Delete(p.msg.Topic); err != nil {
-				b.log.Error("deleting retained message", "topic", p.msg.Topic, "err", err)
+				p.fail(b.storeFailed("deleting a retained message", err))
 			}
+			p.stored = true
 		}
 		return
 	}
@@ -96,8 +118,9 @@ func (b *Broker) retain(p *publication) {
 		b.stats.Retained.Add(1)
 	}
 	if err := b.store.Retained().Set(m); err != nil {
-		b.log.Error("storing retained message", "topic", m.Topic, "err", err)
+		p.fail(b.storeFailed("storing a retained message", err))
 	}
+	p.stored = true
 }
 
 // route delivers to every matching session and to one member of each matching shared group.

@@ -3,7 +3,6 @@ package broker
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/store"
@@ -39,6 +38,19 @@ type Session struct {
 	willTimer   stopper
 	expiryTimer stopper
 	deleted     bool
+
+	// durable sessions keep queue, in-flight state and record in the store; inflightStore is
+	// nil for the others.
+	durable       bool
+	inflightStore store.Inflight
+	limits        QueueLimits
+	// disconnected is when the client left (Unix nanoseconds), 0 while connected.
+	disconnected int64
+	// dropped and refused count what the queue limits cost this session; dirty marks a record
+	// whose counters changed since it was saved (the sweeper saves it).
+	dropped uint64
+	refused uint64
+	dirty   bool
 }
 
 // subscription is immutable once in the index; a resubscribe replaces it.
@@ -58,6 +70,17 @@ type publication struct {
 	many bool
 	// wait is the first congested receiver's Drained channel (see PublishResult.Backpressure).
 	wait <-chan struct{}
+	// stored: a durable copy was written, so an acknowledgement must wait for the store's sync.
+	stored bool
+	// err is the first failure to keep a copy (a store error, or a full queue that refuses).
+	err error
+}
+
+// fail records the first error of a publication.
+func (p *publication) fail(err error) {
+	if p.err == nil {
+		p.err = err
+	}
 }
 
 // sent records a send's outcome for backpressure; caller holds s.mu.
@@ -92,14 +115,23 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 		s.b.stats.DroppedOffline.Add(1)
 		return
 	}
-	it := store.Item{Msg: p.keep(), QoS: qos, Retain: retain, SubIDs: ids}
+	it := store.Item{Msg: p.keep(), QoS: qos, Retain: retain, SubIDs: ids, Shared: p.many}
 	if s.ready && s.queue.Len() == 0 && s.inflight.hasRoom(s.inflightMax, s.b.cfg.MaxInflightBytes) {
-		if r := s.sendNew(it, p.many); r != Busy {
+		r, err := s.sendNew(it, p.many)
+		if err != nil {
+			p.fail(err)
+		}
+		if r != Busy {
+			p.stored = p.stored || (s.durable && qos > 0 && r != TooLarge)
 			p.sent(s, r)
 			return
 		}
 	}
-	s.enqueue(it)
+	if err := s.enqueue(it); err != nil {
+		p.fail(err)
+		return
+	}
+	p.stored = p.stored || s.durable
 }
 
 // countSend records the outcome of a QoS 0 send.
@@ -114,29 +146,75 @@ func (s *Session) countSend(r SendResult) {
 	}
 }
 
-// enqueue appends to the session queue, dropping the oldest entries to stay within limits.
-func (s *Session) enqueue(it store.Item) {
-	cfg := &s.b.cfg
+// enqueue appends to the session queue within its limits: expired messages go first, then, when
+// it is still full, the oldest are dropped or the new one is refused, as the policy says.
+func (s *Session) enqueue(it store.Item) error {
+	lim := &s.limits
 	size := int64(it.Size())
-	if cfg.MaxQueuedBytes > 0 && size > cfg.MaxQueuedBytes {
-		s.b.stats.DroppedQueueFull.Add(1)
-		return
+	full := func() bool {
+		return (lim.MaxMessages > 0 && s.queue.Len() >= lim.MaxMessages) ||
+			(lim.MaxBytes > 0 && s.queue.Bytes()+size > lim.MaxBytes)
 	}
-	for s.queue.Len() > 0 && ((cfg.MaxQueuedMessages > 0 && s.queue.Len() >= cfg.MaxQueuedMessages) ||
-		(cfg.MaxQueuedBytes > 0 && s.queue.Bytes()+size > cfg.MaxQueuedBytes)) {
-		s.queue.Pop()
+	if full() {
+		s.dropExpired(now(), -1)
+	}
+	if full() && lim.Policy == RefuseNew || lim.MaxBytes > 0 && size > lim.MaxBytes {
+		s.refused++
+		s.b.stats.RefusedQueueFull.Add(1)
+		s.b.warn.log("queue-full", "a session queue is full; messages are refused", "client", s.id,
+			"messages", s.queue.Len(), "bytes", s.queue.Bytes())
+		return ErrQuotaExceeded
+	}
+	for s.queue.Len() > 0 && full() {
+		if err := s.queue.Pop(); err != nil {
+			return s.b.storeFailed("dropping from a queue", err)
+		}
+		s.b.stats.Queued.Add(-1)
+		s.dropped++
+		s.dirty = true
 		s.b.stats.DroppedQueueFull.Add(1)
+		s.b.warn.log("queue-drop", "a session queue is full; dropping its oldest messages", "client", s.id,
+			"dropped_total", s.dropped)
 	}
 	if err := s.queue.Push(it); err != nil {
-		s.b.log.Error("queueing message", "client", s.id, "err", err)
-		s.b.stats.DroppedQueueFull.Add(1)
-		return
+		return s.b.storeFailed("queueing a message", err)
 	}
 	s.b.stats.Queued.Add(1)
+	return nil
 }
 
-// sendNew puts a QoS 1/2 item in flight; Busy means the connection could not take it.
-func (s *Session) sendNew(it store.Item, many bool) SendResult {
+// dropExpired removes messages at the head of the queue whose expiry or the queue's maximum age
+// has passed, at most budget of them (-1: no bound). It returns how many went.
+func (s *Session) dropExpired(t int64, budget int) int {
+	n := 0
+	for budget < 0 || n < budget {
+		it, ok, err := s.queue.Front()
+		if err != nil {
+			s.b.storeFailed("reading a queue", err)
+			return n
+		}
+		if !ok || !s.tooOld(it.Msg, t) {
+			return n
+		}
+		if err := s.queue.Pop(); err != nil {
+			s.b.storeFailed("expiring from a queue", err)
+			return n
+		}
+		s.b.stats.Queued.Add(-1)
+		s.b.stats.Expired.Add(1)
+		n++
+	}
+	return n
+}
+
+// tooOld reports whether a queued message must not be delivered any more.
+func (s *Session) tooOld(m *message.Message, t int64) bool {
+	return m.Expired(t) || (s.limits.MaxAge > 0 && t-m.Time > int64(s.limits.MaxAge))
+}
+
+// sendNew puts a QoS 1/2 item in flight; Busy means the connection could not take it. A durable
+// session records it in the store first, so a crash before the acknowledgement redelivers it.
+func (s *Session) sendNew(it store.Item, many bool) (SendResult, error) {
 	pid := s.inflight.nextID()
 	r := s.sink.Send(Delivery{Msg: it.Msg, QoS: it.QoS, PacketID: pid, Retain: it.Retain, SubIDs: it.SubIDs, Many: many})
 	switch r {
@@ -147,25 +225,32 @@ func (s *Session) sendNew(it store.Item, many bool) SendResult {
 	default:
 		s.inflight.add(pid, it)
 		s.b.stats.Delivered.Add(1)
+		if s.inflightStore != nil {
+			if err := s.inflightStore.Put(store.InflightEntry{PacketID: pid, Item: it}); err != nil {
+				return r, s.b.storeFailed("recording a delivery in flight", err)
+			}
+		}
 	}
-	return r
+	return r, nil
 }
 
 // pump moves queued items to the connection while the window and the connection allow.
 func (s *Session) pump() {
 	t := now()
 	for s.ready && !s.waitDrain {
-		it, ok := s.queue.Front()
+		it, ok, err := s.queue.Front()
+		if err != nil {
+			s.b.storeFailed("reading a queue", err)
+			return
+		}
 		if !ok {
 			return
 		}
 		if it.QoS > 0 && !s.inflight.hasRoom(s.inflightMax, s.b.cfg.MaxInflightBytes) {
 			return
 		}
-		if it.Msg.Expired(t) {
-			s.queue.Pop()
-			s.b.stats.Queued.Add(-1)
-			s.b.stats.Expired.Add(1)
+		if s.tooOld(it.Msg, t) {
+			s.dropExpired(t, 1)
 			continue
 		}
 		if it.QoS == 0 {
@@ -175,10 +260,13 @@ func (s *Session) pump() {
 				return
 			}
 			s.countSend(r)
-		} else if s.sendNew(it, false) == Busy {
+		} else if r, err := s.sendNew(it, false); r == Busy || err != nil {
 			return
 		}
-		s.queue.Pop()
+		if err := s.queue.Pop(); err != nil {
+			s.b.storeFailed("removing a sent message from its queue", err)
+			return
+		}
 		s.b.stats.Queued.Add(-1)
 	}
 }
@@ -205,175 +293,17 @@ func (s *Session) stopTimers() {
 }
 
 func (s *Session) record() store.SessionRecord {
-	rec := store.SessionRecord{ClientID: s.id, Identity: s.identity, Expiry: s.expiry}
+	rec := store.SessionRecord{ClientID: s.id, Identity: s.identity, Expiry: s.expiry,
+		Disconnected: s.disconnected, Dropped: s.dropped}
 	for _, sub := range s.subs {
 		rec.Subscriptions = append(rec.Subscriptions, sub.Subscription)
 	}
-	return rec
-}
-
-// saveLocked writes the session record when the session outlives its connection.
-func (s *Session) saveLocked() {
-	if s.expiry == 0 {
-		return
+	w := s.will
+	if s.sink == nil {
+		w = s.pendingWill
 	}
-	if err := s.b.store.Sessions().Put(s.record()); err != nil {
-		s.b.log.Error("saving session", "client", s.id, "err", err)
-	}
-}
-
-// Client is one connection's handle on its session. Calls made after the session was taken over
-// by a newer connection do nothing.
-type Client struct {
-	b        *Broker
-	s        *Session
-	gen      uint64
-	ClientID string
-	Identity string
-}
-
-// lock takes the session lock and reports whether this client still owns the session.
-func (c *Client) lock() bool {
-	c.s.mu.Lock()
-	if c.s.gen != c.gen || c.s.sink == nil {
-		c.s.mu.Unlock()
-		return false
-	}
-	return true
-}
-
-// Start begins deliveries: in-flight messages from an earlier connection are re-sent (marked
-// duplicate) in their original order, then the queue drains.
-func (c *Client) Start() {
-	if !c.lock() {
-		return
-	}
-	s := c.s
-	defer s.mu.Unlock()
-	s.ready = true
-	s.online.Store(true)
-	s.inflight.each(func(f *inflight) {
-		if f.released {
-			s.sink.Release(f.pid)
-			return
-		}
-		s.sink.Send(Delivery{Msg: f.item.Msg, QoS: f.item.QoS, PacketID: f.pid, Dup: true,
-			Retain: f.item.Retain, SubIDs: f.item.SubIDs})
-	})
-	s.pump()
-}
-
-// Drained tells the core the connection's buffer has room again.
-func (c *Client) Drained() {
-	if !c.lock() {
-		return
-	}
-	c.s.waitDrain = false
-	c.s.pump()
-	c.s.mu.Unlock()
-}
-
-// Acked completes a QoS 1 delivery (MQTT PUBACK) or a QoS 2 one (PUBCOMP). It reports whether the
-// packet id was in flight.
-func (c *Client) Acked(packetID uint16) bool {
-	if !c.lock() {
-		return false
-	}
-	defer c.s.mu.Unlock()
-	if !c.s.inflight.remove(packetID) {
-		return false
-	}
-	c.s.pump()
-	return true
-}
-
-// Received records the first acknowledgement of a QoS 2 delivery (MQTT PUBREC); the face answers
-// with the release. It reports whether the packet id was in flight.
-func (c *Client) Received(packetID uint16) bool {
-	if !c.lock() {
-		return false
-	}
-	defer c.s.mu.Unlock()
-	return c.s.inflight.markReleased(packetID)
-}
-
-// Refused ends a delivery the client refused (an MQTT 5 PUBREC with an error reason): it is not
-// retried, like an acknowledged one.
-func (c *Client) Refused(packetID uint16) bool { return c.Acked(packetID) }
-
-// Disconnect detaches the connection from its session. The will is published (now or after its
-// delay) unless the goodbye was graceful, and a session with zero expiry ends.
-func (c *Client) Disconnect(req DisconnectRequest) {
-	b := c.b
-	b.mu.Lock()
-	if !c.lock() {
-		b.mu.Unlock()
-		return
-	}
-	s := c.s
-	will := s.will
-	if req.SetExpiry {
-		s.expiry = req.Expiry
-		if b.cfg.MaxSessionExpiry > 0 && s.expiry > b.cfg.MaxSessionExpiry {
-			s.expiry = b.cfg.MaxSessionExpiry
-		}
-	}
-	s.detach()
-	var now *Will
-	if will != nil && (!req.Graceful || req.PublishWill) {
-		if will.Delay == 0 || s.expiry == 0 {
-			now = will
-		} else {
-			delay := min(will.Delay, s.expiry)
-			s.pendingWill = will
-			gen := s.gen
-			s.willTimer = b.afterFunc(time.Duration(delay)*time.Second, func() { b.willDue(s, gen) })
-		}
-	}
-	if s.expiry == 0 {
-		b.discardLocked(s)
-	} else {
-		s.saveLocked()
-		if s.expiry != NeverExpire {
-			gen := s.gen
-			s.expiryTimer = b.afterFunc(time.Duration(s.expiry)*time.Second, func() { b.sessionDue(s, gen) })
-		}
-	}
-	s.mu.Unlock()
-	b.mu.Unlock()
-	if now != nil {
-		b.publishWill(now)
-	}
-}
-
-// willDue publishes a delayed will if the session was not resumed meanwhile.
-func (b *Broker) willDue(s *Session, gen uint64) {
-	s.mu.Lock()
-	w := s.pendingWill
-	if s.gen != gen || s.sink != nil || w == nil {
-		s.mu.Unlock()
-		return
-	}
-	s.pendingWill = nil
-	s.mu.Unlock()
-	b.publishWill(w)
-}
-
-// sessionDue ends a session whose expiry interval passed while its client was away.
-func (b *Broker) sessionDue(s *Session, gen uint64) {
-	b.mu.Lock()
-	s.mu.Lock()
-	if s.gen != gen || s.sink != nil || s.deleted {
-		s.mu.Unlock()
-		b.mu.Unlock()
-		return
-	}
-	w := s.pendingWill
-	s.pendingWill = nil
-	b.discardLocked(s)
-	s.mu.Unlock()
-	b.mu.Unlock()
 	if w != nil {
-		b.publishWill(w)
+		rec.Will = &store.Will{Msg: w.Msg, Delay: w.Delay}
 	}
+	return rec
 }

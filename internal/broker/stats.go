@@ -14,6 +14,11 @@ type Stats struct {
 	DroppedOffline atomic.Uint64
 	// DroppedQueueFull counts queued deliveries dropped to keep a session queue within its limits.
 	DroppedQueueFull atomic.Uint64
+	// RefusedQueueFull counts messages refused by a full queue whose policy is RefuseNew, or too
+	// big for a queue's byte limit.
+	RefusedQueueFull atomic.Uint64
+	// StoreErrors counts failed store operations.
+	StoreErrors atomic.Uint64
 	// DroppedTooLarge counts deliveries larger than the client's maximum packet size.
 	DroppedTooLarge atomic.Uint64
 	// Expired counts queued messages whose expiry passed before delivery.

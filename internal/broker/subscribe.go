@@ -17,7 +17,6 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 		return out
 	}
 	s := c.s
-	defer s.mu.Unlock()
 	cfg := &c.b.cfg
 	for i, r := range reqs {
 		f, err := topic.ParseFilter(r.Filter)
@@ -47,8 +46,22 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 		}
 		out[i] = SubscribeResult{QoS: sub.QoS, Existed: old != nil, sub: sub}
 	}
-	s.saveLocked()
+	c.saveAndUnlock()
 	return out
+}
+
+// saveAndUnlock stores a durable session's record and waits until it is on disk, so a
+// subscription that was acknowledged survives a crash. Caller holds the session lock.
+func (c *Client) saveAndUnlock() {
+	s := c.s
+	durable := s.durable && s.expiry > 0
+	s.saveLocked()
+	s.mu.Unlock()
+	if durable {
+		if err := c.b.store.Sync().Wait(); err != nil {
+			c.b.storeFailed("syncing a session", err)
+		}
+	}
 }
 
 // SendRetained delivers the retained messages the given subscribe results ask for: for each new
@@ -81,7 +94,6 @@ func (c *Client) Unsubscribe(filters []string) []bool {
 		return out
 	}
 	s := c.s
-	defer s.mu.Unlock()
 	for i, f := range filters {
 		sub := s.subs[f]
 		if sub == nil {
@@ -92,6 +104,6 @@ func (c *Client) Unsubscribe(filters []string) []bool {
 		c.b.stats.Subscriptions.Add(-1)
 		out[i] = true
 	}
-	s.saveLocked()
+	c.saveAndUnlock()
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -22,12 +23,25 @@ import (
 // TERN_ followed by the key path in upper case with "__" between sections, e.g.
 // TERN_LISTEN__MQTT=127.0.0.1:1884 or TERN_SESSION__MAX_QUEUED_MESSAGES=500.
 type Config struct {
-	LogLevel string  `koanf:"log_level"`
-	DataDir  string  `koanf:"data_dir"`
-	Listen   Listen  `koanf:"listen"`
-	TLS      TLS     `koanf:"tls"`
-	MQTT     MQTT    `koanf:"mqtt"`
-	Session  Session `koanf:"session"`
+	LogLevel string `koanf:"log_level"`
+	// DataDir holds durable state; empty keeps everything in memory.
+	DataDir string  `koanf:"data_dir"`
+	Store   Store   `koanf:"store"`
+	Listen  Listen  `koanf:"listen"`
+	TLS     TLS     `koanf:"tls"`
+	MQTT    MQTT    `koanf:"mqtt"`
+	Session Session `koanf:"session"`
+}
+
+// Store tunes the durable store in DataDir.
+type Store struct {
+	// Sync is "always" (a QoS 1/2 publish is acknowledged only once on disk; concurrent
+	// publishers share fsyncs) or "interval" (fsync every SyncInterval: faster, but a power cut
+	// loses what was acknowledged since the last one; a process crash alone loses nothing).
+	Sync         string        `koanf:"sync"`
+	SyncInterval time.Duration `koanf:"sync_interval"`
+	// CacheBytes is the block cache for reading queues back from disk.
+	CacheBytes int64 `koanf:"cache_bytes"`
 }
 
 // Listen holds the listener addresses; an empty address disables that listener.
@@ -44,10 +58,16 @@ type Listen struct {
 	Unix string `koanf:"unix"`
 }
 
-// TLS names the server certificate for every TLS listener.
+// TLS names the server certificate for every TLS listener and, for mutual TLS, the authority
+// client certificates must chain to. The files are read again on SIGHUP.
 type TLS struct {
 	CertFile string `koanf:"cert_file"`
 	KeyFile  string `koanf:"key_file"`
+	// ClientCAFile turns on client certificates: one signed by this CA identifies its client (the
+	// certificate's CN, lower-cased, or the SAN IdentitySAN names: "email", "dns" or "uri").
+	ClientCAFile      string `koanf:"client_ca_file"`
+	RequireClientCert bool   `koanf:"require_client_cert"`
+	IdentitySAN       string `koanf:"identity_san"`
 }
 
 // MQTT holds protocol limits of the MQTT face.
@@ -71,20 +91,40 @@ type MQTT struct {
 
 // Session holds per-session limits.
 type Session struct {
-	MaxInflight       int   `koanf:"max_inflight"`
-	MaxInflightBytes  int64 `koanf:"max_inflight_bytes"`
-	MaxQueuedMessages int   `koanf:"max_queued_messages"`
-	MaxQueuedBytes    int64 `koanf:"max_queued_bytes"`
-	QueueQoS0         bool  `koanf:"queue_qos0"`
+	MaxInflight      int   `koanf:"max_inflight"`
+	MaxInflightBytes int64 `koanf:"max_inflight_bytes"`
+	QueueLimits      `koanf:",squash"`
+	// QueueRules give the sessions whose client id matches a pattern their own queue limits.
+	QueueRules []QueueRule `koanf:"queue_rules"`
+	QueueQoS0  bool        `koanf:"queue_qos0"`
 	// MaxExpiry caps the session expiry interval clients may ask for; 0 means no cap.
 	MaxExpiry        time.Duration `koanf:"max_expiry"`
 	MaxSubscriptions int           `koanf:"max_subscriptions"`
+}
+
+// QueueLimits bound one session's queue; zero means no bound.
+type QueueLimits struct {
+	MaxQueuedMessages int           `koanf:"max_queued_messages"`
+	MaxQueuedBytes    int64         `koanf:"max_queued_bytes"`
+	MaxQueueAge       time.Duration `koanf:"max_queue_age"`
+	// QueueFullPolicy is "drop_oldest" (counted per session and in total) or "refuse" (the
+	// publisher gets "quota exceeded").
+	QueueFullPolicy string `koanf:"queue_full_policy"`
+}
+
+// QueueRule applies its limits to sessions whose client id matches ClientID (a glob, e.g.
+// "sensor-*"). The first matching rule wins.
+type QueueRule struct {
+	ClientID    string `koanf:"client_id"`
+	QueueLimits `koanf:",squash"`
 }
 
 // Default is the embedded configuration `tern serve` runs with: loopback listeners only.
 func Default() Config {
 	return Config{
 		LogLevel: "info",
+		DataDir:  "tern-data",
+		Store:    Store{Sync: "always", SyncInterval: 100 * time.Millisecond, CacheBytes: 8 << 20},
 		Listen: Listen{
 			MQTT: "127.0.0.1:1883",
 			HTTP: "127.0.0.1:8080",
@@ -104,27 +144,32 @@ func Default() Config {
 			RetainAvailable:     true,
 		},
 		Session: Session{
-			MaxInflight:       1024,
-			MaxInflightBytes:  8 << 20,
-			MaxQueuedMessages: 10000,
-			MaxQueuedBytes:    64 << 20,
-			QueueQoS0:         true,
-			MaxSubscriptions:  10000,
+			MaxInflight:      1024,
+			MaxInflightBytes: 8 << 20,
+			QueueLimits: QueueLimits{
+				MaxQueuedMessages: 10000,
+				MaxQueuedBytes:    64 << 20,
+				QueueFullPolicy:   "drop_oldest",
+			},
+			QueueQoS0:        true,
+			MaxSubscriptions: 10000,
 		},
 	}
 }
 
 // Flags maps command-line flag names to configuration keys. The serve command defines these flags.
 var Flags = map[string]string{
-	"mqtt":      "listen.mqtt",
-	"mqtt-tls":  "listen.mqtt_tls",
-	"http":      "listen.http",
-	"https":     "listen.https",
-	"unix":      "listen.unix",
-	"tls-cert":  "tls.cert_file",
-	"tls-key":   "tls.key_file",
-	"data-dir":  "data_dir",
-	"log-level": "log_level",
+	"mqtt":          "listen.mqtt",
+	"mqtt-tls":      "listen.mqtt_tls",
+	"http":          "listen.http",
+	"https":         "listen.https",
+	"unix":          "listen.unix",
+	"tls-cert":      "tls.cert_file",
+	"tls-key":       "tls.key_file",
+	"tls-client-ca": "tls.client_ca_file",
+	"data-dir":      "data_dir",
+	"sync":          "store.sync",
+	"log-level":     "log_level",
 }
 
 // Load builds the configuration from defaults, the TOML file at path (if not empty), the
@@ -180,6 +225,9 @@ func (c *Config) Validate() error {
 	if (c.Listen.MQTTTLS != "" || c.Listen.HTTPS != "") && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		errs = append(errs, errors.New("TLS listeners need tls.cert_file and tls.key_file (--tls-cert, --tls-key)"))
 	}
+	if c.TLS.RequireClientCert && c.TLS.ClientCAFile == "" {
+		errs = append(errs, errors.New("tls.require_client_cert needs tls.client_ca_file"))
+	}
 	if c.MQTT.MaxPacketSize < 64 || c.MQTT.MaxPacketSize > 268435460 {
 		errs = append(errs, fmt.Errorf("mqtt.max_packet_size %d out of range 64..268435460", c.MQTT.MaxPacketSize))
 	}
@@ -204,8 +252,37 @@ func (c *Config) Validate() error {
 	if c.Session.MaxExpiry < 0 || c.Session.MaxExpiry > 0xFFFFFFFF*time.Second {
 		errs = append(errs, fmt.Errorf("session.max_expiry %s out of range", c.Session.MaxExpiry))
 	}
+	if c.Store.Sync != "always" && c.Store.Sync != "interval" {
+		errs = append(errs, fmt.Errorf("store.sync %q: use always or interval", c.Store.Sync))
+	}
+	if c.Store.Sync == "interval" && c.Store.SyncInterval <= 0 {
+		errs = append(errs, fmt.Errorf("store.sync_interval %s must be positive", c.Store.SyncInterval))
+	}
+	errs = append(errs, c.Session.QueueLimits.validate("session"))
+	for i, r := range c.Session.QueueRules {
+		where := fmt.Sprintf("session.queue_rules[%d]", i)
+		if r.ClientID == "" {
+			errs = append(errs, fmt.Errorf("%s.client_id is empty", where))
+		} else if _, err := path.Match(r.ClientID, ""); err != nil {
+			errs = append(errs, fmt.Errorf("%s.client_id %q: %w", where, r.ClientID, err))
+		}
+		errs = append(errs, r.validate(where))
+	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (q QueueLimits) validate(where string) error {
+	var errs []error
+	if q.MaxQueuedMessages < 0 || q.MaxQueuedBytes < 0 || q.MaxQueueAge < 0 {
+		errs = append(errs, fmt.Errorf("%s: queue limits cannot be negative", where))
+	}
+	switch q.QueueFullPolicy {
+	case "", "drop_oldest", "refuse":
+	default:
+		errs = append(errs, fmt.Errorf("%s.queue_full_policy %q: use drop_oldest or refuse", where, q.QueueFullPolicy))
 	}
 	return errors.Join(errs...)
 }

@@ -106,6 +106,8 @@ func TestValidationErrors(t *testing.T) {
 		"no listener":          {"TERN_LISTEN__MQTT=", "TERN_LISTEN__HTTP=", "TERN_LISTEN__UNIX="},
 		"log_level":            {"TERN_LOG_LEVEL=loud"},
 		"session.max_inflight": {"TERN_SESSION__MAX_INFLIGHT=0"},
+		"store.sync":           {"TERN_STORE__SYNC=sometimes"},
+		"queue_full_policy":    {"TERN_SESSION__QUEUE_FULL_POLICY=shrug"},
 	}
 	for want, vars := range cases {
 		_, err := Load("", nil, func() []string { return vars })
@@ -121,4 +123,55 @@ func TestValidationErrors(t *testing.T) {
 	if _, err := Load(bad, nil, noEnv); err == nil || !strings.Contains(err.Error(), "bad.toml") {
 		t.Errorf("malformed file: %v", err)
 	}
+}
+
+func TestDurableStoreAndQueueRules(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tern.toml")
+	err := os.WriteFile(path, []byte(`
+data_dir = "/var/lib/tern"
+[store]
+sync = "interval"
+sync_interval = "250ms"
+[session]
+max_queue_age = "1h"
+queue_full_policy = "refuse"
+[[session.queue_rules]]
+client_id = "meter-*"
+max_queued_messages = 1000000
+max_queue_age = "168h"
+[[session.queue_rules]]
+client_id = "[bad"
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(path, nil, noEnv)
+	if err == nil || !strings.Contains(err.Error(), "queue_rules[1].client_id") {
+		t.Fatalf("bad pattern: got %v", err)
+	}
+	_ = os.WriteFile(path, []byte(strings.Replace(mustRead(t, path), `client_id = "[bad"`, `client_id = "x"`, 1)), 0o600)
+	cfg, err := Load(path, nil, func() []string { return []string{"TERN_SESSION__MAX_QUEUED_BYTES=5"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Session
+	if cfg.DataDir != "/var/lib/tern" || cfg.Store.Sync != "interval" || cfg.Store.SyncInterval != 250*time.Millisecond {
+		t.Errorf("store settings: %+v %q", cfg.Store, cfg.DataDir)
+	}
+	if s.MaxQueueAge != time.Hour || s.QueueFullPolicy != "refuse" || s.MaxQueuedBytes != 5 || s.MaxQueuedMessages != 10000 {
+		t.Errorf("session limits: %+v", s.QueueLimits)
+	}
+	if len(s.QueueRules) != 2 || s.QueueRules[0].ClientID != "meter-*" || s.QueueRules[0].MaxQueuedMessages != 1000000 ||
+		s.QueueRules[0].MaxQueueAge != 168*time.Hour {
+		t.Errorf("queue rules: %+v", s.QueueRules)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

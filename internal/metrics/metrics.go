@@ -27,6 +27,8 @@ func Register(reg prometheus.Registerer, b *broker.Stats, m *mqtt.Stats) {
 	counter("tern_messages_dropped_offline_total", "QoS 0 deliveries not queued for offline sessions.", &b.DroppedOffline)
 	counter("tern_messages_dropped_queue_full_total", "Queued deliveries dropped to keep session queues within limits.", &b.DroppedQueueFull)
 	counter("tern_messages_dropped_too_large_total", "Deliveries larger than the client's maximum packet size.", &b.DroppedTooLarge)
+	counter("tern_messages_refused_queue_full_total", "Messages refused by a full session queue (policy refuse) or too big for its byte limit.", &b.RefusedQueueFull)
+	counter("tern_store_errors_total", "Failed store operations.", &b.StoreErrors)
 	counter("tern_messages_expired_total", "Queued messages that expired before delivery.", &b.Expired)
 	gauge("tern_queued_messages", "Deliveries waiting in session queues.", &b.Queued)
 	gauge("tern_sessions", "Sessions, connected or not.", &b.Sessions)
@@ -40,6 +42,7 @@ func Register(reg prometheus.Registerer, b *broker.Stats, m *mqtt.Stats) {
 	counter("tern_mqtt_protocol_errors_total", "Connections closed for a protocol error.", &m.ProtocolErrors)
 	counter("tern_mqtt_slow_consumers_total", "Connections closed because the client fell behind.", &m.SlowConsumers)
 	counter("tern_mqtt_publish_stalls_total", "Times a publisher was paused for a receiver that was falling behind.", &m.PublishStalls)
+	counter("tern_mqtt_store_failures_total", "Publishes acknowledged with a store failure instead of success.", &m.StoreFailures)
 	counter("tern_mqtt_packets_received_total", "MQTT packets received after CONNECT.", &m.PacketsIn)
 	counter("tern_mqtt_bytes_sent_total", "Bytes written to MQTT clients.", &m.BytesOut)
 }

@@ -1,15 +1,18 @@
 package mqtt
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/topic"
 )
 
@@ -36,6 +39,11 @@ type conn struct {
 	publishWill bool
 	// stallTimer bounds backpressure waits (see stall); made on first use.
 	stallTimer *time.Timer
+	// lastTicket is the store sync the newest deferred acknowledgement waits for; later
+	// acknowledgements queue behind it so they leave in the order the publishes came.
+	lastTicket *store.Ticket
+	// pendingAcks counts acknowledgements waiting for the store.
+	pendingAcks atomic.Int32
 
 	out outbox
 }
@@ -189,6 +197,10 @@ func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.
 		ClientID:   string(p.ClientID),
 		CleanStart: p.CleanStart,
 		Sink:       c,
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok && cfg.TLSIdentity != nil {
+		// The handshake finished before CONNECT could be read.
+		req.Identity = cfg.TLSIdentity(tc.ConnectionState())
 	}
 	if req.ClientID == "" && c.version != packet.V5 && (!p.CleanStart || c.version == packet.V31) {
 		return req, packet.ClientIDNotValid, "an empty client identifier needs a clean session"

@@ -9,6 +9,7 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/topic"
 )
 
@@ -90,6 +91,11 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 		res, err = c.client.Publish(m)
 	}
 	code, fatal := publishCode(err)
+	if errors.Is(err, broker.ErrStorage) && c.version != packet.V5 {
+		// MQTT 3.1.1 has no way to say the publish failed; an acknowledgement would be a lie, so
+		// the connection ends and the client sends it again later.
+		fatal = true
+	}
 	if fatal {
 		return protoErr(code, err.Error())
 	}
@@ -98,14 +104,46 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 	}
 	switch p.QoS {
 	case 1:
-		c.writeAck(packet.PUBACK, p.PacketID, code, err)
+		c.ackWhenDurable(packet.PUBACK, p.PacketID, code, err, res.Durable)
 	case 2:
-		c.writeAck(packet.PUBREC, p.PacketID, code, err)
+		c.ackWhenDurable(packet.PUBREC, p.PacketID, code, err, res.Durable)
 	}
 	if res.Backpressure != nil {
 		c.stall(res.Backpressure)
 	}
 	return nil
+}
+
+// ackWhenDurable acknowledges a publish once the store has its durable copies. The reader does not
+// wait: it goes on with the next publishes, whose copies the same fsync then covers. It waits only
+// when a receive maximum's worth of acknowledgements is pending.
+func (c *conn) ackWhenDurable(typ byte, pid uint16, code packet.ReasonCode, err error, t *store.Ticket) {
+	if t == nil {
+		if c.lastTicket.Done() {
+			c.writeAck(typ, pid, code, err)
+			return
+		}
+		t = c.lastTicket
+	}
+	if int(c.pendingAcks.Load()) >= int(c.srv.cfg.ReceiveMax) {
+		_ = c.lastTicket.Wait()
+	}
+	c.lastTicket = t
+	c.pendingAcks.Add(1)
+	t.Then(func(syncErr error) {
+		defer c.pendingAcks.Add(-1)
+		if syncErr != nil {
+			c.srv.stats.StoreFailures.Add(1)
+			if c.version != packet.V5 {
+				c.closeNow(fmt.Errorf("store: %w", syncErr))
+				return
+			}
+			if !code.IsError() {
+				code, err = packet.UnspecifiedError, fmt.Errorf("%w: %w", broker.ErrStorage, syncErr)
+			}
+		}
+		c.writeAck(typ, pid, code, err)
+	})
 }
 
 // stall stops reading from this publisher until a receiver that is falling behind has caught up,

@@ -3,6 +3,7 @@
 package mqtt
 
 import (
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -41,6 +42,9 @@ type Config struct {
 	// PublishStall is the longest a publisher is paused while a receiver's buffer is more than
 	// half full, once per such episode; 0 never pauses (receivers drop sooner).
 	PublishStall time.Duration
+	// TLSIdentity names the client of a TLS connection from its verified certificate ("" when
+	// it has none); that name becomes the session's identity, stamped on what it publishes.
+	TLSIdentity func(tls.ConnectionState) string
 }
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured.
@@ -74,8 +78,10 @@ type Stats struct {
 	ProtocolErrors atomic.Uint64
 	SlowConsumers  atomic.Uint64
 	PublishStalls  atomic.Uint64
-	PacketsIn      atomic.Uint64
-	BytesOut       atomic.Uint64
+	// StoreFailures counts acknowledgements that reported a store failure instead of success.
+	StoreFailures atomic.Uint64
+	PacketsIn     atomic.Uint64
+	BytesOut      atomic.Uint64
 }
 
 // Server serves MQTT connections for one core.

@@ -18,9 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/certs"
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/metrics"
 	"github.com/ternmq/tern/internal/mqtt"
+	"github.com/ternmq/tern/internal/store"
+	"github.com/ternmq/tern/internal/store/memstore"
+	"github.com/ternmq/tern/internal/store/pebblestore"
 )
 
 // Server is a running tern.
@@ -29,6 +33,10 @@ type Server struct {
 	log    *slog.Logger
 	Broker *broker.Broker
 	MQTT   *mqtt.Server
+	Store  store.Store
+
+	// tls serves every TLS listener; Reload swaps its certificates.
+	tls *certs.ServerTLS
 
 	listeners []net.Listener
 	https     []*http.Server
@@ -46,12 +54,24 @@ func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b, err := broker.New(brokerConfig(cfg), nil, log)
+	st, err := openStore(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, Broker: b, addrs: map[string]net.Addr{}}
-	s.MQTT = mqtt.NewServer(b, mqttConfig(cfg), log)
+	b, err := broker.New(brokerConfig(cfg), st, log)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, addrs: map[string]net.Addr{}}
+	mc := mqttConfig(cfg)
+	mc.TLSIdentity = func(cs tls.ConnectionState) string {
+		if s.tls == nil {
+			return ""
+		}
+		return s.tls.Identity(cs)
+	}
+	s.MQTT = mqtt.NewServer(b, mc, log)
 	if err := s.listen(); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -63,14 +83,42 @@ func brokerConfig(cfg config.Config) broker.Config {
 	bc := broker.DefaultConfig()
 	bc.MaxInflight = cfg.Session.MaxInflight
 	bc.MaxInflightBytes = cfg.Session.MaxInflightBytes
-	bc.MaxQueuedMessages = cfg.Session.MaxQueuedMessages
-	bc.MaxQueuedBytes = cfg.Session.MaxQueuedBytes
+	bc.Queue = queueLimits(cfg.Session.QueueLimits)
+	for _, r := range cfg.Session.QueueRules {
+		bc.QueueRules = append(bc.QueueRules, broker.QueueRule{ClientID: r.ClientID, Limits: queueLimits(r.QueueLimits)})
+	}
 	bc.QueueQoS0 = cfg.Session.QueueQoS0
 	bc.MaxSessionExpiry = uint32(cfg.Session.MaxExpiry / time.Second)
 	bc.MaxSubscriptions = cfg.Session.MaxSubscriptions
 	bc.MaxQoS = byte(cfg.MQTT.MaxQoS)
 	bc.RetainAvailable = cfg.MQTT.RetainAvailable
 	return bc
+}
+
+func queueLimits(q config.QueueLimits) broker.QueueLimits {
+	l := broker.QueueLimits{MaxMessages: q.MaxQueuedMessages, MaxBytes: q.MaxQueuedBytes, MaxAge: q.MaxQueueAge}
+	if q.QueueFullPolicy == "refuse" {
+		l.Policy = broker.RefuseNew
+	}
+	return l
+}
+
+// openStore opens the durable store in the data directory, or a memory store without one.
+func openStore(cfg config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.DataDir == "" {
+		log.Warn("no data directory: sessions, queues and retained messages are kept in memory only")
+		return memstore.New(), nil
+	}
+	opts := pebblestore.Options{Logger: log, CacheBytes: cfg.Store.CacheBytes}
+	if cfg.Store.Sync == "interval" {
+		opts.Sync, opts.Interval = pebblestore.SyncInterval, cfg.Store.SyncInterval
+	}
+	st, err := pebblestore.Open(cfg.DataDir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", cfg.DataDir, err)
+	}
+	log.Info("durable store open", "data_dir", cfg.DataDir, "sync", cfg.Store.Sync)
+	return st, nil
 }
 
 func mqttConfig(cfg config.Config) mqtt.Config {
@@ -94,11 +142,16 @@ func (s *Server) listen() error {
 	l := s.cfg.Listen
 	var tlsCfg *tls.Config
 	if l.MQTTTLS != "" || l.HTTPS != "" {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+		t := s.cfg.TLS
+		st, err := certs.NewServerTLS(certs.ServerTLSOptions{CertFile: t.CertFile, KeyFile: t.KeyFile,
+			ClientCAFile: t.ClientCAFile, RequireClientCert: t.RequireClientCert, IdentitySAN: t.IdentitySAN})
 		if err != nil {
-			return fmt.Errorf("loading TLS certificate: %w", err)
+			return fmt.Errorf("TLS: %w", err)
 		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.tls = st
+		tlsCfg = st.Config()
+		s.log.Info("TLS certificate loaded", "cert", st.String(), "client_ca", t.ClientCAFile,
+			"require_client_cert", t.RequireClientCert)
 	}
 	if l.MQTT != "" {
 		if err := s.serveMQTT("mqtt", "tcp", l.MQTT, nil); err != nil {
@@ -160,6 +213,8 @@ func (s *Server) serveHTTP(name, addr string, tlsCfg *tls.Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.Register(reg, s.Broker.Stats(), s.MQTT.Stats())
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tern_store_disk_bytes",
+		Help: "Size of the durable store on disk."}, func() float64 { return float64(s.Store.DiskBytes()) }))
 	hs := &http.Server{
 		Handler:           s.routes(reg),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -181,6 +236,19 @@ func (s *Server) track(name string, ln net.Listener) {
 	s.listeners = append(s.listeners, ln)
 	s.addrs[name] = ln.Addr()
 	s.log.Info("listening", "listener", name, "addr", ln.Addr().String())
+}
+
+// Reload reads the TLS certificates, keys and client CA again (on SIGHUP); new handshakes use
+// them, established connections keep theirs. On error the old ones stay.
+func (s *Server) Reload() error {
+	if s.tls == nil {
+		return nil
+	}
+	if err := s.tls.Reload(); err != nil {
+		return err
+	}
+	s.log.Info("TLS certificate reloaded", "cert", s.tls.String())
+	return nil
 }
 
 // Addr returns the bound address of a listener: "mqtt", "mqtt_tls", "unix", "http" or "https".
@@ -209,6 +277,13 @@ func (s *Server) Close() error {
 			_ = s.Broker.Close()
 		}
 		s.wg.Wait()
+		// MQTT.Close waited for every connection to hand its last state to the core, so the
+		// store can go now.
+		if s.Store != nil {
+			if err := s.Store.Close(); err != nil {
+				s.log.Error("closing the store", "err", err)
+			}
+		}
 		if s.cfg.Listen.Unix != "" {
 			_ = os.Remove(s.cfg.Listen.Unix)
 		}

@@ -16,6 +16,7 @@ import (
 func Start(t testing.TB, opts ...func(*config.Config)) *server.Server {
 	t.Helper()
 	cfg := config.Default()
+	cfg.DataDir = "" // memory only unless a test asks for a data directory
 	cfg.Listen = config.Listen{
 		MQTT: "127.0.0.1:0",
 		HTTP: "127.0.0.1:0",

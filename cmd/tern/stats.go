@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ternmq/tern/internal/server"
+)
+
+func init() {
+	var url string
+	var top int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Show a running server's sessions, queue depths, drops and store size",
+		Long: "stats asks a running tern (its HTTP listener, GET /v1/stats) for its figures: sessions,\n" +
+			"queued messages, messages dropped or refused by queue limits, store size, and the sessions\n" +
+			"with the deepest queues.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, raw, err := fetchStats(url, top)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err := cmd.OutOrStdout().Write(raw)
+				return err
+			}
+			printStats(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080", "the server's HTTP listener")
+	cmd.Flags().IntVar(&top, "sessions", 20, "how many sessions to list (deepest queues first)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the JSON as the server sent it")
+	rootCmd.AddCommand(cmd)
+}
+
+func fetchStats(base string, top int) (server.Stats, []byte, error) {
+	var st server.Stats
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("%s/v1/stats?sessions=%d", strings.TrimRight(base, "/"), top))
+	if err != nil {
+		return st, nil, fmt.Errorf("is tern running? %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return st, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, nil, fmt.Errorf("GET /v1/stats: %s: %s", resp.Status, strings.TrimSpace(string(raw)))
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, nil, fmt.Errorf("reading stats: %w", err)
+	}
+	return st, raw, nil
+}
+
+func printStats(w io.Writer, st server.Stats) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	store := "memory only"
+	if st.Store.DataDir != "" {
+		store = fmt.Sprintf("%s (sync %s), %s on disk", st.Store.DataDir, st.Store.Sync, humanBytes(st.Store.DiskBytes))
+	}
+	rows := [][2]string{
+		{"sessions", fmt.Sprintf("%d (%d connected)", st.Sessions, st.Connected)},
+		{"subscriptions", fmt.Sprint(st.Subscriptions)},
+		{"retained", fmt.Sprint(st.Retained)},
+		{"queued", fmt.Sprint(st.Queued)},
+		{"received / delivered", fmt.Sprintf("%d / %d", st.Received, st.Delivered)},
+		{"dropped: queue full", fmt.Sprint(st.DroppedQueueFull)},
+		{"refused: queue full", fmt.Sprint(st.RefusedQueueFull)},
+		{"dropped: slow / offline QoS 0", fmt.Sprintf("%d / %d", st.DroppedSlow, st.DroppedOffline)},
+		{"expired", fmt.Sprint(st.Expired)},
+		{"store", store},
+		{"store errors", fmt.Sprint(st.StoreErrors)},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\n", r[0], r[1])
+	}
+	_ = tw.Flush()
+	if len(st.TopSessions) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(tw, "CLIENT ID\tONLINE\tDURABLE\tSUBS\tQUEUED\tBYTES\tIN FLIGHT\tDROPPED\tREFUSED")
+	for _, s := range st.TopSessions {
+		fmt.Fprintf(tw, "%s\t%v\t%v\t%d\t%d\t%s\t%d\t%d\t%d\n", s.ClientID, s.Online, s.Durable,
+			s.Subscriptions, s.Queued, humanBytes(s.QueuedBytes), s.Inflight, s.Dropped, s.Refused)
+	}
+	_ = tw.Flush()
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

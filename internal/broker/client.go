@@ -1,0 +1,185 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/ternmq/tern/internal/store"
+)
+
+// Client is one connection's handle on its session. Calls made after the session was taken over
+// by a newer connection do nothing.
+type Client struct {
+	b        *Broker
+	s        *Session
+	gen      uint64
+	ClientID string
+	Identity string
+}
+
+// lock takes the session lock and reports whether this client still owns the session.
+func (c *Client) lock() bool {
+	c.s.mu.Lock()
+	if c.s.gen != c.gen || c.s.sink == nil {
+		c.s.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// Start begins deliveries: in-flight messages from an earlier connection are re-sent (marked
+// duplicate) in their original order, then the queue drains.
+func (c *Client) Start() {
+	if !c.lock() {
+		return
+	}
+	s := c.s
+	defer s.mu.Unlock()
+	s.ready = true
+	s.online.Store(true)
+	s.inflight.each(func(f *inflight) {
+		if f.released {
+			s.sink.Release(f.pid)
+			return
+		}
+		s.sink.Send(Delivery{Msg: f.item.Msg, QoS: f.item.QoS, PacketID: f.pid, Dup: true,
+			Retain: f.item.Retain, SubIDs: f.item.SubIDs})
+	})
+	s.pump()
+}
+
+// Drained tells the core the connection's buffer has room again.
+func (c *Client) Drained() {
+	if !c.lock() {
+		return
+	}
+	c.s.waitDrain = false
+	c.s.pump()
+	c.s.mu.Unlock()
+}
+
+// Acked completes a QoS 1 delivery (MQTT PUBACK) or a QoS 2 one (PUBCOMP). It reports whether the
+// packet id was in flight.
+func (c *Client) Acked(packetID uint16) bool {
+	if !c.lock() {
+		return false
+	}
+	defer c.s.mu.Unlock()
+	s := c.s
+	if !s.inflight.remove(packetID) {
+		return false
+	}
+	if s.inflightStore != nil {
+		if err := s.inflightStore.Delete(packetID); err != nil {
+			s.b.storeFailed("completing a delivery", err)
+		}
+	}
+	s.pump()
+	return true
+}
+
+// Received records the first acknowledgement of a QoS 2 delivery (MQTT PUBREC); the face answers
+// with the release. It reports whether the packet id was in flight.
+func (c *Client) Received(packetID uint16) bool {
+	if !c.lock() {
+		return false
+	}
+	defer c.s.mu.Unlock()
+	s := c.s
+	f := s.inflight.byID[packetID]
+	if !s.inflight.markReleased(packetID) {
+		return false
+	}
+	if s.inflightStore != nil {
+		if err := s.inflightStore.Put(store.InflightEntry{PacketID: packetID, Item: f.item, Released: true}); err != nil {
+			s.b.storeFailed("recording a released delivery", err)
+		}
+	}
+	return true
+}
+
+// Refused ends a delivery the client refused (an MQTT 5 PUBREC with an error reason): it is not
+// retried, like an acknowledged one.
+func (c *Client) Refused(packetID uint16) bool { return c.Acked(packetID) }
+
+// Disconnect detaches the connection from its session. The will is published (now or after its
+// delay) unless the goodbye was graceful, and a session with zero expiry ends.
+func (c *Client) Disconnect(req DisconnectRequest) {
+	b := c.b
+	b.mu.Lock()
+	if !c.lock() {
+		b.mu.Unlock()
+		return
+	}
+	s := c.s
+	will := s.will
+	if req.SetExpiry {
+		s.expiry = req.Expiry
+		if b.cfg.MaxSessionExpiry > 0 && s.expiry > b.cfg.MaxSessionExpiry {
+			s.expiry = b.cfg.MaxSessionExpiry
+		}
+	}
+	s.detach()
+	s.disconnected = now()
+	var due *Will
+	if will != nil && (!req.Graceful || req.PublishWill) {
+		if will.Delay == 0 || s.expiry == 0 {
+			due = will
+		} else {
+			delay := min(will.Delay, s.expiry)
+			s.pendingWill = will
+			gen := s.gen
+			s.willTimer = b.afterFunc(time.Duration(delay)*time.Second, func() { b.willDue(s, gen) })
+		}
+	}
+	if s.expiry == 0 {
+		b.discardLocked(s)
+	} else {
+		s.saveLocked()
+		if s.expiry != NeverExpire {
+			gen := s.gen
+			s.expiryTimer = b.afterFunc(time.Duration(s.expiry)*time.Second, func() { b.sessionDue(s, gen) })
+		}
+	}
+	s.mu.Unlock()
+	b.mu.Unlock()
+	if due != nil {
+		b.publishWill(due)
+	}
+}
+
+// willDue publishes a delayed will if the session was not resumed meanwhile.
+func (b *Broker) willDue(s *Session, gen uint64) {
+	s.mu.Lock()
+	w := s.pendingWill
+	if s.gen != gen || s.sink != nil || w == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.pendingWill = nil
+	s.mu.Unlock()
+	b.publishWill(w)
+	// Forget the will on disk only once it is out: a crash in between sends it twice rather
+	// than never.
+	s.mu.Lock()
+	s.saveLocked()
+	s.mu.Unlock()
+}
+
+// sessionDue ends a session whose expiry interval passed while its client was away.
+func (b *Broker) sessionDue(s *Session, gen uint64) {
+	b.mu.Lock()
+	s.mu.Lock()
+	if s.gen != gen || s.sink != nil || s.deleted {
+		s.mu.Unlock()
+		b.mu.Unlock()
+		return
+	}
+	w := s.pendingWill
+	s.pendingWill = nil
+	b.discardLocked(s)
+	s.mu.Unlock()
+	b.mu.Unlock()
+	if w != nil {
+		b.publishWill(w)
+	}
+}

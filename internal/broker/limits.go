@@ -1,0 +1,69 @@
+package broker
+
+import (
+	"log/slog"
+	"path"
+	"sync"
+	"time"
+)
+
+// FullPolicy says what happens to a message for a session whose queue is full.
+type FullPolicy int
+
+const (
+	// DropOldest makes room by dropping the oldest queued messages; each is counted.
+	DropOldest FullPolicy = iota
+	// RefuseNew keeps the queue and refuses the new message: its publisher is told the quota is
+	// exceeded (MQTT reason 0x97) if it asked for an acknowledgement.
+	RefuseNew
+)
+
+// QueueLimits bound one session's queue of pending deliveries. Zero means no bound.
+type QueueLimits struct {
+	MaxMessages int
+	MaxBytes    int64
+	// MaxAge drops messages that waited longer than this since they were published.
+	MaxAge time.Duration
+	Policy FullPolicy
+}
+
+// QueueRule gives the sessions whose client id matches ClientID (a path.Match pattern, such as
+// "sensor-*") their own limits.
+type QueueRule struct {
+	ClientID string
+	Limits   QueueLimits
+}
+
+// limitsFor returns the limits of a client id: the first matching rule's, else the default.
+func (b *Broker) limitsFor(clientID string) QueueLimits {
+	for _, r := range b.cfg.QueueRules {
+		if ok, _ := path.Match(r.ClientID, clientID); ok {
+			return r.Limits
+		}
+	}
+	return b.cfg.Queue
+}
+
+// rateLimitedLog logs each cause at most once per interval, so a failing disk or a full queue
+// tells the operator why without flooding the log.
+type rateLimitedLog struct {
+	logger *slog.Logger
+	every  time.Duration
+	mu     sync.Mutex
+	last   map[string]time.Time
+}
+
+func (r *rateLimitedLog) log(cause, msg string, args ...any) {
+	t := time.Now()
+	r.mu.Lock()
+	if r.last == nil {
+		r.last = map[string]time.Time{}
+	}
+	if prev, ok := r.last[cause]; ok && t.Sub(prev) < r.every {
+		r.mu.Unlock()
+		return
+	}
+	r.last[cause] = t
+	r.mu.Unlock()
+	r.logger.Warn(msg, args...)
+}

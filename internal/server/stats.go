@@ -1,0 +1,72 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/ternmq/tern/internal/broker"
+)
+
+// Stats is the JSON body of GET /v1/stats, which `tern stats` prints.
+type Stats struct {
+	Sessions         int64                `json:"sessions"`
+	Connected        int64                `json:"connected"`
+	Subscriptions    int64                `json:"subscriptions"`
+	Retained         int64                `json:"retained"`
+	Queued           int64                `json:"queued"`
+	Received         uint64               `json:"received"`
+	Delivered        uint64               `json:"delivered"`
+	DroppedQueueFull uint64               `json:"dropped_queue_full"`
+	RefusedQueueFull uint64               `json:"refused_queue_full"`
+	DroppedSlow      uint64               `json:"dropped_slow"`
+	DroppedOffline   uint64               `json:"dropped_offline"`
+	Expired          uint64               `json:"expired"`
+	StoreErrors      uint64               `json:"store_errors"`
+	Store            StoreStats           `json:"store"`
+	TopSessions      []broker.SessionInfo `json:"top_sessions"`
+}
+
+// StoreStats describes the durable store.
+type StoreStats struct {
+	DataDir   string `json:"data_dir"`
+	Sync      string `json:"sync,omitempty"`
+	DiskBytes int64  `json:"disk_bytes"`
+}
+
+// Stats collects the figures; top lists the sessions with the deepest queues.
+func (s *Server) Stats(top int) Stats {
+	b := s.Broker.Stats()
+	st := Stats{
+		Sessions: b.Sessions.Load(), Connected: b.Connected.Load(), Subscriptions: b.Subscriptions.Load(),
+		Retained: b.Retained.Load(), Queued: b.Queued.Load(), Received: b.Received.Load(),
+		Delivered: b.Delivered.Load(), DroppedQueueFull: b.DroppedQueueFull.Load(),
+		RefusedQueueFull: b.RefusedQueueFull.Load(), DroppedSlow: b.DroppedSlow.Load(),
+		DroppedOffline: b.DroppedOffline.Load(), Expired: b.Expired.Load(), StoreErrors: b.StoreErrors.Load(),
+		Store:       StoreStats{DataDir: s.cfg.DataDir, DiskBytes: s.Store.DiskBytes()},
+		TopSessions: s.Broker.Sessions(top),
+	}
+	if s.cfg.DataDir != "" {
+		st.Store.Sync = s.cfg.Store.Sync
+	}
+	return st
+}
+
+// serveStats answers GET /v1/stats[?sessions=N] (N sessions with the deepest queues, default 20).
+func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
+	top := 20
+	if v := r.URL.Query().Get("sessions"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 10000 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":{"code":"bad_parameter","message":"sessions must be 0..10000"}}` + "\n"))
+			return
+		}
+		top = n
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(s.Stats(top))
+}
