@@ -46,19 +46,22 @@ func (bs *bodies) drop(b *pebble.Batch, id uint64) {
 	}
 }
 
+// errMissingBody: a shared entry's body is not there, which only damage can cause.
+var errMissingBody = errors.New("body missing")
+
 // readBody returns a fresh copy of a shared body. The caller holds the gate.
 func (s *Store) readBody(id uint64) (*message.Message, error) {
 	v, closer, err := s.db.Get(bodyKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, fmt.Errorf("pebblestore: shared message %d: body missing", id)
+		err = errMissingBody
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pebblestore: shared message %d: %w", id, err)
+		return nil, fmt.Errorf("shared message %d: %w", id, err)
 	}
 	m, err := decodeMessage(v)
 	_ = closer.Close()
 	if err != nil {
-		return nil, fmt.Errorf("pebblestore: shared message %d: %w", id, err)
+		return nil, fmt.Errorf("shared message %d: %w", id, err)
 	}
 	return m, nil
 }

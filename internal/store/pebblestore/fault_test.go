@@ -241,7 +241,8 @@ func TestFatalfFailsStore(t *testing.T) {
 // TestWedgedStoreCloses: when Pebble panics with its commit pipeline locked, Close returns
 // instead of waiting on that lock, and tickets waiting for the syncer complete with the failure.
 func TestWedgedStoreCloses(t *testing.T) {
-	s := mustOpen(t, "d", Options{FS: vfs.NewMem()})
+	// Pebble stays open after the test, so its logger must not be the test's.
+	s := mustOpen(t, "d", Options{FS: vfs.NewMem(), Logger: slog.New(slog.DiscardHandler)})
 	took, release := make(chan struct{}, 1), make(chan struct{})
 	hook := func() {
 		took <- struct{}{}

@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/ternmq/tern/internal/store"
+	"github.com/ternmq/tern/internal/store/storetest"
 )
 
 // rawPebble opens dir as a plain Pebble database, to play another program or another version.
@@ -110,5 +111,46 @@ func TestOpenDirCannotBeCreated(t *testing.T) {
 	_, err := Open(dir, Options{Logger: testLogger(t)})
 	if err == nil || !strings.Contains(err.Error(), "create data dir") || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestOpenRefusesCorruptEntry: a damaged entry stops Open with an error naming it, not a panic
+// and not a silently shorter queue.
+func TestOpenRefusesCorruptEntry(t *testing.T) {
+	fs := vfs.NewMem()
+	mustOpen(t, "d", Options{FS: fs}).Close()
+	rawPebble(t, fs, "d", func(db *pebble.DB) {
+		must(t, db.Set(seqKey(idPrefix(kindQueue, "c"), 1), []byte{0xff, 9}, pebble.Sync))
+	})
+	_, err := Open("d", Options{FS: fs, Logger: testLogger(t)})
+	if !errors.Is(err, errCorrupt) || !strings.Contains(err.Error(), "key") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestMissingBodyIsAnError: a shared entry whose body is gone reads as an error, and Pop removes
+// it.
+func TestMissingBodyIsAnError(t *testing.T) {
+	fs := vfs.NewMem()
+	s := mustOpen(t, "d", Options{FS: fs})
+	must(t, queueOf(t, s, "c").Push(store.Item{Msg: storetest.Msg(4, "t", "x"), Shared: true}))
+	must(t, s.Close())
+	rawPebble(t, fs, "d", func(db *pebble.DB) { must(t, db.Delete(bodyKey(4), pebble.Sync)) })
+	s = mustOpen(t, "d", Options{FS: fs})
+	defer s.Close()
+	q := queueOf(t, s, "c")
+	if _, _, err := q.Front(); err == nil || !strings.Contains(err.Error(), "body missing") {
+		t.Fatalf("front: %v", err)
+	}
+	// Pop removes it, so the entries behind it are not blocked.
+	must(t, q.Push(store.Item{Msg: storetest.Msg(5, "t", "behind")}))
+	must(t, q.Pop())
+	it, ok, err := q.Front()
+	if err != nil || !ok || it.Msg.ID != 5 {
+		t.Fatalf("after dropping the bad entry: %v %v %v", it.Msg, ok, err)
+	}
+	must(t, q.Pop())
+	if q.Len() != 0 || q.Bytes() != 0 {
+		t.Fatalf("len %d bytes %d", q.Len(), q.Bytes())
 	}
 }

@@ -75,8 +75,9 @@ func (s *Store) load() error {
 	l := loader{s: s}
 	for ok := it.First(); ok; ok = it.Next() {
 		if err = l.entry(it); err != nil {
+			err = fmt.Errorf("pebblestore: open %q: key %q: %w", s.dir, it.Key(), err)
 			_ = it.Close()
-			return fmt.Errorf("pebblestore: open %q: key %q: %w", s.dir, it.Key(), err)
+			return err
 		}
 	}
 	l.flushQueue()

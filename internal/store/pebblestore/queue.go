@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -106,19 +107,27 @@ func (q *queue) hasRoom(size int64) bool {
 	return n == 0 || (n < aheadItems && q.aheadSum+size <= aheadBytes)
 }
 
-// appendAhead adds an entry behind the read-ahead. The buffer has room for twice the read-ahead,
-// so sliding the unread part down when it is full costs at most one copy per append.
+// appendAhead adds an entry behind the read-ahead. A full buffer with consumed entries at its
+// front slides down rather than grow, so it never exceeds twice the read-ahead's item bound.
 func (q *queue) appendAhead(a aheadItem) {
-	if q.ahead == nil {
-		q.ahead = make([]aheadItem, 0, 2*aheadItems)
-	}
-	if len(q.ahead) == cap(q.ahead) {
+	if len(q.ahead) == cap(q.ahead) && q.pos > 0 {
 		n := copy(q.ahead, q.ahead[q.pos:])
 		clear(q.ahead[n:])
 		q.ahead, q.pos = q.ahead[:n], 0
 	}
 	q.ahead = append(q.ahead, a)
 	q.aheadSum += a.size
+}
+
+// drained empties the read-ahead once everything in it was popped. A buffer grown for a burst is
+// let go, so that an idle queue keeps next to nothing.
+func (q *queue) drained() {
+	if cap(q.ahead) > 16 {
+		q.ahead = nil
+	} else {
+		q.ahead = q.ahead[:0]
+	}
+	q.pos, q.aheadSum = 0, 0
 }
 
 // Front implements store.Queue. The message is the one pushed while the queue was open, or a fresh
@@ -153,7 +162,10 @@ func (q *queue) fill() error {
 		return err
 	}
 	defer s.exit()
-	q.ahead, q.pos, q.aheadSum = q.ahead[:0], 0, 0
+	q.drained()
+	if want := min(q.n, aheadItems); cap(q.ahead) < want {
+		q.ahead = make([]aheadItem, 0, want)
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{
 		LowerBound: seqKey(q.prefix, q.aheadEnd),
 		UpperBound: seqKey(q.prefix, q.tail),
@@ -221,7 +233,7 @@ func (q *queue) Pop() error {
 	}
 	a, err := q.front()
 	if err != nil {
-		return err
+		return q.popUnreadable(err)
 	}
 	s := q.s
 	if err := s.enter(); err != nil {
@@ -249,7 +261,62 @@ func (q *queue) Pop() error {
 	q.ahead[q.pos] = aheadItem{}
 	q.pos++
 	if q.pos == len(q.ahead) {
-		q.ahead, q.pos, q.aheadSum = q.ahead[:0], 0, 0
+		q.drained()
+	}
+	return nil
+}
+
+// popUnreadable removes a head entry that cannot be decoded (its body gone, its bytes damaged),
+// so that one bad entry does not block every entry behind it. Its size and body reference come
+// from its header when that much is readable. Any other failure to read (I/O, a closed store) is
+// returned as it is: the entry may well be readable later.
+func (q *queue) popUnreadable(cause error) error {
+	if !errors.Is(cause, errCorrupt) && !errors.Is(cause, errMissingBody) {
+		return cause
+	}
+	s := q.s
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: seqKey(q.prefix, q.aheadEnd),
+		UpperBound: seqKey(q.prefix, q.tail),
+	})
+	if err != nil {
+		return cause
+	}
+	if !it.First() {
+		_ = it.Close()
+		return cause
+	}
+	seq := seqOf(it.Key())
+	var h entryHeader
+	if v, err := it.ValueAndErr(); err == nil {
+		h, _ = decodeEntryHeader(v) // zero when unreadable: no size, no reference
+	}
+	if err := it.Close(); err != nil {
+		return cause
+	}
+	b := s.db.NewBatch()
+	_ = b.Delete(seqKey(q.prefix, seq), nil)
+	if h.shared() {
+		err = s.commitShared(b, func(bs *bodies) { bs.drop(b, h.msgID) })
+	} else {
+		err = s.commit(b)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Warn("pebblestore: dropped an unreadable queue entry", "dir", s.dir, "seq", seq, "err", cause)
+	q.head, q.aheadEnd = seq+1, seq+1
+	q.n--
+	q.bytes = max(0, q.bytes-h.size)
+	if q.n == 0 {
+		q.bytes = 0
+	}
+	if h.shared() {
+		q.shared--
 	}
 	return nil
 }
@@ -281,7 +348,7 @@ func (q *queue) Clear() error {
 // tail, so nothing is ever written below a range deletion.
 func (q *queue) reset() {
 	clear(q.ahead)
-	q.ahead, q.pos, q.aheadSum = q.ahead[:0], 0, 0
+	q.drained()
 	q.head, q.aheadEnd = q.tail, q.tail
 	q.n, q.bytes, q.shared = 0, 0, 0
 	q.reading = false

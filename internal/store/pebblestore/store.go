@@ -122,15 +122,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		summaries: map[string]queueSummary{},
 	}
 	s.bodies.refs = map[uint64]int32{}
-	cache := pebble.NewCache(opts.CacheBytes)
-	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{
-		FS:                 fs,
-		Cache:              cache,
-		MemTableSize:       memTableBytes,
-		Logger:             pebbleLogger{s},
-		FormatMajorVersion: pebble.FormatNewest,
-	})
+	db, err := s.openDB(fs)
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: open %q: %w", dir, err)
 	}
@@ -147,6 +139,28 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s.sync.start(s)
 	return s, nil
+}
+
+// openDB opens Pebble, turning a fatal report during its recovery into an error.
+func (s *Store) openDB(fs vfs.FS) (db *pebble.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fe, ok := r.(*fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = fe
+		}
+	}()
+	cache := pebble.NewCache(s.opts.CacheBytes)
+	defer cache.Unref()
+	return pebble.Open(s.dir, &pebble.Options{
+		FS:                 fs,
+		Cache:              cache,
+		MemTableSize:       memTableBytes,
+		Logger:             pebbleLogger{s},
+		FormatMajorVersion: pebble.FormatNewest,
+	})
 }
 
 // enter admits an operation: it holds the gate shared until the caller's exit.
