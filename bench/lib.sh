@@ -1,10 +1,29 @@
-# Shared by bench/compare.sh and bench/idle-memory.sh: build tern, install and start the peer
-# brokers on 127.0.0.1, wait for them, stop them by PID. Source it; it expects $WORK (a temp
-# directory) and $ROOT (the repository) to be set.
+# shellcheck shell=bash
+# Shared by bench/compare.sh, bench/idle-memory.sh and bench/queue-memory.sh: build tern, install
+# and start the peer brokers on 127.0.0.1, wait for them, stop them by PID, find natscli. Source
+# it; it expects $WORK (a temp directory) and $ROOT (the repository) to be set.
+#
+# Brokers, by the name start_broker takes:
+#   tern               memory only (--data-dir "")
+#   tern_durable       a data directory in $WORK, --sync $TERN_SYNC (default always); with
+#                      TERN_MEMORY=1 memory only instead (a dry run without the durable store)
+#   mosquitto          persistence false
+#   mosquitto_durable  persistence true in $WORK, default autosave (no fsync per message)
+# DURABLE_MAX_QUEUED, when set, is the per-session queue limit (messages) of the two durable
+# ones, in place of their defaults (tern 10,000 messages or 64 MiB, Mosquitto 1,000 messages).
+#   nats               nats-server with JetStream (file store in $WORK) and its MQTT port; the
+#                      NATS client port is in NATS_CLIENT_PORT
 
 # Brokers started by start_* are recorded here and stopped by stop_all (trap it on EXIT).
 declare -A BROKER_PID=()
 declare -A BROKER_PORT=()
+# BROKER_HTTP holds the HTTP listener of a tern started with one (tern stats --url).
+declare -A BROKER_HTTP=()
+NATS_CLIENT_PORT=""
+TERN_SYNC=${TERN_SYNC:-always}
+TERN_MEMORY=${TERN_MEMORY:-0}
+DURABLE_MAX_QUEUED=${DURABLE_MAX_QUEUED:-}
+NATSCLI_VERSION=${NATSCLI_VERSION:-v0.4.0}
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -71,31 +90,99 @@ wait_port() {
 	die "$name did not open port $port within 20 s"
 }
 
+# start_tern: tern memory-only (the default data directory would make it durable).
 start_tern() {
 	local port
 	port=$(free_port)
-	"$TERN" serve --mqtt "127.0.0.1:$port" --http "" --unix "" --log-level warn >"$WORK/tern.log" 2>&1 &
+	"$TERN" serve --mqtt "127.0.0.1:$port" --http "" --unix "" --data-dir "" --log-level warn >"$WORK/tern.log" 2>&1 &
 	BROKER_PID[tern]=$!
 	BROKER_PORT[tern]=$port
 	wait_port tern "$port"
 }
 
+# start_tern_durable [--http] [SERVE ARGS...]: a second tern, "tern_durable", with its durable
+# store in $WORK/tern-data (kept across restarts within the run) and --sync $TERN_SYNC; --http
+# also opens its HTTP listener (BROKER_HTTP[tern_durable], for tern stats). TERN_MEMORY=1 runs it
+# memory-only instead.
+start_tern_durable() {
+	local port http=() data="$WORK/tern-data"
+	port=$(free_port)
+	if [[ ${1:-} == --http ]]; then
+		shift
+		BROKER_HTTP[tern_durable]=127.0.0.1:$(free_port)
+		http=(--http "${BROKER_HTTP[tern_durable]}")
+	else
+		http=(--http "")
+	fi
+	((TERN_MEMORY)) && data=""
+	[[ -n $data ]] && mkdir -p "$data"
+	: >"$WORK/tern_durable.toml"
+	if [[ -n $DURABLE_MAX_QUEUED ]]; then
+		printf '[session]\nmax_queued_messages = %d\nmax_queued_bytes = %d\n' \
+			"$DURABLE_MAX_QUEUED" "$((DURABLE_MAX_QUEUED * 1024))" >"$WORK/tern_durable.toml"
+	fi
+	"$TERN" serve --config "$WORK/tern_durable.toml" --mqtt "127.0.0.1:$port" "${http[@]}" --unix "" \
+		--data-dir "$data" --sync "$TERN_SYNC" --log-level warn "$@" >>"$WORK/tern_durable.log" 2>&1 &
+	BROKER_PID[tern_durable]=$!
+	BROKER_PORT[tern_durable]=$port
+	wait_port tern_durable "$port"
+}
+
+# tern_durable_desc: one line saying how tern_durable stores messages.
+tern_durable_desc() {
+	if ((TERN_MEMORY)); then
+		echo "MEMORY ONLY (--data-dir \"\": a dry run, nothing is durable)"
+	else
+		echo "data dir in \$WORK, --sync $TERN_SYNC$([[ $TERN_SYNC == always ]] && echo ' (fsync before each acknowledgement, shared by concurrent publishers)')"
+	fi
+}
+
+# work_fs: the filesystem type under $WORK, where the durable stores live (fsync means little on
+# tmpfs: say so).
+work_fs() {
+	local t
+	t=$(df -PT "$WORK" 2>/dev/null | awk 'NR == 2 { print $2 }')
+	case $t in
+	tmpfs | ramfs) echo "$t (in memory: fsync costs nothing here, durable figures are optimistic)" ;;
+	*) echo "${t:-unknown}" ;;
+	esac
+}
+
+# queue_limit_desc: one line saying which queue limits the durable brokers have.
+queue_limit_desc() {
+	if [[ -n $DURABLE_MAX_QUEUED ]]; then
+		echo "session queue limit $DURABLE_MAX_QUEUED messages (tern also $((DURABLE_MAX_QUEUED * 1024)) bytes)"
+	else
+		echo "default session queue limits (tern 10,000 messages or 64 MiB, drop oldest; Mosquitto 1,000 messages)"
+	fi
+}
+
+# start_mosquitto [NAME [PERSIST]]: Mosquitto as NAME (default mosquitto); PERSIST=1 turns on
+# persistence to $WORK/NAME-data/ with the default autosave_interval (1800 s): its in-memory
+# state is written at autosave and at exit, never fsynced per message; and DURABLE_MAX_QUEUED.
 start_mosquitto() {
-	local port conf="$WORK/mosquitto.conf"
+	local name=${1:-mosquitto} persist=${2:-0} port conf
+	conf="$WORK/$name.conf"
 	port=$(free_port)
 	# max_queued_messages and max_inflight_messages stay at their defaults.
 	cat >"$conf" <<-EOF
 		listener $port 127.0.0.1
 		allow_anonymous true
-		persistence false
 		log_dest stderr
 		log_type error
 		log_type warning
 	EOF
-	"$MOSQUITTO" -c "$conf" >"$WORK/mosquitto.log" 2>&1 &
-	BROKER_PID[mosquitto]=$!
-	BROKER_PORT[mosquitto]=$port
-	wait_port mosquitto "$port"
+	if ((persist)); then
+		mkdir -p "$WORK/$name-data"
+		printf 'persistence true\npersistence_location %s/\n' "$WORK/$name-data" >>"$conf"
+		[[ -n $DURABLE_MAX_QUEUED ]] && echo "max_queued_messages $DURABLE_MAX_QUEUED" >>"$conf"
+	else
+		echo "persistence false" >>"$conf"
+	fi
+	"$MOSQUITTO" -c "$conf" >"$WORK/$name.log" 2>&1 &
+	BROKER_PID[$name]=$!
+	BROKER_PORT[$name]=$port
+	wait_port "$name" "$port"
 }
 
 start_nats() {
@@ -116,13 +203,18 @@ start_nats() {
 	"$NATS" -c "$conf" >"$WORK/nats.log" 2>&1 &
 	BROKER_PID[nats]=$!
 	BROKER_PORT[nats]=$port
+	NATS_CLIENT_PORT=$client
 	wait_port nats "$port"
+	wait_port nats "$client"
 }
 
+# start_broker NAME [ARGS...]: start a broker by name (ARGS go to start_tern_durable).
 start_broker() {
 	case $1 in
 	tern) start_tern ;;
+	tern_durable) start_tern_durable "${@:2}" ;;
 	mosquitto) start_mosquitto ;;
+	mosquitto_durable) start_mosquitto mosquitto_durable 1 ;;
 	nats) start_nats ;;
 	*) die "unknown broker $1" ;;
 	esac
@@ -166,3 +258,58 @@ median() {
 
 # ratio A B: A/B with two decimals, or "-".
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+
+# natscli_ok BIN: true when BIN is a natscli whose `nats bench` has the JetStream subcommands
+# (`nats bench js pub async SUBJECT`, natscli 0.2 and later; older ones spelled it
+# `nats bench SUBJECT --js --pub N`, which js_pub_rate does not speak).
+natscli_ok() { "$1" bench js pub async --help >/dev/null 2>&1; }
+
+# ensure_natscli: set NATSCLI to a usable natscli, looking in PATH, /work/tools/bin,
+# $HOME/go/bin and the cache below; else build natscli $NATSCLI_VERSION into
+# ${XDG_CACHE_HOME:-$HOME/.cache}/tern-bench/bin (outside the repository: never commit it) with
+# go install, or, if the module proxy refuses that (go install looks up the module's version
+# list), from the module downloaded with go mod download. NATSCLI stays empty, with a message,
+# when all of that fails: callers skip JetStream then.
+ensure_natscli() {
+	NATSCLI=""
+	local c dir cache="${XDG_CACHE_HOME:-$HOME/.cache}/tern-bench"
+	for c in "$(command -v nats 2>/dev/null || true)" /work/tools/bin/nats "$HOME/go/bin/nats" "$cache/bin/nats"; do
+		if [[ -n $c && -x $c ]] && natscli_ok "$c"; then
+			NATSCLI=$c
+			return 0
+		fi
+	done
+	mkdir -p "$cache/bin" || { log "natscli: cannot create $cache; skipping JetStream"; return 0; }
+	log "natscli not found: building github.com/nats-io/natscli/nats@$NATSCLI_VERSION into $cache/bin (log: $cache/build.log)..."
+	if ! (cd "$cache" && GOBIN="$cache/bin" GOFLAGS=-buildvcs=false timeout 1200 \
+		go install "github.com/nats-io/natscli/nats@$NATSCLI_VERSION") >"$cache/build.log" 2>&1; then
+		log "natscli: go install failed ($(grep -m1 -i 'error\|forbidden\|go: ' "$cache/build.log" || tail -n1 "$cache/build.log")); building from the downloaded module..."
+		dir=$(cd "$cache" && GOFLAGS='' go mod download -json "github.com/nats-io/natscli@$NATSCLI_VERSION" 2>>"$cache/build.log" |
+			sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || dir=""
+		if [[ -z $dir ]] || ! (cd "$dir" && GOFLAGS=-buildvcs=false timeout 1200 go build -o "$cache/bin/nats" ./nats) >>"$cache/build.log" 2>&1; then
+			log "natscli: could not build it (see $cache/build.log): skipping JetStream"
+			return 0
+		fi
+	fi
+	if natscli_ok "$cache/bin/nats"; then
+		NATSCLI=$cache/bin/nats
+	else
+		log "natscli: $cache/bin/nats has no 'nats bench js pub async': skipping JetStream"
+	fi
+}
+
+# js_pub_rate NAME CLIENTS MSGS OUT: `nats bench` JetStream asynchronous publish of MSGS messages
+# in all (split between CLIENTS connections) of 128 bytes to a file-storage stream bench_NAME
+# (created, or purged, first) on the nats-server at NATS_CLIENT_PORT; the output goes to OUT and
+# the aggregate rate in msgs/sec to stdout. Bounded by timeout; fails if there is no rate.
+js_pub_rate() {
+	local name=$1 clients=$2 msgs=$3 out=$4 rate
+	timeout 180 "$NATSCLI" --server "nats://127.0.0.1:$NATS_CLIENT_PORT" bench js pub async "bench.$name" \
+		--clients "$clients" --msgs "$msgs" --size 128 --storage file --create --purge \
+		--stream "bench_$name" --no-progress >"$out" 2>&1 || return 1
+	# "NATS JetStream asynchronous publisher stats: 10,653 msgs/sec ~ ..." (one client) or
+	# "... aggregated stats: 9,049 msgs/sec ~ ..." (several).
+	rate=$(sed -n 's/.*stats: \([0-9,]*\) msgs\/sec.*/\1/p' "$out" | tail -n1 | tr -d ,)
+	[[ -n $rate ]] || return 1
+	echo "$rate"
+}

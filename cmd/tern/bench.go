@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,6 +24,9 @@ func newBenchCmd() *cobra.Command {
 		reflector bool
 		idleConns int
 		hold      time.Duration
+		phase     string
+		runID     string
+		expiry    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -38,18 +43,54 @@ up to --drain after deliveries stop, and what never came is reported lost.
 With --rate each publisher sends on a fixed schedule, for latency at a moderate load.
 With --reflector the run targets a trivial in-process forwarder instead of a broker, which shows
 the load tool's own ceiling. With --idle-conns N it only opens N subscribed connections, prints
-a "ready" line, holds them idle for --hold, and exits (for measuring memory per connection).`,
+a "ready" line, holds them idle for --hold, and exits (for measuring memory per connection).
+
+With --persistent the subscribers have persistent sessions under fixed client ids
+(tern-bench-<run id>-s<i>): clean session 0 in MQTT 3.1.1, clean start 0 with a session expiry
+of --session-expiry in 5, so a broker with a durable store keeps them on disk. At the end the run
+removes them (each id reconnects with a clean session and disconnects), unless --keep-sessions.
+
+--phase splits a persistent run, to look at a broker with a backlog for offline sessions. Give
+every phase the same --run-id, --topic and -s:
+  subscribe  the subscribers' persistent sessions subscribe and disconnect (sessions kept)
+  run        (the default) with -s 0 the publishers fill the offline sessions' queues
+  drain      the sessions reconnect, without subscribing, and count what was queued: -p and -n
+             must be those of the filling run; it ends when all came, after --drain without
+             any, or after -d; the sessions are then removed unless --keep-sessions`,
 		Example: `  tern bench --url mqtt://127.0.0.1:1883 -n 200000
   tern bench -q 1 -p 4 -s 4 -n 50000 --json
   tern bench --rate 10000 -n 100000 -d 15s        # latency at 10k msg/s
   tern bench --reflector -n 1000000               # the client's own ceiling
-  tern bench --idle-conns 5000 --hold 20s`,
+  tern bench --idle-conns 5000 --hold 20s
+  tern bench -q 1 --persistent -n 100000          # QoS 1 to a persistent session
+  tern bench --phase subscribe --run-id beef -q 1 -s 1 --topic backlog
+  tern bench --run-id beef -q 1 -s 0 -n 5000 --topic backlog    # queued for the offline session
+  tern bench --phase drain --run-id beef -q 1 -s 1 -n 5000 --topic backlog`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if qos < 0 || qos > 2 {
 				return fmt.Errorf("QoS %d: must be 0, 1 or 2", qos)
 			}
 			cfg.QoS = byte(qos)
+			if runID != "" {
+				id, err := strconv.ParseUint(runID, 16, 32)
+				if err != nil || id == 0 {
+					return fmt.Errorf("--run-id %q: want 1 to 8 hex digits, not all zero", runID)
+				}
+				cfg.RunID = uint32(id)
+			}
+			if expiry < time.Second || expiry > math.MaxUint32*time.Second {
+				return fmt.Errorf("--session-expiry %s: must be from 1s to %ds", expiry, uint32(math.MaxUint32))
+			}
+			cfg.SessionExpiry = uint32(expiry / time.Second)
+			switch phase {
+			case "run", "subscribe", "drain":
+			default:
+				return fmt.Errorf("--phase %q: use run, subscribe or drain", phase)
+			}
+			if phase != "run" && (reflector || idleConns > 0) {
+				return errors.New("--phase cannot be combined with --reflector or --idle-conns")
+			}
 			ctx, stop := commandContext(cmd)
 			defer stop()
 			out := cmd.OutOrStdout()
@@ -79,7 +120,23 @@ a "ready" line, holds them idle for --hold, and exits (for measuring memory per 
 				fmt.Fprintf(out, "idle: %d connections held for %s, %d dropped by the broker\n", res.Opened, hold, res.Dropped)
 				return nil
 			}
-			res, err := bench.Run(ctx, cfg)
+			if phase == "subscribe" {
+				res, err := bench.Subscribe(ctx, cfg)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return json.NewEncoder(out).Encode(res)
+				}
+				fmt.Fprintf(out, "subscribed: %d persistent sessions of run %s (%s ... %s, %d resumed) to %s at QoS %d, now offline\n",
+					len(res.ClientIDs), res.RunID, res.ClientIDs[0], res.ClientIDs[len(res.ClientIDs)-1], res.Resumed, res.Filter, res.QoS)
+				return nil
+			}
+			run := bench.Run
+			if phase == "drain" {
+				run = bench.Drain
+			}
+			res, err := run(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -114,5 +171,10 @@ a "ready" line, holds them idle for --hold, and exits (for measuring memory per 
 	f.BoolVar(&reflector, "reflector", false, "measure against a trivial in-process forwarder (the client's ceiling)")
 	f.IntVar(&idleConns, "idle-conns", 0, "only open this many idle subscribed connections and hold them")
 	f.DurationVar(&hold, "hold", 20*time.Second, "with --idle-conns: how long to hold the connections")
+	f.BoolVar(&cfg.Persistent, "persistent", false, "subscribers use persistent sessions (removed at the end unless --keep-sessions)")
+	f.DurationVar(&expiry, "session-expiry", time.Hour, "MQTT 5 session expiry interval of persistent sessions")
+	f.BoolVar(&cfg.KeepSessions, "keep-sessions", false, "leave the persistent sessions in the broker at the end")
+	f.StringVar(&runID, "run-id", "", "run id in hex (default random); phases of one persistent run share it")
+	f.StringVar(&phase, "phase", "run", "run, subscribe (persistent sessions subscribe and go offline) or drain (they come back and count their queues)")
 	return cmd
 }

@@ -59,8 +59,25 @@ type Config struct {
 	// BatchBytes is how many bytes a publisher encodes before writing (default 32 KiB).
 	BatchBytes     int
 	ConnectTimeout time.Duration
-	// ClientPrefix starts every client identifier (default "tern-bench").
+	// ClientPrefix starts every client identifier (default "tern-bench"). Subscriber i is
+	// <ClientPrefix>-<run id>-s<i> and publisher i <ClientPrefix>-<run id>-p<i>.
 	ClientPrefix string
+
+	// Persistent gives the subscribers persistent sessions under their fixed client
+	// identifiers: Clean Session 0 in 3.1.1; Clean Start 0 with a Session Expiry Interval of
+	// SessionExpiry in 5. A broker with a durable store then keeps their subscriptions and
+	// queues on disk. When the run ends the sessions are removed (each subscriber's client
+	// identifier reconnects with a clean session and disconnects), unless KeepSessions.
+	Persistent bool
+	// SessionExpiry is the v5 Session Expiry Interval of persistent sessions, in seconds
+	// (default 3600).
+	SessionExpiry uint32
+	// KeepSessions leaves the persistent sessions in the broker after the run.
+	KeepSessions bool
+	// RunID identifies the run in every payload stamp and client identifier; 0 picks a random
+	// one. Invocations that share it share persistent sessions and messages: Subscribe leaves
+	// the sessions, a Run with no subscribers fills their queues, Drain empties them.
+	RunID uint32
 }
 
 func (c *Config) version() packet.Version {
@@ -116,7 +133,43 @@ func (c *Config) normalize() error {
 	if c.ClientPrefix == "" {
 		c.ClientPrefix = "tern-bench"
 	}
+	if c.SessionExpiry == 0 {
+		c.SessionExpiry = 3600
+	}
+	for c.RunID == 0 {
+		c.RunID = newRunID()
+	}
 	return nil
+}
+
+// clientID is the client identifier of subscriber ("s") or publisher ("p") i of the run.
+func (c *Config) clientID(role string, i int) string {
+	return fmt.Sprintf("%s-%08x-%s%d", c.ClientPrefix, c.RunID, role, i)
+}
+
+// subscriberIDs are the client identifiers of the run's subscribers.
+func (c *Config) subscriberIDs() []string {
+	ids := make([]string, c.Subscribers)
+	for i := range ids {
+		ids[i] = c.clientID("s", i)
+	}
+	return ids
+}
+
+// subscriberSession is how subscribers treat their sessions.
+func (c *Config) subscriberSession() session {
+	if !c.Persistent {
+		return session{}
+	}
+	return session{persistent: true, expiry: c.SessionExpiry}
+}
+
+// filter is what every subscriber subscribes to.
+func (c *Config) filter() string {
+	if c.Shared {
+		return "$share/bench/" + c.Topic + "/#"
+	}
+	return c.Topic + "/#"
 }
 
 // Result is what a run measured. Latencies are in microseconds.
@@ -129,6 +182,12 @@ type Result struct {
 	Shared      bool    `json:"shared"`
 	Size        int     `json:"size"`
 	Rate        float64 `json:"rate_per_publisher,omitempty"`
+	// RunID is the run identifier (hex) in the stamps and client identifiers.
+	RunID string `json:"run_id"`
+	// Persistent says the subscribers had persistent sessions.
+	Persistent bool `json:"persistent,omitempty"`
+	// Phase is "drain" for what Drain measured, and empty for a whole run.
+	Phase string `json:"phase,omitempty"`
 
 	Sent       uint64 `json:"sent"`
 	Expected   uint64 `json:"expected"`
@@ -217,37 +276,40 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	run := newRunID()
-	prefix := fmt.Sprintf("%s-%08x", cfg.ClientPrefix, run)
+	run := cfg.RunID
 
 	// Subscribers first, each subscribed before anything is published.
 	subConns := make([]*mqttConn, cfg.Subscribers)
 	pubConns := make([]*mqttConn, cfg.Publishers)
-	closeAll := func() {
-		for _, c := range append(subConns, pubConns...) {
-			if c != nil {
-				c.disconnect()
-			}
+	// closeAll disconnects everyone and then removes the persistent sessions it should; it
+	// runs once, and returns what went wrong removing sessions.
+	var closed bool
+	closeAll := func() []string {
+		if closed {
+			return nil
 		}
-	}
-	filter := cfg.Topic + "/#"
-	if cfg.Shared {
-		filter = "$share/bench/" + filter
+		closed = true
+		disconnectAll(subConns)
+		disconnectAll(pubConns)
+		if cfg.Persistent && !cfg.KeepSessions {
+			return removeSessions(ctx, d, cfg.subscriberIDs())
+		}
+		return nil
 	}
 	err = connectAll(ctx, cfg.Subscribers, func(ctx context.Context, i int) error {
-		c, err := d.connect(ctx, fmt.Sprintf("%s-s%d", prefix, i), 256<<10)
+		c, err := d.connect(ctx, cfg.clientID("s", i), 256<<10, cfg.subscriberSession())
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w", i, err)
 		}
 		subConns[i] = c
-		if _, err := c.subscribe(filter, cfg.QoS, time.Now().Add(cfg.ConnectTimeout)); err != nil {
+		if _, err := c.subscribe(cfg.filter(), cfg.QoS, time.Now().Add(cfg.ConnectTimeout)); err != nil {
 			return fmt.Errorf("subscriber %d: %w", i, err)
 		}
 		return nil
 	})
 	if err == nil {
 		err = connectAll(ctx, cfg.Publishers, func(ctx context.Context, i int) error {
-			c, err := d.connect(ctx, fmt.Sprintf("%s-p%d", prefix, i), 64<<10)
+			c, err := d.connect(ctx, cfg.clientID("p", i), 64<<10, session{})
 			if err != nil {
 				return fmt.Errorf("publisher %d: %w", i, err)
 			}
@@ -365,17 +427,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	res := collect(&cfg, pubs, subs, sent, expected)
 	res.ClientCPUSeconds = (processCPU() - cpu0).Seconds()
+	res.Errors = append(res.Errors, closeAll()...)
 	return res, nil
 }
 
 // collect merges the publishers' and subscribers' counts into a Result.
 func collect(cfg *Config, pubs []*publisher, subs []*subscriber, sent, expected uint64) *Result {
-	r := &Result{URL: cfg.URL, MQTTVersion: cfg.MQTTVersion, QoS: cfg.QoS, Publishers: cfg.Publishers,
-		Subscribers: cfg.Subscribers, Shared: cfg.Shared, Size: cfg.Size, Rate: cfg.Rate,
-		Sent: sent, Expected: expected, Hist: new(Histogram)}
-	if cfg.Dial != nil && r.URL == "" {
-		r.URL = "(custom dialer)"
-	}
+	r := newResult(cfg)
+	r.Sent, r.Expected = sent, expected
 	firstNs, lastPubNs, lastDelNs := int64(-1), int64(0), int64(0)
 	for _, p := range pubs {
 		if p.firstNs >= 0 && (firstNs < 0 || p.firstNs < firstNs) {
@@ -452,6 +511,17 @@ func collect(cfg *Config, pubs []*publisher, subs []*subscriber, sent, expected 
 		}
 	}
 	r.Latency = latencyOf(r.Hist)
+	return r
+}
+
+// newResult is a Result describing cfg, with no figures yet.
+func newResult(cfg *Config) *Result {
+	r := &Result{URL: cfg.URL, MQTTVersion: cfg.MQTTVersion, QoS: cfg.QoS, Publishers: cfg.Publishers,
+		Subscribers: cfg.Subscribers, Shared: cfg.Shared, Size: cfg.Size, Rate: cfg.Rate,
+		RunID: fmt.Sprintf("%08x", cfg.RunID), Persistent: cfg.Persistent, Hist: new(Histogram)}
+	if cfg.Dial != nil && r.URL == "" {
+		r.URL = "(custom dialer)"
+	}
 	return r
 }
 

@@ -18,6 +18,18 @@ type mqttConn struct {
 	v  packet.Version
 	// receiveMax is the broker's Receive Maximum from a v5 CONNACK (0 when it gave none).
 	receiveMax uint16
+	// sessionPresent is the CONNACK's Session Present flag: the broker resumed a session.
+	sessionPresent bool
+}
+
+// session says how a connection treats its session. The zero value is a clean session that
+// ends with the connection (Clean Session 1 in 3.1.1; Clean Start 1 and no Session Expiry
+// Interval in 5).
+type session struct {
+	// persistent keeps the session after the connection ends: Clean Session 0 (3.1.1), or
+	// Clean Start 0 with a Session Expiry Interval of expiry seconds (5).
+	persistent bool
+	expiry     uint32
 }
 
 // dialer opens connections for a run.
@@ -44,7 +56,7 @@ func newDialer(cfg *Config) (*dialer, error) {
 
 // connect dials and completes CONNECT/CONNACK. bufSize is the read buffer of the connection's
 // packet.Reader (large for subscribers, which read everything through it).
-func (d *dialer) connect(ctx context.Context, clientID string, bufSize int) (*mqttConn, error) {
+func (d *dialer) connect(ctx context.Context, clientID string, bufSize int, sess session) (*mqttConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	var nc net.Conn
@@ -65,7 +77,7 @@ func (d *dialer) connect(ctx context.Context, clientID string, bufSize int) (*mq
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
 	defer stop()
-	if err := c.handshake(clientID); err != nil {
+	if err := c.handshake(clientID, sess); err != nil {
 		_ = nc.Close()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w (%v)", err, ctx.Err())
@@ -76,10 +88,14 @@ func (d *dialer) connect(ctx context.Context, clientID string, bufSize int) (*mq
 	return c, nil
 }
 
-func (c *mqttConn) handshake(clientID string) error {
+func (c *mqttConn) handshake(clientID string, sess session) error {
 	// Keep alive 0: a subscriber that only receives never has to ping, and the run is bounded
 	// by its own deadlines.
-	cp := packet.Connect{Version: c.v, CleanStart: true, ClientID: []byte(clientID)}
+	cp := packet.Connect{Version: c.v, CleanStart: !sess.persistent, ClientID: []byte(clientID)}
+	if sess.persistent && c.v == packet.V5 {
+		cp.Props.SessionExpiry = sess.expiry
+		cp.Props.Set(packet.PropSessionExpiry)
+	}
 	out, err := cp.Append(nil, c.v)
 	if err != nil {
 		return err
@@ -104,6 +120,7 @@ func (c *mqttConn) handshake(clientID string) error {
 		}
 		return fmt.Errorf("connection refused: return code %d", ack.Reason)
 	}
+	c.sessionPresent = ack.SessionPresent
 	if c.v == packet.V5 && ack.Props.Has(packet.PropReceiveMax) {
 		c.receiveMax = ack.Props.ReceiveMax
 	}

@@ -38,7 +38,7 @@ func Idle(ctx context.Context, cfg Config, conns int, hold time.Duration, ready 
 	var mu sync.Mutex
 	begin := time.Now()
 	err = connectAll(ctx, conns, func(ctx context.Context, i int) error {
-		c, err := d.connect(ctx, fmt.Sprintf("%s-%d", prefix, i), 512)
+		c, err := d.connect(ctx, fmt.Sprintf("%s-%d", prefix, i), 512, session{})
 		if err != nil {
 			return fmt.Errorf("connection %d: %w", i, err)
 		}

@@ -13,7 +13,13 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.Shared {
 		shape += " (shared)"
 	}
-	fmt.Fprintf(&b, "tern bench  %s  MQTT %s  QoS %d  %s  %d B", r.URL, r.MQTTVersion, r.QoS, shape, r.Size)
+	if r.Persistent {
+		shape += " (persistent sessions)"
+	}
+	if r.Phase == "drain" {
+		return r.writeDrain(w, shape)
+	}
+	fmt.Fprintf(&b, "tern bench  %s  MQTT %s  QoS %d  %s  %d B  run %s", r.URL, r.MQTTVersion, r.QoS, shape, r.Size, r.RunID)
 	if r.Rate > 0 {
 		fmt.Fprintf(&b, "  %.0f msg/s per publisher", r.Rate)
 	}
@@ -38,6 +44,25 @@ func (r *Result) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "client cpu    %.3f s (%.0f deliveries per CPU-second)\n", r.ClientCPUSeconds,
 			float64(r.Delivered+r.Duplicates)/r.ClientCPUSeconds)
 	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(&b, "error         %s\n", e)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeDrain prints what Drain measured: no publishing and no latency.
+func (r *Result) writeDrain(w io.Writer, shape string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tern bench drain  %s  MQTT %s  %s  run %s\n", r.URL, r.MQTTVersion, shape, r.RunID)
+	fmt.Fprintf(&b, "delivered     %d of %d expected\n", r.Delivered, r.Expected)
+	fmt.Fprintf(&b, "lost          %d\n", r.Lost)
+	fmt.Fprintf(&b, "duplicates    %d\n", r.Duplicates)
+	if r.Foreign > 0 {
+		fmt.Fprintf(&b, "foreign       %d (not from this run)\n", r.Foreign)
+	}
+	fmt.Fprintf(&b, "elapsed       %.3f s (connect to last delivery)\n", r.ElapsedSeconds)
+	fmt.Fprintf(&b, "drained       %.0f msg/s\n", r.DeliverRate)
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "error         %s\n", e)
 	}
