@@ -1,0 +1,176 @@
+package auth
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// benchGrants makes n distinct publish grants of 2 to 7 levels: per-site device trees with '+'
+// at various depths, a '#' on a third of them, and every tenth with '+' in the device level.
+func benchGrants(n int) []Grant {
+	r := rand.New(rand.NewPCG(7, uint64(n)))
+	out := make([]Grant, 0, n)
+	for i := range n {
+		parts := []string{fmt.Sprintf("site%d", i%50), fmt.Sprintf("dev%d", i)}
+		if i%10 == 9 {
+			parts[1] = "+"
+			parts = append(parts, fmt.Sprintf("k%d", i)) // keeps the filter distinct
+		}
+		for d := 2; d < 2+i%5; d++ {
+			if r.IntN(4) == 0 {
+				parts = append(parts, "+")
+			} else {
+				parts = append(parts, fmt.Sprintf("m%d", r.IntN(20)))
+			}
+		}
+		if r.IntN(3) == 0 {
+			parts = append(parts, "#")
+		}
+		out = append(out, Grant{Publish, strings.Join(parts, "/")})
+	}
+	return out
+}
+
+// benchTopics makes 1024 topics from the grants, wildcards filled in; every other one has its
+// deepest literal level changed, so that it is refused only there. Topic j comes from a
+// grant of depth class j%5 whatever the number of grants, so both benchmark sizes see the same
+// mix of depths.
+func benchTopics(grants []Grant) []string {
+	r := rand.New(rand.NewPCG(9, uint64(len(grants))))
+	out := make([]string, 0, 1024)
+	for j := 0; len(out) < 1024; j++ {
+		levels := strings.Split(grants[r.IntN(len(grants)/5)*5+j%5].Filter, "/")
+		last := 0
+		for i, l := range levels {
+			switch l {
+			case "+":
+				levels[i] = "x"
+			case "#":
+				levels[i] = "tail/end"
+			default:
+				last = i
+			}
+		}
+		if j%2 == 1 {
+			levels[last] += "-nope" // the deepest literal level no longer matches
+		}
+		out = append(out, strings.Join(levels, "/"))
+	}
+	return out
+}
+
+// BenchmarkAllow shows that Allow costs the same for 10 and for 10,000 grants: one map lookup per
+// topic level. "topics=16" is a client publishing to a handful of topics, as clients do, so the
+// automaton stays in cache; "topics=1024" spreads over the whole automaton and so also measures
+// cache misses, which grow with its size (about 16 MB for 10,000 grants), not the algorithm.
+func BenchmarkAllow(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		grants := benchGrants(n)
+		p, err := NewPrincipal("u", "c", grants)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !p.rules[Publish].deterministic() {
+			b.Fatalf("%d grants: not determinized", n)
+		}
+		topics := benchTopics(grants)
+		allowed := 0
+		for _, t := range topics {
+			if p.Allow(Publish, t) {
+				allowed++
+			}
+		}
+		if allowed < 450 || allowed > 600 {
+			b.Fatalf("%d of 1024 topics allowed; the mix is off", allowed)
+		}
+		for _, k := range []int{16, 1024} {
+			b.Run(fmt.Sprintf("grants=%d/topics=%d", n, k), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					p.Allow(Publish, topics[i&(k-1)])
+					i++
+				}
+			})
+		}
+	}
+}
+
+func BenchmarkAllowFilter(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		grants := benchGrants(n)
+		p, _ := NewPrincipal("u", "c", grants)
+		filters := benchTopics(grants)
+		for i := range filters {
+			if i%3 == 0 {
+				parts := strings.Split(filters[i], "/")
+				parts[len(parts)-1] = "#"
+				filters[i] = strings.Join(parts, "/")
+			} else if i%3 == 1 {
+				filters[i] = strings.Replace(filters[i], "/x", "/+", 1)
+			}
+		}
+		b.Run(fmt.Sprintf("grants=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				p.AllowFilter(Publish, filters[i&1023])
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkAllowLinearScan is the baseline the automaton replaces: matching the topic against
+// every grant in turn, whose cost grows with the number of grants.
+func BenchmarkAllowLinearScan(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		grants := benchGrants(n)
+		topics := benchTopics(grants)
+		b.Run(fmt.Sprintf("grants=%d", n), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				tp := topics[i&1023]
+				for _, g := range grants {
+					if topicMatch(g.Filter, tp) {
+						break
+					}
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkBuildPrincipal is the per-connection cost of compiling grants.
+func BenchmarkBuildPrincipal(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		grants := benchGrants(n)
+		b.Run(fmt.Sprintf("grants=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				buildPrincipal("u", "c", SourceInternal, grants)
+			}
+		})
+	}
+}
+
+func TestBenchGrantsAgainstOracle(t *testing.T) {
+	// The benchmark's claim is only worth something if the answers are right.
+	grants := benchGrants(2000)
+	p, _ := NewPrincipal("u", "c", grants)
+	for _, tp := range benchTopics(grants)[:200] {
+		want := false
+		for _, g := range grants {
+			if topicMatch(g.Filter, tp) {
+				want = true
+				break
+			}
+		}
+		if got := p.Allow(Publish, tp); got != want {
+			t.Fatalf("Allow(%q) = %v, want %v", tp, got, want)
+		}
+	}
+}
