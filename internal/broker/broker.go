@@ -207,7 +207,7 @@ func (b *Broker) Connect(req ConnectRequest) (*Client, ConnectResult, error) {
 			s = nil
 		} else {
 			res.SessionPresent = true
-			if !s.durable && res.Expiry > 0 {
+			if !s.durable() && res.Expiry > 0 {
 				if err := s.makeDurable(); err != nil {
 					s.mu.Unlock()
 					b.mu.Unlock()
@@ -282,7 +282,7 @@ func (b *Broker) discardLocked(s *Session) {
 	if err := s.queue.Clear(); err != nil {
 		b.storeFailed("clearing a session queue", err)
 	}
-	if s.durable {
+	if s.durable() {
 		if err := b.store.Sessions().Delete(s.id); err != nil {
 			b.storeFailed("deleting a session", err)
 		}

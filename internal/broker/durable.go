@@ -35,7 +35,7 @@ func (s *Session) openDurable() error {
 	if err != nil {
 		return err
 	}
-	s.queue, s.inflightStore, s.durable = q, f, true
+	s.queue, s.inflightStore = q, f
 	return nil
 }
 
@@ -72,7 +72,7 @@ func (s *Session) makeDurable() error {
 
 // saveLocked writes the session record of a durable session. Caller holds s.mu.
 func (s *Session) saveLocked() {
-	if !s.durable || s.expiry == 0 || s.deleted {
+	if !s.durable() || s.expiry == 0 || s.deleted {
 		return
 	}
 	if err := s.b.store.Sessions().Put(s.record()); err != nil {
@@ -223,7 +223,7 @@ func (b *Broker) Sessions(limit int) []SessionInfo {
 	for _, s := range all {
 		s.mu.Lock()
 		out = append(out, SessionInfo{
-			ClientID: s.id, Identity: s.identity, Online: s.sink != nil, Durable: s.durable,
+			ClientID: s.id, Identity: s.identity, Online: s.sink != nil, Durable: s.durable(),
 			Subscriptions: len(s.subs), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
 			Inflight: s.inflight.len(), Dropped: s.dropped, Refused: s.refused,
 		})

@@ -255,20 +255,25 @@ func TestSweepDropsAgedMessagesWithinBudget(t *testing.T) {
 	wantPayloads(t, k)
 }
 
-// failingStore fails queue pushes, and its syncs, once told to.
+// failingStore fails queue pushes and syncs once told to (fail), or only syncs (syncFail).
 type failingStore struct {
 	*memstore.Store
-	fail error
+	fail     error
+	syncFail error
 }
 
 func (f *failingStore) Sessions() store.Sessions { return failingSessions{f.Store.Sessions(), f} }
 
 func (f *failingStore) Sync() *store.Ticket {
-	if f.fail == nil {
+	err := f.fail
+	if err == nil {
+		err = f.syncFail
+	}
+	if err == nil {
 		return nil
 	}
 	t := store.NewTicket()
-	t.Complete(f.fail)
+	t.Complete(err)
 	return t
 }
 
@@ -317,15 +322,19 @@ func TestStoreFailuresReachThePublisher(t *testing.T) {
 	if b.Stats().StoreErrors.Load() == 0 {
 		t.Fatal("store error not counted")
 	}
-	// A sync failure reaches the ticket even when the writes went through.
+	// A sync failure reaches the publisher's ticket even when the writes went through.
 	fs.fail = nil
 	res, _ = pub.Publish(&message.Message{Topic: "d", Payload: []byte("x"), QoS: 1})
 	if res.Durable != nil {
 		t.Fatal("memory store returned a sync ticket")
 	}
-	fs.fail = diskFull
-	if err := fs.Sync().Wait(); !errors.Is(err, diskFull) {
-		t.Fatalf("ticket error %v", err)
+	fs.syncFail = diskFull
+	res, err = pub.Publish(&message.Message{Topic: "d", Payload: []byte("y"), QoS: 1})
+	if err != nil {
+		t.Fatalf("the writes did not fail, yet: %v", err)
+	}
+	if err := res.Durable.Wait(); !errors.Is(err, diskFull) {
+		t.Fatalf("publish ticket error %v, want the sync failure", err)
 	}
 }
 

@@ -53,17 +53,24 @@ type rateLimitedLog struct {
 	last   map[string]time.Time
 }
 
-func (r *rateLimitedLog) log(cause, msg string, args ...any) {
+// due reports whether cause may be logged now, and if so starts its interval. Callers on a
+// per-message path ask first, so the log arguments are built only when a line is written.
+func (r *rateLimitedLog) due(cause string) bool {
 	t := time.Now()
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.last == nil {
 		r.last = map[string]time.Time{}
 	}
 	if prev, ok := r.last[cause]; ok && t.Sub(prev) < r.every {
-		r.mu.Unlock()
-		return
+		return false
 	}
 	r.last[cause] = t
-	r.mu.Unlock()
-	r.logger.Warn(msg, args...)
+	return true
+}
+
+func (r *rateLimitedLog) log(cause, msg string, args ...any) {
+	if r.due(cause) {
+		r.logger.Warn(msg, args...)
+	}
 }

@@ -39,9 +39,8 @@ type Session struct {
 	expiryTimer stopper
 	deleted     bool
 
-	// durable sessions keep queue, in-flight state and record in the store; inflightStore is
-	// nil for the others.
-	durable       bool
+	// inflightStore is set for durable sessions, which keep queue, in-flight state and record in
+	// the store; it is nil for the others (see durable).
 	inflightStore store.Inflight
 	limits        QueueLimits
 	// disconnected is when the client left (Unix nanoseconds), 0 while connected.
@@ -75,6 +74,9 @@ type publication struct {
 	// err is the first failure to keep a copy (a store error, or a full queue that refuses).
 	err error
 }
+
+// durable reports whether the session keeps its state in the store.
+func (s *Session) durable() bool { return s.inflightStore != nil }
 
 // fail records the first error of a publication.
 func (p *publication) fail(err error) {
@@ -122,7 +124,7 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 			p.fail(err)
 		}
 		if r != Busy {
-			p.stored = p.stored || (s.durable && qos > 0 && r != TooLarge)
+			p.stored = p.stored || (s.durable() && qos > 0 && r != TooLarge)
 			p.sent(s, r)
 			return
 		}
@@ -131,7 +133,7 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 		p.fail(err)
 		return
 	}
-	p.stored = p.stored || s.durable
+	p.stored = p.stored || s.durable()
 }
 
 // countSend records the outcome of a QoS 0 send.
@@ -161,20 +163,32 @@ func (s *Session) enqueue(it store.Item) error {
 	if full() && lim.Policy == RefuseNew || lim.MaxBytes > 0 && size > lim.MaxBytes {
 		s.refused++
 		s.b.stats.RefusedQueueFull.Add(1)
-		s.b.warn.log("queue-full", "a session queue is full; messages are refused", "client", s.id,
-			"messages", s.queue.Len(), "bytes", s.queue.Bytes())
+		if s.b.warn.due("queue-full") {
+			s.b.log.Warn("a session queue is full; messages are refused", "client", s.id,
+				"messages", s.queue.Len(), "bytes", s.queue.Bytes())
+		}
 		return ErrQuotaExceeded
 	}
+	dropped := 0
+	var popErr error
 	for s.queue.Len() > 0 && full() {
-		if err := s.queue.Pop(); err != nil {
-			return s.b.storeFailed("dropping from a queue", err)
+		if popErr = s.queue.Pop(); popErr != nil {
+			break
 		}
-		s.b.stats.Queued.Add(-1)
-		s.dropped++
+		dropped++
+	}
+	if dropped > 0 {
+		s.b.stats.Queued.Add(-int64(dropped))
+		s.b.stats.DroppedQueueFull.Add(uint64(dropped))
+		s.dropped += uint64(dropped)
 		s.dirty = true
-		s.b.stats.DroppedQueueFull.Add(1)
-		s.b.warn.log("queue-drop", "a session queue is full; dropping its oldest messages", "client", s.id,
-			"dropped_total", s.dropped)
+		if s.b.warn.due("queue-drop") {
+			s.b.log.Warn("a session queue is full; dropping its oldest messages", "client", s.id,
+				"dropped_total", s.dropped)
+		}
+	}
+	if popErr != nil {
+		return s.b.storeFailed("dropping from a queue", popErr)
 	}
 	if err := s.queue.Push(it); err != nil {
 		return s.b.storeFailed("queueing a message", err)

@@ -54,7 +54,7 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 // subscription that was acknowledged survives a crash. Caller holds the session lock.
 func (c *Client) saveAndUnlock() {
 	s := c.s
-	durable := s.durable && s.expiry > 0
+	durable := s.durable() && s.expiry > 0
 	s.saveLocked()
 	s.mu.Unlock()
 	if durable {
