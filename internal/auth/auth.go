@@ -192,12 +192,9 @@ func (a *Authenticator) Stats() *Stats { return &a.stats }
 // Token, when set, is used instead of user name and password.
 func (a *Authenticator) Authenticate(ctx context.Context, c Credentials) (*Principal, error) {
 	if a.Open() {
-		// Nothing to check against; the claimed name only labels the client in logs.
-		id := c.CertIdentity
-		if id == "" {
-			id = c.Username
-		}
-		p := &Principal{Identity: id, ClientID: c.ClientID, Source: SourceOpen, unrestricted: true}
+		// Nothing to check a user name against, so it is not an identity: stamping it on messages
+		// would let anybody sign as anybody. Only a verified certificate names the client.
+		p := &Principal{Identity: c.CertIdentity, ClientID: c.ClientID, Source: SourceOpen, unrestricted: true}
 		a.stats.Accepted.Add(1)
 		return p, nil
 	}

@@ -16,7 +16,7 @@ func TestOpenMode(t *testing.T) {
 		t.Fatal("empty authenticator is not open")
 	}
 	p, err := e.auth(Credentials{Username: "whoever", Password: []byte("x"), ClientID: "c"})
-	if err != nil || !p.Unrestricted() || p.Source != SourceOpen || p.Identity != "whoever" {
+	if err != nil || !p.Unrestricted() || p.Source != SourceOpen || p.Identity != "" {
 		t.Fatalf("open mode login = %+v, %v", p, err)
 	}
 	if !p.Allow(Admin, "$SYS/x") || !p.AllowFilter(Subscribe, "#") {

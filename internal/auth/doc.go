@@ -42,6 +42,7 @@
 //
 // With no user, no token, no URL and no anonymous access configured when New runs, the
 // Authenticator is open (Open reports it): every client is admitted unrestricted, and the
-// broker should warn. Creating the first user or token ends open mode; deleting them all does
+// broker should warn. Its identity is that of a verified certificate, or empty: a user name is
+// not checked, so it is not taken as an identity. Creating the first user or token ends open mode; deleting them all does
 // not bring it back until the next start, so a mistaken deletion cannot open the broker.
 package auth

@@ -6,7 +6,9 @@ package broker
 
 import (
 	"errors"
+	"time"
 
+	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/store"
 )
@@ -83,9 +85,11 @@ type Will struct {
 type ConnectRequest struct {
 	// ClientID names the session; empty asks the core to assign one.
 	ClientID string
-	// Identity is who the client authenticated as ("" for anonymous).
-	Identity   string
-	CleanStart bool
+	// Credentials are what the client presented; the core authenticates them (Config.Auth), and
+	// the principal it gets decides the client's identity and what it may do. A face passes them
+	// along and never decides.
+	Credentials auth.Credentials
+	CleanStart  bool
 	// Expiry is the requested session expiry interval in seconds (NeverExpire: no expiry).
 	Expiry uint32
 	// ReceiveMax is how many unacknowledged QoS 1/2 deliveries the client accepts at once.
@@ -96,6 +100,8 @@ type ConnectRequest struct {
 
 // ConnectResult is what the face tells the client after a successful connect.
 type ConnectResult struct {
+	// Principal is who the client authenticated as and what it may do.
+	Principal      *auth.Principal
 	ClientID       string
 	AssignedID     bool
 	SessionPresent bool
@@ -148,4 +154,7 @@ type PublishResult struct {
 	// acknowledge the publish before then; it can go on reading the connection meanwhile, which is
 	// how one fsync comes to cover many messages.
 	Durable *store.Ticket
+	// Throttle, when positive, is how long the face should pause this publisher: it is ahead of
+	// its identity's publish rate (AbuseLimits). The message itself was accepted.
+	Throttle time.Duration
 }

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"log/slog"
@@ -40,6 +42,14 @@ type Config struct {
 	MaxSubscriptions int
 	// MatchCacheEntries bounds the topic match cache.
 	MatchCacheEntries int
+	// Auth authenticates every connecting client and its principal's grants are checked on every
+	// publish and subscribe; nil admits every client unrestricted.
+	Auth Authenticator
+	// Limits bound connections, publish rates and payloads.
+	Limits AbuseLimits
+	// LogInterval is the least time between two warnings of one cause (full queues, refusals,
+	// store failures). Default one minute.
+	LogInterval time.Duration
 
 	// afterFunc, set by tests only, replaces the timers (including those recovery sets).
 	afterFunc func(d time.Duration, f func()) stopper
@@ -84,6 +94,9 @@ type Broker struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
+	// identities counts the connections of each authenticated identity and holds its shared
+	// rate budget; guarded by mu.
+	identities map[string]*identityUse
 }
 
 // New returns a core over st (nil: an in-memory store). Everything in st is recovered: retained
@@ -99,16 +112,17 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Broker, error) {
 		cfg.MaxInflight = 1
 	}
 	b := &Broker{
-		cfg:      cfg,
-		log:      log,
-		store:    st,
-		index:    topic.NewIndex[*Session, *subscription](cfg.MatchCacheEntries),
-		retained: newRetainedIndex(),
-		sessions: map[string]*Session{},
+		cfg:        cfg,
+		log:        log,
+		store:      st,
+		index:      topic.NewIndex[*Session, *subscription](cfg.MatchCacheEntries),
+		retained:   newRetainedIndex(),
+		sessions:   map[string]*Session{},
+		identities: map[string]*identityUse{},
 		afterFunc: func(d time.Duration, f func()) stopper {
 			return time.AfterFunc(d, f)
 		},
-		warn:      rateLimitedLog{logger: log, every: time.Minute},
+		warn:      rateLimitedLog{logger: log, every: cmp.Or(cfg.LogInterval, time.Minute)},
 		stopSweep: make(chan struct{}),
 		sweepDone: make(chan struct{}),
 	}
@@ -163,7 +177,11 @@ func (b *Broker) Close() error {
 // Connect attaches a client to its session, creating, resuming or taking it over. The client
 // gets no deliveries until the face calls Start on the returned Client, which lets the face send
 // its connect acknowledgement first.
-func (b *Broker) Connect(req ConnectRequest) (*Client, ConnectResult, error) {
+//
+// The client is authenticated first (which may wait for a password hash or the external URL,
+// bounded by ctx); the errors then wrap auth's (auth.ErrBadCredentials and the others) or are
+// this package's refusals (ErrWillNotAuthorized, ErrClientIDInUse, ErrConnectionLimit).
+func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, ConnectResult, error) {
 	res := ConnectResult{ClientID: req.ClientID, Expiry: req.Expiry}
 	if res.ClientID == "" {
 		res.ClientID = newClientID()
@@ -171,6 +189,20 @@ func (b *Broker) Connect(req ConnectRequest) (*Client, ConnectResult, error) {
 	}
 	if b.cfg.MaxSessionExpiry > 0 && res.Expiry > b.cfg.MaxSessionExpiry {
 		res.Expiry = b.cfg.MaxSessionExpiry
+	}
+	creds := req.Credentials
+	creds.ClientID = res.ClientID
+	p, err := b.authenticate(ctx, creds)
+	if err != nil {
+		return nil, res, err
+	}
+	res.Principal = p
+	if !allowWill(p, req.Will) {
+		b.stats.NotAuthorized.Add(1)
+		return nil, res, ErrWillNotAuthorized
+	}
+	if req.Will != nil {
+		stampSender(req.Will.Msg, p.Identity)
 	}
 
 	var wills []*Will
@@ -182,6 +214,10 @@ func (b *Broker) Connect(req ConnectRequest) (*Client, ConnectResult, error) {
 		return nil, res, ErrServerShuttingDown
 	}
 	s := b.sessions[res.ClientID]
+	if err := b.claimLocked(s, p.Identity, res.ClientID); err != nil {
+		b.mu.Unlock()
+		return nil, res, err
+	}
 	if s != nil {
 		s.mu.Lock()
 		if s.sink != nil {
@@ -207,6 +243,7 @@ func (b *Broker) Connect(req ConnectRequest) (*Client, ConnectResult, error) {
 			s = nil
 		} else {
 			res.SessionPresent = true
+			b.dropUnauthorizedLocked(s, p)
 			if !s.durable() && res.Expiry > 0 {
 				if err := s.makeDurable(); err != nil {
 					s.mu.Unlock()
@@ -229,7 +266,13 @@ func (b *Broker) Connect(req ConnectRequest) (*Client, ConnectResult, error) {
 	}
 	s.gen++
 	s.sink = req.Sink
-	s.identity = req.Identity
+	s.identity = p.Identity
+	rate := b.attachLocked(p.Identity)
+	b.stats.Connected.Add(1)
+	if !p.Expires.IsZero() {
+		gen := s.gen
+		s.credTimer = b.afterFunc(time.Until(p.Expires), func() { b.credentialsDue(s, gen) })
+	}
 	s.expiry = res.Expiry
 	s.will = req.Will
 	s.inflightMax = b.cfg.MaxInflight
@@ -240,10 +283,9 @@ func (b *Broker) Connect(req ConnectRequest) (*Client, ConnectResult, error) {
 	s.disconnected = 0
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()
-	c := &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: req.Identity}
+	c := &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate}
 	s.mu.Unlock()
 	b.mu.Unlock()
-	b.stats.Connected.Add(1)
 
 	if oldSink != nil {
 		oldSink.Close(ErrSessionTakenOver)

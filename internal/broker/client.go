@@ -3,6 +3,7 @@ package broker
 import (
 	"time"
 
+	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/store"
 )
 
@@ -14,7 +15,14 @@ type Client struct {
 	gen      uint64
 	ClientID string
 	Identity string
+
+	principal *auth.Principal
+	// rate is the publish budget shared by the identity's connections; nil without rate limits.
+	rate *rateLimiter
 }
+
+// Principal is who the client authenticated as and what it may do.
+func (c *Client) Principal() *auth.Principal { return c.principal }
 
 // lock takes the session lock and reports whether this client still owns the session.
 func (c *Client) lock() bool {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -150,7 +151,7 @@ func connect(t *testing.T, b *Broker, req ConnectRequest) (*Client, *sink, Conne
 	t.Helper()
 	k := &sink{}
 	req.Sink = k
-	c, res, err := b.Connect(req)
+	c, res, err := b.Connect(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}

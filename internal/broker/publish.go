@@ -5,11 +5,16 @@ import (
 	"github.com/ternmq/tern/internal/topic"
 )
 
-// Publish routes a message from this client. The message is borrowed for the call (see
-// message.Message); the core stamps its id, time and sender.
+// Publish routes a message from this client if its grants and limits allow. The message is
+// borrowed for the call (see message.Message); the core stamps its id, time and sender.
 func (c *Client) Publish(m *message.Message) (PublishResult, error) {
-	m.Sender = c.Identity
-	return c.b.publish(c.s, m)
+	wait, err := c.checkPublish(m)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	res, err := c.b.publish(c.s, m)
+	res.Throttle = wait
+	return res, err
 }
 
 // PublishExactlyOnce routes a QoS 2 message unless its packet id is still awaiting release from an
@@ -21,6 +26,7 @@ func (c *Client) PublishExactlyOnce(packetID uint16, m *message.Message) (Publis
 	_, dup := c.s.incoming[packetID]
 	c.s.mu.Unlock()
 	if dup {
+		// Checked and counted when it first came.
 		return PublishResult{Duplicate: true}, nil
 	}
 	res, err := c.Publish(m)

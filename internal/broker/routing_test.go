@@ -5,12 +5,13 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/message"
 )
 
 func TestWildcardRoutingAndStamping(t *testing.T) {
 	b, _ := newTestBroker(t, nil)
-	pub, _, _ := connect(t, b, ConnectRequest{ClientID: "pub", Identity: "alice", CleanStart: true})
+	pub, _, _ := connect(t, b, ConnectRequest{ClientID: "pub", Credentials: auth.Credentials{CertIdentity: "alice"}, CleanStart: true})
 	sub, k, _ := connect(t, b, ConnectRequest{ClientID: "sub", CleanStart: true})
 	subscribe(t, sub, SubscribeRequest{Filter: "a/+/c", QoS: 1}, SubscribeRequest{Filter: "x/#"})
 	publish(t, pub, "a/b/c", "1", 0, false)
@@ -33,7 +34,7 @@ func TestWildcardRoutingAndStamping(t *testing.T) {
 
 func TestSenderCannotBeForged(t *testing.T) {
 	b, _ := newTestBroker(t, nil)
-	pub, _, _ := connect(t, b, ConnectRequest{ClientID: "pub", Identity: "alice", CleanStart: true})
+	pub, _, _ := connect(t, b, ConnectRequest{ClientID: "pub", Credentials: auth.Credentials{CertIdentity: "alice"}, CleanStart: true})
 	sub, k, _ := connect(t, b, ConnectRequest{ClientID: "sub", CleanStart: true})
 	subscribe(t, sub, SubscribeRequest{Filter: "t"})
 	if _, err := pub.Publish(&message.Message{Topic: "t", Sender: "mallory", ID: 7}); err != nil {

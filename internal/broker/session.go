@@ -37,7 +37,9 @@ type Session struct {
 	pendingWill *Will
 	willTimer   stopper
 	expiryTimer stopper
-	deleted     bool
+	// credTimer ends the connection when its credentials expire.
+	credTimer stopper
+	deleted   bool
 
 	// inflightStore is set for durable sessions, which keep queue, in-flight state and record in
 	// the store; it is nil for the others (see durable).
@@ -286,7 +288,13 @@ func (s *Session) pump() {
 }
 
 // detach forgets the connection. Caller holds s.mu.
+// detach forgets the connection. The caller holds b.mu and s.mu.
 func (s *Session) detach() {
+	s.b.releaseLocked(s.identity)
+	if s.credTimer != nil {
+		s.credTimer.Stop()
+		s.credTimer = nil
+	}
 	s.sink = nil
 	s.ready = false
 	s.waitDrain = false

@@ -23,6 +23,18 @@ type Stats struct {
 	DroppedTooLarge atomic.Uint64
 	// Expired counts queued messages whose expiry passed before delivery.
 	Expired atomic.Uint64
+	// NotAuthorized counts publishes and subscriptions refused by grants (and subscriptions
+	// dropped at resume because their grant was withdrawn).
+	NotAuthorized atomic.Uint64
+	// RefusedConnections counts connects refused by the connection limits, RefusedClientID those
+	// that asked for another identity's session.
+	RefusedConnections atomic.Uint64
+	RefusedClientID    atomic.Uint64
+	// RefusedRate and RefusedPayload count publishes refused by the rate and payload limits;
+	// Throttled counts publishes accepted ahead of the rate, after which the publisher paused.
+	RefusedRate    atomic.Uint64
+	RefusedPayload atomic.Uint64
+	Throttled      atomic.Uint64
 	// Queued is the number of deliveries waiting in session queues.
 	Queued atomic.Int64
 	// Sessions, Connected, Subscriptions and Retained are current totals.

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/topic"
 )
@@ -22,6 +23,14 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 		f, err := topic.ParseFilter(r.Filter)
 		if err != nil {
 			out[i].Err = ErrFilterInvalid
+			continue
+		}
+		if !c.principal.AllowFilter(auth.Subscribe, r.Filter) {
+			out[i].Err = ErrNotAuthorized
+			c.b.stats.NotAuthorized.Add(1)
+			if c.b.warn.due("subscribe not authorized") {
+				c.b.log.Warn("subscribe not authorized", "identity", c.Identity, "client", c.ClientID, "filter", r.Filter)
+			}
 			continue
 		}
 		old := s.subs[r.Filter]

@@ -23,6 +23,11 @@ type Properties struct {
 	User            []UserProperty
 }
 
+// SenderProperty is the user property under which faces show receivers the sender's
+// authenticated identity (MQTT 5 user property, HTTP header). The core removes it from what a
+// client publishes, so a client cannot claim to be somebody else.
+const SenderProperty = "tern-sender"
+
 // Message is a published message. The core stamps ID, Time and Sender; a face never sets them from
 // client input, so a receiver can trust them.
 //

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
@@ -44,6 +46,11 @@ type conn struct {
 	lastTicket *store.Ticket
 	// pendingAcks counts acknowledgements waiting for the store.
 	pendingAcks atomic.Int32
+	// tls is the TLS state of a WebSocket connection's HTTPS request (nil otherwise; a TLS
+	// listener's connection is a *tls.Conn itself).
+	tls *tls.ConnectionState
+	// identify reads the client certificate's identity (nil: not a TLS listener).
+	identify Identify
 
 	out outbox
 }
@@ -176,9 +183,17 @@ func (c *conn) handshake() error {
 		return errors.New(reason)
 	}
 	c.clientID = req.ClientID
-	client, res, err := c.srv.broker.Connect(req)
+	// Authentication may wait for a password hash or the external URL; the connect timeout
+	// bounds that as it bounds the wait for CONNECT.
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
+	client, res, err := c.srv.broker.Connect(ctx, req)
+	cancel()
 	if err != nil {
-		c.refuse(packet.ServerUnavailable, err.Error())
+		code := connectCode(err)
+		if code == packet.ServerUnavailable || code == packet.UnspecifiedError {
+			c.srv.log.Warn("connect refused", "client", req.ClientID, "remote", c.nc.RemoteAddr().String(), "err", err)
+		}
+		c.refuse(code, err.Error())
 		return err
 	}
 	c.client = client
@@ -197,10 +212,16 @@ func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.
 		ClientID:   string(p.ClientID),
 		CleanStart: p.CleanStart,
 		Sink:       c,
+		Credentials: auth.Credentials{
+			Face:       "mqtt",
+			Username:   string(p.Username),
+			Password:   p.Password, // the core keeps nothing of it
+			RemoteAddr: c.nc.RemoteAddr().String(),
+		},
 	}
-	if tc, ok := c.nc.(*tls.Conn); ok && cfg.TLSIdentity != nil {
+	if cs, ok := c.tlsState(); ok && c.identify != nil {
 		// The handshake finished before CONNECT could be read.
-		req.Identity = cfg.TLSIdentity(tc.ConnectionState())
+		req.Credentials.CertIdentity = c.identify(cs)
 	}
 	if req.ClientID == "" && c.version != packet.V5 && (!p.CleanStart || c.version == packet.V31) {
 		return req, packet.ClientIDNotValid, "an empty client identifier needs a clean session"
@@ -239,6 +260,40 @@ func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.
 		req.Will = w
 	}
 	return req, packet.Success, ""
+}
+
+// tlsState returns the TLS state of the connection: a TLS listener's, or that of the HTTPS
+// request a WebSocket connection came in on.
+func (c *conn) tlsState() (tls.ConnectionState, bool) {
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		return tc.ConnectionState(), true
+	}
+	if c.tls != nil {
+		return *c.tls, true
+	}
+	return tls.ConnectionState{}, false
+}
+
+// connectCode maps why the core refused a connect to a CONNACK reason (3.1.1 clients get its
+// nearest 3.1.1 code).
+func connectCode(err error) packet.ReasonCode {
+	switch {
+	case errors.Is(err, auth.ErrBadCredentials):
+		return packet.BadUsernameOrPassword
+	case errors.Is(err, auth.ErrNotAuthorized), errors.Is(err, broker.ErrNotAuthorized):
+		return packet.NotAuthorized
+	case errors.Is(err, auth.ErrBackoff):
+		return packet.ConnectionRateExceeded
+	case errors.Is(err, broker.ErrClientIDInUse):
+		return packet.ClientIDNotValid
+	case errors.Is(err, broker.ErrQuotaExceeded):
+		return packet.QuotaExceeded
+	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, broker.ErrServerShuttingDown),
+		errors.Is(err, broker.ErrStorage):
+		return packet.ServerUnavailable
+	default:
+		return packet.UnspecifiedError
+	}
 }
 
 // serverKeepAlive applies the configured bounds to the client's keep alive (MQTT 5 lets the

@@ -35,7 +35,7 @@ func startServerBroker(t *testing.T, mod func(*Config)) (string, *broker.Broker)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = srv.Serve(ln, nil) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String(), b
 }

@@ -111,6 +111,11 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 	if res.Backpressure != nil {
 		c.stall(res.Backpressure)
 	}
+	if res.Throttle > 0 {
+		// Ahead of the identity's publish rate: read nothing for a while, so TCP slows the
+		// client down instead of its messages being refused. The core bounds the pause.
+		time.Sleep(res.Throttle)
+	}
 	return nil
 }
 
@@ -445,6 +450,10 @@ func setMessageProps(pr *packet.Properties, m *message.Message, subIDs []uint32)
 	}
 	for _, u := range m.Props.User {
 		pr.User = append(pr.User, packet.UserProperty{Key: stringBytes(u.Key), Value: stringBytes(u.Value)})
+	}
+	if m.Sender != "" {
+		// The core removed any such property the publisher sent, so this one can be trusted.
+		pr.User = append(pr.User, packet.UserProperty{Key: stringBytes(message.SenderProperty), Value: stringBytes(m.Sender)})
 	}
 	pr.SubscriptionIDs = append(pr.SubscriptionIDs, subIDs...)
 }

@@ -184,8 +184,11 @@ func (c *conn) Release(pid uint16) {
 // Close implements broker.Sink: the core ends this connection (takeover, shutdown).
 func (c *conn) Close(reason error) {
 	code := packet.ServerShuttingDown
-	if errors.Is(reason, broker.ErrSessionTakenOver) {
+	switch {
+	case errors.Is(reason, broker.ErrSessionTakenOver):
 		code = packet.SessionTakenOver
+	case errors.Is(reason, broker.ErrNotAuthorized):
+		code = packet.NotAuthorized
 	}
 	c.disconnect(code, reason.Error())
 }

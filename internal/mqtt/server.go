@@ -42,10 +42,11 @@ type Config struct {
 	// PublishStall is the longest a publisher is paused while a receiver's buffer is more than
 	// half full, once per such episode; 0 never pauses (receivers drop sooner).
 	PublishStall time.Duration
-	// TLSIdentity names the client of a TLS connection from its verified certificate ("" when
-	// it has none); that name becomes the session's identity, stamped on what it publishes.
-	TLSIdentity func(tls.ConnectionState) string
 }
+
+// Identify names the client of a TLS connection from its verified certificate ("" when it has
+// none). Each TLS listener has its own, since each may trust its own CA.
+type Identify func(tls.ConnectionState) string
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured.
 func DefaultConfig() Config {
@@ -124,8 +125,9 @@ func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 // Stats returns the face's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
 
-// Serve accepts connections on ln until ln or the server closes.
-func (s *Server) Serve(ln net.Listener) error {
+// Serve accepts connections on ln until ln or the server closes. identify names the clients of a
+// TLS listener by their certificates (nil: no client certificates).
+func (s *Server) Serve(ln net.Listener, identify Identify) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -152,15 +154,19 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		go s.ServeConn(nc)
+		go s.ServeConnTLS(nc, nil, identify)
 	}
 }
 
 // ServeConn runs one connection. For TCP and Unix sockets it may return while the connection
 // lives on in goroutines of its own (see conn.loop); for any other net.Conn, such as the WebSocket
 // listener's, it returns when the connection has ended.
-func (s *Server) ServeConn(nc net.Conn) {
-	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxPacketSize)}
+func (s *Server) ServeConn(nc net.Conn) { s.ServeConnTLS(nc, nil, nil) }
+
+// ServeConnTLS is ServeConn for a connection whose client certificate identify reads: nc is a
+// *tls.Conn, or cs is the state of TLS the face cannot see (a WebSocket on an HTTPS request).
+func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify Identify) {
+	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxPacketSize), tls: cs, identify: identify}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
