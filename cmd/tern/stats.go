@@ -65,6 +65,13 @@ func fetchStats(base string, top int) (server.Stats, []byte, error) {
 	return st, raw, nil
 }
 
+func authSummary(a server.AccessStats) string {
+	if a.Open {
+		return "off (no users, tokens or auth URL)"
+	}
+	return fmt.Sprintf("%d accepted, %d refused", a.Accepted, a.AuthRefused)
+}
+
 func printStats(w io.Writer, st server.Stats) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	store := "memory only"
@@ -83,6 +90,11 @@ func printStats(w io.Writer, st server.Stats) {
 		{"expired", fmt.Sprint(st.Expired)},
 		{"store", store},
 		{"store errors", fmt.Sprint(st.StoreErrors)},
+		{"authentication", authSummary(st.Access)},
+		{"refused: not granted", fmt.Sprint(st.Access.NotAuthorized)},
+		{"refused: connections / client id", fmt.Sprintf("%d / %d", st.Access.RefusedConnections, st.Access.RefusedClientID)},
+		{"refused: rate / payload", fmt.Sprintf("%d / %d", st.Access.RefusedRate, st.Access.RefusedPayload)},
+		{"throttled publishes", fmt.Sprint(st.Access.Throttled)},
 	}
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", r[0], r[1])

@@ -3,11 +3,13 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/ternmq/tern/internal/auth"
 )
 
 // Config is the whole configuration. TOML keys are the koanf tags; environment variables are
@@ -31,6 +35,51 @@ type Config struct {
 	TLS     TLS     `koanf:"tls"`
 	MQTT    MQTT    `koanf:"mqtt"`
 	Session Session `koanf:"session"`
+	Auth    Auth    `koanf:"auth"`
+	Limits  Limits  `koanf:"limits"`
+}
+
+// Auth configures who may connect and what they may do. Users, groups and tokens live in the
+// data directory (tern user, tern grant, tern token); this section holds the policies around them.
+// With no user, token or URL and no anonymous access, tern is open: every client may do
+// everything, which it allows only on loopback listeners unless AllowOpen is set.
+type Auth struct {
+	// AllowOpen lets an unconfigured (open) tern listen beyond loopback.
+	AllowOpen bool `koanf:"allow_open"`
+	// AllowAnonymous admits clients without credentials, with AnonymousGrants only.
+	AllowAnonymous  bool     `koanf:"allow_anonymous"`
+	AnonymousGrants []string `koanf:"anonymous_grants"`
+	// DefaultGrants are given to every authenticated client, e.g. "publish:users/%u/#".
+	DefaultGrants []string `koanf:"default_grants"`
+	// SuperGroup names a group whose members may do everything.
+	SuperGroup string `koanf:"super_group"`
+	// URL asks an external service; URLStyle is "json" (a JSON contract) or "bearer" (isimud's:
+	// the bearer token forwarded with GET, 2xx allows with URLBearerGrants).
+	URL             string        `koanf:"url"`
+	URLStyle        string        `koanf:"url_style"`
+	URLTimeout      time.Duration `koanf:"url_timeout"`
+	URLCacheTTL     time.Duration `koanf:"url_cache_ttl"`
+	URLBearerGrants []string      `koanf:"url_bearer_grants"`
+	// After BackoffFailures bad credentials from one address, it is refused for a growing time,
+	// up to BackoffMax. Negative failures disable the back-off.
+	BackoffFailures int           `koanf:"backoff_failures"`
+	BackoffMax      time.Duration `koanf:"backoff_max"`
+}
+
+// Limits bound what clients may take; 0 means no limit. Refusals are counted in the metrics and
+// logged at most once per LogInterval per cause.
+type Limits struct {
+	MaxConnections            int `koanf:"max_connections"`
+	MaxConnectionsPerIdentity int `koanf:"max_connections_per_identity"`
+	// PublishRate (messages/s) and PublishBytesRate (payload bytes/s) are per identity, shared by
+	// its connections. A client ahead of its rate is paused (up to MaxThrottle), then refused.
+	PublishRate      float64       `koanf:"publish_rate"`
+	PublishBurst     int           `koanf:"publish_burst"`
+	PublishBytesRate float64       `koanf:"publish_bytes_rate"`
+	MaxThrottle      time.Duration `koanf:"max_throttle"`
+	// MaxPayload caps a message's payload on every face (MQTT is also bounded by max_packet_size).
+	MaxPayload  int           `koanf:"max_payload"`
+	LogInterval time.Duration `koanf:"log_interval"`
 }
 
 // Store tunes the durable store in DataDir.
@@ -59,15 +108,49 @@ type Listen struct {
 }
 
 // TLS names the server certificate for every TLS listener and, for mutual TLS, the authority
-// client certificates must chain to. The files are read again on SIGHUP.
+// client certificates must chain to. Listeners overrides any of them for one TLS listener
+// ("mqtt_tls" or "https"). The files are read again on SIGHUP.
 type TLS struct {
 	CertFile string `koanf:"cert_file"`
 	KeyFile  string `koanf:"key_file"`
 	// ClientCAFile turns on client certificates: one signed by this CA identifies its client (the
 	// certificate's CN, lower-cased, or the SAN IdentitySAN names: "email", "dns" or "uri").
-	ClientCAFile      string `koanf:"client_ca_file"`
+	ClientCAFile string `koanf:"client_ca_file"`
+	// RequireClientCert refuses clients without such a certificate.
 	RequireClientCert bool   `koanf:"require_client_cert"`
 	IdentitySAN       string `koanf:"identity_san"`
+	// Listeners holds per-listener overrides.
+	Listeners map[string]TLSOverride `koanf:"listeners"`
+}
+
+// TLSOverride changes [tls] for one listener; empty fields (nil RequireClientCert) inherit.
+type TLSOverride struct {
+	CertFile          string `koanf:"cert_file"`
+	KeyFile           string `koanf:"key_file"`
+	ClientCAFile      string `koanf:"client_ca_file"`
+	RequireClientCert *bool  `koanf:"require_client_cert"`
+	IdentitySAN       string `koanf:"identity_san"`
+}
+
+// TLSListeners are the listeners tls.listeners may name.
+var TLSListeners = []string{"mqtt_tls", "https"}
+
+// ForListener is the TLS setup of the named listener: [tls] with its override applied.
+func (t TLS) ForListener(name string) TLS {
+	out := t
+	out.Listeners = nil
+	o, ok := t.Listeners[name]
+	if !ok {
+		return out
+	}
+	out.CertFile = cmp.Or(o.CertFile, out.CertFile)
+	out.KeyFile = cmp.Or(o.KeyFile, out.KeyFile)
+	out.ClientCAFile = cmp.Or(o.ClientCAFile, out.ClientCAFile)
+	out.IdentitySAN = cmp.Or(o.IdentitySAN, out.IdentitySAN)
+	if o.RequireClientCert != nil {
+		out.RequireClientCert = *o.RequireClientCert
+	}
+	return out
 }
 
 // MQTT holds protocol limits of the MQTT face.
@@ -154,6 +237,14 @@ func Default() Config {
 			QueueQoS0:        true,
 			MaxSubscriptions: 10000,
 		},
+		Auth: Auth{
+			URLStyle:        "json",
+			URLTimeout:      5 * time.Second,
+			URLCacheTTL:     time.Minute,
+			BackoffFailures: 5,
+			BackoffMax:      5 * time.Minute,
+		},
+		Limits: Limits{MaxThrottle: time.Second, LogInterval: time.Minute},
 	}
 }
 
@@ -210,7 +301,10 @@ func Load(path string, flags *pflag.FlagSet, environ func() []string) (Config, e
 func envKey(k, v string) (string, any) {
 	k = strings.ToLower(strings.TrimPrefix(k, "TERN_"))
 	k = strings.ReplaceAll(k, "__", ".")
-	if strings.Contains(v, ",") && strings.HasSuffix(k, "origins") {
+	if strings.HasSuffix(k, "origins") || strings.HasSuffix(k, "grants") {
+		if v == "" {
+			return k, []string{}
+		}
 		return k, strings.Split(v, ",")
 	}
 	return k, v
@@ -222,12 +316,7 @@ func (c *Config) Validate() error {
 	if c.Listen.MQTT == "" && c.Listen.MQTTTLS == "" && c.Listen.HTTP == "" && c.Listen.HTTPS == "" && c.Listen.Unix == "" {
 		errs = append(errs, errors.New("no listener configured"))
 	}
-	if (c.Listen.MQTTTLS != "" || c.Listen.HTTPS != "") && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
-		errs = append(errs, errors.New("TLS listeners need tls.cert_file and tls.key_file (--tls-cert, --tls-key)"))
-	}
-	if c.TLS.RequireClientCert && c.TLS.ClientCAFile == "" {
-		errs = append(errs, errors.New("tls.require_client_cert needs tls.client_ca_file"))
-	}
+	errs = append(errs, c.validateTLS())
 	if c.MQTT.MaxPacketSize < 64 || c.MQTT.MaxPacketSize > 268435460 {
 		errs = append(errs, fmt.Errorf("mqtt.max_packet_size %d out of range 64..268435460", c.MQTT.MaxPacketSize))
 	}
@@ -270,6 +359,70 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	errs = append(errs, c.Auth.validate(), c.Limits.validate())
+	return errors.Join(errs...)
+}
+
+func (a Auth) validate() error {
+	var errs []error
+	for key, gs := range map[string][]string{"anonymous_grants": a.AnonymousGrants,
+		"default_grants": a.DefaultGrants, "url_bearer_grants": a.URLBearerGrants} {
+		if _, err := ParseGrants(gs); err != nil {
+			errs = append(errs, fmt.Errorf("auth.%s: %w", key, err))
+		}
+	}
+	if a.URLStyle != "json" && a.URLStyle != "bearer" {
+		errs = append(errs, fmt.Errorf("auth.url_style %q: use json or bearer", a.URLStyle))
+	}
+	if a.URL != "" && !strings.HasPrefix(a.URL, "http://") && !strings.HasPrefix(a.URL, "https://") {
+		errs = append(errs, fmt.Errorf("auth.url %q: not an http or https URL", a.URL))
+	}
+	if a.URLTimeout < 0 || a.BackoffMax < 0 {
+		errs = append(errs, errors.New("auth: durations cannot be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func (l Limits) validate() error {
+	if l.MaxConnections < 0 || l.MaxConnectionsPerIdentity < 0 || l.PublishRate < 0 || l.PublishBurst < 0 ||
+		l.PublishBytesRate < 0 || l.MaxThrottle < 0 || l.MaxPayload < 0 || l.LogInterval < 0 {
+		return errors.New("limits cannot be negative")
+	}
+	return nil
+}
+
+// ParseGrants reads grants written "action:filter", e.g. "publish:sensors/%u/#".
+func ParseGrants(ss []string) ([]auth.Grant, error) {
+	out := make([]auth.Grant, 0, len(ss))
+	for _, s := range ss {
+		g, err := auth.ParseGrant(strings.TrimSpace(s))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+func (c *Config) validateTLS() error {
+	var errs []error
+	for name := range c.TLS.Listeners {
+		if !slices.Contains(TLSListeners, name) {
+			errs = append(errs, fmt.Errorf("tls.listeners.%s: no such TLS listener (use %s)", name, strings.Join(TLSListeners, ", ")))
+		}
+	}
+	for name, addr := range map[string]string{"mqtt_tls": c.Listen.MQTTTLS, "https": c.Listen.HTTPS} {
+		if addr == "" {
+			continue
+		}
+		t := c.TLS.ForListener(name)
+		if t.CertFile == "" || t.KeyFile == "" {
+			errs = append(errs, fmt.Errorf("listener %s needs tls.cert_file and tls.key_file (--tls-cert, --tls-key)", name))
+		}
+		if t.RequireClientCert && t.ClientCAFile == "" {
+			errs = append(errs, fmt.Errorf("listener %s: require_client_cert needs client_ca_file", name))
+		}
 	}
 	return errors.Join(errs...)
 }

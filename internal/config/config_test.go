@@ -99,7 +99,7 @@ func TestFlagOverridesEnv(t *testing.T) {
 
 func TestValidationErrors(t *testing.T) {
 	cases := map[string][]string{
-		"TLS listeners need":   {"TERN_LISTEN__MQTT_TLS=127.0.0.1:8883"},
+		"needs tls.cert_file":  {"TERN_LISTEN__MQTT_TLS=127.0.0.1:8883"},
 		"max_packet_size":      {"TERN_MQTT__MAX_PACKET_SIZE=10"},
 		"receive_maximum":      {"TERN_MQTT__RECEIVE_MAXIMUM=0"},
 		"max_qos":              {"TERN_MQTT__MAX_QOS=3"},
@@ -174,4 +174,56 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestTLSPerListenerAndAuthSections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tern.toml")
+	err := os.WriteFile(path, []byte(`
+[listen]
+mqtt_tls = "127.0.0.1:8883"
+https = "127.0.0.1:8443"
+[tls]
+cert_file = "server.crt"
+key_file = "server.key"
+client_ca_file = "devices-ca.crt"
+require_client_cert = true
+[tls.listeners.https]
+client_ca_file = "people-ca.crt"
+require_client_cert = false
+[auth]
+default_grants = ["publish:users/%u/#", "subscribe:users/%u/#"]
+[limits]
+publish_rate = 100.5
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, nil, func() []string { return []string{"TERN_AUTH__ANONYMOUS_GRANTS=subscribe:public/#,subscribe:news/#"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, h := cfg.TLS.ForListener("mqtt_tls"), cfg.TLS.ForListener("https")
+	if m.ClientCAFile != "devices-ca.crt" || !m.RequireClientCert || m.CertFile != "server.crt" {
+		t.Fatalf("mqtt_tls: %+v", m)
+	}
+	if h.ClientCAFile != "people-ca.crt" || h.RequireClientCert || h.KeyFile != "server.key" {
+		t.Fatalf("https: %+v", h)
+	}
+	if len(cfg.Auth.DefaultGrants) != 2 || len(cfg.Auth.AnonymousGrants) != 2 || cfg.Limits.PublishRate != 100.5 {
+		t.Fatalf("auth %+v limits %+v", cfg.Auth, cfg.Limits)
+	}
+
+	for bad, want := range map[string]string{
+		"[tls.listeners.mqtt]\nclient_ca_file = \"x\"": "no such TLS listener",
+		"[auth]\ndefault_grants = [\"frobnicate:a\"]":  "auth.default_grants",
+		"[auth]\nurl = \"ftp://x\"":                    "not an http or https URL",
+		"[limits]\nmax_connections = -1":               "cannot be negative",
+		"[listen]\nhttps = \"127.0.0.1:0\"\n[tls.listeners.https]\nrequire_client_cert = true\ncert_file = \"a\"\nkey_file = \"b\"": "require_client_cert needs client_ca_file",
+	} {
+		p := filepath.Join(t.TempDir(), "bad.toml")
+		_ = os.WriteFile(p, []byte(bad), 0o600)
+		if _, err := Load(p, nil, noEnv); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", bad, err, want)
+		}
+	}
 }

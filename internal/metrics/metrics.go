@@ -7,12 +7,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/mqtt"
 )
 
-// Register adds the core's and the MQTT face's counters to reg.
-func Register(reg prometheus.Registerer, b *broker.Stats, m *mqtt.Stats) {
+// Register adds the core's, the MQTT face's and authentication's counters to reg.
+func Register(reg prometheus.Registerer, b *broker.Stats, m *mqtt.Stats, a *auth.Stats) {
 	counter := func(name, help string, v *atomic.Uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(v.Load()) }))
@@ -35,6 +36,29 @@ func Register(reg prometheus.Registerer, b *broker.Stats, m *mqtt.Stats) {
 	gauge("tern_sessions_connected", "Sessions with a connected client.", &b.Connected)
 	gauge("tern_subscriptions", "Subscriptions.", &b.Subscriptions)
 	gauge("tern_retained_messages", "Retained messages.", &b.Retained)
+	counter("tern_not_authorized_total", "Publishes and subscriptions refused by grants.", &b.NotAuthorized)
+	counter("tern_connections_refused_limit_total", "Connects refused by limits.max_connections or max_connections_per_identity.", &b.RefusedConnections)
+	counter("tern_connections_refused_client_id_total", "Connects refused because the client id's session belongs to another identity.", &b.RefusedClientID)
+	counter("tern_publish_refused_rate_total", "Publishes refused by the publish rate limits.", &b.RefusedRate)
+	counter("tern_publish_refused_payload_total", "Publishes refused by limits.max_payload.", &b.RefusedPayload)
+	counter("tern_publish_throttled_total", "Publishes ahead of the rate limits, after which the publisher was paused.", &b.Throttled)
+
+	refused := func(cause string, v *atomic.Uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tern_auth_refused_total",
+			Help: "Authentications refused, by cause.", ConstLabels: prometheus.Labels{"cause": cause}},
+			func() float64 { return float64(v.Load()) }))
+	}
+	counter("tern_auth_accepted_total", "Clients authenticated.", &a.Accepted)
+	refused("unknown_user", &a.UnknownUser)
+	refused("wrong_password", &a.WrongPassword)
+	refused("bad_token", &a.BadToken)
+	refused("expired_token", &a.ExpiredToken)
+	refused("url_denied", &a.URLDenied)
+	refused("unavailable", &a.Unavailable)
+	refused("backoff", &a.Backoff)
+	refused("anonymous", &a.AnonymousRefused)
+	counter("tern_auth_url_requests_total", "Requests sent to the external authorization URL.", &a.URLRequests)
+	counter("tern_auth_url_cache_hits_total", "External authorization decisions answered from the cache.", &a.URLCacheHits)
 
 	counter("tern_mqtt_connections_accepted_total", "MQTT network connections accepted.", &m.Accepted)
 	gauge("tern_mqtt_connections_open", "MQTT network connections open.", &m.Open)

@@ -6,12 +6,14 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ternmq/tern/internal/mqtt"
 )
 
 // routes is the HTTP listener's mux: MQTT over WebSocket, metrics and health.
-func (s *Server) routes(reg *prometheus.Registry) http.Handler {
+func (s *Server) routes(reg *prometheus.Registry, id mqtt.Identify) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /mqtt", s.serveMQTTWebSocket)
+	mux.HandleFunc("GET /mqtt", func(w http.ResponseWriter, r *http.Request) { s.serveMQTTWebSocket(w, r, id) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/stats", s.serveStats)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -23,7 +25,7 @@ func (s *Server) routes(reg *prometheus.Registry) http.Handler {
 
 // serveMQTTWebSocket upgrades to WebSocket and runs an MQTT connection over binary messages. A
 // WebSocket message may hold several MQTT packets or part of one; the face reads a byte stream.
-func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id mqtt.Identify) {
 	origins := s.cfg.MQTT.WebSocketOrigins
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// "mqtt" is the standard name; "mqttv3.1" is what older clients offer.
@@ -37,5 +39,5 @@ func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	nc := websocket.NetConn(r.Context(), ws, websocket.MessageBinary)
-	s.MQTT.ServeConn(nc)
+	s.MQTT.ServeConnTLS(nc, r.TLS, id)
 }

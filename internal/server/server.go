@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/certs"
 	"github.com/ternmq/tern/internal/config"
@@ -34,9 +35,11 @@ type Server struct {
 	Broker *broker.Broker
 	MQTT   *mqtt.Server
 	Store  store.Store
+	// Auth holds users, groups and tokens and decides who clients are.
+	Auth *auth.Authenticator
 
-	// tls serves every TLS listener; Reload swaps its certificates.
-	tls *certs.ServerTLS
+	// tls holds each TLS listener's certificates by listener name; Reload swaps them.
+	tls map[string]*certs.ServerTLS
 
 	listeners []net.Listener
 	https     []*http.Server
@@ -58,20 +61,24 @@ func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := broker.New(brokerConfig(cfg), st, log)
+	a, err := newAuthenticator(cfg, recordStore(st), log)
+	if err == nil {
+		err = checkOpen(cfg, a, log)
+	}
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, addrs: map[string]net.Addr{}}
-	mc := mqttConfig(cfg)
-	mc.TLSIdentity = func(cs tls.ConnectionState) string {
-		if s.tls == nil {
-			return ""
-		}
-		return s.tls.Identity(cs)
+	bc := brokerConfig(cfg)
+	bc.Auth = a
+	b, err := broker.New(bc, st, log)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
 	}
-	s.MQTT = mqtt.NewServer(b, mc, log)
+	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, Auth: a, addrs: map[string]net.Addr{},
+		tls: map[string]*certs.ServerTLS{}}
+	s.MQTT = mqtt.NewServer(b, mqttConfig(cfg), log)
 	if err := s.listen(); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -92,6 +99,8 @@ func brokerConfig(cfg config.Config) broker.Config {
 	bc.MaxSubscriptions = cfg.Session.MaxSubscriptions
 	bc.MaxQoS = byte(cfg.MQTT.MaxQoS)
 	bc.RetainAvailable = cfg.MQTT.RetainAvailable
+	bc.Limits = abuseLimits(cfg.Limits)
+	bc.LogInterval = cfg.Limits.LogInterval
 	return bc
 }
 
@@ -138,28 +147,41 @@ func mqttConfig(cfg config.Config) mqtt.Config {
 	}
 }
 
+// loadTLS reads the certificates of a TLS listener ([tls] with its tls.listeners override).
+func (s *Server) loadTLS(name string) (*certs.ServerTLS, error) {
+	t := s.cfg.TLS.ForListener(name)
+	st, err := certs.NewServerTLS(certs.ServerTLSOptions{CertFile: t.CertFile, KeyFile: t.KeyFile,
+		ClientCAFile: t.ClientCAFile, RequireClientCert: t.RequireClientCert, IdentitySAN: t.IdentitySAN})
+	if err != nil {
+		return nil, fmt.Errorf("TLS for listener %s: %w", name, err)
+	}
+	s.tls[name] = st
+	s.log.Info("TLS certificate loaded", "listener", name, "cert", st.String(), "client_ca", t.ClientCAFile,
+		"require_client_cert", t.RequireClientCert)
+	return st, nil
+}
+
+// identify is how a listener names clients by their certificates; nil without TLS.
+func identify(st *certs.ServerTLS) mqtt.Identify {
+	if st == nil {
+		return nil
+	}
+	return st.Identity
+}
+
 func (s *Server) listen() error {
 	l := s.cfg.Listen
-	var tlsCfg *tls.Config
-	if l.MQTTTLS != "" || l.HTTPS != "" {
-		t := s.cfg.TLS
-		st, err := certs.NewServerTLS(certs.ServerTLSOptions{CertFile: t.CertFile, KeyFile: t.KeyFile,
-			ClientCAFile: t.ClientCAFile, RequireClientCert: t.RequireClientCert, IdentitySAN: t.IdentitySAN})
-		if err != nil {
-			return fmt.Errorf("TLS: %w", err)
-		}
-		s.tls = st
-		tlsCfg = st.Config()
-		s.log.Info("TLS certificate loaded", "cert", st.String(), "client_ca", t.ClientCAFile,
-			"require_client_cert", t.RequireClientCert)
-	}
 	if l.MQTT != "" {
 		if err := s.serveMQTT("mqtt", "tcp", l.MQTT, nil); err != nil {
 			return err
 		}
 	}
 	if l.MQTTTLS != "" {
-		if err := s.serveMQTT("mqtt_tls", "tcp", l.MQTTTLS, tlsCfg); err != nil {
+		st, err := s.loadTLS("mqtt_tls")
+		if err != nil {
+			return err
+		}
+		if err := s.serveMQTT("mqtt_tls", "tcp", l.MQTTTLS, st); err != nil {
 			return err
 		}
 	}
@@ -177,46 +199,50 @@ func (s *Server) listen() error {
 		}
 	}
 	if l.HTTPS != "" {
-		if err := s.serveHTTP("https", l.HTTPS, tlsCfg); err != nil {
+		st, err := s.loadTLS("https")
+		if err != nil {
+			return err
+		}
+		if err := s.serveHTTP("https", l.HTTPS, st); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Server) serveMQTT(name, network, addr string, tlsCfg *tls.Config) error {
+func (s *Server) serveMQTT(name, network, addr string, st *certs.ServerTLS) error {
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
+	if st != nil {
+		ln = tls.NewListener(ln, st.Config())
 	}
 	s.track(name, ln)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		_ = s.MQTT.Serve(ln)
+		_ = s.MQTT.Serve(ln, identify(st))
 	}()
 	return nil
 }
 
-func (s *Server) serveHTTP(name, addr string, tlsCfg *tls.Config) error {
+func (s *Server) serveHTTP(name, addr string, st *certs.ServerTLS) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
+	if st != nil {
+		ln = tls.NewListener(ln, st.Config())
 	}
 	s.track(name, ln)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics.Register(reg, s.Broker.Stats(), s.MQTT.Stats())
+	metrics.Register(reg, s.Broker.Stats(), s.MQTT.Stats(), s.Auth.Stats())
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tern_store_disk_bytes",
 		Help: "Size of the durable store on disk."}, func() float64 { return float64(s.Store.DiskBytes()) }))
 	hs := &http.Server{
-		Handler:           s.routes(reg),
+		Handler:           s.routes(reg, identify(st)),
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -238,17 +264,18 @@ func (s *Server) track(name string, ln net.Listener) {
 	s.log.Info("listening", "listener", name, "addr", ln.Addr().String())
 }
 
-// Reload reads the TLS certificates, keys and client CA again (on SIGHUP); new handshakes use
-// them, established connections keep theirs. On error the old ones stay.
+// Reload reads the TLS certificates, keys and client CAs again (on SIGHUP); new handshakes use
+// them, established connections keep theirs. A listener whose files fail keeps its old ones.
 func (s *Server) Reload() error {
-	if s.tls == nil {
-		return nil
+	var errs []error
+	for name, st := range s.tls {
+		if err := st.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("listener %s: %w", name, err))
+			continue
+		}
+		s.log.Info("TLS certificate reloaded", "listener", name, "cert", st.String())
 	}
-	if err := s.tls.Reload(); err != nil {
-		return err
-	}
-	s.log.Info("TLS certificate reloaded", "cert", s.tls.String())
-	return nil
+	return errors.Join(errs...)
 }
 
 // Addr returns the bound address of a listener: "mqtt", "mqtt_tls", "unix", "http" or "https".

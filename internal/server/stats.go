@@ -23,8 +23,22 @@ type Stats struct {
 	DroppedOffline   uint64               `json:"dropped_offline"`
 	Expired          uint64               `json:"expired"`
 	StoreErrors      uint64               `json:"store_errors"`
+	Access           AccessStats          `json:"access"`
 	Store            StoreStats           `json:"store"`
 	TopSessions      []broker.SessionInfo `json:"top_sessions"`
+}
+
+// AccessStats counts what authentication, grants and abuse limits refused.
+type AccessStats struct {
+	Open               bool   `json:"open"`
+	Accepted           uint64 `json:"auth_accepted"`
+	AuthRefused        uint64 `json:"auth_refused"`
+	NotAuthorized      uint64 `json:"not_authorized"`
+	RefusedConnections uint64 `json:"refused_connections"`
+	RefusedClientID    uint64 `json:"refused_client_id"`
+	RefusedRate        uint64 `json:"refused_rate"`
+	RefusedPayload     uint64 `json:"refused_payload"`
+	Throttled          uint64 `json:"throttled"`
 }
 
 // StoreStats describes the durable store.
@@ -48,6 +62,15 @@ func (s *Server) Stats(top int) Stats {
 	}
 	if s.cfg.DataDir != "" {
 		st.Store.Sync = s.cfg.Store.Sync
+	}
+	a := s.Auth.Stats()
+	st.Access = AccessStats{
+		Open: s.Auth.Open(), Accepted: a.Accepted.Load(),
+		AuthRefused: a.UnknownUser.Load() + a.WrongPassword.Load() + a.BadToken.Load() + a.ExpiredToken.Load() +
+			a.URLDenied.Load() + a.Unavailable.Load() + a.Backoff.Load() + a.AnonymousRefused.Load(),
+		NotAuthorized: b.NotAuthorized.Load(), RefusedConnections: b.RefusedConnections.Load(),
+		RefusedClientID: b.RefusedClientID.Load(), RefusedRate: b.RefusedRate.Load(),
+		RefusedPayload: b.RefusedPayload.Load(), Throttled: b.Throttled.Load(),
 	}
 	return st
 }

@@ -1,0 +1,88 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/config"
+	"github.com/ternmq/tern/internal/store"
+)
+
+// newAuthenticator builds the authenticator over the users, groups and tokens kept in st.
+func newAuthenticator(cfg config.Config, st auth.Store, log *slog.Logger) (*auth.Authenticator, error) {
+	c := cfg.Auth
+	ac := auth.Config{
+		AllowAnonymous: c.AllowAnonymous,
+		SuperGroup:     c.SuperGroup,
+		URL: auth.URLConfig{URL: c.URL, Style: c.URLStyle, Timeout: c.URLTimeout,
+			CacheTTL: c.URLCacheTTL},
+		Backoff:     auth.BackoffConfig{Failures: c.BackoffFailures, Max: c.BackoffMax},
+		LogInterval: cfg.Limits.LogInterval,
+	}
+	var err error
+	if ac.AnonymousGrants, err = config.ParseGrants(c.AnonymousGrants); err != nil {
+		return nil, err
+	}
+	if ac.DefaultGrants, err = config.ParseGrants(c.DefaultGrants); err != nil {
+		return nil, err
+	}
+	if ac.URL.BearerGrants, err = config.ParseGrants(c.URLBearerGrants); err != nil {
+		return nil, err
+	}
+	return auth.New(ac, st, log)
+}
+
+func abuseLimits(l config.Limits) broker.AbuseLimits {
+	return broker.AbuseLimits{
+		MaxConnections:            l.MaxConnections,
+		MaxConnectionsPerIdentity: l.MaxConnectionsPerIdentity,
+		PublishRate:               l.PublishRate,
+		PublishBurst:              l.PublishBurst,
+		PublishBytesRate:          l.PublishBytesRate,
+		MaxThrottle:               l.MaxThrottle,
+		MaxPayload:                l.MaxPayload,
+	}
+}
+
+// checkOpen refuses to expose an open tern (nothing configured: everybody may do everything)
+// beyond loopback unless the configuration says so, and otherwise warns once.
+func checkOpen(cfg config.Config, a *auth.Authenticator, log *slog.Logger) error {
+	if !a.Open() {
+		return nil
+	}
+	var exposed []string
+	l := cfg.Listen
+	for _, addr := range []string{l.MQTT, l.MQTTTLS, l.HTTP, l.HTTPS} {
+		if addr != "" && !loopback(addr) {
+			exposed = append(exposed, addr)
+		}
+	}
+	if len(exposed) > 0 && !cfg.Auth.AllowOpen {
+		return fmt.Errorf("no users, tokens or auth URL are configured, so every client could do everything, "+
+			"and %s is not a loopback address: add a user first (tern user add NAME --data-dir %s), "+
+			"or set auth.allow_open = true", strings.Join(exposed, ", "), cfg.DataDir)
+	}
+	log.Warn("authentication is off: no users, tokens or auth URL are configured, so every client may do everything; " +
+		"add a user (tern user add) to turn it on")
+	return nil
+}
+
+// loopback reports whether a listen address binds only the loopback interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// recordStore is where users, groups and tokens are kept.
+func recordStore(st store.Store) auth.Store { return auth.NewMemStore() }
