@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ternmq/tern/internal/store/memstore"
 )
 
 func TestOpenMode(t *testing.T) {
@@ -486,7 +488,7 @@ func TestConcurrentLogins(t *testing.T) {
 
 // failStore fails the operations a test switches on.
 type failStore struct {
-	*MemStore
+	*memstore.Records
 	failGet, failPut, failScan bool
 }
 
@@ -496,25 +498,25 @@ func (f *failStore) Get(ns, key string) ([]byte, bool, error) {
 	if f.failGet {
 		return nil, false, errDisk
 	}
-	return f.MemStore.Get(ns, key)
+	return f.Records.Get(ns, key)
 }
 
 func (f *failStore) Put(ns, key string, v []byte) error {
 	if f.failPut {
 		return errDisk
 	}
-	return f.MemStore.Put(ns, key, v)
+	return f.Records.Put(ns, key, v)
 }
 
 func (f *failStore) Scan(ns string, fn func(string, []byte) error) error {
 	if f.failScan {
 		return errDisk
 	}
-	return f.MemStore.Scan(ns, fn)
+	return f.Records.Scan(ns, fn)
 }
 
 func TestStoreFailures(t *testing.T) {
-	st := &failStore{MemStore: NewMemStore()}
+	st := &failStore{Records: memstore.NewRecords()}
 	st.failScan = true
 	if _, err := New(Config{}, st, nil); !errors.Is(err, errDisk) {
 		t.Fatalf("New over a failing store: %v", err)

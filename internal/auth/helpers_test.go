@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ternmq/tern/internal/store/memstore"
 )
 
 // cheapArgon keeps tests fast; the default parameters are exercised where they matter.
@@ -54,7 +56,7 @@ func (l *logBuffer) count(substr string) int {
 type env struct {
 	t     testing.TB
 	a     *Authenticator
-	st    *MemStore
+	st    *memstore.Records
 	clock *fakeClock
 	logs  *logBuffer
 }
@@ -62,7 +64,7 @@ type env struct {
 // newEnv builds an Authenticator with a fake clock and cheap hashing; mod adjusts the config.
 func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, st: NewMemStore(), clock: newClock(), logs: &logBuffer{}}
+	e := &env{t: t, st: memstore.NewRecords(), clock: newClock(), logs: &logBuffer{}}
 	cfg := Config{Argon2: cheapArgon, Clock: e.clock.Now}
 	if mod != nil {
 		mod(&cfg)

@@ -9,7 +9,6 @@ import (
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/config"
-	"github.com/ternmq/tern/internal/store"
 )
 
 // newAuthenticator builds the authenticator over the users, groups and tokens kept in st.
@@ -83,6 +82,3 @@ func loopback(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
-
-// recordStore is where users, groups and tokens are kept.
-func recordStore(st store.Store) auth.Store { return auth.NewMemStore() }

@@ -61,7 +61,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := newAuthenticator(cfg, recordStore(st), log)
+	a, err := newAuthenticator(cfg, st.Records(), log)
 	if err == nil {
 		err = checkOpen(cfg, a, log)
 	}

@@ -21,6 +21,8 @@ var ErrFormat = errors.New("unknown data format version")
 type Store interface {
 	Sessions() Sessions
 	Retained() Retained
+	// Records keeps small named values: users, groups, tokens.
+	Records() Records
 	// Sync returns a ticket that completes once every write made before the call is durable;
 	// nil means it already is.
 	Sync() *Ticket
@@ -139,4 +141,19 @@ type Retained interface {
 	Delete(topic string) error
 	// All calls fn for every retained message, in no particular order.
 	All(fn func(*message.Message) error) error
+}
+
+// Records is a durable key/value map in namespaces, for the few small records that are not
+// messages (auth's users, groups and tokens). Put and Delete are durable when they return.
+// Values handed in or out are not retained by the other side after the call.
+type Records interface {
+	// Get returns the value under key in namespace ns; ok is false when there is none.
+	Get(ns, key string) (value []byte, ok bool, err error)
+	// Put stores value under key, replacing any previous value.
+	Put(ns, key string, value []byte) error
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(ns, key string) error
+	// Scan calls fn for every key of ns in ascending key order, stopping at fn's first error,
+	// which it returns. fn may call the other methods.
+	Scan(ns string, fn func(key string, value []byte) error) error
 }

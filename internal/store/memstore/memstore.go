@@ -16,6 +16,7 @@ type Store struct {
 	queues   map[string]*Queue
 	inflight map[string]*Inflight
 	retained map[string]*message.Message
+	records  *Records
 }
 
 // New returns an empty in-memory store.
@@ -25,6 +26,7 @@ func New() *Store {
 		queues:   map[string]*Queue{},
 		inflight: map[string]*Inflight{},
 		retained: map[string]*message.Message{},
+		records:  NewRecords(),
 	}
 }
 
@@ -33,6 +35,9 @@ func (s *Store) Sessions() store.Sessions { return (*sessions)(s) }
 
 // Retained implements store.Store.
 func (s *Store) Retained() store.Retained { return (*retained)(s) }
+
+// Records implements store.Store.
+func (s *Store) Records() store.Records { return s.records }
 
 // Sync implements store.Store: memory is as durable as it gets.
 func (s *Store) Sync() *store.Ticket { return nil }

@@ -9,6 +9,7 @@ import (
 // and a scan of one kind never meets another:
 //
 //	0x00 "tern-format"               format version of the directory (4 bytes, big-endian)
+//	'a' len(ns) ns key                a record (store.Records: users, groups, tokens)
 //	'f' len(id) id order(8)           a delivery in flight; order is the session's put counter
 //	'i' len(id) id pid(2)             an exactly-once publish received and not yet released
 //	'm' msgID(8)                      a shared message body, referenced by 'q' and 'f' entries
@@ -22,6 +23,7 @@ import (
 // extends it ("d" and "dd"). 's' and 'r' keys are never prefix-scanned per id, so they need none.
 const (
 	kindMeta     = 0x00
+	kindRecord   = 'a'
 	kindInflight = 'f'
 	kindIncoming = 'i'
 	kindBody     = 'm'

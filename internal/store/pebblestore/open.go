@@ -107,7 +107,7 @@ func (l *loader) entry(it *pebble.Iterator) error {
 	s := l.s
 	k := it.Key()
 	switch k[0] {
-	case kindMeta, kindIncoming, kindBody: // bodies: collectBodies, once every reference is counted
+	case kindMeta, kindIncoming, kindBody, kindRecord: // bodies: collectBodies, once every reference is counted
 		return nil
 	case kindQueue, kindInflight, kindRetained, kindSession:
 	default:

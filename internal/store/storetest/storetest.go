@@ -26,6 +26,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Retained", func(t *testing.T) { testRetained(t, open) })
 	t.Run("DeleteSession", func(t *testing.T) { testDelete(t, open) })
 	t.Run("MessageFields", func(t *testing.T) { testMessageFields(t, open) })
+	t.Run("Records", func(t *testing.T) { testRecords(t, open) })
 }
 
 // Msg returns a message with every field set, for round trips.

@@ -1,0 +1,134 @@
+package pebblestore
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ternmq/tern/internal/store"
+)
+
+// recordStore implements store.Records under 'a' keys: 'a' len(ns) ns key.
+type recordStore Store
+
+// Records implements store.Store.
+func (s *Store) Records() store.Records { return (*recordStore)(s) }
+
+func recordPrefix(ns string) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(ns))
+	b = append(b, kindRecord)
+	b = binary.AppendUvarint(b, uint64(len(ns)))
+	return append(b, ns...)
+}
+
+func recordKey(ns, key string) []byte { return append(recordPrefix(ns), key...) }
+
+// Get implements store.Records.
+func (r *recordStore) Get(ns, key string) ([]byte, bool, error) {
+	s := (*Store)(r)
+	if err := s.enter(); err != nil {
+		return nil, false, err
+	}
+	defer s.exit()
+	v, closer, err := s.db.Get(recordKey(ns, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := append([]byte{}, v...)
+	_ = closer.Close()
+	return out, true, nil
+}
+
+// Put implements store.Records: the value is on disk when it returns.
+func (r *recordStore) Put(ns, key string, value []byte) error {
+	b := (*Store)(r).db.NewBatch()
+	_ = b.Set(recordKey(ns, key), value, nil)
+	return r.commitSynced(b)
+}
+
+// Delete implements store.Records.
+func (r *recordStore) Delete(ns, key string) error {
+	b := (*Store)(r).db.NewBatch()
+	_ = b.Delete(recordKey(ns, key), nil)
+	return r.commitSynced(b)
+}
+
+// commitSynced writes b and waits for the fsync: records change rarely (an administrator adds a
+// user), and a change that was reported done must survive a crash.
+func (r *recordStore) commitSynced(b *pebble.Batch) error {
+	s := (*Store)(r)
+	if err := s.enter(); err != nil {
+		_ = b.Close()
+		return err
+	}
+	err := s.commit(b)
+	s.exit()
+	if err != nil {
+		return err
+	}
+	return s.Sync().Wait()
+}
+
+// Scan implements store.Records. It reads in chunks and calls fn between them, outside any
+// iterator, so fn may write.
+func (r *recordStore) Scan(ns string, fn func(key string, value []byte) error) error {
+	s := (*Store)(r)
+	prefix := recordPrefix(ns)
+	lower, upper := prefix, prefixEnd(prefix)
+	type kv struct {
+		k string
+		v []byte
+	}
+	for lower != nil {
+		var chunk []kv
+		next, err := s.readChunkKV(lower, upper, func(k, v []byte) {
+			chunk = append(chunk, kv{string(k[len(prefix):]), append([]byte{}, v...)})
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range chunk {
+			if err := fn(e.k, e.v); err != nil {
+				return err
+			}
+		}
+		lower = next
+	}
+	return nil
+}
+
+// readChunkKV passes up to scanChunkRecords keys and values from lower to fn and returns where the
+// next chunk starts, nil at the end.
+func (s *Store) readChunkKV(lower, upper []byte, fn func(k, v []byte)) ([]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	var next []byte
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if n == scanChunkRecords {
+			next = append([]byte(nil), it.Key()...)
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return nil, err
+		}
+		fn(it.Key(), v)
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
