@@ -220,3 +220,27 @@ func TestBadTokens(t *testing.T) {
 		t.Error("ListTokens read a corrupt record")
 	}
 }
+
+func TestEditGrants(t *testing.T) {
+	e := newEnv(t, nil)
+	if err := e.a.PutUser(User{Name: "alice", Grants: mustGrants(t, "publish:a")}, []byte("pw")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.a.EditGrants(true, "alice", mustGrants(t, "publish:a", "subscribe:b/#"), true)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("add: %v %v", got, err)
+	}
+	got, err = e.a.EditGrants(true, "alice", mustGrants(t, "publish:a", "publish:zzz"), false)
+	if err != nil || len(got) != 1 || got[0].String() != "subscribe:b/#" {
+		t.Fatalf("remove: %v %v", got, err)
+	}
+	if u, _ := e.a.User("alice"); len(u.Grants) != 1 || u.PasswordScheme != "argon2id" {
+		t.Fatalf("stored user %+v", u)
+	}
+	if _, err := e.a.EditGrants(false, "nogroup", mustGrants(t, "publish:a"), true); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing group: %v", err)
+	}
+	if _, err := e.a.EditGrants(true, "alice", []Grant{{Action: Publish, Filter: "a/#/b"}}, true); err == nil {
+		t.Fatal("bad grant accepted")
+	}
+}

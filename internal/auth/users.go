@@ -19,7 +19,7 @@ type User struct {
 	Grants []Grant  `json:"grants,omitempty"` // the user's own grants
 	// PasswordScheme is "argon2id", "sha256" (imported, upgraded at the next login) or "" (no
 	// password: the user signs in by certificate or token only). PutUser ignores it.
-	PasswordScheme string `json:"-"`
+	PasswordScheme string `json:"password_scheme,omitempty"`
 }
 
 // Group is a named list of grants that users inherit.
@@ -250,4 +250,59 @@ func (a *Authenticator) Groups() ([]Group, error) {
 		return nil
 	})
 	return out, err
+}
+
+// EditGrants adds (add true) or removes grants of a user (user true) or a group, in one
+// read-modify-write, and returns the resulting grants. Adding a grant already there, or removing
+// one that is not, changes nothing.
+func (a *Authenticator) EditGrants(user bool, name string, grants []Grant, add bool) ([]Grant, error) {
+	if err := validateGrants(grants); err != nil {
+		return nil, err
+	}
+	edit := func(have []Grant) []Grant {
+		for _, g := range grants {
+			i := slices.Index(have, g)
+			switch {
+			case add && i < 0:
+				have = append(have, g)
+			case !add && i >= 0:
+				have = slices.Delete(have, i, i+1)
+			}
+		}
+		return have
+	}
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	if user {
+		rec, ok, err := a.getUser(name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: user %q", ErrNotFound, name)
+		}
+		rec.Grants = edit(rec.Grants)
+		return rec.Grants, a.putUser(rec)
+	}
+	g, ok, err := a.getGroup(name)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: group %q", ErrNotFound, name)
+	}
+	g.Grants = edit(g.Grants)
+	return g.Grants, a.putJSON(nsGroups, g.Name, g)
+}
+
+// User returns one user.
+func (a *Authenticator) User(name string) (User, error) {
+	rec, ok, err := a.getUser(name)
+	if err != nil {
+		return User{}, err
+	}
+	if !ok {
+		return User{}, fmt.Errorf("%w: user %q", ErrNotFound, name)
+	}
+	return rec.user(), nil
 }

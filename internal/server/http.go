@@ -7,6 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ternmq/tern/internal/adminapi"
+	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/mqtt"
 )
 
@@ -15,7 +18,11 @@ func (s *Server) routes(reg *prometheus.Registry, id mqtt.Identify) http.Handler
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /mqtt", func(w http.ResponseWriter, r *http.Request) { s.serveMQTTWebSocket(w, r, id) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /v1/stats", s.serveStats)
+	// Stats list client ids and identities: admin only once authentication is on. /metrics and
+	// /healthz stay open for scrapers and load balancers (counters, no names).
+	mux.Handle("GET /v1/stats", httpauth.Require(s.Auth, httpauth.Identify(id), auth.Admin,
+		func(*http.Request) string { return "stats" }, http.HandlerFunc(s.serveStats)))
+	mux.Handle("/v1/admin/", adminapi.New(s.Auth, httpauth.Identify(id), s.log))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
