@@ -4,6 +4,7 @@ package main
 // URL scheme (see internal/mqttclient) and handing the connection to paho.
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -32,6 +33,7 @@ type clientFlags struct {
 	username  string
 	password  string
 	cafile    string
+	cert, key string
 	insecure  bool
 	keepalive time.Duration
 	timeout   time.Duration
@@ -45,8 +47,10 @@ func (f *clientFlags) register(fs *pflag.FlagSet, withTimeout bool) {
 		"broker URL: mqtt://host:port, mqtts://, ws://host:port/mqtt, wss://, unix:///path/to/sock")
 	fs.StringVarP(&f.id, "id", "i", "", "client identifier (default: tern-<command>-<random>)")
 	fs.StringVarP(&f.username, "username", "u", "", "user name")
-	fs.StringVarP(&f.password, "password", "P", "", "password")
+	fs.StringVarP(&f.password, "password", "P", "", "password or token (visible to other local users; prefer $TERN_PASSWORD)")
 	fs.StringVar(&f.cafile, "cafile", "", "PEM file of certificate authorities to trust for mqtts:// and wss://")
+	fs.StringVar(&f.cert, "cert", "", "client certificate (PEM) for mutual TLS")
+	fs.StringVar(&f.key, "key", "", "the client certificate's private key (PEM)")
 	fs.BoolVar(&f.insecure, "insecure", false, "do not verify the server certificate (testing only)")
 	fs.DurationVar(&f.keepalive, "keepalive", 60*time.Second, "keep alive interval (whole seconds; 0 disables)")
 	if withTimeout {
@@ -79,7 +83,7 @@ func (f *clientFlags) connect(ctx context.Context, cmd *cobra.Command, handlers 
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	nc, err := ep.Dial(dctx, mqttclient.Options{CAFile: f.cafile, Insecure: f.insecure})
+	nc, err := ep.Dial(dctx, mqttclient.Options{CAFile: f.cafile, Insecure: f.insecure, CertFile: f.cert, KeyFile: f.key})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", ep, err)
 	}
@@ -118,8 +122,9 @@ func (f *clientFlags) connect(ctx context.Context, cmd *cobra.Command, handlers 
 	if f.username != "" {
 		cp.Username, cp.UsernameFlag = f.username, true
 	}
-	if f.password != "" {
-		cp.Password, cp.PasswordFlag = []byte(f.password), true
+	password := cmp.Or(f.password, os.Getenv("TERN_PASSWORD"))
+	if password != "" {
+		cp.Password, cp.PasswordFlag = []byte(password), true
 	}
 	ack, err := s.c.Connect(dctx, cp)
 	if err != nil {

@@ -40,7 +40,8 @@ func unixURL(s *server.Server) string { return "unix://" + s.Addr("unix") }
 // newTestRoot builds a fresh command tree, so commands can run concurrently in one test.
 func newTestRoot() *cobra.Command {
 	root := &cobra.Command{Use: "tern", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(newPubCmd(), newSubCmd(), newReqCmd(), newReplyCmd(), newBenchCmd())
+	root.AddCommand(newPubCmd(), newSubCmd(), newReqCmd(), newReplyCmd(), newBenchCmd(),
+		newUserCmd(), newGroupCmd(), newGrantCmd(), newTokenCmd())
 	return root
 }
 

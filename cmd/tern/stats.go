@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +17,7 @@ func init() {
 	var url string
 	var top int
 	var asJSON bool
+	var af adminFlags
 	cmd := &cobra.Command{
 		Use:   "stats",
 		Short: "Show a running server's sessions, queue depths, drops and store size",
@@ -26,7 +26,7 @@ func init() {
 			"with the deepest queues.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, raw, err := fetchStats(url, top)
+			st, raw, err := fetchStats(url, top, &af)
 			if err != nil {
 				return err
 			}
@@ -41,13 +41,25 @@ func init() {
 	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080", "the server's HTTP listener")
 	cmd.Flags().IntVar(&top, "sessions", 20, "how many sessions to list (deepest queues first)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the JSON as the server sent it")
+	cmd.Flags().StringVar(&af.adminUser, "admin-user", "", "admin user name once authentication is on (password from $TERN_ADMIN_PASSWORD)")
+	cmd.Flags().StringVar(&af.adminTok, "admin-token", "", "admin bearer token (or $TERN_ADMIN_TOKEN)")
+	cmd.Flags().StringVar(&af.cafile, "cacert", "", "CA file (PEM) to trust for an https --url")
 	rootCmd.AddCommand(cmd)
 }
 
-func fetchStats(base string, top int) (server.Stats, []byte, error) {
+func fetchStats(base string, top int, af *adminFlags) (server.Stats, []byte, error) {
 	var st server.Stats
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("%s/v1/stats?sessions=%d", strings.TrimRight(base, "/"), top))
+	af.server = base
+	r, err := af.remote()
+	if err != nil {
+		return st, nil, err
+	}
+	req, err := http.NewRequest("GET", fmt.Sprintf("%s/v1/stats?sessions=%d", r.base, top), nil)
+	if err != nil {
+		return st, nil, err
+	}
+	r.auth(req)
+	resp, err := r.c.Do(req)
 	if err != nil {
 		return st, nil, fmt.Errorf("is tern running? %w", err)
 	}

@@ -29,6 +29,8 @@ type Options struct {
 	CAFile string
 	// Insecure skips verification of the server certificate (testing only).
 	Insecure bool
+	// CertFile and KeyFile are a client certificate and its key (PEM) for mutual TLS.
+	CertFile, KeyFile string
 	// ServerName overrides the name checked in the server certificate.
 	ServerName string
 	// Timeout bounds the dial, including the TLS and WebSocket handshakes; 0 means only ctx does.
@@ -169,6 +171,16 @@ func (e Endpoint) tlsConfig(o Options) (*tls.Config, error) {
 			return nil, fmt.Errorf("CA file %s holds no PEM certificate", o.CAFile)
 		}
 		cfg.RootCAs = pool
+	}
+	if o.CertFile != "" || o.KeyFile != "" {
+		if o.CertFile == "" || o.KeyFile == "" {
+			return nil, errors.New("a client certificate needs both its certificate and its key file")
+		}
+		kp, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{kp}
 	}
 	return cfg, nil
 }
