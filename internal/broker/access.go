@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -170,17 +171,65 @@ func (b *Broker) releaseLocked(identity string) {
 	}
 }
 
+// Authenticate asks the configured authenticator, for faces that authenticate each request
+// (HTTP) rather than a connection.
+func (b *Broker) Authenticate(ctx context.Context, c auth.Credentials) (*auth.Principal, error) {
+	return b.authenticate(ctx, c)
+}
+
+// PublishAs routes a message from a principal that has no session (one HTTP request), with the
+// same grants, payload limit and stamping as a client's publish. p must come from Authenticate.
+// action is auth.Publish, or auth.Call for a request that expects a reply.
+func (b *Broker) PublishAs(p *auth.Principal, action auth.Action, m *message.Message) (PublishResult, error) {
+	if _, err := b.checkPublish(p, action, p.ClientID, nil, m); err != nil {
+		return PublishResult{}, err
+	}
+	return b.publish(nil, m)
+}
+
+// RetainedFor returns the retained messages matching filter, if p may subscribe to it.
+func (b *Broker) RetainedFor(p *auth.Principal, filter string) ([]*message.Message, error) {
+	f, err := topic.ParseFilter(filter)
+	if err != nil || f.Group != "" {
+		return nil, ErrFilterInvalid
+	}
+	if !p.AllowFilter(auth.Subscribe, filter) {
+		b.stats.NotAuthorized.Add(1)
+		return nil, ErrNotAuthorized
+	}
+	now := now()
+	var out []*message.Message
+	for _, m := range b.retained.match(f.Path) {
+		if !m.Expired(now) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// ResponsePrefix is the topic prefix reserved for a client's responses: "$response/<client id>".
+// Every client may subscribe below its own, whatever its grants, so request/reply works for
+// clients that may only call; client ids belong to identities, so nobody else can.
+func ResponsePrefix(clientID string) string {
+	return "$response/" + strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(clientID, "/", "_"), "+", "_"), "#", "_")
+}
+
+// ownResponseFilter reports whether filter lies below the client's response prefix.
+func ownResponseFilter(clientID, filter string) bool {
+	p := ResponsePrefix(clientID)
+	return filter == p || strings.HasPrefix(filter, p+"/")
+}
+
 // checkPublish applies the publisher's grants and limits to m, and stamps the sender. It returns
 // how long the face should pause the publisher (rate limits), or why the publish is refused.
-func (c *Client) checkPublish(m *message.Message) (time.Duration, error) {
+func (b *Broker) checkPublish(p *auth.Principal, action auth.Action, clientID string, rate *rateLimiter, m *message.Message) (time.Duration, error) {
 	if err := topic.ValidName(m.Topic); err != nil {
 		return 0, ErrTopicInvalid
 	}
-	b := c.b
-	if !c.principal.Allow(auth.Publish, m.Topic) || (m.Retain && !c.principal.Allow(auth.Retain, m.Topic)) {
+	if !p.Allow(action, m.Topic) || (m.Retain && !p.Allow(auth.Retain, m.Topic)) {
 		b.stats.NotAuthorized.Add(1)
 		if b.warn.due("publish not authorized") {
-			b.log.Warn("publish not authorized", "identity", c.Identity, "client", c.ClientID,
+			b.log.Warn("publish not authorized", "identity", p.Identity, "client", clientID,
 				"topic", m.Topic, "retain", m.Retain)
 		}
 		return 0, ErrNotAuthorized
@@ -188,20 +237,20 @@ func (c *Client) checkPublish(m *message.Message) (time.Duration, error) {
 	if max := b.cfg.Limits.MaxPayload; max > 0 && len(m.Payload) > max {
 		b.stats.RefusedPayload.Add(1)
 		if b.warn.due("max payload") {
-			b.log.Warn("publish refused: limits.max_payload exceeded", "identity", c.Identity,
-				"client", c.ClientID, "size", len(m.Payload), "max", max)
+			b.log.Warn("publish refused: limits.max_payload exceeded", "identity", p.Identity,
+				"client", clientID, "size", len(m.Payload), "max", max)
 		}
 		return 0, ErrPayloadTooLarge
 	}
-	stampSender(m, c.Identity)
-	if c.rate == nil {
+	stampSender(m, p.Identity)
+	if rate == nil {
 		return 0, nil
 	}
-	wait, ok := c.rate.take(time.Now().UnixNano(), len(m.Payload))
+	wait, ok := rate.take(time.Now().UnixNano(), len(m.Payload))
 	if !ok {
 		b.stats.RefusedRate.Add(1)
 		if b.warn.due("publish rate") {
-			b.log.Warn("publish refused: rate limit", "identity", c.Identity, "client", c.ClientID)
+			b.log.Warn("publish refused: rate limit", "identity", p.Identity, "client", clientID)
 		}
 		return 0, ErrRateLimited
 	}

@@ -89,7 +89,10 @@ type ConnectRequest struct {
 	// the principal it gets decides the client's identity and what it may do. A face passes them
 	// along and never decides.
 	Credentials auth.Credentials
-	CleanStart  bool
+	// Principal, when set, is used instead of authenticating Credentials: a face that already
+	// authenticated the request through Broker.Authenticate (HTTP) passes what it got.
+	Principal  *auth.Principal
+	CleanStart bool
 	// Expiry is the requested session expiry interval in seconds (NeverExpire: no expiry).
 	Expiry uint32
 	// ReceiveMax is how many unacknowledged QoS 1/2 deliveries the client accepts at once.

@@ -190,11 +190,14 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 	if b.cfg.MaxSessionExpiry > 0 && res.Expiry > b.cfg.MaxSessionExpiry {
 		res.Expiry = b.cfg.MaxSessionExpiry
 	}
-	creds := req.Credentials
-	creds.ClientID = res.ClientID
-	p, err := b.authenticate(ctx, creds)
-	if err != nil {
-		return nil, res, err
+	p := req.Principal
+	if p == nil {
+		creds := req.Credentials
+		creds.ClientID = res.ClientID
+		var err error
+		if p, err = b.authenticate(ctx, creds); err != nil {
+			return nil, res, err
+		}
 	}
 	res.Principal = p
 	if !allowWill(p, req.Will) {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/topic"
 )
@@ -8,7 +9,7 @@ import (
 // Publish routes a message from this client if its grants and limits allow. The message is
 // borrowed for the call (see message.Message); the core stamps its id, time and sender.
 func (c *Client) Publish(m *message.Message) (PublishResult, error) {
-	wait, err := c.checkPublish(m)
+	wait, err := c.b.checkPublish(c.principal, auth.Publish, c.ClientID, c.rate, m)
 	if err != nil {
 		return PublishResult{}, err
 	}

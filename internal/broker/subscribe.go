@@ -25,7 +25,7 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			out[i].Err = ErrFilterInvalid
 			continue
 		}
-		if !c.principal.AllowFilter(auth.Subscribe, r.Filter) {
+		if !c.principal.AllowFilter(auth.Subscribe, r.Filter) && !ownResponseFilter(c.ClientID, r.Filter) {
 			out[i].Err = ErrNotAuthorized
 			c.b.stats.NotAuthorized.Add(1)
 			if c.b.warn.due("subscribe not authorized") {

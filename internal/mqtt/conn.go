@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -377,16 +376,10 @@ func (c *conn) connack(p *packet.Connect, res broker.ConnectResult) *packet.Conn
 	}
 	if p.Props.RequestResponseInfo == 1 {
 		// A prefix under which this client may receive responses.
-		pr.ResponseInfo = []byte(responsePrefix(res.ClientID))
+		pr.ResponseInfo = []byte(broker.ResponsePrefix(res.ClientID))
 		pr.Set(packet.PropResponseInfo)
 	}
 	return ack
-}
-
-// responsePrefix is what a client asking for response information gets: a topic prefix that is
-// unique to its client id.
-func responsePrefix(clientID string) string {
-	return "$response/" + strings.ReplaceAll(strings.ReplaceAll(clientID, "/", "_"), "+", "_")
 }
 
 // refuse answers a failed CONNECT and closes the connection.

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 
 	"github.com/coder/websocket"
@@ -23,6 +25,8 @@ func (s *Server) routes(reg *prometheus.Registry, id mqtt.Identify) http.Handler
 	mux.Handle("GET /v1/stats", httpauth.Require(s.Auth, httpauth.Identify(id), auth.Admin,
 		func(*http.Request) string { return "stats" }, http.HandlerFunc(s.serveStats)))
 	mux.Handle("/v1/admin/", adminapi.New(s.Auth, httpauth.Identify(id), s.log))
+	s.HTTP.Register(mux, httpauth.Identify(id))
+	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
@@ -47,4 +51,23 @@ func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id m
 	}
 	nc := websocket.NetConn(r.Context(), ws, websocket.MessageBinary)
 	s.MQTT.ServeConnTLS(nc, r.TLS, id)
+}
+
+// serveReady answers GET /readyz: 200 while the broker takes clients and its store accepts
+// writes, 503 otherwise (a load balancer then sends clients elsewhere).
+func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := s.ready(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]string{"status": "unavailable", "reason": err.Error()})
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
+}
+
+func (s *Server) ready() error {
+	if err := s.Store.Health(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
 }

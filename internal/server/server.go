@@ -21,6 +21,7 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/certs"
 	"github.com/ternmq/tern/internal/config"
+	"github.com/ternmq/tern/internal/httpapi"
 	"github.com/ternmq/tern/internal/metrics"
 	"github.com/ternmq/tern/internal/mqtt"
 	"github.com/ternmq/tern/internal/store"
@@ -34,6 +35,7 @@ type Server struct {
 	log    *slog.Logger
 	Broker *broker.Broker
 	MQTT   *mqtt.Server
+	HTTP   *httpapi.Server
 	Store  store.Store
 	// Auth holds users, groups and tokens and decides who clients are.
 	Auth *auth.Authenticator
@@ -79,6 +81,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, Auth: a, addrs: map[string]net.Addr{},
 		tls: map[string]*certs.ServerTLS{}}
 	s.MQTT = mqtt.NewServer(b, mqttConfig(cfg), log)
+	s.HTTP = httpapi.New(b, httpapi.Config{}, log)
 	if err := s.listen(); err != nil {
 		_ = s.Close()
 		return nil, err

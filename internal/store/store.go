@@ -31,6 +31,8 @@ type Store interface {
 	LastMessageID() uint64
 	// DiskBytes is the store's size on disk (0 in memory).
 	DiskBytes() int64
+	// Health is nil while the store accepts writes, else why not (a failed disk, closed).
+	Health() error
 	Close() error
 }
 

@@ -36,6 +36,9 @@ func (s *Store) Sessions() store.Sessions { return (*sessions)(s) }
 // Retained implements store.Store.
 func (s *Store) Retained() store.Retained { return (*retained)(s) }
 
+// Health implements store.Store: memory does not fail.
+func (s *Store) Health() error { return nil }
+
 // Records implements store.Store.
 func (s *Store) Records() store.Records { return s.records }
 

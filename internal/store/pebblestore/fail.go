@@ -127,3 +127,12 @@ func (s *Store) commit(b *pebble.Batch) (err error) {
 	s.sync.applied.Add(1)
 	return b.Close()
 }
+
+// Health implements store.Store.
+func (s *Store) Health() error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	return s.failed()
+}

@@ -1,0 +1,137 @@
+// Package httpapi is tern's HTTP face: publish with a POST, subscribe by Server-Sent Events,
+// NDJSON streaming or long-poll, read retained messages and make requests that wait for a reply,
+// all on the same core as MQTT. Requests authenticate with Basic, Bearer or a client certificate
+// (internal/httpauth); the core decides what they may do.
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/httpauth"
+)
+
+// Config holds the face's limits.
+type Config struct {
+	// MaxBody caps a request body (a published payload); larger gets 413.
+	MaxBody int64
+	// StreamBuffer is how many messages may wait for one streaming subscriber before further
+	// ones are dropped (counted by the core as slow-consumer drops).
+	StreamBuffer int
+	// Heartbeat is how often an idle stream sends a comment or an empty line, so proxies keep it.
+	Heartbeat time.Duration
+	// PollWait is the longest a long-poll waits for a first message; RequestTimeout the default
+	// (and MaxRequestTimeout the longest) wait for a reply.
+	PollWait          time.Duration
+	RequestTimeout    time.Duration
+	MaxRequestTimeout time.Duration
+}
+
+// DefaultConfig returns the limits `tern serve` uses when nothing is configured.
+func DefaultConfig() Config {
+	return Config{
+		MaxBody:           1 << 20,
+		StreamBuffer:      1024,
+		Heartbeat:         15 * time.Second,
+		PollWait:          30 * time.Second,
+		RequestTimeout:    30 * time.Second,
+		MaxRequestTimeout: 5 * time.Minute,
+	}
+}
+
+// Stats are the face's counters.
+type Stats struct {
+	Published atomic.Uint64
+	Streams   atomic.Int64
+	Requests  atomic.Uint64
+}
+
+// Server serves the HTTP API for one core.
+type Server struct {
+	b        *broker.Broker
+	cfg      Config
+	log      *slog.Logger
+	identify httpauth.Identify
+	stats    *Stats
+}
+
+// New returns the HTTP face.
+func New(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := DefaultConfig()
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = d.MaxBody
+	}
+	if cfg.StreamBuffer <= 0 {
+		cfg.StreamBuffer = d.StreamBuffer
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = d.Heartbeat
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = d.PollWait
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = d.RequestTimeout
+	}
+	if cfg.MaxRequestTimeout < cfg.RequestTimeout {
+		cfg.MaxRequestTimeout = max(d.MaxRequestTimeout, cfg.RequestTimeout)
+	}
+	return &Server{b: b, cfg: cfg, log: log, stats: &Stats{}}
+}
+
+// Stats returns the face's counters.
+func (s *Server) Stats() *Stats { return s.stats }
+
+// Register adds the face's routes to one listener's mux. identify names that listener's clients
+// by their TLS certificates (nil without TLS).
+func (s *Server) Register(mux *http.ServeMux, identify httpauth.Identify) {
+	v := *s
+	v.identify = identify
+	s = &v
+	mux.HandleFunc("POST /v1/pub/{topic...}", s.publish)
+	mux.HandleFunc("GET /v1/sub/{filter...}", s.subscribe)
+	mux.HandleFunc("GET /v1/retained/{filter...}", s.retained)
+	mux.HandleFunc("POST /v1/req/{topic...}", s.request)
+}
+
+// principal authenticates the request, or answers it (401, 429, 503) and returns nil.
+func (s *Server) principal(w http.ResponseWriter, r *http.Request) *auth.Principal {
+	p, err := s.b.Authenticate(r.Context(), httpauth.Credentials(r, s.identify, "http"))
+	if err != nil {
+		httpauth.Refuse(w, err)
+		return nil
+	}
+	return p
+}
+
+// fail answers a core error with its HTTP status and a stable code.
+func fail(w http.ResponseWriter, err error) {
+	status, code := http.StatusInternalServerError, "internal_error"
+	switch {
+	case errors.Is(err, broker.ErrTopicInvalid):
+		status, code = http.StatusBadRequest, "topic_invalid"
+	case errors.Is(err, broker.ErrFilterInvalid):
+		status, code = http.StatusBadRequest, "filter_invalid"
+	case errors.Is(err, broker.ErrNotAuthorized):
+		status, code = http.StatusForbidden, "not_authorized"
+	case errors.Is(err, broker.ErrPayloadTooLarge):
+		status, code = http.StatusRequestEntityTooLarge, "payload_too_large"
+	case errors.Is(err, broker.ErrRateLimited):
+		status, code = http.StatusTooManyRequests, "rate_limited"
+	case errors.Is(err, broker.ErrQuotaExceeded):
+		status, code = http.StatusTooManyRequests, "quota_exceeded"
+	case errors.Is(err, broker.ErrRetainNotSupported):
+		status, code = http.StatusBadRequest, "retain_not_supported"
+	case errors.Is(err, broker.ErrStorage), errors.Is(err, broker.ErrServerShuttingDown):
+		status, code = http.StatusServiceUnavailable, "unavailable"
+	}
+	httpauth.WriteError(w, status, code, err.Error())
+}

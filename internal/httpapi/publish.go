@@ -1,0 +1,208 @@
+package httpapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/httpauth"
+	"github.com/ternmq/tern/internal/message"
+)
+
+// PublishResult is the answer to a publish.
+type PublishResult struct {
+	ID      string `json:"id"`
+	Topic   string `json:"topic"`
+	Matched int    `json:"matched"`
+}
+
+// readMessage builds a message from the request: the body is the payload; qos, retain, expiry
+// (seconds), content_type, response_topic, correlation_data and prop=key=value (repeatable) come
+// from the query. The Content-Type header is the content type unless it is curl's form default.
+func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, topicName string) (*message.Message, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		httpauth.WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body larger than %d bytes", s.cfg.MaxBody))
+		return nil, false
+	}
+	if err != nil {
+		httpauth.WriteError(w, http.StatusBadRequest, "bad_request", "reading the body: "+err.Error())
+		return nil, false
+	}
+	q := r.URL.Query()
+	m := &message.Message{Topic: topicName, Payload: body}
+	bad := func(msg string) (*message.Message, bool) {
+		httpauth.WriteError(w, http.StatusBadRequest, "bad_parameter", msg)
+		return nil, false
+	}
+	if v := q.Get("qos"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 2 {
+			return bad("qos must be 0, 1 or 2")
+		}
+		m.QoS = byte(n)
+	}
+	if v := q.Get("retain"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return bad("retain must be true or false")
+		}
+		m.Retain = b
+	}
+	if v := q.Get("expiry"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			return bad("expiry must be a positive number of seconds")
+		}
+		m.Expires = time.Now().Add(time.Duration(n) * time.Second).UnixNano()
+	}
+	m.Props.ContentType = q.Get("content_type")
+	if ct := r.Header.Get("Content-Type"); m.Props.ContentType == "" && ct != "" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/x-www-form-urlencoded" {
+			m.Props.ContentType = ct
+		}
+	}
+	m.Props.ResponseTopic = q.Get("response_topic")
+	if v := q.Get("correlation_data"); v != "" {
+		m.Props.CorrelationData = []byte(v)
+	}
+	for _, kv := range q["prop"] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return bad("prop must be key=value")
+		}
+		m.Props.User = append(m.Props.User, message.UserProperty{Key: k, Value: v})
+	}
+	return m, true
+}
+
+// publish answers POST /v1/pub/{topic...}. A QoS 1 or 2 publish is answered once every durable
+// copy is on disk.
+func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
+	p := s.principal(w, r)
+	if p == nil {
+		return
+	}
+	m, ok := s.readMessage(w, r, r.PathValue("topic"))
+	if !ok {
+		return
+	}
+	res, err := s.b.PublishAs(p, auth.Publish, m)
+	if err == nil && res.Durable != nil {
+		err = res.Durable.Wait()
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	s.stats.Published.Add(1)
+	writeJSON(w, http.StatusOK, PublishResult{ID: strconv.FormatUint(m.ID, 10), Topic: m.Topic, Matched: res.Matched})
+}
+
+// request answers POST /v1/req/{topic...}: it publishes the body with a response topic and waits
+// for the first reply (timeout=10s, at most MaxRequestTimeout). Nobody subscribed: 503 at once.
+// The reply's payload is the answer's body, its content type the Content-Type.
+func (s *Server) request(w http.ResponseWriter, r *http.Request) {
+	p := s.principal(w, r)
+	if p == nil {
+		return
+	}
+	timeout := s.cfg.RequestTimeout
+	if v := r.URL.Query().Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > s.cfg.MaxRequestTimeout {
+			httpauth.WriteError(w, http.StatusBadRequest, "bad_parameter", fmt.Sprintf("timeout must be a duration up to %s", s.cfg.MaxRequestTimeout))
+			return
+		}
+		timeout = d
+	}
+	m, ok := s.readMessage(w, r, r.PathValue("topic"))
+	if !ok {
+		return
+	}
+	s.stats.Requests.Add(1)
+	// An ephemeral session receives the reply below its own response prefix.
+	var corr [12]byte
+	_, _ = rand.Read(corr[:])
+	k := newSink(4)
+	c, res, err := s.b.Connect(r.Context(), broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	defer c.Disconnect(broker.DisconnectRequest{Graceful: true})
+	replyTopic := broker.ResponsePrefix(res.ClientID) + "/reply"
+	if sr := c.Subscribe([]broker.SubscribeRequest{{Filter: replyTopic, QoS: 1}}); sr[0].Err != nil {
+		fail(w, sr[0].Err)
+		return
+	}
+	c.Start()
+	m.Props.ResponseTopic = replyTopic
+	m.Props.CorrelationData = []byte(hex.EncodeToString(corr[:]))
+	pr, err := s.b.PublishAs(p, auth.Call, m)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if pr.Matched == 0 {
+		httpauth.WriteError(w, http.StatusServiceUnavailable, "no_responders", "nobody is subscribed to "+m.Topic)
+		return
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case d := <-k.ch:
+			if string(d.msg.Props.CorrelationData) != string(m.Props.CorrelationData) {
+				c.Acked(d.pid)
+				continue // a stray reply to this prefix
+			}
+			c.Acked(d.pid)
+			writeReply(w, d.msg)
+			return
+		case <-timer.C:
+			httpauth.WriteError(w, http.StatusGatewayTimeout, "timeout", "no reply within "+timeout.String())
+			return
+		case <-k.closed:
+			fail(w, k.reason())
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func writeReply(w http.ResponseWriter, m *message.Message) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	if m.Props.ContentType != "" {
+		h.Set("Content-Type", m.Props.ContentType)
+	}
+	h.Set("X-Tern-Message-Id", strconv.FormatUint(m.ID, 10))
+	h.Set("X-Tern-Topic", m.Topic)
+	if m.Sender != "" {
+		h.Set("X-Tern-Sender", m.Sender)
+	}
+	for _, u := range m.Props.User {
+		h.Add("X-Tern-Property", u.Key+"="+u.Value)
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(m.Payload)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

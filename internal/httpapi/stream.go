@@ -1,0 +1,317 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/httpauth"
+	"github.com/ternmq/tern/internal/message"
+)
+
+// delivery is a message handed to an HTTP subscriber, owned by it.
+type delivery struct {
+	msg    *message.Message
+	pid    uint16
+	retain bool
+}
+
+// sink is a broker.Sink feeding a bounded channel that one HTTP handler drains. When the channel
+// is full a QoS 0 message is dropped (the core counts it); QoS 1 ones wait in the session.
+type sink struct {
+	ch     chan delivery
+	busy   atomic.Bool // Send answered Busy: the core waits for Client.Drained
+	closed chan struct{}
+	once   sync.Once
+	mu     sync.Mutex
+	why    error
+}
+
+func newSink(n int) *sink { return &sink{ch: make(chan delivery, n), closed: make(chan struct{})} }
+
+func (k *sink) Send(d broker.Delivery) broker.SendResult {
+	select {
+	case k.ch <- delivery{msg: d.Msg.Clone(), pid: d.PacketID, retain: d.Retain}:
+		return broker.Sent
+	default:
+		k.busy.Store(true)
+		return broker.Busy
+	}
+}
+
+// drained tells the core there is room again if it was told there was none.
+func (k *sink) drained(c *broker.Client) {
+	if k.busy.Swap(false) {
+		c.Drained()
+	}
+}
+
+func (k *sink) Release(uint16) {}
+
+func (k *sink) Close(reason error) {
+	k.once.Do(func() {
+		k.mu.Lock()
+		k.why = reason
+		k.mu.Unlock()
+		close(k.closed)
+	})
+}
+
+// Drained is never asked for: Send does not answer Congested.
+func (k *sink) Drained() <-chan struct{} { return nil }
+
+func (k *sink) reason() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.why == nil {
+		return broker.ErrServerShuttingDown
+	}
+	return k.why
+}
+
+// format is how a subscriber receives messages.
+type format int
+
+const (
+	formatSSE format = iota
+	formatNDJSON
+	formatPoll
+)
+
+// chooseFormat reads ?format= (sse, ndjson, poll), ?poll=1, or the Accept header; SSE by default.
+func chooseFormat(r *http.Request) (format, bool) {
+	q := r.URL.Query()
+	switch q.Get("format") {
+	case "sse":
+		return formatSSE, true
+	case "ndjson":
+		return formatNDJSON, true
+	case "poll", "json":
+		return formatPoll, true
+	case "":
+	default:
+		return 0, false
+	}
+	if q.Get("poll") == "1" || q.Get("poll") == "true" {
+		return formatPoll, true
+	}
+	accept := r.Header.Get("Accept")
+	switch {
+	case strings.Contains(accept, "application/x-ndjson"):
+		return formatNDJSON, true
+	case strings.Contains(accept, "text/event-stream"):
+		return formatSSE, true
+	}
+	return formatSSE, true
+}
+
+// subscribe answers GET /v1/sub/{filter...}. With ?session=ID the subscription lives in a
+// persistent session of that id (?session_expiry= seconds, default 300), so messages queue
+// between long-polls or while a stream reconnects; without, it ends with the request. In a
+// session, delivery is at least once: a message is acknowledged to the core only after it was
+// written to the client, and what was not is delivered again on the next request.
+func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
+	p := s.principal(w, r)
+	if p == nil {
+		return
+	}
+	f, ok := chooseFormat(r)
+	if !ok {
+		httpauth.WriteError(w, http.StatusBadRequest, "bad_parameter", "format must be sse, ndjson or poll")
+		return
+	}
+	q := r.URL.Query()
+	// The in-flight window fits the buffer, so acknowledged deliveries are never refused by it.
+	req := broker.ConnectRequest{Principal: p, CleanStart: true, ReceiveMax: uint16(min(s.cfg.StreamBuffer, 65535))}
+	if id := q.Get("session"); id != "" {
+		req.ClientID, req.CleanStart, req.Expiry = id, false, 300
+		if v := q.Get("session_expiry"); v != "" {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 {
+				httpauth.WriteError(w, http.StatusBadRequest, "bad_parameter", "session_expiry must be a positive number of seconds")
+				return
+			}
+			req.Expiry = uint32(n)
+		}
+	}
+	wait := s.cfg.PollWait
+	if v := q.Get("wait"); v != "" && f == formatPoll {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > s.cfg.PollWait {
+			httpauth.WriteError(w, http.StatusBadRequest, "bad_parameter", fmt.Sprintf("wait must be a duration up to %s", s.cfg.PollWait))
+			return
+		}
+		wait = d
+	}
+	k := newSink(s.cfg.StreamBuffer)
+	req.Sink = k
+	c, _, err := s.b.Connect(r.Context(), req)
+	if err != nil {
+		if errors.Is(err, broker.ErrClientIDInUse) {
+			httpauth.WriteError(w, http.StatusConflict, "session_in_use", err.Error())
+			return
+		}
+		fail(w, err)
+		return
+	}
+	defer c.Disconnect(broker.DisconnectRequest{Graceful: true})
+	qos := byte(0)
+	if !req.CleanStart {
+		qos = 1
+	}
+	res := c.Subscribe([]broker.SubscribeRequest{{Filter: r.PathValue("filter"), QoS: qos}})
+	if res[0].Err != nil {
+		fail(w, res[0].Err)
+		return
+	}
+	s.stats.Streams.Add(1)
+	defer s.stats.Streams.Add(-1)
+	c.Start()
+	c.SendRetained(res)
+	if f == formatPoll {
+		s.poll(w, r, c, k, wait)
+		return
+	}
+	s.stream(w, r, c, k, f)
+}
+
+// ack tells the core the deliveries written to the client arrived (QoS 1 ones, in a session).
+func ack(c *broker.Client, ds []delivery) {
+	for _, d := range ds {
+		if d.pid != 0 {
+			c.Acked(d.pid)
+		}
+	}
+}
+
+// stream writes deliveries as they come, flushing after each burst, with heartbeats when idle.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client, k *sink, f format) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx would otherwise buffer the stream
+	if f == formatSSE {
+		h.Set("Content-Type", "text/event-stream")
+	} else {
+		h.Set("Content-Type", "application/x-ndjson")
+	}
+	w.WriteHeader(http.StatusOK)
+	if f == formatSSE {
+		_, _ = w.Write([]byte(": subscribed\n\n"))
+	}
+	if rc.Flush() != nil {
+		return
+	}
+	beat := time.NewTicker(s.cfg.Heartbeat)
+	defer beat.Stop()
+	var buf []byte
+	var sent []delivery
+	for {
+		select {
+		case d := <-k.ch:
+			buf = appendFrame(buf[:0], d, f)
+			sent = append(sent[:0], d)
+			// Take what else is waiting, so one flush carries a burst.
+			for more := true; more && len(buf) < 64<<10; {
+				select {
+				case d := <-k.ch:
+					buf = appendFrame(buf, d, f)
+					sent = append(sent, d)
+				default:
+					more = false
+				}
+			}
+			if _, err := w.Write(buf); err != nil || rc.Flush() != nil {
+				return
+			}
+			ack(c, sent)
+			k.drained(c)
+		case <-beat.C:
+			hb := []byte("\n")
+			if f == formatSSE {
+				hb = []byte(": keep-alive\n\n")
+			}
+			if _, err := w.Write(hb); err != nil || rc.Flush() != nil {
+				return
+			}
+		case <-k.closed:
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func appendFrame(b []byte, d delivery, f format) []byte {
+	ev := encodeEvent(d.msg, d.retain)
+	if f == formatSSE {
+		b = append(b, "id: "...)
+		b = strconv.AppendUint(b, d.msg.ID, 10)
+		b = append(b, "\nevent: message\ndata: "...)
+		b = append(b, ev...)
+		return append(b, "\n\n"...)
+	}
+	b = append(b, ev...)
+	return append(b, '\n')
+}
+
+// poll waits up to wait for a first message and answers a JSON array of what has arrived (at most
+// 1,000), [] when nothing did.
+func (s *Server) poll(w http.ResponseWriter, r *http.Request, c *broker.Client, k *sink, wait time.Duration) {
+	var events []Event
+	var got []delivery
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case d := <-k.ch:
+		events = append(events, eventOf(d.msg, d.retain))
+		got = append(got, d)
+	case <-timer.C:
+	case <-k.closed:
+		fail(w, k.reason())
+		return
+	case <-r.Context().Done():
+		return
+	}
+	for more := len(events) > 0; more && len(events) < 1000; {
+		select {
+		case d := <-k.ch:
+			events = append(events, eventOf(d.msg, d.retain))
+			got = append(got, d)
+		default:
+			more = false
+		}
+	}
+	if events == nil {
+		events = []Event{}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, events)
+	if rc := http.NewResponseController(w); rc.Flush() == nil {
+		ack(c, got)
+	}
+}
+
+// retained answers GET /v1/retained/{filter...}: the retained messages the filter matches.
+func (s *Server) retained(w http.ResponseWriter, r *http.Request) {
+	p := s.principal(w, r)
+	if p == nil {
+		return
+	}
+	ms, err := s.b.RetainedFor(p, r.PathValue("filter"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	events := make([]Event, 0, len(ms))
+	for _, m := range ms {
+		events = append(events, eventOf(m, true))
+	}
+	writeJSON(w, http.StatusOK, events)
+}
