@@ -30,7 +30,7 @@ type PublishResult struct {
 // (seconds), content_type, response_topic, correlation_data and prop=key=value (repeatable) come
 // from the query. The Content-Type header is the content type unless it is curl's form default.
 func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, topicName string) (*message.Message, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	body, err := readBody(w, r, s.cfg.MaxBody)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		httpauth.WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body larger than %d bytes", s.cfg.MaxBody))
@@ -40,8 +40,17 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, topicName s
 		httpauth.WriteError(w, http.StatusBadRequest, "bad_request", "reading the body: "+err.Error())
 		return nil, false
 	}
-	q := r.URL.Query()
 	m := &message.Message{Topic: topicName, Payload: body}
+	if r.URL.RawQuery == "" {
+		// The common case: no parameters to parse.
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			if mt, _, _ := mime.ParseMediaType(ct); mt != "application/x-www-form-urlencoded" {
+				m.Props.ContentType = ct
+			}
+		}
+		return m, true
+	}
+	q := r.URL.Query()
 	bad := func(msg string) (*message.Message, bool) {
 		httpauth.WriteError(w, http.StatusBadRequest, "bad_parameter", msg)
 		return nil, false
@@ -107,7 +116,47 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.Published.Add(1)
-	writeJSON(w, http.StatusOK, PublishResult{ID: strconv.FormatUint(m.ID, 10), Topic: m.Topic, Matched: res.Matched})
+	// Written by hand: this is the hot path of HTTP publishing, and the fields need no escaping
+	// except the topic.
+	b := make([]byte, 0, 64+len(m.Topic))
+	b = append(b, `{"id":"`...)
+	b = strconv.AppendUint(b, m.ID, 10)
+	b = append(b, `","topic":`...)
+	b = appendJSONString(b, m.Topic)
+	b = append(b, `,"matched":`...)
+	b = strconv.AppendInt(b, int64(res.Matched), 10)
+	b = append(b, "}\n"...)
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	_, _ = w.Write(b)
+}
+
+var jsonContentType = []string{"application/json"}
+
+// appendJSONString appends s as a JSON string; plain ASCII is copied as is.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// readBody reads a request body of at most limit bytes, sized from Content-Length when known.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(rd)
 }
 
 // request answers POST /v1/req/{topic...}: it publishes the body with a response topic and waits
