@@ -36,7 +36,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		MaxBody:           1 << 20,
-		StreamBuffer:      1024,
+		StreamBuffer:      128,
 		Heartbeat:         15 * time.Second,
 		PollWait:          30 * time.Second,
 		RequestTimeout:    30 * time.Second,

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,9 +16,13 @@ import (
 	"github.com/ternmq/tern/internal/message"
 )
 
-// delivery is a message handed to an HTTP subscriber, owned by it.
+// delivery is a message handed to an HTTP subscriber: its JSON event (frame, shared between
+// subscribers and never modified) for the streaming formats, or the message itself (owned) for
+// the handlers that need its fields.
 type delivery struct {
 	msg    *message.Message
+	frame  []byte
+	id     uint64
 	pid    uint16
 	retain bool
 }
@@ -25,6 +30,8 @@ type delivery struct {
 // sink is a broker.Sink feeding a bounded channel that one HTTP handler drains. When the channel
 // is full a QoS 0 message is dropped (the core counts it); QoS 1 ones wait in the session.
 type sink struct {
+	// frames: deliveries carry the encoded event, not a copy of the message.
+	frames bool
 	ch     chan delivery
 	busy   atomic.Bool // Send answered Busy: the core waits for Client.Drained
 	closed chan struct{}
@@ -35,14 +42,43 @@ type sink struct {
 
 func newSink(n int) *sink { return &sink{ch: make(chan delivery, n), closed: make(chan struct{})} }
 
+func newFrameSink(n int) *sink {
+	k := newSink(n)
+	k.frames = true
+	return k
+}
+
 func (k *sink) Send(d broker.Delivery) broker.SendResult {
+	dv := delivery{id: d.Msg.ID, pid: d.PacketID, retain: d.Retain}
+	if k.frames {
+		dv.frame = jsonFrame(d)
+	} else {
+		dv.msg = d.Msg.Clone()
+	}
 	select {
-	case k.ch <- delivery{msg: d.Msg.Clone(), pid: d.PacketID, retain: d.Retain}:
+	case k.ch <- dv:
 		return broker.Sent
 	default:
 		k.busy.Store(true)
 		return broker.Busy
 	}
+}
+
+// jsonFrame is the delivery's JSON event, encoded once per message and retain flag when the
+// message goes to several subscribers. (A single delivery's message may be borrowed from the
+// publisher's buffer, so it is encoded without caching.)
+func jsonFrame(d broker.Delivery) []byte {
+	if !d.Many {
+		return encodeEvent(d.Msg, d.Retain)
+	}
+	slot := message.SlotJSON
+	if d.Retain {
+		slot++
+	}
+	if f := d.Msg.Frames.Load(slot); f != nil {
+		return f
+	}
+	return d.Msg.Frames.Store(slot, encodeEvent(d.Msg, d.Retain))
 }
 
 // drained tells the core there is room again if it was told there was none.
@@ -149,7 +185,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = d
 	}
-	k := newSink(s.cfg.StreamBuffer)
+	k := newFrameSink(s.cfg.StreamBuffer)
 	req.Sink = k
 	c, _, err := s.b.Connect(r.Context(), req)
 	if err != nil {
@@ -210,27 +246,32 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 	}
 	beat := time.NewTicker(s.cfg.Heartbeat)
 	defer beat.Stop()
-	var buf []byte
+	// Frames go straight into the response's own buffer (4 KiB, written out when full); one
+	// flush ends a burst. The stream keeps no buffer of its own between bursts: with thousands
+	// of idle streams that matters more than the copy.
+	var head [48]byte
 	var sent []delivery
 	for {
 		select {
 		case d := <-k.ch:
-			buf = appendFrame(buf[:0], d, f)
 			sent = append(sent[:0], d)
+			err := writeFrame(w, head[:0], d, f)
 			// Take what else is waiting, so one flush carries a burst.
-			for more := true; more && len(buf) < 64<<10; {
+			for more := err == nil && len(sent) < 256; more; {
 				select {
 				case d := <-k.ch:
-					buf = appendFrame(buf, d, f)
 					sent = append(sent, d)
+					err = writeFrame(w, head[:0], d, f)
+					more = err == nil && len(sent) < 256
 				default:
 					more = false
 				}
 			}
-			if _, err := w.Write(buf); err != nil || rc.Flush() != nil {
+			if err != nil || rc.Flush() != nil {
 				return
 			}
 			ack(c, sent)
+			clear(sent) // drop the frames' references until the next burst
 			k.drained(c)
 		case <-beat.C:
 			hb := []byte("\n")
@@ -248,29 +289,36 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 	}
 }
 
-func appendFrame(b []byte, d delivery, f format) []byte {
-	ev := encodeEvent(d.msg, d.retain)
+// writeFrame writes one event: SSE's id, event and data lines, or an NDJSON line. head is scratch
+// for the SSE prefix.
+func writeFrame(w http.ResponseWriter, head []byte, d delivery, f format) error {
 	if f == formatSSE {
-		b = append(b, "id: "...)
-		b = strconv.AppendUint(b, d.msg.ID, 10)
-		b = append(b, "\nevent: message\ndata: "...)
-		b = append(b, ev...)
-		return append(b, "\n\n"...)
+		head = append(head, "id: "...)
+		head = strconv.AppendUint(head, d.id, 10)
+		head = append(head, "\nevent: message\ndata: "...)
+		if _, err := w.Write(head); err != nil {
+			return err
+		}
 	}
-	b = append(b, ev...)
-	return append(b, '\n')
+	if _, err := w.Write(d.frame); err != nil {
+		return err
+	}
+	end := "\n"
+	if f == formatSSE {
+		end = "\n\n"
+	}
+	_, err := io.WriteString(w, end)
+	return err
 }
 
 // poll waits up to wait for a first message and answers a JSON array of what has arrived (at most
 // 1,000), [] when nothing did.
 func (s *Server) poll(w http.ResponseWriter, r *http.Request, c *broker.Client, k *sink, wait time.Duration) {
-	var events []Event
 	var got []delivery
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case d := <-k.ch:
-		events = append(events, eventOf(d.msg, d.retain))
 		got = append(got, d)
 	case <-timer.C:
 	case <-k.closed:
@@ -279,20 +327,26 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, c *broker.Client, 
 	case <-r.Context().Done():
 		return
 	}
-	for more := len(events) > 0; more && len(events) < 1000; {
+	for more := len(got) > 0; more && len(got) < 1000; {
 		select {
 		case d := <-k.ch:
-			events = append(events, eventOf(d.msg, d.retain))
 			got = append(got, d)
 		default:
 			more = false
 		}
 	}
-	if events == nil {
-		events = []Event{}
+	b := []byte{'['}
+	for i, d := range got {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, d.frame...)
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, events)
+	b = append(b, "]\n"...)
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 	if rc := http.NewResponseController(w); rc.Flush() == nil {
 		ack(c, got)
 	}

@@ -59,8 +59,12 @@ type FrameCache struct {
 	slots [FrameSlots]atomic.Pointer[[]byte]
 }
 
-// FrameSlots is the number of encodings a FrameCache holds.
-const FrameSlots = 8
+// FrameSlots is the number of encodings a FrameCache holds: 0-7 are MQTT's PUBLISH variants,
+// SlotJSON and SlotJSON+1 the HTTP face's JSON event without and with the retain flag.
+const FrameSlots = 10
+
+// SlotJSON is the first of the HTTP face's two slots.
+const SlotJSON = 8
 
 // Load returns the encoding in slot i, or nil.
 func (c *FrameCache) Load(i int) []byte {
