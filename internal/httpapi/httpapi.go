@@ -100,6 +100,7 @@ func (s *Server) Register(mux *http.ServeMux, identify httpauth.Identify) {
 	mux.HandleFunc("GET /v1/sub/{filter...}", s.subscribe)
 	mux.HandleFunc("GET /v1/retained/{filter...}", s.retained)
 	mux.HandleFunc("POST /v1/req/{topic...}", s.request)
+	mux.HandleFunc("GET /v1/ws", s.websocketAPI)
 }
 
 // principal authenticates the request, or answers it (401, 429, 503) and returns nil.

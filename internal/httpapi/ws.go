@@ -1,0 +1,269 @@
+package httpapi
+
+// GET /v1/ws: a WebSocket speaking JSON text frames, for browsers and scripts that want to
+// publish and subscribe on one connection.
+//
+// Client to server, each with an optional "id" echoed in the answer:
+//
+//	{"op":"auth","username":"u","password":"p"} or {"op":"auth","token":"..."}   (the first frame,
+//	                                              when the upgrade request carried no credentials
+//	                                              and anonymous access is off; -> {"op":"authed"})
+//	{"op":"sub","filter":"a/#","qos":1}          -> {"op":"suback","filter":"a/#","qos":1}
+//	{"op":"unsub","filter":"a/#"}                -> {"op":"unsuback","filter":"a/#"}
+//	{"op":"pub","topic":"a/b","payload":"text","qos":1,"retain":false}
+//	                                             -> {"op":"puback","message_id":"..."} (with an id or qos > 0)
+//	{"op":"ack","ack":7}                         acknowledges a QoS 1 delivery
+//
+// Server to client: {"op":"msg","ack":7,"message":{...Event}} ("ack" only for QoS 1), and
+// {"op":"error","code":"...","message":"..."} for a refused operation (the connection stays).
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/httpauth"
+	"github.com/ternmq/tern/internal/message"
+)
+
+// wsRequest is a client frame.
+type wsRequest struct {
+	Op             string         `json:"op"`
+	ID             any            `json:"id,omitempty"`
+	Username       string         `json:"username,omitempty"`
+	Password       string         `json:"password,omitempty"`
+	Token          string         `json:"token,omitempty"`
+	Filter         string         `json:"filter,omitempty"`
+	Topic          string         `json:"topic,omitempty"`
+	Payload        *string        `json:"payload,omitempty"`
+	PayloadBase64  string         `json:"payload_base64,omitempty"`
+	QoS            byte           `json:"qos,omitempty"`
+	Retain         bool           `json:"retain,omitempty"`
+	ContentType    string         `json:"content_type,omitempty"`
+	Expiry         uint32         `json:"expiry,omitempty"`
+	UserProperties []UserProperty `json:"user_properties,omitempty"`
+	Ack            uint16         `json:"ack,omitempty"`
+}
+
+// wsReply is a server frame other than a message.
+type wsReply struct {
+	Op        string `json:"op"`
+	ID        any    `json:"id,omitempty"`
+	Filter    string `json:"filter,omitempty"`
+	QoS       *byte  `json:"qos,omitempty"`
+	MessageID string `json:"message_id,omitempty"`
+	Code      string `json:"code,omitempty"`
+	Message   string `json:"message,omitempty"`
+}
+
+const wsWriteTimeout = 10 * time.Second
+
+// websocketAPI serves GET /v1/ws.
+func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
+	creds := httpauth.Credentials(r, s.identify, "http")
+	var p *auth.Principal
+	if creds.Username != "" || creds.Token != "" || creds.CertIdentity != "" {
+		// Credentials on the upgrade request are checked before it, so a refusal is a plain 401.
+		var err error
+		if p, err = s.b.Authenticate(r.Context(), creds); err != nil {
+			httpauth.Refuse(w, err)
+			return
+		}
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: []string{"*"}})
+	if err != nil {
+		return
+	}
+	ws.SetReadLimit(s.cfg.MaxBody + 4096)
+	defer ws.CloseNow()
+	ctx := r.Context()
+	send := func(v any) error {
+		b, _ := json.Marshal(v)
+		wctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
+		defer cancel()
+		return ws.Write(wctx, websocket.MessageText, b)
+	}
+	if p == nil {
+		if p = s.wsAuth(ctx, ws, creds, send); p == nil {
+			return
+		}
+	}
+	k := newFrameSink(s.cfg.StreamBuffer)
+	req := broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k, ReceiveMax: uint16(min(s.cfg.StreamBuffer, 65535))}
+	if id := r.URL.Query().Get("session"); id != "" {
+		req.ClientID, req.CleanStart, req.Expiry = id, false, 300
+	}
+	c, _, err := s.b.Connect(ctx, req)
+	if err != nil {
+		_ = ws.Close(websocket.StatusPolicyViolation, err.Error())
+		return
+	}
+	defer c.Disconnect(broker.DisconnectRequest{Graceful: true})
+	c.Start()
+	s.stats.Streams.Add(1)
+	defer s.stats.Streams.Add(-1)
+
+	// One goroutine reads and handles the client's frames; this one writes deliveries. Answers
+	// to the client's operations go through out so that all writes come from here.
+	out := make(chan any, 16)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer cancel()
+		for {
+			typ, data, err := ws.Read(ctx)
+			if err != nil {
+				return
+			}
+			var q wsRequest
+			if typ != websocket.MessageText || json.Unmarshal(data, &q) != nil {
+				_ = ws.Close(websocket.StatusUnsupportedData, "frames are JSON text")
+				return
+			}
+			if reply := s.wsHandle(c, p, &q); reply != nil {
+				select {
+				case out <- reply:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	var frame []byte
+	for {
+		select {
+		case d := <-k.ch:
+			frame = append(frame[:0], `{"op":"msg"`...)
+			if d.pid != 0 {
+				frame = append(frame, `,"ack":`...)
+				frame = strconv.AppendUint(frame, uint64(d.pid), 10)
+			}
+			frame = append(frame, `,"message":`...)
+			frame = append(frame, d.frame...)
+			frame = append(frame, '}')
+			wctx, wcancel := context.WithTimeout(ctx, wsWriteTimeout)
+			err := ws.Write(wctx, websocket.MessageText, frame)
+			wcancel()
+			if err != nil {
+				return
+			}
+			k.drained(c)
+		case v := <-out:
+			if send(v) != nil {
+				return
+			}
+		case <-k.closed:
+			_ = ws.Close(websocket.StatusGoingAway, k.reason().Error())
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// wsAuth authenticates a connection whose upgrade request carried no credentials: anonymously
+// if that is allowed, or else by a first frame {"op":"auth", ...} within 10 s. It returns nil
+// when refused (the client was told).
+func (s *Server) wsAuth(ctx context.Context, ws *websocket.Conn, creds auth.Credentials, send func(any) error) *auth.Principal {
+	if p, err := s.b.Authenticate(ctx, creds); err == nil {
+		return p
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, data, err := ws.Read(rctx)
+	if err != nil {
+		return nil
+	}
+	var q wsRequest
+	if json.Unmarshal(data, &q) != nil || q.Op != "auth" {
+		_ = send(wsReply{Op: "error", Code: "unauthorized", Message: `send {"op":"auth", ...} first`})
+		_ = ws.Close(websocket.StatusPolicyViolation, "unauthorized")
+		return nil
+	}
+	creds.Username, creds.Password, creds.Token = q.Username, []byte(q.Password), q.Token
+	p, err := s.b.Authenticate(ctx, creds)
+	if err != nil {
+		_, code := httpauth.Status(err)
+		_ = send(wsReply{Op: "error", ID: q.ID, Code: code, Message: err.Error()})
+		_ = ws.Close(websocket.StatusPolicyViolation, code)
+		return nil
+	}
+	_ = send(wsReply{Op: "authed", ID: q.ID})
+	return p
+}
+
+// wsHandle runs one client operation and returns the answer to send, if any.
+func (s *Server) wsHandle(c *broker.Client, p *auth.Principal, q *wsRequest) any {
+	fail := func(err error) any {
+		code := "error"
+		switch {
+		case errors.Is(err, broker.ErrNotAuthorized):
+			code = "not_authorized"
+		case errors.Is(err, broker.ErrTopicInvalid):
+			code = "topic_invalid"
+		case errors.Is(err, broker.ErrFilterInvalid):
+			code = "filter_invalid"
+		case errors.Is(err, broker.ErrQuotaExceeded):
+			code = "quota_exceeded"
+		}
+		return wsReply{Op: "error", ID: q.ID, Code: code, Message: err.Error()}
+	}
+	switch q.Op {
+	case "sub":
+		res := c.Subscribe([]broker.SubscribeRequest{{Filter: q.Filter, QoS: min(q.QoS, 1)}})
+		if res[0].Err != nil {
+			return fail(res[0].Err)
+		}
+		c.SendRetained(res)
+		qos := res[0].QoS
+		return wsReply{Op: "suback", ID: q.ID, Filter: q.Filter, QoS: &qos}
+	case "unsub":
+		c.Unsubscribe([]string{q.Filter})
+		return wsReply{Op: "unsuback", ID: q.ID, Filter: q.Filter}
+	case "ack":
+		c.Acked(q.Ack)
+		return nil
+	case "auth":
+		return wsReply{Op: "error", ID: q.ID, Code: "bad_op", Message: "already authenticated: auth goes on the upgrade request or in the first frame"}
+	case "pub":
+		m := &message.Message{Topic: q.Topic, QoS: min(q.QoS, 1), Retain: q.Retain}
+		switch {
+		case q.Payload != nil:
+			m.Payload = []byte(*q.Payload)
+		case q.PayloadBase64 != "":
+			b, err := base64.StdEncoding.DecodeString(q.PayloadBase64)
+			if err != nil {
+				return wsReply{Op: "error", ID: q.ID, Code: "bad_payload", Message: "payload_base64: " + err.Error()}
+			}
+			m.Payload = b
+		}
+		m.Props.ContentType = q.ContentType
+		if q.Expiry > 0 {
+			m.Expires = time.Now().Add(time.Duration(q.Expiry) * time.Second).UnixNano()
+		}
+		for _, u := range q.UserProperties {
+			m.Props.User = append(m.Props.User, message.UserProperty{Key: u.Key, Value: u.Value})
+		}
+		res, err := c.Publish(m)
+		if err == nil && res.Durable != nil {
+			err = res.Durable.Wait()
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if q.ID == nil && m.QoS == 0 {
+			return nil
+		}
+		return wsReply{Op: "puback", ID: q.ID, MessageID: strconv.FormatUint(m.ID, 10)}
+	default:
+		return wsReply{Op: "error", ID: q.ID, Code: "bad_op", Message: "unknown op " + strconv.Quote(q.Op)}
+	}
+}

@@ -1,0 +1,124 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/coder/websocket"
+
+	"github.com/ternmq/tern/internal/auth"
+)
+
+type wsJSON struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+func dialJSONWS(t *testing.T, url string) *wsJSON {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, url, nil)
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return &wsJSON{t: t, c: c}
+}
+
+func (w *wsJSON) send(v string) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := w.c.Write(ctx, websocket.MessageText, []byte(v)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *wsJSON) recv() map[string]any {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	_, data, err := w.c.Read(ctx)
+	if err != nil {
+		w.t.Fatalf("read: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		w.t.Fatalf("frame %s: %v", data, err)
+	}
+	return m
+}
+
+// TestWebSocketJSONAcrossFaces: a browser-style WebSocket client authenticates in its first
+// frame, subscribes, gets an MQTT publish (QoS 1, acknowledged), publishes to an MQTT subscriber,
+// and is refused outside its grants without losing the connection.
+func TestWebSocketJSONAcrossFaces(t *testing.T) {
+	srv := startServer(t)
+	if err := srv.Auth.PutUser(auth.User{Name: "alice", Grants: grants(t, "publish:chat/#", "subscribe:chat/#")}, []byte("pw")); err != nil {
+		t.Fatal(err)
+	}
+	url := "ws://" + srv.Addr("http") + "/v1/ws"
+	bad := dialJSONWS(t, url)
+	bad.send(`{"op":"sub","filter":"chat/#"}`)
+	if m := bad.recv(); m["op"] != "error" || m["code"] != "unauthorized" {
+		t.Fatalf("no auth frame: %v", m)
+	}
+
+	ws := dialJSONWS(t, url)
+	ws.send(`{"op":"auth","username":"alice","password":"pw","id":1}`)
+	if m := ws.recv(); m["op"] != "authed" {
+		t.Fatalf("auth: %v", m)
+	}
+	ws.send(`{"op":"sub","filter":"chat/#","qos":1,"id":2}`)
+	if m := ws.recv(); m["op"] != "suback" || m["qos"] != 1.0 || m["id"] != 2.0 {
+		t.Fatalf("sub: %v", m)
+	}
+	ws.send(`{"op":"sub","filter":"secret/#","id":3}`)
+	if m := ws.recv(); m["op"] != "error" || m["code"] != "not_authorized" || m["id"] != 3.0 {
+		t.Fatalf("sub outside grants: %v", m)
+	}
+
+	mq := loginV5(t, srv, "mq", "alice", "pw")
+	mq.sub("chat/#", 1)
+	mq.pub("chat/room", 1, "hi from mqtt")
+	m := ws.recv()
+	msg, _ := m["message"].(map[string]any)
+	if m["op"] != "msg" || msg["payload"] != "hi from mqtt" || m["ack"] == nil {
+		t.Fatalf("delivery: %v", m)
+	}
+	ws.send(`{"op":"ack","ack":` + jsonNumber(m["ack"]) + `}`)
+	mq.expect("chat/room", "hi from mqtt")
+
+	ws.send(`{"op":"pub","topic":"chat/room","payload":"hi from ws","qos":1,"id":4}`)
+	var puback, echo map[string]any
+	for puback == nil || echo == nil { // the puback and our own message may come in either order
+		switch m := ws.recv(); m["op"] {
+		case "puback":
+			puback = m
+		case "msg":
+			echo = m
+		default:
+			t.Fatalf("unexpected %v", m)
+		}
+	}
+	if puback["id"] != 4.0 || puback["message_id"] == "" {
+		t.Fatalf("puback %v", puback)
+	}
+	if got := mq.expect("chat/room", "hi from ws"); got.Properties.User.Get("tern-sender") != "alice" {
+		t.Fatalf("sender %q", got.Properties.User.Get("tern-sender"))
+	}
+	ws.send(`{"op":"pub","topic":"other","payload":"x","id":5}`)
+	if m := ws.recv(); m["op"] != "error" || m["code"] != "not_authorized" {
+		t.Fatalf("publish outside grants: %v", m)
+	}
+}
+
+func jsonNumber(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
