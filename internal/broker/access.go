@@ -43,6 +43,8 @@ type AbuseLimits struct {
 var (
 	// ErrClientIDInUse: a session with this client id belongs to another identity.
 	ErrClientIDInUse = errors.New("client identifier belongs to another identity")
+	// ErrClientIDReserved: client ids starting with '$' are the broker's own.
+	ErrClientIDReserved = errors.New("client identifiers starting with $ are reserved")
 	// ErrCredentialsExpired ends a connection whose token (or other credentials) expired.
 	ErrCredentialsExpired = fmt.Errorf("%w: credentials expired", ErrNotAuthorized)
 	// ErrWillNotAuthorized refuses a connect whose will the client may not publish (or retain).

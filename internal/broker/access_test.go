@@ -336,3 +336,14 @@ func TestRateSharedByIdentity(t *testing.T) {
 		t.Fatalf("refused %d throttled %d", b.Stats().RefusedRate.Load(), b.Stats().Throttled.Load())
 	}
 }
+
+func TestDollarClientIDsAreReserved(t *testing.T) {
+	b, _ := newTestBroker(t, nil)
+	if _, _, err := b.Connect(context.Background(), ConnectRequest{ClientID: "$webhook-1", Sink: &sink{}}); !errors.Is(err, ErrClientIDReserved) {
+		t.Fatalf("a client took a $ id: %v", err)
+	}
+	p, _ := auth.NewPrincipal("", "", nil)
+	if _, _, err := b.Connect(context.Background(), ConnectRequest{ClientID: "$webhook-1", Principal: p, Sink: &sink{}}); err != nil {
+		t.Fatalf("the broker's own session: %v", err)
+	}
+}

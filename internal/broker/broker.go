@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/store/memstore"
 	"github.com/ternmq/tern/internal/topic"
@@ -183,6 +185,10 @@ func (b *Broker) Close() error {
 // this package's refusals (ErrWillNotAuthorized, ErrClientIDInUse, ErrConnectionLimit).
 func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, ConnectResult, error) {
 	res := ConnectResult{ClientID: req.ClientID, Expiry: req.Expiry}
+	if strings.HasPrefix(req.ClientID, "$") && (req.Principal == nil || req.Principal.Source != auth.SourceInternal) {
+		// Reserved for the broker's own sessions (webhooks), which clients must not take over.
+		return nil, res, ErrClientIDReserved
+	}
 	if res.ClientID == "" {
 		res.ClientID = newClientID()
 		res.AssignedID = true

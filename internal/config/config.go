@@ -29,14 +29,27 @@ import (
 type Config struct {
 	LogLevel string `koanf:"log_level"`
 	// DataDir holds durable state; empty keeps everything in memory.
-	DataDir string  `koanf:"data_dir"`
-	Store   Store   `koanf:"store"`
-	Listen  Listen  `koanf:"listen"`
-	TLS     TLS     `koanf:"tls"`
-	MQTT    MQTT    `koanf:"mqtt"`
-	Session Session `koanf:"session"`
-	Auth    Auth    `koanf:"auth"`
-	Limits  Limits  `koanf:"limits"`
+	DataDir  string   `koanf:"data_dir"`
+	Store    Store    `koanf:"store"`
+	Listen   Listen   `koanf:"listen"`
+	TLS      TLS      `koanf:"tls"`
+	MQTT     MQTT     `koanf:"mqtt"`
+	Session  Session  `koanf:"session"`
+	Auth     Auth     `koanf:"auth"`
+	Limits   Limits   `koanf:"limits"`
+	Webhooks Webhooks `koanf:"webhooks"`
+}
+
+// Webhooks bounds webhook delivery (POST /v1/webhooks).
+type Webhooks struct {
+	// AllowPrivate lets webhooks target loopback, private and link-local addresses; off, such
+	// targets are refused (server-side request forgery).
+	AllowPrivate bool          `koanf:"allow_private"`
+	Timeout      time.Duration `koanf:"timeout"`
+	BackoffBase  time.Duration `koanf:"backoff_base"`
+	BackoffMax   time.Duration `koanf:"backoff_max"`
+	MaxAttempts  int           `koanf:"max_attempts"`
+	MaxHooks     int           `koanf:"max_hooks"`
 }
 
 // Auth configures who may connect and what they may do. Users, groups and tokens live in the
@@ -245,6 +258,8 @@ func Default() Config {
 			BackoffMax:      5 * time.Minute,
 		},
 		Limits: Limits{MaxThrottle: time.Second, LogInterval: time.Minute},
+		Webhooks: Webhooks{Timeout: 10 * time.Second, BackoffBase: time.Second, BackoffMax: 5 * time.Minute,
+			MaxAttempts: 10, MaxHooks: 1000},
 	}
 }
 
@@ -361,6 +376,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.Auth.validate(), c.Limits.validate())
+	if w := c.Webhooks; w.Timeout <= 0 || w.BackoffBase <= 0 || w.BackoffMax < w.BackoffBase || w.MaxAttempts < 1 || w.MaxHooks < 1 {
+		errs = append(errs, errors.New("webhooks: timeout and backoff_base must be positive, backoff_max at least backoff_base, max_attempts and max_hooks at least 1"))
+	}
 	return errors.Join(errs...)
 }
 

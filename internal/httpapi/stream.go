@@ -189,7 +189,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	req.Sink = k
 	c, _, err := s.b.Connect(r.Context(), req)
 	if err != nil {
-		if errors.Is(err, broker.ErrClientIDInUse) {
+		if errors.Is(err, broker.ErrClientIDInUse) || errors.Is(err, broker.ErrClientIDReserved) {
 			httpauth.WriteError(w, http.StatusConflict, "session_in_use", err.Error())
 			return
 		}

@@ -283,7 +283,7 @@ func connectCode(err error) packet.ReasonCode {
 		return packet.NotAuthorized
 	case errors.Is(err, auth.ErrBackoff):
 		return packet.ConnectionRateExceeded
-	case errors.Is(err, broker.ErrClientIDInUse):
+	case errors.Is(err, broker.ErrClientIDInUse), errors.Is(err, broker.ErrClientIDReserved):
 		return packet.ClientIDNotValid
 	case errors.Is(err, broker.ErrQuotaExceeded):
 		return packet.QuotaExceeded

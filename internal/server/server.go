@@ -27,6 +27,7 @@ import (
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/store/memstore"
 	"github.com/ternmq/tern/internal/store/pebblestore"
+	"github.com/ternmq/tern/internal/webhook"
 )
 
 // Server is a running tern.
@@ -36,7 +37,9 @@ type Server struct {
 	Broker *broker.Broker
 	MQTT   *mqtt.Server
 	HTTP   *httpapi.Server
-	Store  store.Store
+	// Webhooks delivers durable subscriptions to HTTP endpoints.
+	Webhooks *webhook.Manager
+	Store    store.Store
 	// Auth holds users, groups and tokens and decides who clients are.
 	Auth *auth.Authenticator
 
@@ -82,6 +85,12 @@ func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
 		tls: map[string]*certs.ServerTLS{}}
 	s.MQTT = mqtt.NewServer(b, mqttConfig(cfg), log)
 	s.HTTP = httpapi.New(b, httpapi.Config{}, log)
+	w := cfg.Webhooks
+	if s.Webhooks, err = webhook.New(b, st.Records(), webhook.Config{AllowPrivate: w.AllowPrivate, Timeout: w.Timeout,
+		BackoffBase: w.BackoffBase, BackoffMax: w.BackoffMax, MaxAttempts: w.MaxAttempts, MaxHooks: w.MaxHooks}, log); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	if err := s.listen(); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -302,6 +311,9 @@ func (s *Server) Close() error {
 		}
 		if s.MQTT != nil {
 			_ = s.MQTT.Close()
+		}
+		if s.Webhooks != nil {
+			s.Webhooks.Close()
 		}
 		if s.Broker != nil {
 			_ = s.Broker.Close()

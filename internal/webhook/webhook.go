@@ -1,0 +1,290 @@
+// Package webhook delivers messages to HTTP endpoints: a webhook is a durable subscription whose
+// messages are POSTed to a URL, signed with HMAC-SHA256, retried with exponential backoff and
+// jitter, and moved to a dead-letter topic after too many failed attempts. Each webhook is a
+// persistent session in the core, so its queue survives restarts and a message is acknowledged
+// only once the endpoint answered 2xx (or it was dead-lettered). With the default concurrency of
+// one, messages arrive in order.
+package webhook
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/store"
+	"github.com/ternmq/tern/internal/topic"
+)
+
+// Hook is a webhook's definition.
+type Hook struct {
+	ID     string `json:"id"`
+	Owner  string `json:"owner"` // the identity that created it; deliveries act for it
+	Filter string `json:"filter"`
+	URL    string `json:"url"`
+	// Secret signs each delivery (X-Tern-Signature); never shown after creation.
+	Secret      string `json:"secret,omitempty"`
+	MaxAttempts int    `json:"max_attempts"`
+	// Rate caps deliveries per second (0: no cap); Concurrency is how many are in flight at once
+	// (1, the default, keeps the order).
+	Rate            float64   `json:"rate,omitempty"`
+	Concurrency     int       `json:"concurrency"`
+	DeadLetterTopic string    `json:"dead_letter_topic"`
+	Created         time.Time `json:"created"`
+}
+
+// Config holds the limits of every webhook.
+type Config struct {
+	// AllowPrivate lets webhooks target loopback, private and link-local addresses (off: such
+	// targets are refused at creation and at every connection).
+	AllowPrivate bool
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration
+	// BackoffBase and BackoffMax shape the retry delays: base, doubled per attempt, up to max,
+	// each multiplied by a random factor in [0.5, 1).
+	BackoffBase, BackoffMax time.Duration
+	// MaxAttempts is the default and the upper bound of a hook's attempts per message.
+	MaxAttempts int
+	// MaxHooks bounds the number of webhooks; MaxConcurrency a hook's concurrency.
+	MaxHooks       int
+	MaxConcurrency int
+}
+
+// DefaultConfig returns the limits `tern serve` uses.
+func DefaultConfig() Config {
+	return Config{Timeout: 10 * time.Second, BackoffBase: time.Second, BackoffMax: 5 * time.Minute,
+		MaxAttempts: 10, MaxHooks: 1000, MaxConcurrency: 16}
+}
+
+// Stats are the webhooks' counters.
+type Stats struct {
+	Delivered    atomic.Uint64 // answered 2xx
+	Failed       atomic.Uint64 // attempts that failed (and were retried or dead-lettered)
+	DeadLettered atomic.Uint64 // messages given up on
+}
+
+// Errors of the management calls.
+var (
+	ErrNotFound  = errors.New("webhook not found")
+	ErrTooMany   = errors.New("too many webhooks")
+	ErrForbidden = errors.New("not allowed")
+)
+
+const recordsNS = "webhooks"
+
+// Manager runs every webhook.
+type Manager struct {
+	b      *broker.Broker
+	st     store.Records
+	cfg    Config
+	log    *slog.Logger
+	client *http.Client
+	stats  Stats
+
+	mu      sync.Mutex
+	workers map[string]*worker
+	closed  bool
+}
+
+// New starts the webhooks kept in st.
+func New(b *broker.Broker, st store.Records, cfg Config, log *slog.Logger) (*Manager, error) {
+	d := DefaultConfig()
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = d.Timeout
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = d.BackoffBase
+	}
+	if cfg.BackoffMax < cfg.BackoffBase {
+		cfg.BackoffMax = max(d.BackoffMax, cfg.BackoffBase)
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = d.MaxAttempts
+	}
+	if cfg.MaxHooks <= 0 {
+		cfg.MaxHooks = d.MaxHooks
+	}
+	if cfg.MaxConcurrency <= 0 {
+		cfg.MaxConcurrency = d.MaxConcurrency
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tr := &http.Transport{
+		DialContext:         guardedDialer(cfg.AllowPrivate).DialContext,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: cfg.Timeout,
+	}
+	m := &Manager{b: b, st: st, cfg: cfg, log: log, workers: map[string]*worker{},
+		client: &http.Client{Transport: tr, Timeout: cfg.Timeout,
+			// A redirect could lead anywhere, including past the address check of the URL.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	var hooks []Hook
+	err := st.Scan(recordsNS, func(_ string, v []byte) error {
+		var h Hook
+		if err := json.Unmarshal(v, &h); err != nil {
+			log.Warn("webhook record unreadable, skipped", "err", err)
+			return nil
+		}
+		hooks = append(hooks, h)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: %w", err)
+	}
+	for _, h := range hooks {
+		if err := m.start(h); err != nil {
+			log.Warn("webhook not started", "id", h.ID, "url", h.URL, "err", err)
+		}
+	}
+	return m, nil
+}
+
+// Stats returns the counters.
+func (m *Manager) Stats() *Stats { return &m.stats }
+
+// Create validates h, stores it and starts delivering. p must be allowed to subscribe to the
+// filter and to publish to the dead-letter topic (default "$webhooks/<id>/dead", allowed always).
+func (m *Manager) Create(p *auth.Principal, h Hook) (Hook, error) {
+	if _, err := topic.ParseFilter(h.Filter); err != nil {
+		return Hook{}, fmt.Errorf("filter %q: %w", h.Filter, err)
+	}
+	if _, err := checkURL(h.URL, m.cfg.AllowPrivate); err != nil {
+		return Hook{}, err
+	}
+	if !p.AllowFilter(auth.Subscribe, h.Filter) {
+		return Hook{}, fmt.Errorf("%w: subscribe on %q is not granted", ErrForbidden, h.Filter)
+	}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	h.ID = hex.EncodeToString(id[:])
+	h.Owner = p.Identity
+	h.Created = time.Now().UTC()
+	if h.MaxAttempts <= 0 || h.MaxAttempts > m.cfg.MaxAttempts {
+		h.MaxAttempts = m.cfg.MaxAttempts
+	}
+	if h.Concurrency <= 0 {
+		h.Concurrency = 1
+	}
+	if h.Concurrency > m.cfg.MaxConcurrency || h.Rate < 0 {
+		return Hook{}, fmt.Errorf("concurrency must be 1..%d and rate not negative", m.cfg.MaxConcurrency)
+	}
+	if h.DeadLetterTopic == "" {
+		h.DeadLetterTopic = "$webhooks/" + h.ID + "/dead"
+	} else if err := topic.ValidName(h.DeadLetterTopic); err != nil {
+		return Hook{}, fmt.Errorf("dead_letter_topic %q: %w", h.DeadLetterTopic, err)
+	} else if !p.Allow(auth.Publish, h.DeadLetterTopic) {
+		return Hook{}, fmt.Errorf("%w: publish on %q is not granted", ErrForbidden, h.DeadLetterTopic)
+	}
+	m.mu.Lock()
+	n := len(m.workers)
+	m.mu.Unlock()
+	if n >= m.cfg.MaxHooks {
+		return Hook{}, fmt.Errorf("%w (webhooks.max_hooks %d)", ErrTooMany, m.cfg.MaxHooks)
+	}
+	raw, _ := json.Marshal(h)
+	if err := m.st.Put(recordsNS, h.ID, raw); err != nil {
+		return Hook{}, err
+	}
+	if err := m.start(h); err != nil {
+		_ = m.st.Delete(recordsNS, h.ID)
+		return Hook{}, err
+	}
+	return h, nil
+}
+
+// List returns the webhooks p owns, or all of them for an unrestricted principal or one with
+// the admin grant on "webhooks". Secrets are left out.
+func (m *Manager) List(p *auth.Principal) []Hook {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all := p.Allow(auth.Admin, "webhooks")
+	out := []Hook{}
+	for _, w := range m.workers {
+		if all || w.h.Owner == p.Identity {
+			h := w.h
+			h.Secret = ""
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Delete stops a webhook and drops its queue. Its owner or an admin may.
+func (m *Manager) Delete(p *auth.Principal, id string) error {
+	m.mu.Lock()
+	w := m.workers[id]
+	if w == nil || (w.h.Owner != p.Identity && !p.Allow(auth.Admin, "webhooks")) {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	delete(m.workers, id)
+	m.mu.Unlock()
+	w.stop(true)
+	return m.st.Delete(recordsNS, id)
+}
+
+// Close stops every webhook; their queues stay for the next start.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	ws := make([]*worker, 0, len(m.workers))
+	for _, w := range m.workers {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	for _, w := range ws {
+		w.stop(false)
+	}
+}
+
+// start connects a hook's session and runs its workers.
+func (m *Manager) start(h Hook) error {
+	grants := []auth.Grant{{Action: auth.Subscribe, Filter: h.Filter}, {Action: auth.Publish, Filter: h.DeadLetterTopic}}
+	p, err := auth.NewPrincipal(h.Owner, sessionID(h.ID), grants)
+	if err != nil {
+		return err
+	}
+	w := &worker{m: m, h: h, k: newSink(h.Concurrency + 256), stopCh: make(chan struct{})}
+	if h.Rate > 0 {
+		w.interval = time.Duration(float64(time.Second) / h.Rate)
+	}
+	c, _, err := m.b.Connect(context.Background(), broker.ConnectRequest{
+		ClientID: sessionID(h.ID), Principal: p, Expiry: broker.NeverExpire, Sink: w.k,
+		ReceiveMax: uint16(h.Concurrency),
+	})
+	if err != nil {
+		return err
+	}
+	w.c = c
+	if res := c.Subscribe([]broker.SubscribeRequest{{Filter: h.Filter, QoS: 1}}); res[0].Err != nil {
+		c.Disconnect(broker.DisconnectRequest{Graceful: true, SetExpiry: true})
+		return res[0].Err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		c.Disconnect(broker.DisconnectRequest{Graceful: true})
+		return errors.New("webhooks closed")
+	}
+	m.workers[h.ID] = w
+	m.mu.Unlock()
+	for range h.Concurrency {
+		w.wg.Add(1)
+		go w.run()
+	}
+	c.Start()
+	return nil
+}
+
+func sessionID(id string) string { return "$webhook-" + id }

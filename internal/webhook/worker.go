@@ -1,0 +1,230 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/message"
+)
+
+// worker delivers one hook's messages.
+type worker struct {
+	m        *Manager
+	h        Hook
+	c        *broker.Client
+	k        *sink
+	interval time.Duration // between deliveries when the hook has a rate
+
+	paceMu sync.Mutex
+	next   time.Time // earliest start of the next attempt under the rate
+
+	stopCh   chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// stop ends the workers; drop also ends the session, discarding its queue.
+func (w *worker) stop(drop bool) {
+	w.stopOnce.Do(func() { close(w.stopCh) })
+	w.wg.Wait()
+	req := broker.DisconnectRequest{Graceful: true}
+	if drop {
+		req.SetExpiry, req.Expiry = true, 0
+	}
+	w.c.Disconnect(req)
+}
+
+func (w *worker) run() {
+	defer w.wg.Done()
+	for {
+		select {
+		case d := <-w.k.ch:
+			if !w.deliver(d) {
+				return // stopping: the message stays in flight and comes back at the next start
+			}
+			w.c.Acked(d.pid)
+		case <-w.k.closed:
+			return
+		case <-w.stopCh:
+			return
+		}
+	}
+}
+
+// deliver tries the endpoint until it answers 2xx or the attempts are used up, then dead-letters
+// the message. It returns false only when the worker is stopping.
+func (w *worker) deliver(d delivery) bool {
+	var lastErr error
+	for attempt := 1; attempt <= w.h.MaxAttempts; attempt++ {
+		if attempt > 1 && !w.sleep(w.backoff(attempt-1)) {
+			return false
+		}
+		if !w.pace() {
+			return false
+		}
+		err := w.post(d.msg, attempt)
+		if err == nil {
+			w.m.stats.Delivered.Add(1)
+			return true
+		}
+		lastErr = err
+		w.m.stats.Failed.Add(1)
+		w.m.log.Debug("webhook delivery failed", "webhook", w.h.ID, "url", w.h.URL, "attempt", attempt, "err", err)
+	}
+	w.deadLetter(d.msg, lastErr)
+	return true
+}
+
+// backoff is the delay before retry n (1-based): base·2^(n-1), capped, times a random factor in
+// [0.5, 1) so that many failing hooks do not retry in step.
+func (w *worker) backoff(n int) time.Duration {
+	d := w.m.cfg.BackoffBase << min(n-1, 30)
+	if d <= 0 || d > w.m.cfg.BackoffMax {
+		d = w.m.cfg.BackoffMax
+	}
+	return time.Duration(float64(d) * (0.5 + rand.Float64()/2))
+}
+
+func (w *worker) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.stopCh:
+		return false
+	}
+}
+
+// pace waits for the hook's rate, shared by its concurrent workers.
+func (w *worker) pace() bool {
+	if w.interval == 0 {
+		return true
+	}
+	w.paceMu.Lock()
+	now := time.Now()
+	start := now
+	if w.next.After(now) {
+		start = w.next
+	}
+	w.next = start.Add(w.interval)
+	w.paceMu.Unlock()
+	return start.Equal(now) || w.sleep(start.Sub(now))
+}
+
+// post makes one attempt. The signature covers the timestamp and the body, so a captured delivery
+// cannot be replayed later with a fresh timestamp.
+func (w *worker) post(m *message.Message, attempt int) error {
+	// Stopping does not cut an attempt short: the endpoint may already have taken the message,
+	// and only a finished attempt tells whether to acknowledge it. The timeout bounds the wait.
+	ctx, cancel := context.WithTimeout(context.Background(), w.m.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.h.URL, bytes.NewReader(m.Payload))
+	if err != nil {
+		return err
+	}
+	h := req.Header
+	ct := m.Props.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h.Set("Content-Type", ct)
+	h.Set("User-Agent", "tern-webhook")
+	h.Set("X-Tern-Webhook", w.h.ID)
+	h.Set("X-Tern-Topic", m.Topic)
+	h.Set("X-Tern-Message-Id", strconv.FormatUint(m.ID, 10))
+	h.Set("X-Tern-Attempt", strconv.Itoa(attempt))
+	if m.Sender != "" {
+		h.Set("X-Tern-Sender", m.Sender)
+	}
+	if w.h.Secret != "" {
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		h.Set("X-Tern-Timestamp", ts)
+		h.Set("X-Tern-Signature", "sha256="+Sign(w.h.Secret, ts, m.Payload))
+	}
+	resp, err := w.m.client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("endpoint answered %s", resp.Status)
+	}
+	return nil
+}
+
+// Sign is the X-Tern-Signature value (without "sha256="): hex HMAC-SHA256 of
+// "<timestamp>.<body>" with the hook's secret. Receivers compute the same and compare in
+// constant time, and refuse old timestamps.
+func Sign(secret, timestamp string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(timestamp))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// deadLetter publishes a message the endpoint never took to the hook's dead-letter topic, with
+// where it came from and why it failed.
+func (w *worker) deadLetter(m *message.Message, cause error) {
+	dl := m.Clone()
+	dl.Topic, dl.Retain, dl.QoS = w.h.DeadLetterTopic, false, 1
+	dl.Props.User = append(dl.Props.User,
+		message.UserProperty{Key: "tern-webhook", Value: w.h.ID},
+		message.UserProperty{Key: "tern-original-topic", Value: m.Topic},
+		message.UserProperty{Key: "tern-attempts", Value: strconv.Itoa(w.h.MaxAttempts)},
+		message.UserProperty{Key: "tern-error", Value: fmt.Sprint(cause)})
+	p := w.c.Principal()
+	res, err := w.m.b.PublishAs(p, auth.Publish, dl)
+	if err == nil && res.Durable != nil {
+		err = res.Durable.Wait()
+	}
+	if err != nil {
+		w.m.log.Warn("webhook dead letter not published", "webhook", w.h.ID, "topic", w.h.DeadLetterTopic, "err", err)
+	}
+	w.m.stats.DeadLettered.Add(1)
+	w.m.log.Info("webhook gave up on a message", "webhook", w.h.ID, "url", w.h.URL,
+		"attempts", w.h.MaxAttempts, "dead_letter_topic", w.h.DeadLetterTopic, "err", cause)
+}
+
+// delivery is a message handed to a hook's workers.
+type delivery struct {
+	msg *message.Message
+	pid uint16
+}
+
+// sink feeds a hook's workers. The session's in-flight window is the hook's concurrency and the
+// channel has room beyond it, so a QoS 1 delivery never finds it full; QoS 0 messages that find
+// it full (the endpoint far behind) are dropped and counted, as for any slow subscriber.
+type sink struct {
+	ch     chan delivery
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newSink(n int) *sink { return &sink{ch: make(chan delivery, n), closed: make(chan struct{})} }
+
+func (k *sink) Send(d broker.Delivery) broker.SendResult {
+	select {
+	case k.ch <- delivery{msg: d.Msg.Clone(), pid: d.PacketID}:
+		return broker.Sent
+	default:
+		return broker.Busy
+	}
+}
+func (k *sink) Release(uint16)           {}
+func (k *sink) Close(error)              { k.once.Do(func() { close(k.closed) }) }
+func (k *sink) Drained() <-chan struct{} { return nil }
