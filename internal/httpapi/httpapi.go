@@ -58,6 +58,7 @@ type Server struct {
 	log      *slog.Logger
 	identify httpauth.Identify
 	stats    *Stats
+	mqgo     *mqgoState
 }
 
 // New returns the HTTP face.
@@ -84,7 +85,7 @@ func New(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 	if cfg.MaxRequestTimeout < cfg.RequestTimeout {
 		cfg.MaxRequestTimeout = max(d.MaxRequestTimeout, cfg.RequestTimeout)
 	}
-	return &Server{b: b, cfg: cfg, log: log, stats: &Stats{}}
+	return &Server{b: b, cfg: cfg, log: log, stats: &Stats{}, mqgo: &mqgoState{}}
 }
 
 // Stats returns the face's counters.
