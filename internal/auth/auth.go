@@ -82,6 +82,10 @@ type Config struct {
 	URL URLConfig
 	// Backoff limits guessing per address.
 	Backoff BackoffConfig
+	// VerifiedTTL is how long a successfully checked password is remembered, so a client sending
+	// the same credentials again (HTTP Basic on every request) costs no new hash. Default one
+	// minute; negative disables it.
+	VerifiedTTL time.Duration
 	// LogInterval is the least time between two log lines about the same kind of refusal.
 	// Default one minute.
 	LogInterval time.Duration
@@ -101,6 +105,9 @@ type Authenticator struct {
 	url     *urlAuth // nil without a URL
 	rlog    *rateLog
 	stats   Stats
+	// verified remembers recently checked passwords (as hashes of user, password and stored
+	// hash) for VerifiedTTL.
+	verified *verifiedCache
 
 	// open is decided by New and becomes false when the first user or token is created. It never
 	// becomes true again while running: deleting the last user must not silently open the
@@ -146,6 +153,7 @@ func New(cfg Config, st Store, log *slog.Logger) (*Authenticator, error) {
 		hasher:  newHasher(cfg.Argon2, cfg.MaxConcurrentHashes),
 		backoff: newBackoff(cfg.Backoff),
 	}
+	a.verified = newVerifiedCache(cfg.VerifiedTTL, 10000)
 	a.rlog = &rateLog{log: log, interval: cfg.LogInterval, now: cfg.Clock}
 	if cfg.URL.URL != "" {
 		u, err := newURLAuth(cfg.URL, a)
@@ -275,6 +283,17 @@ func (a *Authenticator) passwordPrincipal(ctx context.Context, c Credentials) (*
 		a.hasher.burn(ctx, c.Password)
 		return nil, causeUnknownUser, ErrBadCredentials
 	}
+	// A password checked moments ago against the same stored hash is not hashed again: HTTP
+	// clients send Basic credentials with every request, and argon2 is deliberately slow. The key
+	// covers the stored hash, so a changed password misses.
+	key := credentialKey("pw", c.Username, string(c.Password), rec.Hash)
+	if a.verified.recent(key, a.now()) {
+		p, err := a.userPrincipal(c.Username, c.ClientID, SourcePassword)
+		if err != nil {
+			return nil, causeUnavailable, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return p, 0, nil
+	}
 	match, rehash, err := a.hasher.verify(ctx, rec.Hash, c.Password)
 	if err != nil && ctx.Err() != nil {
 		return nil, causeUnavailable, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -290,6 +309,8 @@ func (a *Authenticator) passwordPrincipal(ctx context.Context, c Credentials) (*
 	}
 	if rehash {
 		a.upgradeHash(ctx, c.Username, rec.Hash, c.Password)
+	} else {
+		a.verified.add(key, a.now())
 	}
 	p, err := a.userPrincipal(c.Username, c.ClientID, SourcePassword)
 	if err != nil {

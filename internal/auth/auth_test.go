@@ -584,3 +584,44 @@ func TestStoreFailures(t *testing.T) {
 		t.Error("store failures counted towards back-off")
 	}
 }
+
+func TestVerifiedPasswordsAreRemembered(t *testing.T) {
+	e := newEnv(t, nil)
+	if err := e.a.PutUser(User{Name: "alice"}, []byte("pw")); err != nil {
+		t.Fatal(err)
+	}
+	login := func(pw string) error {
+		_, err := e.auth(Credentials{Username: "alice", Password: []byte(pw), ClientID: "c"})
+		return err
+	}
+	if err := login("pw"); err != nil {
+		t.Fatal(err)
+	}
+	hashes := e.a.hasher.count.Load()
+	for range 3 {
+		if err := login("pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.a.hasher.count.Load(); got != hashes {
+		t.Fatalf("%d more hashes for a remembered password", got-hashes)
+	}
+	if err := login("wrong"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a wrong password after a right one: %v", err)
+	}
+	// A new password makes the remembered one useless.
+	if err := e.a.PutUser(User{Name: "alice"}, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := login("pw"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("the old password after a change: %v", err)
+	}
+	e.clock.Add(2 * time.Minute)
+	before := e.a.hasher.count.Load()
+	if err := login("new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := login("new"); err != nil || e.a.hasher.count.Load() != before+1 {
+		t.Fatalf("expected one hash for the new password, got %d", e.a.hasher.count.Load()-before)
+	}
+}

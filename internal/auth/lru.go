@@ -1,5 +1,10 @@
 package auth
 
+import (
+	"sync"
+	"time"
+)
+
 // lru is a bounded map that forgets its least recently used entry when full. Both the back-off
 // table and the external decision cache use it: their keys come from clients, so without a bound
 // a stream of new addresses or credentials would grow them without limit. Not safe for concurrent
@@ -70,3 +75,40 @@ func (l *lru[V]) remove(key string) {
 }
 
 func (l *lru[V]) len() int { return len(l.items) }
+
+// verifiedCache remembers keys for a while, in a bounded LRU.
+type verifiedCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	tab *lru[time.Time]
+}
+
+func newVerifiedCache(ttl time.Duration, max int) *verifiedCache {
+	if ttl == 0 {
+		ttl = time.Minute
+	}
+	return &verifiedCache{ttl: ttl, tab: newLRU[time.Time](max)}
+}
+
+func (v *verifiedCache) add(key string, now time.Time) {
+	if v.ttl < 0 {
+		return
+	}
+	v.mu.Lock()
+	v.tab.put(key, now.Add(v.ttl))
+	v.mu.Unlock()
+}
+
+func (v *verifiedCache) recent(key string, now time.Time) bool {
+	if v.ttl < 0 {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	until, ok := v.tab.get(key)
+	if ok && now.After(until) {
+		v.tab.remove(key)
+		return false
+	}
+	return ok
+}

@@ -25,7 +25,8 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			out[i].Err = ErrFilterInvalid
 			continue
 		}
-		if !c.principal.AllowFilter(auth.Subscribe, r.Filter) && !ownResponseFilter(c.ClientID, r.Filter) {
+		if !c.principal.AllowFilter(auth.Subscribe, r.Filter) && !ownResponseFilter(c.ClientID, r.Filter) &&
+			!(c.Identity != "" && r.Filter == "$mailbox/"+c.Identity) {
 			out[i].Err = ErrNotAuthorized
 			c.b.stats.NotAuthorized.Add(1)
 			if c.b.warn.due("subscribe not authorized") {

@@ -38,6 +38,27 @@ type Config struct {
 	Auth     Auth     `koanf:"auth"`
 	Limits   Limits   `koanf:"limits"`
 	Webhooks Webhooks `koanf:"webhooks"`
+	Mailbox  Mailbox  `koanf:"mailbox"`
+	HTTP     HTTP     `koanf:"http"`
+}
+
+// HTTP holds the HTTP face's limits.
+type HTTP struct {
+	MaxBody      int64         `koanf:"max_body"`      // request body (a published payload); larger gets 413
+	StreamBuffer int           `koanf:"stream_buffer"` // messages waiting for one streaming subscriber
+	Heartbeat    time.Duration `koanf:"heartbeat"`     // keep-alive on idle streams
+	PollWait     time.Duration `koanf:"poll_wait"`     // longest long-poll of /v1/sub
+	// RequestTimeout is the default wait of /v1/req for a reply.
+	RequestTimeout time.Duration `koanf:"request_timeout"`
+	// MailboxWait is uLightWMQ's QueueFrontTimeout and AnswerTimeout: one wait of /front?wait=1
+	// and /waitForReply (a message or reply arriving starts a new one).
+	MailboxWait time.Duration `koanf:"mailbox_wait"`
+}
+
+// Mailbox configures the per-identity mailboxes (uLightWMQ's API).
+type Mailbox struct {
+	// TTL is how long a message is kept; 0 means 7 days.
+	TTL time.Duration `koanf:"ttl"`
 }
 
 // Webhooks bounds webhook delivery (POST /v1/webhooks).
@@ -260,6 +281,9 @@ func Default() Config {
 		Limits: Limits{MaxThrottle: time.Second, LogInterval: time.Minute},
 		Webhooks: Webhooks{Timeout: 10 * time.Second, BackoffBase: time.Second, BackoffMax: 5 * time.Minute,
 			MaxAttempts: 10, MaxHooks: 1000},
+		Mailbox: Mailbox{TTL: 7 * 24 * time.Hour},
+		HTTP: HTTP{MaxBody: 1 << 20, StreamBuffer: 128, Heartbeat: 15 * time.Second, PollWait: 30 * time.Second,
+			RequestTimeout: 30 * time.Second, MailboxWait: 30 * time.Second},
 	}
 }
 
@@ -376,6 +400,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.Auth.validate(), c.Limits.validate())
+	if h := c.HTTP; h.MaxBody < 1 || h.StreamBuffer < 1 || h.Heartbeat <= 0 || h.PollWait <= 0 || h.RequestTimeout <= 0 || h.MailboxWait <= 0 {
+		errs = append(errs, errors.New("http: max_body and stream_buffer must be at least 1, the durations positive"))
+	}
+	if c.Mailbox.TTL < 0 {
+		errs = append(errs, errors.New("mailbox.ttl cannot be negative"))
+	}
 	if w := c.Webhooks; w.Timeout <= 0 || w.BackoffBase <= 0 || w.BackoffMax < w.BackoffBase || w.MaxAttempts < 1 || w.MaxHooks < 1 {
 		errs = append(errs, errors.New("webhooks: timeout and backoff_base must be positive, backoff_max at least backoff_base, max_attempts and max_hooks at least 1"))
 	}

@@ -30,6 +30,8 @@ type Config struct {
 	PollWait          time.Duration
 	RequestTimeout    time.Duration
 	MaxRequestTimeout time.Duration
+	// MailboxWait is one wait of uLightWMQ's /front?wait=1 and /waitForReply.
+	MailboxWait time.Duration
 }
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured.
@@ -41,6 +43,7 @@ func DefaultConfig() Config {
 		PollWait:          30 * time.Second,
 		RequestTimeout:    30 * time.Second,
 		MaxRequestTimeout: 5 * time.Minute,
+		MailboxWait:       30 * time.Second,
 	}
 }
 
@@ -81,6 +84,9 @@ func New(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = d.RequestTimeout
+	}
+	if cfg.MailboxWait <= 0 {
+		cfg.MailboxWait = d.MailboxWait
 	}
 	if cfg.MaxRequestTimeout < cfg.RequestTimeout {
 		cfg.MaxRequestTimeout = max(d.MaxRequestTimeout, cfg.RequestTimeout)

@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/config"
+	"github.com/ternmq/tern/internal/mailbox"
+	"github.com/ternmq/tern/internal/message"
 )
 
 // newAuthenticator builds the authenticator over the users, groups and tokens kept in st.
@@ -81,4 +84,15 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// notifyMailbox publishes each message pushed to a mailbox on $mailbox/<owner>, so the owner can
+// receive its mailbox over MQTT (or any face) as well as by polling it.
+func (s *Server) notifyMailbox(owner string, m mailbox.Message) {
+	msg := &message.Message{Topic: "$mailbox/" + owner, Payload: m.Body, QoS: 1}
+	msg.Props.User = []message.UserProperty{{Key: "tern-mailbox-id", Value: strconv.FormatUint(m.ID, 10)},
+		{Key: "tern-wants-reply", Value: strconv.FormatBool(m.WantsReply)}}
+	if _, err := s.Broker.PublishAs(auth.Unrestricted(m.From), auth.Publish, msg); err != nil {
+		s.log.Warn("mailbox notification not published", "mailbox", owner, "err", err)
+	}
 }

@@ -29,6 +29,7 @@ func (s *Server) routes(reg *prometheus.Registry, id mqtt.Identify) http.Handler
 	s.HTTP.RegisterIsimud(mux, httpauth.Identify(id))
 	s.HTTP.RegisterWebhooks(mux, s.Webhooks, httpauth.Identify(id))
 	s.HTTP.RegisterMQGo(mux, s.Webhooks, s.Store.Records(), httpauth.Identify(id))
+	s.HTTP.RegisterMailboxes(mux, s.Mailboxes, httpauth.Identify(id))
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -22,6 +22,7 @@ import (
 	"github.com/ternmq/tern/internal/certs"
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/httpapi"
+	"github.com/ternmq/tern/internal/mailbox"
 	"github.com/ternmq/tern/internal/metrics"
 	"github.com/ternmq/tern/internal/mqtt"
 	"github.com/ternmq/tern/internal/store"
@@ -37,6 +38,8 @@ type Server struct {
 	Broker *broker.Broker
 	MQTT   *mqtt.Server
 	HTTP   *httpapi.Server
+	// Mailboxes holds one durable queue per identity.
+	Mailboxes *mailbox.Service
 	// Webhooks delivers durable subscriptions to HTTP endpoints.
 	Webhooks *webhook.Manager
 	Store    store.Store
@@ -84,7 +87,11 @@ func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, Auth: a, addrs: map[string]net.Addr{},
 		tls: map[string]*certs.ServerTLS{}}
 	s.MQTT = mqtt.NewServer(b, mqttConfig(cfg), log)
-	s.HTTP = httpapi.New(b, httpapi.Config{}, log)
+	h := cfg.HTTP
+	s.HTTP = httpapi.New(b, httpapi.Config{MaxBody: h.MaxBody, StreamBuffer: h.StreamBuffer, Heartbeat: h.Heartbeat,
+		PollWait: h.PollWait, RequestTimeout: h.RequestTimeout, MailboxWait: h.MailboxWait}, log)
+	s.Mailboxes = mailbox.New(st.Records(), mailbox.Config{TTL: cfg.Mailbox.TTL})
+	s.Mailboxes.Notify = s.notifyMailbox
 	w := cfg.Webhooks
 	if s.Webhooks, err = webhook.New(b, st.Records(), webhook.Config{AllowPrivate: w.AllowPrivate, Timeout: w.Timeout,
 		BackoffBase: w.BackoffBase, BackoffMax: w.BackoffMax, MaxAttempts: w.MaxAttempts, MaxHooks: w.MaxHooks}, log); err != nil {
