@@ -31,6 +31,7 @@ func (s *Server) RegisterMailboxes(mux *http.ServeMux, mb *mailbox.Service, iden
 	mux.HandleFunc("/reply", u.auth(u.reply))
 	mux.HandleFunc("/waitForReply", u.auth(u.waitForReply))
 	mux.HandleFunc("/remove", u.auth(u.remove))
+	v.registerMbox(mux, mb)
 }
 
 type ulwmq struct {

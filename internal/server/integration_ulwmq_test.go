@@ -148,3 +148,44 @@ func TestULWMQWithCertificates(t *testing.T) {
 		t.Fatal("no client certificate on a listener that requires one")
 	}
 }
+
+// TestNativeMailboxRoutes: the same mailbox through /v1/mbox, and an MQTT client receiving its
+// mailbox on $mailbox/<identity>.
+func TestNativeMailboxRoutes(t *testing.T) {
+	srv := startServer(t)
+	for _, u := range []string{"alice", "bob"} {
+		if err := srv.Auth.PutUser(auth.User{Name: u, Grants: grants(t, "push:mailbox/#")}, []byte(u+"pw")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "http://" + srv.Addr("http")
+	bobMQTT := loginV5(t, srv, "bob-phone", "bob", "bobpw")
+	bobMQTT.sub("$mailbox/bob", 1) // every identity may subscribe to its own mailbox topic
+	if resp, body := httpDo(t, "GET", base+"/v1/mbox", "", "basic", "bob:bobpw"); resp.StatusCode != 404 || !strings.Contains(body, "not_found") {
+		t.Fatalf("empty mailbox: %d %s", resp.StatusCode, body)
+	}
+	resp, body := httpDo(t, "POST", base+"/v1/mbox/bob?reply=1", "question", "basic", "alice:alicepw")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"id":"1"`) {
+		t.Fatalf("push: %d %s", resp.StatusCode, body)
+	}
+	if m := bobMQTT.expect("$mailbox/bob", "question"); m.Properties.User.Get("tern-sender") != "alice" || m.Properties.User.Get("tern-mailbox-id") != "1" {
+		t.Fatalf("MQTT notification %+v", m.Properties.User)
+	}
+	resp, body = httpDo(t, "GET", base+"/v1/mbox?remove=1", "", "basic", "bob:bobpw")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"from":"alice"`) || !strings.Contains(body, `"wants_reply":true`) || strings.Contains(body, `"removed":true`) {
+		t.Fatalf("front: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := httpDo(t, "POST", base+"/v1/mbox/messages/1/reply", "answer", "basic", "bob:bobpw"); resp.StatusCode != 204 {
+		t.Fatalf("reply: %d", resp.StatusCode)
+	}
+	resp, body = httpDo(t, "GET", base+"/v1/mbox/bob/replies/1?remove=1", "", "basic", "alice:alicepw")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"reply":"YW5zd2Vy"`) || !strings.Contains(body, `"removed":true`) {
+		t.Fatalf("collect: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := httpDo(t, "GET", base+"/v1/mbox/messages/1", "", "basic", "bob:bobpw"); resp.StatusCode != 404 {
+		t.Fatalf("collected message still there: %d", resp.StatusCode)
+	}
+	if resp, _ := httpDo(t, "POST", base+"/v1/mbox/nobody", "x", "basic", "alice:alicepw"); resp.StatusCode != 404 {
+		t.Fatalf("push to a mailbox never opened: %d", resp.StatusCode)
+	}
+}
