@@ -35,6 +35,8 @@ type ServerTLSOptions struct {
 	// IdentitySAN picks where Identity finds a client's identity: "" for the subject CN, or
 	// SANEmail, SANDNS or SANURI for the first subject alternative name of that kind.
 	IdentitySAN string
+	// NextProtos are the ALPN protocols offered, e.g. "h2" and "http/1.1" on an HTTPS listener.
+	NextProtos []string
 }
 
 // ServerTLS is a TLS server configuration whose files can be re-read while listeners run.
@@ -128,6 +130,7 @@ func loadState(o ServerTLSOptions) (*tlsState, error) {
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{cert},
+		NextProtos:   o.NextProtos,
 	}
 	if o.ClientCAFile != "" {
 		data, err := os.ReadFile(o.ClientCAFile)

@@ -53,6 +53,8 @@ type HTTP struct {
 	// MailboxWait is uLightWMQ's QueueFrontTimeout and AnswerTimeout: one wait of /front?wait=1
 	// and /waitForReply (a message or reply arriving starts a new one).
 	MailboxWait time.Duration `koanf:"mailbox_wait"`
+	// H2C serves HTTP/2 without TLS (prior knowledge) on the plain HTTP listener too.
+	H2C bool `koanf:"h2c"`
 }
 
 // Mailbox configures the per-identity mailboxes (uLightWMQ's API).

@@ -251,9 +251,19 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 	// of idle streams that matters more than the copy.
 	var head [48]byte
 	var sent []delivery
+	// An EventSource that reconnects says what it saw last: in a session, deliveries up to it
+	// (redelivered because their acknowledgement was lost with the connection) are skipped.
+	lastSeen, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
 	for {
 		select {
 		case d := <-k.ch:
+			if d.pid != 0 && d.id <= lastSeen {
+				ack(c, []delivery{d})
+				continue
+			}
+			// A client that takes nothing for this long is cut off rather than holding the
+			// handler forever.
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			sent = append(sent[:0], d)
 			err := writeFrame(w, head[:0], d, f)
 			// Take what else is waiting, so one flush carries a burst.
@@ -274,6 +284,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 			clear(sent) // drop the frames' references until the next burst
 			k.drained(c)
 		case <-beat.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			hb := []byte("\n")
 			if f == formatSSE {
 				hb = []byte(": keep-alive\n\n")
@@ -288,6 +299,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 		}
 	}
 }
+
+// streamWriteTimeout bounds one burst written to a streaming subscriber.
+const streamWriteTimeout = 30 * time.Second
 
 // writeFrame writes one event: SSE's id, event and data lines, or an NDJSON line. head is scratch
 // for the SSE prefix.

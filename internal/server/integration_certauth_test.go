@@ -179,10 +179,13 @@ func TestTLSPerListener(t *testing.T) {
 	}
 	// HTTPS: people's CA, certificate optional.
 	get := func(cfg *tls.Config) error {
-		hc := &http.Client{Timeout: waitTimeout, Transport: &http.Transport{TLSClientConfig: cfg}}
+		hc := &http.Client{Timeout: waitTimeout, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
 		resp, err := hc.Get("https://" + srv.Addr("https") + "/healthz")
 		if err == nil {
 			resp.Body.Close()
+			if resp.ProtoMajor != 2 {
+				t.Errorf("HTTPS spoke %s, want HTTP/2", resp.Proto)
+			}
 		}
 		return err
 	}

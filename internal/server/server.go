@@ -169,8 +169,13 @@ func mqttConfig(cfg config.Config) mqtt.Config {
 // loadTLS reads the certificates of a TLS listener ([tls] with its tls.listeners override).
 func (s *Server) loadTLS(name string) (*certs.ServerTLS, error) {
 	t := s.cfg.TLS.ForListener(name)
-	st, err := certs.NewServerTLS(certs.ServerTLSOptions{CertFile: t.CertFile, KeyFile: t.KeyFile,
-		ClientCAFile: t.ClientCAFile, RequireClientCert: t.RequireClientCert, IdentitySAN: t.IdentitySAN})
+	opts := certs.ServerTLSOptions{CertFile: t.CertFile, KeyFile: t.KeyFile,
+		ClientCAFile: t.ClientCAFile, RequireClientCert: t.RequireClientCert, IdentitySAN: t.IdentitySAN}
+	if name == "https" {
+		// HTTP/2 for HTTPS clients; WebSocket upgrades still use HTTP/1.1 connections.
+		opts.NextProtos = []string{"h2", "http/1.1"}
+	}
+	st, err := certs.NewServerTLS(opts)
 	if err != nil {
 		return nil, fmt.Errorf("TLS for listener %s: %w", name, err)
 	}
@@ -263,9 +268,15 @@ func (s *Server) serveHTTP(name, addr string, st *certs.ServerTLS) error {
 	hs := &http.Server{
 		Handler:           s.routes(reg, identify(st)),
 		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// Request line and headers together; longer gets 431.
+		MaxHeaderBytes: 64 << 10,
+		IdleTimeout:    2 * time.Minute,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		Protocols:      new(http.Protocols),
 	}
+	hs.Protocols.SetHTTP1(true)
+	hs.Protocols.SetHTTP2(st != nil)
+	hs.Protocols.SetUnencryptedHTTP2(st == nil && s.cfg.HTTP.H2C)
 	s.https = append(s.https, hs)
 	s.wg.Add(1)
 	go func() {
