@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/httpapi"
 	"github.com/ternmq/tern/internal/server"
 )
@@ -261,5 +262,24 @@ func TestHTTPFaceAuthorization(t *testing.T) {
 	}
 	if resp, _ := httpDo(t, "GET", base+"/v1/retained/users/%23", "", "basic", "alice:pw"); resp.StatusCode != 403 {
 		t.Fatalf("retained outside grants: %d", resp.StatusCode)
+	}
+}
+
+func TestH2C(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.HTTP.H2C = true })
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	hc := &http.Client{Transport: tr, Timeout: waitTimeout}
+	resp, err := hc.Get("http://" + srv.Addr("http") + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("spoke %s, want HTTP/2 without TLS", resp.Proto)
+	}
+	plain := startServer(t)
+	if _, err := hc.Get("http://" + plain.Addr("http") + "/healthz"); err == nil {
+		t.Fatal("h2c answered without http.h2c")
 	}
 }
