@@ -85,8 +85,9 @@ func (r *recordStore) Scan(ns string, fn func(key string, value []byte) error) e
 	}
 	for lower != nil {
 		var chunk []kv
-		next, err := s.readChunkKV(lower, upper, func(k, v []byte) {
+		next, err := s.readChunkKV(lower, upper, func(k, v []byte) error {
 			chunk = append(chunk, kv{string(k[len(prefix):]), append([]byte{}, v...)})
+			return nil
 		})
 		if err != nil {
 			return err
@@ -99,36 +100,4 @@ func (r *recordStore) Scan(ns string, fn func(key string, value []byte) error) e
 		lower = next
 	}
 	return nil
-}
-
-// readChunkKV passes up to scanChunkRecords keys and values from lower to fn and returns where the
-// next chunk starts, nil at the end.
-func (s *Store) readChunkKV(lower, upper []byte, fn func(k, v []byte)) ([]byte, error) {
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.exit()
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, err
-	}
-	var next []byte
-	n := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		if n == scanChunkRecords {
-			next = append([]byte(nil), it.Key()...)
-			break
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			_ = it.Close()
-			return nil, err
-		}
-		fn(it.Key(), v)
-		n++
-	}
-	if err := it.Close(); err != nil {
-		return nil, err
-	}
-	return next, nil
 }

@@ -131,6 +131,11 @@ func (s *Store) scanKind(kind byte, decode func(v []byte) (func() error, error))
 // readChunk passes up to scanChunkRecords values from lower to fn and returns where the next
 // chunk starts, nil at the end.
 func (s *Store) readChunk(lower, upper []byte, fn func(v []byte) error) ([]byte, error) {
+	return s.readChunkKV(lower, upper, func(_, v []byte) error { return fn(v) })
+}
+
+// readChunkKV is readChunk with the keys too.
+func (s *Store) readChunkKV(lower, upper []byte, fn func(k, v []byte) error) ([]byte, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
@@ -148,7 +153,7 @@ func (s *Store) readChunk(lower, upper []byte, fn func(v []byte) error) ([]byte,
 		}
 		v, err := it.ValueAndErr()
 		if err == nil {
-			err = fn(v)
+			err = fn(it.Key(), v)
 		}
 		if err != nil {
 			_ = it.Close()
