@@ -43,11 +43,7 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, topicName s
 	m := &message.Message{Topic: topicName, Payload: body}
 	if r.URL.RawQuery == "" {
 		// The common case: no parameters to parse.
-		if ct := r.Header.Get("Content-Type"); ct != "" {
-			if mt, _, _ := mime.ParseMediaType(ct); mt != "application/x-www-form-urlencoded" {
-				m.Props.ContentType = ct
-			}
-		}
+		m.Props.ContentType = payloadContentType(r)
 		return m, true
 	}
 	q := r.URL.Query()
@@ -77,10 +73,8 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, topicName s
 		m.Expires = time.Now().Add(time.Duration(n) * time.Second).UnixNano()
 	}
 	m.Props.ContentType = q.Get("content_type")
-	if ct := r.Header.Get("Content-Type"); m.Props.ContentType == "" && ct != "" {
-		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/x-www-form-urlencoded" {
-			m.Props.ContentType = ct
-		}
+	if m.Props.ContentType == "" {
+		m.Props.ContentType = payloadContentType(r)
 	}
 	m.Props.ResponseTopic = q.Get("response_topic")
 	if v := q.Get("correlation_data"); v != "" {
@@ -94,6 +88,19 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, topicName s
 		m.Props.User = append(m.Props.User, message.UserProperty{Key: k, Value: v})
 	}
 	return m, true
+}
+
+// payloadContentType is the request's Content-Type, unless it is the form type curl -d sends by
+// default, which says nothing about the payload.
+func payloadContentType(r *http.Request) string {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" || !strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
+		return ct // the common case, without parsing
+	}
+	if mt, _, _ := mime.ParseMediaType(ct); mt == "application/x-www-form-urlencoded" {
+		return ""
+	}
+	return ct
 }
 
 // publish answers POST /v1/pub/{topic...}. A QoS 1 or 2 publish is answered once every durable
