@@ -228,7 +228,12 @@ func (b *Broker) checkPublish(p *auth.Principal, action auth.Action, clientID st
 	if err := topic.ValidName(m.Topic); err != nil {
 		return 0, ErrTopicInvalid
 	}
-	if !p.Allow(action, m.Topic) || (m.Retain && !p.Allow(auth.Retain, m.Topic)) {
+	resource := m.Topic
+	if r := rpcResource(m.Topic); r != "" && action == auth.Publish {
+		// Publishing to a procedure is calling it.
+		action, resource = auth.Call, r
+	}
+	if !p.Allow(action, resource) || (m.Retain && !p.Allow(auth.Retain, m.Topic)) {
 		b.stats.NotAuthorized.Add(1)
 		if b.warn.due("publish not authorized") {
 			b.log.Warn("publish not authorized", "identity", p.Identity, "client", clientID,

@@ -216,6 +216,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 
 	var wills []*Will
 	var oldSink Sink
+	var orphaned []pendingCall // calls the replaced connection will not answer
 
 	b.mu.Lock()
 	if b.closed {
@@ -237,6 +238,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 				wills = append(wills, w)
 			}
 			s.detach()
+			orphaned = s.takeCalls()
 		}
 		if w := s.pendingWill; w != nil {
 			// A will waiting out its delay: a reconnect in time cancels it, unless the session ends.
@@ -299,6 +301,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 	if oldSink != nil {
 		oldSink.Close(ErrSessionTakenOver)
 	}
+	b.failCalls(orphaned, "service disconnected")
 	for _, w := range wills {
 		b.publishWill(w)
 	}

@@ -127,6 +127,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 		}
 	}
 	s.detach()
+	orphaned := s.takeCalls()
 	s.disconnected = now()
 	var due *Will
 	if will != nil && (!req.Graceful || req.PublishWill) {
@@ -150,6 +151,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 	}
 	s.mu.Unlock()
 	b.mu.Unlock()
+	b.failCalls(orphaned, "service disconnected")
 	if due != nil {
 		b.publishWill(due)
 	}

@@ -9,10 +9,16 @@ import (
 // Publish routes a message from this client if its grants and limits allow. The message is
 // borrowed for the call (see message.Message); the core stamps its id, time and sender.
 func (c *Client) Publish(m *message.Message) (PublishResult, error) {
-	wait, err := c.b.checkPublish(c.principal, auth.Publish, c.ClientID, c.rate, m)
+	principal := c.principal
+	if c.s.isPendingReply(m) {
+		// A service may always answer a call it was given, wherever the caller wants the reply.
+		principal = auth.Unrestricted(c.Identity)
+	}
+	wait, err := c.b.checkPublish(principal, auth.Publish, c.ClientID, c.rate, m)
 	if err != nil {
 		return PublishResult{}, err
 	}
+	c.s.answered(m)
 	res, err := c.b.publish(c.s, m)
 	res.Throttle = wait
 	return res, err
@@ -93,7 +99,7 @@ func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, erro
 	m.ID = b.nextID.Add(1)
 	m.Time = t
 	b.stats.Received.Add(1)
-	p := publication{msg: m}
+	p := publication{msg: m, call: isCall(m)}
 	if m.Retain {
 		if !b.cfg.RetainAvailable {
 			return PublishResult{}, ErrRetainNotSupported
@@ -101,6 +107,10 @@ func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, erro
 		b.retain(&p)
 	}
 	matched := b.route(&p, from)
+	if p.call && p.online == 0 {
+		b.failCall(m.Props.ResponseTopic, m.Props.CorrelationData, ErrNoResponders.Error())
+		return PublishResult{}, ErrNoResponders
+	}
 	res := PublishResult{Matched: matched, Backpressure: p.wait}
 	if p.stored && m.QoS > 0 {
 		res.Durable = b.store.Sync()

@@ -39,7 +39,11 @@ type Session struct {
 	expiryTimer stopper
 	// credTimer ends the connection when its credentials expire.
 	credTimer stopper
-	deleted   bool
+	// calls are the calls delivered to this session and not yet answered (see rpc.go);
+	// pendingCalls mirrors their number for a lock-free check on every publish.
+	calls        []pendingCall
+	pendingCalls atomic.Int32
+	deleted      bool
 
 	// inflightStore is set for durable sessions, which keep queue, in-flight state and record in
 	// the store; it is nil for the others (see durable).
@@ -75,6 +79,10 @@ type publication struct {
 	stored bool
 	// err is the first failure to keep a copy (a store error, or a full queue that refuses).
 	err error
+	// call: the message is a call (rpc.go), delivered to connected sessions only.
+	call bool
+	// online counts the connected sessions it went to.
+	online int
 }
 
 // durable reports whether the session keeps its state in the store.
@@ -108,6 +116,15 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 	defer s.mu.Unlock()
 	if s.deleted {
 		return
+	}
+	if p.call {
+		if s.sink == nil {
+			return // a call is for a service that is there now, not for a queue
+		}
+		s.noteCall(p.msg)
+	}
+	if s.sink != nil {
+		p.online++
 	}
 	if qos == 0 && s.ready {
 		r := s.sink.Send(Delivery{Msg: p.msg, Retain: retain, SubIDs: ids, Many: p.many})

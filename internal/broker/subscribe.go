@@ -25,8 +25,7 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			out[i].Err = ErrFilterInvalid
 			continue
 		}
-		if !c.principal.AllowFilter(auth.Subscribe, r.Filter) && !ownResponseFilter(c.ClientID, r.Filter) &&
-			!(c.Identity != "" && r.Filter == "$mailbox/"+c.Identity) {
+		if !c.mayReceive(r.Filter) {
 			out[i].Err = ErrNotAuthorized
 			c.b.stats.NotAuthorized.Add(1)
 			if c.b.warn.due("subscribe not authorized") {
@@ -58,6 +57,16 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 	}
 	c.saveAndUnlock()
 	return out
+}
+
+// mayReceive reports whether the client may subscribe to filter: serving a procedure needs the
+// serve grant on it; its own response prefix and mailbox topic are always allowed.
+func (c *Client) mayReceive(filter string) bool {
+	if r := rpcResource(filter); r != "" {
+		return c.principal.AllowFilter(auth.Serve, r)
+	}
+	return c.principal.AllowFilter(auth.Subscribe, filter) || ownResponseFilter(c.ClientID, filter) ||
+		(c.Identity != "" && filter == "$mailbox/"+c.Identity)
 }
 
 // saveAndUnlock stores a durable session's record and waits until it is on disk, so a

@@ -108,6 +108,12 @@ func (s *Server) Register(mux *http.ServeMux, identify httpauth.Identify) {
 	mux.HandleFunc("GET /v1/retained/{filter...}", s.retained)
 	mux.HandleFunc("POST /v1/req/{topic...}", s.request)
 	mux.HandleFunc("GET /v1/ws", s.websocketAPI)
+	mux.HandleFunc("POST /v1/call/{ns}/{proc}", s.call)
+	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) {
+		if s.principal(w, r) != nil {
+			writeJSON(w, http.StatusOK, s.b.Services())
+		}
+	})
 }
 
 // principal authenticates the request, or answers it (401, 429, 503) and returns nil.

@@ -170,6 +170,19 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 // for the first reply (timeout=10s, at most MaxRequestTimeout). Nobody subscribed: 503 at once.
 // The reply's payload is the answer's body, its content type the Content-Type.
 func (s *Server) request(w http.ResponseWriter, r *http.Request) {
+	s.roundTrip(w, r, r.PathValue("topic"))
+}
+
+// call answers POST /v1/call/{namespace}/{procedure}: a request to a procedure served by any
+// face. The reply's status (tern-status) comes back as X-Tern-Status; a call the broker failed
+// (the service went away) is 502 "call_failed"; nobody serving it, 503 "no_responders" at once.
+func (s *Server) call(w http.ResponseWriter, r *http.Request) {
+	s.roundTrip(w, r, broker.ProcedureTopic(r.PathValue("ns"), r.PathValue("proc")))
+}
+
+// roundTrip publishes the request body to topicName with a response topic and waits for the
+// reply (see request and call).
+func (s *Server) roundTrip(w http.ResponseWriter, r *http.Request, topicName string) {
 	p := s.principal(w, r)
 	if p == nil {
 		return
@@ -183,7 +196,7 @@ func (s *Server) request(w http.ResponseWriter, r *http.Request) {
 		}
 		timeout = d
 	}
-	m, ok := s.readMessage(w, r, r.PathValue("topic"))
+	m, ok := s.readMessage(w, r, topicName)
 	if !ok {
 		return
 	}
@@ -207,6 +220,9 @@ func (s *Server) request(w http.ResponseWriter, r *http.Request) {
 	m.Props.ResponseTopic = replyTopic
 	m.Props.CorrelationData = []byte(hex.EncodeToString(corr[:]))
 	pr, err := s.b.PublishAs(p, auth.Call, m)
+	if errors.Is(err, broker.ErrNoResponders) {
+		pr.Matched, err = 0, nil
+	}
 	if err != nil {
 		fail(w, err)
 		return
@@ -225,6 +241,10 @@ func (s *Server) request(w http.ResponseWriter, r *http.Request) {
 				continue // a stray reply to this prefix
 			}
 			c.Acked(d.pid)
+			if why := d.msg.Props.UserValue(broker.ErrorProperty); why != "" {
+				httpauth.WriteError(w, http.StatusBadGateway, "call_failed", why)
+				return
+			}
 			writeReply(w, d.msg)
 			return
 		case <-timer.C:
@@ -247,6 +267,9 @@ func writeReply(w http.ResponseWriter, m *message.Message) {
 	}
 	h.Set("X-Tern-Message-Id", strconv.FormatUint(m.ID, 10))
 	h.Set("X-Tern-Topic", m.Topic)
+	if st := m.Props.UserValue(broker.StatusProperty); st != "" {
+		h.Set("X-Tern-Status", st)
+	}
 	if m.Sender != "" {
 		h.Set("X-Tern-Sender", m.Sender)
 	}

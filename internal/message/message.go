@@ -163,3 +163,13 @@ func (a *arena) str(s string) string {
 	b := (*a)[start:]
 	return unsafe.String(&b[0], len(s))
 }
+
+// UserValue returns the value of the first user property named key, "" if there is none.
+func (p *Properties) UserValue(key string) string {
+	for _, u := range p.User {
+		if u.Key == key {
+			return u.Value
+		}
+	}
+	return ""
+}

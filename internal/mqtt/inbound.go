@@ -184,6 +184,9 @@ func publishCode(err error) (code packet.ReasonCode, fatal bool) {
 		return packet.RetainNotSupported, true
 	case errors.Is(err, broker.ErrNotAuthorized):
 		return packet.NotAuthorized, false
+	case errors.Is(err, broker.ErrNoResponders):
+		// The caller also gets a failure reply on its response topic.
+		return packet.NoMatchingSubscribers, false
 	case errors.Is(err, broker.ErrQuotaExceeded):
 		return packet.QuotaExceeded, false
 	case errors.Is(err, broker.ErrSessionTakenOver):

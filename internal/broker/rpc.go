@@ -1,0 +1,165 @@
+package broker
+
+// Calls (RPC) ride on messages: a service serves procedure P of namespace N by subscribing to
+// $rpc/N/P (or $share/N/$rpc/N/P, to share the load with other instances), and a call is a
+// message published there with a response topic and correlation data; the reply is a message to
+// that response topic with the same correlation data. Every face maps its own RPC onto this, so
+// an mBus client, an MQTT 5 client and an HTTP request reach the same services.
+//
+// What the core adds to plain request/response:
+//   - a call reaches connected services only (never an offline session's queue), and when none
+//     is connected the caller gets a failure reply at once ("no responders");
+//   - the core remembers which session each call went to; if that session goes away before it
+//     replied, the caller gets a failure reply at once;
+//   - grants: publishing to $rpc/N/P needs "call" on N/P, subscribing to it "serve" on N/P.
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/ternmq/tern/internal/message"
+)
+
+// RPCPrefix starts the topics of procedures: $rpc/<namespace>/<procedure>.
+const RPCPrefix = "$rpc/"
+
+// Reply properties of a failure the core sends on a caller's behalf.
+const (
+	// StatusProperty carries a call's status: "0" success, anything else failure (mBus's
+	// status). Services set it on their replies; the core's failures carry "-1".
+	StatusProperty = "tern-status"
+	// ErrorProperty says why the core failed a call.
+	ErrorProperty = "tern-error"
+)
+
+// ErrNoResponders: no connected session serves the procedure.
+var ErrNoResponders = errors.New("no responders")
+
+// maxPendingCalls bounds the calls one session may hold unanswered; beyond it the oldest are
+// forgotten (their callers then rely on their own timeouts).
+const maxPendingCalls = 10000
+
+// pendingCall is a call delivered to a session and not yet answered.
+type pendingCall struct {
+	reply string
+	corr  string
+}
+
+// ProcedureTopic is the topic of procedure proc of namespace ns.
+func ProcedureTopic(ns, proc string) string { return RPCPrefix + ns + "/" + proc }
+
+// isCall reports whether m is a call: a message to a procedure topic expecting a reply.
+func isCall(m *message.Message) bool {
+	return m.Props.ResponseTopic != "" && strings.HasPrefix(m.Topic, RPCPrefix)
+}
+
+// rpcResource is what a grant on a procedure topic is checked against: "N/P" for $rpc/N/P
+// ("" when the topic or filter is not a procedure's).
+func rpcResource(topicOrFilter string) string {
+	f := topicOrFilter
+	if strings.HasPrefix(f, "$share/") {
+		if i := strings.IndexByte(f[len("$share/"):], '/'); i >= 0 {
+			f = f[len("$share/")+i+1:]
+		}
+	}
+	if rest, ok := strings.CutPrefix(f, RPCPrefix); ok {
+		return rest
+	}
+	return ""
+}
+
+// noteCall records a call delivered to s. The caller holds s.mu.
+func (s *Session) noteCall(m *message.Message) {
+	if len(s.calls) >= maxPendingCalls {
+		s.calls = s.calls[1:]
+	}
+	s.calls = append(s.calls, pendingCall{reply: m.Props.ResponseTopic, corr: string(m.Props.CorrelationData)})
+	s.pendingCalls.Store(int32(len(s.calls)))
+}
+
+// answered forgets the call m replies to, if s had one.
+func (s *Session) answered(m *message.Message) {
+	if s.pendingCalls.Load() == 0 {
+		return // the common case: not a service, or nothing pending
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, c := range s.calls {
+		if c.reply == m.Topic && c.corr == string(m.Props.CorrelationData) {
+			s.calls = append(s.calls[:i], s.calls[i+1:]...)
+			s.pendingCalls.Store(int32(len(s.calls)))
+			return
+		}
+	}
+}
+
+// isPendingReply reports whether m answers a call pending on s.
+func (s *Session) isPendingReply(m *message.Message) bool {
+	if s.pendingCalls.Load() == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.calls {
+		if c.reply == m.Topic && c.corr == string(m.Props.CorrelationData) {
+			return true
+		}
+	}
+	return false
+}
+
+// takeCalls removes and returns the session's pending calls. The caller holds s.mu.
+func (s *Session) takeCalls() []pendingCall {
+	calls := s.calls
+	s.calls = nil
+	s.pendingCalls.Store(0)
+	return calls
+}
+
+// failCalls answers calls on their services' behalf. Called without locks.
+func (b *Broker) failCalls(calls []pendingCall, why string) {
+	for _, c := range calls {
+		b.failCall(c.reply, []byte(c.corr), why)
+	}
+}
+
+// failCall publishes a failure reply to a caller.
+func (b *Broker) failCall(reply string, corr []byte, why string) {
+	m := &message.Message{Topic: reply, QoS: 1}
+	m.Props.CorrelationData = corr
+	m.Props.User = []message.UserProperty{{Key: StatusProperty, Value: strconv.Itoa(-1)}, {Key: ErrorProperty, Value: why}}
+	if _, err := b.publish(nil, m); err != nil {
+		b.log.Debug("call failure not delivered", "reply_topic", reply, "err", err)
+	}
+}
+
+// ServiceInfo is one procedure and how many connected sessions serve it.
+type ServiceInfo struct {
+	Namespace string `json:"namespace"`
+	Procedure string `json:"procedure"`
+	Instances int    `json:"instances"`
+}
+
+// Services lists the procedures connected sessions serve.
+func (b *Broker) Services() []ServiceInfo {
+	count := map[[2]string]int{}
+	b.mu.Lock()
+	for _, s := range b.sessions {
+		s.mu.Lock()
+		if s.sink != nil {
+			for f := range s.subs {
+				if ns, proc, ok := strings.Cut(rpcResource(f), "/"); ok {
+					count[[2]string{ns, proc}]++
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	b.mu.Unlock()
+	out := make([]ServiceInfo, 0, len(count))
+	for k, n := range count {
+		out = append(out, ServiceInfo{Namespace: k[0], Procedure: k[1], Instances: n})
+	}
+	return out
+}
