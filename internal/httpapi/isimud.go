@@ -17,7 +17,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -26,6 +25,7 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/topic"
 )
 
 // isimudMaxBody is axum's default body limit, which isimud kept.
@@ -37,27 +37,8 @@ const isimudSendTimeout = 5 * time.Second
 // IsimudTopic maps an isimud publisher and topic to a tern topic. '%', '/', '+', '#' and NUL are
 // percent-encoded, so each part is exactly one topic level and no two pairs share a topic; an
 // empty part becomes "%00" (a level cannot be empty in a way that round-trips otherwise).
-func IsimudTopic(publisher, topic string) string {
-	return "isimud/" + escapeLevel(publisher) + "/" + escapeLevel(topic)
-}
-
-func escapeLevel(s string) string {
-	if s == "" {
-		return "%00"
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '%', '/', '+', '#', 0:
-			const hex = "0123456789ABCDEF"
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
+func IsimudTopic(publisher, topicName string) string {
+	return "isimud/" + topic.EscapeLevel(publisher) + "/" + topic.EscapeLevel(topicName)
 }
 
 // isimudError writes isimud's error body.

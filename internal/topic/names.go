@@ -184,3 +184,25 @@ func cut(s string) (level, rest string, more bool) {
 	}
 	return s, "", false
 }
+
+// EscapeLevel makes any string one topic level: '%', '/', '+', '#' and NUL are percent-encoded,
+// so distinct strings give distinct levels, and "" becomes "%00". Faces use it to map names of
+// other protocols (isimud publishers, mBus identifiers) into topics injectively.
+func EscapeLevel(s string) string {
+	if s == "" {
+		return "%00"
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '%', '/', '+', '#', 0:
+			const hex = "0123456789ABCDEF"
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
