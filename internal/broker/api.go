@@ -91,7 +91,10 @@ type ConnectRequest struct {
 	Credentials auth.Credentials
 	// Principal, when set, is used instead of authenticating Credentials: a face that already
 	// authenticated the request through Broker.Authenticate (HTTP) passes what it got.
-	Principal  *auth.Principal
+	Principal *auth.Principal
+	// Exclusive refuses the connect (ErrClientIDInUse) when the session has a connection,
+	// instead of taking it over (mBus identifiers are unique while connected).
+	Exclusive  bool
 	CleanStart bool
 	// Expiry is the requested session expiry interval in seconds (NeverExpire: no expiry).
 	Expiry uint32

@@ -224,6 +224,15 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 		return nil, res, ErrServerShuttingDown
 	}
 	s := b.sessions[res.ClientID]
+	if req.Exclusive && s != nil {
+		s.mu.Lock()
+		busy := s.sink != nil
+		s.mu.Unlock()
+		if busy {
+			b.mu.Unlock()
+			return nil, res, ErrClientIDInUse
+		}
+	}
 	if err := b.claimLocked(s, p.Identity, res.ClientID); err != nil {
 		b.mu.Unlock()
 		return nil, res, err

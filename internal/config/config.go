@@ -141,6 +141,10 @@ type Listen struct {
 	HTTPS string `koanf:"https"`
 	// Unix is the path of a Unix socket speaking MQTT.
 	Unix string `koanf:"unix"`
+	// MBus and MBusUnix speak the mBus protocol over TCP and a Unix socket; off unless set (mBus
+	// used 127.0.0.1:8000 and "/tmp/mbus-server-uds:0", a path taken literally).
+	MBus     string `koanf:"mbus"`
+	MBusUnix string `koanf:"mbus_unix"`
 }
 
 // TLS names the server certificate for every TLS listener and, for mutual TLS, the authority
@@ -296,6 +300,8 @@ var Flags = map[string]string{
 	"http":          "listen.http",
 	"https":         "listen.https",
 	"unix":          "listen.unix",
+	"mbus":          "listen.mbus",
+	"mbus-unix":     "listen.mbus_unix",
 	"tls-cert":      "tls.cert_file",
 	"tls-key":       "tls.key_file",
 	"tls-client-ca": "tls.client_ca_file",
@@ -354,7 +360,8 @@ func envKey(k, v string) (string, any) {
 // Validate reports the first setting that cannot work.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Listen.MQTT == "" && c.Listen.MQTTTLS == "" && c.Listen.HTTP == "" && c.Listen.HTTPS == "" && c.Listen.Unix == "" {
+	if c.Listen.MQTT == "" && c.Listen.MQTTTLS == "" && c.Listen.HTTP == "" && c.Listen.HTTPS == "" && c.Listen.Unix == "" &&
+		c.Listen.MBus == "" && c.Listen.MBusUnix == "" {
 		errs = append(errs, errors.New("no listener configured"))
 	}
 	errs = append(errs, c.validateTLS())

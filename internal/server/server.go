@@ -23,6 +23,7 @@ import (
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/httpapi"
 	"github.com/ternmq/tern/internal/mailbox"
+	"github.com/ternmq/tern/internal/mbus"
 	"github.com/ternmq/tern/internal/metrics"
 	"github.com/ternmq/tern/internal/mqtt"
 	"github.com/ternmq/tern/internal/store"
@@ -37,6 +38,7 @@ type Server struct {
 	log    *slog.Logger
 	Broker *broker.Broker
 	MQTT   *mqtt.Server
+	MBus   *mbus.Server
 	HTTP   *httpapi.Server
 	// Mailboxes holds one durable queue per identity.
 	Mailboxes *mailbox.Service
@@ -87,6 +89,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, Auth: a, addrs: map[string]net.Addr{},
 		tls: map[string]*certs.ServerTLS{}}
 	s.MQTT = mqtt.NewServer(b, mqttConfig(cfg), log)
+	s.MBus = mbus.NewServer(b, mbus.Config{}, log)
 	h := cfg.HTTP
 	s.HTTP = httpapi.New(b, httpapi.Config{MaxBody: h.MaxBody, StreamBuffer: h.StreamBuffer, Heartbeat: h.Heartbeat,
 		PollWait: h.PollWait, RequestTimeout: h.RequestTimeout, MailboxWait: h.MailboxWait}, log)
@@ -217,6 +220,19 @@ func (s *Server) listen() error {
 			return err
 		}
 	}
+	if l.MBus != "" {
+		if err := s.serveMBus("mbus", "tcp", l.MBus); err != nil {
+			return err
+		}
+	}
+	if l.MBusUnix != "" {
+		if err := removeStaleSocket(l.MBusUnix); err != nil {
+			return err
+		}
+		if err := s.serveMBus("mbus_unix", "unix", l.MBusUnix); err != nil {
+			return err
+		}
+	}
 	if l.HTTP != "" {
 		if err := s.serveHTTP("http", l.HTTP, nil); err != nil {
 			return err
@@ -247,6 +263,20 @@ func (s *Server) serveMQTT(name, network, addr string, st *certs.ServerTLS) erro
 	go func() {
 		defer s.wg.Done()
 		_ = s.MQTT.Serve(ln, identify(st))
+	}()
+	return nil
+}
+
+func (s *Server) serveMBus(name, network, addr string) error {
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
+	}
+	s.track(name, ln)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.MBus.Serve(ln, nil)
 	}()
 	return nil
 }
@@ -330,6 +360,9 @@ func (s *Server) Close() error {
 		if s.MQTT != nil {
 			_ = s.MQTT.Close()
 		}
+		if s.MBus != nil {
+			_ = s.MBus.Close()
+		}
 		if s.Webhooks != nil {
 			s.Webhooks.Close()
 		}
@@ -344,8 +377,10 @@ func (s *Server) Close() error {
 				s.log.Error("closing the store", "err", err)
 			}
 		}
-		if s.cfg.Listen.Unix != "" {
-			_ = os.Remove(s.cfg.Listen.Unix)
+		for _, p := range []string{s.cfg.Listen.Unix, s.cfg.Listen.MBusUnix} {
+			if p != "" {
+				_ = os.Remove(p)
+			}
 		}
 	})
 	return nil

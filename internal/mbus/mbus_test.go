@@ -1,0 +1,158 @@
+package mbus_test
+
+import (
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/ternmq/tern/internal/broker"
+	. "github.com/ternmq/tern/internal/mbus"
+	"github.com/ternmq/tern/internal/mbus/mbustest"
+)
+
+// newTestServer runs the mBus face on 127.0.0.1 over an in-memory core.
+func newTestServer(t *testing.T) (*Server, *broker.Broker, string) {
+	b, err := broker.New(broker.DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(b, Config{}, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln, nil)
+	t.Cleanup(func() {
+		s.Close()
+		b.Close()
+	})
+	return s, b, ln.Addr().String()
+}
+
+const (
+	keyDestination = "org.mbus.method.tag.destination"
+	keyIdentifier  = "org.mbus.method.tag.identifier"
+	keySequence    = "org.mbus.method.tag.sequence"
+	keyStatus      = "org.mbus.method.tag.status"
+	keyPayload     = "org.mbus.method.tag.payload"
+)
+
+func TestCreateSubscribeEventAndCompression(t *testing.T) {
+	_, _, addr := newTestServer(t)
+	pub := mbustest.Dial(t, "tcp", addr)
+	if r := pub.Create(map[string]any{"identifier": "org.example.pub", "compressions": []string{"none", "zlib"},
+		"ping": map[string]int{"interval": 0}}); *r.Status != 0 || !strings.Contains(string(r.Payload), `"compression":"zlib"`) {
+		t.Fatalf("create: %s", r.Payload)
+	}
+	sub := mbustest.Dial(t, "tcp", addr)
+	if r := sub.Create(map[string]any{}); *r.Status != 0 || !strings.HasPrefix(sub.ID, "org.mbus.client.") {
+		t.Fatalf("create with an assigned identifier: %s", r.Payload)
+	}
+	// Identifiers are unique while connected: the duplicate is refused and closed.
+	dup := mbustest.Dial(t, "tcp", addr)
+	if r := dup.Create(map[string]any{"identifier": "org.example.pub"}); *r.Status != -1 {
+		t.Fatalf("duplicate identifier: %s", r.Payload)
+	}
+	seq := sub.Command(ServerID, "command.subscribe", map[string]string{"source": "org.example.pub", "event": EventAll})
+	if st, _ := sub.ResultOf(seq); st != 0 {
+		t.Fatalf("subscribe: %d", st)
+	}
+	seq = pub.NextSeq()
+	pub.Write(Message{Type: TypeEvent, Destination: DestinationSubscribers, Identifier: "org.example.event.temp", Sequence: &seq, Payload: json.RawMessage(`{"c":21.5}`)})
+	ev := sub.Next(func(m Message) bool { return m.Type == TypeEvent && m.Source == "org.example.pub" })
+	if ev.Identifier != "org.example.event.temp" || string(ev.Payload) != `{"c":21.5}` {
+		t.Fatalf("event %+v %s", ev, ev.Payload)
+	}
+	// Unicast and broadcast, and command.event (acknowledged).
+	seq = pub.Command(ServerID, "command.event", map[string]any{keyDestination: sub.ID, keyIdentifier: "direct", keyPayload: map[string]int{"n": 1}})
+	if st, _ := pub.ResultOf(seq); st != 0 {
+		t.Fatalf("command.event: %d", st)
+	}
+	if ev := sub.Next(func(m Message) bool { return m.Type == TypeEvent && m.Identifier == "direct" }); ev.Source != "org.example.pub" {
+		t.Fatalf("direct event %+v", ev)
+	}
+	seq = pub.NextSeq()
+	pub.Write(Message{Type: TypeEvent, Destination: DestinationAll, Identifier: "hello.all", Sequence: &seq, Payload: json.RawMessage(`{}`)})
+	sub.Next(func(m Message) bool { return m.Type == TypeEvent && m.Identifier == "hello.all" })
+}
+
+func TestCommandsBetweenClients(t *testing.T) {
+	_, _, addr := newTestServer(t)
+	callee := mbustest.Dial(t, "tcp", addr)
+	callee.Create(map[string]any{"identifier": "org.example.calc"})
+	seq := callee.Command(ServerID, "command.register", map[string]string{"command": "add"})
+	if st, _ := callee.ResultOf(seq); st != 0 {
+		t.Fatalf("register: %d", st)
+	}
+	caller := mbustest.Dial(t, "tcp", addr)
+	caller.Create(map[string]any{"identifier": "org.example.user", "compressions": []string{"zlib"}})
+	seq = caller.Command("org.example.calc", "add", map[string]int{"a": 1, "b": 2})
+	call := callee.Next(func(m Message) bool { return m.Type == TypeCommand })
+	if call.Source != "org.example.user" || call.Identifier != "add" || *call.Sequence != seq {
+		t.Fatalf("call %+v", call)
+	}
+	rs := callee.Command(ServerID, "command.result", map[string]any{keyDestination: call.Source, keyIdentifier: "add",
+		keySequence: *call.Sequence, keyStatus: 0, keyPayload: map[string]int{"sum": 3}})
+	if st, p := caller.ResultOf(seq); st != 0 || string(p) != `{"sum":3}` {
+		t.Fatalf("result: %d %s", st, p)
+	}
+	if st, _ := callee.ResultOf(rs); st != 0 {
+		t.Fatalf("command.result answer: %d", st)
+	}
+	// A command nobody registered fails at once.
+	seq = caller.Command("org.example.calc", "mul", map[string]int{})
+	if st, _ := caller.ResultOf(seq); st != -1 {
+		t.Fatalf("unregistered command: %d", st)
+	}
+	// Unregistering what is not registered is -1, not a crash.
+	seq = callee.Command(ServerID, "command.unregister", map[string]string{"command": "nope"})
+	if st, _ := callee.ResultOf(seq); st != -1 {
+		t.Fatalf("unregister unknown: %d", st)
+	}
+	// A callee that goes away fails its pending call at once.
+	seq = caller.Command("org.example.calc", "add", map[string]int{"a": 5})
+	callee.Next(func(m Message) bool { return m.Type == TypeCommand })
+	callee.NC.Close()
+	if st, _ := caller.ResultOf(seq); st != -1 {
+		t.Fatalf("call to a departed callee: %d", st)
+	}
+	// clients and status.
+	seq = caller.Command(ServerID, "command.clients", map[string]any{})
+	if st, p := caller.ResultOf(seq); st != 0 || !strings.Contains(string(p), "org.example.user") {
+		t.Fatalf("clients: %d %s", st, p)
+	}
+}
+
+func TestBadInputClosesOnlyThatClient(t *testing.T) {
+	_, _, addr := newTestServer(t)
+	good := mbustest.Dial(t, "tcp", addr)
+	good.Create(map[string]any{"identifier": "good"})
+	for name, raw := range map[string][]byte{
+		"oversized length": {0x7f, 0xff, 0xff, 0xff},
+		"invalid JSON":     mbustest.AppendFrame(nil, []byte("{not json"), false),
+		"missing sequence": mbustest.AppendFrame(nil, []byte(`{"org.mbus.method.tag.type":"org.mbus.method.type.command","org.mbus.method.tag.destination":"org.mbus.server","org.mbus.method.tag.identifier":"command.create","org.mbus.method.tag.payload":{}}`), false),
+		"not create first": mbustest.AppendFrame(nil, []byte(`{"org.mbus.method.tag.type":"org.mbus.method.type.command","org.mbus.method.tag.destination":"org.mbus.server","org.mbus.method.tag.identifier":"command.subscribe","org.mbus.method.tag.sequence":1,"org.mbus.method.tag.payload":{}}`), false),
+	} {
+		bad := mbustest.Dial(t, "tcp", addr)
+		if _, err := bad.NC.Write(raw); err != nil {
+			t.Fatal(err)
+		}
+		bad.StartReader()
+		if !bad.Closed() {
+			t.Errorf("%s: the client was not closed", name)
+		}
+	}
+	// A bad zlib stream after a zlib create.
+	bz := mbustest.Dial(t, "tcp", addr)
+	bz.Create(map[string]any{"identifier": "bz", "compressions": []string{"zlib"}})
+	bz.NC.Write([]byte{0, 0, 0, 8, 0, 0, 0, 4, 1, 2, 3, 4})
+	if !bz.Closed() {
+		t.Error("bad zlib: not closed")
+	}
+	// The good client carries on.
+	seq := good.Command(ServerID, "command.clients", map[string]any{})
+	if st, _ := good.ResultOf(seq); st != 0 {
+		t.Fatal("the good client was affected")
+	}
+}
