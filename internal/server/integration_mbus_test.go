@@ -1,0 +1,150 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/config"
+	"github.com/ternmq/tern/internal/mbus"
+	"github.com/ternmq/tern/internal/mbus/mbustest"
+)
+
+func mbusServer(t *testing.T) (srvAddr string, unixPath string, httpBase string, mq func(id string) *v5Client) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "mbus-server-uds:0") // mBus's "<path>:<port>" form, taken literally
+	srv := startServer(t, func(c *config.Config) {
+		c.Listen.MBus = "127.0.0.1:0"
+		c.Listen.MBusUnix = sock
+	})
+	return srv.Addr("mbus"), sock, "http://" + srv.Addr("http"), func(id string) *v5Client { return v5(t, srv, id) }
+}
+
+// TestMBusEventsReachOtherFaces: an mBus event reaches an MQTT subscriber and an SSE subscriber
+// on mbus/{source}/{event}, and an MQTT publish there reaches an mBus subscriber, over TCP and
+// the Unix socket.
+func TestMBusEventsReachOtherFaces(t *testing.T) {
+	addr, sock, base, mq := mbusServer(t)
+	pub := mbustest.Dial(t, "tcp", addr)
+	pub.Create(map[string]any{"identifier": "org.example.sensor", "compressions": []string{"zlib"}})
+	sub := mbustest.Dial(t, "unix", sock)
+	sub.Create(map[string]any{"identifier": "org.example.display"})
+	seq := sub.Command(mbus.ServerID, "command.subscribe", map[string]string{"source": mbus.SourceAll, "event": "temp"})
+	if st, _ := sub.ResultOf(seq); st != 0 {
+		t.Fatalf("subscribe: %d", st)
+	}
+	m := mq("mq")
+	m.sub("mbus/#", 0)
+	sse, _ := openStream(t, base+"/v1/sub/mbus/org.example.sensor/%2B", "text/event-stream")
+	nextLine(t, sse, ": subscribed")
+
+	seq = pub.NextSeq()
+	pub.Write(mbus.Message{Type: mbus.TypeEvent, Destination: mbus.DestinationSubscribers, Identifier: "temp", Sequence: &seq, Payload: json.RawMessage(`{"c":21.5}`)})
+	if got := m.expect("mbus/org.example.sensor/temp", `{"c":21.5}`); got.Properties.ContentType != "application/json" {
+		t.Fatalf("content type %q", got.Properties.ContentType)
+	}
+	if data := nextLine(t, sse, "data: "); !strings.Contains(data, `"topic":"mbus/org.example.sensor/temp"`) {
+		t.Fatalf("SSE %s", data)
+	}
+	ev := sub.Next(func(x mbus.Message) bool { return x.Type == mbus.TypeEvent && x.Identifier == "temp" })
+	if ev.Source != "org.example.sensor" || string(ev.Payload) != `{"c":21.5}` {
+		t.Fatalf("mBus subscriber got %+v", ev)
+	}
+	// The other way: MQTT publishes as source "org.example.mqtt".
+	m.pub("mbus/org.example.mqtt/temp", 0, `{"c":3}`)
+	ev = sub.Next(func(x mbus.Message) bool { return x.Type == mbus.TypeEvent && x.Source == "org.example.mqtt" })
+	if string(ev.Payload) != `{"c":3}` {
+		t.Fatalf("from MQTT: %s", ev.Payload)
+	}
+}
+
+// TestCallsAcrossFaces: an HTTP call and an MQTT 5 request reach an mBus-registered command and
+// get its result; unserved calls fail at once from every face; a callee that dies fails its
+// pending calls at once.
+func TestCallsAcrossFaces(t *testing.T) {
+	addr, _, base, mq := mbusServer(t)
+	callee := mbustest.Dial(t, "tcp", addr)
+	callee.Create(map[string]any{"identifier": "calc"})
+	seq := callee.Command(mbus.ServerID, "command.register", map[string]string{"command": "add"})
+	if st, _ := callee.ResultOf(seq); st != 0 {
+		t.Fatalf("register: %d", st)
+	}
+	serve := func(hang bool) {
+		go func() {
+			for c := range callee.In {
+				if c.Type != mbus.TypeCommand {
+					continue
+				}
+				if hang {
+					return
+				}
+				callee.Command(mbus.ServerID, "command.result", map[string]any{
+					"org.mbus.method.tag.destination": c.Source, "org.mbus.method.tag.identifier": c.Identifier,
+					"org.mbus.method.tag.sequence": *c.Sequence, "org.mbus.method.tag.status": 7,
+					"org.mbus.method.tag.payload": map[string]string{"echo": string(c.Payload)}})
+			}
+		}()
+	}
+	serve(false)
+
+	resp, body := httpDo(t, "POST", base+"/v1/call/calc/add?timeout=5s", `{"a":1}`)
+	if resp.StatusCode != 200 || resp.Header.Get("X-Tern-Status") != "7" || !strings.Contains(body, `"echo"`) {
+		t.Fatalf("HTTP call: %d %s status %q", resp.StatusCode, body, resp.Header.Get("X-Tern-Status"))
+	}
+
+	caller := mq("mq-caller")
+	caller.sub(broker.ResponsePrefix("mq-caller")+"/#", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := caller.c.Publish(ctx, &paho.Publish{Topic: "$rpc/calc/add", QoS: 1, Payload: []byte(`{"b":2}`),
+		Properties: &paho.PublishProperties{ResponseTopic: broker.ResponsePrefix("mq-caller") + "/r", CorrelationData: []byte("k1")}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := caller.next(); string(r.Properties.CorrelationData) != "k1" || r.Properties.User.Get(broker.StatusProperty) != "7" {
+		t.Fatalf("MQTT 5 request: %+v", r.Properties)
+	}
+
+	// Unserved: at once from HTTP and mBus.
+	start := time.Now()
+	if resp, _ := httpDo(t, "POST", base+"/v1/call/calc/mul?timeout=30s", "{}"); resp.StatusCode != http.StatusServiceUnavailable || time.Since(start) > 5*time.Second {
+		t.Fatalf("HTTP unserved: %d", resp.StatusCode)
+	}
+	other := mbustest.Dial(t, "tcp", addr)
+	other.Create(map[string]any{"identifier": "other"})
+	seq = other.Command("calc", "mul", map[string]any{})
+	if st, _ := other.ResultOf(seq); st != -1 {
+		t.Fatalf("mBus unserved: %d", st)
+	}
+}
+
+// TestMBusCalleeDeathFailsCalls: a pending HTTP call fails at once when the mBus callee goes away.
+func TestMBusCalleeDeathFailsCalls(t *testing.T) {
+	addr, _, base, _ := mbusServer(t)
+	callee := mbustest.Dial(t, "tcp", addr)
+	callee.Create(map[string]any{"identifier": "slow"})
+	seq := callee.Command(mbus.ServerID, "command.register", map[string]string{"command": "wait"})
+	callee.ResultOf(seq)
+	done := make(chan int, 1)
+	go func() {
+		r, _ := httpDo(t, "POST", base+"/v1/call/slow/wait?timeout=30s", "{}")
+		done <- r.StatusCode
+	}()
+	callee.Next(func(m mbus.Message) bool { return m.Type == mbus.TypeCommand })
+	start := time.Now()
+	callee.NC.Close()
+	select {
+	case st := <-done:
+		if st != http.StatusBadGateway || time.Since(start) > 5*time.Second {
+			t.Fatalf("pending call after the callee died: %d after %v", st, time.Since(start))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pending call did not fail")
+	}
+}
