@@ -145,6 +145,9 @@ type Listen struct {
 	// used 127.0.0.1:8000 and "/tmp/mbus-server-uds:0", a path taken literally).
 	MBus     string `koanf:"mbus"`
 	MBusUnix string `koanf:"mbus_unix"`
+	// MBusTLS is mBus over TLS ([tls], or [tls.listeners.mbus_tls]). mBus over WebSocket
+	// (subprotocol "mbus") is at /mbus on the HTTP and HTTPS listeners.
+	MBusTLS string `koanf:"mbus_tls"`
 }
 
 // TLS names the server certificate for every TLS listener and, for mutual TLS, the authority
@@ -173,7 +176,7 @@ type TLSOverride struct {
 }
 
 // TLSListeners are the listeners tls.listeners may name.
-var TLSListeners = []string{"mqtt_tls", "https"}
+var TLSListeners = []string{"mqtt_tls", "https", "mbus_tls"}
 
 // ForListener is the TLS setup of the named listener: [tls] with its override applied.
 func (t TLS) ForListener(name string) TLS {
@@ -302,6 +305,7 @@ var Flags = map[string]string{
 	"unix":          "listen.unix",
 	"mbus":          "listen.mbus",
 	"mbus-unix":     "listen.mbus_unix",
+	"mbus-tls":      "listen.mbus_tls",
 	"tls-cert":      "tls.cert_file",
 	"tls-key":       "tls.key_file",
 	"tls-client-ca": "tls.client_ca_file",
@@ -361,7 +365,7 @@ func envKey(k, v string) (string, any) {
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Listen.MQTT == "" && c.Listen.MQTTTLS == "" && c.Listen.HTTP == "" && c.Listen.HTTPS == "" && c.Listen.Unix == "" &&
-		c.Listen.MBus == "" && c.Listen.MBusUnix == "" {
+		c.Listen.MBus == "" && c.Listen.MBusUnix == "" && c.Listen.MBusTLS == "" {
 		errs = append(errs, errors.New("no listener configured"))
 	}
 	errs = append(errs, c.validateTLS())
@@ -469,7 +473,7 @@ func (c *Config) validateTLS() error {
 			errs = append(errs, fmt.Errorf("tls.listeners.%s: no such TLS listener (use %s)", name, strings.Join(TLSListeners, ", ")))
 		}
 	}
-	for name, addr := range map[string]string{"mqtt_tls": c.Listen.MQTTTLS, "https": c.Listen.HTTPS} {
+	for name, addr := range map[string]string{"mqtt_tls": c.Listen.MQTTTLS, "https": c.Listen.HTTPS, "mbus_tls": c.Listen.MBusTLS} {
 		if addr == "" {
 			continue
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/ternmq/tern/internal/adminapi"
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/httpauth"
+	"github.com/ternmq/tern/internal/mbus"
 	"github.com/ternmq/tern/internal/mqtt"
 )
 
@@ -19,6 +20,7 @@ import (
 func (s *Server) routes(reg *prometheus.Registry, id mqtt.Identify) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /mqtt", func(w http.ResponseWriter, r *http.Request) { s.serveMQTTWebSocket(w, r, id) })
+	mux.HandleFunc("GET /mbus", func(w http.ResponseWriter, r *http.Request) { s.serveMBusWebSocket(w, r, id) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	// Stats list client ids and identities: admin only once authentication is on. /metrics and
 	// /healthz stay open for scrapers and load balancers (counters, no names).
@@ -36,6 +38,18 @@ func (s *Server) routes(reg *prometheus.Registry, id mqtt.Identify) http.Handler
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	return mux
+}
+
+// serveMBusWebSocket runs an mBus connection over WebSocket (subprotocol "mbus", binary
+// messages). The face reads a byte stream, so a frame may span messages and a message may hold
+// several frames.
+func (s *Server) serveMBusWebSocket(w http.ResponseWriter, r *http.Request, id mqtt.Identify) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mbus"}, InsecureSkipVerify: true})
+	if err != nil {
+		return
+	}
+	ws.SetReadLimit(mbus.MaxFrame + 8)
+	s.MBus.ServeConn(websocket.NetConn(r.Context(), ws, websocket.MessageBinary), r.TLS, mbus.Identify(id))
 }
 
 // serveMQTTWebSocket upgrades to WebSocket and runs an MQTT connection over binary messages. A

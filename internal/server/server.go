@@ -225,6 +225,15 @@ func (s *Server) listen() error {
 			return err
 		}
 	}
+	if l.MBusTLS != "" {
+		st, err := s.loadTLS("mbus_tls")
+		if err != nil {
+			return err
+		}
+		if err := s.serveMBusTLS("mbus_tls", l.MBusTLS, st); err != nil {
+			return err
+		}
+	}
 	if l.MBusUnix != "" {
 		if err := removeStaleSocket(l.MBusUnix); err != nil {
 			return err
@@ -268,15 +277,28 @@ func (s *Server) serveMQTT(name, network, addr string, st *certs.ServerTLS) erro
 }
 
 func (s *Server) serveMBus(name, network, addr string) error {
+	return s.serveMBusOn(name, network, addr, nil)
+}
+
+func (s *Server) serveMBusTLS(name, addr string, st *certs.ServerTLS) error {
+	return s.serveMBusOn(name, "tcp", addr, st)
+}
+
+func (s *Server) serveMBusOn(name, network, addr string, st *certs.ServerTLS) error {
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
+	}
+	var id mbus.Identify
+	if st != nil {
+		ln = tls.NewListener(ln, st.Config())
+		id = st.Identity
 	}
 	s.track(name, ln)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		_ = s.MBus.Serve(ln, nil)
+		_ = s.MBus.Serve(ln, id)
 	}()
 	return nil
 }
