@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/ternmq/tern/internal/broker"
@@ -146,5 +148,62 @@ func TestMBusCalleeDeathFailsCalls(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the pending call did not fail")
+	}
+}
+
+// TestMBusOverWebSocketAndTLS: mBus over WebSocket (subprotocol mbus) with frames split across
+// messages and several frames in one message, and mBus over TLS.
+func TestMBusOverWebSocketAndTLS(t *testing.T) {
+	p := newPKI(t)
+	srv := startServer(t, func(c *config.Config) {
+		c.Listen.MBusTLS = "127.0.0.1:0"
+		c.TLS = config.TLS{CertFile: p.srvCert, KeyFile: p.srvKey}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, "ws://"+srv.Addr("http")+"/mbus", &websocket.DialOptions{Subprotocols: []string{"mbus"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Body != nil {
+		resp.Body.Close()
+	}
+	if ws.Subprotocol() != "mbus" {
+		t.Fatalf("subprotocol %q", ws.Subprotocol())
+	}
+	defer ws.CloseNow()
+	frame := func(m mbus.Message) []byte {
+		b, _ := json.Marshal(m)
+		return mbustest.AppendFrame(nil, b, false)
+	}
+	seq1, seq2, seq3 := 1, 2, 3
+	create := frame(mbus.Message{Type: mbus.TypeCommand, Destination: mbus.ServerID, Identifier: "command.create", Sequence: &seq1,
+		Payload: json.RawMessage(`{"identifier":"ws-client"}`)})
+	// One frame across two messages.
+	ws.Write(ctx, websocket.MessageBinary, create[:7])
+	ws.Write(ctx, websocket.MessageBinary, create[7:])
+	// Two frames in one message.
+	two := append(frame(mbus.Message{Type: mbus.TypeCommand, Destination: mbus.ServerID, Identifier: "command.clients", Sequence: &seq2, Payload: json.RawMessage(`{}`)}),
+		frame(mbus.Message{Type: mbus.TypeCommand, Destination: mbus.ServerID, Identifier: "command.status", Sequence: &seq3, Payload: json.RawMessage(`{}`)})...)
+	ws.Write(ctx, websocket.MessageBinary, two)
+	c := mbustest.New(t, websocket.NetConn(ctx, ws, websocket.MessageBinary))
+	c.StartReader()
+	for _, seq := range []int{1, 2, 3} {
+		if st, body := c.ResultOf(seq); st != 0 {
+			t.Fatalf("result %d: %d %s", seq, st, body)
+		}
+	}
+
+	conn, err := tls.Dial("tcp", srv.Addr("mbus_tls"), p.tlsConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := mbustest.New(t, conn)
+	if r := tc.Create(map[string]any{"identifier": "tls-client", "compressions": []string{"zlib"}}); *r.Status != 0 {
+		t.Fatalf("create over TLS: %s", r.Payload)
+	}
+	seq := tc.Command(mbus.ServerID, "command.clients", map[string]any{})
+	if st, body := tc.ResultOf(seq); st != 0 || !strings.Contains(string(body), "ws-client") || !strings.Contains(string(body), "tls-client") {
+		t.Fatalf("clients over TLS: %d %s", st, body)
 	}
 }

@@ -36,6 +36,11 @@ func Dial(t *testing.T, network, addr string) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return New(t, nc)
+}
+
+// New is a client on a connection the test made (TLS, WebSocket).
+func New(t *testing.T, nc net.Conn) *Client {
 	c := &Client{t: t, NC: nc, rd: bufio.NewReader(nc), In: make(chan mbus.Message, 1000)}
 	t.Cleanup(func() { nc.Close() })
 	return c
