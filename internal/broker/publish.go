@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"time"
+
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/topic"
@@ -11,7 +13,8 @@ import (
 func (c *Client) Publish(m *message.Message) (PublishResult, error) {
 	principal := c.principal
 	if c.s.isPendingReply(m) {
-		// A service may always answer a call it was given, wherever the caller wants the reply.
+		// A service may answer a call it was given on the caller's response topic, which the
+		// caller was allowed to use (replyGranted), once and not retained.
 		principal = auth.Unrestricted(c.Identity)
 	}
 	wait, err := c.b.checkPublish(principal, auth.Publish, c.ClientID, c.rate, m)
@@ -19,9 +22,22 @@ func (c *Client) Publish(m *message.Message) (PublishResult, error) {
 		return PublishResult{}, err
 	}
 	c.s.answered(m)
+	if isCall(m) {
+		return c.b.publishCall(c.s, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic), wait)
+	}
 	res, err := c.b.publish(c.s, m)
 	res.Throttle = wait
 	return res, err
+}
+
+// Request publishes a request expecting a reply on the client's response topic: it needs the call
+// grant on the topic (as a publish to $rpc/... does), not the publish grant.
+func (c *Client) Request(m *message.Message) (PublishResult, error) {
+	wait, err := c.b.checkPublish(c.principal, auth.Call, c.ClientID, c.rate, m)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	return c.b.publishCall(c.s, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic), wait)
 }
 
 // PublishExactlyOnce routes a QoS 2 message unless its packet id is still awaiting release from an
@@ -87,8 +103,21 @@ func (c *Client) PendingReleases() int {
 	return len(c.s.incoming)
 }
 
+// publishCall is publish for a call whose caller may (answerable) or may not have services
+// answer without grants of their own.
+func (b *Broker) publishCall(from *Session, m *message.Message, answerable bool, wait time.Duration) (PublishResult, error) {
+	res, err := b.route1(from, m, answerable)
+	res.Throttle = wait
+	return res, err
+}
+
 // publish stamps and routes m; from is the publishing session (nil for wills and internal sources).
 func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, error) {
+	return b.route1(from, m, false)
+}
+
+// route1 is publish with the call's answerability.
+func (b *Broker) route1(from *Session, m *message.Message, answerable bool) (PublishResult, error) {
 	if err := topic.ValidName(m.Topic); err != nil {
 		return PublishResult{}, ErrTopicInvalid
 	}
@@ -99,7 +128,7 @@ func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, erro
 	m.ID = b.nextID.Add(1)
 	m.Time = t
 	b.stats.Received.Add(1)
-	p := publication{msg: m, call: isCall(m)}
+	p := publication{msg: m, call: isCall(m), answerable: answerable}
 	if m.Retain {
 		if !b.cfg.RetainAvailable {
 			return PublishResult{}, ErrRetainNotSupported

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/message"
 )
 
@@ -44,6 +45,16 @@ const maxPendingCalls = 10000
 type pendingCall struct {
 	reply string
 	corr  string
+	// answerable: the caller was itself allowed to receive or publish on reply, so the service
+	// may answer there without a grant (see replyGranted).
+	answerable bool
+}
+
+// replyGranted reports whether a caller with principal p and client id may have services answer
+// on reply without grants of their own: its own response prefix, or a topic it may publish to
+// itself. Anything else would let a caller make a service publish where the caller may not.
+func replyGranted(p *auth.Principal, clientID, reply string) bool {
+	return ownResponseFilter(clientID, reply) || p.Allow(auth.Publish, reply)
 }
 
 // ProcedureTopic is the topic of procedure proc of namespace ns.
@@ -69,12 +80,15 @@ func rpcResource(topicOrFilter string) string {
 	return ""
 }
 
-// noteCall records a call delivered to s. The caller holds s.mu.
-func (s *Session) noteCall(m *message.Message) {
+// noteCall records a call delivered to s. answerable says the service may answer on the
+// response topic without a grant of its own (see replyGranted). The caller holds s.mu.
+func (s *Session) noteCall(m *message.Message, answerable bool) {
 	if len(s.calls) >= maxPendingCalls {
 		s.calls = s.calls[1:]
 	}
-	s.calls = append(s.calls, pendingCall{reply: m.Props.ResponseTopic, corr: string(m.Props.CorrelationData)})
+	// Copies: the message is borrowed, its strings may alias a connection's read buffer.
+	s.calls = append(s.calls, pendingCall{reply: strings.Clone(m.Props.ResponseTopic), corr: string(m.Props.CorrelationData),
+		answerable: answerable})
 	s.pendingCalls.Store(int32(len(s.calls)))
 }
 
@@ -94,15 +108,16 @@ func (s *Session) answered(m *message.Message) {
 	}
 }
 
-// isPendingReply reports whether m answers a call pending on s.
+// isPendingReply reports whether m answers a call pending on s that the service may answer
+// without a grant of its own. A retained answer never counts.
 func (s *Session) isPendingReply(m *message.Message) bool {
-	if s.pendingCalls.Load() == 0 {
+	if s.pendingCalls.Load() == 0 || m.Retain {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range s.calls {
-		if c.reply == m.Topic && c.corr == string(m.Props.CorrelationData) {
+		if c.answerable && c.reply == m.Topic && c.corr == string(m.Props.CorrelationData) {
 			return true
 		}
 	}

@@ -79,8 +79,9 @@ type publication struct {
 	stored bool
 	// err is the first failure to keep a copy (a store error, or a full queue that refuses).
 	err error
-	// call: the message is a call (rpc.go), delivered to connected sessions only.
-	call bool
+	// call: the message is a call (rpc.go), delivered to connected sessions only; answerable:
+	// its caller may have the answer on its response topic without the service's grants.
+	call, answerable bool
 	// online counts the connected sessions it went to.
 	online int
 }
@@ -121,7 +122,7 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 		if s.sink == nil {
 			return // a call is for a service that is there now, not for a queue
 		}
-		s.noteCall(p.msg)
+		s.noteCall(p.msg, p.answerable)
 	}
 	if s.sink != nil {
 		p.online++

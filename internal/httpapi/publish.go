@@ -219,7 +219,7 @@ func (s *Server) roundTrip(w http.ResponseWriter, r *http.Request, topicName str
 	c.Start()
 	m.Props.ResponseTopic = replyTopic
 	m.Props.CorrelationData = []byte(hex.EncodeToString(corr[:]))
-	pr, err := s.b.PublishAs(p, auth.Call, m)
+	pr, err := c.Request(m)
 	if errors.Is(err, broker.ErrNoResponders) {
 		pr.Matched, err = 0, nil
 	}

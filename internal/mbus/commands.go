@@ -77,7 +77,7 @@ func (c *conn) serverCommand(m Message) {
 		}
 		f := broker.ProcedureTopic(escape(id), escape(cmd))
 		if m.Identifier == "command.register" {
-			if res := client.Subscribe([]broker.SubscribeRequest{{Filter: f, QoS: 1}}); res[0].Err != nil {
+			if res := client.Subscribe([]broker.SubscribeRequest{{Filter: f}}); res[0].Err != nil {
 				no()
 				return
 			}

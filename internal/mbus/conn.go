@@ -355,7 +355,7 @@ func (c *conn) attach(p *auth.Principal, id string) error {
 	client.Subscribe([]broker.SubscribeRequest{
 		{Filter: "mbus-all/#", NoLocal: true},
 		{Filter: "mbus-to/" + escape(id) + "/#"},
-		{Filter: responseTopic(id), QoS: 1},
+		{Filter: responseTopic(id)}, // QoS 0: mBus has no acknowledgements, and the sink never refuses
 	})
 	c.mu.Lock()
 	c.client = client
