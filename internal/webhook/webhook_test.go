@@ -148,6 +148,7 @@ func TestDeadLetter(t *testing.T) {
 			t.Fatalf("no dead letter %q", want)
 		}
 	}
+	m.Close() // waits for the workers: the counters are final
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.attempts != 6 || m.Stats().DeadLettered.Load() != 2 {
