@@ -2,7 +2,9 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -242,5 +244,52 @@ func TestEditGrants(t *testing.T) {
 	}
 	if _, err := e.a.EditGrants(true, "alice", []Grant{{Action: Publish, Filter: "a/#/b"}}, true); err == nil {
 		t.Fatal("bad grant accepted")
+	}
+}
+
+func TestSetPassword(t *testing.T) {
+	e := newEnv(t, nil)
+	e.addUser(t, "alice", "old", []string{"ops"}, "publish:a")
+	if err := e.a.SetPassword("alice", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.login("alice", "old"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("old password: %v", err)
+	}
+	if _, err := e.login("alice", "new"); err != nil {
+		t.Fatalf("new password: %v", err)
+	}
+	if u, _ := e.a.User("alice"); len(u.Grants) != 1 || len(u.Groups) != 1 || u.PasswordScheme != "argon2id" {
+		t.Fatalf("groups and grants must stay: %+v", u)
+	}
+	if err := e.a.SetPassword("nobody", []byte("x")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if err := e.a.SetPassword("alice", nil); err == nil {
+		t.Fatal("empty password accepted")
+	}
+
+	// Password changes racing grant edits lose none of the grants: each is one read-modify-write.
+	const n = 16
+	var wg sync.WaitGroup
+	for i := range n {
+		g := mustGrants(t, fmt.Sprintf("subscribe:s/%d", i))
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if _, err := e.a.EditGrants(true, "alice", g, true); err != nil {
+				t.Error(err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := e.a.SetPassword("alice", []byte(fmt.Sprint("pw", i))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if u, _ := e.a.User("alice"); len(u.Grants) != n+1 {
+		t.Fatalf("%d grants after racing password changes, want %d: %v", len(u.Grants), n+1, u.Grants)
 	}
 }

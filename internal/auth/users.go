@@ -149,6 +149,32 @@ func (a *Authenticator) PutUser(u User, password []byte) error {
 	return nil
 }
 
+// SetPassword replaces the password of an existing user, keeping its groups and grants. It is
+// one read-modify-write under writeMu, so a concurrent change of the user's grants is not lost
+// (PutUser with the groups and grants read beforehand could undo it). Empty passwords are
+// refused.
+func (a *Authenticator) SetPassword(name string, password []byte) error {
+	if len(password) == 0 {
+		return errors.New("auth: empty password")
+	}
+	// Hash before taking writeMu: argon2 is slow, and logins upgrading hashes wait on writeMu.
+	hash, err := a.hasher.hash(context.Background(), password)
+	if err != nil {
+		return err
+	}
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	rec, ok, err := a.getUser(name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: user %q", ErrNotFound, name)
+	}
+	rec.Hash = hash
+	return a.putUser(rec)
+}
+
 // SetPasswordHash stores an already hashed password for an existing user: an argon2id PHC string
 // ("$argon2id$v=19$m=..,t=..,p=..$salt$hash") or "$sha256$" and 64 hex digits (unsalted, as
 // uLightWMQ kept them; upgraded at the next login). Configuration files can so carry users

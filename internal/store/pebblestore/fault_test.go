@@ -162,6 +162,8 @@ func TestDiskFault(t *testing.T) {
 				func() error { return s.Sessions().Put(store.SessionRecord{ClientID: "x"}) },
 				func() error { return s.Retained().Set(storetest.Msg(1, "r", "x")) },
 				func() error { return inflightOf(t, s, "q").AddIncoming(1) },
+				func() error { return s.Records().Put("users", "x", []byte("x")) },
+				func() error { return s.Records().Delete("users", "x") },
 				func() error { return s.Sync().Wait() },
 			}
 			for i, fn := range refused {

@@ -155,8 +155,15 @@ func (s *Store) Sync() *store.Ticket {
 		return doneTicket(err)
 	}
 	defer s.exit()
+	return s.ticket(s.opts.Sync == SyncInterval)
+}
+
+// ticket is Sync for a caller that holds the gate. lazy returns nil at once (SyncInterval);
+// otherwise the ticket covers every write applied so far, whatever the mode, so that the rare
+// writes that must be durable when they return (records) can have it in SyncInterval mode too.
+func (s *Store) ticket(lazy bool) *store.Ticket {
 	y := &s.sync
-	if s.failed() == nil && (s.opts.Sync == SyncInterval || y.applied.Load() == y.synced.Load()) {
+	if s.failed() == nil && (lazy || y.applied.Load() == y.synced.Load()) {
 		return nil
 	}
 	y.mu.Lock()
