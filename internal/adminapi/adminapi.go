@@ -4,16 +4,34 @@
 //
 // Every route needs the admin grant on a resource topic:
 //
-//	users, users/{name}     GET/PUT/DELETE /v1/admin/users[/{name}], POST .../{name}/password,
-//	                        grants of a user, POST /v1/admin/import/ulwmq (on "users")
-//	groups, groups/{name}   /v1/admin/groups[/{name}], grants of a group
-//	tokens, tokens/{user}   POST /v1/admin/tokens, GET ?user=, DELETE /v1/admin/tokens/{id}
+//	GET    /v1/admin/users                  users
+//	GET    /v1/admin/users/{name}           users/{name}
+//	PUT    /v1/admin/users/{name}           users/{name}
+//	POST   /v1/admin/users/{name}/password  users/{name}
+//	DELETE /v1/admin/users/{name}           users/{name}
+//	GET    /v1/admin/groups                 groups
+//	PUT    /v1/admin/groups/{name}          groups/{name}
+//	DELETE /v1/admin/groups/{name}          groups/{name}
+//	GET    /v1/admin/grants?user=u|group=g  users/u or groups/g
+//	POST   /v1/admin/grants                 users/u or groups/g, from the body
+//	DELETE /v1/admin/grants                 users/u or groups/g, from the body
+//	POST   /v1/admin/tokens                 tokens/{user}, from the body
+//	GET    /v1/admin/tokens?user=u          tokens/u, or tokens without ?user=
+//	DELETE /v1/admin/tokens/{id}            tokens/{the token's user}; tokens for an unknown id
+//	POST   /v1/admin/import/ulwmq?group=g   users
 //
 // so "admin:#" allows everything and "admin:tokens/%u" lets a user manage its own tokens only.
-// Bodies are JSON (at most 1 MiB, 8 MiB for an import); errors are httpauth's JSON errors.
+// Routes whose resource is in the body authenticate after reading it (at most the body limit),
+// so a refusal there may come after a 400 or 413 for the body itself.
+//
+// Bodies are JSON (at most 1 MiB, 8 MiB for an import; 413 beyond) and unknown fields are
+// refused, so a misspelt "grant" cannot silently create a user without grants. Errors are
+// httpauth's JSON errors: 400 for bad JSON, a bad grant or a refused value (the message says
+// which), 404 for an unknown user, group or token, 401/403/429/503 from authentication.
 package adminapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,8 +158,14 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
 		httpauth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return false
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		httpauth.WriteError(w, http.StatusBadRequest, "bad_json", err.Error())
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	if err == nil && dec.Decode(new(json.RawMessage)) != io.EOF {
+		err = errors.New("data after the JSON value")
+	}
+	if err != nil {
+		httpauth.WriteError(w, http.StatusBadRequest, "bad_json", "request body: "+err.Error())
 		return false
 	}
 	return true
@@ -224,11 +248,7 @@ func (h *api) setPassword(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, maxBody, &b) {
 		return
 	}
-	u, err := h.a.User(r.PathValue("name"))
-	if err == nil {
-		err = h.a.PutUser(auth.User{Name: u.Name, Groups: u.Groups, Grants: u.Grants}, []byte(b.Password))
-	}
-	h.reply(w, 0, nil, err)
+	h.reply(w, 0, nil, h.a.SetPassword(r.PathValue("name"), []byte(b.Password)))
 }
 
 func (h *api) deleteUser(w http.ResponseWriter, r *http.Request) {
@@ -261,6 +281,10 @@ func (h *api) deleteGroup(w http.ResponseWriter, r *http.Request) {
 
 func (h *api) listGrants(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if (q.Get("user") == "") == (q.Get("group") == "") {
+		httpauth.WriteError(w, http.StatusBadRequest, "bad_request", "give exactly one of ?user= and ?group=")
+		return
+	}
 	if u := q.Get("user"); u != "" {
 		us, err := h.a.User(u)
 		h.reply(w, http.StatusOK, orEmpty(us.Grants), err)
@@ -274,7 +298,7 @@ func (h *api) listGrants(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err == nil {
-		err = fmt.Errorf("%w: group %q (give ?user= or ?group=)", auth.ErrNotFound, q.Get("group"))
+		err = fmt.Errorf("%w: group %q", auth.ErrNotFound, q.Get("group"))
 	}
 	h.reply(w, 0, nil, err)
 }
@@ -369,6 +393,11 @@ func (h *api) importULWMQ(w http.ResponseWriter, r *http.Request) {
 		groups = append(groups, g)
 	}
 	n, skipped, err := h.a.ImportULWMQ(http.MaxBytesReader(w, r.Body, maxImport), groups...)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		httpauth.WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("users.db larger than %d bytes", int64(maxImport)))
+		return
+	}
 	h.reply(w, http.StatusOK, map[string]int{"imported": n, "skipped": skipped}, err)
 }
 

@@ -2,11 +2,13 @@ package adminapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ternmq/tern/internal/adminapi"
 	"github.com/ternmq/tern/internal/auth"
@@ -33,7 +35,12 @@ func (c client) do(method, path string, body any) (int, string, *http.Response) 
 		raw, _ := json.Marshal(b)
 		rd = bytes.NewReader(raw)
 	}
-	req, _ := http.NewRequest(method, c.url+path, rd)
+	ctx, cancel := context.WithTimeout(c.t.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.url+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	if c.user != "" {
 		req.SetBasicAuth(c.user, c.pw)
 	}
@@ -60,7 +67,18 @@ func (c client) want(status int, method, path string, body any) string {
 }
 
 func setup(t *testing.T) (*auth.Authenticator, string) {
-	a, err := auth.New(auth.Config{Argon2: auth.Argon2Params{Memory: 64, Time: 1, Threads: 1}}, auth.NewMemStore(), nil)
+	return setupWith(t, auth.NewMemStore(), nil)
+}
+
+// setupWith serves the admin API over an authenticator on st with cheap hashing; mod adjusts its
+// configuration.
+func setupWith(t *testing.T, st auth.Store, mod func(*auth.Config)) (*auth.Authenticator, string) {
+	t.Helper()
+	cfg := auth.Config{Argon2: auth.Argon2Params{Memory: 64, Time: 1, Threads: 1}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	a, err := auth.New(cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

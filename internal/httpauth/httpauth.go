@@ -22,7 +22,11 @@ type Authenticator interface {
 // Identify names the client of a TLS connection by its verified certificate ("" for none).
 type Identify func(tls.ConnectionState) string
 
-// Credentials collects what the request presents.
+// Credentials collects what the request presents: Basic credentials, or else a Bearer token; the
+// identity of a client certificate; the remote address; and face. A certificate counts only when
+// the handshake verified it (VerifiedChains): a listener that merely requests certificates gets
+// unverified ones too, and an identity from those would let anybody claim any name. identify may
+// be nil (no certificate identities).
 func Credentials(r *http.Request, identify Identify, face string) auth.Credentials {
 	c := auth.Credentials{Face: face, RemoteAddr: r.RemoteAddr}
 	if user, pw, ok := r.BasicAuth(); ok {
@@ -30,7 +34,7 @@ func Credentials(r *http.Request, identify Identify, face string) auth.Credentia
 	} else if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
 		c.Token = strings.TrimSpace(h[7:])
 	}
-	if r.TLS != nil && identify != nil {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && identify != nil {
 		c.CertIdentity = identify(*r.TLS)
 	}
 	return c
@@ -66,6 +70,9 @@ func Status(err error) (int, string) {
 }
 
 // Refuse answers a failed authentication: 401 with a challenge, 429 with Retry-After, or 503.
+// Retry-After is one second: auth reports the back-off's end only in its message, and a client
+// retrying early is refused again without any password being checked, so a short hint costs
+// nothing.
 func Refuse(w http.ResponseWriter, err error) {
 	status, code := Status(err)
 	switch status {
@@ -86,7 +93,9 @@ func PrincipalFrom(ctx context.Context) *auth.Principal {
 }
 
 // Require lets a request through to next only if its client authenticates and may do action on
-// resource(r); otherwise 401/429/503 (authentication) or 403 (not granted).
+// resource(r); otherwise 401/429/503 (authentication) or 403 (not granted). The principal is in
+// the request's context for next (PrincipalFrom). An open Authenticator (nothing configured)
+// admits every request as an unrestricted principal, so everything passes then.
 func Require(a Authenticator, identify Identify, action auth.Action, resource func(*http.Request) string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := a.Authenticate(r.Context(), Credentials(r, identify, "http"))
