@@ -34,22 +34,24 @@ type passwordInput struct {
 func (p *passwordInput) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&p.stdin, "password-stdin", false, "read the password from the first line of stdin")
 	cmd.Flags().StringVar(&p.value, "password", "", "the password (visible to other local users; prefer --password-stdin)")
+	cmd.MarkFlagsMutuallyExclusive("password", "password-stdin")
 }
 
-// read returns the password, nil if none was given.
-func (p *passwordInput) read(in io.Reader) (*string, error) {
-	if p.stdin {
-		line, err := bufio.NewReader(in).ReadString('\n')
+// read returns the password, nil if neither flag was given. An empty one is refused, also when
+// given as --password "": a user meant to have none is added without either flag.
+func (p *passwordInput) read(cmd *cobra.Command) (*string, error) {
+	switch {
+	case p.stdin:
+		line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
+			return nil, fmt.Errorf("reading the password from stdin: %w", err)
 		}
-		line = strings.TrimRight(line, "\r\n")
-		p.value = line
-	} else if p.value == "" {
+		p.value = strings.TrimRight(line, "\r\n")
+	case !cmd.Flags().Changed("password"):
 		return nil, nil
 	}
 	if p.value == "" {
-		return nil, errors.New("empty password")
+		return nil, errors.New("empty password refused")
 	}
 	return &p.value, nil
 }
@@ -77,7 +79,7 @@ func newUserCmd() *cobra.Command {
 		Short: "Add a user",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := pw.read(cmd.InOrStdin())
+			p, err := pw.read(cmd)
 			if err != nil {
 				return err
 			}
@@ -101,20 +103,14 @@ func newUserCmd() *cobra.Command {
 		Short: "Set a user's password",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := pw2.read(cmd.InOrStdin())
+			p, err := pw2.read(cmd)
 			if err != nil {
 				return err
 			}
 			if p == nil {
 				return errors.New("give --password-stdin or --password")
 			}
-			return withOps(&af, func(ops adminOps) error {
-				u, err := ops.User(args[0])
-				if err != nil {
-					return err
-				}
-				return ops.PutUser(u.Name, adminapi.UserBody{Password: p, Groups: u.Groups, Grants: grantStrings(u.Grants)})
-			})
+			return withOps(&af, func(ops adminOps) error { return ops.SetPassword(args[0], *p) })
 		},
 	}
 	pw2.register(passwd)
