@@ -462,3 +462,89 @@ func TestStatsNeedAdmin(t *testing.T) {
 		t.Fatalf("root, wrong password: %d", s)
 	}
 }
+
+// TestBackoffEndsAfterItsTime: the first refusal period (1 s) passes, the right password then
+// gets in, never before, and the success clears the address so a wrong password is checked again.
+func TestBackoffEndsAfterItsTime(t *testing.T) {
+	srv := securedServer(t, func(c *config.Config) { c.Auth.BackoffFailures = 2; c.Auth.BackoffMax = time.Minute })
+	var lastFailure time.Time
+	for i := 0; i < 2; i++ {
+		lastFailure = time.Now()
+		if got := rawConnack(t, srv, packet.V5, uniqueID("g"), "alice", "guess", nil); got != packet.BadUsernameOrPassword {
+			t.Fatalf("guess %d: %v", i, got)
+		}
+	}
+	eventually(t, 10*time.Second, "the back-off to end", func() bool {
+		switch got := rawConnack(t, srv, packet.V5, uniqueID("r"), "alice", "alicepw", nil); got {
+		case packet.Success:
+			return true
+		case packet.ConnectionRateExceeded:
+			return false
+		default:
+			t.Fatalf("right password during back-off: %v", got)
+			return false
+		}
+	})
+	if took := time.Since(lastFailure); took < time.Second {
+		t.Fatalf("admitted %v after the last failure, inside the 1 s back-off", took)
+	}
+	if srv.Auth.Stats().Backoff.Load() == 0 {
+		t.Fatal("the back-off refused nothing: the test proved nothing")
+	}
+	if got := rawConnack(t, srv, packet.V5, uniqueID("g"), "alice", "guess", nil); got != packet.BadUsernameOrPassword {
+		t.Fatalf("a wrong password after the success: %v, want it checked (0x86)", got)
+	}
+}
+
+// TestTokenExpiryClosesV3: a 3.1.1 client whose token expires loses its connection.
+func TestTokenExpiryClosesV3(t *testing.T) {
+	srv := securedServer(t)
+	tok, _, err := srv.Auth.CreateToken("alice", nil, 1500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := connectV3(t, "tcp://"+srv.Addr("mqtt"), "exp3", func(o *mqtt3.ClientOptions) { o.SetUsername("token").SetPassword(tok) })
+	select {
+	case <-v.lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("3.1.1 client still connected after its token expired")
+	}
+	if got := rawConnack(t, srv, packet.V311, "exp3", "token", tok, nil); got != packet.V3RefusedBadUsernameOrPassword {
+		t.Fatalf("reconnecting with the expired token: %d", got)
+	}
+}
+
+// TestSessionOwnedWhileOffline: alice's persistent session, offline with a message queued, cannot
+// be taken (nor wiped by a clean start) by bob; alice then resumes it and gets the message.
+func TestSessionOwnedWhileOffline(t *testing.T) {
+	srv := securedServer(t)
+	expiry := uint32(3600)
+	alice := connectV5(t, dialTCP(t, srv.Addr("mqtt")), &paho.Connect{ClientID: "dev-1", CleanStart: true, Username: "alice", UsernameFlag: true,
+		Password: []byte("alicepw"), PasswordFlag: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+	alice.sub("users/alice/#", 1)
+	alice.offline(srv, nil)
+	loginV5(t, srv, "alice-2", "alice", "alicepw").pub("users/alice/q", 1, "queued for dev-1")
+
+	if got := rawConnack(t, srv, packet.V5, "dev-1", "bob", "bobpw", nil); got != packet.ClientIDNotValid {
+		t.Fatalf("bob, clean start, on alice's offline session: %v", got)
+	}
+	if got := rawConnack(t, srv, packet.V311, "dev-1", "bob", "bobpw", nil); got != packet.V3RefusedIdentifierRejected {
+		t.Fatalf("3.1.1 bob on alice's offline session: %d", got)
+	}
+	r := newRaw(t, dialTCP(t, srv.Addr("mqtt")), packet.V5)
+	r.send(&packet.Connect{Version: packet.V5, KeepAlive: 30, ClientID: []byte("dev-1"),
+		HasUsername: true, Username: []byte("bob"), HasPassword: true, Password: []byte("bobpw")})
+	if ack := expectPacket[*packet.Connack](r); ack.Reason != packet.ClientIDNotValid || ack.SessionPresent {
+		t.Fatalf("bob resuming alice's session: %v (session present %v)", ack.Reason, ack.SessionPresent)
+	}
+	if n := srv.Broker.Stats().RefusedClientID.Load(); n != 3 {
+		t.Fatalf("RefusedClientID = %d, want 3", n)
+	}
+
+	back := connectV5(t, dialTCP(t, srv.Addr("mqtt")), &paho.Connect{ClientID: "dev-1", CleanStart: false, Username: "alice", UsernameFlag: true,
+		Password: []byte("alicepw"), PasswordFlag: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+	if !back.ack.SessionPresent {
+		t.Fatal("alice's session was lost")
+	}
+	back.expect("users/alice/q", "queued for dev-1")
+}
