@@ -106,6 +106,9 @@ func (b *Broker) claimLocked(s *Session, identity, clientID string) error {
 			return ErrClientIDInUse
 		}
 	}
+	if strings.HasPrefix(clientID, "$") {
+		return nil // the broker's own sessions (webhooks, relays) are not clients
+	}
 	return b.admitLocked(identity, replacing)
 }
 

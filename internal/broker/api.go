@@ -92,6 +92,11 @@ type ConnectRequest struct {
 	// Principal, when set, is used instead of authenticating Credentials: a face that already
 	// authenticated the request through Broker.Authenticate (HTTP) passes what it got.
 	Principal *auth.Principal
+	// Announce publishes the connection's events on $SYS/events (see events.go); Face and
+	// RemoteAddr describe it there.
+	Announce   bool
+	Face       string
+	RemoteAddr string
 	// Exclusive refuses the connect (ErrClientIDInUse) when the session has a connection,
 	// instead of taking it over (mBus identifiers are unique while connected).
 	Exclusive  bool
@@ -140,6 +145,9 @@ type DisconnectRequest struct {
 	// Graceful: the client said goodbye (MQTT DISCONNECT); its will is discarded unless PublishWill.
 	Graceful    bool
 	PublishWill bool
+	// Reason says why the connection ended, for $SYS/events/disconnected ("" : normal when
+	// Graceful, else connection_closed).
+	Reason string
 	// SetExpiry replaces the session expiry interval with Expiry.
 	SetExpiry bool
 	Expiry    uint32

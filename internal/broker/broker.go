@@ -303,7 +303,8 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 	s.disconnected = 0
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()
-	c := &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate}
+	c := &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate,
+		announce: req.Announce}
 	s.mu.Unlock()
 	b.mu.Unlock()
 
@@ -311,6 +312,9 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 		oldSink.Close(ErrSessionTakenOver)
 	}
 	b.failCalls(orphaned, "service disconnected")
+	if req.Announce {
+		b.announce("connected", map[string]any{"client_id": res.ClientID, "identity": p.Identity, "face": req.Face, "remote": req.RemoteAddr})
+	}
 	for _, w := range wills {
 		b.publishWill(w)
 	}

@@ -17,6 +17,8 @@ type Client struct {
 	Identity string
 
 	principal *auth.Principal
+	// announce: this connection's events go to $SYS/events.
+	announce bool
 	// rate is the publish budget shared by the identity's connections; nil without rate limits.
 	rate *rateLimiter
 }
@@ -152,6 +154,16 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 	s.mu.Unlock()
 	b.mu.Unlock()
 	b.failCalls(orphaned, "service disconnected")
+	if c.announce {
+		reason := req.Reason
+		if reason == "" {
+			reason = "normal"
+			if !req.Graceful {
+				reason = "connection_closed"
+			}
+		}
+		b.announce("disconnected", map[string]any{"client_id": c.ClientID, "identity": c.Identity, "reason": reason})
+	}
 	if due != nil {
 		b.publishWill(due)
 	}

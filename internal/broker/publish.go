@@ -129,6 +129,9 @@ func (b *Broker) route1(from *Session, m *message.Message, answerable bool) (Pub
 	m.Time = t
 	b.stats.Received.Add(1)
 	p := publication{msg: m, call: isCall(m), answerable: answerable}
+	if p.call && m.Topic == ServicesProcedure {
+		return b.answerServices(m), nil
+	}
 	if m.Retain {
 		if !b.cfg.RetainAvailable {
 			return PublishResult{}, ErrRetainNotSupported

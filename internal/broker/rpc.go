@@ -14,6 +14,7 @@ package broker
 //   - grants: publishing to $rpc/N/P needs "call" on N/P, subscribing to it "serve" on N/P.
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -147,6 +148,23 @@ func (b *Broker) failCall(reply string, corr []byte, why string) {
 	if _, err := b.publish(nil, m); err != nil {
 		b.log.Debug("call failure not delivered", "reply_topic", reply, "err", err)
 	}
+}
+
+// ServicesProcedure is the broker's own procedure listing the services (discovery): a call to it
+// from any face is answered with the JSON array of ServiceInfo.
+var ServicesProcedure = ProcedureTopic("tern", "services")
+
+// answerServices answers a call to ServicesProcedure.
+func (b *Broker) answerServices(call *message.Message) PublishResult {
+	payload, _ := json.Marshal(b.Services())
+	m := &message.Message{Topic: call.Props.ResponseTopic, Payload: payload, QoS: 1}
+	m.Props.CorrelationData = call.Props.CorrelationData
+	m.Props.ContentType = "application/json"
+	m.Props.User = []message.UserProperty{{Key: StatusProperty, Value: "0"}}
+	if _, err := b.publish(nil, m); err != nil {
+		b.log.Debug("services answer not delivered", "err", err)
+	}
+	return PublishResult{Matched: 1}
 }
 
 // ServiceInfo is one procedure and how many connected sessions serve it.

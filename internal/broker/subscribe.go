@@ -56,6 +56,11 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 		out[i] = SubscribeResult{QoS: sub.QoS, Existed: old != nil, sub: sub}
 	}
 	c.saveAndUnlock()
+	for i, r := range out {
+		if r.Err == nil && !r.Existed {
+			c.announceSubscription(reqs[i].Filter, true)
+		}
+	}
 	return out
 }
 
@@ -124,5 +129,10 @@ func (c *Client) Unsubscribe(filters []string) []bool {
 		out[i] = true
 	}
 	c.saveAndUnlock()
+	for i, ok := range out {
+		if ok {
+			c.announceSubscription(filters[i], false)
+		}
+	}
 	return out
 }

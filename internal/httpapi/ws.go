@@ -97,7 +97,8 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	k := newFrameSink(s.cfg.StreamBuffer)
-	req := broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k, ReceiveMax: uint16(min(s.cfg.StreamBuffer, 65535))}
+	req := broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k, ReceiveMax: uint16(min(s.cfg.StreamBuffer, 65535)),
+		Announce: true, Face: "websocket", RemoteAddr: r.RemoteAddr}
 	if id := r.URL.Query().Get("session"); id != "" {
 		req.ClientID, req.CleanStart, req.Expiry = id, false, 300
 	}

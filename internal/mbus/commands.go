@@ -54,8 +54,7 @@ func (c *conn) serverCommand(m Message) {
 			c.mu.Lock()
 			c.subs[key] = true
 			c.mu.Unlock()
-			ok(struct{}{})
-			c.srv.serverEvent(EventSubscribed, map[string]string{"source": id, "destination": source, "identifier": event})
+			ok(struct{}{}) // the core announces it; the relay makes it the mBus event
 			return
 		}
 		c.mu.Lock()
@@ -68,7 +67,6 @@ func (c *conn) serverCommand(m Message) {
 		}
 		client.Unsubscribe([]string{f})
 		ok(struct{}{})
-		c.srv.serverEvent(EventUnsubscribed, map[string]string{"source": id, "destination": source, "identifier": event})
 	case "command.register", "command.unregister":
 		cmd := str("command")
 		if cmd == "" {
@@ -85,7 +83,6 @@ func (c *conn) serverCommand(m Message) {
 			c.cmds[cmd] = true
 			c.mu.Unlock()
 			ok(struct{}{})
-			c.srv.serverEvent(EventRegistered, map[string]string{"source": id, "identifier": cmd})
 			return
 		}
 		c.mu.Lock()
@@ -98,7 +95,6 @@ func (c *conn) serverCommand(m Message) {
 		}
 		client.Unsubscribe([]string{f})
 		ok(struct{}{})
-		c.srv.serverEvent(EventUnregistered, map[string]string{"source": id, "identifier": cmd})
 	case "command.event":
 		var ev struct {
 			Destination string          `json:"org.mbus.method.tag.destination"`

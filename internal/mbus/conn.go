@@ -130,7 +130,8 @@ func (c *conn) close(reason string) {
 	})
 }
 
-// finish detaches from the core and tells the others.
+// finish detaches from the core, which announces the disconnection (the relay turns that into
+// org.mbus.server.event.disconnected with mBus's reason).
 func (c *conn) finish() {
 	c.mu.Lock()
 	closing := c.closing
@@ -145,13 +146,10 @@ func (c *conn) finish() {
 	}
 	c.close("connection_closed")
 	c.mu.Lock()
-	client, id, why, created := c.client, c.id, c.why, c.created
+	client, why := c.client, c.why
 	c.mu.Unlock()
 	if client != nil {
-		client.Disconnect(broker.DisconnectRequest{Graceful: true})
-	}
-	if created {
-		c.srv.serverEvent(EventDisconnected, map[string]any{"source": id, "reason": why})
+		client.Disconnect(broker.DisconnectRequest{Graceful: true, Reason: why})
 	}
 }
 
@@ -325,8 +323,6 @@ func (c *conn) create(m Message) bool {
 	if interval > 0 {
 		go c.watchPings()
 	}
-	host, port, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
-	c.srv.serverEvent(EventConnected, map[string]any{"source": id, "address": host, "port": atoi(port)})
 	return true
 }
 
@@ -345,6 +341,7 @@ func (c *conn) tlsState() (tls.ConnectionState, bool) {
 func (c *conn) attach(p *auth.Principal, id string) error {
 	client, _, err := c.srv.b.Connect(context.Background(), broker.ConnectRequest{
 		ClientID: id, Principal: p, CleanStart: true, Exclusive: true, Sink: (*sink)(c),
+		Announce: true, Face: "mbus", RemoteAddr: c.nc.RemoteAddr().String(),
 	})
 	if errors.Is(err, broker.ErrClientIDInUse) {
 		return errors.New("identifier already in use")

@@ -46,6 +46,10 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	closed    bool
 	wg        sync.WaitGroup
+	relay     *relay
+	// relayOnce starts the relay with the first connection: a tern without mBus clients has no
+	// org.mbus.server events to publish.
+	relayOnce sync.Once
 }
 
 // NewServer returns the mBus face of b.
@@ -96,6 +100,7 @@ func (s *Server) Serve(ln net.Listener, identify Identify) error {
 // ServeConn runs one connection until it ends; cs is the TLS state of a connection whose TLS the
 // face cannot see (a WebSocket on HTTPS).
 func (s *Server) ServeConn(nc net.Conn, cs *tls.ConnectionState, identify Identify) {
+	s.relayOnce.Do(s.startRelay)
 	c := newConn(s, nc, cs, identify)
 	s.mu.Lock()
 	if s.closed {
@@ -157,5 +162,12 @@ func (s *Server) Close() error {
 		c.close("connection_closed")
 	}
 	s.wg.Wait()
+	s.relayOnce.Do(func() {}) // no relay may start after this
+	s.mu.Lock()
+	r := s.relay
+	s.mu.Unlock()
+	if r != nil {
+		r.stop()
+	}
 	return nil
 }

@@ -211,6 +211,9 @@ func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.
 		ClientID:   string(p.ClientID),
 		CleanStart: p.CleanStart,
 		Sink:       c,
+		Announce:   true,
+		Face:       "mqtt",
+		RemoteAddr: c.nc.RemoteAddr().String(),
 		Credentials: auth.Credentials{
 			Face:       "mqtt",
 			Username:   string(p.Username),

@@ -43,7 +43,7 @@ func TestMBusEventsReachOtherFaces(t *testing.T) {
 		t.Fatalf("subscribe: %d", st)
 	}
 	m := mq("mq")
-	m.sub("mbus/#", 0)
+	m.sub("mbus/+/temp", 0) // mbus/# would also carry org.mbus.server's events
 	sse, _ := openStream(t, base+"/v1/sub/mbus/org.example.sensor/%2B", "text/event-stream")
 	nextLine(t, sse, ": subscribed")
 
@@ -205,5 +205,52 @@ func TestMBusOverWebSocketAndTLS(t *testing.T) {
 	seq := tc.Command(mbus.ServerID, "command.clients", map[string]any{})
 	if st, body := tc.ResultOf(seq); st != 0 || !strings.Contains(string(body), "ws-client") || !strings.Contains(string(body), "tls-client") {
 		t.Fatalf("clients over TLS: %d %s", st, body)
+	}
+}
+
+// TestServerEventsAcrossFaces: an MQTT client connecting, subscribing and serving a procedure is
+// announced on $SYS/events and, to an mBus client subscribed to org.mbus.server, as mBus's
+// server events; the broker's own tern/services procedure lists the services from any face.
+func TestServerEventsAcrossFaces(t *testing.T) {
+	addr, _, base, mq := mbusServer(t)
+	watcher := mbustest.Dial(t, "tcp", addr)
+	watcher.Create(map[string]any{"identifier": "watcher"})
+	seq := watcher.Command(mbus.ServerID, "command.subscribe", map[string]string{"source": mbus.ServerID, "event": mbus.EventAll})
+	if st, _ := watcher.ResultOf(seq); st != 0 {
+		t.Fatalf("subscribe: %d", st)
+	}
+	sys := mq("sys-watcher")
+	sys.sub("$SYS/events/#", 0)
+
+	svc := mq("svc-1")
+	for { // the watcher's own subscription is announced first
+		m := sys.next()
+		if m.Topic == "$SYS/events/connected" {
+			if !strings.Contains(string(m.Payload), `"client_id":"svc-1"`) || !strings.Contains(string(m.Payload), `"face":"mqtt"`) {
+				t.Fatalf("$SYS event %s", m.Payload)
+			}
+			break
+		}
+	}
+	ev := watcher.Next(func(m mbus.Message) bool {
+		return m.Identifier == mbus.EventConnected && strings.Contains(string(m.Payload), "svc-1")
+	})
+	if ev.Source != mbus.ServerID {
+		t.Fatalf("connected event from %q", ev.Source)
+	}
+	svc.sub("$rpc/svc/hello", 1)
+	ev = watcher.Next(func(m mbus.Message) bool { return m.Identifier == mbus.EventRegistered })
+	var reg map[string]string
+	if json.Unmarshal(ev.Payload, &reg) != nil || reg["source"] != "svc-1" || reg["identifier"] != "hello" {
+		t.Fatalf("registered %s", ev.Payload)
+	}
+	resp, body := httpDo(t, "POST", base+"/v1/call/tern/services", "")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"namespace":"svc"`) || !strings.Contains(body, `"procedure":"hello"`) {
+		t.Fatalf("tern/services: %d %s", resp.StatusCode, body)
+	}
+	svc.drop()
+	ev = watcher.Next(func(m mbus.Message) bool { return m.Identifier == mbus.EventDisconnected })
+	if !strings.Contains(string(ev.Payload), `"source":"svc-1"`) || !strings.Contains(string(ev.Payload), `"reason":"connection_closed"`) {
+		t.Fatalf("disconnected %s", ev.Payload)
 	}
 }

@@ -1,0 +1,49 @@
+package broker
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/ternmq/tern/internal/message"
+)
+
+// Server events: connections that ask for it (ConnectRequest.Announce: MQTT, mBus and WebSocket
+// clients, not one-shot HTTP requests) are announced on
+//
+//	$SYS/events/connected     {"client_id", "identity", "face", "remote"}
+//	$SYS/events/disconnected  {"client_id", "identity", "reason"}
+//	$SYS/events/subscribed    {"client_id", "filter"}        (and unsubscribed)
+//	$SYS/events/registered    {"client_id", "namespace", "procedure"}   (and unregistered:
+//	                          a subscription to $rpc/N/P)
+//
+// as QoS 0 JSON messages, for anybody granted to subscribe to $SYS/events/#.
+const EventsPrefix = "$SYS/events/"
+
+func (b *Broker) announce(kind string, fields map[string]any) {
+	payload, _ := json.Marshal(fields)
+	m := &message.Message{Topic: EventsPrefix + kind, Payload: payload}
+	m.Props.ContentType = "application/json"
+	if _, err := b.publish(nil, m); err != nil && b.warn.due("server event") {
+		b.log.Warn("server event not published", "event", kind, "err", err)
+	}
+}
+
+// announceSubscription announces one subscription change of an announced client.
+func (c *Client) announceSubscription(filter string, added bool) {
+	if !c.announce {
+		return
+	}
+	if ns, proc, ok := strings.Cut(rpcResource(filter), "/"); ok {
+		kind := "registered"
+		if !added {
+			kind = "unregistered"
+		}
+		c.b.announce(kind, map[string]any{"client_id": c.ClientID, "namespace": ns, "procedure": proc})
+		return
+	}
+	kind := "subscribed"
+	if !added {
+		kind = "unsubscribed"
+	}
+	c.b.announce(kind, map[string]any{"client_id": c.ClientID, "filter": filter})
+}
