@@ -40,7 +40,7 @@ func unixURL(s *server.Server) string { return "unix://" + s.Addr("unix") }
 // newTestRoot builds a fresh command tree, so commands can run concurrently in one test.
 func newTestRoot() *cobra.Command {
 	root := &cobra.Command{Use: "tern", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(newPubCmd(), newSubCmd(), newReqCmd(), newReplyCmd(), newBenchCmd(),
+	root.AddCommand(newPubCmd(), newSubCmd(), newReqCmd(), newReplyCmd(), newBenchCmd(), newCallCmd(),
 		newUserCmd(), newGroupCmd(), newGrantCmd(), newTokenCmd())
 	return root
 }
@@ -515,5 +515,23 @@ func TestBenchCommand(t *testing.T) {
 	out, _, err = run(t, "", "bench", "--url", tcpURL(srv), "--idle-conns", "50", "--hold", "10ms")
 	if err != nil || !strings.Contains(out, "ready: 50 connections") || !strings.Contains(out, "0 dropped") {
 		t.Fatalf("bench --idle-conns: %v\n%s", err, out)
+	}
+}
+
+// TestCall: tern call reaches a service (an MQTT 5 responder via tern reply), lists services with
+// "tern call tern services", and fails at once on a procedure nobody serves.
+func TestCall(t *testing.T) {
+	srv := startTern(t)
+	url := tcpURL(srv)
+	svc := start(t, "", "reply", "--url", url, "-t", "$rpc/calc/add", "-m", `{"sum":3}`)
+	svc.waitReady(t)
+	if out, stderr, err := run(t, "", "call", "--url", url, "calc", "add", "-m", `{"a":1,"b":2}`); err != nil || out != "{\"sum\":3}\n" {
+		t.Fatalf("call: %q %v %s", out, err, stderr)
+	}
+	if out, _, err := run(t, "", "call", "--url", url, "tern", "services"); err != nil || !strings.Contains(out, `"procedure":"add"`) {
+		t.Fatalf("services: %q %v", out, err)
+	}
+	if _, _, err := run(t, "", "call", "--url", url, "--timeout", "30s", "calc", "mul"); err == nil || !strings.Contains(err.Error(), "no responders") {
+		t.Fatalf("unserved: %v", err)
 	}
 }

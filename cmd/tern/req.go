@@ -9,11 +9,49 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/spf13/cobra"
+
+	"github.com/ternmq/tern/internal/broker"
 )
 
 func init() {
 	rootCmd.AddCommand(newReqCmd())
 	rootCmd.AddCommand(newReplyCmd())
+	rootCmd.AddCommand(newCallCmd())
+}
+
+func newCallCmd() *cobra.Command {
+	var (
+		cf      clientFlags
+		pf      payloadFlags
+		mf      publishFlags
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "call NAMESPACE PROCEDURE [-m ARGS | -f FILE | -s]",
+		Short: "Call a procedure served by any face (mBus command, MQTT 5 or HTTP service)",
+		Long: `Send a call to $rpc/NAMESPACE/PROCEDURE and print the reply. Exits 1 with "no
+responders" at once when no connected service serves it, with the broker's reason when the
+service went away, and with the status when the service answered a non-zero tern-status.
+"tern call tern services" lists the services.`,
+		Example: `  tern call calc add -m '{"a":1,"b":2}'
+  tern call tern services`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mf.topic = broker.ProcedureTopic(args[0], args[1])
+			cf.timeout = timeout
+			if !cmd.Flags().Changed("message") && pf.file == "" && !pf.stdin {
+				pf.message = "{}" // mBus commands expect a JSON object
+			}
+			return runReq(cmd, &cf, &pf, &mf, timeout)
+		},
+	}
+	fs := cmd.Flags()
+	cf.register(fs, false)
+	pf.register(fs, false)
+	mf.qos = 1
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the connection and the reply")
+	fs.StringVar(&mf.contentType, "content-type", "application/json", "content type of the arguments")
+	return cmd
 }
 
 func newReqCmd() *cobra.Command {
@@ -68,7 +106,11 @@ func runReq(cmd *cobra.Command, cf *clientFlags, pf *payloadFlags, mf *publishFl
 		return err
 	}
 	if mf.responseTopic == "" {
-		mf.responseTopic = "_tern/reply/" + randomHex(8)
+		// Below the client's own response prefix, which every client may use without a grant.
+		if cf.id == "" {
+			cf.id = "tern-" + cmd.Name() + "-" + randomHex(6)
+		}
+		mf.responseTopic = broker.ResponsePrefix(cf.id) + "/" + randomHex(8)
 	} else if err := checkTopicName(mf.responseTopic); err != nil {
 		return fmt.Errorf("--response-topic: %w", err)
 	}
@@ -82,7 +124,7 @@ func runReq(cmd *cobra.Command, cf *clientFlags, pf *payloadFlags, mf *publishFl
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	replies := make(chan []byte, 1)
+	replies := make(chan *paho.Publish, 1)
 	want := []byte(mf.correlation)
 	handler := func(pr paho.PublishReceived) (bool, error) {
 		p := pr.Packet
@@ -90,7 +132,7 @@ func runReq(cmd *cobra.Command, cf *clientFlags, pf *payloadFlags, mf *publishFl
 			return false, nil
 		}
 		select {
-		case replies <- p.Payload:
+		case replies <- p:
 		default:
 		}
 		return true, nil
@@ -114,12 +156,20 @@ func runReq(cmd *cobra.Command, cf *clientFlags, pf *payloadFlags, mf *publishFl
 	}
 	select {
 	case p := <-replies:
+		if why := p.Properties.User.Get(broker.ErrorProperty); why != "" {
+			return fmt.Errorf("%s: %s", mf.topic, why) // the broker failed the call
+		}
 		out := cmd.OutOrStdout()
-		if _, err := out.Write(p); err != nil {
+		if _, err := out.Write(p.Payload); err != nil {
 			return err
 		}
-		_, err := out.Write([]byte{'\n'})
-		return err
+		if _, err := out.Write([]byte{'\n'}); err != nil {
+			return err
+		}
+		if st := p.Properties.User.Get(broker.StatusProperty); st != "" && st != "0" {
+			return fmt.Errorf("status %s", st)
+		}
+		return nil
 	case err := <-s.lost:
 		return err
 	case <-ctx.Done():
