@@ -156,3 +156,44 @@ func TestBadInputClosesOnlyThatClient(t *testing.T) {
 		t.Fatal("the good client was affected")
 	}
 }
+
+// TestPingThresholdAndClose: a client that stops pinging is closed with reason ping_threshold
+// (a watcher hears it); command.close needs the admin grant, and closes with close_command.
+func TestPingThresholdAndClose(t *testing.T) {
+	_, _, addr := newTestServer(t)
+	watcher := mbustest.Dial(t, "tcp", addr)
+	watcher.Create(map[string]any{"identifier": "watcher"})
+	seq := watcher.Command(ServerID, "command.subscribe", map[string]string{"source": ServerID, "event": EventDisconnected})
+	watcher.ResultOf(seq)
+
+	quiet := mbustest.Dial(t, "tcp", addr)
+	quiet.Create(map[string]any{"identifier": "quiet", "ping": map[string]int{"interval": 100, "timeout": 50, "threshold": 1}})
+	ev := watcher.Next(func(m Message) bool { return m.Identifier == EventDisconnected })
+	if !strings.Contains(string(ev.Payload), `"source":"quiet"`) || !strings.Contains(string(ev.Payload), `"reason":"ping_threshold"`) {
+		t.Fatalf("disconnected %s", ev.Payload)
+	}
+	if !quiet.Closed() {
+		t.Fatal("the quiet client is still connected")
+	}
+
+	// A ping is answered with a pong.
+	pinger := mbustest.Dial(t, "tcp", addr)
+	pinger.Create(map[string]any{"identifier": "pinger"})
+	s := pinger.NextSeq()
+	pinger.Write(Message{Type: TypeEvent, Destination: ServerID, Identifier: EventPing, Sequence: &s, Payload: json.RawMessage(`{}`)})
+	pinger.Next(func(m Message) bool { return m.Identifier == EventPong && m.Source == ServerID })
+
+	// In open mode everybody is an admin: close works, on clients only.
+	seq = watcher.Command(ServerID, "command.close", map[string]string{"source": ServerID})
+	if st, _ := watcher.ResultOf(seq); st != -1 {
+		t.Fatalf("closing the server: %d", st)
+	}
+	seq = watcher.Command(ServerID, "command.close", map[string]string{"source": "pinger"})
+	if st, _ := watcher.ResultOf(seq); st != 0 {
+		t.Fatalf("close: %d", st)
+	}
+	ev = watcher.Next(func(m Message) bool { return m.Identifier == EventDisconnected && strings.Contains(string(m.Payload), "pinger") })
+	if !strings.Contains(string(ev.Payload), `"reason":"close_command"`) {
+		t.Fatalf("close reason %s", ev.Payload)
+	}
+}
