@@ -192,7 +192,9 @@ func TestPingThresholdAndClose(t *testing.T) {
 	if st, _ := watcher.ResultOf(seq); st != 0 {
 		t.Fatalf("close: %d", st)
 	}
-	ev = watcher.Next(func(m Message) bool { return m.Identifier == EventDisconnected && strings.Contains(string(m.Payload), "pinger") })
+	ev = watcher.Next(func(m Message) bool {
+		return m.Identifier == EventDisconnected && strings.Contains(string(m.Payload), "pinger")
+	})
 	if !strings.Contains(string(ev.Payload), `"reason":"close_command"`) {
 		t.Fatalf("close reason %s", ev.Payload)
 	}
