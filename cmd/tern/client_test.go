@@ -455,6 +455,7 @@ func writeSelfSigned(t *testing.T) (certFile, keyFile string) {
 func TestPubSubOverTLS(t *testing.T) {
 	certFile, keyFile := writeSelfSigned(t)
 	cfg := config.Default()
+	cfg.DataDir = t.TempDir() // not ./tern-data in the package directory
 	cfg.Listen = config.Listen{MQTTTLS: "127.0.0.1:0", HTTPS: "127.0.0.1:0"}
 	cfg.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile}
 	srv, err := server.Start(cfg, nil)
