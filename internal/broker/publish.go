@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"time"
-
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/topic"
@@ -22,10 +20,8 @@ func (c *Client) Publish(m *message.Message) (PublishResult, error) {
 		return PublishResult{}, err
 	}
 	c.s.answered(m)
-	if isCall(m) {
-		return c.b.publishCall(c.s, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic), wait)
-	}
-	res, err := c.b.publish(c.s, m)
+	answerable := isCall(m) && replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic)
+	res, err := c.b.publishChecked(c.s, m, answerable)
 	res.Throttle = wait
 	return res, err
 }
@@ -37,7 +33,9 @@ func (c *Client) Request(m *message.Message) (PublishResult, error) {
 	if err != nil {
 		return PublishResult{}, err
 	}
-	return c.b.publishCall(c.s, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic), wait)
+	res, err := c.b.publishChecked(c.s, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic))
+	res.Throttle = wait
+	return res, err
 }
 
 // PublishExactlyOnce routes a QoS 2 message unless its packet id is still awaiting release from an
@@ -103,24 +101,19 @@ func (c *Client) PendingReleases() int {
 	return len(c.s.incoming)
 }
 
-// publishCall is publish for a call whose caller may (answerable) or may not have services
-// answer without grants of their own.
-func (b *Broker) publishCall(from *Session, m *message.Message, answerable bool, wait time.Duration) (PublishResult, error) {
-	res, err := b.route1(from, m, answerable)
-	res.Throttle = wait
-	return res, err
-}
-
-// publish stamps and routes m; from is the publishing session (nil for wills and internal sources).
+// publish validates, stamps and routes a message of the broker's own (wills, server events,
+// call failures); clients' messages go through checkPublish and then publishChecked.
 func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, error) {
-	return b.route1(from, m, false)
-}
-
-// route1 is publish with the call's answerability.
-func (b *Broker) route1(from *Session, m *message.Message, answerable bool) (PublishResult, error) {
 	if err := topic.ValidName(m.Topic); err != nil {
 		return PublishResult{}, ErrTopicInvalid
 	}
+	return b.publishChecked(from, m, false)
+}
+
+// publishChecked stamps and routes m, whose topic checkPublish (or publish) validated; from is
+// the publishing session, nil for sources without one. answerable: m is a call whose services
+// may answer without grants of their own (replyGranted).
+func (b *Broker) publishChecked(from *Session, m *message.Message, answerable bool) (PublishResult, error) {
 	if m.QoS > b.cfg.MaxQoS {
 		m.QoS = b.cfg.MaxQoS
 	}
