@@ -175,7 +175,7 @@ func (q *mqgo) send(w http.ResponseWriter, r *http.Request) {
 		Body string
 	}
 	if err := decodeLenient(r, &b); err != nil {
-		mqgoReply(w, fmt.Sprintf("{\"status\": \"Error: %s\", \"id\": %d}\n", jsonEscape(err.Error()), b.ID))
+		mqgoReply(w, fmt.Sprintf("{\"status\": %s, \"id\": %d}\n", appendJSONString(nil, "Error: "+err.Error()), b.ID))
 		return
 	}
 	m := &message.Message{Topic: MQGoTopic, Payload: []byte(b.Body), QoS: 1}
@@ -191,7 +191,7 @@ func (q *mqgo) send(w http.ResponseWriter, r *http.Request) {
 		err = res.Durable.Wait()
 	}
 	if err != nil {
-		mqgoReply(w, fmt.Sprintf("{\"status\": \"Error: %s\", \"id\": %d}\n", jsonEscape(err.Error()), b.ID))
+		mqgoReply(w, fmt.Sprintf("{\"status\": %s, \"id\": %d}\n", appendJSONString(nil, "Error: "+err.Error()), b.ID))
 		return
 	}
 	mqgoReply(w, fmt.Sprintf("{\"status\": \"Message enqueued\", \"id\": %d}\n", b.ID))
@@ -280,8 +280,3 @@ func (dropSink) Send(broker.Delivery) broker.SendResult { return broker.Busy }
 func (dropSink) Release(uint16)                         {}
 func (dropSink) Close(error)                            {}
 func (dropSink) Drained() <-chan struct{}               { return nil }
-
-func jsonEscape(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b[1 : len(b)-1])
-}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"sort"
+	"strconv"
 
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
@@ -73,7 +74,7 @@ func (c *conn) serverCommand(m Message) {
 			no()
 			return
 		}
-		f := broker.ProcedureTopic(escape(id), escape(cmd))
+		f := procedureTopic(id, cmd)
 		if m.Identifier == "command.register" {
 			if res := client.Subscribe([]broker.SubscribeRequest{{Filter: f}}); res[0].Err != nil {
 				no()
@@ -168,7 +169,7 @@ func (c *conn) resultFromCallee(m Message, req map[string]json.RawMessage) {
 		reply := &message.Message{Topic: route.reply, Payload: req[keyPayload], QoS: 1}
 		reply.Props.CorrelationData = route.corr
 		reply.Props.ContentType = "application/json"
-		reply.Props.User = []message.UserProperty{{Key: broker.StatusProperty, Value: itoa(status)}}
+		reply.Props.User = []message.UserProperty{{Key: broker.StatusProperty, Value: strconv.Itoa(status)}}
 		if _, err := client.Publish(reply); err != nil {
 			c.srv.log.Debug("mbus result not delivered", "err", err)
 		}
@@ -204,9 +205,4 @@ func orEmpty[T any](s []T) []T {
 		return []T{}
 	}
 	return s
-}
-
-func itoa(n int) string {
-	b, _ := json.Marshal(n)
-	return string(b)
 }

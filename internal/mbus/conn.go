@@ -351,7 +351,7 @@ func (c *conn) attach(p *auth.Principal, id string) error {
 	}
 	client.Subscribe([]broker.SubscribeRequest{
 		{Filter: "mbus-all/#", NoLocal: true},
-		{Filter: "mbus-to/" + escape(id) + "/#"},
+		{Filter: "mbus-to/" + topic.EscapeLevel(id) + "/#"},
 		{Filter: responseTopic(id)}, // QoS 0: mBus has no acknowledgements, and the sink never refuses
 	})
 	c.mu.Lock()
@@ -442,7 +442,7 @@ func (c *conn) call(m Message) {
 	c.mu.Lock()
 	id, client := c.id, c.client
 	c.mu.Unlock()
-	msg := &message.Message{Topic: broker.ProcedureTopic(escape(m.Destination), escape(m.Identifier)), Payload: m.Payload, QoS: 1}
+	msg := &message.Message{Topic: procedureTopic(m.Destination, m.Identifier), Payload: m.Payload, QoS: 1}
 	msg.Props.ContentType = "application/json"
 	msg.Props.ResponseTopic = responseTopic(id)
 	msg.Props.CorrelationData = []byte(strconv.Itoa(*m.Sequence))
@@ -515,5 +515,3 @@ func closeReason(err error) string {
 	}
 	return "unknown"
 }
-
-func escape(s string) string { return topic.EscapeLevel(s) }

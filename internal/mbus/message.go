@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/topic"
 )
 
@@ -90,6 +91,11 @@ func allTopic(source, event string) string {
 
 func directTopic(to, source, event string) string {
 	return "mbus-to/" + topic.EscapeLevel(to) + "/" + topic.EscapeLevel(source) + "/" + topic.EscapeLevel(event)
+}
+
+// procedureTopic is the topic of command cmd of client id: $rpc/{id}/{cmd}.
+func procedureTopic(id, cmd string) string {
+	return broker.ProcedureTopic(topic.EscapeLevel(id), topic.EscapeLevel(cmd))
 }
 
 // subscriptionFilter is the filter of an mBus subscription (source, event), with the .all
