@@ -72,8 +72,9 @@ func (c *mbusConn) next() int { c.seq++; return c.seq }
 
 func (c *mbusConn) send(m map[string]any) {
 	b, _ := json.Marshal(m)
-	c.nc.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
-	c.nc.Write(b)
+	// One write per frame, as a real client's buffered writer does: two would let the server wake
+	// for the length alone.
+	c.nc.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...))
 }
 
 func (c *mbusConn) read() (map[string]json.RawMessage, error) {

@@ -189,7 +189,7 @@ func (b *Broker) PublishAs(p *auth.Principal, action auth.Action, m *message.Mes
 	if _, err := b.checkPublish(p, action, p.ClientID, nil, m); err != nil {
 		return PublishResult{}, err
 	}
-	return b.publishChecked(nil, m, isCall(m) && replyGranted(p, p.ClientID, m.Props.ResponseTopic))
+	return b.publishChecked(nil, m, isCall(m) && replyGranted(p, p.ClientID, m.Props.ResponseTopic), nil)
 }
 
 // RetainedFor returns the retained messages matching filter, if p may subscribe to it.

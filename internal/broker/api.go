@@ -58,6 +58,9 @@ type Delivery struct {
 	// Many is a hint that the same message goes to more than one connection, so caching its
 	// encoding in Msg.Frames pays off.
 	Many bool
+	// Batch, when set, is the publishing connection's: the sink may defer its write to it
+	// (Batch.Defer) instead of starting a writer of its own. Nil for deliveries from elsewhere.
+	Batch *Batch
 }
 
 // Sink is a connected client as the core sees it. The core calls it with its session lock held,
@@ -92,6 +95,9 @@ type ConnectRequest struct {
 	// Principal, when set, is used instead of authenticating Credentials: a face that already
 	// authenticated the request through Broker.Authenticate (HTTP) passes what it got.
 	Principal *auth.Principal
+	// Batch, when set, collects the writes of deliveries this client's publishes cause (see
+	// Batch); the face flushes it before its reader waits.
+	Batch *Batch
 	// Announce publishes the connection's events on $SYS/events (see events.go); Face and
 	// RemoteAddr describe it there.
 	Announce   bool

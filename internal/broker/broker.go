@@ -304,7 +304,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()
 	c := &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate,
-		announce: req.Announce}
+		announce: req.Announce, batch: req.Batch}
 	s.mu.Unlock()
 	b.mu.Unlock()
 

@@ -19,6 +19,8 @@ type Client struct {
 	principal *auth.Principal
 	// announce: this connection's events go to $SYS/events.
 	announce bool
+	// batch is the face's (ConnectRequest.Batch).
+	batch *Batch
 	// rate is the publish budget shared by the identity's connections; nil without rate limits.
 	rate *rateLimiter
 }

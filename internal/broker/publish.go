@@ -21,7 +21,7 @@ func (c *Client) Publish(m *message.Message) (PublishResult, error) {
 	}
 	c.s.answered(m)
 	answerable := isCall(m) && replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic)
-	res, err := c.b.publishChecked(c.s, m, answerable)
+	res, err := c.b.publishChecked(c.s, m, answerable, c.batch)
 	res.Throttle = wait
 	return res, err
 }
@@ -33,7 +33,7 @@ func (c *Client) Request(m *message.Message) (PublishResult, error) {
 	if err != nil {
 		return PublishResult{}, err
 	}
-	res, err := c.b.publishChecked(c.s, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic))
+	res, err := c.b.publishChecked(c.s, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic), c.batch)
 	res.Throttle = wait
 	return res, err
 }
@@ -107,13 +107,14 @@ func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, erro
 	if err := topic.ValidName(m.Topic); err != nil {
 		return PublishResult{}, ErrTopicInvalid
 	}
-	return b.publishChecked(from, m, false)
+	return b.publishChecked(from, m, false, nil)
 }
 
 // publishChecked stamps and routes m, whose topic checkPublish (or publish) validated; from is
 // the publishing session, nil for sources without one. answerable: m is a call whose services
-// may answer without grants of their own (replyGranted).
-func (b *Broker) publishChecked(from *Session, m *message.Message, answerable bool) (PublishResult, error) {
+// may answer without grants of their own (replyGranted). batch is the publishing connection's, if
+// it has one.
+func (b *Broker) publishChecked(from *Session, m *message.Message, answerable bool, batch *Batch) (PublishResult, error) {
 	if m.QoS > b.cfg.MaxQoS {
 		m.QoS = b.cfg.MaxQoS
 	}
@@ -121,7 +122,7 @@ func (b *Broker) publishChecked(from *Session, m *message.Message, answerable bo
 	m.ID = b.nextID.Add(1)
 	m.Time = t
 	b.stats.Received.Add(1)
-	p := publication{msg: m, call: isCall(m), answerable: answerable}
+	p := publication{msg: m, call: isCall(m), answerable: answerable, batch: batch}
 	if p.call && m.Topic == ServicesProcedure {
 		return b.answerServices(m), nil
 	}

@@ -84,6 +84,8 @@ type publication struct {
 	call, answerable bool
 	// online counts the connected sessions it went to.
 	online int
+	// batch is the publishing connection's (Delivery.Batch).
+	batch *Batch
 }
 
 // durable reports whether the session keeps its state in the store.
@@ -128,7 +130,7 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 		p.online++
 	}
 	if qos == 0 && s.ready {
-		r := s.sink.Send(Delivery{Msg: p.msg, Retain: retain, SubIDs: ids, Many: p.many})
+		r := s.sink.Send(Delivery{Msg: p.msg, Retain: retain, SubIDs: ids, Many: p.many, Batch: p.batch})
 		s.countSend(r)
 		p.sent(s, r)
 		return
@@ -139,7 +141,7 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
 	}
 	it := store.Item{Msg: p.keep(), QoS: qos, Retain: retain, SubIDs: ids, Shared: p.many}
 	if s.ready && s.queue.Len() == 0 && s.inflight.hasRoom(s.inflightMax, s.b.cfg.MaxInflightBytes) {
-		r, err := s.sendNew(it, p.many)
+		r, err := s.sendNew(it, p.many, p.batch)
 		if err != nil {
 			p.fail(err)
 		}
@@ -248,9 +250,10 @@ func (s *Session) tooOld(m *message.Message, t int64) bool {
 
 // sendNew puts a QoS 1/2 item in flight; Busy means the connection could not take it. A durable
 // session records it in the store first, so a crash before the acknowledgement redelivers it.
-func (s *Session) sendNew(it store.Item, many bool) (SendResult, error) {
+// batch is the publishing connection's (Delivery.Batch), nil when the queue drains.
+func (s *Session) sendNew(it store.Item, many bool, batch *Batch) (SendResult, error) {
 	pid := s.inflight.nextID()
-	r := s.sink.Send(Delivery{Msg: it.Msg, QoS: it.QoS, PacketID: pid, Retain: it.Retain, SubIDs: it.SubIDs, Many: many})
+	r := s.sink.Send(Delivery{Msg: it.Msg, QoS: it.QoS, PacketID: pid, Retain: it.Retain, SubIDs: it.SubIDs, Many: many, Batch: batch})
 	switch r {
 	case Busy:
 		s.waitDrain = true
@@ -294,7 +297,7 @@ func (s *Session) pump() {
 				return
 			}
 			s.countSend(r)
-		} else if r, err := s.sendNew(it, false); r == Busy || err != nil {
+		} else if r, err := s.sendNew(it, false, nil); r == Busy || err != nil {
 			return
 		}
 		if err := s.queue.Pop(); err != nil {

@@ -31,7 +31,7 @@ func (c *conn) endLocked(reason error) {
 		return
 	}
 	if len(c.out.buf) > 0 {
-		c.kickLocked()
+		c.kickLocked(nil)
 		return
 	}
 	c.shutdownLocked()
@@ -46,6 +46,7 @@ func (c *conn) shutdownLocked() {
 	}
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		if !c.out.draining {
+			c.rd.stop.Store(true)
 			_ = c.nc.SetReadDeadline(time.Now())
 		}
 		return

@@ -52,6 +52,11 @@ type conn struct {
 	identify Identify
 
 	out outbox
+	// wr writes without waiting, for FlushNow; unset on TLS and WebSocket connections.
+	wr rawWriter
+	// batch collects the writes this connection's packets cause for other connections (and its
+	// own acknowledgements); the reader flushes it before it reads more or waits.
+	batch broker.Batch
 }
 
 // protocolError ends the connection with an MQTT reason code.
@@ -73,29 +78,48 @@ func (c *conn) serve() {
 		c.finish()
 		return
 	}
-	c.loop(true)
+	c.loop(false, 0)
 }
+
+// handoffAfter is how long a goroutine that has handled packets waits for more before it hands the
+// wait to a fresh goroutine (see loop).
+const handoffAfter = time.Second
 
 // loop reads and handles packets until the connection ends.
 //
-// When a TCP or Unix socket has nothing more to read, loop hands the wait over to a new goroutine
-// and returns. The goroutine that handled packets may have grown its stack to several KiB, and Go
-// shrinks stacks only during garbage collection; the new one starts at the minimum, so an idle
-// connection costs a small stack and, with the pooled buffers, little else. fresh is true on a
-// goroutine that has not handled a packet yet: it waits instead of handing over again. TLS and
-// WebSocket connections always wait, so for them loop returns only when the connection ends.
-func (c *conn) loop(fresh bool) {
+// When a TCP or Unix socket has been quiet for handoffAfter, or has drained while maxLazyWaiters
+// other connections are already waiting that way, loop hands the wait over to a new goroutine and
+// returns. The goroutine that handled packets may have grown its stack to several
+// KiB, and Go shrinks stacks only during garbage collection; the new one starts at the minimum, so
+// an idle connection costs a small stack and, with the pooled buffers, little else. A busy
+// connection keeps its goroutine: starting one per burst would cost a wake-up on every round trip.
+// fresh is true on a goroutine that has not handled a packet yet, which waits out the rest of the
+// keep alive (waited is what the previous goroutine already waited) instead of handing over again.
+// TLS and WebSocket connections always wait, so for them loop returns only when the connection
+// ends.
+func (c *conn) loop(fresh bool, waited time.Duration) {
 	for {
 		var idle time.Duration
 		if c.keepAlive > 0 {
 			idle = c.keepAlive + c.keepAlive/2
 		}
-		typ, flags, body, err := c.rd.next(idle, fresh)
+		wait := idle
+		lazy := !fresh && c.rd.raw != nil && (idle == 0 || idle > handoffAfter)
+		if lazy {
+			wait = handoffAfter
+		} else if fresh && idle > 0 {
+			wait = idle - waited
+		}
+		typ, flags, body, err := c.rd.next(wait, lazy)
 		if err == errWouldBlock {
-			go c.loop(true)
+			go c.loop(true, 0)
 			return
 		}
-		fresh = false
+		if lazy && errors.Is(err, os.ErrDeadlineExceeded) && !c.rd.stop.Load() {
+			go c.loop(true, handoffAfter)
+			return
+		}
+		fresh, waited = false, 0
 		if err == nil {
 			c.srv.stats.PacketsIn.Add(1)
 			err = c.handle(typ, flags, body)
@@ -133,6 +157,7 @@ func (c *conn) fail(err error) {
 
 // finish detaches from the session once the reader stops.
 func (c *conn) finish() {
+	c.batch.Flush()
 	c.rd.close()
 	if c.client != nil {
 		c.client.Disconnect(broker.DisconnectRequest{
@@ -153,7 +178,7 @@ func (c *conn) finish() {
 
 // handshake reads CONNECT, opens the session and answers CONNACK.
 func (c *conn) handshake() error {
-	typ, flags, body, err := c.rd.next(c.srv.cfg.ConnectTimeout, true)
+	typ, flags, body, err := c.rd.next(c.srv.cfg.ConnectTimeout, false)
 	if err != nil {
 		return err
 	}
@@ -198,7 +223,7 @@ func (c *conn) handshake() error {
 	c.client = client
 	c.clientID = res.ClientID
 	c.sessionExpiry = res.Expiry
-	c.writePacket(c.connack(&p, res))
+	c.writePacket(c.connack(&p, res), nil)
 	client.Start()
 	return nil
 }
@@ -212,6 +237,7 @@ func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.
 		CleanStart: p.CleanStart,
 		Sink:       c,
 		Announce:   true,
+		Batch:      &c.batch,
 		Face:       "mqtt",
 		RemoteAddr: c.nc.RemoteAddr().String(),
 		Credentials: auth.Credentials{
@@ -395,7 +421,7 @@ func (c *conn) refuse(code packet.ReasonCode, reason string) {
 		ack.Props.ReasonString = []byte(reason)
 		ack.Props.Set(packet.PropReasonString)
 	}
-	c.writePacket(ack)
+	c.writePacket(ack, nil)
 	c.out.mu.Lock()
 	c.endLocked(errors.New(reason))
 	c.out.mu.Unlock()

@@ -114,6 +114,7 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 	if res.Throttle > 0 {
 		// Ahead of the identity's publish rate: read nothing for a while, so TCP slows the
 		// client down instead of its messages being refused. The core bounds the pause.
+		c.batch.Flush()
 		time.Sleep(res.Throttle)
 	}
 	return nil
@@ -125,12 +126,13 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 func (c *conn) ackWhenDurable(typ byte, pid uint16, code packet.ReasonCode, err error, t *store.Ticket) {
 	if t == nil {
 		if c.lastTicket.Done() {
-			c.writeAck(typ, pid, code, err)
+			c.writeAck(typ, pid, code, err, &c.batch)
 			return
 		}
 		t = c.lastTicket
 	}
 	if int(c.pendingAcks.Load()) >= int(c.srv.cfg.ReceiveMax) {
+		c.batch.Flush()
 		_ = c.lastTicket.Wait()
 	}
 	c.lastTicket = t
@@ -147,7 +149,7 @@ func (c *conn) ackWhenDurable(typ byte, pid uint16, code packet.ReasonCode, err 
 				code, err = packet.UnspecifiedError, fmt.Errorf("%w: %w", broker.ErrStorage, syncErr)
 			}
 		}
-		c.writeAck(typ, pid, code, err)
+		c.writeAck(typ, pid, code, err, nil)
 	})
 }
 
@@ -159,6 +161,7 @@ func (c *conn) stall(drained <-chan struct{}) {
 		return
 	default:
 	}
+	c.batch.Flush()
 	if c.stallTimer == nil {
 		c.stallTimer = time.NewTimer(c.srv.cfg.PublishStall)
 	} else {
@@ -217,8 +220,9 @@ func (c *conn) resolveAlias(t []byte, alias uint16) ([]byte, error) {
 	return stringBytes(known), nil
 }
 
-// writeAck queues a PUBACK, PUBREC, PUBREL or PUBCOMP; it runs once per QoS 1/2 message.
-func (c *conn) writeAck(typ byte, pid uint16, code packet.ReasonCode, err error) {
+// writeAck queues a PUBACK, PUBREC, PUBREL or PUBCOMP; it runs once per QoS 1/2 message. via is
+// the reader's batch when the reader writes it, nil from other goroutines.
+func (c *conn) writeAck(typ byte, pid uint16, code packet.ReasonCode, err error, via *broker.Batch) {
 	var props *packet.Properties
 	if c.version != packet.V5 {
 		code = packet.Success
@@ -239,7 +243,7 @@ func (c *conn) writeAck(typ byte, pid uint16, code packet.ReasonCode, err error)
 	}
 	o.buf = buf
 	c.checkHardLimitLocked()
-	c.kickLocked()
+	c.kickLocked(via)
 }
 
 // onAck completes a QoS 1 (PUBACK) or QoS 2 (PUBCOMP) delivery. Each packet kind has its own
@@ -268,7 +272,7 @@ func (c *conn) onPing(flags byte, body []byte) error {
 	if err := p.Decode(flags, body, c.version); err != nil {
 		return err
 	}
-	c.writePacket(&packet.Pingresp{})
+	c.writePacket(&packet.Pingresp{}, &c.batch)
 	return nil
 }
 
@@ -286,7 +290,7 @@ func (c *conn) onPubrec(flags byte, body []byte) error {
 	if !c.client.Received(a.PacketID) {
 		code = packet.PacketIDNotFound
 	}
-	c.writeAck(packet.PUBREL, a.PacketID, code, nil)
+	c.writeAck(packet.PUBREL, a.PacketID, code, nil, &c.batch)
 	return nil
 }
 
@@ -299,7 +303,7 @@ func (c *conn) onPubrel(flags byte, body []byte) error {
 	if !c.client.Release(a.PacketID) {
 		code = packet.PacketIDNotFound
 	}
-	c.writeAck(packet.PUBCOMP, a.PacketID, code, nil)
+	c.writeAck(packet.PUBCOMP, a.PacketID, code, nil, &c.batch)
 	return nil
 }
 
@@ -334,7 +338,7 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 		ack.Props.ReasonString = []byte(strings.Join(refused, "; "))
 		ack.Props.Set(packet.PropReasonString)
 	}
-	c.writePacket(ack)
+	c.writePacket(ack, &c.batch)
 	c.client.SendRetained(results)
 	return nil
 }
@@ -379,7 +383,7 @@ func (c *conn) onUnsubscribe(flags byte, body []byte) error {
 			}
 		}
 	}
-	c.writePacket(ack)
+	c.writePacket(ack, &c.batch)
 	return nil
 }
 

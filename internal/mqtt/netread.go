@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,9 +31,9 @@ var readBufs = sync.Pool{New: func() any { return new(readBuf) }}
 
 // packetReader frames MQTT packets out of a connection.
 //
-// On TCP and Unix sockets it waits for readability through syscall.RawConn and only then takes a
-// buffer from the pool, giving it back whenever the socket is drained and no partial packet is
-// pending. An idle connection therefore holds no read buffer at all, which is most of what makes
+// On TCP and Unix sockets it waits for readability through syscall.RawConn and takes a buffer from
+// the pool only when there are bytes, giving it back whenever the socket is drained and no partial
+// packet is pending. An idle connection therefore holds no read buffer at all, which is most of what makes
 // thousands of idle clients cheap. Other connections (TLS, WebSocket) read through net.Conn and
 // keep their buffer.
 type packetReader struct {
@@ -46,16 +48,32 @@ type packetReader struct {
 	maxSize int
 	// deadline is set while a read deadline is armed, so a wait without one clears it.
 	deadline bool
+	// beforeRead runs before each read: the connection writes what the packets handled so far
+	// produced (broker.Batch) before it takes more or waits.
+	beforeRead func()
+
+	// stop is set when the connection is shutting down: a read already waiting is woken by a
+	// deadline in the past, and stop keeps a later read from arming a new one over it.
+	stop atomic.Bool
+
+	// waiters counts the server's readers that wait on the goroutine that handled their last
+	// packets (a lazy read); at maxLazyWaiters a lazy read returns errWouldBlock instead.
+	waiters *atomic.Int32
 
 	// State of one raw read, kept here so readFn (bound once) allocates nothing per read.
 	readFn     func(fd uintptr) bool
 	n          int
 	rerr       error
-	mayWait    bool
+	lazy       bool
+	holding    bool
 	wouldBlock bool
 }
 
-// errWouldBlock: the socket has nothing to read and the caller asked not to wait.
+// maxLazyWaiters bounds how many connections of one server keep a grown goroutine stack while
+// they wait, so a crowd of connections that each sent a little still waits on minimal stacks.
+const maxLazyWaiters = 64
+
+// errWouldBlock: a lazy read found the socket drained and no room among the lazy waiters.
 var errWouldBlock = errors.New("mqtt: would block")
 
 func newPacketReader(c net.Conn, maxSize int) *packetReader {
@@ -73,10 +91,11 @@ func newPacketReader(c net.Conn, maxSize int) *packetReader {
 }
 
 // next returns the next whole packet; body aliases the buffer until the following call.
-// idle is the deadline for the wait when no bytes are pending (zero: none). With mayWait false, a
-// raw socket with nothing to read returns errWouldBlock instead of waiting; other connections
-// always wait.
-func (r *packetReader) next(idle time.Duration, mayWait bool) (typ, flags byte, body []byte, err error) {
+// idle bounds each wait for bytes (zero: no bound); when it passes, next returns
+// os.ErrDeadlineExceeded. lazy is a read on a goroutine that has handled packets: on a raw socket
+// it waits only while fewer than maxLazyWaiters others do, and otherwise returns errWouldBlock
+// when the socket is drained.
+func (r *packetReader) next(idle time.Duration, lazy bool) (typ, flags byte, body []byte, err error) {
 	for {
 		if r.buf != nil && r.end > r.start {
 			data := r.buf[r.start:r.end]
@@ -95,7 +114,7 @@ func (r *packetReader) next(idle time.Duration, mayWait bool) (typ, flags byte, 
 				return 0, 0, nil, perr
 			}
 		}
-		if err := r.fill(idle, mayWait); err != nil {
+		if err := r.fill(idle, lazy); err != nil {
 			return 0, 0, nil, err
 		}
 	}
@@ -149,7 +168,10 @@ func (r *packetReader) release() {
 }
 
 // fill reads more bytes after what is pending.
-func (r *packetReader) fill(idle time.Duration, mayWait bool) error {
+func (r *packetReader) fill(idle time.Duration, lazy bool) error {
+	if r.beforeRead != nil {
+		r.beforeRead()
+	}
 	r.compact()
 	if idle > 0 || r.deadline {
 		var t time.Time
@@ -160,6 +182,9 @@ func (r *packetReader) fill(idle time.Duration, mayWait bool) error {
 			return err
 		}
 		r.deadline = idle > 0
+	}
+	if r.stop.Load() {
+		return os.ErrDeadlineExceeded
 	}
 	if r.raw == nil {
 		r.acquire()
@@ -173,8 +198,13 @@ func (r *packetReader) fill(idle time.Duration, mayWait bool) error {
 		}
 		return err
 	}
-	r.mayWait, r.wouldBlock, r.n, r.rerr = mayWait, false, 0, nil
-	if err := r.raw.Read(r.readFn); err != nil {
+	r.n, r.rerr, r.lazy, r.wouldBlock = 0, nil, lazy && r.waiters != nil, false
+	err := r.raw.Read(r.readFn)
+	if r.holding {
+		r.holding = false
+		r.waiters.Add(-1)
+	}
+	if err != nil {
 		return err
 	}
 	switch {
@@ -207,9 +237,13 @@ func (r *packetReader) readFD(fd uintptr) bool {
 	if r.end == 0 {
 		r.release()
 	}
-	if !r.mayWait {
-		r.wouldBlock = true
-		return true
+	if r.lazy && !r.holding {
+		if r.waiters.Add(1) > maxLazyWaiters {
+			r.waiters.Add(-1)
+			r.wouldBlock = true
+			return true
+		}
+		r.holding = true
 	}
 	return false
 }

@@ -55,16 +55,23 @@ var writeBufs = sync.Pool{New: func() any { return &writeBuf{b: make([]byte, 0, 
 // maxPooledWriteBuf keeps one burst from pinning a huge buffer in the pool.
 const maxPooledWriteBuf = 256 << 10
 
-// kickLocked makes sure a flusher runs. Caller holds mu.
-func (c *conn) kickLocked() {
-	if !c.out.flushing && !c.out.closed {
-		c.out.flushing = true
-		go c.flush()
+// kickLocked makes sure pending bytes get written: by a flusher goroutine, or, when via (the batch
+// of the reader that caused the write) takes this connection, by that reader once it has handled
+// what it read (see broker.Batch). Caller holds mu.
+func (c *conn) kickLocked(via *broker.Batch) {
+	if c.out.flushing || c.out.closed {
+		return
 	}
+	c.out.flushing = true
+	if c.wr.raw != nil && via.Defer(c) {
+		return
+	}
+	go c.flush()
 }
 
-// writePacket queues a control packet (acknowledgements, CONNACK, PINGRESP...).
-func (c *conn) writePacket(p packet.Packet) {
+// writePacket queues a control packet (acknowledgements, CONNACK, PINGRESP...). via is the
+// reader's batch when the reader writes it, else nil.
+func (c *conn) writePacket(p packet.Packet, via *broker.Batch) {
 	c.out.mu.Lock()
 	defer c.out.mu.Unlock()
 	if c.out.closed {
@@ -77,7 +84,7 @@ func (c *conn) writePacket(p packet.Packet) {
 	}
 	c.out.buf = buf
 	c.checkHardLimitLocked()
-	c.kickLocked()
+	c.kickLocked(via)
 }
 
 func (o *outbox) bufLocked() []byte {
@@ -128,7 +135,7 @@ func (c *conn) Send(d broker.Delivery) broker.SendResult {
 	}
 	o.buf = buf
 	c.checkHardLimitLocked()
-	c.kickLocked()
+	c.kickLocked(d.Batch)
 	return c.congestionLocked()
 }
 
@@ -178,7 +185,7 @@ func (o *outbox) unblockLocked() {
 
 // Release implements broker.Sink.
 func (c *conn) Release(pid uint16) {
-	c.writeAck(packet.PUBREL, pid, packet.Success, nil)
+	c.writeAck(packet.PUBREL, pid, packet.Success, nil, nil)
 }
 
 // Close implements broker.Sink: the core ends this connection (takeover, shutdown).
@@ -212,55 +219,6 @@ func (c *conn) disconnect(code packet.ReasonCode, reason string) {
 		}
 	}
 	c.endLocked(errors.New(reason))
-}
-
-// flush writes pending bytes until none are left, then exits.
-func (c *conn) flush() {
-	o := &c.out
-	for {
-		o.mu.Lock()
-		if o.closed || len(o.buf) == 0 {
-			o.flushing = false
-			drain := o.wantDrain && !o.closed
-			o.wantDrain = false
-			if o.closeAfter != nil && !o.closed {
-				c.shutdownLocked()
-			}
-			o.releaseLocked()
-			o.mu.Unlock()
-			if drain && c.client != nil {
-				c.client.Drained()
-			}
-			return
-		}
-		pending, pendingBox := o.buf, o.cur
-		o.cur, o.spare = o.spare, nil
-		o.buf = nil
-		if o.cur != nil {
-			o.buf = o.cur.b[:0]
-		}
-		o.mu.Unlock()
-
-		if c.srv.cfg.WriteTimeout > 0 {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-		}
-		n, err := c.nc.Write(pending)
-		c.srv.stats.BytesOut.Add(uint64(n))
-
-		o.mu.Lock()
-		if err != nil {
-			c.closeLocked(err)
-		}
-		if len(o.buf) < c.srv.cfg.OutboundBuffer/2 {
-			o.busySince = time.Time{}
-			o.unblockLocked()
-		}
-		if cap(pending) <= maxPooledWriteBuf {
-			pendingBox.b = pending[:0]
-			o.spare = pendingBox
-		}
-		o.mu.Unlock()
-	}
 }
 
 // releaseLocked returns idle buffers to the pool.

@@ -94,6 +94,9 @@ type Server struct {
 	// maxQoS is the core's, kept here because every MQTT 5 PUBLISH is checked against it.
 	maxQoS byte
 
+	// lazyWaiters counts connections waiting on the goroutine that handled their last packets.
+	lazyWaiters atomic.Int32
+
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
 	listeners map[net.Listener]struct{}
@@ -166,7 +169,9 @@ func (s *Server) ServeConn(nc net.Conn) { s.ServeConnTLS(nc, nil, nil) }
 // ServeConnTLS is ServeConn for a connection whose client certificate identify reads: nc is a
 // *tls.Conn, or cs is the state of TLS the face cannot see (a WebSocket on an HTTPS request).
 func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify Identify) {
-	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxPacketSize), tls: cs, identify: identify}
+	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxPacketSize), wr: newRawWriter(nc), tls: cs, identify: identify}
+	c.rd.beforeRead = c.batch.Flush
+	c.rd.waiters = &s.lazyWaiters
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
