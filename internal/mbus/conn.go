@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -17,16 +18,9 @@ import (
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/rawio"
 	"github.com/ternmq/tern/internal/topic"
 )
-
-// frame is one message waiting to be written, and whether it goes compressed.
-type frame struct {
-	payload []byte
-	zlib    bool
-	// closeWith, when set, ends the connection with this reason once what came before is written.
-	closeWith string
-}
 
 type callKey struct {
 	caller string
@@ -46,7 +40,12 @@ type conn struct {
 	tls      *tls.ConnectionState
 	identify Identify
 
-	out       chan frame
+	out outbox
+	// wr writes without waiting, for FlushNow; not Able on TLS and WebSocket connections.
+	wr rawio.Writer
+	// batch collects the writes this client's messages cause for other clients (and its own
+	// answers); the reader flushes it before it reads more.
+	batch     broker.Batch
 	done      chan struct{}
 	closeOnce sync.Once
 
@@ -73,7 +72,7 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn, cs *tls.ConnectionState, identify Identify) *conn {
-	return &conn{srv: s, nc: nc, tls: cs, identify: identify, out: make(chan frame, s.cfg.OutBuffer),
+	return &conn{srv: s, nc: nc, tls: cs, identify: identify, wr: rawio.NewWriter(nc),
 		done: make(chan struct{}), subs: map[[2]string]bool{}, cmds: map[string]bool{}, calls: map[callKey]callRoute{}}
 }
 
@@ -85,9 +84,8 @@ func (c *conn) identifier() string {
 
 // serve reads frames until the connection ends.
 func (c *conn) serve() {
-	go c.writer()
 	defer c.finish()
-	rd := bufio.NewReaderSize(c.nc, 16<<10)
+	rd := bufio.NewReaderSize(flushFirst{c.nc, &c.batch}, 16<<10)
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.CreateTimeout))
 	var buf []byte
 	for {
@@ -127,12 +125,25 @@ func (c *conn) close(reason string) {
 		c.mu.Unlock()
 		close(c.done)
 		_ = c.nc.Close()
+		c.endOutbox()
 	})
+}
+
+// flushFirst writes what the batch holds before each read that may wait for the client.
+type flushFirst struct {
+	r     io.Reader
+	batch *broker.Batch
+}
+
+func (f flushFirst) Read(p []byte) (int, error) {
+	f.batch.Flush()
+	return f.r.Read(p)
 }
 
 // finish detaches from the core, which announces the disconnection (the relay turns that into
 // org.mbus.server.event.disconnected with mBus's reason).
 func (c *conn) finish() {
+	c.batch.Flush()
 	c.mu.Lock()
 	closing := c.closing
 	c.mu.Unlock()
@@ -153,76 +164,9 @@ func (c *conn) finish() {
 	}
 }
 
-// writer writes queued frames until the connection ends.
-func (c *conn) writer() {
-	bw := bufio.NewWriterSize(c.nc, 16<<10)
-	var buf []byte
-	for {
-		select {
-		case f := <-c.out:
-			closeWith := f.closeWith
-			buf = buf[:0]
-			if closeWith == "" {
-				buf = appendFrame(buf, f.payload, f.zlib)
-			}
-			// Take what else is waiting, so one write carries a burst.
-			for more := closeWith == ""; more && len(buf) < 64<<10; {
-				select {
-				case f := <-c.out:
-					if closeWith = f.closeWith; closeWith != "" {
-						more = false
-						break
-					}
-					buf = appendFrame(buf, f.payload, f.zlib)
-				default:
-					more = false
-				}
-			}
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-			if _, err := bw.Write(buf); err != nil || bw.Flush() != nil {
-				c.close("connection_closed")
-				return
-			}
-			if closeWith != "" {
-				c.close(closeWith)
-				return
-			}
-		case <-c.done:
-			return
-		}
-	}
-}
-
-// send queues a message; a client whose buffer is full is closed (it is not reading).
-func (c *conn) send(m Message) {
-	b, _ := json.Marshal(m)
-	c.mu.Lock()
-	z := c.zlib
-	c.mu.Unlock()
-	select {
-	case c.out <- frame{payload: b, zlib: z}:
-	default:
-		c.srv.stats.SlowDrops.Add(1)
-		c.close("internal_error")
-	}
-}
-
-// closeAfter ends the connection with reason once what is queued (a refusal) has been written;
-// finish waits for that.
-func (c *conn) closeAfter(reason string) {
-	c.mu.Lock()
-	c.closing = true
-	c.mu.Unlock()
-	select {
-	case c.out <- frame{closeWith: reason}:
-	default:
-		c.close(reason)
-	}
-}
-
 func (c *conn) result(seq *int, status int, payload any) {
 	p, _ := json.Marshal(payload)
-	c.send(Message{Type: TypeResult, Sequence: seq, Status: &status, Payload: p})
+	c.send(Message{Type: TypeResult, Sequence: seq, Status: &status, Payload: p}, &c.batch)
 }
 
 // handle runs one client message; false ends the connection.
@@ -341,7 +285,7 @@ func (c *conn) tlsState() (tls.ConnectionState, bool) {
 func (c *conn) attach(p *auth.Principal, id string) error {
 	client, _, err := c.srv.b.Connect(context.Background(), broker.ConnectRequest{
 		ClientID: id, Principal: p, CleanStart: true, Exclusive: true, Sink: (*sink)(c),
-		Announce: true, Face: "mbus", RemoteAddr: c.nc.RemoteAddr().String(),
+		Announce: true, Face: "mbus", RemoteAddr: c.nc.RemoteAddr().String(), Batch: &c.batch,
 	})
 	if errors.Is(err, broker.ErrClientIDInUse) {
 		return errors.New("identifier already in use")
@@ -406,7 +350,7 @@ func (c *conn) event(dest, name string, payload json.RawMessage) {
 			c.lastPing, c.missed = time.Now(), 0
 			c.mu.Unlock()
 			seq := c.nextSeq()
-			c.send(Message{Type: TypeEvent, Source: ServerID, Identifier: EventPong, Sequence: &seq, Payload: json.RawMessage("{}")})
+			c.send(Message{Type: TypeEvent, Source: ServerID, Identifier: EventPong, Sequence: &seq, Payload: json.RawMessage("{}")}, &c.batch)
 		}
 		return
 	}
@@ -477,7 +421,7 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 		if m.Props.UserValue(broker.ErrorProperty) != "" {
 			status, payload = -1, json.RawMessage("{}")
 		}
-		c.send(Message{Type: TypeResult, Sequence: &seq, Status: &status, Payload: payload})
+		c.send(Message{Type: TypeResult, Sequence: &seq, Status: &status, Payload: payload}, d.Batch)
 	case strings.HasPrefix(m.Topic, broker.RPCPrefix):
 		cmd := unescapeLevel(m.Topic[strings.LastIndexByte(m.Topic, '/')+1:])
 		caller := m.Props.UserValue("mbus-source")
@@ -491,7 +435,7 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 		c.mu.Lock()
 		c.calls[callKey{caller, seq, cmd}] = callRoute{reply: m.Props.ResponseTopic, corr: append([]byte(nil), m.Props.CorrelationData...)}
 		c.mu.Unlock()
-		c.send(Message{Type: TypeCommand, Source: caller, Identifier: cmd, Sequence: &seq, Payload: jsonPayload(m.Payload)})
+		c.send(Message{Type: TypeCommand, Source: caller, Identifier: cmd, Sequence: &seq, Payload: jsonPayload(m.Payload)}, d.Batch)
 	default:
 		source, event, ok := eventOf(m.Topic)
 		if !ok {
@@ -500,7 +444,7 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 			return broker.Sent
 		}
 		seq := c.nextSeq()
-		c.send(Message{Type: TypeEvent, Source: source, Identifier: event, Sequence: &seq, Payload: jsonPayload(m.Payload)})
+		c.send(Message{Type: TypeEvent, Source: source, Identifier: event, Sequence: &seq, Payload: jsonPayload(m.Payload)}, d.Batch)
 	}
 	return broker.Sent
 }

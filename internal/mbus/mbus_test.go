@@ -199,3 +199,57 @@ func TestPingThresholdAndClose(t *testing.T) {
 		t.Fatalf("close reason %s", ev.Payload)
 	}
 }
+
+// The reader of a publishing client writes for its receivers itself (broker.Batch) but never
+// waits on them: while a subscriber reads nothing and its socket is full, the publisher is still
+// answered, and the subscriber later gets every event, whole and in order.
+func TestPublisherNotHeldUpByFullSubscriber(t *testing.T) {
+	b, err := broker.New(broker.DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(b, Config{OutBuffer: 1 << 20, OutBufferBytes: 1 << 30}, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln, nil)
+	t.Cleanup(func() {
+		s.Close()
+		b.Close()
+	})
+	addr := ln.Addr().String()
+
+	sub := mbustest.Dial(t, "tcp", addr)
+	if err := sub.NC.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	sub.Create(map[string]any{"identifier": "org.example.sub", "ping": map[string]int{"interval": 0}})
+	seq := sub.Command(ServerID, "command.subscribe", map[string]string{"source": "org.example.pub", "event": "org.example.big"})
+	if st, _ := sub.ResultOf(seq); st != 0 {
+		t.Fatalf("subscribe: %d", st)
+	}
+	pub := mbustest.Dial(t, "tcp", addr)
+	pub.Create(map[string]any{"identifier": "org.example.pub", "ping": map[string]int{"interval": 0}})
+
+	// The test client buffers 1,000 messages before it stops reading; 8,000 events of 1 KiB are
+	// more than that and the kernel's socket buffers together.
+	const n = 8000
+	pad := strings.Repeat("x", 1000)
+	for i := range n {
+		seq := pub.NextSeq()
+		payload, _ := json.Marshal(map[string]any{"i": i, "pad": pad})
+		pub.Write(Message{Type: TypeEvent, Destination: DestinationSubscribers, Identifier: "org.example.big", Sequence: &seq, Payload: payload})
+	}
+	seq = pub.Command(ServerID, "command.status", map[string]any{})
+	if st, _ := pub.ResultOf(seq); st != 0 {
+		t.Fatalf("status: %d", st)
+	}
+	for i := range n {
+		ev := sub.Next(func(m Message) bool { return m.Type == TypeEvent && m.Identifier == "org.example.big" })
+		var got struct{ I int }
+		if err := json.Unmarshal(ev.Payload, &got); err != nil || got.I != i {
+			t.Fatalf("event %d arrived as %s (%v)", i, ev.Payload[:min(len(ev.Payload), 20)], err)
+		}
+	}
+}

@@ -17,6 +17,8 @@ type Config struct {
 	// OutBuffer is how many messages may wait for one client; a client that lets it fill is
 	// closed (mBus keeps unbounded lists; tern does not).
 	OutBuffer int
+	// OutBufferBytes bounds the bytes waiting for one client in the same way.
+	OutBufferBytes int
 	// CreateTimeout bounds the wait for command.create after the connection opens.
 	CreateTimeout time.Duration
 	// WriteTimeout bounds one write to a client.
@@ -56,6 +58,10 @@ type Server struct {
 func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 	if cfg.OutBuffer <= 0 {
 		cfg.OutBuffer = 1024
+	}
+	if cfg.OutBufferBytes <= 0 {
+		// Room for a few frames of the largest size a client may send.
+		cfg.OutBufferBytes = 4 * MaxFrame
 	}
 	if cfg.CreateTimeout <= 0 {
 		cfg.CreateTimeout = 10 * time.Second

@@ -13,6 +13,7 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/rawio"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/topic"
 )
@@ -53,7 +54,7 @@ type conn struct {
 
 	out outbox
 	// wr writes without waiting, for FlushNow; unset on TLS and WebSocket connections.
-	wr rawWriter
+	wr rawio.Writer
 	// batch collects the writes this connection's packets cause for other connections (and its
 	// own acknowledgements); the reader flushes it before it reads more or waits.
 	batch broker.Batch

@@ -1,10 +1,6 @@
 package mqtt
 
-import (
-	"net"
-	"syscall"
-	"time"
-)
+import "time"
 
 // flush writes pending bytes until none are left, then exits. It runs on a goroutine of its own.
 func (c *conn) flush() { c.writeOut(false) }
@@ -51,7 +47,7 @@ func (c *conn) writeOut(inline bool) {
 		var n int
 		var err error
 		if inline {
-			n, err = c.wr.tryWrite(pending)
+			n, err = c.wr.TryWrite(pending)
 		} else {
 			if c.srv.cfg.WriteTimeout > 0 {
 				_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
@@ -88,57 +84,4 @@ func (c *conn) writeOut(inline bool) {
 		}
 		o.mu.Unlock()
 	}
-}
-
-// rawWriter writes to a TCP or Unix socket without waiting: one write(2), which on Go's
-// non-blocking sockets takes what fits in the socket buffer and returns.
-type rawWriter struct {
-	raw syscall.RawConn
-	// State of one write, kept here so writeFn (bound once) allocates nothing per write.
-	writeFn func(fd uintptr) bool
-	b       []byte
-	n       int
-	err     error
-}
-
-func newRawWriter(c net.Conn) rawWriter {
-	var w rawWriter
-	switch c := c.(type) {
-	case *net.TCPConn, *net.UnixConn:
-		if raw, err := c.(syscall.Conn).SyscallConn(); err == nil {
-			w.raw = raw
-		}
-	}
-	return w
-}
-
-// tryWrite writes what the socket takes now; n < len(b) with a nil error means it is full.
-func (w *rawWriter) tryWrite(b []byte) (int, error) {
-	if w.writeFn == nil {
-		w.writeFn = w.writeFD
-	}
-	w.b, w.n, w.err = b, 0, nil
-	if err := w.raw.Write(w.writeFn); err != nil {
-		w.b = nil
-		return 0, err
-	}
-	w.b = nil
-	if w.err == syscall.EAGAIN {
-		return 0, nil
-	}
-	return w.n, w.err
-}
-
-// writeFD makes one write attempt and never asks the poller to wait.
-func (w *rawWriter) writeFD(fd uintptr) bool {
-	for {
-		w.n, w.err = syscall.Write(int(fd), w.b)
-		if w.err != syscall.EINTR {
-			break
-		}
-	}
-	if w.n < 0 {
-		w.n = 0
-	}
-	return true
 }

@@ -63,7 +63,7 @@ func (c *conn) kickLocked(via *broker.Batch) {
 		return
 	}
 	c.out.flushing = true
-	if c.wr.raw != nil && via.Defer(c) {
+	if c.wr.Able() && via.Defer(c) {
 		return
 	}
 	go c.flush()

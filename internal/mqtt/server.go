@@ -13,6 +13,7 @@ import (
 
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/rawio"
 )
 
 // Config holds the face's protocol limits.
@@ -169,7 +170,7 @@ func (s *Server) ServeConn(nc net.Conn) { s.ServeConnTLS(nc, nil, nil) }
 // ServeConnTLS is ServeConn for a connection whose client certificate identify reads: nc is a
 // *tls.Conn, or cs is the state of TLS the face cannot see (a WebSocket on an HTTPS request).
 func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify Identify) {
-	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxPacketSize), wr: newRawWriter(nc), tls: cs, identify: identify}
+	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxPacketSize), wr: rawio.NewWriter(nc), tls: cs, identify: identify}
 	c.rd.beforeRead = c.batch.Flush
 	c.rd.waiters = &s.lazyWaiters
 	s.mu.Lock()
