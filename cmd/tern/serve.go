@@ -38,6 +38,7 @@ environment variables, then flags. An empty address disables a listener.`,
 	f.String("mbus", d.Listen.MBus, "mBus over TCP listen address, e.g. 127.0.0.1:8000 (off by default)")
 	f.String("mbus-unix", d.Listen.MBusUnix, "mBus Unix socket path, e.g. /tmp/mbus-server-uds:0 (off by default)")
 	f.String("mbus-tls", d.Listen.MBusTLS, "mBus over TLS listen address, e.g. 127.0.0.1:8001 (off by default)")
+	f.String("mbus-unix-tls", d.Listen.MBusUnixTLS, "mBus over TLS on a Unix socket path, e.g. /tmp/mbus-server-udss:0 (off by default)")
 	f.String("tls-cert", d.TLS.CertFile, "TLS certificate file (PEM) for the TLS listeners")
 	f.String("tls-key", d.TLS.KeyFile, "TLS private key file (PEM) for the TLS listeners")
 	f.String("tls-client-ca", d.TLS.ClientCAFile, "CA file (PEM) for client certificates (mutual TLS); a client's identity is its certificate's CN")

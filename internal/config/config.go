@@ -148,6 +148,16 @@ type Listen struct {
 	// MBusTLS is mBus over TLS ([tls], or [tls.listeners.mbus_tls]). mBus over WebSocket
 	// (subprotocol "mbus") is at /mbus on the HTTP and HTTPS listeners.
 	MBusTLS string `koanf:"mbus_tls"`
+	// MBusUnixTLS is mBus over TLS on a Unix socket (mBus's udss; [tls], or
+	// [tls.listeners.mbus_unix_tls]).
+	MBusUnixTLS string `koanf:"mbus_unix_tls"`
+}
+
+// Network returns the listeners that bind a network address rather than a Unix socket path,
+// set or not; checks of where tern is exposed go through it so that a new listener cannot be
+// forgotten (TestListenNetworkCoversEveryListener).
+func (l Listen) Network() []string {
+	return []string{l.MQTT, l.MQTTTLS, l.HTTP, l.HTTPS, l.MBus, l.MBusTLS}
 }
 
 // TLS names the server certificate for every TLS listener and, for mutual TLS, the authority
@@ -176,7 +186,7 @@ type TLSOverride struct {
 }
 
 // TLSListeners are the listeners tls.listeners may name.
-var TLSListeners = []string{"mqtt_tls", "https", "mbus_tls"}
+var TLSListeners = []string{"mqtt_tls", "https", "mbus_tls", "mbus_unix_tls"}
 
 // ForListener is the TLS setup of the named listener: [tls] with its override applied.
 func (t TLS) ForListener(name string) TLS {
@@ -306,6 +316,7 @@ var Flags = map[string]string{
 	"mbus":          "listen.mbus",
 	"mbus-unix":     "listen.mbus_unix",
 	"mbus-tls":      "listen.mbus_tls",
+	"mbus-unix-tls": "listen.mbus_unix_tls",
 	"tls-cert":      "tls.cert_file",
 	"tls-key":       "tls.key_file",
 	"tls-client-ca": "tls.client_ca_file",
@@ -365,7 +376,7 @@ func envKey(k, v string) (string, any) {
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Listen.MQTT == "" && c.Listen.MQTTTLS == "" && c.Listen.HTTP == "" && c.Listen.HTTPS == "" && c.Listen.Unix == "" &&
-		c.Listen.MBus == "" && c.Listen.MBusUnix == "" && c.Listen.MBusTLS == "" {
+		c.Listen.MBus == "" && c.Listen.MBusUnix == "" && c.Listen.MBusTLS == "" && c.Listen.MBusUnixTLS == "" {
 		errs = append(errs, errors.New("no listener configured"))
 	}
 	errs = append(errs, c.validateTLS())
@@ -473,7 +484,8 @@ func (c *Config) validateTLS() error {
 			errs = append(errs, fmt.Errorf("tls.listeners.%s: no such TLS listener (use %s)", name, strings.Join(TLSListeners, ", ")))
 		}
 	}
-	for name, addr := range map[string]string{"mqtt_tls": c.Listen.MQTTTLS, "https": c.Listen.HTTPS, "mbus_tls": c.Listen.MBusTLS} {
+	for name, addr := range map[string]string{"mqtt_tls": c.Listen.MQTTTLS, "https": c.Listen.HTTPS, "mbus_tls": c.Listen.MBusTLS,
+		"mbus_unix_tls": c.Listen.MBusUnixTLS} {
 		if addr == "" {
 			continue
 		}

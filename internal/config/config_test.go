@@ -3,6 +3,8 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -224,6 +226,22 @@ publish_rate = 100.5
 		_ = os.WriteFile(p, []byte(bad), 0o600)
 		if _, err := Load(p, nil, noEnv); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want %q", bad, err, want)
+		}
+	}
+}
+
+// Every listener that is not a Unix socket is in Listen.Network, which decides whether an open
+// tern is exposed beyond loopback.
+func TestListenNetworkCoversEveryListener(t *testing.T) {
+	var l Listen
+	v := reflect.ValueOf(&l).Elem()
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		tag := f.Tag.Get("koanf")
+		v.Field(i).SetString("marker:" + tag)
+		isUnix := tag == "unix" || strings.HasPrefix(tag, "mbus_unix")
+		if got := slices.Contains(l.Network(), "marker:"+tag); got == isUnix {
+			t.Errorf("listener %s: in Network() = %v, but it is %s", tag, got, map[bool]string{true: "a Unix socket", false: "a network address"}[isUnix])
 		}
 	}
 }

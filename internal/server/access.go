@@ -58,7 +58,7 @@ func checkOpen(cfg config.Config, a *auth.Authenticator, log *slog.Logger) error
 	}
 	var exposed []string
 	l := cfg.Listen
-	for _, addr := range []string{l.MQTT, l.MQTTTLS, l.HTTP, l.HTTPS, l.MBus} {
+	for _, addr := range l.Network() {
 		if addr != "" && !loopback(addr) {
 			exposed = append(exposed, addr)
 		}

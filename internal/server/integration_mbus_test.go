@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -155,8 +156,10 @@ func TestMBusCalleeDeathFailsCalls(t *testing.T) {
 // messages and several frames in one message, and mBus over TLS.
 func TestMBusOverWebSocketAndTLS(t *testing.T) {
 	p := newPKI(t)
+	udss := filepath.Join(t.TempDir(), "mbus-server-udss:0")
 	srv := startServer(t, func(c *config.Config) {
 		c.Listen.MBusTLS = "127.0.0.1:0"
+		c.Listen.MBusUnixTLS = udss
 		c.TLS = config.TLS{CertFile: p.srvCert, KeyFile: p.srvKey}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -205,6 +208,37 @@ func TestMBusOverWebSocketAndTLS(t *testing.T) {
 	seq := tc.Command(mbus.ServerID, "command.clients", map[string]any{})
 	if st, body := tc.ResultOf(seq); st != 0 || !strings.Contains(string(body), "ws-client") || !strings.Contains(string(body), "tls-client") {
 		t.Fatalf("clients over TLS: %d %s", st, body)
+	}
+
+	// TLS over the Unix socket (mBus's udss), at the "<path>:<port>" path taken literally.
+	cfg := p.tlsConfig()
+	cfg.ServerName = "127.0.0.1" // the name the test certificate carries; a Unix socket has none
+	uc, err := net.Dial("unix", udss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := tls.Client(uc, cfg)
+	if err := sc.HandshakeContext(ctx); err != nil {
+		t.Fatalf("TLS handshake on the Unix socket: %v", err)
+	}
+	plainOnTLS, err := net.Dial("unix", udss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uds := mbustest.New(t, sc)
+	if r := uds.Create(map[string]any{"identifier": "udss-client"}); *r.Status != 0 {
+		t.Fatalf("create over TLS on the Unix socket: %s", r.Payload)
+	}
+	seq = uds.Command("tls-client", "missing", map[string]any{})
+	if st, _ := uds.ResultOf(seq); st != -1 {
+		t.Fatalf("a call to an unserved command over udss: status %d, want -1", st)
+	}
+	// The listener speaks only TLS: a plain mBus client gets no answer, only a closed connection.
+	plain := mbustest.New(t, plainOnTLS)
+	plain.StartReader()
+	plain.Command(mbus.ServerID, "command.create", map[string]any{"identifier": "plain"})
+	if !plain.Closed() {
+		t.Fatal("a plain client on the TLS Unix socket was not closed")
 	}
 }
 

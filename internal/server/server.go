@@ -242,6 +242,18 @@ func (s *Server) listen() error {
 			return err
 		}
 	}
+	if l.MBusUnixTLS != "" {
+		st, err := s.loadTLS("mbus_unix_tls")
+		if err != nil {
+			return err
+		}
+		if err := removeStaleSocket(l.MBusUnixTLS); err != nil {
+			return err
+		}
+		if err := s.serveMBusOn("mbus_unix_tls", "unix", l.MBusUnixTLS, st); err != nil {
+			return err
+		}
+	}
 	if l.HTTP != "" {
 		if err := s.serveHTTP("http", l.HTTP, nil); err != nil {
 			return err
@@ -399,7 +411,7 @@ func (s *Server) Close() error {
 				s.log.Error("closing the store", "err", err)
 			}
 		}
-		for _, p := range []string{s.cfg.Listen.Unix, s.cfg.Listen.MBusUnix} {
+		for _, p := range []string{s.cfg.Listen.Unix, s.cfg.Listen.MBusUnix, s.cfg.Listen.MBusUnixTLS} {
 			if p != "" {
 				_ = os.Remove(p)
 			}
