@@ -216,6 +216,8 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 
 	var wills []*Will
 	var oldSink Sink
+	// takenOver is the identity of an announced connection this one takes over (see events.go).
+	var takenOver *string
 	var orphaned []pendingCall // calls the replaced connection will not answer
 
 	b.mu.Lock()
@@ -243,6 +245,10 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 			// Takeover: the old connection's will goes out unless the session continues and
 			// the will was delayed (the new connection arrived within the delay).
 			oldSink = s.sink
+			if s.announced {
+				id := s.identity
+				takenOver = &id
+			}
 			if w := s.will; w != nil && (w.Delay == 0 || req.CleanStart) {
 				wills = append(wills, w)
 			}
@@ -287,6 +293,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 	s.gen++
 	s.sink = req.Sink
 	s.identity = p.Identity
+	s.announced = req.Announce
 	rate := b.attachLocked(p.Identity)
 	b.stats.Connected.Add(1)
 	if !p.Expires.IsZero() {
@@ -310,6 +317,10 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 
 	if oldSink != nil {
 		oldSink.Close(ErrSessionTakenOver)
+	}
+	if takenOver != nil {
+		// The old connection's Disconnect finds the session gone to this one and says nothing.
+		b.announce("disconnected", map[string]any{"client_id": res.ClientID, "identity": *takenOver, "reason": "session_taken_over"})
 	}
 	b.failCalls(orphaned, "service disconnected")
 	if req.Announce {

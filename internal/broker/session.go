@@ -19,6 +19,8 @@ type Session struct {
 
 	mu       sync.Mutex
 	identity string
+	// announced: the attached connection's events go to $SYS/events (ConnectRequest.Announce).
+	announced bool
 	sink     Sink
 	// gen counts connections; a Client whose gen is stale belongs to a connection that was taken over.
 	gen uint64

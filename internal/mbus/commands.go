@@ -69,26 +69,31 @@ func (c *conn) serverCommand(m Message) {
 		client.Unsubscribe([]string{f})
 		ok(struct{}{})
 	case "command.register", "command.unregister":
-		cmd := str("command")
-		if cmd == "" {
+		// "service" (tern's, ignored by mBus) opts in to sharing: the client serves the command
+		// as one instance of that namespace, and each call to it goes to one instance.
+		key := registration{service: str("service"), cmd: str("command")}
+		if key.cmd == "" {
 			no()
 			return
 		}
-		f := procedureTopic(id, cmd)
+		f := procedureTopic(id, key.cmd)
+		if key.service != "" {
+			f = sharedProcedureFilter(key.service, key.cmd)
+		}
 		if m.Identifier == "command.register" {
 			if res := client.Subscribe([]broker.SubscribeRequest{{Filter: f}}); res[0].Err != nil {
 				no()
 				return
 			}
 			c.mu.Lock()
-			c.cmds[cmd] = true
+			c.cmds[key] = true
 			c.mu.Unlock()
 			ok(struct{}{})
 			return
 		}
 		c.mu.Lock()
-		had := c.cmds[cmd]
-		delete(c.cmds, cmd)
+		had := c.cmds[key]
+		delete(c.cmds, key)
 		c.mu.Unlock()
 		if !had {
 			no() // mBus crashes here; tern answers -1
@@ -194,8 +199,12 @@ func (c *conn) info() clientInfo {
 	for k := range c.subs {
 		ci.Subscriptions = append(ci.Subscriptions, map[string]string{"source": k[0], "identifier": k[1]})
 	}
-	for cmd := range c.cmds {
-		ci.Commands = append(ci.Commands, map[string]string{"identifier": cmd})
+	for r := range c.cmds {
+		cmd := map[string]string{"identifier": r.cmd}
+		if r.service != "" {
+			cmd["service"] = r.service
+		}
+		ci.Commands = append(ci.Commands, cmd)
 	}
 	return ci
 }

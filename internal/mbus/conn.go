@@ -22,6 +22,12 @@ import (
 	"github.com/ternmq/tern/internal/topic"
 )
 
+// registration is a command a client serves: under its own identifier, or (service set) as one
+// instance of a shared service.
+type registration struct {
+	service, cmd string
+}
+
 type callKey struct {
 	caller string
 	seq    int
@@ -57,7 +63,7 @@ type conn struct {
 	client    *broker.Client
 	eventSeq  int
 	subs      map[[2]string]bool
-	cmds      map[string]bool
+	cmds      map[registration]bool
 	calls     map[callKey]callRoute
 	why       string
 	// closing: a refusal is being written, after which the writer closes the connection.
@@ -73,7 +79,7 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn, cs *tls.ConnectionState, identify Identify) *conn {
 	return &conn{srv: s, nc: nc, tls: cs, identify: identify, wr: rawio.NewWriter(nc),
-		done: make(chan struct{}), subs: map[[2]string]bool{}, cmds: map[string]bool{}, calls: map[callKey]callRoute{}}
+		done: make(chan struct{}), subs: map[[2]string]bool{}, cmds: map[registration]bool{}, calls: map[callKey]callRoute{}}
 }
 
 func (c *conn) identifier() string {

@@ -3,6 +3,7 @@ package mbus
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -42,4 +43,44 @@ func FuzzReadFrame(f *testing.F) {
 			t.Fatalf("frame of %d bytes", len(got))
 		}
 	})
+}
+
+// FuzzDecodeRequest: any bytes decode to a message that meets mBus's requirements, or to an
+// error; never a panic.
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add([]byte(`{"org.mbus.method.tag.type":"org.mbus.method.type.command","org.mbus.method.tag.destination":"org.mbus.server",` +
+		`"org.mbus.method.tag.identifier":"command.create","org.mbus.method.tag.sequence":1,"org.mbus.method.tag.payload":{}}`))
+	f.Add([]byte(`{"org.mbus.method.tag.type":"org.mbus.method.type.event","org.mbus.method.tag.destination":"x","org.mbus.method.tag.identifier":"e","org.mbus.method.tag.sequence":-1,"org.mbus.method.tag.payload":null}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"org.mbus.method.tag.sequence":"1"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeRequest(b)
+		if err != nil {
+			return
+		}
+		if m.Destination == "" || m.Identifier == "" || m.Sequence == nil || *m.Sequence == -1 || m.Payload == nil ||
+			(m.Type != TypeCommand && m.Type != TypeEvent && m.Type != TypeResult) {
+			t.Fatalf("accepted %q as %+v", b, m)
+		}
+	})
+}
+
+// mBus looks keys up case-sensitively and only checks that payload is there: a key in another
+// case is missing, and a null payload passes.
+func TestDecodeRequestKeysAreExact(t *testing.T) {
+	const ok = `{"org.mbus.method.tag.type":"org.mbus.method.type.event","org.mbus.method.tag.destination":"d",` +
+		`"org.mbus.method.tag.identifier":"e","org.mbus.method.tag.sequence":3,"org.mbus.method.tag.payload":null}`
+	m, err := decodeRequest([]byte(ok))
+	if err != nil || string(m.Payload) != "null" || *m.Sequence != 3 || m.Destination != "d" {
+		t.Fatalf("a null payload: %+v, %v", m, err)
+	}
+	for _, key := range []string{"type", "destination", "identifier", "sequence", "payload"} {
+		upper := strings.Replace(ok, `"org.mbus.method.tag.`+key+`"`, `"ORG.MBUS.METHOD.TAG.`+strings.ToUpper(key)+`"`, 1)
+		if _, err := decodeRequest([]byte(upper)); err == nil {
+			t.Errorf("the %s key in capitals was taken", key)
+		}
+	}
+	if _, err := decodeRequest([]byte(strings.Replace(ok, `:3`, `:"3"`, 1))); err == nil {
+		t.Error("a sequence given as a string was taken")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ternmq/tern/internal/broker"
 	. "github.com/ternmq/tern/internal/mbus"
@@ -251,5 +252,93 @@ func TestPublisherNotHeldUpByFullSubscriber(t *testing.T) {
 		if err := json.Unmarshal(ev.Payload, &got); err != nil || got.I != i {
 			t.Fatalf("event %d arrived as %s (%v)", i, ev.Payload[:min(len(ev.Payload), 20)], err)
 		}
+	}
+}
+
+// Instances of one service opt in to sharing with "service" on command.register: each call to
+// the service goes to one of them, the load is spread, a departed instance gets no more calls,
+// and status shows the registration.
+func TestSharedServiceInstances(t *testing.T) {
+	_, _, addr := newTestServer(t)
+	instances := map[string]*mbustest.Client{}
+	for _, id := range []string{"org.example.svc.1", "org.example.svc.2"} {
+		c := mbustest.Dial(t, "tcp", addr)
+		c.Create(map[string]any{"identifier": id})
+		seq := c.Command(ServerID, "command.register", map[string]string{"command": "work", "service": "org.example.svc"})
+		if st, _ := c.ResultOf(seq); st != 0 {
+			t.Fatalf("%s: register: %d", id, st)
+		}
+		instances[id] = c
+	}
+	caller := mbustest.Dial(t, "tcp", addr)
+	caller.Create(map[string]any{"identifier": "org.example.caller"})
+
+	// call makes one call and has whichever instance got it answer with its identifier.
+	call := func() string {
+		t.Helper()
+		seq := caller.Command("org.example.svc", "work", map[string]int{})
+		var got *mbustest.Client
+		var cmd Message
+		var in1, in2 chan Message // nil (never ready) for an instance that left
+		if c := instances["org.example.svc.1"]; c != nil {
+			in1 = c.In
+		}
+		if c := instances["org.example.svc.2"]; c != nil {
+			in2 = c.In
+		}
+		select {
+		case cmd = <-in1:
+			got = instances["org.example.svc.1"]
+		case cmd = <-in2:
+			got = instances["org.example.svc.2"]
+		case <-time.After(5 * time.Second):
+			t.Fatal("no instance got the call")
+		}
+		if cmd.Type != TypeCommand || cmd.Identifier != "work" || cmd.Source != "org.example.caller" {
+			t.Fatalf("instance got %+v", cmd)
+		}
+		got.Command(ServerID, "command.result", map[string]any{keyDestination: cmd.Source, keyIdentifier: "work",
+			keySequence: *cmd.Sequence, keyStatus: 0, keyPayload: map[string]string{"by": got.ID}})
+		st, p := caller.ResultOf(seq)
+		var by struct{ By string }
+		if err := json.Unmarshal(p, &by); st != 0 || err != nil || by.By != got.ID {
+			t.Fatalf("result %d %s, want one from %s", st, p, got.ID)
+		}
+		got.Next(func(m Message) bool { return m.Type == TypeResult }) // command.result's own answer
+		return by.By
+	}
+	counts := map[string]int{}
+	for range 10 {
+		counts[call()]++
+	}
+	if counts["org.example.svc.1"] == 0 || counts["org.example.svc.2"] == 0 {
+		t.Fatalf("calls were not shared: %v", counts)
+	}
+
+	seq := caller.Command(ServerID, "command.status", map[string]any{})
+	if st, p := caller.ResultOf(seq); st != 0 || !strings.Contains(string(p), `"service":"org.example.svc"`) {
+		t.Fatalf("status does not show the shared registration: %s", p)
+	}
+	// Unregistering needs the same service: the plain command is not registered.
+	one := instances["org.example.svc.1"]
+	seq = one.Command(ServerID, "command.unregister", map[string]string{"command": "work"})
+	if st, _ := one.ResultOf(seq); st != -1 {
+		t.Fatalf("unregister without the service: %d, want -1", st)
+	}
+	one.NC.Close()
+	delete(instances, "org.example.svc.1")
+	for range 4 {
+		if by := call(); by != "org.example.svc.2" {
+			t.Fatalf("a call went to %s after it left", by)
+		}
+	}
+	two := instances["org.example.svc.2"]
+	seq = two.Command(ServerID, "command.unregister", map[string]string{"command": "work", "service": "org.example.svc"})
+	if st, _ := two.ResultOf(seq); st != 0 {
+		t.Fatalf("unregister: %d", st)
+	}
+	seq = caller.Command("org.example.svc", "work", map[string]int{})
+	if st, _ := caller.ResultOf(seq); st != -1 {
+		t.Fatalf("a call with no instance left: %d, want -1 at once", st)
 	}
 }

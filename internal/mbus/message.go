@@ -3,6 +3,7 @@ package mbus
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/ternmq/tern/internal/broker"
@@ -54,11 +55,35 @@ var errMessage = errors.New("mbus: bad message")
 
 // decodeRequest parses a client's message and checks what mBus requires of it: a type, a
 // destination, an identifier, a sequence other than -1, and a payload key.
+//
+// Keys are matched exactly, as mBus does; encoding/json would also take "ORG.MBUS.…" for a
+// struct field, so the object is read as a map first.
 func decodeRequest(b []byte) (Message, error) {
 	var m Message
-	if err := json.Unmarshal(b, &m); err != nil {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
 		return m, errors.Join(errMessage, err)
 	}
+	for _, f := range []struct {
+		key string
+		dst any
+	}{
+		{"org.mbus.method.tag.type", &m.Type},
+		{"org.mbus.method.tag.source", &m.Source},
+		{keyDestination, &m.Destination},
+		{keyIdentifier, &m.Identifier},
+		{keySequence, &m.Sequence},
+		{"org.mbus.method.tag.timeout", &m.Timeout},
+		{keyStatus, &m.Status},
+	} {
+		if v, ok := fields[f.key]; ok {
+			if err := json.Unmarshal(v, f.dst); err != nil {
+				return m, errors.Join(errMessage, fmt.Errorf("%s: %w", f.key, err))
+			}
+		}
+	}
+	// Any value counts, null too: mBus only checks that the key is there.
+	m.Payload = fields[keyPayload]
 	switch {
 	case m.Type != TypeCommand && m.Type != TypeEvent && m.Type != TypeResult:
 		return m, errors.Join(errMessage, errors.New("unknown type "+m.Type))
@@ -96,6 +121,12 @@ func directTopic(to, source, event string) string {
 // procedureTopic is the topic of command cmd of client id: $rpc/{id}/{cmd}.
 func procedureTopic(id, cmd string) string {
 	return broker.ProcedureTopic(topic.EscapeLevel(id), topic.EscapeLevel(cmd))
+}
+
+// sharedProcedureFilter serves command cmd of service as one of its instances:
+// $share/{service}/$rpc/{service}/{cmd}.
+func sharedProcedureFilter(service, cmd string) string {
+	return "$share/" + topic.EscapeLevel(service) + "/" + procedureTopic(service, cmd)
 }
 
 // subscriptionFilter is the filter of an mBus subscription (source, event), with the .all

@@ -287,4 +287,28 @@ func TestServerEventsAcrossFaces(t *testing.T) {
 	if !strings.Contains(string(ev.Payload), `"source":"svc-1"`) || !strings.Contains(string(ev.Payload), `"reason":"connection_closed"`) {
 		t.Fatalf("disconnected %s", ev.Payload)
 	}
+
+	// A takeover ends the first connection: it is announced as disconnected, then the new one
+	// as connected.
+	mq("twice")
+	mq("twice")
+	var kinds []string
+	for len(kinds) < 3 {
+		m := sys.next()
+		if strings.Contains(string(m.Payload), `"client_id":"twice"`) {
+			kinds = append(kinds, strings.TrimPrefix(m.Topic, "$SYS/events/"))
+			if m.Topic == "$SYS/events/disconnected" && !strings.Contains(string(m.Payload), `"reason":"session_taken_over"`) {
+				t.Fatalf("takeover announced as %s", m.Payload)
+			}
+		}
+	}
+	if strings.Join(kinds, ",") != "connected,disconnected,connected" {
+		t.Fatalf("events for a takeover: %v", kinds)
+	}
+	ev = watcher.Next(func(m mbus.Message) bool {
+		return m.Identifier == mbus.EventDisconnected && strings.Contains(string(m.Payload), `"source":"twice"`)
+	})
+	if !strings.Contains(string(ev.Payload), `"reason":"session_taken_over"`) {
+		t.Fatalf("mBus disconnected event for a takeover: %s", ev.Payload)
+	}
 }
