@@ -21,7 +21,7 @@ type Session struct {
 	identity string
 	// announced: the attached connection's events go to $SYS/events (ConnectRequest.Announce).
 	announced bool
-	sink     Sink
+	sink      Sink
 	// gen counts connections; a Client whose gen is stale belongs to a connection that was taken over.
 	gen uint64
 	// ready is set once the face has acknowledged the connect; until then deliveries queue.

@@ -272,6 +272,10 @@ func TestSharedServiceInstances(t *testing.T) {
 	}
 	caller := mbustest.Dial(t, "tcp", addr)
 	caller.Create(map[string]any{"identifier": "org.example.caller"})
+	seq := caller.Command(ServerID, "command.subscribe", map[string]string{"source": ServerID, "event": EventDisconnected})
+	if st, _ := caller.ResultOf(seq); st != 0 {
+		t.Fatalf("subscribe: %d", st)
+	}
 
 	// call makes one call and has whichever instance got it answer with its identifier.
 	call := func() string {
@@ -315,7 +319,7 @@ func TestSharedServiceInstances(t *testing.T) {
 		t.Fatalf("calls were not shared: %v", counts)
 	}
 
-	seq := caller.Command(ServerID, "command.status", map[string]any{})
+	seq = caller.Command(ServerID, "command.status", map[string]any{})
 	if st, p := caller.ResultOf(seq); st != 0 || !strings.Contains(string(p), `"service":"org.example.svc"`) {
 		t.Fatalf("status does not show the shared registration: %s", p)
 	}
@@ -327,6 +331,11 @@ func TestSharedServiceInstances(t *testing.T) {
 	}
 	one.NC.Close()
 	delete(instances, "org.example.svc.1")
+	// Once it is announced gone, no call goes its way. (A call that reached it before would
+	// fail at once, as any call to a departed callee.)
+	caller.Next(func(m Message) bool {
+		return m.Identifier == EventDisconnected && strings.Contains(string(m.Payload), "org.example.svc.1")
+	})
 	for range 4 {
 		if by := call(); by != "org.example.svc.2" {
 			t.Fatalf("a call went to %s after it left", by)
