@@ -159,10 +159,12 @@ func mqttRun(addr string, n, size int) ([]time.Duration, error) {
 	ctx := context.Background()
 	var svc *paho.Client
 	svc, err := mqttDial(addr, "bench-svc", func(pr paho.PublishReceived) (bool, error) {
+		// Answer from the handler, as a NATS service answers from its message handler: a QoS 0
+		// publish waits for no acknowledgement, so it cannot stall paho's receive loop.
 		p := pr.Packet
-		go svc.Publish(ctx, &paho.Publish{Topic: p.Properties.ResponseTopic, Payload: p.Payload,
+		_, err := svc.Publish(ctx, &paho.Publish{Topic: p.Properties.ResponseTopic, Payload: p.Payload,
 			Properties: &paho.PublishProperties{CorrelationData: p.Properties.CorrelationData}})
-		return true, nil
+		return true, err
 	})
 	if err != nil {
 		return nil, err
