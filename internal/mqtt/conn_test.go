@@ -327,3 +327,27 @@ func TestDeferredWriteToFullSocket(t *testing.T) {
 		}
 	}
 }
+
+// A receiver's write deadline, armed by its own writer goroutine earlier (here for the CONNACK),
+// has long passed when a publisher's reader writes for it: the write still goes out, and the
+// receiver stays connected.
+func TestDeferredWriteAfterAnExpiredWriteDeadline(t *testing.T) {
+	addr := startServer(t, func(c *Config) { c.WriteTimeout = 20 * time.Millisecond })
+	sub := dial(t, addr, packet.V311)
+	sub.connect("sub", 0)
+	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("late")}}})
+	if _, ok := sub.must(2 * time.Second).(*packet.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+	pub := dial(t, addr, packet.V311)
+	pub.connect("pub", 0)
+	// What is tested is time passing beyond the deadline, not waiting for an event.
+	time.Sleep(60 * time.Millisecond)
+	for i := range 3 {
+		pub.send(&packet.Publish{Topic: []byte("late"), Payload: []byte(fmt.Sprint(i))})
+		p, ok := sub.must(2 * time.Second).(*packet.Publish)
+		if !ok || string(p.Payload) != fmt.Sprint(i) {
+			t.Fatalf("delivery %d: %+v", i, p)
+		}
+	}
+}

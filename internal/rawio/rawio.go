@@ -4,7 +4,9 @@
 package rawio
 
 import (
+	"errors"
 	"net"
+	"os"
 	"syscall"
 )
 
@@ -35,6 +37,10 @@ func NewWriter(c net.Conn) Writer {
 func (w *Writer) Able() bool { return w.raw != nil }
 
 // TryWrite writes what the socket takes now; n < len(b) with a nil error means it is full.
+//
+// A write deadline that has passed does not fail it. Such a deadline is a blocking writer's,
+// left behind when that write finished: TryWrite reports nothing written, so the caller hands the
+// bytes to its blocking writer, which arms a fresh deadline.
 func (w *Writer) TryWrite(b []byte) (int, error) {
 	if w.writeFn == nil {
 		w.writeFn = w.writeFD
@@ -42,6 +48,9 @@ func (w *Writer) TryWrite(b []byte) (int, error) {
 	w.b, w.n, w.err = b, 0, nil
 	err := w.raw.Write(w.writeFn)
 	w.b = nil
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
 	if err != nil {
 		return 0, err
 	}
