@@ -135,7 +135,12 @@ func (c *conn) Send(d broker.Delivery) broker.SendResult {
 	}
 	o.buf = buf
 	c.checkHardLimitLocked()
-	c.kickLocked(d.Batch)
+	via := d.Batch
+	if d.Many {
+		// One message to many receivers: their own writers write in parallel.
+		via = nil
+	}
+	c.kickLocked(via)
 	return c.congestionLocked()
 }
 
