@@ -66,11 +66,14 @@ ensure_peers() {
 # port_open PORT: true when something accepts connections on 127.0.0.1:PORT.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# free_port: a port on 127.0.0.1 nobody listens on.
+# free_port: a port on 127.0.0.1 nobody listens on, below the kernel's ephemeral range: a port in
+# that range may be the local end of a load tool's connection, and binding it then fails.
 free_port() {
-	local p
+	local p low=32768
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	((low > 21000)) || low=32768
 	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % (low - 20000)))
 		if ! port_open "$p"; then
 			echo "$p"
 			return 0
