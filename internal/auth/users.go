@@ -162,6 +162,12 @@ func (a *Authenticator) SetPassword(name string, password []byte) error {
 	if err != nil {
 		return err
 	}
+	return a.updateUser(name, func(rec *userRecord) { rec.Hash = hash })
+}
+
+// updateUser changes an existing user in one read-modify-write under writeMu, so concurrent
+// changes to other fields of the record are not lost.
+func (a *Authenticator) updateUser(name string, change func(*userRecord)) error {
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
 	rec, ok, err := a.getUser(name)
@@ -171,7 +177,7 @@ func (a *Authenticator) SetPassword(name string, password []byte) error {
 	if !ok {
 		return fmt.Errorf("%w: user %q", ErrNotFound, name)
 	}
-	rec.Hash = hash
+	change(&rec)
 	return a.putUser(rec)
 }
 
@@ -183,20 +189,10 @@ func (a *Authenticator) SetPasswordHash(name, hash string) error {
 	if !validStoredHash(hash) {
 		return errors.New("auth: not an argon2id PHC string or $sha256$ hex hash")
 	}
-	a.writeMu.Lock()
-	defer a.writeMu.Unlock()
-	rec, ok, err := a.getUser(name)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: user %q", ErrNotFound, name)
-	}
 	if strings.HasPrefix(hash, legacyPrefix) {
 		hash = strings.ToLower(hash)
 	}
-	rec.Hash = hash
-	return a.putUser(rec)
+	return a.updateUser(name, func(rec *userRecord) { rec.Hash = hash })
 }
 
 // DeleteUser removes a user and revokes the tokens issued to it.
@@ -297,19 +293,16 @@ func (a *Authenticator) EditGrants(user bool, name string, grants []Grant, add b
 		}
 		return have
 	}
+	if user {
+		var out []Grant
+		err := a.updateUser(name, func(rec *userRecord) {
+			rec.Grants = edit(rec.Grants)
+			out = rec.Grants
+		})
+		return out, err
+	}
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
-	if user {
-		rec, ok, err := a.getUser(name)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w: user %q", ErrNotFound, name)
-		}
-		rec.Grants = edit(rec.Grants)
-		return rec.Grants, a.putUser(rec)
-	}
 	g, ok, err := a.getGroup(name)
 	if err != nil {
 		return nil, err
