@@ -59,7 +59,8 @@ type Delivery struct {
 	// encoding in Msg.Frames pays off.
 	Many bool
 	// Batch, when set, is the publishing connection's: the sink may defer its write to it
-	// (Batch.Defer) instead of starting a writer of its own. Nil for deliveries from elsewhere.
+	// (Batch.Defer) instead of starting a writer of its own. Nil for deliveries from elsewhere and
+	// for a message that goes to several receivers.
 	Batch *Batch
 }
 

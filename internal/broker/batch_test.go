@@ -57,3 +57,23 @@ func TestDeliveryCarriesThePublishersBatch(t *testing.T) {
 		t.Fatalf("deliveries %+v: want the publisher's batch on the first two and none on the last", got)
 	}
 }
+
+// A message that goes to several receivers carries no batch: their own writers write in parallel.
+func TestFanOutCarriesNoBatch(t *testing.T) {
+	b, _ := newTestBroker(t, nil)
+	var rxs []*sink
+	for _, id := range []string{"rx1", "rx2"} {
+		c, k, _ := connect(t, b, ConnectRequest{ClientID: id, CleanStart: true})
+		subscribe(t, c, SubscribeRequest{Filter: "f/#"})
+		rxs = append(rxs, k)
+	}
+	var batch Batch
+	tx, _, _ := connect(t, b, ConnectRequest{ClientID: "tx", CleanStart: true, Batch: &batch})
+	publish(t, tx, "f/1", "x", 0, false)
+	for i, k := range rxs {
+		got := k.deliveries()
+		if len(got) != 1 || got[0].Batch != nil {
+			t.Fatalf("receiver %d: %+v, want one delivery without a batch", i, got)
+		}
+	}
+}

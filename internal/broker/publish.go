@@ -173,6 +173,10 @@ func (b *Broker) route(p *publication, from *Session) int {
 	m := p.msg
 	res := b.index.Match(m.Topic)
 	p.many = len(res.Entries)+len(res.Shared) > 1
+	if p.many {
+		// One message to many receivers: their own writers write in parallel (see Batch).
+		p.batch = nil
+	}
 	matched := 0
 	entries := res.Entries
 	for i := 0; i < len(entries); {

@@ -413,10 +413,6 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 	c.mu.Lock()
 	id := c.id
 	c.mu.Unlock()
-	via := d.Batch
-	if d.Many {
-		via = nil // one message to many receivers: their own writers write in parallel
-	}
 	switch {
 	case m.Topic == responseTopic(id):
 		seq, err := strconv.Atoi(string(m.Props.CorrelationData))
@@ -431,7 +427,7 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 		if m.Props.UserValue(broker.ErrorProperty) != "" {
 			status, payload = -1, json.RawMessage("{}")
 		}
-		c.send(Message{Type: TypeResult, Sequence: &seq, Status: &status, Payload: payload}, via)
+		c.send(Message{Type: TypeResult, Sequence: &seq, Status: &status, Payload: payload}, d.Batch)
 	case strings.HasPrefix(m.Topic, broker.RPCPrefix):
 		cmd := unescapeLevel(m.Topic[strings.LastIndexByte(m.Topic, '/')+1:])
 		caller := m.Props.UserValue("mbus-source")
@@ -445,7 +441,7 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 		c.mu.Lock()
 		c.calls[callKey{caller, seq, cmd}] = callRoute{reply: m.Props.ResponseTopic, corr: append([]byte(nil), m.Props.CorrelationData...)}
 		c.mu.Unlock()
-		c.send(Message{Type: TypeCommand, Source: caller, Identifier: cmd, Sequence: &seq, Payload: jsonPayload(m.Payload)}, via)
+		c.send(Message{Type: TypeCommand, Source: caller, Identifier: cmd, Sequence: &seq, Payload: jsonPayload(m.Payload)}, d.Batch)
 	default:
 		source, event, ok := eventOf(m.Topic)
 		if !ok {
@@ -454,7 +450,7 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 			return broker.Sent
 		}
 		seq := c.nextSeq()
-		c.send(Message{Type: TypeEvent, Source: source, Identifier: event, Sequence: &seq, Payload: jsonPayload(m.Payload)}, via)
+		c.send(Message{Type: TypeEvent, Source: source, Identifier: event, Sequence: &seq, Payload: jsonPayload(m.Payload)}, d.Batch)
 	}
 	return broker.Sent
 }

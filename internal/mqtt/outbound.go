@@ -135,12 +135,7 @@ func (c *conn) Send(d broker.Delivery) broker.SendResult {
 	}
 	o.buf = buf
 	c.checkHardLimitLocked()
-	via := d.Batch
-	if d.Many {
-		// One message to many receivers: their own writers write in parallel.
-		via = nil
-	}
-	c.kickLocked(via)
+	c.kickLocked(d.Batch)
 	return c.congestionLocked()
 }
 
