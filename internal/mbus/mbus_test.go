@@ -14,11 +14,16 @@ import (
 
 // newTestServer runs the mBus face on 127.0.0.1 over an in-memory core.
 func newTestServer(t *testing.T) (*Server, *broker.Broker, string) {
+	return newTestServerWith(t, Config{})
+}
+
+// newTestServerWith is newTestServer with the face's configuration.
+func newTestServerWith(t *testing.T, cfg Config) (*Server, *broker.Broker, string) {
 	b, err := broker.New(broker.DefaultConfig(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(b, Config{}, nil)
+	s := NewServer(b, cfg, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -205,21 +210,7 @@ func TestPingThresholdAndClose(t *testing.T) {
 // waits on them: while a subscriber reads nothing and its socket is full, the publisher is still
 // answered, and the subscriber later gets every event, whole and in order.
 func TestPublisherNotHeldUpByFullSubscriber(t *testing.T) {
-	b, err := broker.New(broker.DefaultConfig(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := NewServer(b, Config{OutBuffer: 1 << 20, OutBufferBytes: 1 << 30}, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln, nil)
-	t.Cleanup(func() {
-		s.Close()
-		b.Close()
-	})
-	addr := ln.Addr().String()
+	_, _, addr := newTestServerWith(t, Config{OutBuffer: 1 << 20, OutBufferBytes: 1 << 30})
 
 	sub := mbustest.Dial(t, "tcp", addr)
 	if err := sub.NC.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {

@@ -160,9 +160,9 @@ func (c *Client) WriteRaw(b []byte) {
 // StartReader reads what arrives into In (Create starts it after a successful create).
 func (c *Client) StartReader() { c.startReader() }
 
-// AppendFrame appends payload as one mBus frame (written here from the protocol reference, not
-// shared with the server's codec, so that a framing mistake there cannot hide in both sides): a big-endian length, then the payload, or with
-// zlib the inflated length and a zlib stream.
+// AppendFrame appends payload as one mBus frame: a big-endian length, then the payload, or with
+// zlib the inflated length and a zlib stream. It is written here from the protocol reference, not
+// shared with the server's codec, so that a framing mistake there cannot hide on both sides.
 func AppendFrame(dst, payload []byte, compressed bool) []byte {
 	if !compressed {
 		dst = binary.BigEndian.AppendUint32(dst, uint32(len(payload)))
