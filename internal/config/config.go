@@ -208,12 +208,16 @@ func (t TLS) ForListener(name string) TLS {
 
 // MQTT holds protocol limits of the MQTT face.
 type MQTT struct {
-	MaxPacketSize       int           `koanf:"max_packet_size"`
-	ReceiveMaximum      int           `koanf:"receive_maximum"`
-	MaxKeepAlive        int           `koanf:"max_keepalive"`
-	TopicAliasMaximum   int           `koanf:"topic_alias_maximum"`
-	MaxClientIDLength   int           `koanf:"max_client_id_length"`
-	ConnectTimeout      time.Duration `koanf:"connect_timeout"`
+	MaxPacketSize     int           `koanf:"max_packet_size"`
+	ReceiveMaximum    int           `koanf:"receive_maximum"`
+	MaxKeepAlive      int           `koanf:"max_keepalive"`
+	TopicAliasMaximum int           `koanf:"topic_alias_maximum"`
+	MaxClientIDLength int           `koanf:"max_client_id_length"`
+	ConnectTimeout    time.Duration `koanf:"connect_timeout"`
+	// MaxConnectSize caps a CONNECT (before login); ConnectMemory bounds what every connection
+	// that has not logged in holds together.
+	MaxConnectSize      int           `koanf:"max_connect_size"`
+	ConnectMemory       int64         `koanf:"connect_memory"`
 	WriteTimeout        time.Duration `koanf:"write_timeout"`
 	OutboundBuffer      int           `koanf:"outbound_buffer"`
 	SlowConsumerTimeout time.Duration `koanf:"slow_consumer_timeout"`
@@ -272,6 +276,8 @@ func Default() Config {
 			TopicAliasMaximum:   64,
 			MaxClientIDLength:   256,
 			ConnectTimeout:      10 * time.Second,
+			MaxConnectSize:      64 << 10,
+			ConnectMemory:       64 << 20,
 			WriteTimeout:        10 * time.Second,
 			OutboundBuffer:      1 << 20,
 			SlowConsumerTimeout: 30 * time.Second,
@@ -394,6 +400,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MQTT.MaxQoS < 0 || c.MQTT.MaxQoS > 2 {
 		errs = append(errs, fmt.Errorf("mqtt.max_qos %d out of range 0..2", c.MQTT.MaxQoS))
+	}
+	if c.MQTT.MaxConnectSize < 64 {
+		errs = append(errs, fmt.Errorf("mqtt.max_connect_size %d below 64", c.MQTT.MaxConnectSize))
+	}
+	if c.MQTT.ConnectMemory < 1<<20 {
+		errs = append(errs, fmt.Errorf("mqtt.connect_memory %d below 1 MiB", c.MQTT.ConnectMemory))
 	}
 	if c.MQTT.OutboundBuffer < 1024 {
 		errs = append(errs, fmt.Errorf("mqtt.outbound_buffer %d below 1024", c.MQTT.OutboundBuffer))

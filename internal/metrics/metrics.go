@@ -63,6 +63,8 @@ func Register(reg prometheus.Registerer, b *broker.Stats, m *mqtt.Stats, a *auth
 	counter("tern_mqtt_connections_accepted_total", "MQTT network connections accepted.", &m.Accepted)
 	gauge("tern_mqtt_connections_open", "MQTT network connections open.", &m.Open)
 	counter("tern_mqtt_connect_refused_total", "CONNECTs refused.", &m.ConnectRefused)
+	counter("tern_mqtt_connect_too_large_total", "CONNECTs larger than mqtt.max_connect_size.", &m.ConnectTooLarge)
+	counter("tern_mqtt_connect_memory_full_total", "Connections closed before login because connecting clients held mqtt.connect_memory.", &m.ConnectMemoryFull)
 	counter("tern_mqtt_protocol_errors_total", "Connections closed for a protocol error.", &m.ProtocolErrors)
 	counter("tern_mqtt_slow_consumers_total", "Connections closed because the client fell behind.", &m.SlowConsumers)
 	counter("tern_mqtt_publish_stalls_total", "Times a publisher was paused for a receiver that was falling behind.", &m.PublishStalls)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync/atomic"
@@ -79,7 +80,7 @@ func (c *conn) serve() {
 		c.finish()
 		return
 	}
-	c.loop(false, 0)
+	c.loop(false)
 }
 
 // handoffAfter is how long a goroutine that has handled packets waits for more before it hands the
@@ -94,33 +95,37 @@ const handoffAfter = time.Second
 // KiB, and Go shrinks stacks only during garbage collection; the new one starts at the minimum, so
 // an idle connection costs a small stack and, with the pooled buffers, little else. A busy
 // connection keeps its goroutine: starting one per burst would cost a wake-up on every round trip.
-// fresh is true on a goroutine that has not handled a packet yet, which waits out the rest of the
-// keep alive (waited is what the previous goroutine already waited) instead of handing over again.
-// TLS and WebSocket connections always wait, so for them loop returns only when the connection
-// ends.
-func (c *conn) loop(fresh bool, waited time.Duration) {
+// fresh is true on a goroutine that has not handled a packet yet, which waits out the keep alive
+// instead of handing over again. TLS and WebSocket connections always wait, so for them loop
+// returns only when the connection ends.
+//
+// Keep alive counts whole packets: the deadline is 1.5 times the keep alive after the read that
+// completed the last packet, and bytes of a packet that never completes do not move it.
+func (c *conn) loop(fresh bool) {
 	for {
-		var idle time.Duration
+		var due time.Time
 		if c.keepAlive > 0 {
-			idle = c.keepAlive + c.keepAlive/2
+			due = c.rd.lastPacket.Add(c.keepAlive + c.keepAlive/2)
 		}
-		wait := idle
-		lazy := !fresh && c.rd.raw != nil && (idle == 0 || idle > handoffAfter)
+		wait := due
+		lazy := !fresh && c.rd.raw != nil
 		if lazy {
-			wait = handoffAfter
-		} else if fresh && idle > 0 {
-			wait = idle - waited
+			if h := c.rd.readAt.Add(handoffAfter); due.IsZero() || h.Before(due) {
+				wait = h
+			} else {
+				lazy = false
+			}
 		}
 		typ, flags, body, err := c.rd.next(wait, lazy)
 		if err == errWouldBlock {
-			go c.loop(true, 0)
+			go c.loop(true)
 			return
 		}
 		if lazy && errors.Is(err, os.ErrDeadlineExceeded) && !c.rd.stop.Load() {
-			go c.loop(true, handoffAfter)
+			go c.loop(true)
 			return
 		}
-		fresh, waited = false, 0
+		fresh = false
 		if err == nil {
 			c.srv.stats.PacketsIn.Add(1)
 			err = c.handle(typ, flags, body)
@@ -179,8 +184,21 @@ func (c *conn) finish() {
 
 // handshake reads CONNECT, opens the session and answers CONNACK.
 func (c *conn) handshake() error {
-	typ, flags, body, err := c.rd.next(c.srv.cfg.ConnectTimeout, false)
+	// The whole CONNECT must arrive within the connect timeout of the accept, however it trickles.
+	deadline := c.rd.readAt.Add(c.srv.cfg.ConnectTimeout)
+	typ, flags, body, err := c.rd.next(deadline, false)
 	if err != nil {
+		if errors.Is(err, errConnectMemory) {
+			c.srv.stats.ConnectMemoryFull.Add(1)
+		}
+		var de *packet.Error
+		if errors.As(err, &de) && de.Code == packet.PacketTooLarge && typ == packet.CONNECT {
+			c.srv.stats.ConnectTooLarge.Add(1)
+			if c.rd.connectVersion(deadline) == packet.V5 {
+				c.version = packet.V5
+				c.refuse(packet.PacketTooLarge, fmt.Sprintf("CONNECT larger than %d bytes", c.rd.maxSize))
+			}
+		}
 		return err
 	}
 	if typ != packet.CONNECT {
@@ -223,6 +241,7 @@ func (c *conn) handshake() error {
 	}
 	c.client = client
 	c.clientID = res.ClientID
+	c.rd.loggedIn(c.srv.cfg.MaxPacketSize)
 	c.sessionExpiry = res.Expiry
 	c.writePacket(c.connack(&p, res), nil)
 	client.Start()

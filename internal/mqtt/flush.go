@@ -1,6 +1,10 @@
 package mqtt
 
-import "time"
+import (
+	"errors"
+	"os"
+	"time"
+)
 
 // flush writes pending bytes until none are left, then exits. It runs on a goroutine of its own.
 func (c *conn) flush() { c.writeOut(false) }
@@ -58,6 +62,10 @@ func (c *conn) writeOut(inline bool) {
 
 		o.mu.Lock()
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && !o.closed {
+				// The client took nothing for write_timeout: a slow consumer like any other.
+				c.srv.stats.SlowConsumers.Add(1)
+			}
 			c.closeLocked(err)
 		}
 		if inline && err == nil && n < len(pending) && !o.closed {

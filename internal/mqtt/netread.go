@@ -46,8 +46,17 @@ type packetReader struct {
 	start   int // first unconsumed byte
 	end     int // end of valid data
 	maxSize int
-	// deadline is set while a read deadline is armed, so a wait without one clears it.
-	deadline bool
+	// armed is the read deadline set on the connection (zero: none), so that a wait with the
+	// same deadline does not set it again.
+	armed time.Time
+	// readAt is when bytes last arrived; lastPacket is readAt of the read that completed the
+	// latest packet. Keep alive counts whole packets, so a client trickling a packet one byte at
+	// a time does not keep its connection alive.
+	readAt, lastPacket time.Time
+	// budget is charged for the buffers this reader holds while it is non-nil: before login, when
+	// every unauthenticated connection together may hold only so much (see connectBudget).
+	budget  *connectBudget
+	charged int
 	// beforeRead runs before each read: the connection writes what the packets handled so far
 	// produced (broker.Batch) before it takes more or waits.
 	beforeRead func()
@@ -77,7 +86,8 @@ const maxLazyWaiters = 64
 var errWouldBlock = errors.New("mqtt: would block")
 
 func newPacketReader(c net.Conn, maxSize int) *packetReader {
-	r := &packetReader{conn: c, maxSize: maxSize}
+	now := time.Now()
+	r := &packetReader{conn: c, maxSize: maxSize, readAt: now, lastPacket: now}
 	if sc, ok := c.(syscall.Conn); ok {
 		switch c.(type) {
 		case *net.TCPConn, *net.UnixConn:
@@ -91,11 +101,11 @@ func newPacketReader(c net.Conn, maxSize int) *packetReader {
 }
 
 // next returns the next whole packet; body aliases the buffer until the following call.
-// idle bounds each wait for bytes (zero: no bound); when it passes, next returns
+// deadline bounds the wait for bytes (zero: no bound); when it passes, next returns
 // os.ErrDeadlineExceeded. lazy is a read on a goroutine that has handled packets: on a raw socket
 // it waits only while fewer than maxLazyWaiters others do, and otherwise returns errWouldBlock
 // when the socket is drained.
-func (r *packetReader) next(idle time.Duration, lazy bool) (typ, flags byte, body []byte, err error) {
+func (r *packetReader) next(deadline time.Time, lazy bool) (typ, flags byte, body []byte, err error) {
 	for {
 		if r.buf != nil && r.end > r.start {
 			data := r.buf[r.start:r.end]
@@ -103,36 +113,59 @@ func (r *packetReader) next(idle time.Duration, lazy bool) (typ, flags byte, bod
 			if perr == nil {
 				total := hl + rem
 				if total > r.maxSize {
-					return 0, 0, nil, &packet.Error{Code: packet.PacketTooLarge, Reason: "packet exceeds the server's maximum packet size"}
+					return t, f, nil, &packet.Error{Code: packet.PacketTooLarge, Reason: "packet exceeds the server's maximum packet size"}
 				}
 				if len(data) >= total {
 					r.start += total
+					r.lastPacket = r.readAt
 					return t, f, data[hl:total], nil
 				}
-				r.ensure(total)
+				if err := r.makeRoom(total); err != nil {
+					return 0, 0, nil, err
+				}
 			} else if !errors.Is(perr, packet.ErrIncomplete) {
 				return 0, 0, nil, perr
 			}
 		}
-		if err := r.fill(idle, lazy); err != nil {
+		if err := r.fill(deadline, lazy); err != nil {
 			return 0, 0, nil, err
 		}
 	}
 }
 
-// ensure makes room for a packet of size total starting at r.start.
-func (r *packetReader) ensure(total int) {
-	pending := r.end - r.start
-	if total <= len(r.buf) {
-		if r.start+total > len(r.buf) {
-			copy(r.buf, r.buf[r.start:r.end])
-			r.start, r.end = 0, pending
-		}
-		return
+// pending returns the bytes received but not yet consumed; they alias the buffer.
+func (r *packetReader) pending() []byte {
+	if r.buf == nil {
+		return nil
 	}
-	big := make([]byte, total)
-	copy(big, r.buf[r.start:r.end])
-	r.buf, r.start, r.end = big, 0, pending
+	return r.buf[r.start:r.end]
+}
+
+// makeRoom prepares the buffer for more of a packet of size total that starts at r.start. The
+// buffer grows only when it is full of received bytes, and at most doubles, so what a client
+// makes the server allocate stays within twice what it actually sent, whatever length its
+// fixed header claims.
+func (r *packetReader) makeRoom(total int) error {
+	if r.start+total <= len(r.buf) {
+		return nil
+	}
+	pending := r.end - r.start
+	if r.start > 0 {
+		copy(r.buf, r.buf[r.start:r.end])
+		r.start, r.end = 0, pending
+	}
+	if r.end < len(r.buf) {
+		return nil
+	}
+	size := min(total, 2*len(r.buf))
+	// The pooled buffer stays held beside the larger one: the decoding scratch lives in it.
+	if err := r.charge(readBufSize + size); err != nil {
+		return err
+	}
+	big := make([]byte, size)
+	copy(big, r.buf[:r.end])
+	r.buf = big
+	return nil
 }
 
 // compact moves pending bytes to the front, or gives the buffer back when nothing is pending.
@@ -143,6 +176,7 @@ func (r *packetReader) compact() {
 			r.release()
 		} else if len(r.buf) > readBufSize {
 			r.buf = r.rb.data[:]
+			_ = r.charge(readBufSize)
 		}
 		return
 	}
@@ -152,11 +186,16 @@ func (r *packetReader) compact() {
 	}
 }
 
-func (r *packetReader) acquire() {
-	if r.rb == nil {
-		r.rb = readBufs.Get().(*readBuf)
-		r.buf = r.rb.data[:]
+func (r *packetReader) acquire() error {
+	if r.rb != nil {
+		return nil
 	}
+	if err := r.charge(readBufSize); err != nil {
+		return err
+	}
+	r.rb = readBufs.Get().(*readBuf)
+	r.buf = r.rb.data[:]
+	return nil
 }
 
 func (r *packetReader) release() {
@@ -165,32 +204,55 @@ func (r *packetReader) release() {
 		r.rb = nil
 	}
 	r.buf = nil
+	_ = r.charge(0)
+}
+
+// charge sets what the reader's buffers count against its budget to held bytes. Growing fails
+// with errConnectMemory when the budget has no room; shrinking always succeeds.
+func (r *packetReader) charge(held int) error {
+	if r.budget == nil || held == r.charged {
+		return nil
+	}
+	if !r.budget.take(int64(held - r.charged)) {
+		return errConnectMemory
+	}
+	r.charged = held
+	return nil
+}
+
+// loggedIn ends the reader's time before login: its buffers no longer count against the
+// connecting budget, and packets may be as large as the server allows.
+func (r *packetReader) loggedIn(maxSize int) {
+	if r.budget != nil {
+		r.budget.take(int64(-r.charged))
+		r.budget, r.charged = nil, 0
+	}
+	r.maxSize = maxSize
 }
 
 // fill reads more bytes after what is pending.
-func (r *packetReader) fill(idle time.Duration, lazy bool) error {
+func (r *packetReader) fill(deadline time.Time, lazy bool) error {
 	if r.beforeRead != nil {
 		r.beforeRead()
 	}
 	r.compact()
-	if idle > 0 || r.deadline {
-		var t time.Time
-		if idle > 0 {
-			t = time.Now().Add(idle)
-		}
-		if err := r.conn.SetReadDeadline(t); err != nil {
+	if !deadline.Equal(r.armed) {
+		if err := r.conn.SetReadDeadline(deadline); err != nil {
 			return err
 		}
-		r.deadline = idle > 0
+		r.armed = deadline
 	}
 	if r.stop.Load() {
 		return os.ErrDeadlineExceeded
 	}
 	if r.raw == nil {
-		r.acquire()
+		if err := r.acquire(); err != nil {
+			return err
+		}
 		n, err := r.conn.Read(r.buf[r.end:])
 		r.end += n
 		if n > 0 {
+			r.readAt = time.Now()
 			return nil
 		}
 		if err == nil {
@@ -216,13 +278,16 @@ func (r *packetReader) fill(idle time.Duration, lazy bool) error {
 		return io.EOF
 	}
 	r.end += r.n
+	r.readAt = time.Now()
 	return nil
 }
 
 // readFD is the raw read: the poller calls it, and again each time the socket becomes readable
 // while it returns false.
 func (r *packetReader) readFD(fd uintptr) bool {
-	r.acquire()
+	if r.rerr = r.acquire(); r.rerr != nil {
+		return true
+	}
 	for {
 		r.n, r.rerr = syscall.Read(int(fd), r.buf[r.end:])
 		if r.rerr != syscall.EINTR {
@@ -250,3 +315,47 @@ func (r *packetReader) readFD(fd uintptr) bool {
 
 // close gives the buffer back.
 func (r *packetReader) close() { r.release() }
+
+// errConnectMemory closes a connection that has not logged in when the buffers of all such
+// connections already hold the server's connecting budget.
+var errConnectMemory = errors.New("mqtt: connecting clients hold the connect memory budget")
+
+// connectBudget bounds the bytes that connections which have not logged in hold together, so a
+// crowd of connections that each send part of a CONNECT cannot exhaust memory.
+type connectBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// take adds n bytes (negative: gives them back), refusing growth past max.
+func (b *connectBudget) take(n int64) bool {
+	if b.used.Add(n) > b.max && n > 0 {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+// connectVersion reads the protocol level of a CONNECT that is too large to take, from its first
+// bytes (waiting for them until deadline); 0 when they do not say. It lets an MQTT 5 client be
+// told why it is refused.
+func (r *packetReader) connectVersion(deadline time.Time) packet.Version {
+	for {
+		data := r.pending()
+		_, _, _, hl, err := packet.ParseFixedHeader(data)
+		if err != nil {
+			return 0
+		}
+		// Protocol name "MQTT" (a 2-byte length and 4 bytes), then the level.
+		if len(data) >= hl+7 {
+			v := data[hl:]
+			if v[0] == 0 && v[1] == 4 && string(v[2:6]) == "MQTT" {
+				return packet.Version(v[6])
+			}
+			return 0
+		}
+		if r.fill(deadline, false) != nil {
+			return 0
+		}
+	}
+}

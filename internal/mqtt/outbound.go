@@ -98,7 +98,8 @@ func (o *outbox) bufLocked() []byte {
 // checkHardLimitLocked closes a connection whose queue grew past every bound: the client reads
 // nothing while it keeps sending.
 func (c *conn) checkHardLimitLocked() {
-	if len(c.out.buf) > c.srv.cfg.hardOutboundLimit() {
+	if len(c.out.buf) > c.srv.cfg.hardOutboundLimit() && !c.out.closed {
+		c.srv.stats.SlowConsumers.Add(1)
 		c.closeLocked(errSlowConsumer)
 	}
 }

@@ -29,8 +29,14 @@ type Config struct {
 	MaxInboundAliases  uint16
 	MaxOutboundAliases uint16
 	MaxClientIDLength  int
-	// ConnectTimeout bounds the wait for CONNECT after the connection opens.
+	// ConnectTimeout bounds the wait for CONNECT after the connection opens: the whole packet
+	// must have arrived by then.
 	ConnectTimeout time.Duration
+	// MaxConnectSize is the largest CONNECT accepted (a client is not trusted with
+	// MaxPacketSize before it has logged in); ConnectMemory bounds the bytes that all
+	// connections that have not logged in may hold together.
+	MaxConnectSize int
+	ConnectMemory  int64
 	// WriteTimeout bounds one write to a client; a client that cannot take bytes for this long
 	// is disconnected.
 	WriteTimeout time.Duration
@@ -59,6 +65,8 @@ func DefaultConfig() Config {
 		MaxOutboundAliases:  64,
 		MaxClientIDLength:   256,
 		ConnectTimeout:      10 * time.Second,
+		MaxConnectSize:      64 << 10,
+		ConnectMemory:       64 << 20,
 		WriteTimeout:        10 * time.Second,
 		OutboundBuffer:      1 << 20,
 		SlowConsumerTimeout: 30 * time.Second,
@@ -77,9 +85,13 @@ type Stats struct {
 	Accepted       atomic.Uint64
 	Open           atomic.Int64
 	ConnectRefused atomic.Uint64
-	ProtocolErrors atomic.Uint64
-	SlowConsumers  atomic.Uint64
-	PublishStalls  atomic.Uint64
+	// ConnectTooLarge counts CONNECTs over MaxConnectSize; ConnectMemoryFull connections closed
+	// before login because the connecting budget was spent.
+	ConnectTooLarge   atomic.Uint64
+	ConnectMemoryFull atomic.Uint64
+	ProtocolErrors    atomic.Uint64
+	SlowConsumers     atomic.Uint64
+	PublishStalls     atomic.Uint64
 	// StoreFailures counts acknowledgements that reported a store failure instead of success.
 	StoreFailures atomic.Uint64
 	PacketsIn     atomic.Uint64
@@ -97,6 +109,8 @@ type Server struct {
 
 	// lazyWaiters counts connections waiting on the goroutine that handled their last packets.
 	lazyWaiters atomic.Int32
+	// connecting is what the buffers of connections that have not logged in hold together.
+	connecting connectBudget
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
@@ -116,7 +130,15 @@ func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 	if cfg.ReceiveMax == 0 {
 		cfg.ReceiveMax = 65535
 	}
-	return &Server{
+	d := DefaultConfig()
+	if cfg.MaxConnectSize <= 0 {
+		cfg.MaxConnectSize = d.MaxConnectSize
+	}
+	cfg.MaxConnectSize = min(cfg.MaxConnectSize, cfg.MaxPacketSize)
+	if cfg.ConnectMemory <= 0 {
+		cfg.ConnectMemory = d.ConnectMemory
+	}
+	s := &Server{
 		broker:    b,
 		maxQoS:    b.Config().MaxQoS,
 		cfg:       cfg,
@@ -124,6 +146,8 @@ func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 		conns:     map[*conn]struct{}{},
 		listeners: map[net.Listener]struct{}{},
 	}
+	s.connecting.max = cfg.ConnectMemory
+	return s
 }
 
 // Stats returns the face's counters.
@@ -170,9 +194,10 @@ func (s *Server) ServeConn(nc net.Conn) { s.ServeConnTLS(nc, nil, nil) }
 // ServeConnTLS is ServeConn for a connection whose client certificate identify reads: nc is a
 // *tls.Conn, or cs is the state of TLS the face cannot see (a WebSocket on an HTTPS request).
 func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify Identify) {
-	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxPacketSize), wr: rawio.NewWriter(nc), tls: cs, identify: identify}
+	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxConnectSize), wr: rawio.NewWriter(nc), tls: cs, identify: identify}
 	c.rd.beforeRead = c.batch.Flush
 	c.rd.waiters = &s.lazyWaiters
+	c.rd.budget = &s.connecting
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

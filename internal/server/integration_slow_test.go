@@ -144,3 +144,43 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 func isReset(err error) bool {
 	return strings.Contains(err.Error(), "connection reset")
 }
+
+// TestWriteTimeoutCountsAsSlowConsumer: a subscriber that takes no bytes for mqtt.write_timeout is
+// disconnected by the write deadline, and that counts in tern_mqtt_slow_consumers_total like the
+// slow-consumer rule's disconnects.
+func TestWriteTimeoutCountsAsSlowConsumer(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, func(c *config.Config) {
+		c.MQTT.OutboundBuffer = 16 << 10
+		c.MQTT.SlowConsumerTimeout = 0 // only the write timeout may act
+		c.MQTT.WriteTimeout = 300 * time.Millisecond
+	})
+	stalled := stalledSubscriber(t, srv, "wt/t")
+	pub := v5(t, srv, uniqueID("flooder"))
+	mqttStats := srv.MQTT.Stats()
+	payload := []byte(strings.Repeat("w", 1024))
+	deadline := time.Now().Add(15 * time.Second)
+	// Publish until the stalled subscriber is gone: its last message then matches nobody (0x10).
+	for gone := false; !gone; {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled subscriber was never disconnected")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		resp, err := pub.c.Publish(ctx, &paho.Publish{Topic: "wt/t", QoS: 1, Payload: payload})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone = resp.ReasonCode == 0x10
+	}
+	eventually(t, waitTimeout, "the write-timeout disconnect counted as a slow consumer", func() bool {
+		return mqttStats.SlowConsumers.Load() > 0
+	})
+	if v := metric(t, srv, "tern_mqtt_slow_consumers_total"); v != 1 {
+		t.Errorf("tern_mqtt_slow_consumers_total = %v, want 1", v)
+	}
+	_ = stalled.SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := io.Copy(io.Discard, stalled); err != nil && !isReset(err) {
+		t.Errorf("stalled connection not closed by the server: %v", err)
+	}
+}

@@ -162,6 +162,8 @@ func mqttConfig(cfg config.Config) mqtt.Config {
 		MaxOutboundAliases:  uint16(m.TopicAliasMaximum),
 		MaxClientIDLength:   m.MaxClientIDLength,
 		ConnectTimeout:      m.ConnectTimeout,
+		MaxConnectSize:      m.MaxConnectSize,
+		ConnectMemory:       m.ConnectMemory,
 		WriteTimeout:        m.WriteTimeout,
 		OutboundBuffer:      m.OutboundBuffer,
 		SlowConsumerTimeout: m.SlowConsumerTimeout,
