@@ -96,9 +96,12 @@ func (c *conn) serve() {
 	var buf []byte
 	for {
 		c.mu.Lock()
-		z := c.zlib
+		z, limit := c.zlib, maxCreateFrame
+		if c.created {
+			limit = MaxFrame
+		}
 		c.mu.Unlock()
-		b, err := readFrame(rd, z, buf)
+		b, err := readFrame(rd, z, buf, limit)
 		if err != nil {
 			if errors.Is(err, errFrame) {
 				c.fail(err)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // MaxFrame bounds one frame (and an inflated one): mBus sets no limit, tern does.
@@ -18,28 +19,49 @@ const MaxFrame = 4 << 20
 // errFrame is a framing error: the client is closed with reason internal_error.
 var errFrame = errors.New("mbus: bad frame")
 
-// readFrame reads one frame: a 4-byte big-endian length and the payload; with zlib, the payload
-// is a 4-byte big-endian inflated length and a zlib stream of exactly that many bytes.
-func readFrame(r io.Reader, compressed bool, buf []byte) ([]byte, error) {
+// maxCreateFrame bounds the frames of a client that has not created its session yet (its
+// command.create): a stranger is not trusted with MaxFrame.
+const maxCreateFrame = 64 << 10
+
+// readFrame reads one frame of at most limit bytes: a 4-byte big-endian length and the payload;
+// with zlib, the payload is a 4-byte big-endian inflated length and a zlib stream of exactly that
+// many bytes. buf is reused when it is large enough. Memory grows with the bytes that arrive, never
+// with the length a header claims.
+func readFrame(r io.Reader, compressed bool, buf []byte, limit int) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n > MaxFrame {
-		return nil, fmt.Errorf("%w: %d bytes, more than %d", errFrame, n, MaxFrame)
+	if n > uint32(limit) {
+		return nil, fmt.Errorf("%w: %d bytes, more than %d", errFrame, n, limit)
 	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(r, buf); err != nil {
+	buf, err := readN(r, buf[:0], int(n))
+	if err != nil {
 		return nil, err
 	}
 	if !compressed {
 		return buf, nil
 	}
 	return inflate(buf)
+}
+
+// readN appends n bytes from r to buf, growing it at most twice as far as the bytes that came.
+func readN(r io.Reader, buf []byte, n int) ([]byte, error) {
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(n-len(buf), max(cap(buf), 4096)))
+		}
+		m, err := r.Read(buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < n {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 func inflate(b []byte) ([]byte, error) {
@@ -54,7 +76,8 @@ func inflate(b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: zlib: %v", errFrame, err)
 	}
-	out := make([]byte, 0, want)
+	// The announced length is only a claim: start small, grow with what inflates.
+	out := make([]byte, 0, min(int(want), 32<<10))
 	out, err = readAllLimited(zr, out, int(want)+1)
 	if err != nil {
 		return nil, fmt.Errorf("%w: zlib: %v", errFrame, err)

@@ -2,7 +2,9 @@ package mbus
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -11,7 +13,7 @@ func TestFrameRoundTrip(t *testing.T) {
 	for _, z := range []bool{false, true} {
 		payload := []byte(`{"org.mbus.method.tag.type":"org.mbus.method.type.event"}`)
 		b := appendFrame(nil, payload, z)
-		got, err := readFrame(bytes.NewReader(b), z, nil)
+		got, err := readFrame(bytes.NewReader(b), z, nil, MaxFrame)
 		if err != nil || !bytes.Equal(got, payload) {
 			t.Fatalf("zlib=%v: %q %v", z, got, err)
 		}
@@ -28,7 +30,7 @@ func TestBadFrames(t *testing.T) {
 		"short zlib":     {[]byte{0, 0, 0, 2, 0, 0}, true},
 		"wrong inflated": {func() []byte { b := appendFrame(nil, []byte("abc"), true); b[7] = 9; return b }(), true},
 	} {
-		if _, err := readFrame(bytes.NewReader(c.b), c.z, nil); !errors.Is(err, errFrame) {
+		if _, err := readFrame(bytes.NewReader(c.b), c.z, nil, MaxFrame); !errors.Is(err, errFrame) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -38,7 +40,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(appendFrame(nil, []byte(`{}`), false), false)
 	f.Add(appendFrame(nil, []byte(`{"a":1}`), true), true)
 	f.Fuzz(func(t *testing.T, b []byte, z bool) {
-		got, err := readFrame(bytes.NewReader(b), z, nil)
+		got, err := readFrame(bytes.NewReader(b), z, nil, MaxFrame)
 		if err == nil && len(got) > MaxFrame {
 			t.Fatalf("frame of %d bytes", len(got))
 		}
@@ -82,5 +84,43 @@ func TestDecodeRequestKeysAreExact(t *testing.T) {
 	}
 	if _, err := decodeRequest([]byte(strings.Replace(ok, `:3`, `:"3"`, 1))); err == nil {
 		t.Error("a sequence given as a string was taken")
+	}
+}
+
+// allocated returns the bytes f allocates.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// A header claiming the largest frame, followed by a few bytes, costs what arrived, not what was
+// claimed; likewise a compressed frame that claims a large inflated length.
+func TestFrameMemoryFollowsTheBytes(t *testing.T) {
+	claims := map[string][]byte{
+		"plain":      append([]byte{0, 0x40, 0, 0}, make([]byte, 100)...),
+		"compressed": appendFrame(nil, []byte("tiny"), true),
+	}
+	// The compressed frame says it inflates to MaxFrame bytes.
+	binary.BigEndian.PutUint32(claims["compressed"][4:], MaxFrame)
+	for name, b := range claims {
+		n := allocated(func() { _, _ = readFrame(bytes.NewReader(b), name == "compressed", nil, MaxFrame) })
+		if n > 256<<10 {
+			t.Errorf("%s: %d bytes allocated for a frame of %d bytes", name, n, len(b))
+		}
+	}
+}
+
+// Before command.create a frame may be at most maxCreateFrame bytes.
+func TestFrameLimit(t *testing.T) {
+	b := appendFrame(nil, make([]byte, maxCreateFrame+1), false)
+	if _, err := readFrame(bytes.NewReader(b), false, nil, maxCreateFrame); !errors.Is(err, errFrame) {
+		t.Fatalf("a frame over the limit: %v", err)
+	}
+	if _, err := readFrame(bytes.NewReader(b), false, nil, MaxFrame); err != nil {
+		t.Fatalf("the same frame under MaxFrame: %v", err)
 	}
 }
