@@ -18,7 +18,7 @@ import (
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
-	"github.com/ternmq/tern/internal/rawio"
+	"github.com/ternmq/tern/internal/netio"
 	"github.com/ternmq/tern/internal/topic"
 )
 
@@ -44,11 +44,10 @@ type conn struct {
 	srv      *Server
 	nc       net.Conn
 	tls      *tls.ConnectionState
-	identify Identify
+	identify netio.Identify
 
-	out outbox
-	// wr writes without waiting, for FlushNow; not Able on TLS and WebSocket connections.
-	wr rawio.Writer
+	// out is the outgoing side and the end of the connection.
+	out netio.Conn
 	// batch collects the writes this client's messages cause for other clients (and its own
 	// answers); the reader flushes it before it reads more.
 	batch     broker.Batch
@@ -65,9 +64,8 @@ type conn struct {
 	subs      map[[2]string]bool
 	cmds      map[registration]bool
 	calls     map[callKey]callRoute
-	why       string
-	// closing: a refusal is being written, after which the writer closes the connection.
-	closing bool
+	// why is mBus's reason for the end, announced in the disconnected event; the first one wins.
+	why string
 
 	// ping: the client's interval, timeout and threshold; lastPing and missed as mBus counts
 	// them (but a good ping resets missed).
@@ -77,9 +75,11 @@ type conn struct {
 	missed                    int
 }
 
-func newConn(s *Server, nc net.Conn, cs *tls.ConnectionState, identify Identify) *conn {
-	return &conn{srv: s, nc: nc, tls: cs, identify: identify, wr: rawio.NewWriter(nc),
+func newConn(s *Server, nc net.Conn, cs *tls.ConnectionState, identify netio.Identify) *conn {
+	c := &conn{srv: s, nc: nc, tls: cs, identify: identify,
 		done: make(chan struct{}), subs: map[[2]string]bool{}, cmds: map[registration]bool{}, calls: map[callKey]callRoute{}}
+	c.out.Init(nc, &s.lim, &s.outStats, frameBufs, c)
+	return c
 }
 
 func (c *conn) identifier() string {
@@ -92,7 +92,9 @@ func (c *conn) identifier() string {
 func (c *conn) serve() {
 	defer c.finish()
 	rd := bufio.NewReaderSize(flushFirst{c.nc, &c.batch}, 16<<10)
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.CreateTimeout))
+	if c.out.ArmRead(time.Now().Add(c.srv.cfg.CreateTimeout)) != nil {
+		return
+	}
 	var buf []byte
 	for {
 		c.mu.Lock()
@@ -126,16 +128,20 @@ func (c *conn) fail(err error) {
 	c.close("internal_error")
 }
 
-// close ends the connection for reason (once).
+// close ends the connection at once for reason.
 func (c *conn) close(reason string) {
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
+	c.setWhy(reason)
+	c.closeOnce.Do(func() { close(c.done) })
+	c.out.CloseNow(errors.New(reason))
+}
+
+// setWhy records mBus's reason for the end, unless one was already given.
+func (c *conn) setWhy(reason string) {
+	c.mu.Lock()
+	if c.why == "" {
 		c.why = reason
-		c.mu.Unlock()
-		close(c.done)
-		_ = c.nc.Close()
-		c.endOutbox()
-	})
+	}
+	c.mu.Unlock()
 }
 
 // flushFirst writes what the batch holds before each read that may wait for the client.
@@ -149,22 +155,14 @@ func (f flushFirst) Read(p []byte) (int, error) {
 	return f.r.Read(p)
 }
 
-// finish detaches from the core, which announces the disconnection (the relay turns that into
-// org.mbus.server.event.disconnected with mBus's reason).
+// finish ends the connection once the reader stops: what is queued (a refusal) is written and
+// the client's last bytes drained, then the client detaches from the core, which announces the
+// disconnection (the relay turns that into org.mbus.server.event.disconnected with mBus's reason).
 func (c *conn) finish() {
 	c.batch.Flush()
-	c.mu.Lock()
-	closing := c.closing
-	c.mu.Unlock()
-	if closing {
-		t := time.NewTimer(c.srv.cfg.WriteTimeout)
-		select {
-		case <-c.done:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-	c.close("connection_closed")
+	c.out.Finish()
+	c.setWhy("connection_closed")
+	c.closeOnce.Do(func() { close(c.done) })
 	c.mu.Lock()
 	client, why := c.client, c.why
 	c.mu.Unlock()
@@ -232,11 +230,7 @@ func (c *conn) create(m Message) bool {
 	}
 	creds := auth.Credentials{Face: "mbus", Username: id, Password: []byte(req.Password), ClientID: id,
 		RemoteAddr: c.nc.RemoteAddr().String()}
-	if c.identify != nil {
-		if cs, ok := c.tlsState(); ok {
-			creds.CertIdentity = c.identify(cs)
-		}
-	}
+	creds.CertIdentity = netio.CertIdentity(c.nc, c.tls, c.identify)
 	if req.Password == "" {
 		creds.Username = "" // no password: anonymous, or the certificate
 	}
@@ -272,21 +266,13 @@ func (c *conn) create(m Message) bool {
 		c.lastPing = time.Now()
 	}
 	c.mu.Unlock()
-	_ = c.nc.SetReadDeadline(time.Time{})
+	if c.out.ArmRead(time.Time{}) != nil {
+		return false
+	}
 	if interval > 0 {
 		go c.watchPings()
 	}
 	return true
-}
-
-func (c *conn) tlsState() (tls.ConnectionState, bool) {
-	if tc, ok := c.nc.(*tls.Conn); ok {
-		return tc.ConnectionState(), true
-	}
-	if c.tls != nil {
-		return *c.tls, true
-	}
-	return tls.ConnectionState{}, false
 }
 
 // attach connects the client's core session: its identifier is the client id (unique while

@@ -210,7 +210,7 @@ func TestPingThresholdAndClose(t *testing.T) {
 // waits on them: while a subscriber reads nothing and its socket is full, the publisher is still
 // answered, and the subscriber later gets every event, whole and in order.
 func TestPublisherNotHeldUpByFullSubscriber(t *testing.T) {
-	_, _, addr := newTestServerWith(t, Config{OutBuffer: 1 << 20, OutBufferBytes: 1 << 30})
+	_, _, addr := newTestServerWith(t, Config{OutBufferBytes: 1 << 30})
 
 	sub := mbustest.Dial(t, "tcp", addr)
 	if err := sub.NC.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {

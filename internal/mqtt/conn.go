@@ -14,7 +14,7 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
-	"github.com/ternmq/tern/internal/rawio"
+	"github.com/ternmq/tern/internal/netio"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/topic"
 )
@@ -51,11 +51,13 @@ type conn struct {
 	// listener's connection is a *tls.Conn itself).
 	tls *tls.ConnectionState
 	// identify reads the client certificate's identity (nil: not a TLS listener).
-	identify Identify
+	identify netio.Identify
 
-	out outbox
-	// wr writes without waiting, for FlushNow; unset on TLS and WebSocket connections.
-	wr rawio.Writer
+	// out is the outgoing side and the end of the connection.
+	out netio.Conn
+	// aliases maps topics to the aliases this server assigned toward the client (MQTT 5); it is
+	// guarded by out's lock, since aliases are assigned in wire order.
+	aliases *aliasTable
 	// batch collects the writes this connection's packets cause for other connections (and its
 	// own acknowledgements); the reader flushes it before it reads more or waits.
 	batch broker.Batch
@@ -173,13 +175,21 @@ func (c *conn) finish() {
 			Expiry:      c.sessionExpiry,
 		})
 	}
-	c.out.mu.Lock()
-	c.out.draining = true
-	c.endLocked(errConnDone)
-	c.out.mu.Unlock()
-	c.drain()
-	_ = c.nc.Close()
+	c.out.Finish()
 	c.srv.connClosed(c)
+}
+
+// StopReading implements netio.Events: the connection is ending, so the reader stops waiting.
+func (c *conn) StopReading() {
+	c.rd.stop.Store(true)
+	netio.WakeReader(c.nc)
+}
+
+// Room implements netio.Events: a queue that refused a QoS 0 message has drained.
+func (c *conn) Room() {
+	if c.client != nil {
+		c.client.Drained()
+	}
 }
 
 // handshake reads CONNECT, opens the session and answers CONNACK.
@@ -267,10 +277,8 @@ func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.
 			RemoteAddr: c.nc.RemoteAddr().String(),
 		},
 	}
-	if cs, ok := c.tlsState(); ok && c.identify != nil {
-		// The handshake finished before CONNECT could be read.
-		req.Credentials.CertIdentity = c.identify(cs)
-	}
+	// The TLS handshake finished before CONNECT could be read.
+	req.Credentials.CertIdentity = netio.CertIdentity(c.nc, c.tls, c.identify)
 	if req.ClientID == "" && c.version != packet.V5 && (!p.CleanStart || c.version == packet.V31) {
 		return req, packet.ClientIDNotValid, "an empty client identifier needs a clean session"
 	}
@@ -289,9 +297,8 @@ func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.
 		}
 		c.maxOutPacket = p.Props.MaxPacketSize
 		if p.Props.TopicAliasMax > 0 {
-			c.out.aliases = &aliasTable{max: min(p.Props.TopicAliasMax, cfg.MaxOutboundAliases), byName: map[string]uint16{}}
-			if c.out.aliases.max == 0 {
-				c.out.aliases = nil
+			if m := min(p.Props.TopicAliasMax, cfg.MaxOutboundAliases); m > 0 {
+				c.aliases = &aliasTable{max: m, byName: map[string]uint16{}}
 			}
 		}
 		if ka := c.serverKeepAlive(p.KeepAlive); ka != p.KeepAlive {
@@ -308,18 +315,6 @@ func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.
 		req.Will = w
 	}
 	return req, packet.Success, ""
-}
-
-// tlsState returns the TLS state of the connection: a TLS listener's, or that of the HTTPS
-// request a WebSocket connection came in on.
-func (c *conn) tlsState() (tls.ConnectionState, bool) {
-	if tc, ok := c.nc.(*tls.Conn); ok {
-		return tc.ConnectionState(), true
-	}
-	if c.tls != nil {
-		return *c.tls, true
-	}
-	return tls.ConnectionState{}, false
 }
 
 // connectCode maps why the core refused a connect to a CONNACK reason (3.1.1 clients get its
@@ -442,7 +437,5 @@ func (c *conn) refuse(code packet.ReasonCode, reason string) {
 		ack.Props.Set(packet.PropReasonString)
 	}
 	c.writePacket(ack, nil)
-	c.out.mu.Lock()
-	c.endLocked(errors.New(reason))
-	c.out.mu.Unlock()
+	c.out.End(errors.New(reason))
 }

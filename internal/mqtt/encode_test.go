@@ -10,7 +10,11 @@ import (
 )
 
 func testConn(v packet.Version) *conn {
-	return &conn{srv: &Server{cfg: DefaultConfig()}, version: v}
+	srv := &Server{cfg: DefaultConfig()}
+	srv.lim = srv.cfg.limits()
+	c := &conn{srv: srv, version: v}
+	c.out.Init(nil, &srv.lim, &srv.stats.Stats, writeBufs, c)
+	return c
 }
 
 // A message going to many connections is encoded once per wire variant; each connection's copy
@@ -27,10 +31,10 @@ func TestSharedEncodingIsPatchedPerDelivery(t *testing.T) {
 		}
 		for _, d := range deliveries {
 			c := testConn(v)
-			c.out.mu.Lock()
+			c.out.Lock()
 			got, err := c.appendPublish(nil, d)
 			want, err2 := c.encodePublish(nil, d, false)
-			c.out.mu.Unlock()
+			c.out.Unlock()
 			if err != nil || err2 != nil {
 				t.Fatal(err, err2)
 			}
@@ -45,9 +49,9 @@ func TestSharedEncodingIsPatchedPerDelivery(t *testing.T) {
 	}
 	cached := &m.Frames.Load(6)[0]
 	c := testConn(packet.V5)
-	c.out.mu.Lock()
+	c.out.Lock()
 	_, _ = c.appendPublish(nil, broker.Delivery{Msg: m, QoS: 1, PacketID: 3, Many: true})
-	c.out.mu.Unlock()
+	c.out.Unlock()
 	if &m.Frames.Load(6)[0] != cached {
 		t.Fatal("a cached encoding was replaced")
 	}

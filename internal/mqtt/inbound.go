@@ -142,7 +142,7 @@ func (c *conn) ackWhenDurable(typ byte, pid uint16, code packet.ReasonCode, err 
 		if syncErr != nil {
 			c.srv.stats.StoreFailures.Add(1)
 			if c.version != packet.V5 {
-				c.closeNow(fmt.Errorf("store: %w", syncErr))
+				c.out.CloseNow(fmt.Errorf("store: %w", syncErr))
 				return
 			}
 			if !code.IsError() {
@@ -231,19 +231,17 @@ func (c *conn) writeAck(typ byte, pid uint16, code packet.ReasonCode, err error,
 		props.Set(packet.PropReasonString)
 	}
 	o := &c.out
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.closed {
+	o.Lock()
+	defer o.Unlock()
+	if o.ClosedLocked() {
 		return
 	}
-	buf, encErr := packet.AppendAck(o.bufLocked(), typ, c.version, pid, code, props)
+	buf, encErr := packet.AppendAck(o.BufLocked(), typ, c.version, pid, code, props)
 	if encErr != nil {
 		c.srv.log.Error("encoding acknowledgement", "type", packet.TypeName(typ), "err", encErr)
 		return
 	}
-	o.buf = buf
-	c.checkHardLimitLocked()
-	c.kickLocked(via)
+	o.CommitLocked(buf, via)
 }
 
 // onAck completes a QoS 1 (PUBACK) or QoS 2 (PUBCOMP) delivery. Each packet kind has its own

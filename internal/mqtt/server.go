@@ -7,13 +7,12 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/mqtt/packet"
-	"github.com/ternmq/tern/internal/rawio"
+	"github.com/ternmq/tern/internal/netio"
 )
 
 // Config holds the face's protocol limits.
@@ -51,10 +50,6 @@ type Config struct {
 	PublishStall time.Duration
 }
 
-// Identify names the client of a TLS connection from its verified certificate ("" when it has
-// none). Each TLS listener has its own, since each may trust its own CA.
-type Identify func(tls.ConnectionState) string
-
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured.
 func DefaultConfig() Config {
 	return Config{
@@ -74,11 +69,22 @@ func DefaultConfig() Config {
 	}
 }
 
-// hardOutboundLimit is where a connection's queue is past any legitimate use: the QoS 0 buffer,
-// a full in-flight window of the largest packets, and room for acknowledgements.
-func (c *Config) hardOutboundLimit() int {
-	return 2*c.OutboundBuffer + 4*c.MaxPacketSize + (8 << 20)
+// limits are the connections' outgoing bounds. The hard limit is where a connection's queue is
+// past any legitimate use: the QoS 0 buffer, a full in-flight window of the largest packets, and
+// room for acknowledgements.
+func (c *Config) limits() netio.Limits {
+	return netio.Limits{
+		Soft:         c.OutboundBuffer,
+		Stall:        c.PublishStall,
+		SlowTimeout:  c.SlowConsumerTimeout,
+		Hard:         2*c.OutboundBuffer + 4*c.MaxPacketSize + (8 << 20),
+		WriteTimeout: c.WriteTimeout,
+		Linger:       lingerTimeout,
+	}
 }
+
+// lingerTimeout bounds how long a closing connection waits for the client to close its side.
+const lingerTimeout = 2 * time.Second
 
 // Stats are the face's counters.
 type Stats struct {
@@ -90,12 +96,12 @@ type Stats struct {
 	ConnectTooLarge   atomic.Uint64
 	ConnectMemoryFull atomic.Uint64
 	ProtocolErrors    atomic.Uint64
-	SlowConsumers     atomic.Uint64
-	PublishStalls     atomic.Uint64
+	// netio.Stats counts slow consumers and bytes sent.
+	netio.Stats
+	PublishStalls atomic.Uint64
 	// StoreFailures counts acknowledgements that reported a store failure instead of success.
 	StoreFailures atomic.Uint64
 	PacketsIn     atomic.Uint64
-	BytesOut      atomic.Uint64
 }
 
 // Server serves MQTT connections for one core.
@@ -111,12 +117,8 @@ type Server struct {
 	lazyWaiters atomic.Int32
 	// connecting is what the buffers of connections that have not logged in hold together.
 	connecting connectBudget
-
-	mu        sync.Mutex
-	conns     map[*conn]struct{}
-	listeners map[net.Listener]struct{}
-	closed    bool
-	wg        sync.WaitGroup
+	lim        netio.Limits
+	conns      *netio.Registry[*conn]
 }
 
 // NewServer returns an MQTT face for b.
@@ -139,12 +141,12 @@ func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 		cfg.ConnectMemory = d.ConnectMemory
 	}
 	s := &Server{
-		broker:    b,
-		maxQoS:    b.Config().MaxQoS,
-		cfg:       cfg,
-		log:       log,
-		conns:     map[*conn]struct{}{},
-		listeners: map[net.Listener]struct{}{},
+		broker: b,
+		maxQoS: b.Config().MaxQoS,
+		cfg:    cfg,
+		log:    log,
+		lim:    cfg.limits(),
+		conns:  netio.NewRegistry[*conn](log),
 	}
 	s.connecting.max = cfg.ConnectMemory
 	return s
@@ -155,35 +157,8 @@ func (s *Server) Stats() *Stats { return &s.stats }
 
 // Serve accepts connections on ln until ln or the server closes. identify names the clients of a
 // TLS listener by their certificates (nil: no client certificates).
-func (s *Server) Serve(ln net.Listener, identify Identify) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return net.ErrClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Out of file descriptors and the like: wait a little rather than spin.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		go s.ServeConnTLS(nc, nil, identify)
-	}
+func (s *Server) Serve(ln net.Listener, identify netio.Identify) error {
+	return s.conns.Serve(ln, func(nc net.Conn) { s.ServeConnTLS(nc, nil, identify) })
 }
 
 // ServeConn runs one connection. For TCP and Unix sockets it may return while the connection
@@ -193,20 +168,16 @@ func (s *Server) ServeConn(nc net.Conn) { s.ServeConnTLS(nc, nil, nil) }
 
 // ServeConnTLS is ServeConn for a connection whose client certificate identify reads: nc is a
 // *tls.Conn, or cs is the state of TLS the face cannot see (a WebSocket on an HTTPS request).
-func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify Identify) {
-	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxConnectSize), wr: rawio.NewWriter(nc), tls: cs, identify: identify}
+func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify netio.Identify) {
+	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxConnectSize), tls: cs, identify: identify}
+	c.out.Init(nc, &s.lim, &s.stats.Stats, writeBufs, c)
 	c.rd.beforeRead = c.batch.Flush
 	c.rd.waiters = &s.lazyWaiters
 	c.rd.budget = &s.connecting
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.conns.Add(c) {
 		_ = nc.Close()
 		return
 	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
 	s.stats.Accepted.Add(1)
 	s.stats.Open.Add(1)
 	c.serve()
@@ -214,42 +185,17 @@ func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify Ide
 
 // connClosed is the last thing a connection does.
 func (s *Server) connClosed(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
 	s.stats.Open.Add(-1)
-	s.wg.Done()
+	s.conns.Remove(c)
 }
 
-// Close stops the listeners and closes every connection, waiting for their goroutines.
+// Close stops the listeners and closes every connection, waiting for their goroutines; clients
+// that do not take their DISCONNECT within 2 s are cut off.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	for ln := range s.listeners {
-		_ = ln.Close()
-	}
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.disconnect(packet.ServerShuttingDown, "server shutting down")
-	}
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		// Clients that do not take their DISCONNECT are cut off.
-		for _, c := range conns {
-			c.closeNow(errors.New("server shutting down"))
-		}
-		<-done
-	}
+	s.conns.Close(
+		func(c *conn) { c.disconnect(packet.ServerShuttingDown, "server shutting down") },
+		func(c *conn) { c.out.CloseNow(errors.New("server shutting down")) },
+		2*time.Second)
 	return nil
 }
 

@@ -13,11 +13,11 @@ import (
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/mbus"
-	"github.com/ternmq/tern/internal/mqtt"
+	"github.com/ternmq/tern/internal/netio"
 )
 
 // routes is the HTTP listener's mux: MQTT over WebSocket, metrics and health.
-func (s *Server) routes(reg *prometheus.Registry, id mqtt.Identify) http.Handler {
+func (s *Server) routes(reg *prometheus.Registry, id netio.Identify) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /mqtt", func(w http.ResponseWriter, r *http.Request) { s.serveMQTTWebSocket(w, r, id) })
 	mux.HandleFunc("GET /mbus", func(w http.ResponseWriter, r *http.Request) { s.serveMBusWebSocket(w, r, id) })
@@ -43,18 +43,18 @@ func (s *Server) routes(reg *prometheus.Registry, id mqtt.Identify) http.Handler
 // serveMBusWebSocket runs an mBus connection over WebSocket (subprotocol "mbus", binary
 // messages). The face reads a byte stream, so a frame may span messages and a message may hold
 // several frames.
-func (s *Server) serveMBusWebSocket(w http.ResponseWriter, r *http.Request, id mqtt.Identify) {
+func (s *Server) serveMBusWebSocket(w http.ResponseWriter, r *http.Request, id netio.Identify) {
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mbus"}, InsecureSkipVerify: true})
 	if err != nil {
 		return
 	}
 	ws.SetReadLimit(mbus.MaxFrame + 8)
-	s.MBus.ServeConn(websocket.NetConn(r.Context(), ws, websocket.MessageBinary), r.TLS, mbus.Identify(id))
+	s.MBus.ServeConn(websocket.NetConn(r.Context(), ws, websocket.MessageBinary), r.TLS, netio.Identify(id))
 }
 
 // serveMQTTWebSocket upgrades to WebSocket and runs an MQTT connection over binary messages. A
 // WebSocket message may hold several MQTT packets or part of one; the face reads a byte stream.
-func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id mqtt.Identify) {
+func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id netio.Identify) {
 	origins := s.cfg.MQTT.WebSocketOrigins
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// "mqtt" is the standard name; "mqttv3.1" is what older clients offer.

@@ -26,6 +26,7 @@ import (
 	"github.com/ternmq/tern/internal/mbus"
 	"github.com/ternmq/tern/internal/metrics"
 	"github.com/ternmq/tern/internal/mqtt"
+	"github.com/ternmq/tern/internal/netio"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/store/memstore"
 	"github.com/ternmq/tern/internal/store/pebblestore"
@@ -191,7 +192,7 @@ func (s *Server) loadTLS(name string) (*certs.ServerTLS, error) {
 }
 
 // identify is how a listener names clients by their certificates; nil without TLS.
-func identify(st *certs.ServerTLS) mqtt.Identify {
+func identify(st *certs.ServerTLS) netio.Identify {
 	if st == nil {
 		return nil
 	}
@@ -303,7 +304,7 @@ func (s *Server) serveMBusOn(name, network, addr string, st *certs.ServerTLS) er
 	if err != nil {
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
-	var id mbus.Identify
+	var id netio.Identify
 	if st != nil {
 		ln = tls.NewListener(ln, st.Config())
 		id = st.Identity

@@ -1,0 +1,348 @@
+// Package netio owns what every connection of every face has in common, whatever protocol it
+// speaks: the listeners that accept it (with TLS and the identity a client certificate gives), the
+// bounded queue of bytes going out to it and the one writer that drains that queue, the batched
+// non-blocking writes a reader makes for the connections it delivers to, and the way a connection
+// ends: its last bytes written, its write side shut, the client's remaining input drained, then
+// closed.
+//
+// A face (MQTT, mBus, a node link) embeds a Conn in its connection type, encodes its frames straight
+// into the Conn's buffer under the Conn's lock, and tells the Conn through Events what the Conn
+// cannot know: how to wake its reader and what to do when room returns. netio imports no face.
+package netio
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/rawio"
+)
+
+// ErrSlowConsumer closes a connection whose client takes its bytes too slowly: its queue passed
+// the hard limit, stayed full for Limits.SlowTimeout, or a write blocked for Limits.WriteTimeout.
+var ErrSlowConsumer = errors.New("slow consumer: the client does not take its messages")
+
+// Limits bound a face's connections; one value is shared by all of them.
+type Limits struct {
+	// Soft is the bytes queued past which Full reports true (MQTT drops QoS 0 messages there);
+	// 0: never full. Past Soft/2, Congested asks publishers to pause for at most Stall.
+	Soft  int
+	Stall time.Duration
+	// SlowTimeout closes a connection that stayed Full this long; 0: never.
+	SlowTimeout time.Duration
+	// Hard is the bytes queued past which the connection is closed at once: the client reads
+	// nothing while more keeps coming.
+	Hard int
+	// WriteTimeout bounds one blocking write.
+	WriteTimeout time.Duration
+	// Linger bounds how long an ending connection waits for the client to close its side.
+	Linger time.Duration
+}
+
+// Stats are the counters every connection of a face adds to.
+type Stats struct {
+	SlowConsumers atomic.Uint64 // closed because the client fell behind
+	BytesOut      atomic.Uint64
+}
+
+// Events is what a Conn asks of its face.
+type Events interface {
+	// StopReading wakes the connection's reader, which is waiting for input, so that it ends (see
+	// Conn.ArmRead, which the reader uses so that it cannot miss the wake-up).
+	StopReading()
+	// Room tells the face that a queue Full refused has drained (MQTT: the core may send again).
+	// It is called without the lock.
+	Room()
+}
+
+// Buf is a pooled output buffer with the face's scratch: whatever it encodes through, so that an
+// idle connection holds neither.
+type Buf struct {
+	B       []byte
+	Scratch any
+}
+
+// BufPool pools a face's Bufs.
+type BufPool struct{ p sync.Pool }
+
+// NewBufPool returns a pool whose Bufs carry scratch made by newScratch (nil: none).
+func NewBufPool(newScratch func() any) *BufPool {
+	bp := &BufPool{}
+	bp.p.New = func() any {
+		b := &Buf{B: make([]byte, 0, 4096)}
+		if newScratch != nil {
+			b.Scratch = newScratch()
+		}
+		return b
+	}
+	return bp
+}
+
+// maxPooledBuf keeps one burst from pinning a huge buffer in the pool.
+const maxPooledBuf = 256 << 10
+
+// Conn is the face-independent part of one connection. Producers (the core delivering messages,
+// the connection's own reader answering) append to its queue under its lock; one writer drains
+// it: a goroutine started on demand and gone when the queue is empty, or, when a reader's Batch
+// took the write, that reader before it reads more. An idle Conn holds neither a goroutine nor a
+// buffer.
+type Conn struct {
+	nc    net.Conn
+	wr    rawio.Writer
+	lim   *Limits
+	stats *Stats
+	pool  *BufPool
+	ev    Events
+
+	mu sync.Mutex
+	// buf collects bytes in cur's memory; spare is the buffer being written or ready for the
+	// next swap. Both come from the pool and go back when the connection is idle.
+	buf        []byte
+	cur, spare *Buf
+	flushing   bool
+	closed     bool
+	// endWith ends the connection once everything queued is written.
+	endWith error
+	// draining: the reader is discarding the client's last bytes before closing (Finish).
+	draining bool
+	// busySince is when Full started refusing; congestedSince when the queue passed Soft/2.
+	busySince      time.Time
+	congestedSince time.Time
+	// drained is closed when the queue falls below Soft/2 (Drained).
+	drained chan struct{}
+	// wantRoom: Full refused, so the face wants to hear when there is room.
+	wantRoom bool
+
+	// stop is set when the connection ends, so that a reader arming a new deadline after the
+	// wake-up still stops (ArmRead).
+	stop atomic.Bool
+}
+
+// Init prepares c for nc. It is a method rather than a constructor so that a face can embed Conn
+// by value.
+func (c *Conn) Init(nc net.Conn, lim *Limits, stats *Stats, pool *BufPool, ev Events) {
+	c.nc, c.wr, c.lim, c.stats, c.pool, c.ev = nc, rawio.NewWriter(nc), lim, stats, pool, ev
+}
+
+// NetConn returns the connection.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Lock takes the lock a face holds while it encodes into Buf and for state it keeps in wire
+// order (MQTT's outgoing topic aliases).
+func (c *Conn) Lock() { c.mu.Lock() }
+
+// Unlock releases Lock.
+func (c *Conn) Unlock() { c.mu.Unlock() }
+
+// ClosedLocked reports whether nothing more will be written. Caller holds the lock.
+func (c *Conn) ClosedLocked() bool { return c.closed }
+
+// EndingLocked reports whether the connection is closed or ending. Caller holds the lock.
+func (c *Conn) EndingLocked() bool { return c.closed || c.endWith != nil }
+
+// QueuedLocked is the bytes waiting to be written. Caller holds the lock.
+func (c *Conn) QueuedLocked() int { return len(c.buf) }
+
+// BufLocked returns the queue to append to, taking a pooled buffer when the connection has none.
+// Caller holds the lock and hands the result to CommitLocked.
+func (c *Conn) BufLocked() []byte {
+	if c.cur == nil {
+		c.cur = c.pool.p.Get().(*Buf)
+		c.buf = c.cur.B[:0]
+	}
+	return c.buf
+}
+
+// ScratchLocked is the face's scratch of the current buffer (BufLocked first).
+func (c *Conn) ScratchLocked() any {
+	c.BufLocked()
+	return c.cur.Scratch
+}
+
+// SetBufLocked makes buf (BufLocked with bytes appended or taken back) the queue without
+// getting it written: what the face appended turned out not to be wanted. Caller holds the lock.
+func (c *Conn) SetBufLocked(buf []byte) { c.buf = buf }
+
+// CommitLocked makes buf (BufLocked with bytes appended) the queue and gets it written: by the
+// reader whose batch via is, when it takes the write, or by a writer goroutine. A queue past
+// Limits.Hard closes the connection. Caller holds the lock.
+func (c *Conn) CommitLocked(buf []byte, via *broker.Batch) {
+	c.buf = buf
+	if c.lim.Hard > 0 && len(buf) > c.lim.Hard && !c.closed {
+		c.stats.SlowConsumers.Add(1)
+		c.closeLocked(ErrSlowConsumer)
+		return
+	}
+	c.kickLocked(via)
+}
+
+// kickLocked makes sure queued bytes get written.
+func (c *Conn) kickLocked(via *broker.Batch) {
+	if c.flushing || c.closed {
+		return
+	}
+	c.flushing = true
+	if c.wr.Able() && via.Defer(c) {
+		return
+	}
+	go c.writeOut(false)
+}
+
+// FullLocked reports whether the queue is at Limits.Soft, so a message that may be dropped should
+// be (the face reports Busy to the core, which then waits for Room). Full for Limits.SlowTimeout
+// closes the connection. Caller holds the lock.
+func (c *Conn) FullLocked() bool {
+	if c.lim.Soft <= 0 || len(c.buf) < c.lim.Soft {
+		return false
+	}
+	now := time.Now()
+	if c.busySince.IsZero() {
+		c.busySince = now
+	} else if c.lim.SlowTimeout > 0 && now.Sub(c.busySince) > c.lim.SlowTimeout && !c.closed {
+		c.stats.SlowConsumers.Add(1)
+		c.closeLocked(ErrSlowConsumer)
+	}
+	c.wantRoom = true
+	return true
+}
+
+// CongestedLocked reports whether publishers feeding this connection should pause: the queue is
+// past half of Limits.Soft, during the first Limits.Stall of that. A client that does not catch up
+// in that time stops slowing its publishers and is left to Full and the slow-consumer rules.
+// Caller holds the lock.
+func (c *Conn) CongestedLocked() bool {
+	if c.lim.Soft <= 0 || len(c.buf) < c.lim.Soft/2 || c.lim.Stall <= 0 {
+		return false
+	}
+	now := time.Now()
+	if c.congestedSince.IsZero() {
+		c.congestedSince = now
+	}
+	return now.Sub(c.congestedSince) <= c.lim.Stall
+}
+
+// Drained returns a channel closed once the queue is below half of Limits.Soft (broker.Sink).
+func (c *Conn) Drained() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.drained == nil {
+		c.drained = make(chan struct{})
+		if c.closed || len(c.buf) < c.lim.Soft/2 {
+			close(c.drained)
+			ch := c.drained
+			c.drained = nil
+			return ch
+		}
+	}
+	return c.drained
+}
+
+// unblockLocked ends a congestion episode: publishers waiting on Drained go on.
+func (c *Conn) unblockLocked() {
+	c.congestedSince = time.Time{}
+	if c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+}
+
+// FlushNow implements broker.Flusher: a reader that took this connection's write (kickLocked)
+// writes what is pending itself, as far as the socket takes it without waiting.
+func (c *Conn) FlushNow() { c.writeOut(true) }
+
+// writeOut writes queued bytes until none are left. inline is the deferred write on another
+// connection's reader: it makes one non-blocking write and hands whatever is left, or queued
+// meanwhile, to a writer goroutine, so a slow client never holds up the reader.
+func (c *Conn) writeOut(inline bool) {
+	for wrote := false; ; wrote = true {
+		c.mu.Lock()
+		if c.closed || len(c.buf) == 0 {
+			c.flushing = false
+			room := c.wantRoom && !c.closed
+			c.wantRoom = false
+			if c.endWith != nil && !c.closed {
+				c.shutdownLocked()
+			}
+			c.releaseLocked()
+			c.mu.Unlock()
+			if room {
+				c.ev.Room()
+			}
+			return
+		}
+		if inline && wrote {
+			// More came while we wrote: that is a writer's job.
+			c.mu.Unlock()
+			go c.writeOut(false)
+			return
+		}
+		pending, pendingBuf := c.buf, c.cur
+		c.cur, c.spare = c.spare, nil
+		c.buf = nil
+		if c.cur != nil {
+			c.buf = c.cur.B[:0]
+		}
+		c.mu.Unlock()
+
+		var n int
+		var err error
+		if inline {
+			n, err = c.wr.TryWrite(pending)
+		} else {
+			if c.lim.WriteTimeout > 0 {
+				_ = c.nc.SetWriteDeadline(time.Now().Add(c.lim.WriteTimeout))
+			}
+			n, err = c.nc.Write(pending)
+		}
+		c.stats.BytesOut.Add(uint64(n))
+
+		c.mu.Lock()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && !c.closed {
+				// The client took nothing for WriteTimeout: a slow consumer like any other.
+				c.stats.SlowConsumers.Add(1)
+			}
+			c.closeLocked(err)
+		}
+		if inline && err == nil && n < len(pending) && !c.closed {
+			// The socket is full: what is left goes first, ahead of what was queued meanwhile,
+			// and a writer waits for the socket.
+			k := copy(pending, pending[n:])
+			pending = append(pending[:k], c.buf...)
+			if c.cur != nil {
+				c.cur.B = c.buf[:0]
+				c.spare = c.cur
+			}
+			c.cur, c.buf = pendingBuf, pending
+			c.mu.Unlock()
+			go c.writeOut(false)
+			return
+		}
+		if len(c.buf) < c.lim.Soft/2 {
+			c.busySince = time.Time{}
+			c.unblockLocked()
+		}
+		if cap(pending) <= maxPooledBuf {
+			pendingBuf.B = pending[:0]
+			c.spare = pendingBuf
+		}
+		c.mu.Unlock()
+	}
+}
+
+// releaseLocked returns idle buffers to the pool.
+func (c *Conn) releaseLocked() {
+	c.unblockLocked()
+	if c.cur != nil && cap(c.buf) <= maxPooledBuf {
+		c.cur.B = c.buf[:0]
+		c.pool.p.Put(c.cur)
+	}
+	if c.spare != nil {
+		c.pool.p.Put(c.spare)
+	}
+	c.buf, c.cur, c.spare = nil, nil, nil
+}

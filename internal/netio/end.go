@@ -1,0 +1,142 @@
+package netio
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+// A connection ends in one of two ways.
+//
+// Gracefully (End): everything queued, usually a frame saying why, is written, then only the write
+// side is shut and the reader is woken; the reader discards what the client still sends until it
+// closes (Finish). Closing a socket that has unread input makes the kernel send a reset, which can
+// destroy the bytes just sent before the client reads them, so the reason would be lost.
+//
+// At once (CloseNow): when the socket is broken or the client is past every limit.
+
+// errFinished ends the connection when its reader stops.
+var errFinished = errors.New("connection finished")
+
+// End ends the connection once everything queued is written. reason is kept for the face (see
+// EndingLocked); the first one wins.
+func (c *Conn) End(reason error) {
+	c.mu.Lock()
+	c.EndLocked(reason)
+	c.mu.Unlock()
+}
+
+// EndLocked is End with the lock held.
+func (c *Conn) EndLocked(reason error) {
+	if c.endWith == nil {
+		c.endWith = reason
+	}
+	if c.closed || c.flushing {
+		// The running writer shuts the connection when it has written everything.
+		return
+	}
+	if len(c.buf) > 0 {
+		c.kickLocked(nil)
+		return
+	}
+	c.shutdownLocked()
+}
+
+// shutdownLocked stops writing and shuts the write side, so the client sees the end of the stream
+// after the last bytes. It wakes the reader (unless it is already draining) so it can finish.
+func (c *Conn) shutdownLocked() {
+	c.closed = true
+	if !c.flushing {
+		c.releaseLocked()
+	}
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		if !c.draining {
+			c.stopReadingLocked()
+		}
+		return
+	}
+	_ = c.nc.Close()
+	c.stopReadingLocked()
+}
+
+func (c *Conn) stopReadingLocked() {
+	c.stop.Store(true)
+	c.ev.StopReading()
+}
+
+// CloseNow closes the connection at once.
+func (c *Conn) CloseNow(err error) {
+	c.mu.Lock()
+	c.closeLocked(err)
+	c.mu.Unlock()
+}
+
+// closeLocked closes the connection at once.
+func (c *Conn) closeLocked(error) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.stop.Store(true)
+	// Closing wakes a reader waiting on the connection.
+	_ = c.nc.Close()
+	if !c.flushing {
+		c.releaseLocked()
+	}
+}
+
+// Stopping reports whether the connection is ending, so its reader should stop.
+func (c *Conn) Stopping() bool { return c.stop.Load() }
+
+// ArmRead sets the read deadline (zero: none) unless the connection is ending, in which case it
+// returns os.ErrDeadlineExceeded: a reader arming a deadline after the wake-up of StopReading
+// would otherwise wait on, past it.
+func (c *Conn) ArmRead(deadline time.Time) error {
+	if err := c.nc.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	if c.stop.Load() {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// WakeReader is the usual Events.StopReading: a read deadline in the past.
+func WakeReader(nc net.Conn) { _ = nc.SetReadDeadline(time.Now()) }
+
+// Finish is the reader's last act: what the batch holds has been written by the caller; Finish
+// writes what is queued, shuts the write side, discards what the client still sends until it
+// closes or Limits.Linger passes, and closes the connection.
+func (c *Conn) Finish() {
+	c.mu.Lock()
+	c.draining = true
+	c.EndLocked(errFinished)
+	c.mu.Unlock()
+	c.drain()
+	_ = c.nc.Close()
+}
+
+// drain reads and discards until the client closes its side, an error, or Limits.Linger.
+func (c *Conn) drain() {
+	linger := c.lim.Linger
+	if linger <= 0 {
+		linger = 2 * time.Second
+	}
+	if err := c.nc.SetReadDeadline(time.Now().Add(linger)); err != nil {
+		return
+	}
+	var buf [512]byte
+	for {
+		if _, err := c.nc.Read(buf[:]); err != nil {
+			return
+		}
+	}
+}
+
+// Quiet reports whether err only says the connection ended (the client closed it, or it was
+// closed here): nothing worth logging.
+func Quiet(err error) bool {
+	return err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
