@@ -13,6 +13,11 @@ import (
 	"github.com/ternmq/tern/internal/store"
 )
 
+// Ticket completes when the writes of a publish are durable (or failed to become so); a nil
+// *Ticket is already complete. It is the store's, handed out by the core so that faces need not
+// know the store.
+type Ticket = store.Ticket
+
 // Errors the core returns; faces map them to their protocol's codes.
 var (
 	ErrTopicInvalid        = errors.New("topic name invalid")
@@ -174,7 +179,7 @@ type PublishResult struct {
 	// sessions' queues, in-flight state, the retained store) is on disk. The face must not
 	// acknowledge the publish before then; it can go on reading the connection meanwhile, which is
 	// how one fsync comes to cover many messages.
-	Durable *store.Ticket
+	Durable *Ticket
 	// Throttle, when positive, is how long the face should pause this publisher: it is ahead of
 	// its identity's publish rate (AbuseLimits). The message itself was accepted.
 	Throttle time.Duration

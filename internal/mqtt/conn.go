@@ -15,7 +15,6 @@ import (
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/netio"
-	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/topic"
 )
 
@@ -44,7 +43,7 @@ type conn struct {
 	stallTimer *time.Timer
 	// lastTicket is the store sync the newest deferred acknowledgement waits for; later
 	// acknowledgements queue behind it so they leave in the order the publishes came.
-	lastTicket *store.Ticket
+	lastTicket *broker.Ticket
 	// pendingAcks counts acknowledgements waiting for the store.
 	pendingAcks atomic.Int32
 	// tls is the TLS state of a WebSocket connection's HTTPS request (nil otherwise; a TLS

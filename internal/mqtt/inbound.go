@@ -9,7 +9,6 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
-	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/topic"
 )
 
@@ -123,7 +122,7 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 // ackWhenDurable acknowledges a publish once the store has its durable copies. The reader does not
 // wait: it goes on with the next publishes, whose copies the same fsync then covers. It waits only
 // when a receive maximum's worth of acknowledgements is pending.
-func (c *conn) ackWhenDurable(typ byte, pid uint16, code packet.ReasonCode, err error, t *store.Ticket) {
+func (c *conn) ackWhenDurable(typ byte, pid uint16, code packet.ReasonCode, err error, t *broker.Ticket) {
 	if t == nil {
 		if c.lastTicket.Done() {
 			c.writeAck(typ, pid, code, err, &c.batch)
