@@ -12,8 +12,8 @@ package broker
 //
 // A Batch belongs to one goroutine at a time: the one that calls the Client's Publish, Request
 // and Subscribe and then Flush. It holds at most maxBatch sinks; receivers past that start their
-// own writers as before. A message that goes to several receivers carries no batch (route), so a
-// fan-out is still written in parallel.
+// own writers. A message that goes to several receivers carries no batch (route), so a fan-out is
+// written by the receivers' writers in parallel.
 type Batch struct {
 	pending []Flusher
 }

@@ -250,8 +250,10 @@ func (s *Session) tooOld(m *message.Message, t int64) bool {
 	return m.Expired(t) || (s.limits.MaxAge > 0 && t-m.Time > int64(s.limits.MaxAge))
 }
 
-// sendNew puts a QoS 1/2 item in flight; Busy means the connection could not take it. A durable
-// session records it in the store first, so a crash before the acknowledgement redelivers it.
+// sendNew puts a QoS 1/2 item in flight; Busy means the connection could not take it. The send
+// comes first and a durable session then records the delivery in flight: the record is covered by
+// the same sync the publisher's acknowledgement (or the queue's Pop) waits for, so a crash before
+// the client acknowledges redelivers it.
 // batch is the publishing connection's (Delivery.Batch), nil when the queue drains.
 func (s *Session) sendNew(it store.Item, many bool, batch *Batch) (SendResult, error) {
 	pid := s.inflight.nextID()
@@ -310,7 +312,6 @@ func (s *Session) pump() {
 	}
 }
 
-// detach forgets the connection. Caller holds s.mu.
 // detach forgets the connection. The caller holds b.mu and s.mu.
 func (s *Session) detach() {
 	s.b.releaseLocked(s.identity)
