@@ -202,7 +202,7 @@ func (b *Broker) RetainedFor(p *auth.Principal, filter string) ([]*message.Messa
 		b.stats.NotAuthorized.Add(1)
 		return nil, ErrNotAuthorized
 	}
-	now := now()
+	now := b.now()
 	var out []*message.Message
 	for _, m := range b.retained.match(f.Path) {
 		if !m.Expired(now) {
@@ -256,7 +256,7 @@ func (b *Broker) checkPublish(p *auth.Principal, action auth.Action, clientID st
 	if rate == nil {
 		return 0, nil
 	}
-	wait, ok := rate.take(time.Now().UnixNano(), len(m.Payload))
+	wait, ok := rate.take(b.now(), len(m.Payload))
 	if !ok {
 		b.stats.RefusedRate.Add(1)
 		if b.warn.due("publish rate") {
@@ -273,6 +273,14 @@ func (b *Broker) checkPublish(p *auth.Principal, action auth.Action, clientID st
 // stampSender sets the sender to the publisher's authenticated identity and removes any user
 // property claiming to be the sender, so receivers can trust message.SenderProperty. It edits
 // the user properties in place (they are the face's scratch, borrowed for the call).
+// stampExpiry turns a message's expiry interval into its expiry instant, counted from t.
+func stampExpiry(m *message.Message, t int64) {
+	if m.ExpiryInterval > 0 {
+		m.Expires = t + int64(m.ExpiryInterval)*int64(time.Second)
+		m.ExpiryInterval = 0
+	}
+}
+
 func stampSender(m *message.Message, identity string) {
 	m.Sender = identity
 	users := m.Props.User

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"github.com/ternmq/tern/internal/clock"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func (f *fakeAuth) Authenticate(_ context.Context, c auth.Credentials) (*auth.Pr
 	return p, err
 }
 
-func authBroker(t *testing.T, f *fakeAuth, mod func(*Config)) (*Broker, *timers) {
+func authBroker(t *testing.T, f *fakeAuth, mod func(*Config)) (*Broker, *clock.Fake) {
 	return newTestBroker(t, func(c *Config) {
 		c.Auth = f
 		if mod != nil {
@@ -242,20 +243,23 @@ func TestPayloadLimit(t *testing.T) {
 }
 
 func TestCredentialsExpiryDisconnects(t *testing.T) {
-	f := &fakeAuth{grants: map[string][]string{"alice": nil}, expires: time.Now().Add(time.Hour)}
-	b, ts := authBroker(t, f, nil)
+	f := &fakeAuth{grants: map[string][]string{"alice": nil}, expires: testEpoch.Add(time.Hour)}
+	b, clk := authBroker(t, f, nil)
 	_, k, _ := connect(t, b, login("alice", "a"))
-	if n := ts.fireWithin(59*time.Minute, 61*time.Minute); n != 1 {
-		t.Fatalf("%d expiry timers fired", n)
+	clk.Advance(59 * time.Minute)
+	if k.closed != nil {
+		t.Fatalf("closed before the credentials expired: %v", k.closed)
 	}
+	clk.Advance(time.Minute)
 	if !errors.Is(k.closed, ErrCredentialsExpired) || !errors.Is(k.closed, ErrNotAuthorized) {
 		t.Fatalf("closed with %v", k.closed)
 	}
 
 	// A client that left before its token expired is not touched.
+	f.expires = clk.Now().Add(time.Hour)
 	c, k2, _ := connect(t, b, login("alice", "b"))
 	c.Disconnect(DisconnectRequest{Graceful: true})
-	ts.fireWithin(0, 2*time.Hour)
+	clk.Advance(2 * time.Hour)
 	if k2.closed != nil {
 		t.Fatalf("a gone client was closed: %v", k2.closed)
 	}

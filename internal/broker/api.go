@@ -67,6 +67,9 @@ type Delivery struct {
 	// (Batch.Defer) instead of starting a writer of its own. Nil for deliveries from elsewhere and
 	// for a message that goes to several receivers.
 	Batch *Batch
+	// Expiry is the message's remaining expiry interval in whole seconds, rounded up, as the
+	// core's clock has it (MQTT's Message Expiry Interval on the way out); 0: it does not expire.
+	Expiry uint32
 }
 
 // Sink is a connected client as the core sees it. The core calls it with its session lock held,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/store/memstore"
 	"github.com/ternmq/tern/internal/topic"
@@ -53,8 +54,9 @@ type Config struct {
 	// store failures). Default one minute.
 	LogInterval time.Duration
 
-	// afterFunc, set by tests only, replaces the timers (including those recovery sets).
-	afterFunc func(d time.Duration, f func()) stopper
+	// Clock is the time the core runs on: message times and expiry, will delays, session expiry,
+	// credential lifetimes, rate limits and the expiry sweep. Nil: the system clock.
+	Clock clock.Clock
 }
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured.
@@ -83,14 +85,14 @@ type Broker struct {
 	stats    Stats
 	nextID   atomic.Uint64
 
-	// afterFunc schedules will delays and session expiry; tests replace it to fire timers by hand.
-	afterFunc func(d time.Duration, f func()) stopper
+	clock clock.Clock
 
 	// warn logs a cause at most once per interval (store failures, full queues).
 	warn rateLimitedLog
-	// stopSweep ends the background sweeper.
-	stopSweep chan struct{}
-	sweepDone chan struct{}
+	// sweepTimer runs the next expiry sweep; sweeping counts sweeps under way, which Close waits
+	// for. Both guarded by mu.
+	sweepTimer clock.Timer
+	sweeping   sync.WaitGroup
 
 	// mu guards sessions and closed; lock order is mu, then a session's mu, then the index.
 	mu       sync.Mutex
@@ -121,27 +123,24 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Broker, error) {
 		retained:   newRetainedIndex(),
 		sessions:   map[string]*Session{},
 		identities: map[string]*identityUse{},
-		afterFunc: func(d time.Duration, f func()) stopper {
-			return time.AfterFunc(d, f)
-		},
-		warn:      rateLimitedLog{logger: log, every: cmp.Or(cfg.LogInterval, time.Minute)},
-		stopSweep: make(chan struct{}),
-		sweepDone: make(chan struct{}),
+		clock:      cfg.Clock,
+		warn:       rateLimitedLog{logger: log, every: cmp.Or(cfg.LogInterval, time.Minute)},
 	}
+	if b.clock == nil {
+		b.clock = clock.Real
+	}
+	b.warn.clock = b.clock
 	// Message ids start from the clock, and above anything stored, so they stay unique across
 	// restarts even if the clock went back.
-	b.nextID.Store(max(uint64(time.Now().UnixNano()), st.LastMessageID()))
+	b.nextID.Store(max(uint64(b.now()), st.LastMessageID()))
 	if err := b.retained.load(st.Retained()); err != nil {
 		return nil, err
 	}
 	b.stats.Retained.Store(int64(b.retained.len()))
-	if cfg.afterFunc != nil {
-		b.afterFunc = cfg.afterFunc
-	}
 	if err := b.recoverSessions(); err != nil {
 		return nil, err
 	}
-	go b.sweepLoop()
+	b.scheduleSweep()
 	return b, nil
 }
 
@@ -154,10 +153,10 @@ func (b *Broker) Stats() *Stats { return &b.stats }
 // Close disconnects every client. Sessions stay in the store.
 func (b *Broker) Close() error {
 	b.mu.Lock()
-	if !b.closed {
-		close(b.stopSweep)
-	}
 	b.closed = true
+	if b.sweepTimer != nil {
+		b.sweepTimer.Stop()
+	}
 	var sinks []Sink
 	for _, s := range b.sessions {
 		s.mu.Lock()
@@ -172,7 +171,7 @@ func (b *Broker) Close() error {
 	for _, k := range sinks {
 		k.Close(ErrServerShuttingDown)
 	}
-	<-b.sweepDone
+	b.sweeping.Wait()
 	return nil
 }
 
@@ -212,6 +211,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 	}
 	if req.Will != nil {
 		stampSender(req.Will.Msg, p.Identity)
+		stampExpiry(req.Will.Msg, b.now())
 	}
 
 	var wills []*Will
@@ -298,7 +298,7 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 	b.stats.Connected.Add(1)
 	if !p.Expires.IsZero() {
 		gen := s.gen
-		s.credTimer = b.afterFunc(time.Until(p.Expires), func() { b.credentialsDue(s, gen) })
+		s.credTimer = b.clock.AfterFunc(p.Expires.Sub(b.clock.Now()), func() { b.credentialsDue(s, gen) })
 	}
 	s.expiry = res.Expiry
 	s.will = req.Will
@@ -381,7 +381,8 @@ func (b *Broker) publishWill(w *Will) {
 type stopper interface{ Stop() bool }
 
 // now is the core's clock in Unix nanoseconds.
-func now() int64 { return time.Now().UnixNano() }
+// now is the core's time in Unix nanoseconds.
+func (b *Broker) now() int64 { return b.clock.Now().UnixNano() }
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 

@@ -48,13 +48,14 @@ func (c *Client) Start() {
 	defer s.mu.Unlock()
 	s.ready = true
 	s.online.Store(true)
+	t := c.b.now()
 	s.inflight.each(func(f *inflight) {
 		if f.released {
 			s.sink.Release(f.pid)
 			return
 		}
 		s.sink.Send(Delivery{Msg: f.item.Msg, QoS: f.item.QoS, PacketID: f.pid, Dup: true,
-			Retain: f.item.Retain, SubIDs: f.item.SubIDs})
+			Retain: f.item.Retain, SubIDs: f.item.SubIDs, Expiry: expiryLeft(f.item.Msg, t)})
 	})
 	s.pump()
 }
@@ -132,7 +133,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 	}
 	s.detach()
 	orphaned := s.takeCalls()
-	s.disconnected = now()
+	s.disconnected = b.now()
 	var due *Will
 	if will != nil && (!req.Graceful || req.PublishWill) {
 		if will.Delay == 0 || s.expiry == 0 {
@@ -141,7 +142,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 			delay := min(will.Delay, s.expiry)
 			s.pendingWill = will
 			gen := s.gen
-			s.willTimer = b.afterFunc(time.Duration(delay)*time.Second, func() { b.willDue(s, gen) })
+			s.willTimer = b.clock.AfterFunc(time.Duration(delay)*time.Second, func() { b.willDue(s, gen) })
 		}
 	}
 	if s.expiry == 0 {
@@ -150,7 +151,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 		s.saveLocked()
 		if s.expiry != NeverExpire {
 			gen := s.gen
-			s.expiryTimer = b.afterFunc(time.Duration(s.expiry)*time.Second, func() { b.sessionDue(s, gen) })
+			s.expiryTimer = b.clock.AfterFunc(time.Duration(s.expiry)*time.Second, func() { b.sessionDue(s, gen) })
 		}
 	}
 	s.mu.Unlock()

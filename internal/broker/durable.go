@@ -94,7 +94,7 @@ func (b *Broker) recoverSessions() error {
 	}); err != nil {
 		return fmt.Errorf("reading sessions: %w", err)
 	}
-	t := now()
+	t := b.now()
 	type due struct {
 		s *Session
 		w *Will
@@ -186,11 +186,11 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 			due = w
 		} else {
 			s.pendingWill = w
-			s.willTimer = b.afterFunc(wait, func() { b.willDue(s, 0) })
+			s.willTimer = b.clock.AfterFunc(wait, func() { b.willDue(s, 0) })
 		}
 	}
 	if rec.Expiry != NeverExpire {
-		s.expiryTimer = b.afterFunc(remaining(s.disconnected, rec.Expiry, t), func() { b.sessionDue(s, 0) })
+		s.expiryTimer = b.clock.AfterFunc(remaining(s.disconnected, rec.Expiry, t), func() { b.sessionDue(s, 0) })
 	}
 	return s, due, nil
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"github.com/ternmq/tern/internal/clock"
 	"testing"
 	"time"
 
@@ -13,21 +14,21 @@ import (
 // These tests restart the core on the same store. A memory store keeps everything a disk store
 // would, so they test the core's recovery; the disk store's own suite tests that it keeps it.
 
-func newBrokerOn(t *testing.T, st store.Store, mod func(*Config)) (*Broker, *timers) {
+func newBrokerOn(t *testing.T, st store.Store, mod func(*Config)) (*Broker, *clock.Fake) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.SweepInterval = 0 // tests sweep by hand
+	fake := clock.NewFake(testEpoch)
+	cfg.Clock = fake
 	if mod != nil {
 		mod(&cfg)
 	}
-	ts := &timers{}
-	cfg.afterFunc = ts.afterFunc
 	b, err := New(cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	return b, ts
+	return b, fake
 }
 
 const hour = 3600
@@ -125,11 +126,11 @@ func TestRestartKeepsDelayedWill(t *testing.T) {
 		Will: &Will{Msg: &message.Message{Topic: "will/dev", Payload: []byte("gone"), QoS: 1}, Delay: 60}})
 	c.Disconnect(DisconnectRequest{})
 
-	b2, ts := newBrokerOn(t, st, nil)
-	if n := ts.fireWithin(59*time.Second, 60*time.Second); n != 1 {
-		t.Fatalf("fired %d will timers with the remaining delay, want 1", n)
-	}
+	b2, clk := newBrokerOn(t, st, nil)
 	_, k, _ := connect(t, b2, ConnectRequest{ClientID: "watch", Expiry: hour})
+	clk.Advance(59 * time.Second)
+	wantPayloads(t, k)
+	clk.Advance(time.Second)
 	wantPayloads(t, k, "gone")
 }
 
@@ -159,10 +160,12 @@ func TestRestartExpiresSessionsByDisconnectTime(t *testing.T) {
 	subscribe(t, c, SubscribeRequest{Filter: "s", QoS: 1})
 	c.Disconnect(DisconnectRequest{Graceful: true})
 
-	b2, ts := newBrokerOn(t, st, nil)
-	if n := ts.fireWithin(29*time.Second, 30*time.Second); n != 1 {
-		t.Fatalf("fired %d expiry timers with the remaining interval, want 1", n)
+	b2, clk := newBrokerOn(t, st, nil)
+	clk.Advance(29 * time.Second)
+	if b2.Stats().Sessions.Load() != 1 {
+		t.Fatal("session expired before its interval")
 	}
+	clk.Advance(time.Second)
 	if b2.Stats().Sessions.Load() != 0 || b2.Stats().Subscriptions.Load() != 0 {
 		t.Fatalf("expired session kept: %d sessions, %d subscriptions", b2.Stats().Sessions.Load(), b2.Stats().Subscriptions.Load())
 	}
@@ -228,8 +231,8 @@ func TestPerSessionLimitsAndRefusePolicy(t *testing.T) {
 }
 
 func TestSweepDropsAgedMessagesWithinBudget(t *testing.T) {
-	b, _ := newBrokerOn(t, memstore.New(), func(c *Config) { c.Queue = QueueLimits{MaxAge: time.Nanosecond} })
-	young, _ := newBrokerOn(t, memstore.New(), func(c *Config) { c.Queue = QueueLimits{MaxAge: time.Hour} })
+	b, clk := newBrokerOn(t, memstore.New(), func(c *Config) { c.Queue = QueueLimits{MaxAge: time.Minute} })
+	young, youngClk := newBrokerOn(t, memstore.New(), func(c *Config) { c.Queue = QueueLimits{MaxAge: time.Hour} })
 	for _, bk := range []*Broker{b, young} {
 		c, _, _ := connect(t, bk, ConnectRequest{ClientID: "away", Expiry: hour})
 		subscribe(t, c, SubscribeRequest{Filter: "a", QoS: 1})
@@ -239,6 +242,8 @@ func TestSweepDropsAgedMessagesWithinBudget(t *testing.T) {
 			publish(t, pub, "a", "old", 1, false)
 		}
 	}
+	clk.Advance(2 * time.Minute)
+	youngClk.Advance(2 * time.Minute)
 	if n := young.sweep(100); n != 0 {
 		t.Fatalf("swept %d messages younger than the maximum age", n)
 	}

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"github.com/ternmq/tern/internal/clock"
 	"slices"
 	"sync"
 	"testing"
@@ -85,55 +86,15 @@ func (k *sink) reset() {
 	k.got, k.releases = nil, nil
 }
 
-// timers replaces the core's clock-driven callbacks so tests fire them when they choose.
-type timers struct {
-	mu      sync.Mutex
-	pending []*fakeTimer
-}
+// testEpoch is where every test broker's fake clock starts. Brokers restarted on one store in a
+// test start at the same instant, as if the restart took no time; a test moves time by hand.
+var testEpoch = time.Unix(1_800_000_000, 0)
 
-type fakeTimer struct {
-	d       time.Duration
-	f       func()
-	stopped bool
-}
-
-func (t *fakeTimer) Stop() bool {
-	was := !t.stopped
-	t.stopped = true
-	return was
-}
-
-func (ts *timers) afterFunc(d time.Duration, f func()) stopper {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	t := &fakeTimer{d: d, f: f}
-	ts.pending = append(ts.pending, t)
-	return t
-}
-
-// fireWithin runs every live timer whose delay is in [lo, hi], and reports how many ran.
-func (ts *timers) fireWithin(lo, hi time.Duration) int {
-	ts.mu.Lock()
-	var due []*fakeTimer
-	for _, t := range ts.pending {
-		if !t.stopped && t.d >= lo && t.d <= hi {
-			t.stopped = true
-			due = append(due, t)
-		}
-	}
-	ts.mu.Unlock()
-	for _, t := range due {
-		t.f()
-	}
-	return len(due)
-}
-
-// fire runs every live timer whose delay is d, and reports how many ran.
-func (ts *timers) fire(d time.Duration) int { return ts.fireWithin(d, d) }
-
-func newTestBroker(t *testing.T, mod func(*Config)) (*Broker, *timers) {
+func newTestBroker(t *testing.T, mod func(*Config)) (*Broker, *clock.Fake) {
 	t.Helper()
 	cfg := DefaultConfig()
+	fake := clock.NewFake(testEpoch)
+	cfg.Clock = fake
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -141,9 +102,8 @@ func newTestBroker(t *testing.T, mod func(*Config)) (*Broker, *timers) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &timers{}
-	b.afterFunc = ts.afterFunc
-	return b, ts
+	t.Cleanup(func() { _ = b.Close() })
+	return b, fake
 }
 
 // connect opens a started client with a recording sink.

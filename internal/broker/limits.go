@@ -5,6 +5,8 @@ import (
 	"path"
 	"sync"
 	"time"
+
+	"github.com/ternmq/tern/internal/clock"
 )
 
 // FullPolicy says what happens to a message for a session whose queue is full.
@@ -48,6 +50,7 @@ func (b *Broker) limitsFor(clientID string) QueueLimits {
 // tells the operator why without flooding the log.
 type rateLimitedLog struct {
 	logger *slog.Logger
+	clock  clock.Clock
 	every  time.Duration
 	mu     sync.Mutex
 	last   map[string]time.Time
@@ -56,7 +59,7 @@ type rateLimitedLog struct {
 // due reports whether cause may be logged now, and if so starts its interval. Callers on a
 // per-message path ask first, so the log arguments are built only when a line is written.
 func (r *rateLimitedLog) due(cause string) bool {
-	t := time.Now()
+	t := r.clock.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.last == nil {

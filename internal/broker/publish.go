@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/topic"
@@ -118,58 +119,62 @@ func (b *Broker) publishChecked(from *Session, m *message.Message, answerable bo
 	if m.QoS > b.cfg.MaxQoS {
 		m.QoS = b.cfg.MaxQoS
 	}
-	t := now()
+	t := b.now()
 	m.ID = b.nextID.Add(1)
 	m.Time = t
+	stampExpiry(m, t)
 	b.stats.Received.Add(1)
-	p := publication{msg: m, call: isCall(m), answerable: answerable, batch: batch}
+	p := publication{msg: m, at: t, call: isCall(m), answerable: answerable, batch: batch}
 	if p.call && m.Topic == ServicesProcedure {
 		return b.answerServices(m), nil
 	}
+	var retainErr error
+	retained := false
 	if m.Retain {
 		if !b.cfg.RetainAvailable {
 			return PublishResult{}, ErrRetainNotSupported
 		}
-		b.retain(&p)
+		retained, retainErr = b.retain(&p)
 	}
-	matched := b.route(&p, from)
-	if p.call && p.online == 0 {
+	o := b.route(&p, from)
+	if p.call && o.online == 0 {
 		b.failCall(m.Props.ResponseTopic, m.Props.CorrelationData, ErrNoResponders.Error())
 		return PublishResult{}, ErrNoResponders
 	}
-	res := PublishResult{Matched: matched, Backpressure: p.wait}
-	if p.stored && m.QoS > 0 {
+	res := PublishResult{Matched: o.matched, Backpressure: o.wait}
+	if (o.stored || retained) && m.QoS > 0 {
 		res.Durable = b.store.Sync()
 	}
-	return res, p.err
+	return res, cmp.Or(retainErr, o.err)
 }
 
-// retain stores or (empty payload) clears the retained message of the topic.
-func (b *Broker) retain(p *publication) {
+// retain stores or (empty payload) clears the retained message of the topic. stored: the store
+// was written, so an acknowledgement must wait for its sync.
+func (b *Broker) retain(p *publication) (stored bool, err error) {
 	if len(p.msg.Payload) == 0 {
-		if b.retained.delete(p.msg.Topic) {
-			b.stats.Retained.Add(-1)
-			if err := b.store.Retained().Delete(p.msg.Topic); err != nil {
-				p.fail(b.storeFailed("deleting a retained message", err))
-			}
-			p.stored = true
+		if !b.retained.delete(p.msg.Topic) {
+			return false, nil
 		}
-		return
+		b.stats.Retained.Add(-1)
+		if err := b.store.Retained().Delete(p.msg.Topic); err != nil {
+			return true, b.storeFailed("deleting a retained message", err)
+		}
+		return true, nil
 	}
 	m := p.keep()
 	if b.retained.set(m) {
 		b.stats.Retained.Add(1)
 	}
 	if err := b.store.Retained().Set(m); err != nil {
-		p.fail(b.storeFailed("storing a retained message", err))
+		return true, b.storeFailed("storing a retained message", err)
 	}
-	p.stored = true
+	return true, nil
 }
 
 // route delivers to every matching session and to one member of each matching shared group.
 // Overlapping subscriptions of one session become one delivery with the highest QoS and all
 // their subscription identifiers.
-func (b *Broker) route(p *publication, from *Session) int {
+func (b *Broker) route(p *publication, from *Session) (o outcome) {
 	m := p.msg
 	res := b.index.Match(m.Topic)
 	p.many = len(res.Entries)+len(res.Shared) > 1
@@ -177,7 +182,6 @@ func (b *Broker) route(p *publication, from *Session) int {
 		// One message to many receivers: their own writers write in parallel (see Batch).
 		p.batch = nil
 	}
-	matched := 0
 	entries := res.Entries
 	for i := 0; i < len(entries); {
 		s := entries[i].Key
@@ -190,8 +194,7 @@ func (b *Broker) route(p *publication, from *Session) int {
 		if !ok {
 			continue
 		}
-		s.deliver(p, min(qos, m.QoS), retain && m.Retain, ids)
-		matched++
+		o.add(s.deliver(p, min(qos, m.QoS), retain && m.Retain, ids))
 	}
 	for _, g := range res.Shared {
 		e, ok := pickMember(g)
@@ -199,10 +202,9 @@ func (b *Broker) route(p *publication, from *Session) int {
 			continue
 		}
 		sub := e.Val
-		e.Key.deliver(p, min(sub.QoS, m.QoS), sub.RetainAsPublished && m.Retain, sub.ids)
-		matched++
+		o.add(e.Key.deliver(p, min(sub.QoS, m.QoS), sub.RetainAsPublished && m.Retain, sub.ids))
 	}
-	return matched
+	return o
 }
 
 // merge combines one session's matching subscriptions, leaving out no-local ones when the session

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/topic"
@@ -37,10 +38,10 @@ type Session struct {
 	incoming    map[uint16]struct{}
 	will        *Will
 	pendingWill *Will
-	willTimer   stopper
-	expiryTimer stopper
+	willTimer   clock.Timer
+	expiryTimer clock.Timer
 	// credTimer ends the connection when its credentials expire.
-	credTimer stopper
+	credTimer clock.Timer
 	// calls are the calls delivered to this session and not yet answered (see rpc.go);
 	// pendingCalls mirrors their number for a lock-free check on every publish.
 	calls        []pendingCall
@@ -68,43 +69,21 @@ type subscription struct {
 	ids []uint32
 }
 
-// publication is one message being routed. The message is borrowed from the publisher; the
-// first delivery that must outlive the call clones it, and later ones share that clone.
+// publication is one message being routed: what all its deliveries share. The message is
+// borrowed from the publisher; the first delivery that must outlive the call clones it (keep),
+// and later ones share that clone.
 type publication struct {
 	msg   *message.Message
 	owned *message.Message
+	// at is when the core handled it, in Unix nanoseconds: expiry is counted down to it.
+	at int64
 	// many: the message goes to more than one session (see Delivery.Many).
 	many bool
-	// wait is the first congested receiver's Drained channel (see PublishResult.Backpressure).
-	wait <-chan struct{}
-	// stored: a durable copy was written, so an acknowledgement must wait for the store's sync.
-	stored bool
-	// err is the first failure to keep a copy (a store error, or a full queue that refuses).
-	err error
 	// call: the message is a call (rpc.go), delivered to connected sessions only; answerable:
 	// its caller may have the answer on its response topic without the service's grants.
 	call, answerable bool
-	// online counts the connected sessions it went to.
-	online int
 	// batch is the publishing connection's (Delivery.Batch).
 	batch *Batch
-}
-
-// durable reports whether the session keeps its state in the store.
-func (s *Session) durable() bool { return s.inflightStore != nil }
-
-// fail records the first error of a publication.
-func (p *publication) fail(err error) {
-	if p.err == nil {
-		p.err = err
-	}
-}
-
-// sent records a send's outcome for backpressure; caller holds s.mu.
-func (p *publication) sent(s *Session, r SendResult) {
-	if r == Congested && p.wait == nil {
-		p.wait = s.sink.Drained()
-	}
 }
 
 func (p *publication) keep() *message.Message {
@@ -114,50 +93,100 @@ func (p *publication) keep() *message.Message {
 	return p.owned
 }
 
+// delivered is what handing a publication to one session came to.
+type delivered struct {
+	// online: the session was connected.
+	online bool
+	// stored: a durable copy was written, so an acknowledgement must wait for the store's sync.
+	stored bool
+	// wait is the receiver's Drained channel when it is congested (PublishResult.Backpressure).
+	wait <-chan struct{}
+	// err is a failure to keep a copy (a store error, or a full queue that refuses).
+	err error
+}
+
+// outcome sums up the deliveries of one publication, for the publisher's answer.
+type outcome struct {
+	matched, online int
+	stored          bool
+	wait            <-chan struct{}
+	err             error
+}
+
+// add counts one delivery; the first congested receiver and the first error are kept.
+func (o *outcome) add(d delivered) {
+	o.matched++
+	if d.online {
+		o.online++
+	}
+	o.stored = o.stored || d.stored
+	if o.wait == nil {
+		o.wait = d.wait
+	}
+	if o.err == nil {
+		o.err = d.err
+	}
+}
+
+// durable reports whether the session keeps its state in the store.
+func (s *Session) durable() bool { return s.inflightStore != nil }
+
+// congestion is the receiver's Drained channel when a send found it congested; caller holds s.mu.
+func (s *Session) congestion(r SendResult) <-chan struct{} {
+	if r == Congested {
+		return s.sink.Drained()
+	}
+	return nil
+}
+
+// expiryLeft is what Delivery.Expiry says of m at t.
+func expiryLeft(m *message.Message, t int64) uint32 {
+	left, _ := m.RemainingExpiry(t)
+	return left
+}
+
 // deliver hands one message to this session: straight to the connection when it can, otherwise
 // into the queue.
-func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) {
+func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) (d delivered) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.deleted {
-		return
+		return d
 	}
 	if p.call {
 		if s.sink == nil {
-			return // a call is for a service that is there now, not for a queue
+			return d // a call is for a service that is there now, not for a queue
 		}
 		s.noteCall(p.msg, p.answerable)
 	}
-	if s.sink != nil {
-		p.online++
-	}
+	d.online = s.sink != nil
 	if qos == 0 && s.ready {
-		r := s.sink.Send(Delivery{Msg: p.msg, Retain: retain, SubIDs: ids, Many: p.many, Batch: p.batch})
+		r := s.sink.Send(Delivery{Msg: p.msg, Retain: retain, SubIDs: ids, Many: p.many, Batch: p.batch,
+			Expiry: expiryLeft(p.msg, p.at)})
 		s.countSend(r)
-		p.sent(s, r)
-		return
+		d.wait = s.congestion(r)
+		return d
 	}
 	if qos == 0 && !s.b.cfg.QueueQoS0 {
 		s.b.stats.DroppedOffline.Add(1)
-		return
+		return d
 	}
 	it := store.Item{Msg: p.keep(), QoS: qos, Retain: retain, SubIDs: ids, Shared: p.many}
 	if s.ready && s.queue.Len() == 0 && s.inflight.hasRoom(s.inflightMax, s.b.cfg.MaxInflightBytes) {
-		r, err := s.sendNew(it, p.many, p.batch)
-		if err != nil {
-			p.fail(err)
-		}
+		r, err := s.sendNew(it, p.at, p.many, p.batch)
+		d.err = err
 		if r != Busy {
-			p.stored = p.stored || (s.durable() && qos > 0 && r != TooLarge)
-			p.sent(s, r)
-			return
+			d.stored = s.durable() && qos > 0 && r != TooLarge
+			d.wait = s.congestion(r)
+			return d
 		}
 	}
 	if err := s.enqueue(it); err != nil {
-		p.fail(err)
-		return
+		d.err = err
+		return d
 	}
-	p.stored = p.stored || s.durable()
+	d.stored = s.durable()
+	return d
 }
 
 // countSend records the outcome of a QoS 0 send.
@@ -182,7 +211,7 @@ func (s *Session) enqueue(it store.Item) error {
 			(lim.MaxBytes > 0 && s.queue.Bytes()+size > lim.MaxBytes)
 	}
 	if full() {
-		s.dropExpired(now(), -1)
+		s.dropExpired(s.b.now(), -1)
 	}
 	if full() && lim.Policy == RefuseNew || lim.MaxBytes > 0 && size > lim.MaxBytes {
 		s.refused++
@@ -255,9 +284,10 @@ func (s *Session) tooOld(m *message.Message, t int64) bool {
 // the same sync the publisher's acknowledgement (or the queue's Pop) waits for, so a crash before
 // the client acknowledges redelivers it.
 // batch is the publishing connection's (Delivery.Batch), nil when the queue drains.
-func (s *Session) sendNew(it store.Item, many bool, batch *Batch) (SendResult, error) {
+func (s *Session) sendNew(it store.Item, t int64, many bool, batch *Batch) (SendResult, error) {
 	pid := s.inflight.nextID()
-	r := s.sink.Send(Delivery{Msg: it.Msg, QoS: it.QoS, PacketID: pid, Retain: it.Retain, SubIDs: it.SubIDs, Many: many, Batch: batch})
+	r := s.sink.Send(Delivery{Msg: it.Msg, QoS: it.QoS, PacketID: pid, Retain: it.Retain, SubIDs: it.SubIDs,
+		Many: many, Batch: batch, Expiry: expiryLeft(it.Msg, t)})
 	switch r {
 	case Busy:
 		s.waitDrain = true
@@ -277,7 +307,7 @@ func (s *Session) sendNew(it store.Item, many bool, batch *Batch) (SendResult, e
 
 // pump moves queued items to the connection while the window and the connection allow.
 func (s *Session) pump() {
-	t := now()
+	t := s.b.now()
 	for s.ready && !s.waitDrain {
 		it, ok, err := s.queue.Front()
 		if err != nil {
@@ -295,13 +325,13 @@ func (s *Session) pump() {
 			continue
 		}
 		if it.QoS == 0 {
-			r := s.sink.Send(Delivery{Msg: it.Msg, Retain: it.Retain, SubIDs: it.SubIDs})
+			r := s.sink.Send(Delivery{Msg: it.Msg, Retain: it.Retain, SubIDs: it.SubIDs, Expiry: expiryLeft(it.Msg, t)})
 			if r == Busy {
 				s.waitDrain = true
 				return
 			}
 			s.countSend(r)
-		} else if r, err := s.sendNew(it, false, nil); r == Busy || err != nil {
+		} else if r, err := s.sendNew(it, t, false, nil); r == Busy || err != nil {
 			return
 		}
 		if err := s.queue.Pop(); err != nil {

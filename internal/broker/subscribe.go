@@ -100,12 +100,12 @@ func (c *Client) SendRetained(results []SubscribeResult) {
 		if sub.RetainHandling == 2 || (sub.RetainHandling == 1 && r.Existed) {
 			continue
 		}
-		t := now()
+		t := c.b.now()
 		for _, m := range c.b.retained.match(sub.filter.Path) {
 			if m.Expired(t) {
 				continue
 			}
-			p := publication{msg: m, owned: m, many: true}
+			p := publication{msg: m, owned: m, at: t, many: true}
 			c.s.deliver(&p, min(m.QoS, sub.QoS), true, sub.ids)
 		}
 	}

@@ -1,25 +1,26 @@
 package broker
 
-import "time"
-
-// sweepLoop removes expired messages from queues in the background, a bounded amount per tick,
-// so a client that never comes back does not keep its expired backlog on disk forever.
-func (b *Broker) sweepLoop() {
-	defer close(b.sweepDone)
-	if b.cfg.SweepInterval <= 0 {
-		<-b.stopSweep
+// scheduleSweep arranges the next sweep of expired messages, a bounded amount each
+// SweepInterval, so a client that never comes back does not keep its expired backlog on disk
+// forever.
+func (b *Broker) scheduleSweep() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.cfg.SweepInterval <= 0 {
 		return
 	}
-	tick := time.NewTicker(b.cfg.SweepInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-b.stopSweep:
+	b.sweepTimer = b.clock.AfterFunc(b.cfg.SweepInterval, func() {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
 			return
-		case <-tick.C:
-			b.sweep(b.cfg.SweepBudget)
 		}
-	}
+		b.sweeping.Add(1)
+		b.mu.Unlock()
+		b.sweep(b.cfg.SweepBudget)
+		b.sweeping.Done()
+		b.scheduleSweep()
+	})
 }
 
 // sweep drops expired messages from the heads of offline sessions' queues, at most budget in all,
@@ -32,7 +33,7 @@ func (b *Broker) sweep(budget int) int {
 		sessions = append(sessions, s)
 	}
 	b.mu.Unlock()
-	t := now()
+	t := b.now()
 	n := 0
 	for _, s := range sessions {
 		s.mu.Lock()

@@ -70,7 +70,7 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, topicName s
 		if err != nil || n == 0 {
 			return bad("expiry must be a positive number of seconds")
 		}
-		m.Expires = time.Now().Add(time.Duration(n) * time.Second).UnixNano()
+		m.ExpiryInterval = uint32(n)
 	}
 	m.Props.ContentType = q.Get("content_type")
 	if m.Props.ContentType == "" {

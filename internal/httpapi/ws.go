@@ -248,7 +248,7 @@ func (s *Server) wsHandle(c *broker.Client, p *auth.Principal, q *wsRequest) any
 		}
 		m.Props.ContentType = q.ContentType
 		if q.Expiry > 0 {
-			m.Expires = time.Now().Add(time.Duration(q.Expiry) * time.Second).UnixNano()
+			m.ExpiryInterval = q.Expiry
 		}
 		for _, u := range q.UserProperties {
 			m.Props.User = append(m.Props.User, message.UserProperty{Key: u.Key, Value: u.Value})

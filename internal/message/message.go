@@ -43,7 +43,12 @@ type Message struct {
 	// Time is when the core accepted the message, in Unix nanoseconds.
 	Time int64
 	// Expires is the Unix-nanosecond instant after which the message is no longer delivered; 0 never.
+	// The core sets it from ExpiryInterval.
 	Expires int64
+	// ExpiryInterval is how long the message may live, in seconds, from when the core accepts it
+	// (a will: from its CONNECT); 0 forever. A face sets it from the client's request, and the core
+	// turns it into Expires on its own clock, so expiry is computed in one place.
+	ExpiryInterval uint32
 	// Sender is the authenticated identity of the publisher ("" for anonymous clients).
 	Sender string
 	Props  Properties
@@ -124,7 +129,7 @@ func (m *Message) dataLen() int {
 // buffers are reused. Topic, payload and properties share one allocation.
 func (m *Message) Clone() *Message {
 	c := &Message{
-		ID: m.ID, QoS: m.QoS, Retain: m.Retain, Time: m.Time, Expires: m.Expires,
+		ID: m.ID, QoS: m.QoS, Retain: m.Retain, Time: m.Time, Expires: m.Expires, ExpiryInterval: m.ExpiryInterval,
 		Props: Properties{PayloadFormat: m.Props.PayloadFormat},
 	}
 	a := arena(make([]byte, 0, m.dataLen()))

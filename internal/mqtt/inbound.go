@@ -407,7 +407,7 @@ func (c *conn) onDisconnect(flags byte, body []byte) error {
 func borrowMessageProps(pr *packet.Properties, m *message.Message, users *[]message.UserProperty) error {
 	m.Props.PayloadFormat = pr.PayloadFormat
 	if pr.Has(packet.PropMessageExpiry) {
-		m.Expires = time.Now().Add(time.Duration(pr.MessageExpiry) * time.Second).UnixNano()
+		m.ExpiryInterval = pr.MessageExpiry
 	}
 	if pr.Has(packet.PropContentType) {
 		m.Props.ContentType = bytesString(pr.ContentType)
@@ -430,14 +430,15 @@ func borrowMessageProps(pr *packet.Properties, m *message.Message, users *[]mess
 	return nil
 }
 
-// setMessageProps writes a message's properties into an outgoing PUBLISH.
-func setMessageProps(pr *packet.Properties, m *message.Message, subIDs []uint32) {
+// setMessageProps writes a message's properties into an outgoing PUBLISH; expiry is the
+// remaining interval the core computed (Delivery.Expiry).
+func setMessageProps(pr *packet.Properties, m *message.Message, subIDs []uint32, expiry uint32) {
 	if m.Props.PayloadFormat != 0 {
 		pr.PayloadFormat = m.Props.PayloadFormat
 		pr.Set(packet.PropPayloadFormat)
 	}
-	if left, ok := m.RemainingExpiry(time.Now().UnixNano()); ok {
-		pr.MessageExpiry = left
+	if expiry > 0 {
+		pr.MessageExpiry = expiry
 		pr.Set(packet.PropMessageExpiry)
 	}
 	if m.Props.ContentType != "" {

@@ -158,7 +158,7 @@ func (c *conn) encodePublish(dst []byte, d broker.Delivery, withAlias bool) ([]b
 	p.Payload = m.Payload
 	p.Props.Reset()
 	if c.version == packet.V5 {
-		setMessageProps(&p.Props, m, d.SubIDs)
+		setMessageProps(&p.Props, m, d.SubIDs, d.Expiry)
 		if withAlias && c.aliases != nil {
 			if alias, known := c.aliases.lookup(m.Topic); alias != 0 {
 				p.Props.TopicAlias = alias

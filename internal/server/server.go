@@ -20,6 +20,7 @@ import (
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/certs"
+	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/httpapi"
 	"github.com/ternmq/tern/internal/mailbox"
@@ -59,9 +60,23 @@ type Server struct {
 	closeOnce sync.Once
 }
 
+// Option adjusts how Start builds tern beyond its configuration.
+type Option func(*options)
+
+type options struct {
+	clock clock.Clock
+}
+
+// WithClock runs the core on c instead of the system clock (tests move a fake one by hand).
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
+
 // Start builds tern from cfg and starts every configured listener. Listener addresses with port 0
 // get a free port; Addr tells which.
-func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
+func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -82,6 +97,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	bc := brokerConfig(cfg)
 	bc.Auth = a
+	bc.Clock = o.clock
 	b, err := broker.New(bc, st, log)
 	if err != nil {
 		_ = st.Close()

@@ -15,6 +15,12 @@ import (
 // srv.Addr("mqtt"), srv.Addr("http") and srv.Addr("unix").
 func Start(t testing.TB, opts ...func(*config.Config)) *server.Server {
 	t.Helper()
+	return StartWith(t, nil, opts...)
+}
+
+// StartWith is Start with options of server.Start (a fake clock, say).
+func StartWith(t testing.TB, sopts []server.Option, opts ...func(*config.Config)) *server.Server {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = "" // memory only unless a test asks for a data directory
 	cfg.Listen = config.Listen{
@@ -25,7 +31,7 @@ func Start(t testing.TB, opts ...func(*config.Config)) *server.Server {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	srv, err := server.Start(cfg, nil)
+	srv, err := server.Start(cfg, nil, sopts...)
 	if err != nil {
 		t.Fatalf("starting tern: %v", err)
 	}
