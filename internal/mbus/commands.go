@@ -22,85 +22,69 @@ func (s *Server) serverEvent(name string, payload any) {
 	}
 }
 
-// serverCommand answers a command to org.mbus.server.
+// serverRequest is a command to the broker: its sequence, for the answer, and its payload's
+// fields.
+type serverRequest struct {
+	seq *int
+	req map[string]json.RawMessage
+}
+
+// str is a string field of the payload ("" when missing or not a string).
+func (r serverRequest) str(k string) string {
+	var v string
+	_ = json.Unmarshal(r.req[k], &v)
+	return v
+}
+
+// serverCommand answers a command addressed to the broker itself, as mBus's server does.
 func (c *conn) serverCommand(m Message) {
-	c.mu.Lock()
-	id, client, p := c.id, c.client, c.principal
-	c.mu.Unlock()
-	var req map[string]json.RawMessage
-	_ = json.Unmarshal(m.Payload, &req)
-	str := func(k string) string {
-		var v string
-		_ = json.Unmarshal(req[k], &v)
-		return v
+	r := serverRequest{seq: m.Sequence}
+	_ = json.Unmarshal(m.Payload, &r.req)
+	if m.Identifier == "command.result" {
+		c.resultFromCallee(m, r.req)
+		return
 	}
-	ok := func(payload any) { c.result(m.Sequence, 0, payload) }
-	no := func() { c.result(m.Sequence, -1, struct{}{}) }
+	answer, ok := c.serverAnswer(m, r)
+	if !ok {
+		c.result(r.seq, -1, struct{}{})
+		return
+	}
+	c.result(r.seq, 0, answer)
+	if m.Identifier == "command.close" {
+		answer.(closeTarget).conn.close("close_command")
+	}
+}
+
+// closeTarget is command.close's answer: empty, then the client is closed.
+type closeTarget struct {
+	conn *conn
+}
+
+// serverAnswer is the payload of a successful answer to a broker command; ok is false for a
+// refusal (mBus status -1).
+func (c *conn) serverAnswer(m Message, r serverRequest) (answer any, ok bool) {
 	switch m.Identifier {
-	case "command.create":
-		no() // twice
 	case "command.subscribe", "command.unsubscribe":
-		source, event := str("source"), str("event")
+		source, event := r.str("source"), r.str("event")
 		if source == "" || event == "" {
-			no()
-			return
+			return nil, false
 		}
-		f := subscriptionFilter(source, event)
-		key := [2]string{source, event}
-		if m.Identifier == "command.subscribe" {
-			if res := client.Subscribe([]broker.SubscribeRequest{{Filter: f}}); res[0].Err != nil {
-				no()
-				return
-			}
-			c.mu.Lock()
-			c.subs[key] = true
-			c.mu.Unlock()
-			ok(struct{}{}) // the core announces it; the relay makes it the mBus event
-			return
-		}
-		c.mu.Lock()
-		had := c.subs[key]
-		delete(c.subs, key)
-		c.mu.Unlock()
-		if !had {
-			no()
-			return
-		}
-		client.Unsubscribe([]string{f})
-		ok(struct{}{})
+		// The core announces a subscription; the relay makes it the mBus event.
+		return struct{}{}, track(c, c.subs, [2]string{source, event}, subscriptionFilter(source, event),
+			m.Identifier == "command.subscribe")
 	case "command.register", "command.unregister":
 		// "service" (tern's, ignored by mBus) opts in to sharing: the client serves the command
 		// as one instance of that namespace, and each call to it goes to one instance.
-		key := registration{service: str("service"), cmd: str("command")}
+		key := registration{service: r.str("service"), cmd: r.str("command")}
 		if key.cmd == "" {
-			no()
-			return
+			return nil, false
 		}
-		f := procedureTopic(id, key.cmd)
+		f := procedureTopic(c.identifier(), key.cmd)
 		if key.service != "" {
 			f = sharedProcedureFilter(key.service, key.cmd)
 		}
-		if m.Identifier == "command.register" {
-			if res := client.Subscribe([]broker.SubscribeRequest{{Filter: f}}); res[0].Err != nil {
-				no()
-				return
-			}
-			c.mu.Lock()
-			c.cmds[key] = true
-			c.mu.Unlock()
-			ok(struct{}{})
-			return
-		}
-		c.mu.Lock()
-		had := c.cmds[key]
-		delete(c.cmds, key)
-		c.mu.Unlock()
-		if !had {
-			no() // mBus crashes here; tern answers -1
-			return
-		}
-		client.Unsubscribe([]string{f})
-		ok(struct{}{})
+		// Unregistering what was not registered crashes mBus; tern answers -1.
+		return struct{}{}, track(c, c.cmds, key, f, m.Identifier == "command.register")
 	case "command.event":
 		var ev struct {
 			Destination string          `json:"org.mbus.method.tag.destination"`
@@ -108,20 +92,17 @@ func (c *conn) serverCommand(m Message) {
 			Payload     json.RawMessage `json:"org.mbus.method.tag.payload"`
 		}
 		if json.Unmarshal(m.Payload, &ev) != nil || ev.Destination == "" || ev.Identifier == "" || ev.Payload == nil {
-			no()
-			return
+			return nil, false
 		}
 		c.event(ev.Destination, ev.Identifier, ev.Payload)
-		ok(struct{}{})
-	case "command.result":
-		c.resultFromCallee(m, req)
+		return struct{}{}, true
 	case "command.status":
 		var out []clientInfo
 		for _, o := range c.srv.all() {
 			out = append(out, o.info())
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Source < out[j].Source })
-		ok(orEmpty(out))
+		return orEmpty(out), true
 	case "command.clients":
 		var ids []string
 		for _, o := range c.srv.all() {
@@ -130,28 +111,53 @@ func (c *conn) serverCommand(m Message) {
 			}
 		}
 		sort.Strings(ids)
-		ok(orEmpty(ids))
+		return orEmpty(ids), true
 	case "command.client":
-		o := c.srv.byID(str("source"))
+		o := c.srv.byID(r.str("source"))
 		if o == nil {
-			no()
-			return
+			return nil, false
 		}
-		ok(o.info())
+		return o.info(), true
 	case "command.close":
 		// Closing others is administration: it needs the admin grant. Nobody stops the
 		// broker this way.
-		target := str("source")
+		target := r.str("source")
 		o := c.srv.byID(target)
+		c.mu.Lock()
+		p := c.principal
+		c.mu.Unlock()
 		if o == nil || target == ServerID || !p.Allow(auth.Admin, "mbus/clients") {
-			no()
-			return
+			return nil, false
 		}
-		ok(struct{}{})
-		o.close("close_command")
-	default:
-		no()
+		return closeTarget{conn: o}, true
+	default: // including a second command.create
+		return nil, false
 	}
+}
+
+// track subscribes the client to filter and records key in set (on), or undoes both (off); it
+// reports false when the core refuses the subscription or key was not there to undo.
+func track[K comparable](c *conn, set map[K]bool, key K, filter string, on bool) bool {
+	c.mu.Lock()
+	client := c.client
+	c.mu.Unlock()
+	if on {
+		if res := client.Subscribe([]broker.SubscribeRequest{{Filter: filter}}); res[0].Err != nil {
+			return false
+		}
+		c.mu.Lock()
+		set[key] = true
+		c.mu.Unlock()
+		return true
+	}
+	c.mu.Lock()
+	had := set[key]
+	delete(set, key)
+	c.mu.Unlock()
+	if had {
+		client.Unsubscribe([]string{filter})
+	}
+	return had
 }
 
 // resultFromCallee completes a call this client received: {destination: caller, identifier:
