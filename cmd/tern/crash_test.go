@@ -33,12 +33,28 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	addr := freeAddr(t)
 	srv := startTernProcess(t, bin, dir, addr)
 
+	// The kill times and the subscriber's comings and goings are random; TERN_CRASH_SEED replays
+	// a run.
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("TERN_CRASH_SEED"); v != "" {
+		if _, err := fmt.Sscan(v, &seed); err != nil {
+			t.Fatalf("TERN_CRASH_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (TERN_CRASH_SEED=%d replays it)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	subRng := rand.New(rand.NewPCG(seed, 8))
+
 	const publishers = 3
 	rec := newReceipts()
-	// The subscription exists (on disk) before anything is published.
-	subscribeOnce(addr, rec, 0, func() bool { return true })
+	// The subscription exists (on disk) before anything is published; without it the test
+	// would prove nothing.
+	if err := subscribeOnce(addr, rec, 0, func() bool { return true }); err != nil {
+		t.Fatalf("the first subscribe failed: %v (server log in %s)", err, srv.logPath)
+	}
 	var acked sync.Map // payload -> struct{}
 	var nAcked atomic.Int64
+	ackSeen := make(chan struct{}, 1)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for p := range publishers {
@@ -48,25 +64,34 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 			publishLoop(addr, fmt.Sprintf("crash-pub-%d", p), stop, func(payload string) {
 				acked.Store(payload, struct{}{})
 				nAcked.Add(1)
+				select {
+				case ackSeen <- struct{}{}:
+				default:
+				}
 			})
 		}()
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		subscriberLoop(addr, rec, stop)
+		subscriberLoop(addr, rec, stop, subRng)
 	}()
 
 	kills := 5
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	for i := range kills {
-		// Let the load run a random while, and make sure something was acknowledged in this
-		// round, so every kill lands on a server that is busy.
+		// Make sure something was acknowledged in this round, so every kill lands on a server
+		// that is busy, then let the load run a random while.
 		before := nAcked.Load()
-		deadline := time.Now().Add(20 * time.Second)
-		for nAcked.Load() < before+50 && time.Now().Before(deadline) {
-			waitFor(20 * time.Millisecond)
+		busy := time.NewTimer(20 * time.Second)
+		for nAcked.Load() < before+50 {
+			select {
+			case <-ackSeen:
+				continue
+			case <-busy.C:
+				t.Fatalf("round %d: fewer than 50 publishes acknowledged in 20 s (server log in %s)", i+1, srv.logPath)
+			}
 		}
+		busy.Stop()
 		waitFor(time.Duration(100+rng.IntN(600)) * time.Millisecond)
 		srv.kill(t)
 		t.Logf("kill %d/%d after %d acknowledged in all", i+1, kills, nAcked.Load())
@@ -90,7 +115,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	acked.Range(func(_, _ any) bool { want++; return true })
 	drainDeadline := time.Now().Add(30 * time.Second)
 	for len(missing()) > 0 && time.Now().Before(drainDeadline) {
-		subscribeOnce(addr, rec, 2*time.Second, func() bool { return len(missing()) == 0 })
+		_ = subscribeOnce(addr, rec, 2*time.Second, func() bool { return len(missing()) == 0 })
 	}
 	lost := missing()
 	delivered, dups := rec.counts()
@@ -185,28 +210,30 @@ func publishLoop(addr, id string, stop <-chan struct{}, ok func(string)) {
 
 // subscriberLoop keeps the persistent subscriber coming and going: online for a while, offline
 // for a while, so messages both stream to it and queue for it.
-func subscriberLoop(addr string, rec *receipts, stop <-chan struct{}) {
+func subscriberLoop(addr string, rec *receipts, stop <-chan struct{}, rng *rand.Rand) {
 	for {
 		select {
 		case <-stop:
 			return
 		default:
 		}
-		subscribeOnce(addr, rec, time.Duration(200+rand.IntN(500))*time.Millisecond, nil)
+		// Failures are expected here: the server is killed at random moments.
+		_ = subscribeOnce(addr, rec, time.Duration(200+rng.IntN(500))*time.Millisecond, nil)
 		select {
 		case <-stop:
 			return
-		case <-time.After(time.Duration(100+rand.IntN(400)) * time.Millisecond):
+		case <-time.After(time.Duration(100+rng.IntN(400)) * time.Millisecond):
 		}
 	}
 }
 
-// subscribeOnce connects the subscriber's session for up to d, or until done says so.
-func subscribeOnce(addr string, rec *receipts, d time.Duration, done func() bool) {
+// subscribeOnce connects the subscriber's session for up to d, or until done says so, and
+// reports why it could not connect or subscribe.
+func subscribeOnce(addr string, rec *receipts, d time.Duration, done func() bool) error {
 	c, err := dialV5(addr, "crash-sub", false, func(p string) { rec.add(p) })
 	if err != nil {
 		waitFor(20 * time.Millisecond)
-		return
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_, err = c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "crash/#", QoS: 1}}})
@@ -225,6 +252,7 @@ func subscribeOnce(addr string, rec *receipts, d time.Duration, done func() bool
 		}
 	}
 	_ = c.Disconnect(&paho.Disconnect{})
+	return err
 }
 
 func dialV5(addr, id string, clean bool, onMsg func(string)) (*paho.Client, error) {

@@ -104,19 +104,7 @@ const handoffAfter = time.Second
 // completed the last packet, and bytes of a packet that never completes do not move it.
 func (c *conn) loop(fresh bool) {
 	for {
-		var due time.Time
-		if c.keepAlive > 0 {
-			due = c.rd.lastPacket.Add(c.keepAlive + c.keepAlive/2)
-		}
-		wait := due
-		lazy := !fresh && c.rd.raw != nil
-		if lazy {
-			if h := c.rd.readAt.Add(handoffAfter); due.IsZero() || h.Before(due) {
-				wait = h
-			} else {
-				lazy = false
-			}
-		}
+		wait, lazy := readDeadline(c.rd.lastPacket, c.rd.readAt, c.keepAlive, !fresh && c.rd.raw != nil)
 		typ, flags, body, err := c.rd.next(wait, lazy)
 		if err == errWouldBlock {
 			go c.loop(true)
@@ -139,6 +127,23 @@ func (c *conn) loop(fresh bool) {
 			return
 		}
 	}
+}
+
+// readDeadline is when the reader's next wait ends. The keep-alive deadline is 1.5 times the keep
+// alive after the read that completed the last packet (zero keep alive: none); a goroutine that
+// may hand its wait over (canLazy) waits instead until handoffAfter past the last bytes, when that
+// comes first, and lazy says so. A fresh goroutine's wait ends at the same keep-alive deadline, so
+// a hand-off never restarts the keep alive.
+func readDeadline(lastPacket, readAt time.Time, keepAlive time.Duration, canLazy bool) (deadline time.Time, lazy bool) {
+	if keepAlive > 0 {
+		deadline = lastPacket.Add(keepAlive + keepAlive/2)
+	}
+	if canLazy {
+		if h := readAt.Add(handoffAfter); deadline.IsZero() || h.Before(deadline) {
+			return h, true
+		}
+	}
+	return deadline, false
 }
 
 // fail ends the connection after an error, telling an MQTT 5 client why when the error has a

@@ -160,6 +160,8 @@ func (c *conn) stall(drained <-chan struct{}) {
 		return
 	default:
 	}
+	// Counted as the pause begins, so a pause under way shows.
+	c.srv.stats.PublishStalls.Add(1)
 	c.batch.Flush()
 	if c.stallTimer == nil {
 		c.stallTimer = time.NewTimer(c.srv.cfg.PublishStall)
@@ -171,7 +173,6 @@ func (c *conn) stall(drained <-chan struct{}) {
 		c.stallTimer.Stop()
 	case <-c.stallTimer.C:
 	}
-	c.srv.stats.PublishStalls.Add(1)
 }
 
 // publishCode maps a core publish error to a reason code, and says whether the connection must

@@ -190,7 +190,8 @@ func TestAuthURLSlowFailsPromptly(t *testing.T) {
 		if got := rawConnack(t, srv, packet.V5, "slow", "slow", "pw", nil); got != packet.ServerUnavailable {
 			t.Fatalf("slow URL, attempt %d: %v", i, got)
 		}
-		if took := time.Since(start); took < 150*time.Millisecond || took > 2*time.Second {
+		// Promptly: before the handler returned (checked below), and not before the timeout.
+		if took := time.Since(start); took < 150*time.Millisecond {
 			t.Fatalf("refused after %v with a 200 ms url_timeout", took)
 		}
 		if n := f.requests("slow"); n != i {
