@@ -13,6 +13,7 @@ import (
 
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/clock"
+	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/store/memstore"
 	"github.com/ternmq/tern/internal/topic"
@@ -59,19 +60,50 @@ type Config struct {
 	Clock clock.Clock
 }
 
-// DefaultConfig returns the limits `tern serve` uses when nothing is configured.
-func DefaultConfig() Config {
-	return Config{
-		MaxInflight:       1024,
-		MaxInflightBytes:  8 << 20,
-		Queue:             QueueLimits{MaxMessages: 10000, MaxBytes: 64 << 20},
+// DefaultConfig returns the limits `tern serve` uses when nothing is configured: config.Default's.
+func DefaultConfig() Config { return ConfigFrom(config.Default()) }
+
+// ConfigFrom is the core's part of a configuration. The settings users do not configure (the
+// sweep, the match cache) get their fixed values here.
+func ConfigFrom(cfg config.Config) Config {
+	c := Config{
+		MaxInflight:       cfg.Session.MaxInflight,
+		MaxInflightBytes:  cfg.Session.MaxInflightBytes,
+		Queue:             queueLimits(cfg.Session.QueueLimits),
+		QueueQoS0:         cfg.Session.QueueQoS0,
+		MaxSessionExpiry:  uint32(cfg.Session.MaxExpiry / time.Second),
+		MaxSubscriptions:  cfg.Session.MaxSubscriptions,
+		MaxQoS:            byte(cfg.MQTT.MaxQoS),
+		RetainAvailable:   cfg.MQTT.RetainAvailable,
+		Limits:            abuseLimits(cfg.Limits),
+		LogInterval:       cfg.Limits.LogInterval,
 		SweepInterval:     time.Second,
 		SweepBudget:       10000,
-		QueueQoS0:         true,
-		MaxQoS:            2,
-		RetainAvailable:   true,
-		MaxSubscriptions:  10000,
 		MatchCacheEntries: 65536,
+	}
+	for _, r := range cfg.Session.QueueRules {
+		c.QueueRules = append(c.QueueRules, QueueRule{ClientID: r.ClientID, Limits: queueLimits(r.QueueLimits)})
+	}
+	return c
+}
+
+func queueLimits(q config.QueueLimits) QueueLimits {
+	l := QueueLimits{MaxMessages: q.MaxQueuedMessages, MaxBytes: q.MaxQueuedBytes, MaxAge: q.MaxQueueAge}
+	if q.QueueFullPolicy == "refuse" {
+		l.Policy = RefuseNew
+	}
+	return l
+}
+
+func abuseLimits(l config.Limits) AbuseLimits {
+	return AbuseLimits{
+		MaxConnections:            l.MaxConnections,
+		MaxConnectionsPerIdentity: l.MaxConnectionsPerIdentity,
+		PublishRate:               l.PublishRate,
+		PublishBurst:              l.PublishBurst,
+		PublishBytesRate:          l.PublishBytesRate,
+		MaxThrottle:               l.MaxThrottle,
+		MaxPayload:                l.MaxPayload,
 	}
 }
 

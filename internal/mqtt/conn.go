@@ -209,7 +209,7 @@ func (c *conn) handshake() error {
 		if errors.As(err, &de) && de.Code == packet.PacketTooLarge && typ == packet.CONNECT {
 			c.srv.stats.ConnectTooLarge.Add(1)
 			if c.rd.connectVersion(deadline) == packet.V5 {
-				c.version = packet.V5
+				c.setVersion(packet.V5, true)
 				c.refuse(packet.PacketTooLarge, fmt.Sprintf("CONNECT larger than %d bytes", c.rd.maxSize))
 			}
 		}
@@ -222,17 +222,16 @@ func (c *conn) handshake() error {
 	if err := p.Decode(flags, body, 0); err != nil {
 		var de *packet.Error
 		if errors.As(err, &de) && p.Version == packet.V5 {
-			c.version = packet.V5
+			c.setVersion(packet.V5, true)
 			c.refuse(de.Code, de.Reason)
 		} else if errors.As(err, &de) && de.Code == packet.UnsupportedProtocolVersion {
 			// The client speaks a level we do not: answer in the 3.1.1 form every level understands.
-			c.version = packet.V311
+			c.setVersion(packet.V311, true)
 			c.refuse(packet.UnsupportedProtocolVersion, de.Reason)
 		}
 		return err
 	}
-	c.version = p.Version
-	c.problemInfo = !p.Props.Has(packet.PropRequestProblemInfo) || p.Props.RequestProblemInfo == 1
+	c.setVersion(p.Version, !p.Props.Has(packet.PropRequestProblemInfo) || p.Props.RequestProblemInfo == 1)
 
 	req, code, reason := c.connectRequest(&p)
 	if code != packet.Success {
@@ -260,6 +259,15 @@ func (c *conn) handshake() error {
 	c.writePacket(c.connack(&p, res), nil)
 	client.Start()
 	return nil
+}
+
+// setVersion records the protocol level and whether the client wants reason strings. They are
+// written under the outgoing side's lock because a shutdown may encode a DISCONNECT from another
+// goroutine while CONNECT is being handled; after the handshake they never change.
+func (c *conn) setVersion(v packet.Version, problemInfo bool) {
+	c.out.Lock()
+	c.version, c.problemInfo = v, problemInfo
+	c.out.Unlock()
 }
 
 // connectRequest validates CONNECT and turns it into the core's request.

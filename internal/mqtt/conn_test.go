@@ -283,33 +283,50 @@ func TestBackpressurePausesPublisherInsteadOfDropping(t *testing.T) {
 	pub.connect("fast", 0)
 	frame, _ := (&packet.Publish{Topic: []byte("s/x"), Payload: make([]byte, 4096)}).Append(nil, packet.V311)
 	// The subscriber reads nothing, so kernel buffers fill first, then tern's; at half of
-	// OutboundBuffer tern stops reading the publisher, and counts the stall.
-	sent := 0
-	_ = pub.nc.SetWriteDeadline(time.Now().Add(20 * time.Second))
-	for srv.Stats().PublishStalls.Load() == 0 {
-		if _, err := pub.nc.Write(frame); err != nil {
-			t.Fatalf("publisher never paused after %d messages to a receiver that reads nothing: %v", sent, err)
-		}
-		sent++
-	}
-	got := make(chan int)
+	// OutboundBuffer tern stops reading the publisher, and counts the stall. The publisher writes
+	// on a goroutine of its own, since its writes block once tern stops reading, and stops at
+	// its first write after the stall was counted.
+	sent := make(chan int, 1)
 	go func() {
 		n := 0
-		for n < sent {
-			if _, err := sub.recv(10 * time.Second); err != nil {
+		_ = pub.nc.SetWriteDeadline(time.Now().Add(40 * time.Second))
+		for srv.Stats().PublishStalls.Load() == 0 {
+			if _, err := pub.nc.Write(frame); err != nil {
 				break
 			}
 			n++
 		}
-		got <- n
+		sent <- n
 	}()
-	// The pause ends when the receiver has caught up: the publisher is answered again.
+	eventually(t, 20*time.Second, "the publisher paused", func() bool { return srv.Stats().PublishStalls.Load() > 0 })
+
+	// The receiver catches up: everything arrives, then the marker published after it.
+	received := make(chan int, 1)
+	go func() {
+		n := 0
+		for {
+			p, err := sub.recv(10 * time.Second)
+			if pp, ok := p.(*packet.Publish); err != nil || ok && string(pp.Payload) == "end" {
+				break
+			}
+			n++
+		}
+		received <- n
+	}()
+	var n int
+	select {
+	case n = <-sent:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the publisher stayed paused while the receiver read")
+	}
+	// The pause is over: the publisher is answered again.
 	pub.send(&packet.Pingreq{})
 	if _, err := pub.recv(10 * time.Second); err != nil {
 		t.Fatalf("publisher still paused after the receiver caught up: %v", err)
 	}
-	if n := <-got; n != sent {
-		t.Fatalf("receiver got %d of %d", n, sent)
+	pub.send(&packet.Publish{Topic: []byte("s/x"), Payload: []byte("end")})
+	if got := <-received; got != n {
+		t.Fatalf("receiver got %d of %d", got, n)
 	}
 	if d := srv.broker.Stats().DroppedSlow.Load(); d != 0 {
 		t.Fatalf("%d messages dropped", d)

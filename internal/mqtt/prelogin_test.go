@@ -268,3 +268,15 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 	t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
 	return server, client
 }
+
+// eventually waits for cond, failing the test if it does not hold within timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

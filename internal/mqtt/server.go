@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/netio"
 )
@@ -50,22 +51,25 @@ type Config struct {
 	PublishStall time.Duration
 }
 
-// DefaultConfig returns the limits `tern serve` uses when nothing is configured.
-func DefaultConfig() Config {
+// DefaultConfig returns the limits `tern serve` uses when nothing is configured: config.Default's.
+func DefaultConfig() Config { return ConfigFrom(config.Default().MQTT) }
+
+// ConfigFrom is the face's part of the configuration.
+func ConfigFrom(m config.MQTT) Config {
 	return Config{
-		MaxPacketSize:       1 << 20,
-		ReceiveMax:          1024,
-		MaxKeepAlive:        0,
-		MaxInboundAliases:   64,
-		MaxOutboundAliases:  64,
-		MaxClientIDLength:   256,
-		ConnectTimeout:      10 * time.Second,
-		MaxConnectSize:      64 << 10,
-		ConnectMemory:       64 << 20,
-		WriteTimeout:        10 * time.Second,
-		OutboundBuffer:      1 << 20,
-		SlowConsumerTimeout: 30 * time.Second,
-		PublishStall:        5 * time.Millisecond,
+		MaxPacketSize:       m.MaxPacketSize,
+		ReceiveMax:          uint16(m.ReceiveMaximum),
+		MaxKeepAlive:        uint16(m.MaxKeepAlive),
+		MaxInboundAliases:   uint16(m.TopicAliasMaximum),
+		MaxOutboundAliases:  uint16(m.TopicAliasMaximum),
+		MaxClientIDLength:   m.MaxClientIDLength,
+		ConnectTimeout:      m.ConnectTimeout,
+		MaxConnectSize:      m.MaxConnectSize,
+		ConnectMemory:       m.ConnectMemory,
+		WriteTimeout:        m.WriteTimeout,
+		OutboundBuffer:      m.OutboundBuffer,
+		SlowConsumerTimeout: m.SlowConsumerTimeout,
+		PublishStall:        m.PublishStall,
 	}
 }
 

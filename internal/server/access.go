@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/ternmq/tern/internal/auth"
-	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/mailbox"
 	"github.com/ternmq/tern/internal/message"
@@ -38,17 +37,6 @@ func newAuthenticator(cfg config.Config, st auth.Store, log *slog.Logger) (*auth
 	return auth.New(ac, st, log)
 }
 
-func abuseLimits(l config.Limits) broker.AbuseLimits {
-	return broker.AbuseLimits{
-		MaxConnections:            l.MaxConnections,
-		MaxConnectionsPerIdentity: l.MaxConnectionsPerIdentity,
-		PublishRate:               l.PublishRate,
-		PublishBurst:              l.PublishBurst,
-		PublishBytesRate:          l.PublishBytesRate,
-		MaxThrottle:               l.MaxThrottle,
-		MaxPayload:                l.MaxPayload,
-	}
-}
 
 // checkOpen refuses to expose an open tern (nothing configured: everybody may do everything)
 // beyond loopback unless the configuration says so, and otherwise warns once.

@@ -95,7 +95,7 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 		_ = st.Close()
 		return nil, err
 	}
-	bc := brokerConfig(cfg)
+	bc := broker.ConfigFrom(cfg)
 	bc.Auth = a
 	bc.Clock = o.clock
 	b, err := broker.New(bc, st, log)
@@ -105,7 +105,7 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	}
 	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, Auth: a, addrs: map[string]net.Addr{},
 		tls: map[string]*certs.ServerTLS{}}
-	s.MQTT = mqtt.NewServer(b, mqttConfig(cfg), log)
+	s.MQTT = mqtt.NewServer(b, mqtt.ConfigFrom(cfg.MQTT), log)
 	s.MBus = mbus.NewServer(b, mbus.Config{}, log)
 	h := cfg.HTTP
 	s.HTTP = httpapi.New(b, httpapi.Config{MaxBody: h.MaxBody, StreamBuffer: h.StreamBuffer, Heartbeat: h.Heartbeat,
@@ -125,31 +125,6 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	return s, nil
 }
 
-func brokerConfig(cfg config.Config) broker.Config {
-	bc := broker.DefaultConfig()
-	bc.MaxInflight = cfg.Session.MaxInflight
-	bc.MaxInflightBytes = cfg.Session.MaxInflightBytes
-	bc.Queue = queueLimits(cfg.Session.QueueLimits)
-	for _, r := range cfg.Session.QueueRules {
-		bc.QueueRules = append(bc.QueueRules, broker.QueueRule{ClientID: r.ClientID, Limits: queueLimits(r.QueueLimits)})
-	}
-	bc.QueueQoS0 = cfg.Session.QueueQoS0
-	bc.MaxSessionExpiry = uint32(cfg.Session.MaxExpiry / time.Second)
-	bc.MaxSubscriptions = cfg.Session.MaxSubscriptions
-	bc.MaxQoS = byte(cfg.MQTT.MaxQoS)
-	bc.RetainAvailable = cfg.MQTT.RetainAvailable
-	bc.Limits = abuseLimits(cfg.Limits)
-	bc.LogInterval = cfg.Limits.LogInterval
-	return bc
-}
-
-func queueLimits(q config.QueueLimits) broker.QueueLimits {
-	l := broker.QueueLimits{MaxMessages: q.MaxQueuedMessages, MaxBytes: q.MaxQueuedBytes, MaxAge: q.MaxQueueAge}
-	if q.QueueFullPolicy == "refuse" {
-		l.Policy = broker.RefuseNew
-	}
-	return l
-}
 
 // openStore opens the durable store in the data directory, or a memory store without one.
 func openStore(cfg config.Config, log *slog.Logger) (store.Store, error) {
@@ -169,24 +144,6 @@ func openStore(cfg config.Config, log *slog.Logger) (store.Store, error) {
 	return st, nil
 }
 
-func mqttConfig(cfg config.Config) mqtt.Config {
-	m := cfg.MQTT
-	return mqtt.Config{
-		MaxPacketSize:       m.MaxPacketSize,
-		ReceiveMax:          uint16(m.ReceiveMaximum),
-		MaxKeepAlive:        uint16(m.MaxKeepAlive),
-		MaxInboundAliases:   uint16(m.TopicAliasMaximum),
-		MaxOutboundAliases:  uint16(m.TopicAliasMaximum),
-		MaxClientIDLength:   m.MaxClientIDLength,
-		ConnectTimeout:      m.ConnectTimeout,
-		MaxConnectSize:      m.MaxConnectSize,
-		ConnectMemory:       m.ConnectMemory,
-		WriteTimeout:        m.WriteTimeout,
-		OutboundBuffer:      m.OutboundBuffer,
-		SlowConsumerTimeout: m.SlowConsumerTimeout,
-		PublishStall:        m.PublishStall,
-	}
-}
 
 // loadTLS reads the certificates of a TLS listener ([tls] with its tls.listeners override).
 func (s *Server) loadTLS(name string) (*certs.ServerTLS, error) {
