@@ -37,7 +37,6 @@ func newAuthenticator(cfg config.Config, st auth.Store, log *slog.Logger) (*auth
 	return auth.New(ac, st, log)
 }
 
-
 // checkOpen refuses to expose an open tern (nothing configured: everybody may do everything)
 // beyond loopback unless the configuration says so, and otherwise warns once.
 func checkOpen(cfg config.Config, a *auth.Authenticator, log *slog.Logger) error {

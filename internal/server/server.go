@@ -125,7 +125,6 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	return s, nil
 }
 
-
 // openStore opens the durable store in the data directory, or a memory store without one.
 func openStore(cfg config.Config, log *slog.Logger) (store.Store, error) {
 	if cfg.DataDir == "" {
@@ -143,7 +142,6 @@ func openStore(cfg config.Config, log *slog.Logger) (store.Store, error) {
 	log.Info("durable store open", "data_dir", cfg.DataDir, "sync", cfg.Store.Sync)
 	return st, nil
 }
-
 
 // loadTLS reads the certificates of a TLS listener ([tls] with its tls.listeners override).
 func (s *Server) loadTLS(name string) (*certs.ServerTLS, error) {
