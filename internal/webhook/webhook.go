@@ -44,8 +44,9 @@ type Hook struct {
 
 // Config holds the limits of every webhook.
 type Config struct {
-	// AllowPrivate lets webhooks target loopback, private and link-local addresses (off: such
-	// targets are refused at creation and at every connection).
+	// AllowPrivate lets webhooks target addresses that are not globally reachable: loopback,
+	// private, link-local and the rest of guard.go's table (off: such targets are refused at
+	// creation and at every connection).
 	AllowPrivate bool
 	// Timeout bounds one delivery attempt.
 	Timeout time.Duration
