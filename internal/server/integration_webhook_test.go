@@ -27,6 +27,13 @@ func TestWebhookThroughTheAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "forbidden_target") {
 		t.Fatalf("loopback target without allow_private: %d %s", resp.StatusCode, body)
 	}
+	// Special-purpose ranges beyond the private ones, and IPv6 forms carrying a private IPv4.
+	for _, target := range []string{"http://192.0.0.9/", "http://198.18.0.1/", "http://[64:ff9b::a00:1]/", "http://[2002:c0a8:101::1]/"} {
+		resp, body := httpDo(t, "POST", "http://"+strict.Addr("http")+"/v1/webhooks", `{"filter":"orders/#","url":"`+target+`"}`)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "forbidden_target") {
+			t.Fatalf("%s without allow_private: %d %s", target, resp.StatusCode, body)
+		}
+	}
 
 	srv := startServer(t, func(c *config.Config) {
 		c.Webhooks.AllowPrivate = true

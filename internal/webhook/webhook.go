@@ -2,8 +2,9 @@
 // messages are POSTed to a URL, signed with HMAC-SHA256, retried with exponential backoff and
 // jitter, and moved to a dead-letter topic after too many failed attempts. Each webhook is a
 // persistent session in the core, so its queue survives restarts and a message is acknowledged
-// only once the endpoint answered 2xx (or it was dead-lettered). With the default concurrency of
-// one, messages arrive in order.
+// only once the endpoint answered 2xx (or it was dead-lettered): delivery is at least once. The
+// attempt count is kept on disk too (attempts.go), so a restart continues it. With the default
+// concurrency of one, messages arrive in order.
 package webhook
 
 import (
@@ -44,8 +45,9 @@ type Hook struct {
 
 // Config holds the limits of every webhook.
 type Config struct {
-	// AllowPrivate lets webhooks target loopback, private and link-local addresses (off: such
-	// targets are refused at creation and at every connection).
+	// AllowPrivate lets webhooks target addresses that are not globally reachable: loopback,
+	// private, link-local and the rest of guard.go's table (off: such targets are refused at
+	// creation and at every connection).
 	AllowPrivate bool
 	// Timeout bounds one delivery attempt.
 	Timeout time.Duration
@@ -231,7 +233,10 @@ func (m *Manager) Delete(p *auth.Principal, id string) error {
 	delete(m.workers, id)
 	m.mu.Unlock()
 	w.stop(true)
-	return m.st.Delete(recordsNS, id)
+	if err := m.st.Delete(recordsNS, id); err != nil {
+		return err
+	}
+	return m.st.Delete(attemptsNS, id)
 }
 
 // Close stops every webhook; their queues stay for the next start.
@@ -255,7 +260,8 @@ func (m *Manager) start(h Hook) error {
 	if err != nil {
 		return err
 	}
-	w := &worker{m: m, h: h, k: newSink(h.Concurrency + 256), stopCh: make(chan struct{})}
+	att := newAttempts(m.loadAttempts(h.ID), func(raw []byte) error { return m.st.Put(attemptsNS, h.ID, raw) })
+	w := &worker{m: m, h: h, att: att, k: newSink(h.Concurrency+256, att), stopCh: make(chan struct{})}
 	if h.Rate > 0 {
 		w.interval = time.Duration(float64(time.Second) / h.Rate)
 	}
@@ -288,3 +294,19 @@ func (m *Manager) start(h Hook) error {
 }
 
 func sessionID(id string) string { return "$webhook-" + id }
+
+// loadAttempts reads the attempt counts a hook's messages had when it last stopped. An unreadable
+// record costs only the counts: those messages start again at attempt 1.
+func (m *Manager) loadAttempts(id string) map[uint64]int {
+	raw, ok, err := m.st.Get(attemptsNS, id)
+	if err == nil && ok {
+		var n map[uint64]int
+		if n, err = decodeAttempts(raw); err == nil {
+			return n
+		}
+	}
+	if err != nil {
+		m.log.Warn("webhook attempt counts unreadable; redeliveries restart at attempt 1", "webhook", id, "err", err)
+	}
+	return nil
+}

@@ -25,6 +25,7 @@ type worker struct {
 	h        Hook
 	c        *broker.Client
 	k        *sink
+	att      *attempts
 	interval time.Duration // between deliveries when the hook has a rate
 
 	paceMu sync.Mutex
@@ -55,6 +56,7 @@ func (w *worker) run() {
 				return // stopping: the message stays in flight and comes back at the next start
 			}
 			w.c.Acked(d.pid)
+			w.att.done(d.msg.ID)
 		case <-w.k.closed:
 			return
 		case <-w.stopCh:
@@ -64,15 +66,29 @@ func (w *worker) run() {
 }
 
 // deliver tries the endpoint until it answers 2xx or the attempts are used up, then dead-letters
-// the message. It returns false only when the worker is stopping.
+// the message. It returns false only when the worker is stopping. A message redelivered after a
+// restart continues its count, at once: the wait before it was the restart.
 func (w *worker) deliver(d delivery) bool {
+	if d.begun >= w.h.MaxAttempts {
+		w.deadLetter(d.msg, d.begun, fmt.Errorf("attempt %d was under way when tern stopped, and it was the last", d.begun))
+		return true
+	}
 	var lastErr error
-	for attempt := 1; attempt <= w.h.MaxAttempts; attempt++ {
-		if attempt > 1 && !w.sleep(w.backoff(attempt-1)) {
+	first := d.begun + 1
+	for attempt := first; attempt <= w.h.MaxAttempts; attempt++ {
+		if attempt > first && !w.sleep(w.backoff(attempt-1)) {
 			return false
 		}
 		if !w.pace() {
 			return false
+		}
+		// Counted on disk before the endpoint can see it. A QoS 0 message does not come back
+		// after a restart, so its count is not kept.
+		if d.qos > 0 {
+			if err := w.att.begin(d.msg.ID, attempt); err != nil {
+				w.m.log.Warn("webhook attempt not recorded; after a crash it would be repeated under the same number",
+					"webhook", w.h.ID, "attempt", attempt, "err", err)
+			}
 		}
 		err := w.post(d.msg, attempt)
 		if err == nil {
@@ -83,7 +99,7 @@ func (w *worker) deliver(d delivery) bool {
 		w.m.stats.Failed.Add(1)
 		w.m.log.Debug("webhook delivery failed", "webhook", w.h.ID, "url", w.h.URL, "attempt", attempt, "err", err)
 	}
-	w.deadLetter(d.msg, lastErr)
+	w.deadLetter(d.msg, w.h.MaxAttempts, lastErr)
 	return true
 }
 
@@ -177,15 +193,15 @@ func Sign(secret, timestamp string, body []byte) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
-// deadLetter publishes a message the endpoint never took to the hook's dead-letter topic, with
-// where it came from and why it failed.
-func (w *worker) deadLetter(m *message.Message, cause error) {
+// deadLetter publishes a message the endpoint did not acknowledge to the hook's dead-letter
+// topic, with where it came from and why it failed.
+func (w *worker) deadLetter(m *message.Message, attempts int, cause error) {
 	dl := m.Clone()
 	dl.Topic, dl.Retain, dl.QoS = w.h.DeadLetterTopic, false, 1
 	dl.Props.User = append(dl.Props.User,
 		message.UserProperty{Key: "tern-webhook", Value: w.h.ID},
 		message.UserProperty{Key: "tern-original-topic", Value: m.Topic},
-		message.UserProperty{Key: "tern-attempts", Value: strconv.Itoa(w.h.MaxAttempts)},
+		message.UserProperty{Key: "tern-attempts", Value: strconv.Itoa(attempts)},
 		message.UserProperty{Key: "tern-error", Value: fmt.Sprint(cause)})
 	p := w.c.Principal()
 	res, err := w.m.b.PublishAs(p, auth.Publish, dl)
@@ -197,13 +213,15 @@ func (w *worker) deadLetter(m *message.Message, cause error) {
 	}
 	w.m.stats.DeadLettered.Add(1)
 	w.m.log.Info("webhook gave up on a message", "webhook", w.h.ID, "url", w.h.URL,
-		"attempts", w.h.MaxAttempts, "dead_letter_topic", w.h.DeadLetterTopic, "err", cause)
+		"attempts", attempts, "dead_letter_topic", w.h.DeadLetterTopic, "err", cause)
 }
 
 // delivery is a message handed to a hook's workers.
 type delivery struct {
-	msg *message.Message
-	pid uint16
+	msg   *message.Message
+	pid   uint16
+	qos   byte
+	begun int // attempts made before a restart
 }
 
 // sink feeds a hook's workers. The session's in-flight window is the hook's concurrency and the
@@ -211,15 +229,21 @@ type delivery struct {
 // it full (the endpoint far behind) are dropped and counted, as for any slow subscriber.
 type sink struct {
 	ch     chan delivery
+	att    *attempts
 	closed chan struct{}
 	once   sync.Once
 }
 
-func newSink(n int) *sink { return &sink{ch: make(chan delivery, n), closed: make(chan struct{})} }
+func newSink(n int, att *attempts) *sink {
+	return &sink{ch: make(chan delivery, n), att: att, closed: make(chan struct{})}
+}
 
+// Send is called in the session's order, so the attempt counts see redeliveries before new
+// messages.
 func (k *sink) Send(d broker.Delivery) broker.SendResult {
+	begun := k.att.sent(d.Msg.ID, d.Dup)
 	select {
-	case k.ch <- delivery{msg: d.Msg.Clone(), pid: d.PacketID}:
+	case k.ch <- delivery{msg: d.Msg.Clone(), pid: d.PacketID, qos: d.QoS, begun: begun}:
 		return broker.Sent
 	default:
 		return broker.Busy
