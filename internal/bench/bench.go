@@ -210,6 +210,10 @@ type Result struct {
 	DeliverRate           float64 `json:"delivered_msgs_per_s"`
 
 	Latency Latency `json:"latency_us"`
+	// LatencyFrom says where each latency starts: "schedule" at a fixed rate (the time the
+	// message was due, so time the broker held the publisher up counts: corrected for
+	// coordinated omission), "write" as fast as possible (no schedule: the time it was written).
+	LatencyFrom string `json:"latency_from,omitempty"`
 	// ClientCPUSeconds is the CPU time this process spent from the start of publishing to the
 	// end of the run (publishers and subscribers; and the reflector, when it runs in-process).
 	// Deliveries / ClientCPUSeconds is what the load tool could sustain per core.
@@ -513,6 +517,10 @@ func collect(cfg *Config, pubs []*publisher, subs []*subscriber, sent, expected 
 		}
 	}
 	r.Latency = latencyOf(r.Hist)
+	r.LatencyFrom = "write"
+	if cfg.Rate > 0 {
+		r.LatencyFrom = "schedule"
+	}
 	return r
 }
 
