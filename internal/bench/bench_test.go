@@ -26,7 +26,7 @@ func checkClean(t *testing.T, r *Result) {
 		t.Fatalf("run not clean:\n%s", b.String())
 	}
 	l := r.Latency
-	if !(l.Min > 0 && l.Min <= l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
+	if !(l.Min > 0 && l.Min <= l.P50 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.P9999 && l.P9999 <= l.Max) {
 		t.Fatalf("percentiles out of order: %+v", l)
 	}
 	if l.Max > 30e6 {

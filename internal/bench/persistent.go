@@ -172,23 +172,7 @@ func Drain(ctx context.Context, cfg Config) (*Result, error) {
 		go func() { defer wg.Done(); s.read(stopping) }()
 	}
 
-	tick := time.NewTicker(time.Millisecond)
-	lastProgress, lastChange := uint64(0), time.Now()
-	for {
-		var got uint64
-		for _, s := range subs {
-			got += s.progress.Load()
-		}
-		now := time.Now()
-		if got != lastProgress {
-			lastProgress, lastChange = got, now
-		}
-		if got >= res.Expected || now.After(hardStop) || now.Sub(lastChange) > cfg.Drain || ctx.Err() != nil {
-			break
-		}
-		<-tick.C
-	}
-	tick.Stop()
+	awaitDeliveries(ctx, subs, res.Expected, hardStop, cfg.Drain)
 	ending.Store(true)
 	now := time.Now()
 	for _, c := range conns {

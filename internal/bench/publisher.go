@@ -44,6 +44,7 @@ type publisher struct {
 	firstNs  int64  // send time of the first measured message, -1 before it
 	lastNs   int64  // when the last measured message was written
 	writeErr error
+	wokeNs   int64 // at a fixed rate: when the publisher last woke from waiting for the schedule
 
 	acked   atomic.Uint64 // PUBACK or PUBCOMP received
 	refused atomic.Uint64 // PUBACK/PUBREC with a failure reason code
@@ -94,7 +95,23 @@ func newPublisher(idx, run uint32, c *mqttConn, cfg *Config, t0 time.Time, stop 
 // now is monotonic nanoseconds since the run's shared start.
 func (p *publisher) now() int64 { return int64(time.Since(p.t0)) }
 
+// scheduled is when message i (warm-up included) is due at a fixed rate, in nanoseconds since
+// the run's start.
+func (p *publisher) scheduled(i uint64) int64 {
+	return int64(float64(i) / p.rate * float64(time.Second))
+}
+
 // appendOne encodes one PUBLISH into the batch buffer: the hot path, allocation-free.
+//
+// At a fixed rate the stamp is the time the message was scheduled, not the time it is written:
+// when the broker holds the publisher up (a full socket buffer, a full in-flight window), the
+// messages due meanwhile go out late, and their latency must include that wait, or a stall
+// would show in the one message in hand when it began and in no other (coordinated omission).
+// One lateness is the load tool's own and is left out: a publisher ahead of schedule sleeps,
+// and Go's timers wake it up to a millisecond late (more on a loaded machine); a message that
+// fell due during that oversleep is stamped with the time the publisher woke. The broker
+// cannot have held up a publisher that was asleep, so no stall hides there. As fast as
+// possible there is no schedule, and the stamp is the time of writing.
 func (p *publisher) appendOne(i uint64, id uint16) {
 	warm := i < p.warm
 	seq := i
@@ -105,7 +122,11 @@ func (p *publisher) appendOne(i uint64, id uint16) {
 	if !warm && p.firstNs < 0 {
 		p.firstNs = now
 	}
-	putStamp(p.payload, p.run, p.idx, warm, seq, now)
+	sentNs := now
+	if p.rate > 0 {
+		sentNs = max(p.scheduled(i), p.wokeNs)
+	}
+	putStamp(p.payload, p.run, p.idx, warm, seq, sentNs)
 	p.pkt.PacketID = id
 	p.buf, _ = p.pkt.Append(p.buf, p.c.v) // the packet was validated in newPublisher
 }
@@ -184,7 +205,7 @@ func (p *publisher) publish(sentDone func()) {
 			due := uint64(float64(time.Since(p.t0))/float64(time.Second)*p.rate) + 1
 			if i >= due {
 				// Ahead of schedule: sleep until the next message is due.
-				next := p.t0.Add(time.Duration(float64(i) / p.rate * float64(time.Second)))
+				next := p.t0.Add(time.Duration(p.scheduled(i)))
 				d := time.Until(next)
 				if timer == nil {
 					timer = time.NewTimer(d)
@@ -195,6 +216,7 @@ func (p *publisher) publish(sentDone func()) {
 				case <-timer.C:
 				case <-p.stop:
 				}
+				p.wokeNs = p.now()
 				continue
 			}
 			n = min(n, due-i)

@@ -25,6 +25,9 @@ type Reflector struct {
 	closed atomic.Bool
 	// filter, for tests, says how many copies of a message to forward (default one).
 	filter func(payload []byte) int
+	// pause, for tests, runs on a connection's reading goroutine before a PUBLISH is forwarded:
+	// while it blocks, the reflector reads nothing more from that connection (a stalled broker).
+	pause func(payload []byte)
 }
 
 // StartReflector listens on addr (e.g. "127.0.0.1:0") and serves until Close.
@@ -67,19 +70,29 @@ func (r *Reflector) accept() {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
-		c := newRconn(nc)
-		r.mu.Lock()
-		if r.closed.Load() {
-			r.mu.Unlock()
-			_ = nc.Close()
+		if !r.serveConn(nc) {
 			return
 		}
-		r.conns[c] = struct{}{}
-		r.mu.Unlock()
-		r.wg.Add(2)
-		go func() { defer r.wg.Done(); c.writeLoop() }()
-		go func() { defer r.wg.Done(); r.serve(c) }()
 	}
+}
+
+// serveConn serves one client connection until it or the reflector closes; false (and nc
+// closed) when the reflector is already closed. Tests hand it one end of a net.Pipe, which
+// buffers nothing: a reflector that stops reading stops the writer at once.
+func (r *Reflector) serveConn(nc net.Conn) bool {
+	c := newRconn(nc)
+	r.mu.Lock()
+	if r.closed.Load() {
+		r.mu.Unlock()
+		_ = nc.Close()
+		return false
+	}
+	r.conns[c] = struct{}{}
+	r.wg.Add(2)
+	r.mu.Unlock()
+	go func() { defer r.wg.Done(); c.writeLoop() }()
+	go func() { defer r.wg.Done(); r.serve(c) }()
+	return true
 }
 
 func (r *Reflector) register(list *atomic.Pointer[[]*rconn], c *rconn, add bool) {
@@ -151,6 +164,9 @@ func (r *Reflector) serve(c *rconn) {
 		case packet.PUBLISH:
 			if err := pub.Decode(flags, body, v); err != nil {
 				return
+			}
+			if r.pause != nil {
+				r.pause(pub.Payload)
 			}
 			// Forward the packet as it came: fixed header rebuilt, body untouched.
 			start := len(fan)

@@ -38,8 +38,14 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "publish       %.0f msg/s\n", r.PublishRate)
 	fmt.Fprintf(&b, "delivered     %.0f msg/s\n", r.DeliverRate)
 	l := r.Latency
-	fmt.Fprintf(&b, "latency µs    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (mean %.1f)\n",
-		l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+	fmt.Fprintf(&b, "latency µs    p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  p99.99 %.1f  max %.1f  (mean %.1f)\n",
+		l.P50, l.P90, l.P99, l.P999, l.P9999, l.Max, l.Mean)
+	switch r.LatencyFrom {
+	case "schedule":
+		b.WriteString("              from each message's scheduled send time (corrected for coordinated omission)\n")
+	case "write":
+		b.WriteString("              from each message's write: no schedule as fast as possible (--rate measures from the schedule)\n")
+	}
 	if r.ClientCPUSeconds > 0 {
 		fmt.Fprintf(&b, "client cpu    %.3f s (%.0f deliveries per CPU-second)\n", r.ClientCPUSeconds,
 			float64(r.Delivered+r.Duplicates)/r.ClientCPUSeconds)

@@ -7,7 +7,8 @@ import "encoding/binary"
 //	[0:4)   run id, so messages of another run (or anyone else's) are recognised and ignored
 //	[4:8)   publisher index; the top bit marks a warm-up message
 //	[8:16)  sequence number within the publisher, from 0
-//	[16:24) send time: monotonic nanoseconds since the run's shared start
+//	[16:24) send time: monotonic nanoseconds since the run's shared start (at a fixed rate, the
+//	        time the message was scheduled: see publisher.appendOne)
 //
 // The rest of the payload is filler up to --size.
 const (
