@@ -37,9 +37,7 @@ func (l pebbleLogger) Infof(format string, args ...any) {
 	l.s.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.s.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
+func (l pebbleLogger) Errorf(format string, args ...any) { l.s.errorf(format, args...) }
 
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	e := &fatalError{msg: fmt.Sprintf(format, args...)}

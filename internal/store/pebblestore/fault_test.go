@@ -263,3 +263,15 @@ func TestWedgedStoreCloses(t *testing.T) {
 	}
 	close(release)
 }
+
+func (c *logCounter) countContaining(sub string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for m, k := range c.msgs {
+		if strings.Contains(m, sub) {
+			n += k
+		}
+	}
+	return n
+}
