@@ -33,6 +33,7 @@ const (
 type background struct {
 	failures   atomic.Int64 // consecutive failed background operations
 	backingOff atomic.Bool
+	noSpace    atomic.Bool   // the last failure was a full disk: writes are refused (ErrNoSpace)
 	stop       chan struct{} // closed by Close: waits end at once
 	corrupt    atomic.Pointer[pebble.DataCorruptionInfo]
 	limiter    logLimiter
@@ -58,17 +59,18 @@ func (s *Store) eventListener() *pebble.EventListener {
 func (s *Store) backgroundError(err error) {
 	bg := &s.bg
 	n := bg.failures.Add(1)
+	if isNoSpace(err) {
+		bg.noSpace.Store(true)
+	}
+	ok, skipped := bg.limiter.allow("background", time.Now())
 	if n == 1 {
 		s.log.Error("pebblestore: background write failed; retrying with back-off (is the disk full?)",
 			"dir", s.dir, "err", err)
-	} else if ok, skipped := bg.limiter.allow("background", time.Now()); ok {
+	} else if ok {
 		s.log.Error("pebblestore: background writes still failing",
 			"dir", s.dir, "failures", n, "unreported", skipped, "err", err)
 	}
-	wait := backoffMin << min(n-1, 10)
-	if wait > backoffMax {
-		wait = backoffMax
-	}
+	wait := backoffFor(n)
 	bg.backingOff.Store(true)
 	defer bg.backingOff.Store(false)
 	t := time.NewTimer(wait)
@@ -80,6 +82,7 @@ func (s *Store) backgroundError(err error) {
 }
 
 func (s *Store) backgroundOK() {
+	s.bg.noSpace.Store(false)
 	if n := s.bg.failures.Swap(0); n > 0 {
 		s.log.Warn("pebblestore: background writes succeed again", "dir", s.dir, "failures", n)
 	}
@@ -127,4 +130,9 @@ func (s *Store) errorf(format string, args ...any) {
 		}
 		s.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
 	}
+}
+
+// backoffFor is the wait after the n-th consecutive failure.
+func backoffFor(n int64) time.Duration {
+	return min(backoffMin<<min(n-1, 10), backoffMax)
 }

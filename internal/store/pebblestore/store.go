@@ -66,6 +66,9 @@ var (
 	// already stored stays readable, and a restart (with a healthy disk) resumes from what was
 	// synced.
 	ErrFailed = errors.New("pebblestore: storage failed, writes refused")
+	// ErrNoSpace is returned by writes while Pebble cannot flush for lack of disk space; it
+	// clears by itself once a flush succeeds again.
+	ErrNoSpace = errors.New("pebblestore: disk full, writes refused until space is freed")
 	// ErrClosed is returned by every operation after Close.
 	ErrClosed = errors.New("pebblestore: store closed")
 )
@@ -160,7 +163,13 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("pebblestore: create data dir %q: %w", dir, err)
 		}
 	}
-	db, err := s.openWritable(fs, in)
+	// Pebble's writable open flushes the logs it replays, and on a full disk it retries that
+	// flush without end (events.go): so the space is checked first.
+	err = s.enoughSpace(fs, in)
+	var db *pebble.DB
+	if err == nil {
+		db, err = s.openWritable(fs, in)
+	}
 	if err != nil && isNoSpace(err) && !in.Empty {
 		s.log.Error("pebblestore: the disk is full: serving what is stored, refusing writes; restart tern once space is freed",
 			"dir", dir, "err", err)
@@ -240,6 +249,39 @@ func (s *Store) openPebble(fs vfs.FS, readOnly bool) (db *pebble.DB, err error) 
 		ReadOnly:           readOnly,
 		ErrorIfNotExists:   !empty,
 	})
+}
+
+// spareBytes is the free space Open wants beyond the logs it replays: room for the new log,
+// the manifest and the options file.
+const spareBytes = 2 * memTableBytes
+
+// enoughSpace tells whether the disk has room to replay the logs into tables and go on; where
+// the filesystem cannot say, it writes and syncs a small probe file.
+func (s *Store) enoughSpace(fs vfs.FS, in *inspection) error {
+	if in.Empty {
+		return nil
+	}
+	need := uint64(spareBytes)
+	for _, w := range in.scans {
+		need += uint64(w.size)
+	}
+	if u, err := fs.GetDiskUsage(s.dir); err == nil {
+		if u.AvailBytes < need {
+			return fmt.Errorf("%d bytes free, %d needed to start: %w", u.AvailBytes, need, syscall.ENOSPC)
+		}
+		return nil
+	}
+	probe := fs.PathJoin(s.dir, "tern-space-probe")
+	f, err := fs.Create(probe, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(make([]byte, 4096))
+	if err == nil {
+		err = f.Sync()
+	}
+	err = errors.Join(err, f.Close(), fs.Remove(probe))
+	return err
 }
 
 // isNoSpace tells a full disk (or quota) from other failures.
