@@ -13,7 +13,7 @@ import (
 
 // Durability: every write is applied with pebble.NoSync, so it is in the write-ahead log's buffer
 // (and the memtable) when it returns. One goroutine, the syncer, makes the log durable with
-// db.LogData(nil, pebble.Sync): an empty LogData record is a non-empty batch (Batch.Empty is false
+// db.LogData(mark, pebble.Sync) (a sync mark, marks.go): a LogData record is a non-empty batch (Batch.Empty is false
 // for it, so the commit pipeline does not skip it), its commit queues a sync request on the same
 // record.LogWriter that holds every earlier NoSync record, and LogWriter's flush loop writes all
 // buffered blocks before it fsyncs and answers the request. A log that was rotated meanwhile was
