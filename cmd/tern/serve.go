@@ -44,6 +44,7 @@ environment variables, then flags. An empty address disables a listener.`,
 	f.String("tls-client-ca", d.TLS.ClientCAFile, "CA file (PEM) for client certificates (mutual TLS); a client's identity is its certificate's CN")
 	f.String("data-dir", d.DataDir, "directory for durable state (empty: memory only)")
 	f.String("sync", d.Store.Sync, "when acknowledged messages reach the disk: always (fsync before every acknowledgement, shared by concurrent publishers) or interval")
+	f.Bool("store-accept-corruption", d.Store.AcceptCorruption, "start on a data directory with a damaged write-ahead log, losing what follows the damage (off: refuse, changing nothing)")
 	f.String("log-level", d.LogLevel, "log level: debug, info, warn or error")
 	rootCmd.AddCommand(cmd)
 }

@@ -252,6 +252,15 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 	var takenOver *string
 	var orphaned []pendingCall // calls the replaced connection will not answer
 
+	// A session that is to outlive its connection must be saved: while the store refuses writes
+	// (a failed or full disk), it is refused (MQTT: server unavailable) rather than accepted with
+	// a record that is not kept.
+	if res.Expiry > 0 {
+		if err := b.store.Health(); err != nil {
+			return nil, res, b.storeFailed("saving a new session", err)
+		}
+	}
+
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"github.com/ternmq/tern/internal/clock"
 	"testing"
@@ -341,6 +342,29 @@ func TestStoreFailuresReachThePublisher(t *testing.T) {
 	if err := res.Durable.Wait(); !errors.Is(err, diskFull) {
 		t.Fatalf("publish ticket error %v, want the sync failure", err)
 	}
+}
+
+// healthStore is a store that refuses writes (Health says why), as a failed or full disk does.
+type healthStore struct {
+	*memstore.Store
+	health error
+}
+
+func (h *healthStore) Health() error { return h.health }
+
+// TestPersistentConnectRefusedWhileStoreRefusesWrites: a session that is to outlive its
+// connection is not accepted while it cannot be saved (it used to get CONNACK 0 and be lost at
+// the next restart); a clean session still connects.
+func TestPersistentConnectRefusedWhileStoreRefusesWrites(t *testing.T) {
+	st := &healthStore{Store: memstore.New(), health: errors.New("disk full")}
+	b, _ := newBrokerOn(t, st, nil)
+	_, _, err := b.Connect(context.Background(), ConnectRequest{ClientID: "keep", Expiry: hour, Sink: &sink{}})
+	if !errors.Is(err, ErrStorage) {
+		t.Fatalf("persistent connect while the store refuses writes: %v, want ErrStorage", err)
+	}
+	connect(t, b, ConnectRequest{ClientID: "clean"})
+	st.health = nil
+	connect(t, b, ConnectRequest{ClientID: "keep", Expiry: hour})
 }
 
 func TestResumingWithAnExpiryMakesTheSessionDurable(t *testing.T) {

@@ -127,6 +127,10 @@ type Store struct {
 	SyncInterval time.Duration `koanf:"sync_interval"`
 	// CacheBytes is the block cache for reading queues back from disk.
 	CacheBytes int64 `koanf:"cache_bytes"`
+	// AcceptCorruption starts tern on a data directory whose write-ahead log is damaged, losing
+	// what follows the damage (the damaged log is kept beside it as damaged-*.wal). Off, such a
+	// directory is refused and left untouched.
+	AcceptCorruption bool `koanf:"accept_corruption"`
 }
 
 // Listen holds the listener addresses; an empty address disables that listener.
@@ -314,21 +318,22 @@ func Default() Config {
 
 // Flags maps command-line flag names to configuration keys. The serve command defines these flags.
 var Flags = map[string]string{
-	"mqtt":          "listen.mqtt",
-	"mqtt-tls":      "listen.mqtt_tls",
-	"http":          "listen.http",
-	"https":         "listen.https",
-	"unix":          "listen.unix",
-	"mbus":          "listen.mbus",
-	"mbus-unix":     "listen.mbus_unix",
-	"mbus-tls":      "listen.mbus_tls",
-	"mbus-unix-tls": "listen.mbus_unix_tls",
-	"tls-cert":      "tls.cert_file",
-	"tls-key":       "tls.key_file",
-	"tls-client-ca": "tls.client_ca_file",
-	"data-dir":      "data_dir",
-	"sync":          "store.sync",
-	"log-level":     "log_level",
+	"mqtt":                    "listen.mqtt",
+	"mqtt-tls":                "listen.mqtt_tls",
+	"http":                    "listen.http",
+	"https":                   "listen.https",
+	"unix":                    "listen.unix",
+	"mbus":                    "listen.mbus",
+	"mbus-unix":               "listen.mbus_unix",
+	"mbus-tls":                "listen.mbus_tls",
+	"mbus-unix-tls":           "listen.mbus_unix_tls",
+	"tls-cert":                "tls.cert_file",
+	"tls-key":                 "tls.key_file",
+	"tls-client-ca":           "tls.client_ca_file",
+	"data-dir":                "data_dir",
+	"sync":                    "store.sync",
+	"store-accept-corruption": "store.accept_corruption",
+	"log-level":               "log_level",
 }
 
 // Load builds the configuration from defaults, the TOML file at path (if not empty), the

@@ -131,7 +131,7 @@ func openStore(cfg config.Config, log *slog.Logger) (store.Store, error) {
 		log.Warn("no data directory: sessions, queues and retained messages are kept in memory only")
 		return memstore.New(), nil
 	}
-	opts := pebblestore.Options{Logger: log, CacheBytes: cfg.Store.CacheBytes}
+	opts := pebblestore.Options{Logger: log, CacheBytes: cfg.Store.CacheBytes, AcceptCorruption: cfg.Store.AcceptCorruption}
 	if cfg.Store.Sync == "interval" {
 		opts.Sync, opts.Interval = pebblestore.SyncInterval, cfg.Store.SyncInterval
 	}

@@ -17,6 +17,10 @@ import (
 // ErrFormat is returned by Open when a data directory was written by an unknown format version.
 var ErrFormat = errors.New("unknown data format version")
 
+// ErrDamaged is returned by Open when a data directory is damaged (a missing or unreadable file,
+// a corrupt log or table): the store refuses to start on it rather than lose or replace data.
+var ErrDamaged = errors.New("data directory damaged")
+
 // Store is the root of all durable state.
 type Store interface {
 	Sessions() Sessions

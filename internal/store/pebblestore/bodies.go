@@ -68,7 +68,7 @@ func (s *Store) readBody(id uint64) (*message.Message, error) {
 
 // commitShared applies b after fn has made its body decisions in it, under the bodies lock.
 func (s *Store) commitShared(b *pebble.Batch, fn func(*bodies)) error {
-	if err := s.failed(); err != nil {
+	if err := s.writable(); err != nil {
 		_ = b.Close()
 		return s.refuse(err)
 	}

@@ -37,9 +37,7 @@ func (l pebbleLogger) Infof(format string, args ...any) {
 	l.s.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.s.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
+func (l pebbleLogger) Errorf(format string, args ...any) { l.s.errorf(format, args...) }
 
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	e := &fatalError{msg: fmt.Sprintf(format, args...)}
@@ -108,9 +106,20 @@ func (s *Store) recovered(r any) error {
 	return s.fail(fe)
 }
 
+// writable is nil while the store takes writes: not failed, and the disk not full.
+func (s *Store) writable() error {
+	if err := s.failed(); err != nil {
+		return err
+	}
+	if s.bg.noSpace.Load() {
+		return ErrNoSpace
+	}
+	return nil
+}
+
 // commit applies b without waiting for the disk. The caller holds the gate. b is consumed.
 func (s *Store) commit(b *pebble.Batch) (err error) {
-	if err := s.failed(); err != nil {
+	if err := s.writable(); err != nil {
 		_ = b.Close()
 		return s.refuse(err)
 	}
@@ -134,5 +143,5 @@ func (s *Store) Health() error {
 		return err
 	}
 	defer s.exit()
-	return s.failed()
+	return s.writable()
 }

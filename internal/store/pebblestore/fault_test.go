@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,11 @@ const (
 	healthy = iota
 	failWrites
 	failSyncs
+	// failAtMark: the disk fills up in the middle of a write: the bytes before the next sync mark
+	// are written, the write stops there with ENOSPC, and every later write fails.
+	failAtMark
+	// failTables: writes to tables (.sst) fail, as a flush on a full disk does; the log is fine.
+	failTables
 )
 
 // errNoSpace is what the disk says once faultFS is armed.
@@ -34,39 +40,66 @@ type faultFS struct {
 	mode atomic.Int32
 }
 
-func (fs *faultFS) wrap(f vfs.File, err error) (vfs.File, error) {
+func (fs *faultFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &faultFile{File: f, fs: fs}, nil
+	return &faultFile{File: f, fs: fs, name: name}, nil
 }
 
+// Create fails as a full disk does (a new file needs space); the other opens do not.
 func (fs *faultFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	return fs.wrap(fs.FS.Create(name, c))
+	if m := fs.mode.Load(); m == failWrites || (m == failTables && strings.HasSuffix(name, ".sst")) {
+		return nil, errNoSpace
+	}
+	f, err := fs.FS.Create(name, c)
+	return fs.wrap(name, f, err)
 }
 
 func (fs *faultFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
-	return fs.wrap(fs.FS.Open(name, opts...))
+	f, err := fs.FS.Open(name, opts...)
+	return fs.wrap(name, f, err)
 }
 
 func (fs *faultFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
-	return fs.wrap(fs.FS.OpenReadWrite(name, c, opts...))
+	f, err := fs.FS.OpenReadWrite(name, c, opts...)
+	return fs.wrap(name, f, err)
 }
 
 func (fs *faultFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	return fs.wrap(fs.FS.ReuseForWrite(oldname, newname, c))
+	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+	return fs.wrap(newname, f, err)
 }
 
 func (fs *faultFS) Unwrap() vfs.FS { return fs.FS }
 
 type faultFile struct {
 	vfs.File
-	fs *faultFS
+	fs   *faultFS
+	name string
 }
 
+// markChunkPrefix is how far a mark's payload starts after its chunk: chunk header (19), batch
+// header (12), LogData kind (1) and length (1).
+const markChunkPrefix = 19 + 12 + 1 + 1
+
 func (f *faultFile) Write(p []byte) (int, error) {
-	if f.fs.mode.Load() == failWrites {
+	switch f.fs.mode.Load() {
+	case failWrites:
 		return 0, errNoSpace
+	case failTables:
+		if strings.HasSuffix(f.name, ".sst") {
+			return 0, errNoSpace
+		}
+	case failAtMark:
+		if i := bytes.Index(p, markAlwaysData); i >= markChunkPrefix {
+			f.fs.mode.Store(failWrites)
+			n, err := f.File.Write(p[:i-markChunkPrefix])
+			if err == nil {
+				err = errNoSpace
+			}
+			return n, err
+		}
 	}
 	return f.File.Write(p)
 }
@@ -262,4 +295,16 @@ func TestWedgedStoreCloses(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 	close(release)
+}
+
+func (c *logCounter) countContaining(sub string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for m, k := range c.msgs {
+		if strings.Contains(m, sub) {
+			n += k
+		}
+	}
+	return n
 }

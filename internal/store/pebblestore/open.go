@@ -15,39 +15,54 @@ import (
 // build writes and reads. A directory with another version is refused, never guessed at.
 const formatVersion = 1
 
-// checkFormat accepts a directory of our format version and stamps a new one with it. A Pebble
-// database with keys but no format key belongs to somebody else and is refused.
-func (s *Store) checkFormat() error {
-	v, closer, err := s.db.Get(formatKey)
+// errNoFormat: the database is empty and has no format version yet.
+var errNoFormat = errors.New("no format version")
+
+// checkFormat accepts a database of our format version and returns errNoFormat for an empty one.
+// A Pebble database with keys but no format key belongs to somebody else and is refused.
+func checkFormat(db *pebble.DB, dir string) error {
+	v, closer, err := db.Get(formatKey)
 	switch {
 	case err == nil:
 		defer closer.Close()
 		if len(v) != 4 {
 			return fmt.Errorf("pebblestore: data dir %q: unreadable format version %x (this build reads version %d): %w",
-				s.dir, v, formatVersion, store.ErrFormat)
+				dir, v, formatVersion, store.ErrFormat)
 		}
 		if got := binary.BigEndian.Uint32(v); got != formatVersion {
 			return fmt.Errorf("pebblestore: data dir %q has format version %d, this build reads version %d: %w",
-				s.dir, got, formatVersion, store.ErrFormat)
+				dir, got, formatVersion, store.ErrFormat)
 		}
 		return nil
 	case errors.Is(err, pebble.ErrNotFound):
 	default:
-		return fmt.Errorf("pebblestore: open %q: read format version: %w", s.dir, err)
+		return fmt.Errorf("pebblestore: open %q: read format version: %w", dir, err)
 	}
-	it, err := s.db.NewIter(nil)
+	it, err := db.NewIter(nil)
 	if err != nil {
-		return fmt.Errorf("pebblestore: open %q: %w", s.dir, err)
+		return fmt.Errorf("pebblestore: open %q: %w", dir, err)
 	}
 	foreign := it.First()
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("pebblestore: open %q: %w", s.dir, err)
+		return fmt.Errorf("pebblestore: open %q: %w", dir, err)
 	}
 	if foreign {
 		return fmt.Errorf("pebblestore: data dir %q holds a Pebble database without a tern format version (not tern's?); this build reads version %d: %w",
-			s.dir, formatVersion, store.ErrFormat)
+			dir, formatVersion, store.ErrFormat)
 	}
-	return s.stampFormat()
+	return errNoFormat
+}
+
+// checkFormat checks the open database and stamps an empty one with our version.
+func (s *Store) checkFormat() error {
+	err := checkFormat(s.db, s.dir)
+	if errors.Is(err, errNoFormat) {
+		if s.failed() != nil {
+			return fmt.Errorf("pebblestore: open %q: cannot stamp a new store: %w", s.dir, s.failed())
+		}
+		return s.stampFormat()
+	}
+	return err
 }
 
 func (s *Store) stampFormat() (err error) {
@@ -61,7 +76,13 @@ func (s *Store) stampFormat() (err error) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("pebblestore: open %q: write format version: %w", s.dir, err)
 	}
-	return b.Close()
+	if err := b.Close(); err != nil {
+		return err
+	}
+	// Pebble creates a new database's first write-ahead log before it raises the format to the
+	// one asked for, so that log lacks the synced offsets its records carry in later formats
+	// (walscan.go needs them to tell damage from a torn tail). A flush moves to a new log.
+	return s.db.Flush()
 }
 
 // load reads what Open must know before serving: every queue's summary (from entry headers, not
@@ -82,7 +103,7 @@ func (s *Store) load() error {
 	}
 	l.flushQueue()
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("pebblestore: open %q: %w", s.dir, err)
+		return fmt.Errorf("pebblestore: open %q: %w", s.dir, s.readError(err))
 	}
 	return s.collectBodies()
 }
@@ -180,7 +201,7 @@ func (s *Store) collectBodies() error {
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("pebblestore: open %q: %w", s.dir, err)
 	}
-	if b.Empty() {
+	if b.Empty() || s.failed() != nil { // a store that refuses writes keeps its orphans for later
 		return b.Close()
 	}
 	return s.commit(b)

@@ -13,7 +13,7 @@ import (
 
 // Durability: every write is applied with pebble.NoSync, so it is in the write-ahead log's buffer
 // (and the memtable) when it returns. One goroutine, the syncer, makes the log durable with
-// db.LogData(nil, pebble.Sync): an empty LogData record is a non-empty batch (Batch.Empty is false
+// db.LogData(mark, pebble.Sync) (a sync mark, marks.go): a LogData record is a non-empty batch (Batch.Empty is false
 // for it, so the commit pipeline does not skip it), its commit queues a sync request on the same
 // record.LogWriter that holds every earlier NoSync record, and LogWriter's flush loop writes all
 // buffered blocks before it fsyncs and answers the request. A log that was rotated meanwhile was
@@ -107,7 +107,7 @@ func (y *syncer) syncWAL(s *Store) (err error) {
 			err = s.recovered(r)
 		}
 	}()
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+	if err := s.db.LogData(s.markData(), pebble.Sync); err != nil {
 		return s.fail(fmt.Errorf("sync write-ahead log: %w", err))
 	}
 	y.fsyncs.Add(1)
@@ -184,4 +184,23 @@ func (s *Store) ticket(lazy bool) *store.Ticket {
 	}
 	y.mu.Unlock()
 	return t
+}
+
+// markData is the sync mark of the store's mode (marks.go).
+func (s *Store) markData() []byte {
+	if s.opts.Sync == SyncInterval {
+		return markIntervalData
+	}
+	return markAlwaysData
+}
+
+// writeMark writes a mark of the store's mode, so that a crash before the first sync leaves the
+// mode of what follows on record.
+func (s *Store) writeMark(o *pebble.WriteOptions) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.recovered(r)
+		}
+	}()
+	return s.db.LogData(s.markData(), o)
 }
