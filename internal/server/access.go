@@ -8,13 +8,14 @@ import (
 	"strings"
 
 	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/mailbox"
 	"github.com/ternmq/tern/internal/message"
 )
 
 // newAuthenticator builds the authenticator over the users, groups and tokens kept in st.
-func newAuthenticator(cfg config.Config, st auth.Store, log *slog.Logger) (*auth.Authenticator, error) {
+func newAuthenticator(cfg config.Config, st auth.Store, log *slog.Logger, clk clock.Clock) (*auth.Authenticator, error) {
 	c := cfg.Auth
 	ac := auth.Config{
 		AllowAnonymous: c.AllowAnonymous,
@@ -23,6 +24,9 @@ func newAuthenticator(cfg config.Config, st auth.Store, log *slog.Logger) (*auth
 			CacheTTL: c.URLCacheTTL},
 		Backoff:     auth.BackoffConfig{Failures: c.BackoffFailures, Max: c.BackoffMax},
 		LogInterval: cfg.Limits.LogInterval,
+	}
+	if clk != nil {
+		ac.Clock = clk.Now
 	}
 	var err error
 	if ac.AnonymousGrants, err = config.ParseGrants(c.AnonymousGrants); err != nil {

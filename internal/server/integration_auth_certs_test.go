@@ -6,6 +6,8 @@ package server_test
 
 import (
 	"crypto/tls"
+	"github.com/ternmq/tern/internal/clock"
+	"github.com/ternmq/tern/internal/server"
 	"net"
 	"path/filepath"
 	"testing"
@@ -23,7 +25,8 @@ import (
 
 func TestCertificateRefusalsAndPrecedence(t *testing.T) {
 	p, other := newPKI(t), newPKI(t)
-	srv := securedServer(t, func(c *config.Config) {
+	// On a fake clock the back-off lasts however long the test takes.
+	srv := securedServerOn(t, []server.Option{server.WithClock(clock.NewFake(time.Now()))}, func(c *config.Config) {
 		c.Listen.MQTTTLS = "127.0.0.1:0"
 		c.TLS = config.TLS{CertFile: p.srvCert, KeyFile: p.srvKey, ClientCAFile: filepath.Join(p.ca, certs.CACertFile)}
 		c.Auth.DefaultGrants = []string{"publish:dev/%u/#"}

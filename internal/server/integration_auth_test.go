@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/ternmq/tern/internal/clock"
+	"github.com/ternmq/tern/internal/server/servertest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -52,7 +54,13 @@ func grants(t *testing.T, ss ...string) []auth.Grant {
 // authentication is on.
 func securedServer(t *testing.T, opts ...func(*config.Config)) *server.Server {
 	t.Helper()
-	srv := startServer(t, opts...)
+	return securedServerOn(t, nil, opts...)
+}
+
+// securedServerOn is securedServer with the server's options (a fake clock).
+func securedServerOn(t *testing.T, sopts []server.Option, opts ...func(*config.Config)) *server.Server {
+	t.Helper()
+	srv := servertest.StartWith(t, sopts, opts...)
 	a := srv.Auth
 	for _, u := range []struct {
 		name, pw string
@@ -123,7 +131,10 @@ func TestPasswordsAndCredentialsRefused(t *testing.T) {
 }
 
 func TestBackoffAfterRepeatedFailures(t *testing.T) {
-	srv := securedServer(t, func(c *config.Config) { c.Auth.BackoffFailures = 3; c.Auth.BackoffMax = time.Minute })
+	// On a fake clock the back-off lasts however long the test takes.
+	clk := clock.NewFake(time.Now())
+	srv := securedServerOn(t, []server.Option{server.WithClock(clk)},
+		func(c *config.Config) { c.Auth.BackoffFailures = 3; c.Auth.BackoffMax = time.Minute })
 	for i := 0; i < 3; i++ {
 		if got := rawConnack(t, srv, packet.V5, "g", "alice", "guess", nil); got != packet.BadUsernameOrPassword {
 			t.Fatalf("guess %d: %v", i, got)
@@ -466,30 +477,21 @@ func TestStatsNeedAdmin(t *testing.T) {
 // TestBackoffEndsAfterItsTime: the first refusal period (1 s) passes, the right password then
 // gets in, never before, and the success clears the address so a wrong password is checked again.
 func TestBackoffEndsAfterItsTime(t *testing.T) {
-	srv := securedServer(t, func(c *config.Config) { c.Auth.BackoffFailures = 2; c.Auth.BackoffMax = time.Minute })
-	var lastFailure time.Time
+	clk := clock.NewFake(time.Now())
+	srv := securedServerOn(t, []server.Option{server.WithClock(clk)},
+		func(c *config.Config) { c.Auth.BackoffFailures = 2; c.Auth.BackoffMax = time.Minute })
 	for i := 0; i < 2; i++ {
-		lastFailure = time.Now()
 		if got := rawConnack(t, srv, packet.V5, uniqueID("g"), "alice", "guess", nil); got != packet.BadUsernameOrPassword {
 			t.Fatalf("guess %d: %v", i, got)
 		}
 	}
-	eventually(t, 10*time.Second, "the back-off to end", func() bool {
-		switch got := rawConnack(t, srv, packet.V5, uniqueID("r"), "alice", "alicepw", nil); got {
-		case packet.Success:
-			return true
-		case packet.ConnectionRateExceeded:
-			return false
-		default:
-			t.Fatalf("right password during back-off: %v", got)
-			return false
-		}
-	})
-	if took := time.Since(lastFailure); took < time.Second {
-		t.Fatalf("admitted %v after the last failure, inside the 1 s back-off", took)
+	clk.Advance(999 * time.Millisecond)
+	if got := rawConnack(t, srv, packet.V5, uniqueID("r"), "alice", "alicepw", nil); got != packet.ConnectionRateExceeded {
+		t.Fatalf("right password inside the 1 s back-off: %v", got)
 	}
-	if srv.Auth.Stats().Backoff.Load() == 0 {
-		t.Fatal("the back-off refused nothing: the test proved nothing")
+	clk.Advance(time.Millisecond)
+	if got := rawConnack(t, srv, packet.V5, uniqueID("r"), "alice", "alicepw", nil); got != packet.Success {
+		t.Fatalf("right password once the back-off ended: %v", got)
 	}
 	if got := rawConnack(t, srv, packet.V5, uniqueID("g"), "alice", "guess", nil); got != packet.BadUsernameOrPassword {
 		t.Fatalf("a wrong password after the success: %v, want it checked (0x86)", got)

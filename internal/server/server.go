@@ -67,7 +67,8 @@ type options struct {
 	clock clock.Clock
 }
 
-// WithClock runs the core on c instead of the system clock (tests move a fake one by hand).
+// WithClock runs the core and authentication on c instead of the system clock (tests move a fake
+// one by hand).
 func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 
 // Start builds tern from cfg and starts every configured listener. Listener addresses with port 0
@@ -87,7 +88,7 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
-	a, err := newAuthenticator(cfg, st.Records(), log)
+	a, err := newAuthenticator(cfg, st.Records(), log, o.clock)
 	if err == nil {
 		err = checkOpen(cfg, a, log)
 	}
