@@ -50,6 +50,8 @@ type Item struct {
 	// Shared hints that the same message (same Msg.ID) goes to other sessions too, so a disk store
 	// keeps its body once and references it.
 	Shared bool
+	// Seq is the delivery's number in a sequenced session (see Marks); 0 in others.
+	Seq uint64
 }
 
 // Size is the item's footprint for byte limits.
@@ -127,6 +129,15 @@ type Subscription struct {
 	ID                uint32
 }
 
+// Marks are a session's sequence numbers where it links routers: Sent is the last number the
+// session gave a delivery (an uplink's trunk numbers what it forwards), Taken the last number it
+// took from its peer (a designated router drops what it already has). They live apart from the
+// record, so that moving one costs one small write; like every write they are durable at the
+// next Sync.
+type Marks struct {
+	Sent, Taken uint64
+}
+
 // Sessions keeps session records and their queues.
 type Sessions interface {
 	Put(rec SessionRecord) error
@@ -138,6 +149,10 @@ type Sessions interface {
 	Queue(clientID string) (Queue, error)
 	// Inflight opens (creating if needed) the in-flight state of a session.
 	Inflight(clientID string) (Inflight, error)
+	// Marks returns a session's marks (zero when it has none); PutMarks replaces them. Delete
+	// removes them with the session.
+	Marks(clientID string) (Marks, error)
+	PutMarks(clientID string, m Marks) error
 }
 
 // Retained keeps the last retained message per topic.

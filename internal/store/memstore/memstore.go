@@ -16,6 +16,7 @@ type Store struct {
 	queues   map[string]*Queue
 	inflight map[string]*Inflight
 	retained map[string]*message.Message
+	marks    map[string]store.Marks
 	records  *Records
 }
 
@@ -26,6 +27,7 @@ func New() *Store {
 		queues:   map[string]*Queue{},
 		inflight: map[string]*Inflight{},
 		retained: map[string]*message.Message{},
+		marks:    map[string]store.Marks{},
 		records:  NewRecords(),
 	}
 }
@@ -70,6 +72,20 @@ func (s *sessions) Delete(clientID string) error {
 	delete(s.sessions, clientID)
 	delete(s.queues, clientID)
 	delete(s.inflight, clientID)
+	delete(s.marks, clientID)
+	return nil
+}
+
+func (s *sessions) Marks(clientID string) (store.Marks, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.marks[clientID], nil
+}
+
+func (s *sessions) PutMarks(clientID string, m store.Marks) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.marks[clientID] = m
 	return nil
 }
 

@@ -34,7 +34,8 @@ const (
 	entryRetain                 // Item.Retain
 	entryReleased               // InflightEntry.Released
 	entryInflight               // an in-flight entry: a packet id follows the message id
-	entryFlagsKnown = entryShared | entryRetain | entryReleased | entryInflight
+	entrySeq                    // Item.Seq follows (packet id and) message id; since format 2
+	entryFlagsKnown = entryShared | entryRetain | entryReleased | entryInflight | entrySeq
 )
 
 // Subscription flags.
@@ -255,6 +256,7 @@ type entryHeader struct {
 	size  int64
 	msgID uint64
 	pid   uint16
+	seq   uint64
 }
 
 func (h entryHeader) shared() bool { return h.flags&entryShared != 0 }
@@ -275,11 +277,17 @@ func appendEntry(b []byte, it store.Item, shared, inflight bool, pid uint16, rel
 	if inflight {
 		flags |= entryInflight
 	}
+	if it.Seq != 0 {
+		flags |= entrySeq
+	}
 	b = append(b, flags, it.QoS)
 	b = binary.AppendUvarint(b, uint64(it.Size()))
 	b = binary.AppendUvarint(b, it.Msg.ID)
 	if inflight {
 		b = binary.BigEndian.AppendUint16(b, pid)
+	}
+	if it.Seq != 0 {
+		b = binary.AppendUvarint(b, it.Seq)
 	}
 	b = binary.AppendUvarint(b, uint64(len(it.SubIDs)))
 	for _, id := range it.SubIDs {
@@ -308,6 +316,11 @@ func (d *decoder) entryHeader() entryHeader {
 		d.b = d.b[2:]
 	} else if h.flags&entryReleased != 0 {
 		d.fail() // only an in-flight delivery can be released
+	}
+	if h.flags&entrySeq != 0 {
+		if h.seq = d.uvarint(); h.seq == 0 {
+			d.fail() // 0 is written as no number at all
+		}
 	}
 	return h
 }
@@ -341,6 +354,18 @@ func decodeEntry(v []byte) (h entryHeader, subIDs []uint32, msg *message.Message
 		err = errCorrupt
 	}
 	return h, subIDs, msg, err
+}
+
+// appendMarks encodes a session's marks.
+func appendMarks(b []byte, m store.Marks) []byte {
+	b = binary.AppendUvarint(b, m.Sent)
+	return binary.AppendUvarint(b, m.Taken)
+}
+
+func decodeMarks(v []byte) (store.Marks, error) {
+	d := decoder{b: v}
+	m := store.Marks{Sent: d.uvarint(), Taken: d.uvarint()}
+	return m, d.end()
 }
 
 func appendSession(b []byte, rec store.SessionRecord) []byte {

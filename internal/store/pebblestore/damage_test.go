@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/store/storetest"
@@ -198,9 +199,17 @@ func TestTornTailAcceptedAndReported(t *testing.T) {
 		must(t, q.Push(item(i)))
 	}
 	must(t, s.Sync().Wait())
+	synced := fileSize(t, glob(t, dir, "*.log"))
 	big := item(101)
 	big.Msg.Payload = make([]byte, 100<<10) // spans blocks: a crash can cut it in the middle
 	must(t, q.Push(big))
+	// Pebble writes the log from a goroutine of its own: wait until the record is in the file.
+	for deadline := time.Now().Add(10 * time.Second); fileSize(t, glob(t, dir, "*.log")) < synced+(100<<10); {
+		if time.Now().After(deadline) {
+			t.Fatal("the unsynced record never reached the log file")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	crashed := crashCopy(t, dir)
 	must(t, s.Close())
 	damageNewestLog(t, crashed, func(b []byte) []byte { return b[:len(b)-(50<<10)] })
@@ -260,4 +269,11 @@ func TestWALGarbageAfterCrashRefused(t *testing.T) {
 		return b
 	})
 	refusedUntouched(t, crashed, Options{}, "garbage in the write-ahead log", "synced up to offset")
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	must(t, err)
+	return fi.Size()
 }

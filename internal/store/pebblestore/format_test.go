@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/store/storetest"
 )
@@ -47,6 +48,43 @@ func TestFormatNewDirIsStamped(t *testing.T) {
 	mustOpen(t, "d", Options{FS: fs}).Close() // and it opens again
 }
 
+// A directory of format 1 (before sequence numbers) is read as it is and stamped 2 when opened for
+// writing, so that an older build refuses it afterwards.
+func TestFormatOneUpgraded(t *testing.T) {
+	fs := vfs.NewMem()
+	s := mustOpen(t, "d", Options{FS: fs})
+	if err := s.Retained().Set(&message.Message{ID: 7, Topic: "kept", Payload: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	setVersion := func(db *pebble.DB) {
+		if err := db.Set(formatKey, binary.BigEndian.AppendUint32(nil, 1), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rawPebble(t, fs, "d", setVersion)
+	s = mustOpen(t, "d", Options{FS: fs})
+	n := 0
+	if err := s.Retained().All(func(m *message.Message) error { n++; return nil }); err != nil || n != 1 {
+		t.Fatalf("retained after the upgrade: %d, %v", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rawPebble(t, fs, "d", func(db *pebble.DB) {
+		v, closer, err := db.Get(formatKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closer.Close()
+		if binary.BigEndian.Uint32(v) != 2 {
+			t.Fatalf("format after opening a version 1 directory: %x, want 2", v)
+		}
+	})
+}
+
 func TestFormatRefused(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -55,16 +93,16 @@ func TestFormatRefused(t *testing.T) {
 	}{
 		{"other version", func(db *pebble.DB) error {
 			return db.Set(formatKey, binary.BigEndian.AppendUint32(nil, 99), pebble.Sync)
-		}, []string{"format version 99", "reads version 1"}},
+		}, []string{"format version 99", "reads versions 1 to 2"}},
 		{"unreadable version", func(db *pebble.DB) error {
 			return db.Set(formatKey, []byte("x"), pebble.Sync)
-		}, []string{"unreadable format version", "reads version 1"}},
+		}, []string{"unreadable format version", "reads versions 1 to 2"}},
 		{"foreign database", func(db *pebble.DB) error {
 			if err := db.Delete(formatKey, pebble.Sync); err != nil {
 				return err
 			}
 			return db.Set([]byte("somebody else's key"), []byte("v"), pebble.Sync)
-		}, []string{"without a tern format version", "reads version 1"}},
+		}, []string{"without a tern format version", "reads versions 1 to 2"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

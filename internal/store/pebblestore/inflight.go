@@ -164,7 +164,7 @@ func (f *inflight) decode(it *pebble.Iterator) (store.InflightEntry, error) {
 	return store.InflightEntry{
 		PacketID: h.pid,
 		Released: h.flags&entryReleased != 0,
-		Item:     store.Item{Msg: msg, QoS: h.qos, Retain: h.flags&entryRetain != 0, SubIDs: subIDs, Shared: h.shared()},
+		Item:     store.Item{Msg: msg, QoS: h.qos, Retain: h.flags&entryRetain != 0, SubIDs: subIDs, Shared: h.shared(), Seq: h.seq},
 	}, nil
 }
 

@@ -170,8 +170,8 @@ func (s *Store) checkReadOnly(fs vfs.FS) error {
 		return err
 	}
 	err = checkFormat(db, s.dir)
-	if errors.Is(err, errNoFormat) {
-		err = nil // an empty database: Open stamps it
+	if errors.Is(err, errNoFormat) || errors.Is(err, errOldFormat) {
+		err = nil // an empty or older database: Open stamps it
 	}
 	return errors.Join(err, db.Close())
 }

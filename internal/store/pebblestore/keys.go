@@ -12,6 +12,7 @@ import (
 //	'a' len(ns) ns key                a record (store.Records: users, groups, tokens)
 //	'f' len(id) id order(8)           a delivery in flight; order is the session's put counter
 //	'i' len(id) id pid(2)             an exactly-once publish received and not yet released
+//	'k' id                            a session's sequence marks (store.Marks), since format 2
 //	'm' msgID(8)                      a shared message body, referenced by 'q' and 'f' entries
 //	'q' len(id) id seq(8)             a queued delivery; seq grows by one per push
 //	'r' topic                         the retained message of a topic
@@ -26,6 +27,7 @@ const (
 	kindRecord   = 'a'
 	kindInflight = 'f'
 	kindIncoming = 'i'
+	kindMarks    = 'k'
 	kindBody     = 'm'
 	kindQueue    = 'q'
 	kindRetained = 'r'
@@ -52,6 +54,10 @@ func seqKey(prefix []byte, n uint64) []byte {
 
 func incomingKey(id string, pid uint16) []byte {
 	return binary.BigEndian.AppendUint16(idPrefix(kindIncoming, id), pid)
+}
+
+func marksKey(id string) []byte {
+	return append([]byte{kindMarks}, id...)
 }
 
 func bodyKey(msgID uint64) []byte {

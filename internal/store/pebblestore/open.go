@@ -12,8 +12,17 @@ import (
 )
 
 // formatVersion is the version of the key layout (keys.go) and value encodings (codec.go) this
-// build writes and reads. A directory with another version is refused, never guessed at.
-const formatVersion = 1
+// build writes. It also reads minFormatVersion and up, which are subsets of it, and stamps such a
+// directory with formatVersion when it opens it for writing (so that an older build, which could
+// not read the newer entries, refuses it). A directory with any other version is refused, never
+// guessed at. Version 2 added the sequence marks ('k' keys) and the entry flag entrySeq.
+const (
+	formatVersion    = 2
+	minFormatVersion = 1
+)
+
+// errOldFormat: the database has a version this build reads but does not write.
+var errOldFormat = errors.New("older format version")
 
 // errNoFormat: the database is empty and has no format version yet.
 var errNoFormat = errors.New("no format version")
@@ -26,14 +35,18 @@ func checkFormat(db *pebble.DB, dir string) error {
 	case err == nil:
 		defer closer.Close()
 		if len(v) != 4 {
-			return fmt.Errorf("pebblestore: data dir %q: unreadable format version %x (this build reads version %d): %w",
-				dir, v, formatVersion, store.ErrFormat)
+			return fmt.Errorf("pebblestore: data dir %q: unreadable format version %x (this build reads versions %d to %d): %w",
+				dir, v, minFormatVersion, formatVersion, store.ErrFormat)
 		}
-		if got := binary.BigEndian.Uint32(v); got != formatVersion {
-			return fmt.Errorf("pebblestore: data dir %q has format version %d, this build reads version %d: %w",
-				dir, got, formatVersion, store.ErrFormat)
+		switch got := binary.BigEndian.Uint32(v); {
+		case got == formatVersion:
+			return nil
+		case got >= minFormatVersion && got < formatVersion:
+			return errOldFormat
+		default:
+			return fmt.Errorf("pebblestore: data dir %q has format version %d, this build reads versions %d to %d: %w",
+				dir, got, minFormatVersion, formatVersion, store.ErrFormat)
 		}
-		return nil
 	case errors.Is(err, pebble.ErrNotFound):
 	default:
 		return fmt.Errorf("pebblestore: open %q: read format version: %w", dir, err)
@@ -47,8 +60,8 @@ func checkFormat(db *pebble.DB, dir string) error {
 		return fmt.Errorf("pebblestore: open %q: %w", dir, err)
 	}
 	if foreign {
-		return fmt.Errorf("pebblestore: data dir %q holds a Pebble database without a tern format version (not tern's?); this build reads version %d: %w",
-			dir, formatVersion, store.ErrFormat)
+		return fmt.Errorf("pebblestore: data dir %q holds a Pebble database without a tern format version (not tern's?); this build reads versions %d to %d: %w",
+			dir, minFormatVersion, formatVersion, store.ErrFormat)
 	}
 	return errNoFormat
 }
@@ -56,6 +69,12 @@ func checkFormat(db *pebble.DB, dir string) error {
 // checkFormat checks the open database and stamps an empty one with our version.
 func (s *Store) checkFormat() error {
 	err := checkFormat(s.db, s.dir)
+	if errors.Is(err, errOldFormat) {
+		if s.failed() != nil {
+			return nil // read-only: read it as it is
+		}
+		return s.stampFormat()
+	}
 	if errors.Is(err, errNoFormat) {
 		if s.failed() != nil {
 			return fmt.Errorf("pebblestore: open %q: cannot stamp a new store: %w", s.dir, s.failed())
@@ -130,7 +149,7 @@ func (l *loader) entry(it *pebble.Iterator) error {
 	switch k[0] {
 	case kindMeta, kindIncoming, kindBody, kindRecord: // bodies: collectBodies, once every reference is counted
 		return nil
-	case kindQueue, kindInflight, kindRetained, kindSession:
+	case kindQueue, kindInflight, kindRetained, kindSession, kindMarks:
 	default:
 		return errBadKey
 	}
@@ -139,6 +158,9 @@ func (l *loader) entry(it *pebble.Iterator) error {
 		return err
 	}
 	switch k[0] {
+	case kindMarks:
+		_, err := decodeMarks(v)
+		return err
 	case kindRetained:
 		id, err := messageID(v)
 		s.noteID(id)

@@ -222,7 +222,7 @@ func (q *queue) decode(it *pebble.Iterator) (a aheadItem, full bool, err error) 
 	}
 	return aheadItem{
 		seq: seq, size: h.size, shared: h.shared(), msgID: h.msgID,
-		it: store.Item{Msg: msg, QoS: h.qos, Retain: h.flags&entryRetain != 0, SubIDs: subIDs, Shared: h.shared()},
+		it: store.Item{Msg: msg, QoS: h.qos, Retain: h.flags&entryRetain != 0, SubIDs: subIDs, Shared: h.shared(), Seq: h.seq},
 	}, false, nil
 }
 

@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -69,6 +70,7 @@ func (ss *sessions) Delete(id string) error {
 	for _, p := range [][]byte{qp, fp, ip} {
 		_ = b.DeleteRange(p, prefixEnd(p), nil)
 	}
+	_ = b.Delete(marksKey(id), nil)
 	_ = b.Delete(sessionKey(id), nil)
 	if err := s.commit(b); err != nil {
 		return err
@@ -241,4 +243,38 @@ func (r *retained) All(fn func(*message.Message) error) error {
 		}
 		return func() error { return fn(m) }, nil
 	})
+}
+
+// Marks implements store.Sessions.
+func (ss *sessions) Marks(id string) (store.Marks, error) {
+	s := (*Store)(ss)
+	if err := s.enter(); err != nil {
+		return store.Marks{}, err
+	}
+	defer s.exit()
+	v, closer, err := s.db.Get(marksKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return store.Marks{}, nil
+	}
+	if err != nil {
+		return store.Marks{}, err
+	}
+	defer closer.Close()
+	m, err := decodeMarks(v)
+	if err != nil {
+		return store.Marks{}, fmt.Errorf("pebblestore: marks of %q: %w", id, err)
+	}
+	return m, nil
+}
+
+// PutMarks implements store.Sessions.
+func (ss *sessions) PutMarks(id string, m store.Marks) error {
+	s := (*Store)(ss)
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	b := s.db.NewBatch()
+	_ = b.Set(marksKey(id), appendMarks(nil, m), nil)
+	return s.commit(b)
 }

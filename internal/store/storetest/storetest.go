@@ -27,6 +27,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("DeleteSession", func(t *testing.T) { testDelete(t, open) })
 	t.Run("MessageFields", func(t *testing.T) { testMessageFields(t, open) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, open) })
+	t.Run("SequenceNumbersAndMarks", func(t *testing.T) { testSequence(t, open) })
 }
 
 // Msg returns a message with every field set, for round trips.
@@ -347,6 +348,60 @@ func testMessageFields(t *testing.T, open Opener) {
 		}
 		sameMsg(t, it.Msg, m)
 		must(t, q.Pop())
+	}
+	must(t, st.Close())
+}
+
+// testSequence: items keep their sequence numbers in queues and in flight, shared or not, and a
+// session's marks survive a reopen and go with the session.
+func testSequence(t *testing.T, open Opener) {
+	st, reopen := open(t)
+	ss := st.Sessions()
+	must(t, ss.Put(store.SessionRecord{ClientID: "seq"}))
+	q, err := ss.Queue("seq")
+	must(t, err)
+	must(t, q.Push(store.Item{Msg: Msg(1, "t", "a"), QoS: 1, Seq: 41}))
+	must(t, q.Push(store.Item{Msg: Msg(2, "t", "b"), QoS: 1, Seq: 1 << 40, Shared: true}))
+	must(t, q.Push(store.Item{Msg: Msg(3, "t", "c"), QoS: 0}))
+	f, err := ss.Inflight("seq")
+	must(t, err)
+	must(t, f.Put(store.InflightEntry{PacketID: 5, Item: store.Item{Msg: Msg(4, "t", "d"), QoS: 1, Seq: 40}}))
+	must(t, ss.PutMarks("seq", store.Marks{Sent: 1 << 40, Taken: 7}))
+	must(t, ss.PutMarks("other", store.Marks{Taken: 3}))
+
+	st = reopen()
+	ss = st.Sessions()
+	q, err = ss.Queue("seq")
+	must(t, err)
+	for _, want := range []uint64{41, 1 << 40, 0} {
+		it, ok, err := q.Front()
+		must(t, err)
+		if !ok || it.Seq != want {
+			t.Fatalf("queued item seq %d (present %v), want %d", it.Seq, ok, want)
+		}
+		must(t, q.Pop())
+	}
+	f, err = ss.Inflight("seq")
+	must(t, err)
+	all, err := f.All()
+	must(t, err)
+	if len(all) != 1 || all[0].Item.Seq != 40 {
+		t.Fatalf("in flight %+v, want one item with seq 40", all)
+	}
+	m, err := ss.Marks("seq")
+	must(t, err)
+	if m != (store.Marks{Sent: 1 << 40, Taken: 7}) {
+		t.Fatalf("marks %+v", m)
+	}
+	must(t, ss.Delete("seq"))
+	if m, err := ss.Marks("seq"); err != nil || m != (store.Marks{}) {
+		t.Fatalf("marks after Delete: %+v %v", m, err)
+	}
+	if m, err := ss.Marks("other"); err != nil || m.Taken != 3 {
+		t.Fatalf("another session's marks: %+v %v", m, err)
+	}
+	if m, err := ss.Marks("never"); err != nil || m != (store.Marks{}) {
+		t.Fatalf("marks of an unknown session: %+v %v", m, err)
 	}
 	must(t, st.Close())
 }
