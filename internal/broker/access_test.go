@@ -3,11 +3,11 @@ package broker
 import (
 	"context"
 	"errors"
-	"github.com/ternmq/tern/internal/clock"
 	"testing"
 	"time"
 
 	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/message"
 )
 

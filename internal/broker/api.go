@@ -70,6 +70,9 @@ type Delivery struct {
 	// Expiry is the message's remaining expiry interval in whole seconds, rounded up, as the
 	// core's clock has it (MQTT's Message Expiry Interval on the way out); 0: it does not expire.
 	Expiry uint32
+	// Seq is the delivery's number in a sequenced session (ConnectRequest.Sequenced), the same
+	// when it is sent again; 0 for QoS 0 and in other sessions.
+	Seq uint64
 }
 
 // Sink is a connected client as the core sees it. The core calls it with its session lock held,
@@ -122,6 +125,13 @@ type ConnectRequest struct {
 	ReceiveMax uint16
 	Will       *Will
 	Sink       Sink
+	// Sequenced numbers the QoS 1/2 deliveries the session takes, densely and durably
+	// (Delivery.Seq; see store.Marks): an uplink's trunk, so the router upstream can drop what it
+	// already has. It stays set for the session's life in this process.
+	Sequenced bool
+	// Peer is another router that forwards through PublishRouted; its client id must begin with
+	// PeerClientPrefix of its identity.
+	Peer bool
 }
 
 // ConnectResult is what the face tells the client after a successful connect.

@@ -2,16 +2,13 @@ package broker
 
 import (
 	"cmp"
-	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/store"
@@ -205,172 +202,6 @@ func (b *Broker) Close() error {
 	}
 	b.sweeping.Wait()
 	return nil
-}
-
-// Connect attaches a client to its session, creating, resuming or taking it over. The client
-// gets no deliveries until the face calls Start on the returned Client, which lets the face send
-// its connect acknowledgement first.
-//
-// The client is authenticated first (which may wait for a password hash or the external URL,
-// bounded by ctx); the errors then wrap auth's (auth.ErrBadCredentials and the others) or are
-// this package's refusals (ErrWillNotAuthorized, ErrClientIDInUse, ErrConnectionLimit).
-func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, ConnectResult, error) {
-	res := ConnectResult{ClientID: req.ClientID, Expiry: req.Expiry}
-	if strings.HasPrefix(req.ClientID, "$") && (req.Principal == nil || req.Principal.Source != auth.SourceInternal) {
-		// Reserved for the broker's own sessions (webhooks), which clients must not take over.
-		return nil, res, ErrClientIDReserved
-	}
-	if res.ClientID == "" {
-		res.ClientID = newClientID()
-		res.AssignedID = true
-	}
-	if b.cfg.MaxSessionExpiry > 0 && res.Expiry > b.cfg.MaxSessionExpiry {
-		res.Expiry = b.cfg.MaxSessionExpiry
-	}
-	p := req.Principal
-	if p == nil {
-		creds := req.Credentials
-		creds.ClientID = res.ClientID
-		var err error
-		if p, err = b.authenticate(ctx, creds); err != nil {
-			return nil, res, err
-		}
-	}
-	res.Principal = p
-	if !allowWill(p, req.Will) {
-		b.stats.NotAuthorized.Add(1)
-		return nil, res, ErrWillNotAuthorized
-	}
-	if req.Will != nil {
-		stampSender(req.Will.Msg, p.Identity)
-		stampExpiry(req.Will.Msg, b.now())
-	}
-
-	var wills []*Will
-	var oldSink Sink
-	// takenOver is the identity of an announced connection this one takes over (see events.go).
-	var takenOver *string
-	var orphaned []pendingCall // calls the replaced connection will not answer
-
-	// A session that is to outlive its connection must be saved: while the store refuses writes
-	// (a failed or full disk), it is refused (MQTT: server unavailable) rather than accepted with
-	// a record that is not kept.
-	if res.Expiry > 0 {
-		if err := b.store.Health(); err != nil {
-			return nil, res, b.storeFailed("saving a new session", err)
-		}
-	}
-
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil, res, ErrServerShuttingDown
-	}
-	s := b.sessions[res.ClientID]
-	if req.Exclusive && s != nil {
-		s.mu.Lock()
-		busy := s.sink != nil
-		s.mu.Unlock()
-		if busy {
-			b.mu.Unlock()
-			return nil, res, ErrClientIDInUse
-		}
-	}
-	if err := b.claimLocked(s, p.Identity, res.ClientID); err != nil {
-		b.mu.Unlock()
-		return nil, res, err
-	}
-	if s != nil {
-		s.mu.Lock()
-		if s.sink != nil {
-			// Takeover: the old connection's will goes out unless the session continues and
-			// the will was delayed (the new connection arrived within the delay).
-			oldSink = s.sink
-			if s.announced {
-				id := s.identity
-				takenOver = &id
-			}
-			if w := s.will; w != nil && (w.Delay == 0 || req.CleanStart) {
-				wills = append(wills, w)
-			}
-			s.detach()
-			orphaned = s.takeCalls()
-		}
-		if w := s.pendingWill; w != nil {
-			// A will waiting out its delay: a reconnect in time cancels it, unless the session ends.
-			if req.CleanStart {
-				wills = append(wills, w)
-			}
-			s.pendingWill = nil
-		}
-		s.stopTimers()
-		if req.CleanStart {
-			b.discardLocked(s)
-			s.mu.Unlock()
-			s = nil
-		} else {
-			res.SessionPresent = true
-			b.dropUnauthorizedLocked(s, p)
-			if !s.durable() && res.Expiry > 0 {
-				if err := s.makeDurable(); err != nil {
-					s.mu.Unlock()
-					b.mu.Unlock()
-					return nil, res, storageError(err)
-				}
-			}
-		}
-	}
-	if s == nil {
-		var err error
-		s, err = b.newSession(res.ClientID, res.Expiry > 0)
-		if err != nil {
-			b.mu.Unlock()
-			return nil, res, storageError(err)
-		}
-		b.sessions[res.ClientID] = s
-		b.stats.Sessions.Add(1)
-		s.mu.Lock()
-	}
-	s.gen++
-	s.sink = req.Sink
-	s.identity = p.Identity
-	s.announced = req.Announce
-	rate := b.attachLocked(p.Identity)
-	b.stats.Connected.Add(1)
-	if !p.Expires.IsZero() {
-		gen := s.gen
-		s.credTimer = b.clock.AfterFunc(p.Expires.Sub(b.clock.Now()), func() { b.credentialsDue(s, gen) })
-	}
-	s.expiry = res.Expiry
-	s.will = req.Will
-	s.inflightMax = b.cfg.MaxInflight
-	if req.ReceiveMax > 0 && int(req.ReceiveMax) < s.inflightMax {
-		s.inflightMax = int(req.ReceiveMax)
-	}
-	s.limits = b.limitsFor(res.ClientID)
-	s.disconnected = 0
-	// The record now holds the will, so a crash while the client is connected still sends it.
-	s.saveLocked()
-	c := &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate,
-		announce: req.Announce, batch: req.Batch}
-	s.mu.Unlock()
-	b.mu.Unlock()
-
-	if oldSink != nil {
-		oldSink.Close(ErrSessionTakenOver)
-	}
-	if takenOver != nil {
-		// The old connection's Disconnect finds the session gone to this one and says nothing.
-		b.announce("disconnected", map[string]any{"client_id": res.ClientID, "identity": *takenOver, "reason": "session_taken_over"})
-	}
-	b.failCalls(orphaned, "service disconnected")
-	if req.Announce {
-		b.announce("connected", map[string]any{"client_id": res.ClientID, "identity": p.Identity, "face": req.Face, "remote": req.RemoteAddr})
-	}
-	for _, w := range wills {
-		b.publishWill(w)
-	}
-	return c, res, nil
 }
 
 // newSession makes an empty session. A durable one (it outlives its connection) keeps its queue

@@ -55,7 +55,7 @@ func (c *Client) Start() {
 			return
 		}
 		s.sink.Send(Delivery{Msg: f.item.Msg, QoS: f.item.QoS, PacketID: f.pid, Dup: true,
-			Retain: f.item.Retain, SubIDs: f.item.SubIDs, Expiry: expiryLeft(f.item.Msg, t)})
+			Retain: f.item.Retain, SubIDs: f.item.SubIDs, Expiry: expiryLeft(f.item.Msg, t), Seq: f.item.Seq})
 	})
 	s.pump()
 }

@@ -3,10 +3,10 @@ package broker
 import (
 	"context"
 	"errors"
-	"github.com/ternmq/tern/internal/clock"
 	"testing"
 	"time"
 
+	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/store/memstore"

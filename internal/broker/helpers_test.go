@@ -3,12 +3,12 @@ package broker
 import (
 	"context"
 	"fmt"
-	"github.com/ternmq/tern/internal/clock"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/message"
 )
 

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"cmp"
+
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/topic"

@@ -59,6 +59,12 @@ type Session struct {
 	dropped uint64
 	refused uint64
 	dirty   bool
+
+	// sequenced numbers QoS 1/2 deliveries (link.go); marks are the session's sequence marks,
+	// read from the store once (marksLoaded) when a link connects.
+	sequenced   bool
+	marks       store.Marks
+	marksLoaded bool
 }
 
 // subscription is immutable once in the index; a resubscribe replaces it.
@@ -172,6 +178,14 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) (
 		return d
 	}
 	it := store.Item{Msg: p.keep(), QoS: qos, Retain: retain, SubIDs: ids, Shared: p.many}
+	if s.sequenced && qos > 0 {
+		seq, err := s.nextSeq()
+		if err != nil {
+			d.err = err
+			return d
+		}
+		it.Seq = seq
+	}
 	if s.ready && s.queue.Len() == 0 && s.inflight.hasRoom(s.inflightMax, s.b.cfg.MaxInflightBytes) {
 		r, err := s.sendNew(it, p.at, p.many, p.batch)
 		d.err = err
@@ -287,7 +301,7 @@ func (s *Session) tooOld(m *message.Message, t int64) bool {
 func (s *Session) sendNew(it store.Item, t int64, many bool, batch *Batch) (SendResult, error) {
 	pid := s.inflight.nextID()
 	r := s.sink.Send(Delivery{Msg: it.Msg, QoS: it.QoS, PacketID: pid, Retain: it.Retain, SubIDs: it.SubIDs,
-		Many: many, Batch: batch, Expiry: expiryLeft(it.Msg, t)})
+		Many: many, Batch: batch, Expiry: expiryLeft(it.Msg, t), Seq: it.Seq})
 	switch r {
 	case Busy:
 		s.waitDrain = true

@@ -4,6 +4,11 @@ import "sync/atomic"
 
 // Stats are the core's live counters. Faces add their own; the metrics package exports both.
 type Stats struct {
+	// RoutedDuplicates counts messages a peer router sent again that were already taken (they
+	// are acknowledged, not delivered again); RoutedGaps the numbers peers skipped: messages their
+	// limits dropped before they could be forwarded (see link.go).
+	RoutedDuplicates atomic.Uint64
+	RoutedGaps       atomic.Uint64
 	// Received counts messages accepted for routing.
 	Received atomic.Uint64
 	// Delivered counts deliveries handed to connections.

@@ -6,8 +6,6 @@ package server_test
 
 import (
 	"crypto/tls"
-	"github.com/ternmq/tern/internal/clock"
-	"github.com/ternmq/tern/internal/server"
 	"net"
 	"path/filepath"
 	"testing"
@@ -18,9 +16,11 @@ import (
 
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/certs"
+	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/server"
 )
 
 func TestCertificateRefusalsAndPrecedence(t *testing.T) {

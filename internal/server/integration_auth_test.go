@@ -3,8 +3,6 @@ package server_test
 import (
 	"context"
 	"encoding/json"
-	"github.com/ternmq/tern/internal/clock"
-	"github.com/ternmq/tern/internal/server/servertest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,10 +14,12 @@ import (
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/server"
+	"github.com/ternmq/tern/internal/server/servertest"
 )
 
 // rawConnack sends one CONNECT and returns the CONNACK's reason code.

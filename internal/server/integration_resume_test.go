@@ -2,16 +2,16 @@ package server_test
 
 import (
 	"fmt"
-	"github.com/ternmq/tern/internal/clock"
-	"github.com/ternmq/tern/internal/server"
-	"github.com/ternmq/tern/internal/server/servertest"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/ternmq/tern/internal/clock"
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/server"
+	"github.com/ternmq/tern/internal/server/servertest"
 )
 
 func persistentConnect(id string, clean bool, expiry uint32) *packet.Connect {
