@@ -189,27 +189,7 @@ func (b *Broker) PublishAs(p *auth.Principal, action auth.Action, m *message.Mes
 	if _, err := b.checkPublish(p, action, p.ClientID, nil, m); err != nil {
 		return PublishResult{}, err
 	}
-	return b.publishChecked(nil, m, isCall(m) && replyGranted(p, p.ClientID, m.Props.ResponseTopic), nil)
-}
-
-// RetainedFor returns the retained messages matching filter, if p may subscribe to it.
-func (b *Broker) RetainedFor(p *auth.Principal, filter string) ([]*message.Message, error) {
-	f, err := topic.ParseFilter(filter)
-	if err != nil || f.Group != "" {
-		return nil, ErrFilterInvalid
-	}
-	if !p.AllowFilter(auth.Subscribe, filter) {
-		b.stats.NotAuthorized.Add(1)
-		return nil, ErrNotAuthorized
-	}
-	now := b.now()
-	var out []*message.Message
-	for _, m := range b.retained.match(f.Path) {
-		if !m.Expired(now) {
-			out = append(out, m)
-		}
-	}
-	return out, nil
+	return b.publishChecked(nil, p, m, isCall(m) && replyGranted(p, p.ClientID, m.Props.ResponseTopic), nil)
 }
 
 // ResponsePrefix is the topic prefix reserved for a client's responses: "$response/<client id>".
@@ -310,7 +290,7 @@ func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal) {
 			continue
 		}
 		delete(s.subs, f)
-		b.index.Unsubscribe(sub.filter, s)
+		b.indexRemove(sub.filter, s)
 		b.stats.Subscriptions.Add(-1)
 		b.stats.NotAuthorized.Add(1)
 		b.log.Info("subscription dropped at resume: no longer granted", "client", s.id, "filter", f)

@@ -113,6 +113,8 @@ type Broker struct {
 	retained *retainedIndex
 	stats    Stats
 	nextID   atomic.Uint64
+	interest interest
+	queriers queriers
 
 	clock clock.Clock
 
@@ -222,7 +224,7 @@ func (b *Broker) newSession(id string, durable bool) (*Session, error) {
 // The caller holds b.mu and s.mu.
 func (b *Broker) discardLocked(s *Session) {
 	for _, sub := range s.subs {
-		b.index.Unsubscribe(sub.filter, s)
+		b.indexRemove(sub.filter, s)
 	}
 	b.stats.Subscriptions.Add(-int64(len(s.subs)))
 	s.subs = nil

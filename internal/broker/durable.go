@@ -145,7 +145,7 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 			ns.ids = []uint32{sub.ID}
 		}
 		s.subs[sub.Filter] = ns
-		b.index.Subscribe(f, s, ns)
+		b.indexAdd(f, s, ns, true)
 		b.stats.Subscriptions.Add(1)
 	}
 	entries, err := s.inflightStore.All()

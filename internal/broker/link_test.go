@@ -136,3 +136,33 @@ func withSink(req ConnectRequest) ConnectRequest {
 	req.Sink = &sink{}
 	return req
 }
+
+// Interest lists what sessions subscribe to, shared ones by their filter, offline ones too, and
+// leaves router links out; watchers hear when a filter joins or leaves.
+func TestInterest(t *testing.T) {
+	b, _ := newTestBroker(t, nil)
+	changes := 0
+	b.WatchInterest(func() { changes++ })
+	a, _, _ := connect(t, b, ConnectRequest{ClientID: "a", Expiry: hour})
+	subscribe(t, a, SubscribeRequest{Filter: "x/#"}, SubscribeRequest{Filter: "$share/g/y/+"})
+	c, _, _ := connect(t, b, ConnectRequest{ClientID: "c"})
+	subscribe(t, c, SubscribeRequest{Filter: "x/#"})
+	up, _, _ := connect(t, b, ConnectRequest{ClientID: "$uplink/u", Principal: auth.Unrestricted("")})
+	subscribe(t, up, SubscribeRequest{Filter: "z/#"})
+	a.Disconnect(DisconnectRequest{Graceful: true}) // offline, still subscribed
+	if got := b.Interest(); !slices.Equal(got, []string{"x/#", "y/+"}) {
+		t.Fatalf("interest %v", got)
+	}
+	if changes != 2 {
+		t.Fatalf("%d changes, want 2 (x/# once, y/+)", changes)
+	}
+	c.Unsubscribe([]string{"x/#"})
+	if changes != 2 || len(b.Interest()) != 2 {
+		t.Fatalf("x/# left while a still has it: %v, %d changes", b.Interest(), changes)
+	}
+	a2, _, _ := connect(t, b, ConnectRequest{ClientID: "a", CleanStart: true})
+	_ = a2
+	if got := b.Interest(); len(got) != 0 || changes != 4 {
+		t.Fatalf("after the session ended: %v, %d changes", got, changes)
+	}
+}

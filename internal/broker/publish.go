@@ -23,7 +23,7 @@ func (c *Client) Publish(m *message.Message) (PublishResult, error) {
 	}
 	c.s.answered(m)
 	answerable := isCall(m) && replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic)
-	res, err := c.b.publishChecked(c.s, m, answerable, c.batch)
+	res, err := c.b.publishChecked(c.s, principal, m, answerable, c.batch)
 	res.Throttle = wait
 	return res, err
 }
@@ -35,7 +35,7 @@ func (c *Client) Request(m *message.Message) (PublishResult, error) {
 	if err != nil {
 		return PublishResult{}, err
 	}
-	res, err := c.b.publishChecked(c.s, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic), c.batch)
+	res, err := c.b.publishChecked(c.s, c.principal, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic), c.batch)
 	res.Throttle = wait
 	return res, err
 }
@@ -109,14 +109,14 @@ func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, erro
 	if err := topic.ValidName(m.Topic); err != nil {
 		return PublishResult{}, ErrTopicInvalid
 	}
-	return b.publishChecked(from, m, false, nil)
+	return b.publishChecked(from, auth.Unrestricted(""), m, false, nil)
 }
 
 // publishChecked stamps and routes m, whose topic checkPublish (or publish) validated; from is
-// the publishing session, nil for sources without one. answerable: m is a call whose services
-// may answer without grants of their own (replyGranted). batch is the publishing connection's, if
-// it has one.
-func (b *Broker) publishChecked(from *Session, m *message.Message, answerable bool, batch *Batch) (PublishResult, error) {
+// the publishing session, nil for sources without one, and caller its principal. answerable: m is
+// a call whose services may answer without grants of their own (replyGranted). batch is the
+// publishing connection's, if it has one.
+func (b *Broker) publishChecked(from *Session, caller *auth.Principal, m *message.Message, answerable bool, batch *Batch) (PublishResult, error) {
 	if m.QoS > b.cfg.MaxQoS {
 		m.QoS = b.cfg.MaxQoS
 	}
@@ -128,6 +128,9 @@ func (b *Broker) publishChecked(from *Session, m *message.Message, answerable bo
 	p := publication{msg: m, at: t, call: isCall(m), answerable: answerable, batch: batch}
 	if p.call && m.Topic == ServicesProcedure {
 		return b.answerServices(m), nil
+	}
+	if p.call && m.Topic == QueryProcedure {
+		return b.answerQuery(m, caller), nil
 	}
 	var retainErr error
 	retained := false

@@ -9,6 +9,9 @@ type Stats struct {
 	// limits dropped before they could be forwarded (see link.go).
 	RoutedDuplicates atomic.Uint64
 	RoutedGaps       atomic.Uint64
+	// StaleQueries counts queries answered from local copies because the namespace's designated
+	// router could not be asked.
+	StaleQueries atomic.Uint64
 	// Received counts messages accepted for routing.
 	Received atomic.Uint64
 	// Delivered counts deliveries handed to connections.

@@ -49,7 +49,7 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			sub.ids = []uint32{r.ID}
 		}
 		s.subs[r.Filter] = sub
-		c.b.index.Subscribe(f, s, sub)
+		c.b.indexAdd(f, s, sub, old == nil)
 		if old == nil {
 			c.b.stats.Subscriptions.Add(1)
 		}
@@ -124,7 +124,7 @@ func (c *Client) Unsubscribe(filters []string) []bool {
 			continue
 		}
 		delete(s.subs, f)
-		c.b.index.Unsubscribe(sub.filter, s)
+		c.b.indexRemove(sub.filter, s)
 		c.b.stats.Subscriptions.Add(-1)
 		out[i] = true
 	}

@@ -372,14 +372,18 @@ func (s *Server) retained(w http.ResponseWriter, r *http.Request) {
 	if p == nil {
 		return
 	}
-	ms, err := s.b.RetainedFor(p, r.PathValue("filter"))
+	ans, err := s.b.Query(r.Context(), p, r.PathValue("filter"))
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	events := make([]Event, 0, len(ms))
-	for _, m := range ms {
+	events := make([]Event, 0, len(ans.Messages))
+	for _, m := range ans.Messages {
 		events = append(events, eventOf(m, true))
+	}
+	if ans.Stale {
+		// The namespace's designated router could not be asked: these are this router's copies.
+		w.Header().Set("X-Tern-Stale", "true")
 	}
 	writeJSON(w, http.StatusOK, events)
 }

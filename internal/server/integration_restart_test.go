@@ -86,6 +86,16 @@ func TestRestartKeepsExactlyOnceStateBothWays(t *testing.T) {
 		t.Fatalf("PUBREC %+v", rec)
 	}
 	obs.expect("once/x", "exactly once")
+	// The observer's own QoS 2 exchange (PUBREC, PUBREL, PUBCOMP) finishes after paho hands over
+	// the message; going offline before it does would rightly bring the message again.
+	eventually(t, waitTimeout, "the observer's delivery completed", func() bool {
+		for _, si := range srv.Broker.Sessions(0) {
+			if si.ClientID == "observer" {
+				return si.Inflight == 0
+			}
+		}
+		return false
+	})
 	obs.offline(srv, nil)
 
 	srv = restart(t, srv, dir)
