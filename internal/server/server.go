@@ -411,11 +411,10 @@ func (s *Server) Close() error {
 				s.log.Error("closing the store", "err", err)
 			}
 		}
-		for _, p := range []string{s.cfg.Listen.Unix, s.cfg.Listen.MBusUnix, s.cfg.Listen.MBusUnixTLS} {
-			if p != "" {
-				_ = os.Remove(p)
-			}
-		}
+		// Closing a Unix listener unlinks the socket file it created, so only files this
+		// process bound go away: a tern that failed to start (its port taken, the socket in
+		// use) must not delete the socket of one that runs, and removing a path again after
+		// the close could delete a socket another process has bound there since.
 	})
 	return nil
 }
