@@ -173,7 +173,10 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 	defer s.stats.Streams.Add(-1)
 	c.Start()
 	// After the subscribe frame the client has nothing more to say: whatever it sends ends it.
-	ctx, cancel := context.WithCancel(ctx)
+	// The request's context ends when the server shuts down; the connection then gets a close
+	// frame, so reads and writes use a context the shutdown does not cut.
+	shutdown := ctx.Done()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	go func() {
 		defer cancel()
@@ -191,6 +194,9 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 			k.drained(c)
 		case <-k.closed:
 			_ = ws.Close(websocket.StatusGoingAway, k.reason().Error())
+			return
+		case <-shutdown:
+			_ = ws.Close(websocket.StatusGoingAway, broker.ErrServerShuttingDown.Error())
 			return
 		case <-ctx.Done():
 			return

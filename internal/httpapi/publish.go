@@ -254,6 +254,7 @@ func (s *Server) roundTrip(w http.ResponseWriter, r *http.Request, topicName str
 			fail(w, k.reason())
 			return
 		case <-r.Context().Done():
+			ended(w, r)
 			return
 		}
 	}

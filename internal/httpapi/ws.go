@@ -113,9 +113,12 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 	defer s.stats.Streams.Add(-1)
 
 	// One goroutine reads and handles the client's frames; this one writes deliveries. Answers
-	// to the client's operations go through out so that all writes come from here.
+	// to the client's operations go through out so that all writes come from here. The
+	// request's context ends when the server shuts down; reads and writes use one that does
+	// not, so the client gets a close frame (going away) rather than a cut connection.
 	out := make(chan any, 16)
-	ctx, cancel := context.WithCancel(ctx)
+	shutdown := ctx.Done()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	go func() {
 		defer cancel()
@@ -163,6 +166,9 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 			}
 		case <-k.closed:
 			_ = ws.Close(websocket.StatusGoingAway, k.reason().Error())
+			return
+		case <-shutdown:
+			_ = ws.Close(websocket.StatusGoingAway, broker.ErrServerShuttingDown.Error())
 			return
 		case <-ctx.Done():
 			return

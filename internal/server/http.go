@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ternmq/tern/internal/adminapi"
 	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/mbus"
 	"github.com/ternmq/tern/internal/mqtt"
@@ -40,6 +42,20 @@ func (s *Server) routes(reg *prometheus.Registry, id mqtt.Identify) http.Handler
 	return mux
 }
 
+// counted runs h for each request while the server is not closing, so Close can wait for the
+// handlers (see inflight).
+func (s *Server) counted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.handlers.enter() {
+			w.Header().Set("Connection", "close")
+			httpauth.WriteError(w, http.StatusServiceUnavailable, "unavailable", broker.ErrServerShuttingDown.Error())
+			return
+		}
+		defer s.handlers.leave()
+		h.ServeHTTP(w, r)
+	})
+}
+
 // serveMBusWebSocket runs an mBus connection over WebSocket (subprotocol "mbus", binary
 // messages). The face reads a byte stream, so a frame may span messages and a message may hold
 // several frames.
@@ -49,7 +65,9 @@ func (s *Server) serveMBusWebSocket(w http.ResponseWriter, r *http.Request, id m
 		return
 	}
 	ws.SetReadLimit(mbus.MaxFrame + 8)
-	s.MBus.ServeConn(websocket.NetConn(r.Context(), ws, websocket.MessageBinary), r.TLS, mbus.Identify(id))
+	// The request's context ends when the server begins to close; the mBus face closes its
+	// connections itself then, with its own goodbye.
+	s.MBus.ServeConn(websocket.NetConn(context.WithoutCancel(r.Context()), ws, websocket.MessageBinary), r.TLS, mbus.Identify(id))
 }
 
 // serveMQTTWebSocket upgrades to WebSocket and runs an MQTT connection over binary messages. A
@@ -67,7 +85,9 @@ func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id m
 	if err != nil {
 		return
 	}
-	nc := websocket.NetConn(r.Context(), ws, websocket.MessageBinary)
+	// The request's context ends when the server begins to close; the MQTT face closes its
+	// connections itself then, with a DISCONNECT.
+	nc := websocket.NetConn(context.WithoutCancel(r.Context()), ws, websocket.MessageBinary)
 	s.MQTT.ServeConnTLS(nc, r.TLS, id)
 }
 

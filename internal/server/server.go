@@ -53,6 +53,12 @@ type Server struct {
 
 	listeners []net.Listener
 	https     []*http.Server
+	// httpCtx is every HTTP request's base context; Close cancels it (cause
+	// broker.ErrServerShuttingDown) so streams, long-polls and WebSockets end before anything
+	// they use is closed. handlers counts the requests being served, hijacked ones too.
+	httpCtx   context.Context
+	stopHTTP  context.CancelCauseFunc
+	handlers  inflight
 	addrs     map[string]net.Addr
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -88,6 +94,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, Auth: a, addrs: map[string]net.Addr{},
 		tls: map[string]*certs.ServerTLS{}}
+	s.httpCtx, s.stopHTTP = context.WithCancelCause(context.Background())
 	s.MQTT = mqtt.NewServer(b, mqttConfig(cfg), log)
 	s.MBus = mbus.NewServer(b, mbus.Config{}, log)
 	h := cfg.HTTP
@@ -330,7 +337,8 @@ func (s *Server) serveHTTP(name, addr string, st *certs.ServerTLS) error {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tern_store_disk_bytes",
 		Help: "Size of the durable store on disk."}, func() float64 { return float64(s.Store.DiskBytes()) }))
 	hs := &http.Server{
-		Handler:           s.routes(reg, identify(st)),
+		Handler:           s.counted(s.routes(reg, identify(st))),
+		BaseContext:       func(net.Listener) context.Context { return s.httpCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		// Request line and headers together; longer gets 431.
 		MaxHeaderBytes: 64 << 10,
@@ -380,11 +388,16 @@ func (s *Server) Addr(name string) string {
 	return ""
 }
 
-// Close stops listening, disconnects every client and waits for the listeners to stop.
+// Close stops listening, disconnects every client and waits for the listeners to stop. HTTP
+// streams are told to end first and are waited for, so they save their sessions while the store
+// is open; the store closes last.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
+		if s.stopHTTP != nil {
+			s.stopHTTP(broker.ErrServerShuttingDown)
+		}
 		for _, hs := range s.https {
 			_ = hs.Shutdown(ctx)
 		}
@@ -396,6 +409,11 @@ func (s *Server) Close() error {
 		}
 		if s.MBus != nil {
 			_ = s.MBus.Close()
+		}
+		// Shutdown does not wait for hijacked connections (WebSockets): their handlers are
+		// counted here. One that ignores the end of its context is given up on at the deadline.
+		if err := s.handlers.closeAndWait(ctx); err != nil {
+			s.log.Warn("HTTP handlers still running at shutdown", "err", err)
 		}
 		if s.Webhooks != nil {
 			s.Webhooks.Close()
@@ -417,6 +435,44 @@ func (s *Server) Close() error {
 		// the close could delete a socket another process has bound there since.
 	})
 	return nil
+}
+
+// inflight counts running HTTP handlers so Close can wait for them; once closing, no new one
+// starts (a request that slipped past the closed listeners gets 503).
+type inflight struct {
+	mu      sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
+}
+
+func (f *inflight) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return false
+	}
+	f.wg.Add(1)
+	return true
+}
+
+func (f *inflight) leave() { f.wg.Done() }
+
+// closeAndWait refuses new handlers and waits for the running ones, at most until ctx ends.
+func (f *inflight) closeAndWait(ctx context.Context) error {
+	f.mu.Lock()
+	f.closing = true
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		f.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // removeStaleSocket deletes a socket file left by a tern that died, but refuses to steal one a
