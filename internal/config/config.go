@@ -55,6 +55,11 @@ type HTTP struct {
 	MailboxWait time.Duration `koanf:"mailbox_wait"`
 	// H2C serves HTTP/2 without TLS (prior knowledge) on the plain HTTP listener too.
 	H2C bool `koanf:"h2c"`
+	// ReadHeaderTimeout bounds reading a request's line and headers; ReadTimeout the whole
+	// request, body included (a client trickling a body is cut off with 408). Neither limits
+	// a response: streams, long-polls and WebSockets last as long as they need.
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
+	ReadTimeout       time.Duration `koanf:"read_timeout"`
 }
 
 // Mailbox configures the per-identity mailboxes (uLightWMQ's API).
@@ -302,7 +307,8 @@ func Default() Config {
 			MaxAttempts: 10, MaxHooks: 1000},
 		Mailbox: Mailbox{TTL: 7 * 24 * time.Hour},
 		HTTP: HTTP{MaxBody: 1 << 20, StreamBuffer: 128, Heartbeat: 15 * time.Second, PollWait: 30 * time.Second,
-			RequestTimeout: 30 * time.Second, MailboxWait: 30 * time.Second},
+			RequestTimeout: 30 * time.Second, MailboxWait: 30 * time.Second,
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second},
 	}
 }
 
@@ -424,7 +430,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.Auth.validate(), c.Limits.validate())
-	if h := c.HTTP; h.MaxBody < 1 || h.StreamBuffer < 1 || h.Heartbeat <= 0 || h.PollWait <= 0 || h.RequestTimeout <= 0 || h.MailboxWait <= 0 {
+	if h := c.HTTP; h.MaxBody < 1 || h.StreamBuffer < 1 || h.Heartbeat <= 0 || h.PollWait <= 0 || h.RequestTimeout <= 0 || h.MailboxWait <= 0 ||
+		h.ReadHeaderTimeout <= 0 || h.ReadTimeout <= 0 {
 		errs = append(errs, errors.New("http: max_body and stream_buffer must be at least 1, the durations positive"))
 	}
 	if c.Mailbox.TTL < 0 {

@@ -14,7 +14,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"time"
@@ -75,14 +74,16 @@ func (s *Server) isimudPub(w http.ResponseWriter, r *http.Request) {
 		isimudError(w, http.StatusUnsupportedMediaType, "Expected request with `Content-Type: application/json`")
 		return
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, isimudMaxBody))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		isimudError(w, http.StatusRequestEntityTooLarge, "Payload too large")
-		return
-	}
+	raw, err := readBody(w, r, isimudMaxBody)
 	if err != nil {
-		isimudError(w, http.StatusBadRequest, "Failed to read the body")
+		switch status, _ := bodyStatus(err); status {
+		case http.StatusRequestEntityTooLarge:
+			isimudError(w, status, "Payload too large")
+		case http.StatusRequestTimeout:
+			isimudError(w, status, "Request timeout")
+		default:
+			isimudError(w, status, "Failed to read the body")
+		}
 		return
 	}
 	var body struct {

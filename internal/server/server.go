@@ -339,7 +339,13 @@ func (s *Server) serveHTTP(name, addr string, st *certs.ServerTLS) error {
 	hs := &http.Server{
 		Handler:           s.counted(s.routes(reg, identify(st))),
 		BaseContext:       func(net.Listener) context.Context { return s.httpCtx },
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
+		// The whole request, body included: a client trickling a body gets 408 (the faces map
+		// the read error). net/http lifts this deadline once the body has been read and when
+		// a WebSocket takes the connection over, and HTTP/2 applies it to request bodies
+		// only, so it never ends a stream, a long-poll or a WebSocket (TestHTTPReadTimeouts).
+		// No WriteTimeout: streams set a deadline per write instead.
+		ReadTimeout: s.cfg.HTTP.ReadTimeout,
 		// Request line and headers together; longer gets 431.
 		MaxHeaderBytes: 64 << 10,
 		IdleTimeout:    2 * time.Minute,
