@@ -60,6 +60,12 @@ type HTTP struct {
 	// a response: streams, long-polls and WebSockets last as long as they need.
 	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
 	ReadTimeout       time.Duration `koanf:"read_timeout"`
+	// WebSocketOrigins lists Origin host patterns (path.Match, e.g. "app.example.com",
+	// "*.example.com") whose pages, besides the server's own, may use the credentials a browser
+	// attaches by itself (Basic, a client certificate) on every WebSocket endpoint (/v1/ws,
+	// /sub, /mqtt, /mbus). A page from any other origin may connect but must authenticate
+	// inside the connection (the auth frame, MQTT CONNECT, mBus's create, a bearer token).
+	WebSocketOrigins []string `koanf:"websocket_origins"`
 }
 
 // Mailbox configures the per-identity mailboxes (uLightWMQ's API).
@@ -223,8 +229,10 @@ type MQTT struct {
 	OutboundBuffer      int           `koanf:"outbound_buffer"`
 	SlowConsumerTimeout time.Duration `koanf:"slow_consumer_timeout"`
 	PublishStall        time.Duration `koanf:"publish_stall"`
-	// WebSocketOrigins lists allowed Origin host patterns for browser clients; empty allows any
-	// (MQTT authenticates in CONNECT, not with cookies).
+	// WebSocketOrigins, when not empty, restricts /mqtt to browser pages from these Origin host
+	// patterns (and the server's own); others are refused. Listed origins are trusted with the
+	// browser's client certificate on /mqtt as http.websocket_origins are. Empty: any origin
+	// may connect, and authenticates in CONNECT unless http.websocket_origins trusts it.
 	WebSocketOrigins []string `koanf:"websocket_origins"`
 	MaxQoS           int      `koanf:"max_qos"`
 	RetainAvailable  bool     `koanf:"retain_available"`

@@ -33,6 +33,9 @@ type Config struct {
 	MaxRequestTimeout time.Duration
 	// MailboxWait is one wait of uLightWMQ's /front?wait=1 and /waitForReply.
 	MailboxWait time.Duration
+	// WebSocketOrigins are the Origin host patterns besides the server's own whose browser
+	// credentials count on /v1/ws and /sub (see TrustedOrigin).
+	WebSocketOrigins []string
 }
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured.

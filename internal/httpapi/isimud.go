@@ -130,12 +130,15 @@ func (s *Server) isimudPub(w http.ResponseWriter, r *http.Request) {
 // isimudSub authenticates before the upgrade (a Bearer token, checked by tern's auth: its tokens
 // or the auth URL in bearer style), then waits for the subscribe frame and sends each message's
 // data as a text frame. Any further frame from the client ends the connection, as in isimud.
+// Basic credentials and a client certificate count only from a trusted origin (TrustedOrigin):
+// a page from another one needs a token (or anonymous access).
 func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
-	p, err := s.b.Authenticate(r.Context(), httpauth.Credentials(r, s.identify, "http"))
+	p, err := s.b.Authenticate(r.Context(), s.wsCredentials(r))
 	if err != nil {
 		isimudRefuse(w, err)
 		return
 	}
+	// Any origin may connect; what it may authenticate with was decided above.
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return

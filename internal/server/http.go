@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 	"github.com/ternmq/tern/internal/adminapi"
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/httpapi"
 	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/mbus"
 	"github.com/ternmq/tern/internal/mqtt"
@@ -60,9 +62,14 @@ func (s *Server) counted(h http.Handler) http.Handler {
 // messages). The face reads a byte stream, so a frame may span messages and a message may hold
 // several frames.
 func (s *Server) serveMBusWebSocket(w http.ResponseWriter, r *http.Request, id mqtt.Identify) {
+	// Any origin may connect; one not trusted with the browser's client certificate
+	// authenticates in command.create.
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mbus"}, InsecureSkipVerify: true})
 	if err != nil {
 		return
+	}
+	if !httpapi.TrustedOrigin(r, s.cfg.HTTP.WebSocketOrigins) {
+		id = nil
 	}
 	ws.SetReadLimit(mbus.MaxFrame + 8)
 	// The request's context ends when the server begins to close; the mBus face closes its
@@ -77,13 +84,19 @@ func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id m
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// "mqtt" is the standard name; "mqttv3.1" is what older clients offer.
 		Subprotocols: []string{"mqtt", "mqttv3.1"},
-		// MQTT authenticates in CONNECT, not with cookies, so any origin may connect unless the
-		// configuration lists the allowed ones.
+		// MQTT authenticates in CONNECT, so any origin may connect unless mqtt.websocket_origins
+		// lists the allowed ones.
 		InsecureSkipVerify: len(origins) == 0,
 		OriginPatterns:     origins,
 	})
 	if err != nil {
 		return
+	}
+	// The browser's client certificate names the client only for a trusted origin (the
+	// server's own, http.websocket_origins, or one mqtt.websocket_origins lets in); a page
+	// elsewhere authenticates in CONNECT.
+	if !httpapi.TrustedOrigin(r, append(slices.Clip(s.cfg.HTTP.WebSocketOrigins), origins...)) {
+		id = nil
 	}
 	// The request's context ends when the server begins to close; the MQTT face closes its
 	// connections itself then, with a DISCONNECT.

@@ -99,7 +99,7 @@ func Start(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.MBus = mbus.NewServer(b, mbus.Config{}, log)
 	h := cfg.HTTP
 	s.HTTP = httpapi.New(b, httpapi.Config{MaxBody: h.MaxBody, StreamBuffer: h.StreamBuffer, Heartbeat: h.Heartbeat,
-		PollWait: h.PollWait, RequestTimeout: h.RequestTimeout, MailboxWait: h.MailboxWait}, log)
+		PollWait: h.PollWait, RequestTimeout: h.RequestTimeout, MailboxWait: h.MailboxWait, WebSocketOrigins: h.WebSocketOrigins}, log)
 	s.Mailboxes = mailbox.New(st.Records(), mailbox.Config{TTL: cfg.Mailbox.TTL})
 	s.Mailboxes.Notify = s.notifyMailbox
 	w := cfg.Webhooks
