@@ -247,7 +247,7 @@ func TestListenNetworkCoversEveryListener(t *testing.T) {
 	}
 }
 
-func TestHTTPReadTimeouts(t *testing.T) {
+func TestHTTPKeys(t *testing.T) {
 	cfg, err := Load("", nil, noEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -256,9 +256,13 @@ func TestHTTPReadTimeouts(t *testing.T) {
 		t.Errorf("defaults: read_header_timeout %s, read_timeout %s", cfg.HTTP.ReadHeaderTimeout, cfg.HTTP.ReadTimeout)
 	}
 	cfg, err = Load("", nil, func() []string {
-		return []string{"TERN_HTTP__READ_HEADER_TIMEOUT=2s", "TERN_HTTP__READ_TIMEOUT=1m"}
+		return []string{"TERN_HTTP__READ_HEADER_TIMEOUT=2s", "TERN_HTTP__READ_TIMEOUT=1m",
+			"TERN_HTTP__WEBSOCKET_ORIGINS=app.example.com,*.corp.example"}
 	})
 	if err != nil || cfg.HTTP.ReadHeaderTimeout != 2*time.Second || cfg.HTTP.ReadTimeout != time.Minute {
 		t.Errorf("from the environment: %s %s, %v", cfg.HTTP.ReadHeaderTimeout, cfg.HTTP.ReadTimeout, err)
+	}
+	if o := cfg.HTTP.WebSocketOrigins; len(o) != 2 || o[1] != "*.corp.example" {
+		t.Errorf("http.websocket_origins from the environment: %q", o)
 	}
 }
