@@ -446,14 +446,14 @@ func (s *Server) Close() error {
 // inflight counts running HTTP handlers so Close can wait for them; once closing, no new one
 // starts (a request that slipped past the closed listeners gets 503).
 type inflight struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex // read-locked by requests, so they do not queue behind each other
 	closing bool
 	wg      sync.WaitGroup
 }
 
 func (f *inflight) enter() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	if f.closing {
 		return false
 	}
