@@ -189,7 +189,8 @@ func TestWebSocketCrossOrigin(t *testing.T) {
 	const evil = "https://evil.example"
 	dial := func(url, origin, authz string, hc *http.Client, subprotocols ...string) (*websocket.Conn, int, error) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		// A password check (argon2) before the upgrade is slow on a busy machine.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*waitTimeout)
 		defer cancel()
 		h := http.Header{}
 		if origin != "" {
