@@ -24,10 +24,11 @@
 // Routes whose resource is in the body authenticate after reading it (at most the body limit),
 // so a refusal there may come after a 400 or 413 for the body itself.
 //
-// Bodies are JSON (at most 1 MiB, 8 MiB for an import; 413 beyond) and unknown fields are
-// refused, so a misspelt "grant" cannot silently create a user without grants. Errors are
-// httpauth's JSON errors: 400 for bad JSON, a bad grant or a refused value (the message says
-// which), 404 for an unknown user, group or token, 401/403/429/503 from authentication.
+// Bodies are JSON (at most 1 MiB, 8 MiB for an import; 413 beyond; 408 when one does not
+// arrive within the HTTP server's read timeout) and unknown fields are refused, so a misspelt
+// "grant" cannot silently create a user without grants. Errors are httpauth's JSON errors: 400
+// for bad JSON, a bad grant or a refused value (the message says which), 404 for an unknown
+// user, group or token, 401/403/429/503 from authentication.
 package adminapi
 
 import (
@@ -38,6 +39,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/ternmq/tern/internal/auth"
@@ -148,11 +150,16 @@ func (h *api) authorize(w http.ResponseWriter, r *http.Request, identify httpaut
 
 // decode reads a JSON body of at most limit bytes into v, answering 400 or 413 itself.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	// io.ReadAll grows its buffer with the bytes that arrive, whatever Content-Length claims;
+	// the HTTP server's read timeout bounds how long they may take.
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
 		httpauth.WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body larger than %d bytes", limit))
+		return false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		httpauth.WriteError(w, http.StatusRequestTimeout, "body_timeout", "the request body did not arrive in time")
 		return false
 	case err != nil:
 		httpauth.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
@@ -396,6 +403,10 @@ func (h *api) importULWMQ(w http.ResponseWriter, r *http.Request) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		httpauth.WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("users.db larger than %d bytes", int64(maxImport)))
+		return
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		httpauth.WriteError(w, http.StatusRequestTimeout, "body_timeout", "the request body did not arrive in time")
 		return
 	}
 	h.reply(w, http.StatusOK, map[string]int{"imported": n, "skipped": skipped}, err)

@@ -55,6 +55,17 @@ type HTTP struct {
 	MailboxWait time.Duration `koanf:"mailbox_wait"`
 	// H2C serves HTTP/2 without TLS (prior knowledge) on the plain HTTP listener too.
 	H2C bool `koanf:"h2c"`
+	// ReadHeaderTimeout bounds reading a request's line and headers; ReadTimeout the whole
+	// request, body included (a client trickling a body is cut off with 408). Neither limits
+	// a response: streams, long-polls and WebSockets last as long as they need.
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
+	ReadTimeout       time.Duration `koanf:"read_timeout"`
+	// WebSocketOrigins lists Origin host patterns (path.Match, e.g. "app.example.com",
+	// "*.example.com") whose pages, besides the server's own, may use the credentials a browser
+	// attaches by itself (Basic, a client certificate) on every WebSocket endpoint (/v1/ws,
+	// /sub, /mqtt, /mbus). A page from any other origin may connect but must authenticate
+	// inside the connection (the auth frame, MQTT CONNECT, mBus's create, a bearer token).
+	WebSocketOrigins []string `koanf:"websocket_origins"`
 }
 
 // Mailbox configures the per-identity mailboxes (uLightWMQ's API).
@@ -226,8 +237,10 @@ type MQTT struct {
 	OutboundBuffer      int           `koanf:"outbound_buffer"`
 	SlowConsumerTimeout time.Duration `koanf:"slow_consumer_timeout"`
 	PublishStall        time.Duration `koanf:"publish_stall"`
-	// WebSocketOrigins lists allowed Origin host patterns for browser clients; empty allows any
-	// (MQTT authenticates in CONNECT, not with cookies).
+	// WebSocketOrigins, when not empty, restricts /mqtt to browser pages from these Origin host
+	// patterns (and the server's own); others are refused. Listed origins are trusted with the
+	// browser's client certificate on /mqtt as http.websocket_origins are. Empty: any origin
+	// may connect, and authenticates in CONNECT unless http.websocket_origins trusts it.
 	WebSocketOrigins []string `koanf:"websocket_origins"`
 	MaxQoS           int      `koanf:"max_qos"`
 	RetainAvailable  bool     `koanf:"retain_available"`
@@ -312,7 +325,8 @@ func Default() Config {
 			MaxAttempts: 10, MaxHooks: 1000},
 		Mailbox: Mailbox{TTL: 7 * 24 * time.Hour},
 		HTTP: HTTP{MaxBody: 1 << 20, StreamBuffer: 128, Heartbeat: 15 * time.Second, PollWait: 30 * time.Second,
-			RequestTimeout: 30 * time.Second, MailboxWait: 30 * time.Second},
+			RequestTimeout: 30 * time.Second, MailboxWait: 30 * time.Second,
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second},
 	}
 }
 
@@ -441,7 +455,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.Auth.validate(), c.Limits.validate())
-	if h := c.HTTP; h.MaxBody < 1 || h.StreamBuffer < 1 || h.Heartbeat <= 0 || h.PollWait <= 0 || h.RequestTimeout <= 0 || h.MailboxWait <= 0 {
+	if h := c.HTTP; h.MaxBody < 1 || h.StreamBuffer < 1 || h.Heartbeat <= 0 || h.PollWait <= 0 || h.RequestTimeout <= 0 || h.MailboxWait <= 0 ||
+		h.ReadHeaderTimeout <= 0 || h.ReadTimeout <= 0 {
 		errs = append(errs, errors.New("http: max_body and stream_buffer must be at least 1, the durations positive"))
 	}
 	if c.Mailbox.TTL < 0 {

@@ -110,6 +110,7 @@ func TestValidationErrors(t *testing.T) {
 		"session.max_inflight": {"TERN_SESSION__MAX_INFLIGHT=0"},
 		"store.sync":           {"TERN_STORE__SYNC=sometimes"},
 		"queue_full_policy":    {"TERN_SESSION__QUEUE_FULL_POLICY=shrug"},
+		"durations positive":   {"TERN_HTTP__READ_TIMEOUT=0s"},
 	}
 	for want, vars := range cases {
 		_, err := Load("", nil, func() []string { return vars })
@@ -243,5 +244,25 @@ func TestListenNetworkCoversEveryListener(t *testing.T) {
 		if got := slices.Contains(l.Network(), "marker:"+tag); got == isUnix {
 			t.Errorf("listener %s: in Network() = %v, but it is %s", tag, got, map[bool]string{true: "a Unix socket", false: "a network address"}[isUnix])
 		}
+	}
+}
+
+func TestHTTPKeys(t *testing.T) {
+	cfg, err := Load("", nil, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.ReadHeaderTimeout != 10*time.Second || cfg.HTTP.ReadTimeout != 30*time.Second {
+		t.Errorf("defaults: read_header_timeout %s, read_timeout %s", cfg.HTTP.ReadHeaderTimeout, cfg.HTTP.ReadTimeout)
+	}
+	cfg, err = Load("", nil, func() []string {
+		return []string{"TERN_HTTP__READ_HEADER_TIMEOUT=2s", "TERN_HTTP__READ_TIMEOUT=1m",
+			"TERN_HTTP__WEBSOCKET_ORIGINS=app.example.com,*.corp.example"}
+	})
+	if err != nil || cfg.HTTP.ReadHeaderTimeout != 2*time.Second || cfg.HTTP.ReadTimeout != time.Minute {
+		t.Errorf("from the environment: %s %s, %v", cfg.HTTP.ReadHeaderTimeout, cfg.HTTP.ReadTimeout, err)
+	}
+	if o := cfg.HTTP.WebSocketOrigins; len(o) != 2 || o[1] != "*.corp.example" {
+		t.Errorf("http.websocket_origins from the environment: %q", o)
 	}
 }

@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -32,6 +33,9 @@ type Config struct {
 	MaxRequestTimeout time.Duration
 	// MailboxWait is one wait of uLightWMQ's /front?wait=1 and /waitForReply.
 	MailboxWait time.Duration
+	// WebSocketOrigins are the Origin host patterns besides the server's own whose browser
+	// credentials count on /v1/ws and /sub (see TrustedOrigin).
+	WebSocketOrigins []string
 }
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured.
@@ -124,6 +128,19 @@ func (s *Server) principal(w http.ResponseWriter, r *http.Request) *auth.Princip
 		return nil
 	}
 	return p
+}
+
+// ended answers a request whose context ended while it waited: 503 when the server is closing
+// (whoever assembles the server cancels the requests' base context with
+// broker.ErrServerShuttingDown), nothing when the client left.
+func ended(w http.ResponseWriter, r *http.Request) {
+	if shuttingDown(r.Context()) {
+		fail(w, broker.ErrServerShuttingDown)
+	}
+}
+
+func shuttingDown(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), broker.ErrServerShuttingDown)
 }
 
 // fail answers a core error with its HTTP status and a stable code.

@@ -14,7 +14,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"time"
@@ -75,14 +74,16 @@ func (s *Server) isimudPub(w http.ResponseWriter, r *http.Request) {
 		isimudError(w, http.StatusUnsupportedMediaType, "Expected request with `Content-Type: application/json`")
 		return
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, isimudMaxBody))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		isimudError(w, http.StatusRequestEntityTooLarge, "Payload too large")
-		return
-	}
+	raw, err := readBody(w, r, isimudMaxBody)
 	if err != nil {
-		isimudError(w, http.StatusBadRequest, "Failed to read the body")
+		switch status, _ := bodyStatus(err); status {
+		case http.StatusRequestEntityTooLarge:
+			isimudError(w, status, "Payload too large")
+		case http.StatusRequestTimeout:
+			isimudError(w, status, "Request timeout")
+		default:
+			isimudError(w, status, "Failed to read the body")
+		}
 		return
 	}
 	var body struct {
@@ -129,12 +130,15 @@ func (s *Server) isimudPub(w http.ResponseWriter, r *http.Request) {
 // isimudSub authenticates before the upgrade (a Bearer token, checked by tern's auth: its tokens
 // or the auth URL in bearer style), then waits for the subscribe frame and sends each message's
 // data as a text frame. Any further frame from the client ends the connection, as in isimud.
+// Basic credentials and a client certificate count only from a trusted origin (TrustedOrigin):
+// a page from another one needs a token (or anonymous access).
 func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
-	p, err := s.b.Authenticate(r.Context(), httpauth.Credentials(r, s.identify, "http"))
+	p, err := s.b.Authenticate(r.Context(), s.wsCredentials(r))
 	if err != nil {
 		isimudRefuse(w, err)
 		return
 	}
+	// Any origin may connect; what it may authenticate with was decided above.
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return
@@ -173,7 +177,10 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 	defer s.stats.Streams.Add(-1)
 	c.Start()
 	// After the subscribe frame the client has nothing more to say: whatever it sends ends it.
-	ctx, cancel := context.WithCancel(ctx)
+	// The request's context ends when the server shuts down; the connection then gets a close
+	// frame, so reads and writes use a context the shutdown does not cut.
+	shutdown := ctx.Done()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	go func() {
 		defer cancel()
@@ -191,6 +198,9 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 			k.drained(c)
 		case <-k.closed:
 			_ = ws.Close(websocket.StatusGoingAway, k.reason().Error())
+			return
+		case <-shutdown:
+			_ = ws.Close(websocket.StatusGoingAway, broker.ErrServerShuttingDown.Error())
 			return
 		case <-ctx.Done():
 			return

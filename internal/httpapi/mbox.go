@@ -103,7 +103,7 @@ func (s *Server) registerMbox(mux *http.ServeMux, mb *mailbox.Service) {
 		}
 		body, err := readBody(w, r, s.cfg.MaxBody)
 		if err != nil {
-			httpauth.WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", err.Error())
+			bodyFailed(w, err, s.cfg.MaxBody)
 			return
 		}
 		id, err := mb.Push(name, dst, body, r.URL.Query().Get("reply") == "1")
@@ -142,10 +142,11 @@ func (s *Server) registerMbox(mux *http.ServeMux, mb *mailbox.Service) {
 	mux.HandleFunc("POST /v1/mbox/messages/{id}/reply", func(w http.ResponseWriter, r *http.Request) {
 		if _, name := x.owner(w, r); name != "" {
 			body, err := readBody(w, r, s.cfg.MaxBody)
-			if err == nil {
-				err = mb.Reply(name, pathID(r), body)
-			}
 			if err != nil {
+				bodyFailed(w, err, s.cfg.MaxBody)
+				return
+			}
+			if err := mb.Reply(name, pathID(r), body); err != nil {
 				mboxFail(w, err)
 				return
 			}

@@ -69,7 +69,7 @@ var trailingComma = regexp.MustCompile(`,\s*([}\]])`)
 // decodeLenient is Go's JSON decoding (field names case-insensitive, as mq-go) after removing
 // trailing commas.
 func decodeLenient(r *http.Request, v any) error {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	raw, err := readGrowing(io.LimitReader(r.Body, 1<<20), r.ContentLength, 1<<20)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -31,13 +30,8 @@ type PublishResult struct {
 // from the query. The Content-Type header is the content type unless it is curl's form default.
 func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, topicName string) (*message.Message, bool) {
 	body, err := readBody(w, r, s.cfg.MaxBody)
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		httpauth.WriteError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body larger than %d bytes", s.cfg.MaxBody))
-		return nil, false
-	}
 	if err != nil {
-		httpauth.WriteError(w, http.StatusBadRequest, "bad_request", "reading the body: "+err.Error())
+		bodyFailed(w, err, s.cfg.MaxBody)
 		return nil, false
 	}
 	m := &message.Message{Topic: topicName, Payload: body}
@@ -153,19 +147,6 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// readBody reads a request body of at most limit bytes, sized from Content-Length when known.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	rd := http.MaxBytesReader(w, r.Body, limit)
-	if n := r.ContentLength; n >= 0 && n <= limit {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			return nil, err
-		}
-		return buf, nil
-	}
-	return io.ReadAll(rd)
-}
-
 // request answers POST /v1/req/{topic...}: it publishes the body with a response topic and waits
 // for the first reply (timeout=10s, at most MaxRequestTimeout). Nobody subscribed: 503 at once.
 // The reply's payload is the answer's body, its content type the Content-Type.
@@ -254,6 +235,7 @@ func (s *Server) roundTrip(w http.ResponseWriter, r *http.Request, topicName str
 			fail(w, k.reason())
 			return
 		case <-r.Context().Done():
+			ended(w, r)
 			return
 		}
 	}

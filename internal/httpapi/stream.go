@@ -339,6 +339,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, c *broker.Client, 
 		fail(w, k.reason())
 		return
 	case <-r.Context().Done():
+		ended(w, r)
 		return
 	}
 	for more := len(got) > 0; more && len(got) < 1000; {

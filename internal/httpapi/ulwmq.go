@@ -100,7 +100,14 @@ func queryID(r *http.Request) uint64 {
 func (u *ulwmq) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	b, err := readBody(w, r, u.s.cfg.MaxBody)
 	if err != nil {
-		ulBody(w, http.StatusRequestEntityTooLarge, "Message too large", "0")
+		switch status, _ := bodyStatus(err); status {
+		case http.StatusRequestEntityTooLarge:
+			ulBody(w, status, "Message too large", "0")
+		case http.StatusRequestTimeout:
+			ulBody(w, status, "Request timeout", "0")
+		default:
+			ulBody(w, status, "Bad request", "0")
+		}
 		return nil, false
 	}
 	return b, true

@@ -31,11 +31,13 @@ func (s *Server) RegisterWebhooks(mux *http.ServeMux, hooks *webhook.Manager, id
 			return
 		}
 		var b WebhookBody
-		raw, err := readBody(w, r, 64<<10)
-		if err == nil {
-			err = json.Unmarshal(raw, &b)
-		}
+		const limit = 64 << 10
+		raw, err := readBody(w, r, limit)
 		if err != nil {
+			bodyFailed(w, err, limit)
+			return
+		}
+		if err := json.Unmarshal(raw, &b); err != nil {
 			httpauth.WriteError(w, http.StatusBadRequest, "bad_json", err.Error())
 			return
 		}

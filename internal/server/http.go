@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/ternmq/tern/internal/adminapi"
 	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/httpapi"
 	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/mbus"
 	"github.com/ternmq/tern/internal/netio"
@@ -40,16 +44,37 @@ func (s *Server) routes(reg *prometheus.Registry, id netio.Identify) http.Handle
 	return mux
 }
 
+// counted runs h for each request while the server is not closing, so Close can wait for the
+// handlers (see inflight).
+func (s *Server) counted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.handlers.enter() {
+			w.Header().Set("Connection", "close")
+			httpauth.WriteError(w, http.StatusServiceUnavailable, "unavailable", broker.ErrServerShuttingDown.Error())
+			return
+		}
+		defer s.handlers.leave()
+		h.ServeHTTP(w, r)
+	})
+}
+
 // serveMBusWebSocket runs an mBus connection over WebSocket (subprotocol "mbus", binary
 // messages). The face reads a byte stream, so a frame may span messages and a message may hold
 // several frames.
 func (s *Server) serveMBusWebSocket(w http.ResponseWriter, r *http.Request, id netio.Identify) {
+	// Any origin may connect; one not trusted with the browser's client certificate
+	// authenticates in command.create.
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mbus"}, InsecureSkipVerify: true})
 	if err != nil {
 		return
 	}
+	if !httpapi.TrustedOrigin(r, s.cfg.HTTP.WebSocketOrigins) {
+		id = nil
+	}
 	ws.SetReadLimit(mbus.MaxFrame + 8)
-	s.MBus.ServeConn(websocket.NetConn(r.Context(), ws, websocket.MessageBinary), r.TLS, netio.Identify(id))
+	// The request's context ends when the server begins to close; the mBus face closes its
+	// connections itself then, with its own goodbye.
+	s.MBus.ServeConn(websocket.NetConn(context.WithoutCancel(r.Context()), ws, websocket.MessageBinary), r.TLS, id)
 }
 
 // serveMQTTWebSocket upgrades to WebSocket and runs an MQTT connection over binary messages. A
@@ -59,15 +84,23 @@ func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id n
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// "mqtt" is the standard name; "mqttv3.1" is what older clients offer.
 		Subprotocols: []string{"mqtt", "mqttv3.1"},
-		// MQTT authenticates in CONNECT, not with cookies, so any origin may connect unless the
-		// configuration lists the allowed ones.
+		// MQTT authenticates in CONNECT, so any origin may connect unless mqtt.websocket_origins
+		// lists the allowed ones.
 		InsecureSkipVerify: len(origins) == 0,
 		OriginPatterns:     origins,
 	})
 	if err != nil {
 		return
 	}
-	nc := websocket.NetConn(r.Context(), ws, websocket.MessageBinary)
+	// The browser's client certificate names the client only for a trusted origin (the
+	// server's own, http.websocket_origins, or one mqtt.websocket_origins lets in); a page
+	// elsewhere authenticates in CONNECT.
+	if !httpapi.TrustedOrigin(r, append(slices.Clip(s.cfg.HTTP.WebSocketOrigins), origins...)) {
+		id = nil
+	}
+	// The request's context ends when the server begins to close; the MQTT face closes its
+	// connections itself then, with a DISCONNECT.
+	nc := websocket.NetConn(context.WithoutCancel(r.Context()), ws, websocket.MessageBinary)
 	s.MQTT.ServeConnTLS(nc, r.TLS, id)
 }
 

@@ -55,6 +55,12 @@ type Server struct {
 
 	listeners []net.Listener
 	https     []*http.Server
+	// httpCtx is every HTTP request's base context; Close cancels it (cause
+	// broker.ErrServerShuttingDown) so streams, long-polls and WebSockets end before anything
+	// they use is closed. handlers counts the requests being served, hijacked ones too.
+	httpCtx   context.Context
+	stopHTTP  context.CancelCauseFunc
+	handlers  inflight
 	addrs     map[string]net.Addr
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -106,11 +112,12 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	}
 	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, Auth: a, addrs: map[string]net.Addr{},
 		tls: map[string]*certs.ServerTLS{}}
+	s.httpCtx, s.stopHTTP = context.WithCancelCause(context.Background())
 	s.MQTT = mqtt.NewServer(b, mqtt.ConfigFrom(cfg.MQTT), log)
 	s.MBus = mbus.NewServer(b, mbus.Config{}, log)
 	h := cfg.HTTP
 	s.HTTP = httpapi.New(b, httpapi.Config{MaxBody: h.MaxBody, StreamBuffer: h.StreamBuffer, Heartbeat: h.Heartbeat,
-		PollWait: h.PollWait, RequestTimeout: h.RequestTimeout, MailboxWait: h.MailboxWait}, log)
+		PollWait: h.PollWait, RequestTimeout: h.RequestTimeout, MailboxWait: h.MailboxWait, WebSocketOrigins: h.WebSocketOrigins}, log)
 	s.Mailboxes = mailbox.New(st.Records(), mailbox.Config{TTL: cfg.Mailbox.TTL})
 	s.Mailboxes.Notify = s.notifyMailbox
 	w := cfg.Webhooks
@@ -305,8 +312,15 @@ func (s *Server) serveHTTP(name, addr string, st *certs.ServerTLS) error {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tern_store_disk_bytes",
 		Help: "Size of the durable store on disk."}, func() float64 { return float64(s.Store.DiskBytes()) }))
 	hs := &http.Server{
-		Handler:           s.routes(reg, identify(st)),
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           s.counted(s.routes(reg, identify(st))),
+		BaseContext:       func(net.Listener) context.Context { return s.httpCtx },
+		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
+		// The whole request, body included: a client trickling a body gets 408 (the faces map
+		// the read error). net/http lifts this deadline once the body has been read and when
+		// a WebSocket takes the connection over, and HTTP/2 applies it to request bodies
+		// only, so it never ends a stream, a long-poll or a WebSocket (TestHTTPReadTimeouts).
+		// No WriteTimeout: streams set a deadline per write instead.
+		ReadTimeout: s.cfg.HTTP.ReadTimeout,
 		// Request line and headers together; longer gets 431.
 		MaxHeaderBytes: 64 << 10,
 		IdleTimeout:    2 * time.Minute,
@@ -355,11 +369,16 @@ func (s *Server) Addr(name string) string {
 	return ""
 }
 
-// Close stops listening, disconnects every client and waits for the listeners to stop.
+// Close stops listening, disconnects every client and waits for the listeners to stop. HTTP
+// streams are told to end first and are waited for, so they save their sessions while the store
+// is open; the store closes last.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
+		if s.stopHTTP != nil {
+			s.stopHTTP(broker.ErrServerShuttingDown)
+		}
 		for _, hs := range s.https {
 			_ = hs.Shutdown(ctx)
 		}
@@ -371,6 +390,11 @@ func (s *Server) Close() error {
 		}
 		if s.MBus != nil {
 			_ = s.MBus.Close()
+		}
+		// Shutdown does not wait for hijacked connections (WebSockets): their handlers are
+		// counted here. One that ignores the end of its context is given up on at the deadline.
+		if err := s.handlers.closeAndWait(ctx); err != nil {
+			s.log.Warn("HTTP handlers still running at shutdown", "err", err)
 		}
 		if s.Webhooks != nil {
 			s.Webhooks.Close()
@@ -386,13 +410,50 @@ func (s *Server) Close() error {
 				s.log.Error("closing the store", "err", err)
 			}
 		}
-		for _, p := range []string{s.cfg.Listen.Unix, s.cfg.Listen.MBusUnix, s.cfg.Listen.MBusUnixTLS} {
-			if p != "" {
-				_ = os.Remove(p)
-			}
-		}
+		// Closing a Unix listener unlinks the socket file it created, so only files this
+		// process bound go away: a tern that failed to start (its port taken, the socket in
+		// use) must not delete the socket of one that runs, and removing a path again after
+		// the close could delete a socket another process has bound there since.
 	})
 	return nil
+}
+
+// inflight counts running HTTP handlers so Close can wait for them; once closing, no new one
+// starts (a request that slipped past the closed listeners gets 503).
+type inflight struct {
+	mu      sync.RWMutex // read-locked by requests, so they do not queue behind each other
+	closing bool
+	wg      sync.WaitGroup
+}
+
+func (f *inflight) enter() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closing {
+		return false
+	}
+	f.wg.Add(1)
+	return true
+}
+
+func (f *inflight) leave() { f.wg.Done() }
+
+// closeAndWait refuses new handlers and waits for the running ones, at most until ctx ends.
+func (f *inflight) closeAndWait(ctx context.Context) error {
+	f.mu.Lock()
+	f.closing = true
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		f.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // removeStaleSocket deletes a socket file left by a tern that died, but refuses to steal one a
