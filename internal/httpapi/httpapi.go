@@ -143,26 +143,3 @@ func shuttingDown(ctx context.Context) bool {
 	return errors.Is(context.Cause(ctx), broker.ErrServerShuttingDown)
 }
 
-// fail answers a core error with its HTTP status and a stable code.
-func fail(w http.ResponseWriter, err error) {
-	status, code := http.StatusInternalServerError, "internal_error"
-	switch {
-	case errors.Is(err, broker.ErrTopicInvalid):
-		status, code = http.StatusBadRequest, "topic_invalid"
-	case errors.Is(err, broker.ErrFilterInvalid):
-		status, code = http.StatusBadRequest, "filter_invalid"
-	case errors.Is(err, broker.ErrNotAuthorized):
-		status, code = http.StatusForbidden, "not_authorized"
-	case errors.Is(err, broker.ErrPayloadTooLarge):
-		status, code = http.StatusRequestEntityTooLarge, "payload_too_large"
-	case errors.Is(err, broker.ErrRateLimited):
-		status, code = http.StatusTooManyRequests, "rate_limited"
-	case errors.Is(err, broker.ErrQuotaExceeded):
-		status, code = http.StatusTooManyRequests, "quota_exceeded"
-	case errors.Is(err, broker.ErrRetainNotSupported):
-		status, code = http.StatusBadRequest, "retain_not_supported"
-	case errors.Is(err, broker.ErrStorage), errors.Is(err, broker.ErrServerShuttingDown):
-		status, code = http.StatusServiceUnavailable, "unavailable"
-	}
-	httpauth.WriteError(w, status, code, err.Error())
-}

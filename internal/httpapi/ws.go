@@ -25,7 +25,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -217,17 +216,7 @@ func (s *Server) wsAuth(ctx context.Context, ws *websocket.Conn, creds auth.Cred
 // wsHandle runs one client operation and returns the answer to send, if any.
 func (s *Server) wsHandle(c *broker.Client, p *auth.Principal, q *wsRequest) any {
 	fail := func(err error) any {
-		code := "error"
-		switch {
-		case errors.Is(err, broker.ErrNotAuthorized):
-			code = "not_authorized"
-		case errors.Is(err, broker.ErrTopicInvalid):
-			code = "topic_invalid"
-		case errors.Is(err, broker.ErrFilterInvalid):
-			code = "filter_invalid"
-		case errors.Is(err, broker.ErrQuotaExceeded):
-			code = "quota_exceeded"
-		}
+		_, code := errorCode(err)
 		return wsReply{Op: "error", ID: q.ID, Code: code, Message: err.Error()}
 	}
 	switch q.Op {

@@ -3,11 +3,14 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/config"
 )
 
 type wsJSON struct {
@@ -121,4 +124,28 @@ func TestWebSocketJSONAcrossFaces(t *testing.T) {
 func jsonNumber(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestWebSocketErrorCodes: the WebSocket API names refusals with the same codes as the HTTP
+// routes (payload_too_large and rate_limited used to come back as a bare "error").
+func TestWebSocketErrorCodes(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) {
+		c.Limits.MaxPayload = 4
+		c.Limits.PublishRate, c.Limits.PublishBurst, c.Limits.MaxThrottle = 1, 1, time.Millisecond
+	})
+	ws := dialJSONWS(t, "ws://"+srv.Addr("http")+"/v1/ws")
+	ws.send(`{"op":"pub","topic":"t","payload":"too long","id":1}`)
+	if m := ws.recv(); m["op"] != "error" || m["code"] != "payload_too_large" {
+		t.Fatalf("an oversized payload: %v", m)
+	}
+	var got []any
+	for i := 2; i < 6; i++ {
+		ws.send(fmt.Sprintf(`{"op":"pub","topic":"t","payload":"x","qos":1,"id":%d}`, i))
+		m := ws.recv()
+		got = append(got, m["code"])
+		if m["code"] == "rate_limited" {
+			return
+		}
+	}
+	t.Fatalf("publishing past the rate: codes %v, want rate_limited", got)
 }
