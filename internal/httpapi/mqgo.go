@@ -19,9 +19,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"strconv"
 	"sync"
+
+	"github.com/tailscale/hujson"
 
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
@@ -64,16 +65,24 @@ type mqgoState struct {
 	held bool
 }
 
-var trailingComma = regexp.MustCompile(`,\s*([}\]])`)
-
-// decodeLenient is Go's JSON decoding (field names case-insensitive, as mq-go) after removing
-// trailing commas.
-func decodeLenient(r *http.Request, v any) error {
-	raw, err := readGrowing(io.LimitReader(r.Body, 1<<20), r.ContentLength, 1<<20)
+// decodeLenient is Go's JSON decoding (field names case-insensitive, as mq-go) of a body that may
+// be JWCC, JSON with comments and trailing commas as in mq-go's README examples: hujson turns it
+// into standard JSON without touching string contents. The body is bounded by the HTTP API's
+// max_body.
+func decodeLenient(r *http.Request, v any, limit int64) error {
+	raw, err := readGrowing(io.LimitReader(r.Body, limit), r.ContentLength, limit)
 	if err != nil {
 		return err
 	}
-	return json.Unmarshal(trailingComma.ReplaceAll(raw, []byte("$1")), v)
+	return decodeJWCC(raw, v)
+}
+
+func decodeJWCC(raw []byte, v any) error {
+	std, err := hujson.Standardize(raw)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(std, v)
 }
 
 // RegisterMQGo adds mq-go's routes.
@@ -106,7 +115,7 @@ func (q *mqgo) connect(w http.ResponseWriter, r *http.Request) {
 		ClientURL string
 		Mode      string
 	}
-	if err := decodeLenient(r, &b); err != nil || (b.Mode != "send" && b.Mode != "receive") {
+	if err := decodeLenient(r, &b, q.s.cfg.MaxBody); err != nil || (b.Mode != "send" && b.Mode != "receive") {
 		q.s.log.Info("mq-go connect refused: mode must be send or receive", "err", err, "mode", b.Mode)
 		mqgoReply(w, "") // mq-go answers 200 with nothing
 		return
@@ -174,7 +183,7 @@ func (q *mqgo) send(w http.ResponseWriter, r *http.Request) {
 		ID   uint64
 		Body string
 	}
-	if err := decodeLenient(r, &b); err != nil {
+	if err := decodeLenient(r, &b, q.s.cfg.MaxBody); err != nil {
 		mqgoReply(w, fmt.Sprintf("{\"status\": %s, \"id\": %d}\n", appendJSONString(nil, "Error: "+err.Error()), b.ID))
 		return
 	}
@@ -203,7 +212,7 @@ func (q *mqgo) disconnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b struct{ ID uint64 }
-	_ = decodeLenient(r, &b)
+	_ = decodeLenient(r, &b, q.s.cfg.MaxBody)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	key := strconv.FormatUint(b.ID, 10)

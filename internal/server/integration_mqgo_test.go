@@ -37,7 +37,9 @@ func TestMQGo(t *testing.T) {
 	expect("POST", "/send/", `{"id": 1, "body": "early",}`, `{"status": "Message enqueued", "id": 1}`+"\n")
 	expect("POST", "/connect/", `{"ClientURL": "`+recv.URL+`", "Mode": "receive"}`, "{'id': 2}\n")
 	expect("POST", "/send", `{"id": 1, "body": "Here is the message body."}`, `{"status": "Message enqueued", "id": 1}`+"\n")
-	for _, want := range []string{"early", "Here is the message body."} {
+	// Trailing commas are accepted; commas and brackets inside a string are the body's own.
+	expect("POST", "/send", `{"id": 1, "body": "a,}b, ]c", /* JWCC */ }`, `{"status": "Message enqueued", "id": 1}`+"\n")
+	for _, want := range []string{"early", "Here is the message body.", "a,}b, ]c"} {
 		select {
 		case p := <-got:
 			if p.body != want || p.ctype != "text/plain" {
