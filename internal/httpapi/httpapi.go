@@ -142,4 +142,3 @@ func ended(w http.ResponseWriter, r *http.Request) {
 func shuttingDown(ctx context.Context) bool {
 	return errors.Is(context.Cause(ctx), broker.ErrServerShuttingDown)
 }
-
