@@ -82,11 +82,12 @@ func manage(t *testing.T, tern terner, check func(user, pw string) error) {
 	tern.fails([]string{"give --password-stdin or --password"}, "user", "passwd", "carol")
 
 	// Grants of a user and of a group.
-	tern.ok("", "grant", "add", "--user", "carol", "subscribe:c/#", "retain:c/carol/s", "subscribe:c/#")
+	tern.ok("", "grant", "add", "--user", "carol", "subscribe:c/#", "retain:c/carol/s", "subscribe:c/#", "deny:subscribe:c/secret")
 	tern.ok("", "grant", "del", "--user", "carol", "retain:c/carol/s")
-	if out, _ := tern.ok("", "grant", "list", "--user", "carol"); out != "publish:c/%u/#\nsubscribe:c/#\n" {
+	if out, _ := tern.ok("", "grant", "list", "--user", "carol"); out != "publish:c/%u/#\nsubscribe:c/#\ndeny:subscribe:c/secret\n" {
 		t.Fatalf("grant list = %q", out)
 	}
+	tern.fails([]string{"deny:action:filter"}, "grant", "add", "--user", "carol", "deny:subscribe")
 	tern.fails([]string{"give --user or --group"}, "grant", "list")
 	tern.fails([]string{"not found"}, "grant", "add", "--group", "staff", "subscribe:x")
 	tern.ok("", "group", "add", "staff", "subscribe:staff/#")
@@ -110,6 +111,7 @@ func manage(t *testing.T, tern terner, check func(user, pw string) error) {
 		t.Fatalf("the new token: %v", err)
 	}
 	tern.fails([]string{"exceeds"}, "token", "create", "--user", "carol", "--grant", "publish:elsewhere")
+	tern.fails([]string{"exceeds"}, "token", "create", "--user", "carol", "--grant", "subscribe:c/secret") // denied to carol
 	tern.fails([]string{"--ttl"}, "token", "create", "--user", "carol", "--ttl", "tomorrow")
 	tern.fails([]string{"give --user"}, "token", "create")
 	list, _ := tern.ok("", "token", "list", "--user", "carol")

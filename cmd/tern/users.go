@@ -23,7 +23,9 @@ func init() {
 
 const grantHelp = `A grant is action:filter. Actions: publish, subscribe, retain, call, serve, push, query,
 route, admin. The filter is an MQTT topic filter where %u stands for the identity and %c for
-the client id, e.g. publish:sensors/%u/# or subscribe:public/#.`
+the client id, e.g. publish:sensors/%u/# or subscribe:public/#. deny:action:filter refuses
+instead, whatever allows it: a topic it matches, or a subscription filter it covers, e.g.
+deny:subscribe:test/nosubscribe.`
 
 // passwordInput reads the password the flags give: --password-stdin (one line) or --password.
 type passwordInput struct {
@@ -95,7 +97,7 @@ func newUserCmd() *cobra.Command {
 	}
 	pw.register(add)
 	add.Flags().StringArrayVar(&groups, "group", nil, "a group the user belongs to (repeatable)")
-	add.Flags().StringArrayVar(&grants, "grant", nil, "a grant, action:filter (repeatable)")
+	add.Flags().StringArrayVar(&grants, "grant", nil, "a grant, action:filter or deny:action:filter (repeatable)")
 
 	var pw2 passwordInput
 	passwd := &cobra.Command{
@@ -288,7 +290,7 @@ func newTokenCmd() *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&user, "user", "", "the user the token acts for")
-	create.Flags().StringArrayVar(&grants, "grant", nil, "a grant, action:filter (repeatable; default: all of the user's)")
+	create.Flags().StringArrayVar(&grants, "grant", nil, "a grant, action:filter or deny:action:filter (repeatable; default: all of the user's)")
 	create.Flags().StringVar(&ttl, "ttl", "", "lifetime, e.g. 24h (default: no expiry)")
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "Revoke a token", Args: cobra.ExactArgs(1),

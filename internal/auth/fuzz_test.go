@@ -12,7 +12,8 @@ import (
 )
 
 func FuzzParseGrant(f *testing.F) {
-	for _, s := range []string{"publish:a/b", "subscribe:+/x/#", "admin:#", "call:svc:%u/%c", "x", ":", "push:$SYS/#", "publish:a/#/b"} {
+	for _, s := range []string{"publish:a/b", "subscribe:+/x/#", "admin:#", "call:svc:%u/%c", "x", ":", "push:$SYS/#", "publish:a/#/b",
+		"deny:subscribe:test/nosubscribe", "deny:x", "DENY:admin:%u", "deny:deny:a"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -25,13 +26,15 @@ func FuzzParseGrant(f *testing.F) {
 		if err != nil || g2 != g {
 			t.Fatalf("%q -> %v -> %v, %v", s, g, g2, err)
 		}
-		p, err := NewPrincipal("u", "c", []Grant{g})
+		allow := Grant{Action: g.Action, Filter: g.Filter}
+		p, err := NewPrincipal("u", "c", []Grant{allow, g})
 		if err != nil {
 			t.Fatal(err)
 		}
+		// An allow covers its own filter; a deny of the same filter beside it refuses it.
 		f := strings.ReplaceAll(strings.ReplaceAll(g.Filter, "%u", "u"), "%c", "c")
-		if !p.AllowFilter(g.Action, f) {
-			t.Fatalf("grant %v does not cover its own filter %q", g, f)
+		if p.AllowFilter(g.Action, f) == g.Deny {
+			t.Fatalf("grant %v, filter %q: AllowFilter = %v", g, f, !g.Deny)
 		}
 	})
 }
@@ -105,6 +108,7 @@ func FuzzDecodeAnswer(f *testing.F) {
 	f.Add([]byte(`{"result":"deny"}`))
 	f.Add([]byte(`{"result":"ignore","ttl":-1}`))
 	f.Add([]byte(`{"result":"allow","grants":[{"action":"fly","filter":"#/a"}],"ttl":1e308}`))
+	f.Add([]byte(`{"result":"allow","grants":["subscribe:#",{"action":"subscribe","filter":"x","deny":true},"deny:publish:y"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, _, err := decodeAnswer(b, time.Minute, time.Hour)
 		if err != nil {
@@ -133,7 +137,7 @@ func FuzzMatcher(f *testing.F) {
 	f.Fuzz(func(t *testing.T, g1, g2, g3, name, filter string) {
 		var filters []string
 		for _, g := range []string{g1, g2, g3} {
-			if (Grant{Publish, g}).Validate() == nil {
+			if (Grant{Action: Publish, Filter: g}).Validate() == nil {
 				filters = append(filters, g)
 			}
 		}
@@ -148,7 +152,7 @@ func FuzzMatcher(f *testing.F) {
 		if got := nfa.match(name); got != want {
 			t.Fatalf("grants %q: fallback match(%q) = %v, want %v", filters, name, got, want)
 		}
-		if (Grant{Publish, filter}).Validate() != nil {
+		if (Grant{Action: Publish, Filter: filter}).Validate() != nil {
 			return
 		}
 		c := det.covers(filter)
