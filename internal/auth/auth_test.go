@@ -580,7 +580,7 @@ func TestStoreFailures(t *testing.T) {
 	if err := a.SetPasswordHash("alice", legacyPrefix+strings.Repeat("0", 64)); !errors.Is(err, errDisk) {
 		t.Errorf("SetPasswordHash: %v", err)
 	}
-	if a.backoff.tab.len() != 0 {
+	if a.backoff.tab.Len() != 0 {
 		t.Error("store failures counted towards back-off")
 	}
 }

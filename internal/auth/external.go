@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // URLConfig configures the external authorization URL, in one of two styles:
@@ -86,7 +88,7 @@ type urlAuth struct {
 	client *http.Client
 
 	mu       sync.Mutex
-	cache    *lru[urlCached]
+	cache    *simplelru.LRU[string, urlCached]
 	inflight map[string]*urlCall
 	// onWait, if set, is called when a caller starts waiting for another's request (tests).
 	onWait func()
@@ -164,13 +166,13 @@ func (u *urlAuth) authenticate(ctx context.Context, c Credentials, tok string) (
 // decide returns a cached decision or asks the URL, once per key at a time.
 func (u *urlAuth) decide(ctx context.Context, key string, c Credentials, tok string) (urlDecision, error) {
 	u.mu.Lock()
-	if e, ok := u.cache.get(key); ok {
+	if e, ok := u.cache.Get(key); ok {
 		if u.a.now().Before(e.expires) {
 			u.mu.Unlock()
 			u.a.stats.URLCacheHits.Add(1)
 			return e.d, nil
 		}
-		u.cache.remove(key)
+		u.cache.Remove(key)
 	}
 	call := u.inflight[key]
 	if call != nil {
@@ -206,7 +208,7 @@ func (u *urlAuth) run(call *urlCall, key string, c Credentials, tok string) {
 	u.mu.Lock()
 	delete(u.inflight, key)
 	if call.err == nil && u.cfg.CacheTTL > 0 && call.d.ttl > 0 {
-		u.cache.put(key, urlCached{d: call.d, expires: u.a.now().Add(call.d.ttl)})
+		u.cache.Add(key, urlCached{d: call.d, expires: u.a.now().Add(call.d.ttl)})
 	}
 	u.mu.Unlock()
 	close(call.done)
