@@ -26,6 +26,10 @@ import (
 
 const ulwmqFixture = "../../internal/auth/testdata/small.db" // alice/hunter2, bob/pw
 
+// ulwmqWALFixture is a users.db in WAL mode whose 119 users are all in users.db-wal beside it
+// (w001/wpw1 ... w120/wpw120 but w002, w003/changed).
+const ulwmqWALFixture = "../../internal/auth/testdata/wal.db"
+
 // terner runs tern commands with fixed extra arguments (the target) and fails the test on error.
 type terner struct {
 	t     *testing.T
@@ -135,6 +139,14 @@ func manage(t *testing.T, tern terner, check func(user, pw string) error) {
 	}
 	if err := check("alice", "hunter2"); err != nil {
 		t.Fatalf("imported alice: %v", err)
+	}
+	// A WAL-mode database is read with its WAL, also when it goes to a server.
+	out, errOut := tern.ok("", "user", "import-ulwmq", ulwmqWALFixture)
+	if out != "imported 119 users, skipped 0\n" || !strings.Contains(errOut, "committed frames of "+ulwmqWALFixture+"-wal") {
+		t.Fatalf("WAL import printed %q and %q", out, errOut)
+	}
+	if err := check("w003", "changed"); err != nil {
+		t.Fatalf("a user from the WAL: %v", err)
 	}
 	// alice's sign-in re-hashed her password with argon2id; bob has not signed in yet.
 	if out, _ := tern.ok("", "user", "list"); row(out, "bob") != "bob sha256 legacy -" || row(out, "alice") != "alice argon2id legacy -" {

@@ -4,10 +4,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -145,15 +145,20 @@ func newUserCmd() *cobra.Command {
 	imp := &cobra.Command{
 		Use:   "import-ulwmq PATH/users.db",
 		Short: "Import uLightWMQ's users; their SHA-256 hashes become argon2id at the first login",
-		Args:  cobra.ExactArgs(1),
+		Long: `Import uLightWMQ's users; their SHA-256 hashes become argon2id at the first login.
+A database in WAL mode is read with the users.db-wal beside it, as SQLite would open it. Stop
+uLightWMQ first, or import a copy made with: sqlite3 users.db "VACUUM INTO 'users-copy.db'"`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
+			image, frames, err := auth.ReadULWMQFile(args[0])
 			if err != nil {
 				return err
 			}
-			defer f.Close()
+			if frames > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "applied %d committed frames of %s-wal\n", frames, args[0])
+			}
 			return withOps(&af, func(ops adminOps) error {
-				n, skipped, err := ops.ImportULWMQ(f, importGroup)
+				n, skipped, err := ops.ImportULWMQ(bytes.NewReader(image), importGroup)
 				if err == nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "imported %d users, skipped %d\n", n, skipped)
 				}
