@@ -193,6 +193,26 @@ func TestResumeDropsSubscriptionsNoLongerGranted(t *testing.T) {
 	}
 }
 
+// TestResumeKeepsWhatSubscribeAllowed: at resume a subscription is judged by the rule that
+// admitted it, not by the subscribe grant alone: a procedure served under the serve grant, the
+// client's own response prefix and its mailbox topic stay.
+func TestResumeKeepsWhatSubscribeAllowed(t *testing.T) {
+	f := &fakeAuth{grants: map[string][]string{"alice": {"serve:svc/#", "subscribe:a/#"}}}
+	b, _ := authBroker(t, f, nil)
+	req := login("alice", "c")
+	req.CleanStart, req.Expiry = false, 3600
+	c, _, _ := connect(t, b, req)
+	subscribe(t, c, SubscribeRequest{Filter: "$rpc/svc/echo"}, SubscribeRequest{Filter: ResponsePrefix("c") + "/#"},
+		SubscribeRequest{Filter: "$mailbox/alice"}, SubscribeRequest{Filter: "a/x"})
+	c.Disconnect(DisconnectRequest{Graceful: true})
+	if _, _, res := connect(t, b, req); !res.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	if got := b.Stats().Subscriptions.Load(); got != 4 {
+		t.Fatalf("subscriptions after resume: %d, want 4", got)
+	}
+}
+
 func TestConnectionLimits(t *testing.T) {
 	f := &fakeAuth{grants: map[string][]string{"alice": nil, "bob": nil, "": nil}}
 	b, _ := authBroker(t, f, func(c *Config) {
@@ -356,7 +376,7 @@ func TestDollarClientIDsAreReserved(t *testing.T) {
 func TestDenyGrants(t *testing.T) {
 	f := &fakeAuth{grants: map[string][]string{
 		"alice": {"subscribe:#", "deny:subscribe:test/nosubscribe", "publish:#", "deny:publish:test/nopublish",
-			"retain:#", "deny:serve:svc/locked"},
+			"retain:#", "serve:svc/#", "deny:serve:svc/locked"},
 	}}
 	b, _ := authBroker(t, f, nil)
 	req := login("alice", "a")
@@ -372,6 +392,7 @@ func TestDenyGrants(t *testing.T) {
 		{"$share/g/test/nosubscribe", true},
 		{"test/+", false},
 		{"$rpc/svc/locked", true}, // serving a procedure asks the serve grant, denies included
+		{"$rpc/svc/open", false},
 		{"test/nosubscribe/below", false},
 	}
 	reqs := make([]SubscribeRequest, len(cases))
