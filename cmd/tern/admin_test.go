@@ -26,6 +26,10 @@ import (
 
 const ulwmqFixture = "../../internal/auth/testdata/small.db" // alice/hunter2, bob/pw
 
+// ulwmqWALFixture is a users.db in WAL mode whose 119 users are all in users.db-wal beside it
+// (w001/wpw1 ... w120/wpw120 but w002, w003/changed).
+const ulwmqWALFixture = "../../internal/auth/testdata/wal.db"
+
 // terner runs tern commands with fixed extra arguments (the target) and fails the test on error.
 type terner struct {
 	t     *testing.T
@@ -82,11 +86,12 @@ func manage(t *testing.T, tern terner, check func(user, pw string) error) {
 	tern.fails([]string{"give --password-stdin or --password"}, "user", "passwd", "carol")
 
 	// Grants of a user and of a group.
-	tern.ok("", "grant", "add", "--user", "carol", "subscribe:c/#", "retain:c/carol/s", "subscribe:c/#")
+	tern.ok("", "grant", "add", "--user", "carol", "subscribe:c/#", "retain:c/carol/s", "subscribe:c/#", "deny:subscribe:c/secret")
 	tern.ok("", "grant", "del", "--user", "carol", "retain:c/carol/s")
-	if out, _ := tern.ok("", "grant", "list", "--user", "carol"); out != "publish:c/%u/#\nsubscribe:c/#\n" {
+	if out, _ := tern.ok("", "grant", "list", "--user", "carol"); out != "publish:c/%u/#\nsubscribe:c/#\ndeny:subscribe:c/secret\n" {
 		t.Fatalf("grant list = %q", out)
 	}
+	tern.fails([]string{"deny:action:filter"}, "grant", "add", "--user", "carol", "deny:subscribe")
 	tern.fails([]string{"give --user or --group"}, "grant", "list")
 	tern.fails([]string{"not found"}, "grant", "add", "--group", "staff", "subscribe:x")
 	tern.ok("", "group", "add", "staff", "subscribe:staff/#")
@@ -110,6 +115,7 @@ func manage(t *testing.T, tern terner, check func(user, pw string) error) {
 		t.Fatalf("the new token: %v", err)
 	}
 	tern.fails([]string{"exceeds"}, "token", "create", "--user", "carol", "--grant", "publish:elsewhere")
+	tern.fails([]string{"exceeds"}, "token", "create", "--user", "carol", "--grant", "subscribe:c/secret") // denied to carol
 	tern.fails([]string{"--ttl"}, "token", "create", "--user", "carol", "--ttl", "tomorrow")
 	tern.fails([]string{"give --user"}, "token", "create")
 	list, _ := tern.ok("", "token", "list", "--user", "carol")
@@ -133,6 +139,14 @@ func manage(t *testing.T, tern terner, check func(user, pw string) error) {
 	}
 	if err := check("alice", "hunter2"); err != nil {
 		t.Fatalf("imported alice: %v", err)
+	}
+	// A WAL-mode database is read with its WAL, also when it goes to a server.
+	out, errOut := tern.ok("", "user", "import-ulwmq", ulwmqWALFixture)
+	if out != "imported 119 users, skipped 0\n" || !strings.Contains(errOut, "committed frames of "+ulwmqWALFixture+"-wal") {
+		t.Fatalf("WAL import printed %q and %q", out, errOut)
+	}
+	if err := check("w003", "changed"); err != nil {
+		t.Fatalf("a user from the WAL: %v", err)
 	}
 	// alice's sign-in re-hashed her password with argon2id; bob has not signed in yet.
 	if out, _ := tern.ok("", "user", "list"); row(out, "bob") != "bob sha256 legacy -" || row(out, "alice") != "alice argon2id legacy -" {

@@ -4,10 +4,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -23,7 +23,9 @@ func init() {
 
 const grantHelp = `A grant is action:filter. Actions: publish, subscribe, retain, call, serve, push, query,
 route, admin. The filter is an MQTT topic filter where %u stands for the identity and %c for
-the client id, e.g. publish:sensors/%u/# or subscribe:public/#.`
+the client id, e.g. publish:sensors/%u/# or subscribe:public/#. deny:action:filter refuses
+instead, whatever allows it: a topic it matches, or a subscription filter it covers, e.g.
+deny:subscribe:test/nosubscribe.`
 
 // passwordInput reads the password the flags give: --password-stdin (one line) or --password.
 type passwordInput struct {
@@ -95,7 +97,7 @@ func newUserCmd() *cobra.Command {
 	}
 	pw.register(add)
 	add.Flags().StringArrayVar(&groups, "group", nil, "a group the user belongs to (repeatable)")
-	add.Flags().StringArrayVar(&grants, "grant", nil, "a grant, action:filter (repeatable)")
+	add.Flags().StringArrayVar(&grants, "grant", nil, "a grant, action:filter or deny:action:filter (repeatable)")
 
 	var pw2 passwordInput
 	passwd := &cobra.Command{
@@ -143,15 +145,20 @@ func newUserCmd() *cobra.Command {
 	imp := &cobra.Command{
 		Use:   "import-ulwmq PATH/users.db",
 		Short: "Import uLightWMQ's users; their SHA-256 hashes become argon2id at the first login",
-		Args:  cobra.ExactArgs(1),
+		Long: `Import uLightWMQ's users; their SHA-256 hashes become argon2id at the first login.
+A database in WAL mode is read with the users.db-wal beside it, as SQLite would open it. Stop
+uLightWMQ first, or import a copy made with: sqlite3 users.db "VACUUM INTO 'users-copy.db'"`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
+			image, frames, err := auth.ReadULWMQFile(args[0])
 			if err != nil {
 				return err
 			}
-			defer f.Close()
+			if frames > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "applied %d committed frames of %s-wal\n", frames, args[0])
+			}
 			return withOps(&af, func(ops adminOps) error {
-				n, skipped, err := ops.ImportULWMQ(f, importGroup)
+				n, skipped, err := ops.ImportULWMQ(bytes.NewReader(image), importGroup)
 				if err == nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "imported %d users, skipped %d\n", n, skipped)
 				}
@@ -288,7 +295,7 @@ func newTokenCmd() *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&user, "user", "", "the user the token acts for")
-	create.Flags().StringArrayVar(&grants, "grant", nil, "a grant, action:filter (repeatable; default: all of the user's)")
+	create.Flags().StringArrayVar(&grants, "grant", nil, "a grant, action:filter or deny:action:filter (repeatable; default: all of the user's)")
 	create.Flags().StringVar(&ttl, "ttl", "", "lifetime, e.g. 24h (default: no expiry)")
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "Revoke a token", Args: cobra.ExactArgs(1),

@@ -199,6 +199,8 @@ func (h *api) reply(w http.ResponseWriter, status int, v any, err error) {
 			httpauth.WriteError(w, http.StatusNotFound, "not_found", err.Error())
 		case errors.Is(err, auth.ErrBadGrant):
 			httpauth.WriteError(w, http.StatusBadRequest, "bad_grant", err.Error())
+		case errors.Is(err, auth.ErrWALMode):
+			httpauth.WriteError(w, http.StatusBadRequest, "ulwmq_wal_mode", err.Error())
 		default:
 			// Validation errors (names, empty passwords, grants beyond a user's) are the
 			// request's fault; store failures are logged.

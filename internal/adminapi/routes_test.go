@@ -175,6 +175,14 @@ func TestImportRoute(t *testing.T) {
 	root.want(http.StatusBadRequest, "POST", "/v1/admin/import/ulwmq?group=a/b", string(db))
 	root.want(http.StatusBadRequest, "POST", "/v1/admin/import/ulwmq", "SQLite format 3\x00 and then nothing")
 	root.want(http.StatusRequestEntityTooLarge, "POST", "/v1/admin/import/ulwmq", strings.Repeat("x", 9<<20))
+	// A WAL-mode database cannot bring its users.db-wal in one body: refused, saying what to do.
+	walDB, err := os.ReadFile("../auth/testdata/wal.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := root.want(http.StatusBadRequest, "POST", "/v1/admin/import/ulwmq", string(walDB)); !strings.Contains(b, `"ulwmq_wal_mode"`) || !strings.Contains(b, "VACUUM INTO") {
+		t.Fatalf("WAL-mode import answered %s", b)
+	}
 	(client{t: t, url: url}).want(http.StatusUnauthorized, "POST", "/v1/admin/import/ulwmq", string(db))
 }
 

@@ -69,13 +69,13 @@ func TestOpenMode(t *testing.T) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	bad := []Config{
-		{DefaultGrants: []Grant{{Publish, "a/#/b"}}},
-		{AnonymousGrants: []Grant{{numActions, "a"}}},
+		{DefaultGrants: []Grant{{Action: Publish, Filter: "a/#/b"}}},
+		{AnonymousGrants: []Grant{{Action: numActions, Filter: "a"}}},
 		{Argon2: Argon2Params{Memory: 2 << 20}},
 		{Argon2: Argon2Params{SaltLen: 4}},
 		{URL: URLConfig{URL: "ftp://x/y"}},
 		{URL: URLConfig{URL: "http://x/y", Style: "xml"}},
-		{URL: URLConfig{URL: "http://x/y", BearerGrants: []Grant{{Publish, ""}}}},
+		{URL: URLConfig{URL: "http://x/y", BearerGrants: []Grant{{Action: Publish, Filter: ""}}}},
 	}
 	for _, cfg := range bad {
 		if _, err := New(cfg, NewMemStore(), nil); err == nil {
@@ -166,7 +166,7 @@ func TestUserValidation(t *testing.T) {
 		{Name: ""}, {Name: "token"}, {Name: "a/b"}, {Name: "a+"}, {Name: "#"}, {Name: "tab\t"},
 		{Name: strings.Repeat("x", 257)}, {Name: "\xff"},
 		{Name: "ok", Groups: []string{"bad/group"}},
-		{Name: "ok", Grants: []Grant{{Publish, "a/#/b"}}},
+		{Name: "ok", Grants: []Grant{{Action: Publish, Filter: "a/#/b"}}},
 	} {
 		if err := e.a.PutUser(u, []byte("pw")); err == nil {
 			t.Errorf("PutUser(%q) succeeded", u.Name)
@@ -178,7 +178,7 @@ func TestUserValidation(t *testing.T) {
 	if err := e.a.PutGroup(Group{Name: "g/h"}); err == nil {
 		t.Error("bad group name accepted")
 	}
-	if err := e.a.PutGroup(Group{Name: "g", Grants: []Grant{{Publish, ""}}}); err == nil {
+	if err := e.a.PutGroup(Group{Name: "g", Grants: []Grant{{Action: Publish, Filter: ""}}}); err == nil {
 		t.Error("bad group grant accepted")
 	}
 	if err := e.a.DeleteUser("nobody"); !errors.Is(err, ErrNotFound) {
@@ -580,7 +580,7 @@ func TestStoreFailures(t *testing.T) {
 	if err := a.SetPasswordHash("alice", legacyPrefix+strings.Repeat("0", 64)); !errors.Is(err, errDisk) {
 		t.Errorf("SetPasswordHash: %v", err)
 	}
-	if a.backoff.tab.len() != 0 {
+	if a.backoff.tab.Len() != 0 {
 		t.Error("store failures counted towards back-off")
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // BackoffConfig limits password and token guessing per client address. After Failures bad
@@ -51,7 +53,7 @@ type failures struct {
 type backoff struct {
 	cfg BackoffConfig
 	mu  sync.Mutex
-	tab *lru[failures]
+	tab *simplelru.LRU[string, failures]
 }
 
 func newBackoff(cfg BackoffConfig) *backoff {
@@ -87,7 +89,7 @@ func (b *backoff) blocked(key string, now time.Time) (bool, time.Time) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f, ok := b.tab.get(key)
+	f, ok := b.tab.Get(key)
 	if ok && now.Before(f.until) {
 		return true, f.until
 	}
@@ -101,7 +103,7 @@ func (b *backoff) fail(key string, now time.Time) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f, _ := b.tab.get(key)
+	f, _ := b.tab.Get(key)
 	// The quiet window counts from the end of any refusal, so a refusal longer than the window
 	// does not wipe the count and let the next round start again from Base.
 	quietSince := f.last
@@ -120,7 +122,7 @@ func (b *backoff) fail(key string, now time.Time) {
 		}
 		f.until = now.Add(min(d, b.cfg.Max))
 	}
-	b.tab.put(key, f)
+	b.tab.Add(key, f)
 }
 
 // success forgets key.
@@ -130,5 +132,5 @@ func (b *backoff) success(key string) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.tab.remove(key)
+	b.tab.Remove(key)
 }

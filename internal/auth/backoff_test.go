@@ -81,8 +81,8 @@ func TestBackoffTableBounded(t *testing.T) {
 	b.fail("a", now)
 	b.fail("b", now)
 	b.fail("c", now) // forgets "a", the least recently failing
-	if b.tab.len() != 2 {
-		t.Fatalf("table holds %d", b.tab.len())
+	if b.tab.Len() != 2 {
+		t.Fatalf("table holds %d", b.tab.Len())
 	}
 	if blocked, _ := b.blocked("a", now); blocked {
 		t.Error("evicted address still blocked")
@@ -148,26 +148,37 @@ func TestRefusalLogRateLimited(t *testing.T) {
 	}
 }
 
-func TestLRU(t *testing.T) {
-	l := newLRU[int](2)
-	l.put("a", 1)
-	l.put("b", 2)
-	l.get("a") // "b" is now the least recently used
-	l.put("c", 3)
-	if _, ok := l.get("b"); ok {
+// TestVerifiedCache: bounded, least recently used forgotten first, an entry counts until its
+// TTL has passed on the Authenticator's clock, and a negative TTL remembers nothing.
+func TestVerifiedCache(t *testing.T) {
+	now := newClock().Now()
+	v := newVerifiedCache(time.Minute, 2)
+	v.add("a", now)
+	v.add("b", now)
+	v.recent("a", now) // "b" is now the least recently used
+	v.add("c", now)
+	if v.recent("b", now) {
 		t.Error("b not evicted")
 	}
-	if v, ok := l.get("a"); !ok || v != 1 {
-		t.Error("a lost")
+	if !v.recent("a", now) || !v.recent("c", now) || v.tab.Len() != 2 {
+		t.Error("a or c lost")
 	}
-	l.put("a", 10)
-	if v, _ := l.get("a"); v != 10 || l.len() != 2 {
-		t.Error("update failed")
+	if !v.recent("a", now.Add(time.Minute)) || v.recent("a", now.Add(time.Minute+1)) {
+		t.Error("TTL not applied on the given clock")
 	}
-	l.remove("a")
-	l.remove("zz")
-	if l.len() != 1 {
-		t.Error("remove failed")
+	if v.tab.Len() != 1 {
+		t.Errorf("an expired entry is kept: %d", v.tab.Len())
+	}
+	off := newVerifiedCache(-1, 2)
+	off.add("a", now)
+	if off.recent("a", now) {
+		t.Error("a disabled cache remembered")
+	}
+	one := newLRU[int](0)
+	one.Add("x", 1)
+	one.Add("y", 2)
+	if one.Len() != 1 {
+		t.Errorf("a size below one holds %d", one.Len())
 	}
 }
 

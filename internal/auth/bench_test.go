@@ -28,7 +28,7 @@ func benchGrants(n int) []Grant {
 		if r.IntN(3) == 0 {
 			parts = append(parts, "#")
 		}
-		out = append(out, Grant{Publish, strings.Join(parts, "/")})
+		out = append(out, Grant{Action: Publish, Filter: strings.Join(parts, "/")})
 	}
 	return out
 }

@@ -33,6 +33,11 @@
 // compiled into one deterministic automaton per action, so Allow costs one map lookup per topic
 // level however many grants there are, and allocates nothing.
 //
+// A deny grant ("deny:action:filter", Grant.Deny) refuses instead, before any allow: Allow
+// refuses a topic a deny matches, AllowFilter a filter the denies cover (every topic it can match
+// is denied); a filter that only overlaps a deny is judged by the allows alone. Denies have their
+// own automaton per action, so the cost stays the same.
+//
 // A filter starting with '+' or '#' does not match a topic starting with '$' (the MQTT rule), for
 // every action: "#" does not reach $SYS, "$SYS/#" must be granted as such. Members of
 // Config.SuperGroup, and every client in open mode, are unrestricted instead: they may do

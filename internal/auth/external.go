@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // URLConfig configures the external authorization URL, in one of two styles:
@@ -86,7 +88,7 @@ type urlAuth struct {
 	client *http.Client
 
 	mu       sync.Mutex
-	cache    *lru[urlCached]
+	cache    *simplelru.LRU[string, urlCached]
 	inflight map[string]*urlCall
 	// onWait, if set, is called when a caller starts waiting for another's request (tests).
 	onWait func()
@@ -164,13 +166,13 @@ func (u *urlAuth) authenticate(ctx context.Context, c Credentials, tok string) (
 // decide returns a cached decision or asks the URL, once per key at a time.
 func (u *urlAuth) decide(ctx context.Context, key string, c Credentials, tok string) (urlDecision, error) {
 	u.mu.Lock()
-	if e, ok := u.cache.get(key); ok {
+	if e, ok := u.cache.Get(key); ok {
 		if u.a.now().Before(e.expires) {
 			u.mu.Unlock()
 			u.a.stats.URLCacheHits.Add(1)
 			return e.d, nil
 		}
-		u.cache.remove(key)
+		u.cache.Remove(key)
 	}
 	call := u.inflight[key]
 	if call != nil {
@@ -206,7 +208,7 @@ func (u *urlAuth) run(call *urlCall, key string, c Credentials, tok string) {
 	u.mu.Lock()
 	delete(u.inflight, key)
 	if call.err == nil && u.cfg.CacheTTL > 0 && call.d.ttl > 0 {
-		u.cache.put(key, urlCached{d: call.d, expires: u.a.now().Add(call.d.ttl)})
+		u.cache.Add(key, urlCached{d: call.d, expires: u.a.now().Add(call.d.ttl)})
 	}
 	u.mu.Unlock()
 	close(call.done)
@@ -277,16 +279,48 @@ func (u *urlAuth) request(ctx context.Context, c Credentials, tok string) (urlDe
 }
 
 // urlAnswer is the json-style answer as sent; grants are decoded one by one so that one bad
-// grant costs only itself.
+// allow grant costs only itself. Each is an object {"action", "filter", "deny"} or a string in
+// ParseGrant's form.
 type urlAnswer struct {
-	Result   string `json:"result"`
-	Identity string `json:"identity"`
-	Grants   []struct {
-		Action string `json:"action"`
-		Filter string `json:"filter"`
-	} `json:"grants"`
-	TTL *float64 `json:"ttl"`
+	Result   string            `json:"result"`
+	Identity string            `json:"identity"`
+	Grants   []json.RawMessage `json:"grants"`
+	TTL      *float64          `json:"ttl"`
 }
+
+// answerGrant is the object form of a grant in an answer.
+type answerGrant struct {
+	Action string `json:"action"`
+	Filter string `json:"filter"`
+	Deny   bool   `json:"deny"`
+}
+
+// decodeAnswerGrant reads one grant of an answer. written is the grant as text for logs; deny
+// says it was meant as a deny grant, even when err says it is malformed. A value that is neither a
+// string nor such an object is an error of the whole answer (errAnswerShape).
+func decodeAnswerGrant(raw json.RawMessage) (g Grant, written string, deny bool, err error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		g, err := ParseGrant(s)
+		return g, s, looksLikeDeny(s), err
+	}
+	var o answerGrant
+	if err := json.Unmarshal(raw, &o); err != nil {
+		return Grant{}, "", false, fmt.Errorf("%w: grant %s: %v", errAnswerShape, raw, err)
+	}
+	written = o.Action + ":" + o.Filter
+	if o.Deny {
+		written = denyPrefix + written
+	}
+	a, err := ParseAction(o.Action)
+	g = Grant{Action: a, Filter: o.Filter, Deny: o.Deny}
+	if err == nil {
+		err = g.Validate()
+	}
+	return g, written, o.Deny, err
+}
+
+var errAnswerShape = errors.New("authorization URL answer")
 
 // decodeAnswer reads a json-style answer. bad lists grants that were left out. A missing ttl means
 // defTTL; the ttl is capped at maxTTL, and zero or negative means "do not cache".
@@ -322,17 +356,20 @@ func decodeAnswer(body []byte, defTTL, maxTTL time.Duration) (d urlDecision, bad
 		return d, nil, nil
 	}
 	d.identity = ans.Identity
-	for _, g := range ans.Grants {
-		a, err := ParseAction(g.Action)
-		gr := Grant{Action: a, Filter: g.Filter}
-		if err == nil {
-			err = gr.Validate()
+	for _, raw := range ans.Grants {
+		g, written, deny, err := decodeAnswerGrant(raw)
+		switch {
+		case err == nil:
+			d.grants = append(d.grants, g)
+		case errors.Is(err, errAnswerShape):
+			return urlDecision{}, nil, err
+		case deny:
+			// Leaving out a deny would allow what the URL meant to refuse: the whole answer is
+			// unusable, and the client is refused as when the URL misbehaves.
+			return urlDecision{}, nil, fmt.Errorf("authorization URL answer: bad deny grant %q: %v", written, err)
+		default:
+			bad = append(bad, written)
 		}
-		if err != nil {
-			bad = append(bad, g.Action+":"+g.Filter)
-			continue
-		}
-		d.grants = append(d.grants, gr)
 	}
 	return d, bad, nil
 }

@@ -266,8 +266,8 @@ func TestURLCacheBoundedAndDisabled(t *testing.T) {
 	for _, name := range []string{"a", "b", "c", "a"} {
 		_, _ = e.auth(Credentials{Username: name, Password: []byte("p")})
 	}
-	if srv.hits.Load() != 4 || e.a.url.cache.len() != 2 {
-		t.Fatalf("requests %d, cached %d", srv.hits.Load(), e.a.url.cache.len())
+	if srv.hits.Load() != 4 || e.a.url.cache.Len() != 2 {
+		t.Fatalf("requests %d, cached %d", srv.hits.Load(), e.a.url.cache.Len())
 	}
 	srv2 := newAuthServer(t, jsonAnswer(`{"result":"allow","ttl":60}`))
 	e = urlEnv(t, srv2, func(u *URLConfig) { u.CacheTTL = -1 })

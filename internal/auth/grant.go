@@ -77,34 +77,61 @@ func (a *Action) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Grant allows one action on every topic an MQTT topic filter matches. The filter may contain the
-// placeholders %u (the principal's identity) and %c (its client id), replaced when a Principal is
-// built; a placeholder whose value is empty or contains '/', '+' or '#' would widen or blur the
-// grant, so such a grant is left out of that principal instead.
+// Grant allows one action on every topic an MQTT topic filter matches, or, with Deny, refuses it
+// there whatever else allows it. The filter may contain the placeholders %u (the principal's
+// identity) and %c (its client id), replaced when a Principal is built; a placeholder whose value
+// is empty or contains '/', '+' or '#' would widen or blur the grant, so such an allow grant is
+// left out of that principal instead, and such a deny grant is widened (see compilePrincipal).
 type Grant struct {
-	Action Action `json:"action"` // what is allowed
-	Filter string `json:"filter"` // where: an MQTT topic filter, possibly with %u and %c
+	Action Action `json:"action"`         // what is allowed or denied
+	Filter string `json:"filter"`         // where: an MQTT topic filter, possibly with %u and %c
+	Deny   bool   `json:"deny,omitempty"` // refuse instead of allow; checked before every allow
 }
 
-// String returns the grant as "action:filter", the form ParseGrant reads.
-func (g Grant) String() string { return g.Action.String() + ":" + g.Filter }
+// String returns the grant as "action:filter" or "deny:action:filter", the forms ParseGrant reads.
+func (g Grant) String() string {
+	s := g.Action.String() + ":" + g.Filter
+	if g.Deny {
+		return denyPrefix + s
+	}
+	return s
+}
+
+// denyPrefix starts a deny grant's written form. "deny" is no action, so the two forms cannot be
+// confused.
+const denyPrefix = "deny:"
 
 // ErrBadGrant is wrapped by every error about a malformed grant.
 var ErrBadGrant = errors.New("auth: bad grant")
 
-// ParseGrant reads "action:filter", e.g. "publish:sensors/%u/#". The action ends at the first ':',
-// so the filter may itself contain ':'.
+// ParseGrant reads "action:filter", e.g. "publish:sensors/%u/#", or "deny:action:filter", e.g.
+// "deny:subscribe:test/nosubscribe". The action ends at the first ':' after it, so the filter may
+// itself contain ':'. Every place that accepts grants as text (configuration, the admin API, the
+// CLI, the external URL's answer) reads them here.
 func ParseGrant(s string) (Grant, error) {
 	name, filter, ok := strings.Cut(s, ":")
 	if !ok {
-		return Grant{}, fmt.Errorf("%w: %q is not action:filter", ErrBadGrant, s)
+		return Grant{}, fmt.Errorf("%w: %q is not action:filter or deny:action:filter", ErrBadGrant, s)
+	}
+	deny := strings.EqualFold(strings.TrimSpace(name), "deny")
+	if deny {
+		if name, filter, ok = strings.Cut(filter, ":"); !ok {
+			return Grant{}, fmt.Errorf("%w: %q is not deny:action:filter", ErrBadGrant, s)
+		}
 	}
 	a, err := ParseAction(strings.TrimSpace(name))
 	if err != nil {
 		return Grant{}, fmt.Errorf("%w: %v", ErrBadGrant, err)
 	}
-	g := Grant{Action: a, Filter: filter}
+	g := Grant{Action: a, Filter: filter, Deny: deny}
 	return g, g.Validate()
+}
+
+// looksLikeDeny reports whether s is written as a deny grant, even if it is malformed otherwise:
+// a deny that cannot be read must not be dropped as silently as a bad allow.
+func looksLikeDeny(s string) bool {
+	name, _, _ := strings.Cut(s, ":")
+	return strings.EqualFold(strings.TrimSpace(name), "deny")
 }
 
 // Validate checks the action and that the filter is a valid MQTT filter (wildcards on whole levels,
@@ -170,4 +197,31 @@ func expand(filter, u, c string, uOK, cOK bool) (string, bool) {
 		b.WriteByte(filter[i])
 	}
 	return b.String(), true
+}
+
+// expandDeny is expand for a deny grant. Leaving out a deny whose placeholder has no usable value
+// would allow more, not less, so instead the deny is widened to everything the intended filter
+// could have become: the levels before the first unusable placeholder, then '#' ("users/%u/#"
+// with the identity "a/b" denies "users/#"). all reports a placeholder in the first level, where
+// no prefix is left: the deny then covers every topic of its action, '$' topics included.
+func expandDeny(filter, u, c string, uOK, cOK bool) (f string, all bool) {
+	if f, ok := expand(filter, u, c, uOK, cOK); ok {
+		return f, false
+	}
+	var b strings.Builder
+	for i, level := range strings.Split(filter, "/") {
+		x, ok := expand(level, u, c, uOK, cOK)
+		if !ok {
+			if i == 0 {
+				return "", true
+			}
+			b.WriteString("/#")
+			return b.String(), false
+		}
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(x)
+	}
+	return b.String(), false // not reached: some level failed to expand
 }

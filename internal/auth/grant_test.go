@@ -40,7 +40,7 @@ func TestParseAction(t *testing.T) {
 }
 
 func TestGrantJSON(t *testing.T) {
-	in := []Grant{{Publish, "a/#"}, {Admin, "#"}}
+	in := []Grant{{Action: Publish, Filter: "a/#"}, {Action: Admin, Filter: "#"}}
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
@@ -62,12 +62,12 @@ func TestGrantJSON(t *testing.T) {
 
 func TestParseGrant(t *testing.T) {
 	good := map[string]Grant{
-		"publish:a/b":         {Publish, "a/b"},
-		"Subscribe:a/+/c":     {Subscribe, "a/+/c"},
-		" retain :#":          {Retain, "#"},
-		"call:svc:x/%u":       {Call, "svc:x/%u"},
-		"admin:$SYS/#":        {Admin, "$SYS/#"},
-		"push:users/%u-%c/in": {Push, "users/%u-%c/in"},
+		"publish:a/b":         {Action: Publish, Filter: "a/b"},
+		"Subscribe:a/+/c":     {Action: Subscribe, Filter: "a/+/c"},
+		" retain :#":          {Action: Retain, Filter: "#"},
+		"call:svc:x/%u":       {Action: Call, Filter: "svc:x/%u"},
+		"admin:$SYS/#":        {Action: Admin, Filter: "$SYS/#"},
+		"push:users/%u-%c/in": {Action: Push, Filter: "users/%u-%c/in"},
 	}
 	for s, want := range good {
 		g, err := ParseGrant(s)

@@ -3,84 +3,34 @@ package auth
 import (
 	"sync"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// lru is a bounded map that forgets its least recently used entry when full. Both the back-off
-// table and the external decision cache use it: their keys come from clients, so without a bound
-// a stream of new addresses or credentials would grow them without limit. Not safe for concurrent
-// use; its owners lock.
-type lru[V any] struct {
-	max   int
-	items map[string]*lruEntry[V]
-	head  lruEntry[V] // sentinel of a circular list, most recent first
-}
+// The back-off table, the external decision cache and the verified-password cache are bounded
+// LRUs: their keys come from clients, so without a bound a stream of new addresses or credentials
+// would grow them without limit. They use golang-lru's simplelru, which is not safe for
+// concurrent use: each owner already holds its own lock around a get-then-put.
+//
+// Expiry is kept in the values and compared with the Authenticator's clock rather than left to
+// golang-lru's expirable cache: that one reads the wall clock (Config.Clock would no longer
+// govern expiry, and tests could not move time), has one TTL per cache where the URL's answers
+// carry their own, and starts a goroutine per cache that never ends.
 
-type lruEntry[V any] struct {
-	key        string
-	val        V
-	prev, next *lruEntry[V]
-}
-
-func newLRU[V any](max int) *lru[V] {
-	l := &lru[V]{max: max, items: make(map[string]*lruEntry[V])}
-	l.head.prev, l.head.next = &l.head, &l.head
+// newLRU returns an LRU of at most size entries (at least one).
+func newLRU[V any](size int) *simplelru.LRU[string, V] {
+	l, err := simplelru.NewLRU[string, V](max(size, 1), nil)
+	if err != nil {
+		panic(err) // only for a size below one, excluded above
+	}
 	return l
 }
-
-func (l *lru[V]) unlink(e *lruEntry[V]) {
-	e.prev.next, e.next.prev = e.next, e.prev
-}
-
-func (l *lru[V]) pushFront(e *lruEntry[V]) {
-	e.prev, e.next = &l.head, l.head.next
-	l.head.next.prev = e
-	l.head.next = e
-}
-
-// get returns the value and marks it recently used.
-func (l *lru[V]) get(key string) (V, bool) {
-	e := l.items[key]
-	if e == nil {
-		var zero V
-		return zero, false
-	}
-	l.unlink(e)
-	l.pushFront(e)
-	return e.val, true
-}
-
-// put stores the value as the most recently used, evicting the least recently used if full.
-func (l *lru[V]) put(key string, v V) {
-	if e := l.items[key]; e != nil {
-		e.val = v
-		l.unlink(e)
-		l.pushFront(e)
-		return
-	}
-	if len(l.items) >= l.max {
-		old := l.head.prev
-		l.unlink(old)
-		delete(l.items, old.key)
-	}
-	e := &lruEntry[V]{key: key, val: v}
-	l.items[key] = e
-	l.pushFront(e)
-}
-
-func (l *lru[V]) remove(key string) {
-	if e := l.items[key]; e != nil {
-		l.unlink(e)
-		delete(l.items, key)
-	}
-}
-
-func (l *lru[V]) len() int { return len(l.items) }
 
 // verifiedCache remembers keys for a while, in a bounded LRU.
 type verifiedCache struct {
 	ttl time.Duration
 	mu  sync.Mutex
-	tab *lru[time.Time]
+	tab *simplelru.LRU[string, time.Time] // key -> until when it counts as verified
 }
 
 func newVerifiedCache(ttl time.Duration, max int) *verifiedCache {
@@ -95,7 +45,7 @@ func (v *verifiedCache) add(key string, now time.Time) {
 		return
 	}
 	v.mu.Lock()
-	v.tab.put(key, now.Add(v.ttl))
+	v.tab.Add(key, now.Add(v.ttl))
 	v.mu.Unlock()
 }
 
@@ -105,9 +55,9 @@ func (v *verifiedCache) recent(key string, now time.Time) bool {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	until, ok := v.tab.get(key)
+	until, ok := v.tab.Get(key)
 	if ok && now.After(until) {
-		v.tab.remove(key)
+		v.tab.Remove(key)
 		return false
 	}
 	return ok

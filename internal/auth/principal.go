@@ -40,7 +40,11 @@ type Principal struct {
 
 	unrestricted bool
 	grants       []Grant
-	rules        [numActions]matcher
+	rules        [numActions]matcher // allow grants, per action
+	// denies are the deny grants per action, asked before rules; denyAll marks an action denied
+	// everywhere (a deny whose first level had no usable placeholder value, see expandDeny).
+	denies  [numActions]matcher
+	denyAll [numActions]bool
 }
 
 // NewPrincipal builds a principal from explicit grants, for the broker's own clients and tests.
@@ -65,17 +69,29 @@ func buildPrincipal(identity, clientID string, src Source, grants []Grant) *Prin
 // compilePrincipal is buildPrincipal with the placeholder checks decided by the caller.
 func compilePrincipal(identity, clientID string, uOK, cOK bool, src Source, grants []Grant) *Principal {
 	p := &Principal{Identity: identity, ClientID: clientID, Source: src}
-	var byAction [numActions][]string
+	var allow, deny [numActions][]string
 	for _, g := range grants {
+		if g.Deny {
+			f, all := expandDeny(g.Filter, identity, clientID, uOK, cOK)
+			if all {
+				p.denyAll[g.Action] = true
+				f = "#"
+			} else {
+				deny[g.Action] = append(deny[g.Action], f)
+			}
+			p.grants = append(p.grants, Grant{Action: g.Action, Filter: f, Deny: true})
+			continue
+		}
 		f, ok := expand(g.Filter, identity, clientID, uOK, cOK)
 		if !ok {
 			continue
 		}
-		byAction[g.Action] = append(byAction[g.Action], f)
+		allow[g.Action] = append(allow[g.Action], f)
 		p.grants = append(p.grants, Grant{Action: g.Action, Filter: f})
 	}
-	for a, fs := range byAction {
-		p.rules[a] = compileFilters(fs)
+	for a := range numActions {
+		p.rules[a] = compileFilters(allow[a])
+		p.denies[a] = compileFilters(deny[a])
 	}
 	return p
 }
@@ -83,7 +99,8 @@ func compilePrincipal(identity, clientID string, uOK, cOK bool, src Source, gran
 // Unrestricted reports whether the principal may do everything (open mode, a superuser).
 func (p *Principal) Unrestricted() bool { return p != nil && p.unrestricted }
 
-// Grants returns the principal's grants with %u and %c replaced (nil for an unrestricted one).
+// Grants returns the principal's grants with %u and %c replaced (nil for an unrestricted one); a
+// widened deny grant is listed as widened.
 func (p *Principal) Grants() []Grant {
 	if p == nil {
 		return nil
@@ -92,12 +109,13 @@ func (p *Principal) Grants() []Grant {
 }
 
 // Allow reports whether the principal may do a on the topic name (validated by the caller: not
-// empty, no wildcards). It costs one map lookup per topic level, however many grants there are,
-// and allocates nothing. A nil principal is allowed nothing.
+// empty, no wildcards): no deny grant of a matches it and some allow grant does. It costs one map
+// lookup per topic level, however many grants there are, and allocates nothing. A nil principal
+// is allowed nothing.
 //
 // A grant whose filter begins with '+' or '#' does not match a topic beginning with '$' (the MQTT
-// rule for subscriptions, applied to every action), so "#" does not open $SYS: grant "$SYS/#"
-// for that.
+// rule for subscriptions, applied to every action and to deny grants alike), so "#" does not open
+// $SYS: grant "$SYS/#" for that.
 func (p *Principal) Allow(a Action, topic string) bool {
 	if p == nil {
 		return false
@@ -105,16 +123,19 @@ func (p *Principal) Allow(a Action, topic string) bool {
 	if p.unrestricted {
 		return true
 	}
-	if a >= numActions || topic == "" {
+	if a >= numActions || topic == "" || p.denyAll[a] || p.denies[a].match(topic) {
 		return false
 	}
 	return p.rules[a].match(topic)
 }
 
-// AllowFilter reports whether every topic the filter can match is granted for a: "a/+" is allowed
-// by a grant "a/+" or "a/#", not by "a/b". The subscribe path asks it. A shared subscription
-// "$share/{group}/{filter}" is judged by its filter. The cost is O(filter depth + depth of the
-// grants below a '#'); it allocates nothing unless the grants were too irregular to determinize.
+// AllowFilter reports whether a filter may be used for a (subscribe, serve): "a/+" is allowed by
+// a grant "a/+" or "a/#", not by "a/b". It is refused when the deny grants of a cover the filter,
+// that is when every topic it can match is denied ("a/b" or "a/+" under a deny "a/#"); a filter
+// that only overlaps a deny ("#" with a deny on "a/b") is judged by the allow grants alone, which
+// must cover every topic it can match. A shared subscription "$share/{group}/{filter}" is judged
+// by its filter. The cost is O(filter depth + depth of the grants below a '#'); it allocates
+// nothing unless the grants were too irregular to determinize.
 func (p *Principal) AllowFilter(a Action, filter string) bool {
 	if p == nil {
 		return false
@@ -122,7 +143,7 @@ func (p *Principal) AllowFilter(a Action, filter string) bool {
 	if p.unrestricted {
 		return true
 	}
-	if a >= numActions || filter == "" {
+	if a >= numActions || filter == "" || p.denyAll[a] {
 		return false
 	}
 	if strings.HasPrefix(filter, "$share/") {
@@ -132,5 +153,5 @@ func (p *Principal) AllowFilter(a Action, filter string) bool {
 		}
 		filter = f.Path
 	}
-	return p.rules[a].covers(filter)
+	return !p.denies[a].covers(filter) && p.rules[a].covers(filter)
 }

@@ -74,13 +74,16 @@ func hashToken(s string) string {
 }
 
 // CreateToken issues a token for an existing user and returns its secret, which is not kept and
-// cannot be shown again. grants narrow what the token may do: each must be covered by the user's
-// current grants (%u and %c compared as placeholders), otherwise the token is refused; nil grants
-// mean "whatever the user may do". ttl 0 means no expiry.
+// cannot be shown again. grants narrow what the token may do: each allow grant must be covered by
+// the user's current grants, denies included (%u and %c compared as placeholders), otherwise the
+// token is refused; deny grants only narrow and are always accepted. Nil grants mean "whatever
+// the user may do". ttl 0 means no expiry.
 //
 // Each use re-checks the token's grants against the user's grants of the moment and drops those
 // no longer covered, so narrowing a user narrows its tokens; deleting the user revokes them. A
-// token with grants has exactly those: Config.DefaultGrants are not added to it.
+// token with grants has exactly those, plus every deny grant its user has at that moment (from
+// the user, its groups and Config.DefaultGrants): an allow the token kept must not reach what the
+// user is denied. Config.DefaultGrants' allow grants are not added to it.
 //
 // Clients present the secret as a bearer token, or over MQTT as the password with the user name
 // empty or "token" (MQTT 3.1.1 needs a user name whenever there is a password).
@@ -97,11 +100,14 @@ func (a *Authenticator) CreateToken(user string, grants []Grant, ttl time.Durati
 		return "", TokenInfo{}, fmt.Errorf("%w: user %q", ErrNotFound, user)
 	}
 	if len(grants) > 0 {
-		cover, _, err := a.coverPrincipal(user, clientIDStandIn, true)
+		cover, _, _, err := a.coverPrincipal(user, clientIDStandIn, true)
 		if err != nil {
 			return "", TokenInfo{}, err
 		}
 		for _, g := range grants {
+			if g.Deny {
+				continue
+			}
 			f, ok := expand(g.Filter, user, clientIDStandIn, true, true)
 			if !ok || !cover.AllowFilter(g.Action, f) {
 				return "", TokenInfo{}, fmt.Errorf("auth: token grant %v exceeds the grants of user %q", g, user)
@@ -127,16 +133,23 @@ func (a *Authenticator) CreateToken(user string, grants []Grant, ttl time.Durati
 }
 
 // coverPrincipal is the user's principal for comparing grants against (unrestricted for a
-// superuser), and the user's groups. cOK says whether clientID may fill %c.
-func (a *Authenticator) coverPrincipal(user, clientID string, cOK bool) (*Principal, []string, error) {
+// superuser), the user's groups and its deny grants as written (none for a superuser). cOK says
+// whether clientID may fill %c.
+func (a *Authenticator) coverPrincipal(user, clientID string, cOK bool) (*Principal, []string, []Grant, error) {
 	grants, groups, super, err := a.effectiveGrants(user)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if super {
-		return Unrestricted(user), groups, nil
+		return Unrestricted(user), groups, nil, nil
 	}
-	return compilePrincipal(user, clientID, placeholderOK(user), cOK, SourceInternal, grants), groups, nil
+	var denies []Grant
+	for _, g := range grants {
+		if g.Deny {
+			denies = append(denies, g)
+		}
+	}
+	return compilePrincipal(user, clientID, placeholderOK(user), cOK, SourceInternal, grants), groups, denies, nil
 }
 
 // RevokeToken deletes a token; it stops working at once.
@@ -207,19 +220,23 @@ func (a *Authenticator) tokenPrincipal(tok, clientID string) (*Principal, cause,
 	return p, 0, nil
 }
 
-// narrowedPrincipal keeps the token grants that the user's current grants still cover.
+// narrowedPrincipal keeps the token's deny grants, the allow grants that the user's current
+// grants still cover, and adds the user's current deny grants.
 func (a *Authenticator) narrowedPrincipal(user, clientID string, grants []Grant) (*Principal, error) {
 	uOK, cOK := placeholderOK(user), placeholderOK(clientID)
-	cover, groups, err := a.coverPrincipal(user, clientID, cOK)
+	cover, groups, denies, err := a.coverPrincipal(user, clientID, cOK)
 	if err != nil {
 		return nil, err
 	}
-	kept := make([]Grant, 0, len(grants))
+	kept := make([]Grant, 0, len(grants)+len(denies))
 	for _, g := range grants {
-		if f, ok := expand(g.Filter, user, clientID, uOK, cOK); ok && cover.AllowFilter(g.Action, f) {
+		if g.Deny {
+			kept = append(kept, g)
+		} else if f, ok := expand(g.Filter, user, clientID, uOK, cOK); ok && cover.AllowFilter(g.Action, f) {
 			kept = append(kept, g)
 		}
 	}
+	kept = append(kept, denies...)
 	p := buildPrincipal(user, clientID, SourceToken, kept)
 	p.Groups = groups
 	return p, nil

@@ -127,7 +127,7 @@ func TestTokenGrantsMustBeSubset(t *testing.T) {
 			t.Errorf("token grant %s accepted", g)
 		}
 	}
-	if _, _, err := e.a.CreateToken("alice", []Grant{{Publish, "a/#/b"}}, 0); err == nil {
+	if _, _, err := e.a.CreateToken("alice", []Grant{{Action: Publish, Filter: "a/#/b"}}, 0); err == nil {
 		t.Error("invalid grant accepted")
 	}
 	// A superuser may hand out anything, '$' topics included.

@@ -4,8 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -31,8 +35,9 @@ type ulwmqRow struct {
 // that an import cannot overwrite a newer password, and a user named "token", a name reserved
 // here. Imported users join groups.
 //
-// Rows still in a write-ahead log (users.db-wal) are not seen; copy the database with sqlite3's
-// .backup first if uLightWMQ may be running.
+// A database file in WAL mode is refused (ErrWALMode): its latest rows may be in users.db-wal,
+// which r does not carry. ReadULWMQFile reads a database together with its WAL into an image
+// that r can be.
 func (a *Authenticator) ImportULWMQ(r io.Reader, groups ...string) (imported, skipped int, err error) {
 	for _, g := range groups {
 		if err := validName("group", g); err != nil {
@@ -45,6 +50,9 @@ func (a *Authenticator) ImportULWMQ(r io.Reader, groups ...string) (imported, sk
 	}
 	if len(data) > maxImportBytes {
 		return 0, 0, fmt.Errorf("auth: users.db larger than %d bytes", maxImportBytes)
+	}
+	if bytes.HasPrefix(data, []byte(sqliteMagic)) && walMode(data) {
+		return 0, 0, ErrWALMode
 	}
 	rows, bad, err := parseULWMQ(data)
 	if err != nil {
@@ -78,6 +86,59 @@ func (a *Authenticator) ImportULWMQ(r io.Reader, groups ...string) (imported, sk
 		a.log.Warn("auth: users.db rows skipped", "skipped", skipped, "imported", imported)
 	}
 	return imported, skipped, nil
+}
+
+// ErrWALMode refuses a users.db in WAL mode given without its WAL.
+var ErrWALMode = errors.New("auth: this users.db is in WAL mode, and rows still in its users.db-wal " +
+	"would be missed: import it with `tern user import-ulwmq PATH/users.db` where the file is (that " +
+	"reads users.db-wal beside it), or send a copy made with " +
+	"`sqlite3 users.db \"VACUUM INTO 'users-copy.db'\"`, which holds everything")
+
+// ReadULWMQFile reads a uLightWMQ users.db from disk for ImportULWMQ. A SQLite database in WAL
+// mode is read together with the "-wal" file beside it, if there is one, as SQLite itself would
+// open it: the image returned holds the committed transactions of both and is no longer marked
+// WAL mode. frames says how many WAL frames it took. Any other file is returned as it is.
+//
+// Reading two files is not atomic: while uLightWMQ writes, a checkpoint between the two reads can
+// leave them inconsistent (the reader then refuses a damaged b-tree, or misses recent rows). Stop
+// it first, or read a copy made with `sqlite3 users.db "VACUUM INTO 'users-copy.db'"`.
+func ReadULWMQFile(path string) (image []byte, frames int, err error) {
+	data, err := readBounded(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !bytes.HasPrefix(data, []byte(sqliteMagic)) || !walMode(data) {
+		return data, 0, nil
+	}
+	wal, err := readBounded(path + "-wal")
+	if errors.Is(err, fs.ErrNotExist) {
+		wal, err = nil, nil // closed cleanly: everything is in the database file
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	image, frames, err = applyWAL(data, wal, maxImportBytes)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s with %s-wal: %w", path, filepath.Base(path), err)
+	}
+	return image, frames, nil
+}
+
+// readBounded reads a file of at most maxImportBytes.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxImportBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxImportBytes {
+		return nil, fmt.Errorf("auth: %s is larger than %d bytes", path, maxImportBytes)
+	}
+	return data, nil
 }
 
 // parseULWMQ reads either form of users.db. bad counts rows that were skipped as unusable.

@@ -279,14 +279,26 @@ func stampSender(m *message.Message, identity string) {
 	}
 }
 
+// mayReceive reports whether p, connected with clientID, may subscribe to filter: serving a
+// procedure needs the serve grant on it, anything else the subscribe grant (deny grants
+// included); its own response prefix and mailbox topic are always allowed.
+func mayReceive(p *auth.Principal, clientID, filter string) bool {
+	if r := rpcResource(filter); r != "" {
+		return p.AllowFilter(auth.Serve, r)
+	}
+	return p.AllowFilter(auth.Subscribe, filter) || ownResponseFilter(clientID, filter) ||
+		(p.Identity != "" && filter == "$mailbox/"+p.Identity)
+}
+
 // dropUnauthorizedLocked removes the subscriptions a resuming client may no longer have (its
-// grants changed while it was away). The caller holds b.mu and s.mu.
+// grants changed while it was away), by the rule Subscribe applied. The caller holds b.mu and
+// s.mu.
 func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal) {
 	if p.Unrestricted() {
 		return
 	}
 	for f, sub := range s.subs {
-		if p.AllowFilter(auth.Subscribe, f) {
+		if mayReceive(p, s.id, f) {
 			continue
 		}
 		delete(s.subs, f)

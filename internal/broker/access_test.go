@@ -194,6 +194,26 @@ func TestResumeDropsSubscriptionsNoLongerGranted(t *testing.T) {
 	}
 }
 
+// TestResumeKeepsWhatSubscribeAllowed: at resume a subscription is judged by the rule that
+// admitted it, not by the subscribe grant alone: a procedure served under the serve grant, the
+// client's own response prefix and its mailbox topic stay.
+func TestResumeKeepsWhatSubscribeAllowed(t *testing.T) {
+	f := &fakeAuth{grants: map[string][]string{"alice": {"serve:svc/#", "subscribe:a/#"}}}
+	b, _ := authBroker(t, f, nil)
+	req := login("alice", "c")
+	req.CleanStart, req.Expiry = false, 3600
+	c, _, _ := connect(t, b, req)
+	subscribe(t, c, SubscribeRequest{Filter: "$rpc/svc/echo"}, SubscribeRequest{Filter: ResponsePrefix("c") + "/#"},
+		SubscribeRequest{Filter: "$mailbox/alice"}, SubscribeRequest{Filter: "a/x"})
+	c.Disconnect(DisconnectRequest{Graceful: true})
+	if _, _, res := connect(t, b, req); !res.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	if got := b.Stats().Subscriptions.Load(); got != 4 {
+		t.Fatalf("subscriptions after resume: %d, want 4", got)
+	}
+}
+
 func TestConnectionLimits(t *testing.T) {
 	f := &fakeAuth{grants: map[string][]string{"alice": nil, "bob": nil, "": nil}}
 	b, _ := authBroker(t, f, func(c *Config) {
@@ -349,5 +369,67 @@ func TestDollarClientIDsAreReserved(t *testing.T) {
 	p, _ := auth.NewPrincipal("", "", nil)
 	if _, _, err := b.Connect(context.Background(), ConnectRequest{ClientID: "$webhook-1", Principal: p, Sink: &sink{}}); err != nil {
 		t.Fatalf("the broker's own session: %v", err)
+	}
+}
+
+// TestDenyGrants: deny grants are asked before allows wherever the core checks grants. One
+// SUBSCRIBE gets a result per filter: the denied filter is refused, "#" beside it is granted. The
+// check is made at subscribe time, as for allows, so "#" then receives the denied topic too (the
+// documented rule). A publish to a denied topic, a retained read of a denied filter and, at
+// resume, a subscription since denied are refused.
+func TestDenyGrants(t *testing.T) {
+	f := &fakeAuth{grants: map[string][]string{
+		"alice": {"subscribe:#", "deny:subscribe:test/nosubscribe", "publish:#", "deny:publish:test/nopublish",
+			"retain:#", "serve:svc/#", "deny:serve:svc/locked"},
+	}}
+	b, _ := authBroker(t, f, nil)
+	req := login("alice", "a")
+	req.CleanStart, req.Expiry = false, 3600
+	alice, ak, _ := connect(t, b, req)
+
+	cases := []struct {
+		filter string
+		denied bool
+	}{
+		{"#", false},
+		{"test/nosubscribe", true},
+		{"$share/g/test/nosubscribe", true},
+		{"test/+", false},
+		{"$rpc/svc/locked", true}, // serving a procedure asks the serve grant, denies included
+		{"$rpc/svc/open", false},
+		{"test/nosubscribe/below", false},
+	}
+	reqs := make([]SubscribeRequest, len(cases))
+	for i, c := range cases {
+		reqs[i] = SubscribeRequest{Filter: c.filter}
+	}
+	res := alice.Subscribe(reqs)
+	for i, c := range cases {
+		if got := errors.Is(res[i].Err, ErrNotAuthorized); got != c.denied || (!c.denied && res[i].Err != nil) {
+			t.Errorf("subscribe %q: %v, denied %v", c.filter, res[i].Err, c.denied)
+		}
+	}
+	if _, err := alice.Publish(&message.Message{Topic: "test/nopublish", Payload: []byte("x")}); !errors.Is(err, ErrNotAuthorized) {
+		t.Fatalf("publish to a denied topic: %v", err)
+	}
+	publish(t, alice, "test/nosubscribe", "kept", 0, true)
+	// "#" and "test/+" were granted and match: the denied topic reaches the session (once).
+	wantPayloads(t, ak, "kept")
+	if _, err := b.RetainedFor(alice.principal, "test/nosubscribe"); !errors.Is(err, ErrNotAuthorized) {
+		t.Fatalf("retained read of a denied filter: %v", err)
+	}
+	if ms, err := b.RetainedFor(alice.principal, "test/+"); err != nil || len(ms) != 1 {
+		t.Fatalf("retained read of an overlapping filter: %d, %v", len(ms), err)
+	}
+
+	// A deny added while alice is away drops the subscription it covers at resume, and only it.
+	alice.Disconnect(DisconnectRequest{Graceful: true})
+	before := b.Stats().Subscriptions.Load()
+	f.grants["alice"] = append(f.grants["alice"], "deny:subscribe:test/+")
+	if _, _, r := connect(t, b, req); !r.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	if got := b.Stats().Subscriptions.Load(); got != before-1 {
+		t.Fatalf("subscriptions after resume: %d, want %d", got, before-1)
 	}
 }

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/topic"
 )
@@ -64,15 +63,8 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 	return out
 }
 
-// mayReceive reports whether the client may subscribe to filter: serving a procedure needs the
-// serve grant on it; its own response prefix and mailbox topic are always allowed.
-func (c *Client) mayReceive(filter string) bool {
-	if r := rpcResource(filter); r != "" {
-		return c.principal.AllowFilter(auth.Serve, r)
-	}
-	return c.principal.AllowFilter(auth.Subscribe, filter) || ownResponseFilter(c.ClientID, filter) ||
-		(c.Identity != "" && filter == "$mailbox/"+c.Identity)
-}
+// mayReceive reports whether the client may subscribe to filter (see the function mayReceive).
+func (c *Client) mayReceive(filter string) bool { return mayReceive(c.principal, c.ClientID, filter) }
 
 // saveAndUnlock stores a durable session's record and waits until it is on disk, so a
 // subscription that was acknowledged survives a crash. Caller holds the session lock.

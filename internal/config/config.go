@@ -496,7 +496,8 @@ func (l Limits) validate() error {
 	return nil
 }
 
-// ParseGrants reads grants written "action:filter", e.g. "publish:sensors/%u/#".
+// ParseGrants reads grants written "action:filter", e.g. "publish:sensors/%u/#", or
+// "deny:action:filter" (see auth.ParseGrant).
 func ParseGrants(ss []string) ([]auth.Grant, error) {
 	out := make([]auth.Grant, 0, len(ss))
 	for _, s := range ss {

@@ -274,3 +274,33 @@ func TestRefusedPublishV3(t *testing.T) {
 	}
 	eventually(t, waitTimeout, "three refusals counted", func() bool { return srv.Broker.Stats().NotAuthorized.Load() == 3 })
 }
+
+// TestDenyGrantSubscribeFailure is the MQTT interoperability suite's test_subscribe_failure: a
+// user allowed "#" but denied "test/nosubscribe" subscribes to both in one SUBSCRIBE and gets
+// [granted, 0x87] (3.1.1: 0x80), and a publish to a denied topic is refused with 0x87. The denies
+// come from the user and from auth.default_grants, written as configuration writes them.
+func TestDenyGrantSubscribeFailure(t *testing.T) {
+	srv := securedServer(t, func(c *config.Config) { c.Auth.DefaultGrants = []string{"deny:publish:test/nopublish"} })
+	must(t, srv.Auth.PutUser(auth.User{Name: "interop", Grants: grants(t, "subscribe:#", "publish:#",
+		"deny:subscribe:test/nosubscribe")}, []byte("interoppw")))
+
+	c := loginV5(t, srv, "interop-5", "interop", "interoppw")
+	codes := subCodes(t, c, paho.SubscribeOptions{Topic: "#", QoS: 2}, paho.SubscribeOptions{Topic: "test/nosubscribe", QoS: 2})
+	if len(codes) != 2 || codes[0] != 2 || codes[1] != notAuthorized {
+		t.Fatalf("SUBACK reasons %#v, want [2 0x87]", codes)
+	}
+	if r := pubCode(t, c, &paho.Publish{Topic: "test/nopublish", QoS: 1, Payload: []byte("x")}); r != notAuthorized {
+		t.Fatalf("publish to a denied topic: %#x", r)
+	}
+	c.pub("test/ok", 1, "ok")
+	c.expect("test/ok", "ok")
+
+	v3 := connectV3(t, "tcp://"+srv.Addr("mqtt"), "interop-3", func(o *mqtt3.ClientOptions) { o.SetUsername("interop").SetPassword("interoppw") })
+	tok := v3.c.SubscribeMultiple(map[string]byte{"#": 1, "test/nosubscribe": 1}, nil)
+	if !tok.WaitTimeout(waitTimeout) {
+		t.Fatal("3.1.1 subscribe timed out")
+	}
+	if res := tok.(*mqtt3.SubscribeToken).Result(); res["#"] != 1 || res["test/nosubscribe"] != 0x80 {
+		t.Fatalf("3.1.1 SUBACK %v", res)
+	}
+}
