@@ -98,8 +98,10 @@ func (s *Store) inspect(fs vfs.FS) (*inspection, error) {
 		return in, nil // Pebble would refuse these too, or replay past them: no need to ask it
 	}
 	if err := s.checkReadOnly(fs); err != nil {
-		if errors.Is(err, store.ErrFormat) {
-			return nil, err // not damage: another version's or program's database, and it says so
+		if errors.Is(err, store.ErrFormat) || locked(err) {
+			// Not damage: another version's or program's database, which says so, or a directory
+			// another process has open.
+			return nil, err
 		}
 		in.Damage = append(in.Damage, damageOf(s.dir, err))
 	}
@@ -261,4 +263,10 @@ func (s *Store) readError(err error) error {
 		return fmt.Errorf("%w: %s: %s (`tern store check` reports the damage)", store.ErrDamaged, i.Path, oneLine(err))
 	}
 	return fmt.Errorf("%w: %s (`tern store check` reports the damage)", store.ErrDamaged, oneLine(err))
+}
+
+// locked reports whether err is Pebble failing to take the directory's LOCK file because another
+// process holds it (fcntl gives EAGAIN, or EACCES on some systems).
+func locked(err error) bool {
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EACCES)
 }
