@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -115,6 +116,17 @@ func (c *conn) loop(fresh bool) {
 			return
 		}
 		fresh = false
+		if err == nil && typ == packet.PUBLISH && c.rd.tookWake() {
+			// This PUBLISH arrived while the reader was parked. Other connections' readers may
+			// have been made ready by the same poll, for bytes that reached the server first,
+			// and the runtime runs the last-readied goroutine first (its netpoll list is LIFO),
+			// queueing the others. Yielding once lets them go before this message is routed,
+			// so a client's SUBSCRIBE is in place for a PUBLISH another client sent after it,
+			// as with a broker that reads its sockets in readiness order. Only a PUBLISH yields
+			// (were every packet to yield, the two readers would just swap places again), and
+			// only the first after a wait, so a busy publisher pays nothing.
+			runtime.Gosched()
+		}
 		if err == nil {
 			c.srv.stats.PacketsIn.Add(1)
 			err = c.handle(typ, flags, body)

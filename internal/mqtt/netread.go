@@ -76,6 +76,10 @@ type packetReader struct {
 	lazy       bool
 	holding    bool
 	wouldBlock bool
+	// polled is set when readFD found the socket drained, so the read waited for the poller.
+	polled bool
+	// woke is set by a read that waited for the poller and cleared by tookWake.
+	woke bool
 }
 
 // maxLazyWaiters bounds how many connections of one server keep a grown goroutine stack while
@@ -260,7 +264,7 @@ func (r *packetReader) fill(deadline time.Time, lazy bool) error {
 		}
 		return err
 	}
-	r.n, r.rerr, r.lazy, r.wouldBlock = 0, nil, lazy && r.waiters != nil, false
+	r.n, r.rerr, r.lazy, r.wouldBlock, r.polled = 0, nil, lazy && r.waiters != nil, false, false
 	err := r.raw.Read(r.readFn)
 	if r.holding {
 		r.holding = false
@@ -279,7 +283,16 @@ func (r *packetReader) fill(deadline time.Time, lazy bool) error {
 	}
 	r.end += r.n
 	r.readAt = time.Now()
+	r.woke = r.woke || r.polled
 	return nil
+}
+
+// tookWake reports whether bytes arrived while the reader waited for the poller since the last
+// call, and clears that.
+func (r *packetReader) tookWake() bool {
+	w := r.woke
+	r.woke = false
+	return w
 }
 
 // readFD is the raw read: the poller calls it, and again each time the socket becomes readable
@@ -298,6 +311,7 @@ func (r *packetReader) readFD(fd uintptr) bool {
 		return true
 	}
 	r.rerr = nil
+	r.polled = true
 	// Drained: hold no buffer while waiting for the socket to become readable.
 	if r.end == 0 {
 		r.release()

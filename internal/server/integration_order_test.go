@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/ternmq/tern/internal/mqtt/packet"
@@ -18,7 +19,13 @@ import (
 // the marker. (The server may send a matching PUBLISH before the SUBACK, so B collects packets in
 // any order.) Run it with -count=200 to see how often the order breaks.
 func TestSubscribeBeforePublishAcrossConnections(t *testing.T) {
-	t.Skip("fails about 6 times in 10: the reader of a PUBLISH must yield to readers woken with it, waiting for the fix in the connection runtime (docs/decisions.md)")
+	if os.Getenv("TERN_ORDER_TEST") == "" {
+		// The order is best effort (docs/decisions.md, "Subscribe, then publish on another
+		// connection"): about 1 run in 25 still loses it on a loaded 2-core machine, which would
+		// make CI flaky. TERN_ORDER_TEST=1 go test -run TestSubscribeBeforePublish -count=200
+		// measures the rate.
+		t.Skip("best effort; set TERN_ORDER_TEST=1 to measure")
+	}
 	t.Parallel()
 	srv := startServer(t)
 	const topic = "order/request"
