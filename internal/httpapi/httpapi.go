@@ -14,6 +14,7 @@ import (
 
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/httpauth"
 )
 
@@ -38,17 +39,15 @@ type Config struct {
 	WebSocketOrigins []string
 }
 
-// DefaultConfig returns the limits `tern serve` uses when nothing is configured.
-func DefaultConfig() Config {
-	return Config{
-		MaxBody:           1 << 20,
-		StreamBuffer:      128,
-		Heartbeat:         15 * time.Second,
-		PollWait:          30 * time.Second,
-		RequestTimeout:    30 * time.Second,
-		MaxRequestTimeout: 5 * time.Minute,
-		MailboxWait:       30 * time.Second,
-	}
+// DefaultConfig returns the limits `tern serve` uses when nothing is configured: config.Default's.
+func DefaultConfig() Config { return ConfigFrom(config.Default().HTTP) }
+
+// ConfigFrom is the face's part of the configuration. The longest request timeout a caller may
+// ask for is not configurable.
+func ConfigFrom(h config.HTTP) Config {
+	return Config{MaxBody: h.MaxBody, StreamBuffer: h.StreamBuffer, Heartbeat: h.Heartbeat,
+		PollWait: h.PollWait, RequestTimeout: h.RequestTimeout, MaxRequestTimeout: 5 * time.Minute,
+		MailboxWait: h.MailboxWait, WebSocketOrigins: h.WebSocketOrigins}
 }
 
 // Stats are the face's counters.

@@ -115,14 +115,10 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	s.httpCtx, s.stopHTTP = context.WithCancelCause(context.Background())
 	s.MQTT = mqtt.NewServer(b, mqtt.ConfigFrom(cfg.MQTT), log)
 	s.MBus = mbus.NewServer(b, mbus.Config{}, log)
-	h := cfg.HTTP
-	s.HTTP = httpapi.New(b, httpapi.Config{MaxBody: h.MaxBody, StreamBuffer: h.StreamBuffer, Heartbeat: h.Heartbeat,
-		PollWait: h.PollWait, RequestTimeout: h.RequestTimeout, MailboxWait: h.MailboxWait, WebSocketOrigins: h.WebSocketOrigins}, log)
+	s.HTTP = httpapi.New(b, httpapi.ConfigFrom(cfg.HTTP), log)
 	s.Mailboxes = mailbox.New(st.Records(), mailbox.Config{TTL: cfg.Mailbox.TTL})
 	s.Mailboxes.Notify = s.notifyMailbox
-	w := cfg.Webhooks
-	if s.Webhooks, err = webhook.New(b, st.Records(), webhook.Config{AllowPrivate: w.AllowPrivate, Timeout: w.Timeout,
-		BackoffBase: w.BackoffBase, BackoffMax: w.BackoffMax, MaxAttempts: w.MaxAttempts, MaxHooks: w.MaxHooks}, log); err != nil {
+	if s.Webhooks, err = webhook.New(b, st.Records(), webhook.ConfigFrom(cfg.Webhooks), log); err != nil {
 		_ = s.Close()
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/topic"
 )
@@ -61,10 +62,14 @@ type Config struct {
 	MaxConcurrency int
 }
 
-// DefaultConfig returns the limits `tern serve` uses.
-func DefaultConfig() Config {
-	return Config{Timeout: 10 * time.Second, BackoffBase: time.Second, BackoffMax: 5 * time.Minute,
-		MaxAttempts: 10, MaxHooks: 1000, MaxConcurrency: 16}
+// DefaultConfig returns the limits `tern serve` uses when nothing is configured: config.Default's.
+func DefaultConfig() Config { return ConfigFrom(config.Default().Webhooks) }
+
+// ConfigFrom is the webhooks' part of the configuration. A hook's concurrency is capped at 16,
+// which is not configurable.
+func ConfigFrom(w config.Webhooks) Config {
+	return Config{AllowPrivate: w.AllowPrivate, Timeout: w.Timeout, BackoffBase: w.BackoffBase,
+		BackoffMax: w.BackoffMax, MaxAttempts: w.MaxAttempts, MaxHooks: w.MaxHooks, MaxConcurrency: 16}
 }
 
 // Stats are the webhooks' counters.
