@@ -316,13 +316,21 @@ func freeAddr(t *testing.T) string {
 
 func startTernProcess(t *testing.T, bin, dataDir, addr string) *ternProcess {
 	t.Helper()
+	return serveTern(t, bin, addr, nil, "serve", "--mqtt", addr, "--http", "", "--unix", "",
+		"--data-dir", dataDir, "--log-level", "info")
+}
+
+// serveTern starts the binary with args and env (added to this process's environment) and waits
+// until it accepts connections on waitAddr. It is killed when the test ends if still running.
+func serveTern(t *testing.T, bin, waitAddr string, env []string, args ...string) *ternProcess {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "tern.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", "--mqtt", addr, "--http", "", "--unix", "",
-		"--data-dir", dataDir, "--log-level", "info")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -337,7 +345,7 @@ func startTernProcess(t *testing.T, bin, dataDir, addr string) *ternProcess {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout("tcp", waitAddr, time.Second)
 		if err == nil {
 			_ = c.Close()
 			return p
@@ -349,7 +357,7 @@ func startTernProcess(t *testing.T, bin, dataDir, addr string) *ternProcess {
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tern did not listen on %s within 30s", addr)
+			t.Fatalf("tern did not listen on %s within 30s", waitAddr)
 		}
 	}
 }

@@ -7,9 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -168,41 +165,6 @@ func dialDeadLetters(t *testing.T, addr string, clean bool, got chan<- *paho.Pub
 // machine and quick retries.
 func startTernHTTP(t *testing.T, bin, dataDir, mqttAddr, httpAddr string) *ternProcess {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), "tern.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--mqtt", mqttAddr, "--http", httpAddr, "--unix", "",
-		"--data-dir", dataDir, "--log-level", "info")
-	cmd.Env = append(os.Environ(), "TERN_WEBHOOKS__ALLOW_PRIVATE=true", "TERN_WEBHOOKS__BACKOFF_BASE=10ms")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &ternProcess{cmd: cmd, logPath: logPath, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", httpAddr, time.Second)
-		if err == nil {
-			_ = c.Close()
-			return p
-		}
-		select {
-		case err := <-p.done:
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("tern exited at start: %v\n%s", err, log)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tern did not listen on %s within 30s", httpAddr)
-		}
-	}
+	return serveTern(t, bin, httpAddr, []string{"TERN_WEBHOOKS__ALLOW_PRIVATE=true", "TERN_WEBHOOKS__BACKOFF_BASE=10ms"},
+		"serve", "--mqtt", mqttAddr, "--http", httpAddr, "--unix", "", "--data-dir", dataDir, "--log-level", "info")
 }

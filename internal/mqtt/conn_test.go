@@ -9,36 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 )
 
-// startServer runs an MQTT face on a loopback port.
+// startServer runs an MQTT face on a loopback port (see startFace).
 func startServer(t *testing.T, mod func(*Config)) string {
 	t.Helper()
-	addr, _ := startServerBroker(t, mod)
+	_, addr := startFace(t, mod)
 	return addr
-}
-
-func startServerBroker(t *testing.T, mod func(*Config)) (string, *broker.Broker) {
-	t.Helper()
-	b, err := broker.New(broker.DefaultConfig(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	cfg := DefaultConfig()
-	if mod != nil {
-		mod(&cfg)
-	}
-	srv := NewServer(b, cfg, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln, nil) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().String(), b
 }
 
 // rawClient speaks MQTT with the codec, so a test controls every byte and acknowledgement.
