@@ -33,15 +33,15 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	addr := freeAddr(t)
 	srv := startTernProcess(t, bin, dir, addr)
 
-	// The kill times and the subscriber's comings and goings are random; TERN_CRASH_SEED replays
+	// The kill times and the subscriber's comings and goings are random; TERNTEST_CRASH_SEED replays
 	// a run.
 	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("TERN_CRASH_SEED"); v != "" {
+	if v := os.Getenv("TERNTEST_CRASH_SEED"); v != "" {
 		if _, err := fmt.Sscan(v, &seed); err != nil {
-			t.Fatalf("TERN_CRASH_SEED: %v", err)
+			t.Fatalf("TERNTEST_CRASH_SEED: %v", err)
 		}
 	}
-	t.Logf("seed %d (TERN_CRASH_SEED=%d replays it)", seed, seed)
+	t.Logf("seed %d (TERNTEST_CRASH_SEED=%d replays it)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	subRng := rand.New(rand.NewPCG(seed, 8))
 

@@ -15,7 +15,6 @@ var version = "dev"
 var rootCmd = &cobra.Command{
 	Use:           "tern",
 	Short:         "tern is a small, fast, secure message broker",
-	Version:       version,
 	SilenceUsage:  true,
 	SilenceErrors: true,
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -46,6 +45,7 @@ environment variables, then flags. An empty address disables a listener.`,
 	f.String("sync", d.Store.Sync, "when acknowledged messages reach the disk: always (fsync before every acknowledgement, shared by concurrent publishers) or interval")
 	f.Bool("store-accept-corruption", d.Store.AcceptCorruption, "start on a data directory with a damaged write-ahead log, losing what follows the damage (off: refuse, changing nothing)")
 	f.String("log-level", d.LogLevel, "log level: debug, info, warn or error")
+	f.String("log-format", d.LogFormat, "log format: text or json")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -55,8 +55,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	level, _ := config.ParseLevel(cfg.LogLevel)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := cfg.NewLogger(os.Stderr)
 	srv, err := server.Start(cfg, log)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path"
@@ -28,6 +29,8 @@ import (
 // TERN_LISTEN__MQTT=127.0.0.1:1884 or TERN_SESSION__MAX_QUEUED_MESSAGES=500.
 type Config struct {
 	LogLevel string `koanf:"log_level"`
+	// LogFormat is "text" (slog's key=value lines) or "json" (one JSON object per line).
+	LogFormat string `koanf:"log_format"`
 	// DataDir holds durable state; empty keeps everything in memory.
 	DataDir  string   `koanf:"data_dir"`
 	Store    Store    `koanf:"store"`
@@ -279,9 +282,10 @@ type QueueRule struct {
 // Default is the embedded configuration `tern serve` runs with: loopback listeners only.
 func Default() Config {
 	return Config{
-		LogLevel: "info",
-		DataDir:  "tern-data",
-		Store:    Store{Sync: "always", SyncInterval: 100 * time.Millisecond, CacheBytes: 8 << 20},
+		LogLevel:  "info",
+		LogFormat: "text",
+		DataDir:   "tern-data",
+		Store:     Store{Sync: "always", SyncInterval: 100 * time.Millisecond, CacheBytes: 8 << 20},
 		Listen: Listen{
 			MQTT: "127.0.0.1:1883",
 			HTTP: "127.0.0.1:8080",
@@ -348,6 +352,7 @@ var Flags = map[string]string{
 	"sync":                    "store.sync",
 	"store-accept-corruption": "store.accept_corruption",
 	"log-level":               "log_level",
+	"log-format":              "log_format",
 }
 
 // Load builds the configuration from defaults, the TOML file at path (if not empty), the
@@ -355,15 +360,29 @@ var Flags = map[string]string{
 func Load(path string, flags *pflag.FlagSet, environ func() []string) (Config, error) {
 	k := koanf.New(".")
 	if path != "" {
-		if err := k.Load(file.Provider(path), toml.Parser()); err != nil {
+		kf := koanf.New(".")
+		if err := kf.Load(file.Provider(path), toml.Parser()); err != nil {
+			return Config{}, syntaxError(path, err)
+		}
+		if err := checkKeys(kf.Raw()); err != nil {
 			return Config{}, fmt.Errorf("config file %s: %w", path, err)
 		}
+		if err := k.Merge(kf); err != nil {
+			return Config{}, err
+		}
 	}
-	if err := k.Load(env.Provider(".", env.Opt{
+	ke := koanf.New(".")
+	if err := ke.Load(env.Provider(".", env.Opt{
 		Prefix:        "TERN_",
 		TransformFunc: envKey,
 		EnvironFunc:   environ,
 	}), nil); err != nil {
+		return Config{}, err
+	}
+	if err := checkKeys(ke.Raw()); err != nil {
+		return Config{}, fmt.Errorf("TERN_ environment variables: %w", err)
+	}
+	if err := k.Merge(ke); err != nil {
 		return Config{}, err
 	}
 	if flags != nil {
@@ -379,7 +398,7 @@ func Load(path string, flags *pflag.FlagSet, environ func() []string) (Config, e
 	}
 	cfg := Default()
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		return Config{}, valueError(err, k.Get)
 	}
 	return cfg, cfg.Validate()
 }
@@ -450,6 +469,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.client_id %q: %w", where, r.ClientID, err))
 		}
 		errs = append(errs, r.validate(where))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
@@ -547,6 +569,16 @@ func (q QueueLimits) validate(where string) error {
 }
 
 // ParseLevel reads a log level name.
+// NewLogger returns the logger the configuration asks for, writing to w.
+func (c Config) NewLogger(w io.Writer) *slog.Logger {
+	level, _ := ParseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
 func ParseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {

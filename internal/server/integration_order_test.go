@@ -19,12 +19,12 @@ import (
 // the marker. (The server may send a matching PUBLISH before the SUBACK, so B collects packets in
 // any order.) Run it with -count=200 to see how often the order breaks.
 func TestSubscribeBeforePublishAcrossConnections(t *testing.T) {
-	if os.Getenv("TERN_ORDER_TEST") == "" {
+	if os.Getenv("TERNTEST_ORDER") == "" {
 		// The order is best effort (docs/decisions.md, "Subscribe, then publish on another
 		// connection"): about 1 run in 25 still loses it on a loaded 2-core machine, which would
-		// make CI flaky. TERN_ORDER_TEST=1 go test -run TestSubscribeBeforePublish -count=200
+		// make CI flaky. TERNTEST_ORDER=1 go test -run TestSubscribeBeforePublish -count=200
 		// measures the rate.
-		t.Skip("best effort; set TERN_ORDER_TEST=1 to measure")
+		t.Skip("best effort; set TERNTEST_ORDER=1 to measure")
 	}
 	t.Parallel()
 	srv := startServer(t)
