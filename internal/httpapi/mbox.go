@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ternmq/tern/internal/auth"
@@ -48,11 +49,22 @@ func (x *mbox) owner(w http.ResponseWriter, r *http.Request) (*auth.Principal, s
 	if p == nil {
 		return nil, ""
 	}
-	if !mailbox.ValidName(p.Identity) {
-		httpauth.WriteError(w, http.StatusNotAcceptable, "bad_identity", "a mailbox needs an identity of [a-z0-9]+, not "+strconv.Quote(p.Identity))
+	name := mailboxName(r, p)
+	if !mailbox.ValidName(name) {
+		httpauth.WriteError(w, http.StatusNotAcceptable, "bad_identity", "a mailbox needs an identity of [a-z0-9]+, not "+strconv.Quote(name))
 		return nil, ""
 	}
-	return p, p.Identity
+	return p, name
+}
+
+// mailboxName is the mailbox a caller owns: its identity; in open mode, which checks nobody, the
+// Basic user name given, as uLightWMQ's routes have always taken it (loopback only).
+func mailboxName(r *http.Request, p *auth.Principal) string {
+	if p.Identity == "" && p.Source == auth.SourceOpen {
+		user, _, _ := r.BasicAuth()
+		return strings.ToLower(user)
+	}
+	return p.Identity
 }
 
 func mboxFail(w http.ResponseWriter, err error) {

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ternmq/tern/internal/auth"
@@ -62,12 +61,7 @@ func (u *ulwmq) auth(h func(w http.ResponseWriter, r *http.Request, p *auth.Prin
 			ulBody(w, http.StatusUnauthorized, "", "0")
 			return
 		}
-		name := p.Identity
-		if name == "" && p.Source == auth.SourceOpen {
-			// Open mode checks nobody, so the name given is taken as it is (loopback only).
-			user, _, _ := r.BasicAuth()
-			name = strings.ToLower(user)
-		}
+		name := mailboxName(r, p)
 		if !mailbox.ValidName(name) {
 			ulBody(w, http.StatusNotAcceptable, "", "0")
 			return

@@ -189,3 +189,20 @@ func TestNativeMailboxRoutes(t *testing.T) {
 		t.Fatalf("push to a mailbox never opened: %d", resp.StatusCode)
 	}
 }
+
+// TestNativeMailboxInOpenMode: in open mode the native mailbox routes take the Basic user name as
+// the mailbox, as uLightWMQ's routes do (they used to answer 406 "bad identity").
+func TestNativeMailboxInOpenMode(t *testing.T) {
+	srv := startServer(t)
+	base := "http://" + srv.Addr("http")
+	// The first call opens carol's mailbox (a mailbox exists once its owner used it).
+	if resp, body := httpDo(t, "GET", base+"/v1/mbox", "", "basic", "carol:x"); resp.StatusCode != 404 || !strings.Contains(body, "not_found") {
+		t.Fatalf("carol's empty mailbox: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := httpDo(t, "POST", base+"/v1/mbox/carol", "hi", "basic", "dave:x"); resp.StatusCode != 200 {
+		t.Fatalf("push: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := httpDo(t, "GET", base+"/v1/mbox", "", "basic", "carol:x"); resp.StatusCode != 200 || !strings.Contains(body, `"from":"dave"`) {
+		t.Fatalf("carol's mailbox: %d %s", resp.StatusCode, body)
+	}
+}
