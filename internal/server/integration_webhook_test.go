@@ -24,7 +24,7 @@ func TestWebhookThroughTheAPI(t *testing.T) {
 
 	strict := startServer(t)
 	resp, body := httpDo(t, "POST", "http://"+strict.Addr("http")+"/v1/webhooks", `{"filter":"orders/#","url":"`+recv.URL+`"}`)
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "forbidden_target") {
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "forbidden_target") || !strings.Contains(body, "webhooks.allow_private") {
 		t.Fatalf("loopback target without allow_private: %d %s", resp.StatusCode, body)
 	}
 	// Special-purpose ranges beyond the private ones, and IPv6 forms carrying a private IPv4.

@@ -13,7 +13,7 @@ import (
 )
 
 // ErrForbiddenTarget refuses a webhook URL that points into the broker's own network.
-var ErrForbiddenTarget = errors.New("webhook target not allowed")
+var ErrForbiddenTarget = errors.New("webhook target not allowed (webhooks.allow_private lets webhooks reach this network)")
 
 // verdict is what the guard does with an address in a range.
 type verdict uint8
