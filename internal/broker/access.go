@@ -234,6 +234,7 @@ func (b *Broker) checkPublish(p *auth.Principal, action auth.Action, clientID st
 	}
 	stampSender(m, p.Identity)
 	if rate == nil {
+		b.stats.Received.Add(1)
 		return 0, nil
 	}
 	wait, ok := rate.take(b.now(), len(m.Payload))
@@ -247,6 +248,7 @@ func (b *Broker) checkPublish(p *auth.Principal, action auth.Action, clientID st
 	if wait > 0 {
 		b.stats.Throttled.Add(1)
 	}
+	b.stats.Received.Add(1)
 	return wait, nil
 }
 

@@ -23,7 +23,7 @@ func (b *Broker) announce(kind string, fields map[string]any) {
 	payload, _ := json.Marshal(fields)
 	m := &message.Message{Topic: EventsPrefix + kind, Payload: payload}
 	m.Props.ContentType = "application/json"
-	if _, err := b.publish(nil, m); err != nil && b.warn.due("server event") {
+	if _, err := b.publishOwn(m); err != nil && b.warn.due("server event") {
 		b.log.Warn("server event not published", "event", kind, "err", err)
 	}
 }

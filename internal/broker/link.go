@@ -87,6 +87,7 @@ func (c *Client) PublishRouted(m *message.Message, r Route) (PublishResult, erro
 		sender += "/" + r.Sender
 	}
 	stampSender(m, sender)
+	b.stats.Received.Add(1)
 	res, err := b.publishChecked(s, c.principal, m, false, c.batch)
 	if err != nil || r.Seq == 0 {
 		return res, err

@@ -103,13 +103,20 @@ func (c *Client) PendingReleases() int {
 	return len(c.s.incoming)
 }
 
-// publish validates, stamps and routes a message of the broker's own (wills, server events,
-// call failures); clients' messages go through checkPublish and then publishChecked.
+// publish validates, stamps and routes a will; clients' messages go through checkPublish and
+// then publishChecked.
 func (b *Broker) publish(from *Session, m *message.Message) (PublishResult, error) {
+	b.stats.Received.Add(1)
+	return b.publishOwn(m)
+}
+
+// publishOwn routes what the broker itself says (server events, answers of its procedures, call
+// failures): not counted as received, since no client sent it.
+func (b *Broker) publishOwn(m *message.Message) (PublishResult, error) {
 	if err := topic.ValidName(m.Topic); err != nil {
 		return PublishResult{}, ErrTopicInvalid
 	}
-	return b.publishChecked(from, auth.Unrestricted(""), m, false, nil)
+	return b.publishChecked(nil, auth.Unrestricted(""), m, false, nil)
 }
 
 // publishChecked stamps and routes m, whose topic checkPublish (or publish) validated; from is
@@ -124,7 +131,6 @@ func (b *Broker) publishChecked(from *Session, caller *auth.Principal, m *messag
 	m.ID = b.nextID.Add(1)
 	m.Time = t
 	stampExpiry(m, t)
-	b.stats.Received.Add(1)
 	p := publication{msg: m, at: t, call: isCall(m), answerable: answerable, batch: batch}
 	if p.call && m.Topic == ServicesProcedure {
 		return b.answerServices(m), nil

@@ -118,7 +118,7 @@ func (b *Broker) answerQuery(call *message.Message, caller *auth.Principal) Publ
 		m.Props.CorrelationData = corr
 		m.Props.ContentType = "application/json"
 		m.Props.User = []message.UserProperty{{Key: StatusProperty, Value: "0"}}
-		if _, err := b.publish(nil, m); err != nil {
+		if _, err := b.publishOwn(m); err != nil {
 			b.log.Debug("query answer not delivered", "err", err)
 		}
 	}()

@@ -212,3 +212,18 @@ func TestCongestedReceiverGivesBackpressure(t *testing.T) {
 		t.Fatalf("delivered %d, want 2 (congested still delivers)", got)
 	}
 }
+
+// Received counts what clients sent, not the broker's own server events.
+func TestReceivedLeavesOutServerEvents(t *testing.T) {
+	b, _ := newTestBroker(t, nil)
+	watch, k, _ := connect(t, b, ConnectRequest{ClientID: "watch"})
+	subscribe(t, watch, SubscribeRequest{Filter: "$SYS/events/#"})
+	c, _, _ := connect(t, b, ConnectRequest{ClientID: "c", Announce: true})
+	publish(t, c, "t", "x", 0, false)
+	if len(k.deliveries()) == 0 {
+		t.Fatal("no server event was published: the test proves nothing")
+	}
+	if n := b.Stats().Received.Load(); n != 1 {
+		t.Fatalf("received %d, want 1 (the client's message only)", n)
+	}
+}

@@ -145,7 +145,7 @@ func (b *Broker) failCall(reply string, corr []byte, why string) {
 	m := &message.Message{Topic: reply, QoS: 1}
 	m.Props.CorrelationData = corr
 	m.Props.User = []message.UserProperty{{Key: StatusProperty, Value: strconv.Itoa(-1)}, {Key: ErrorProperty, Value: why}}
-	if _, err := b.publish(nil, m); err != nil {
+	if _, err := b.publishOwn(m); err != nil {
 		b.log.Debug("call failure not delivered", "reply_topic", reply, "err", err)
 	}
 }
@@ -161,7 +161,7 @@ func (b *Broker) answerServices(call *message.Message) PublishResult {
 	m.Props.CorrelationData = call.Props.CorrelationData
 	m.Props.ContentType = "application/json"
 	m.Props.User = []message.UserProperty{{Key: StatusProperty, Value: "0"}}
-	if _, err := b.publish(nil, m); err != nil {
+	if _, err := b.publishOwn(m); err != nil {
 		b.log.Debug("services answer not delivered", "err", err)
 	}
 	return PublishResult{Matched: 1}

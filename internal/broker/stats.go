@@ -12,7 +12,8 @@ type Stats struct {
 	// StaleQueries counts queries answered from local copies because the namespace's designated
 	// router could not be asked.
 	StaleQueries atomic.Uint64
-	// Received counts messages accepted for routing.
+	// Received counts messages accepted for routing from clients (wills included); the
+	// broker's own events and answers are not counted.
 	Received atomic.Uint64
 	// Delivered counts deliveries handed to connections.
 	Delivered atomic.Uint64
