@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -116,9 +117,9 @@ func printStats(w io.Writer, st server.Stats) {
 		return
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(tw, "CLIENT ID\tONLINE\tDURABLE\tSUBS\tQUEUED\tBYTES\tIN FLIGHT\tDROPPED\tREFUSED")
+	fmt.Fprintln(tw, "CLIENT ID\tIDENTITY\tONLINE\tDURABLE\tSUBS\tQUEUED\tBYTES\tIN FLIGHT\tDROPPED\tREFUSED")
 	for _, s := range st.TopSessions {
-		fmt.Fprintf(tw, "%s\t%v\t%v\t%d\t%d\t%s\t%d\t%d\t%d\n", s.ClientID, s.Online, s.Durable,
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%d\t%d\t%s\t%d\t%d\t%d\n", s.ClientID, cmp.Or(s.Identity, "-"), s.Online, s.Durable,
 			s.Subscriptions, s.Queued, humanBytes(s.QueuedBytes), s.Inflight, s.Dropped, s.Refused)
 	}
 	_ = tw.Flush()
