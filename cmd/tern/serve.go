@@ -38,6 +38,8 @@ environment variables, then flags. An empty address disables a listener.`,
 	f.String("mbus-unix", d.Listen.MBusUnix, "mBus Unix socket path, e.g. /tmp/mbus-server-uds:0 (off by default)")
 	f.String("mbus-tls", d.Listen.MBusTLS, "mBus over TLS listen address, e.g. 127.0.0.1:8001 (off by default)")
 	f.String("mbus-unix-tls", d.Listen.MBusUnixTLS, "mBus over TLS on a Unix socket path, e.g. /tmp/mbus-server-udss:0 (off by default)")
+	f.String("mbus-ws", d.Listen.MBusWS, "mBus over WebSocket, any path, e.g. 127.0.0.1:9000 as mbus-broker's (off by default)")
+	f.String("mbus-wss", d.Listen.MBusWSS, "mBus over secure WebSocket, any path (off by default)")
 	f.String("tls-cert", d.TLS.CertFile, "TLS certificate file (PEM) for the TLS listeners")
 	f.String("tls-key", d.TLS.KeyFile, "TLS private key file (PEM) for the TLS listeners")
 	f.String("tls-client-ca", d.TLS.ClientCAFile, "CA file (PEM) for client certificates (mutual TLS); a client's identity is its certificate's CN")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -169,13 +170,33 @@ type Listen struct {
 	// MBusUnixTLS is mBus over TLS on a Unix socket (mBus's udss; [tls], or
 	// [tls.listeners.mbus_unix_tls]).
 	MBusUnixTLS string `koanf:"mbus_unix_tls"`
+	// MBusWS and MBusWSS are mBus over WebSocket (and over TLS) on listeners of their own where
+	// any path is mBus, as mbus-broker's WebSocket listener is (its browser client connects with
+	// no path); off unless set.
+	MBusWS  string `koanf:"mbus_ws"`
+	MBusWSS string `koanf:"mbus_wss"`
+	// UnixMode is the permission of the Unix socket files, in octal ("0660": the owner and its
+	// group may connect).
+	UnixMode string `koanf:"unix_mode"`
 }
 
 // Network returns the listeners that bind a network address rather than a Unix socket path,
 // set or not; checks of where tern is exposed go through it so that a new listener cannot be
 // forgotten (TestListenNetworkCoversEveryListener).
 func (l Listen) Network() []string {
-	return []string{l.MQTT, l.MQTTTLS, l.HTTP, l.HTTPS, l.MBus, l.MBusTLS}
+	return []string{l.MQTT, l.MQTTTLS, l.HTTP, l.HTTPS, l.MBus, l.MBusTLS, l.MBusWS, l.MBusWSS}
+}
+
+// SocketMode is UnixMode parsed ("" is the default, 0660).
+func (l Listen) SocketMode() (os.FileMode, error) {
+	if l.UnixMode == "" {
+		return 0o660, nil
+	}
+	m, err := strconv.ParseUint(l.UnixMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("listen.unix_mode %q: want an octal permission such as 0660", l.UnixMode)
+	}
+	return os.FileMode(m), nil
 }
 
 // TLS names the server certificate for every TLS listener and, for mutual TLS, the authority
@@ -204,7 +225,7 @@ type TLSOverride struct {
 }
 
 // TLSListeners are the listeners tls.listeners may name.
-var TLSListeners = []string{"mqtt_tls", "https", "mbus_tls", "mbus_unix_tls"}
+var TLSListeners = []string{"mqtt_tls", "https", "mbus_tls", "mbus_unix_tls", "mbus_wss"}
 
 // ForListener is the TLS setup of the named listener: [tls] with its override applied.
 func (t TLS) ForListener(name string) TLS {
@@ -287,9 +308,10 @@ func Default() Config {
 		DataDir:   "tern-data",
 		Store:     Store{Sync: "always", SyncInterval: 100 * time.Millisecond, CacheBytes: 8 << 20},
 		Listen: Listen{
-			MQTT: "127.0.0.1:1883",
-			HTTP: "127.0.0.1:8080",
-			Unix: "tern.sock",
+			MQTT:     "127.0.0.1:1883",
+			HTTP:     "127.0.0.1:8080",
+			Unix:     "tern.sock",
+			UnixMode: "0660",
 		},
 		MQTT: MQTT{
 			MaxPacketSize:       1 << 20,
@@ -352,6 +374,8 @@ var Flags = map[string]string{
 	"sync":                    "store.sync",
 	"store-accept-corruption": "store.accept_corruption",
 	"log-level":               "log_level",
+	"mbus-ws":                 "listen.mbus_ws",
+	"mbus-wss":                "listen.mbus_wss",
 	"log-format":              "log_format",
 }
 
@@ -420,8 +444,12 @@ func envKey(k, v string) (string, any) {
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Listen.MQTT == "" && c.Listen.MQTTTLS == "" && c.Listen.HTTP == "" && c.Listen.HTTPS == "" && c.Listen.Unix == "" &&
-		c.Listen.MBus == "" && c.Listen.MBusUnix == "" && c.Listen.MBusTLS == "" && c.Listen.MBusUnixTLS == "" {
+		c.Listen.MBus == "" && c.Listen.MBusUnix == "" && c.Listen.MBusTLS == "" && c.Listen.MBusUnixTLS == "" &&
+		c.Listen.MBusWS == "" && c.Listen.MBusWSS == "" {
 		errs = append(errs, errors.New("no listener configured"))
+	}
+	if _, err := c.Listen.SocketMode(); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateTLS())
 	if c.MQTT.MaxPacketSize < 64 || c.MQTT.MaxPacketSize > 268435460 {
@@ -540,7 +568,7 @@ func (c *Config) validateTLS() error {
 		}
 	}
 	for name, addr := range map[string]string{"mqtt_tls": c.Listen.MQTTTLS, "https": c.Listen.HTTPS, "mbus_tls": c.Listen.MBusTLS,
-		"mbus_unix_tls": c.Listen.MBusUnixTLS} {
+		"mbus_unix_tls": c.Listen.MBusUnixTLS, "mbus_wss": c.Listen.MBusWSS} {
 		if addr == "" {
 			continue
 		}

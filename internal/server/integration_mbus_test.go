@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -310,5 +311,24 @@ func TestServerEventsAcrossFaces(t *testing.T) {
 	})
 	if !strings.Contains(string(ev.Payload), `"reason":"session_taken_over"`) {
 		t.Fatalf("mBus disconnected event for a takeover: %s", ev.Payload)
+	}
+}
+
+// TestMBusWebSocketListener: listen.mbus_ws serves mBus over WebSocket at any path, as
+// mbus-broker's listener does; mBus's own browser client connects with no path at all.
+func TestMBusWebSocketListener(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.Listen.MBusWS = "127.0.0.1:0" })
+	for i, path := range []string{"", "/", "/any/path"} {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		ws, _, err := websocket.Dial(ctx, "ws://"+srv.Addr("mbus_ws")+path, &websocket.DialOptions{Subprotocols: []string{"mbus"}})
+		if err != nil {
+			cancel()
+			t.Fatalf("path %q: %v", path, err)
+		}
+		c := mbustest.New(t, websocket.NetConn(context.Background(), ws, websocket.MessageBinary))
+		if r := c.Create(map[string]any{"identifier": fmt.Sprintf("org.example.ws%d", i)}); r.Status == nil || *r.Status != 0 {
+			t.Fatalf("path %q: create %s", path, r.Payload)
+		}
+		cancel()
 	}
 }

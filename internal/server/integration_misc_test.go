@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -164,4 +165,22 @@ func TestMetricsGauges(t *testing.T) {
 	gauges(map[string]float64{"tern_sessions": 2, "tern_subscriptions": 0})
 	c.offline(srv, nil)
 	gauges(map[string]float64{"tern_sessions": 1, "tern_sessions_connected": 1})
+}
+
+// TestUnixSocketMode: Unix socket files get listen.unix_mode (0660 unless set).
+func TestUnixSocketMode(t *testing.T) {
+	for mode, want := range map[string]os.FileMode{"": 0o660, "0600": 0o600} {
+		srv := startServer(t, func(c *config.Config) {
+			if mode != "" {
+				c.Listen.UnixMode = mode
+			}
+		})
+		fi, err := os.Stat(srv.Addr("unix"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("unix_mode %q: socket mode %o, want %o", mode, got, want)
+		}
+	}
 }

@@ -237,6 +237,20 @@ func (s *Server) listen() error {
 			return err
 		}
 	}
+	if l.MBusWS != "" {
+		if err := s.serveMBusWS("mbus_ws", l.MBusWS, nil); err != nil {
+			return err
+		}
+	}
+	if l.MBusWSS != "" {
+		st, err := s.loadTLS("mbus_wss")
+		if err != nil {
+			return err
+		}
+		if err := s.serveMBusWS("mbus_wss", l.MBusWSS, st); err != nil {
+			return err
+		}
+	}
 	if l.HTTPS != "" {
 		st, err := s.loadTLS("https")
 		if err != nil {
@@ -250,7 +264,7 @@ func (s *Server) listen() error {
 }
 
 func (s *Server) serveMQTT(name, network, addr string, st *certs.ServerTLS) error {
-	ln, err := net.Listen(network, addr)
+	ln, err := s.listenOn(network, addr)
 	if err != nil {
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
@@ -275,7 +289,7 @@ func (s *Server) serveMBusTLS(name, addr string, st *certs.ServerTLS) error {
 }
 
 func (s *Server) serveMBusOn(name, network, addr string, st *certs.ServerTLS) error {
-	ln, err := net.Listen(network, addr)
+	ln, err := s.listenOn(network, addr)
 	if err != nil {
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
@@ -294,6 +308,26 @@ func (s *Server) serveMBusOn(name, network, addr string, st *certs.ServerTLS) er
 }
 
 func (s *Server) serveHTTP(name, addr string, st *certs.ServerTLS) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.Register(reg, s.Broker.Stats(), s.MQTT.Stats(), s.Auth.Stats())
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tern_store_disk_bytes",
+		Help: "Size of the durable store on disk."}, func() float64 { return float64(s.Store.DiskBytes()) }))
+	return s.serveHTTPHandler(name, addr, st, s.routes(reg, identify(st)))
+}
+
+// serveMBusWS serves mBus over WebSocket on a listener of its own where any path is mBus, as
+// mbus-broker's WebSocket listener is: mBus's own browser client connects to ws://host:port/
+// with no path.
+func (s *Server) serveMBusWS(name, addr string, st *certs.ServerTLS) error {
+	id := identify(st)
+	return s.serveHTTPHandler(name, addr, st, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.serveMBusWebSocket(w, r, id)
+	}))
+}
+
+// serveHTTPHandler serves h over HTTP (HTTPS with st) on addr.
+func (s *Server) serveHTTPHandler(name, addr string, st *certs.ServerTLS, h http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
@@ -302,13 +336,8 @@ func (s *Server) serveHTTP(name, addr string, st *certs.ServerTLS) error {
 		ln = tls.NewListener(ln, st.Config())
 	}
 	s.track(name, ln)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics.Register(reg, s.Broker.Stats(), s.MQTT.Stats(), s.Auth.Stats())
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tern_store_disk_bytes",
-		Help: "Size of the durable store on disk."}, func() float64 { return float64(s.Store.DiskBytes()) }))
 	hs := &http.Server{
-		Handler:           s.counted(s.routes(reg, identify(st))),
+		Handler:           s.counted(h),
 		BaseContext:       func(net.Listener) context.Context { return s.httpCtx },
 		ReadHeaderTimeout: s.cfg.HTTP.ReadHeaderTimeout,
 		// The whole request, body included: a client trickling a body gets 408 (the faces map
@@ -335,6 +364,20 @@ func (s *Server) serveHTTP(name, addr string, st *certs.ServerTLS) error {
 		}
 	}()
 	return nil
+}
+
+// listenOn listens on a TCP address or a Unix socket path; a socket file gets listen.unix_mode.
+func (s *Server) listenOn(network, addr string) (net.Listener, error) {
+	ln, err := net.Listen(network, addr)
+	if err != nil || network != "unix" {
+		return ln, err
+	}
+	mode, _ := s.cfg.Listen.SocketMode() // validated
+	if err := os.Chmod(addr, mode); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 func (s *Server) track(name string, ln net.Listener) {
