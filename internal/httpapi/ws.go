@@ -65,6 +65,8 @@ type wsReply struct {
 	MessageID string `json:"message_id,omitempty"`
 	Code      string `json:"code,omitempty"`
 	Message   string `json:"message,omitempty"`
+	// after runs once the reply is written: a subscription's retained messages follow its suback.
+	after func()
 }
 
 const wsWriteTimeout = 10 * time.Second
@@ -170,6 +172,9 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 			if send(v) != nil {
 				return
 			}
+			if r, ok := v.(wsReply); ok && r.after != nil {
+				r.after()
+			}
 		case <-k.closed:
 			_ = ws.Close(websocket.StatusGoingAway, k.reason().Error())
 			return
@@ -225,9 +230,8 @@ func (s *Server) wsHandle(c *broker.Client, p *auth.Principal, q *wsRequest) any
 		if res[0].Err != nil {
 			return fail(res[0].Err)
 		}
-		c.SendRetained(res)
 		qos := res[0].QoS
-		return wsReply{Op: "suback", ID: q.ID, Filter: q.Filter, QoS: &qos}
+		return wsReply{Op: "suback", ID: q.ID, Filter: q.Filter, QoS: &qos, after: func() { c.SendRetained(res) }}
 	case "unsub":
 		c.Unsubscribe([]string{q.Filter})
 		return wsReply{Op: "unsuback", ID: q.ID, Filter: q.Filter}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/config"
@@ -148,4 +149,22 @@ func TestWebSocketErrorCodes(t *testing.T) {
 		}
 	}
 	t.Fatalf("publishing past the rate: codes %v, want rate_limited", got)
+}
+
+// TestWebSocketSubackBeforeRetained: the suback of a subscription comes before its retained
+// messages (they used to come first).
+func TestWebSocketSubackBeforeRetained(t *testing.T) {
+	srv := startServer(t)
+	pub := v5(t, srv, uniqueID("ret"))
+	pub.publish(&paho.Publish{Topic: "wsret/a", QoS: 1, Retain: true, Payload: []byte("kept")})
+	ws := dialJSONWS(t, "ws://"+srv.Addr("http")+"/v1/ws")
+	ws.send(`{"op":"sub","filter":"wsret/#","id":1}`)
+	if m := ws.recv(); m["op"] != "suback" {
+		t.Fatalf("first frame %v, want the suback", m)
+	}
+	m := ws.recv()
+	msg, _ := m["message"].(map[string]any)
+	if m["op"] != "msg" || msg["payload"] != "kept" || msg["retain"] != true {
+		t.Fatalf("second frame %v, want the retained message", m)
+	}
 }
