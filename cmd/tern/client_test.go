@@ -536,3 +536,17 @@ func TestCall(t *testing.T) {
 		t.Fatalf("unserved: %v", err)
 	}
 }
+
+// A payload over the server's maximum packet size is refused with the limit named, before it is
+// sent (it used to fail with "use of closed network connection").
+func TestPubOverMaximumPacketSize(t *testing.T) {
+	srv := servertest.Start(t, func(c *config.Config) { c.MQTT.MaxPacketSize = 1024 })
+	f := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(f, []byte(strings.Repeat("x", 4096)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, "", "pub", "--url", tcpURL(srv), "-t", "big", "-q", "1", "-f", f)
+	if err == nil || !strings.Contains(err.Error(), "maximum packet size of 1024") {
+		t.Fatalf("err = %v, want the server's maximum packet size named", err)
+	}
+}

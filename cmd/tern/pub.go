@@ -172,6 +172,9 @@ func runPub(cmd *cobra.Command, cf *clientFlags, pf *payloadFlags, mf *publishFl
 // publishChecked publishes and turns a failure reason code in the PUBACK or PUBREC into an error
 // naming it. noSubs reports the v5 "no matching subscribers" (0x10) success code.
 func publishChecked(ctx context.Context, s *session, p *paho.Publish) (noSubs bool, err error) {
+	if err := fitsServer(s, p); err != nil {
+		return false, err
+	}
 	resp, err := s.c.Publish(ctx, p)
 	if resp != nil && resp.ReasonCode >= 0x80 {
 		rs := ""
@@ -189,4 +192,23 @@ func publishChecked(ctx context.Context, s *session, p *paho.Publish) (noSubs bo
 		return false, fmt.Errorf("publish to %s: %w", p.Topic, err)
 	}
 	return resp != nil && packet.ReasonCode(resp.ReasonCode) == packet.NoMatchingSubscribers, nil
+}
+
+// fitsServer refuses a publish the server announced it will not take (its Maximum Packet Size),
+// rather than send it and see the connection closed under it.
+func fitsServer(s *session, p *paho.Publish) error {
+	if s.ack == nil || s.ack.Properties == nil || s.ack.Properties.MaximumPacketSize == nil {
+		return nil
+	}
+	limit := *s.ack.Properties.MaximumPacketSize
+	// Without its properties: a lower bound of the packet's size, enough for a payload too big.
+	b, err := (&packet.Publish{Topic: []byte(p.Topic), Payload: p.Payload, QoS: p.QoS, PacketID: 1}).Append(nil, packet.V5)
+	if err != nil {
+		return fmt.Errorf("publish to %s: %w", p.Topic, err)
+	}
+	if uint32(len(b)) > limit {
+		return fmt.Errorf("publish to %s: a payload of %d bytes makes a packet larger than the server's maximum packet size of %d bytes (mqtt.max_packet_size)",
+			p.Topic, len(p.Payload), limit)
+	}
+	return nil
 }
