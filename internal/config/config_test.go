@@ -281,11 +281,11 @@ func TestClusterConfig(t *testing.T) {
 		t.Fatal("Enabled wrong")
 	}
 	for _, bad := range [][]string{
-		{"TERN_CLUSTER__LISTEN=127.0.0.1:7001"},                                       // no node id
-		{"TERN_CLUSTER__NODE_ID=N1", "TERN_CLUSTER__LISTEN=127.0.0.1:7001"},           // upper case
-		{"TERN_CLUSTER__NODE_ID=n1"},                                                  // no listener
-		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=0.0.0.0:7001"},             // unreachable
-		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=10.1.2.3:7001"},            // no mutual TLS
+		{"TERN_CLUSTER__LISTEN=127.0.0.1:7001"},                             // no node id
+		{"TERN_CLUSTER__NODE_ID=N1", "TERN_CLUSTER__LISTEN=127.0.0.1:7001"}, // upper case
+		{"TERN_CLUSTER__NODE_ID=n1"},                                        // no listener
+		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=0.0.0.0:7001"},   // unreachable
+		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=10.1.2.3:7001"},  // no mutual TLS
 		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=127.0.0.1:7001", "TERN_CLUSTER__REPLICAS=0"},
 		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=127.0.0.1:7001", "TERN_CLUSTER__JOIN=nohost"},
 		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=127.0.0.1:7001", "TERN_DATA_DIR="},
