@@ -13,8 +13,8 @@ import (
 // routers ($uplink/..., $route/...) do not count: their filters are the links' own business, and
 // counting them would echo a link's interest back to it.
 type interest struct {
-	mu       sync.Mutex
-	count    map[string]int // filter path (no $share prefix) -> sessions subscribed
+	mu    sync.Mutex
+	count map[string]int // filter path (no $share prefix) -> sessions subscribed
 	// full counts the filters as subscribed, $share/<group>/ included (the cluster's interest:
 	// a shared group must be told apart from a plain subscription there).
 	full     map[string]int
