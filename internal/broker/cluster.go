@@ -107,8 +107,10 @@ func (b *Broker) DeliverRemote(m *message.Message, answerable bool, groups []str
 }
 
 // ApplyRetained sets (or, with an empty payload, clears) the retained message of m's topic, as
-// the cluster's log committed it. It keeps m.
+// the cluster's log committed it. It keeps m, and gives it an id of this node's: ids are unique
+// per node only, and a store keeps bodies shared between queues by id.
 func (b *Broker) ApplyRetained(m *message.Message) error {
+	m.ID = b.nextID.Add(1)
 	if len(m.Payload) == 0 {
 		if !b.retained.delete(m.Topic) {
 			return nil
