@@ -49,15 +49,15 @@ type Core interface {
 	SyncStore() error
 }
 
-// record is one key of the replicated records.
-type record struct {
+// Record is one key of the replicated records.
+type Record struct {
 	NS, Key string
 	Value   []byte
 }
 
 // state is a whole snapshot (and a seed).
 type state struct {
-	Records  []record
+	Records  []Record
 	Retained []*message.Message
 }
 
@@ -98,7 +98,7 @@ func (d *decoder) state() state {
 	}
 	n := d.count(3)
 	for range n {
-		r := record{NS: d.str(), Key: d.str(), Value: d.raw()}
+		r := Record{NS: d.str(), Key: d.str(), Value: d.raw()}
 		r.Value = append([]byte{}, r.Value...)
 		s.Records = append(s.Records, r)
 	}
@@ -177,7 +177,7 @@ type fsm struct {
 	db   *pebble.DB
 	log  *slog.Logger
 	core Core
-	// changed is told which record namespace a committed write touched (auth ends open mode
+	// changed is told which Record namespace a committed write touched (auth ends open mode
 	// when users or tokens appear). Called from the apply goroutine: it must not block.
 	changed func(ns string)
 
@@ -259,21 +259,21 @@ func (f *fsm) notify(ns string) {
 	}
 }
 
-// records reads every replicated record.
-func (f *fsm) records() ([]record, error) {
+// records reads every replicated Record.
+func (f *fsm) records() ([]Record, error) {
 	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixRecord}, UpperBound: []byte{prefixRecord + 1}})
 	if err != nil {
 		return nil, err
 	}
-	var out []record
+	var out []Record
 	for ok := it.First(); ok; ok = it.Next() {
 		d := decoder{b: it.Key()[1:]}
 		ns := d.str()
 		if d.bad {
 			_ = it.Close()
-			return nil, fmt.Errorf("cluster: malformed record key %x", it.Key())
+			return nil, fmt.Errorf("cluster: malformed Record key %x", it.Key())
 		}
-		out = append(out, record{NS: ns, Key: string(d.b), Value: append([]byte{}, it.Value()...)})
+		out = append(out, Record{NS: ns, Key: string(d.b), Value: append([]byte{}, it.Value()...)})
 	}
 	return out, it.Close()
 }

@@ -53,7 +53,7 @@ type Config struct {
 	WriteTimeout, JoinTimeout time.Duration
 	// Seed, when this node starts a new cluster, gives its first state: the records and
 	// retained messages the data directory already had (a single node becoming a cluster).
-	Seed func() ([]record, error)
+	Seed func() ([]Record, error)
 	Log  *slog.Logger
 
 	// Tests: Transport replaces raft's network transport (raft.InmemTransport), LinkAddr maps

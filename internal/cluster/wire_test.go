@@ -63,7 +63,7 @@ func TestFramesRoundTrip(t *testing.T) {
 }
 
 func TestCommandsAndStateRoundTrip(t *testing.T) {
-	s := state{Records: []record{{"users", "a", []byte("1")}}, Retained: []*message.Message{sampleMessage()}}
+	s := state{Records: []Record{{"users", "a", []byte("1")}}, Retained: []*message.Message{sampleMessage()}}
 	for _, cmd := range [][]byte{encodePut("users", "a", nil), encodeDelete("groups", "g"), encodeRetain(sampleMessage()),
 		append([]byte{cmdSeed}, appendState(nil, s)...), {cmdNoop}} {
 		if _, err := decodeCommand(cmd); err != nil {
@@ -86,7 +86,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b[4:])
 	}
 	f.Add(encodeRetain(sampleMessage()))
-	f.Add(appendState(nil, state{Records: []record{{"u", "k", nil}}}))
+	f.Add(appendState(nil, state{Records: []Record{{"u", "k", nil}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeFrame(b)
 		_, _ = decodeCommand(b)

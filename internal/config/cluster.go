@@ -54,7 +54,14 @@ func (c *Config) validateCluster() error {
 	if err := ValidNodeID(cl.NodeID); err != nil {
 		errs = append(errs, err)
 	}
-	if err := validAddr("cluster.listen", cl.Listen); err != nil {
+	if cl.Advertise != "" {
+		if err := validAddr("cluster.advertise", cl.Advertise); err != nil {
+			errs = append(errs, err)
+		}
+		if _, _, err := net.SplitHostPort(cl.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("cluster.listen %q: %v", cl.Listen, err))
+		}
+	} else if err := validAddr("cluster.listen", cl.Listen); err != nil {
 		errs = append(errs, err)
 	}
 	for _, j := range cl.Join {
@@ -70,7 +77,12 @@ func (c *Config) validateCluster() error {
 	}
 	// Raft carries users' password hashes and every replicated write: beyond loopback it goes
 	// over mutual TLS only.
-	if host, _, err := net.SplitHostPort(cl.Listen); err == nil && !loopbackHost(host) {
+	adv := cl.Advertise
+	if adv == "" {
+		adv = cl.Listen
+	}
+	lhost, _, _ := net.SplitHostPort(cl.Listen)
+	if host, _, err := net.SplitHostPort(adv); err == nil && (!loopbackHost(host) || !loopbackHost(lhost)) {
 		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" || c.TLS.ClientCAFile == "" {
 			errs = append(errs, fmt.Errorf("cluster.listen %s is not a loopback address: node links need mutual TLS "+
 				"([tls] cert_file, key_file and client_ca_file, a node certificate from `tern cert issue NODE --node`)", cl.Listen))

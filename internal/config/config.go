@@ -74,8 +74,10 @@ type Cluster struct {
 	// NodeID names the node in the cluster, for good (its raft server id; with [tls], its
 	// certificate's identity).
 	NodeID string `koanf:"node_id"`
-	// Listen is the address other nodes reach this one at: raft and the node links share it.
+	// Listen is where raft and the node links are served (one listener for both).
 	Listen string `koanf:"listen"`
+	// Advertise is the address the other nodes dial to reach this one; empty: Listen.
+	Advertise string `koanf:"advertise"`
 	// Join lists cluster addresses of nodes to ask for membership when this node has no cluster
 	// state yet; a node with no state and an empty list starts a new cluster.
 	Join []string `koanf:"join"`
@@ -367,6 +369,7 @@ var Flags = map[string]string{
 	"log-level":               "log_level",
 	"node-id":                 "cluster.node_id",
 	"cluster-listen":          "cluster.listen",
+	"cluster-advertise":       "cluster.advertise",
 	"join":                    "cluster.join",
 }
 
