@@ -405,7 +405,7 @@ func TestClusterOfThreeProcesses(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				_, _ = svc.Publish(ctx, &paho.Publish{Topic: pr.Packet.Properties.ResponseTopic, QoS: 1,
-					Payload: append([]byte("echo:"), pr.Packet.Payload...),
+					Payload:    append([]byte("echo:"), pr.Packet.Payload...),
 					Properties: &paho.PublishProperties{CorrelationData: pr.Packet.Properties.CorrelationData}})
 			}()
 			return true, nil
