@@ -177,6 +177,7 @@ func (n *Node) Start(core Core, deliver Deliverer) error {
 		n.mux.close()
 		return fmt.Errorf("cluster: %w", err)
 	}
+	n.mux.open()
 	n.watchLeader()
 	n.links.start()
 	switch {

@@ -31,7 +31,16 @@ type mux struct {
 	ln   net.Listener
 	raft *streamLayer // nil when raft has a transport of its own (tests)
 	wg   sync.WaitGroup
+	// ready is closed once raft exists: connections that arrive earlier (a restarted node's
+	// peers reconnect at once) wait for it, since sorting them asks raft for the membership.
+	ready     chan struct{}
+	done      chan struct{}
+	readyOnce sync.Once
+	doneOnce  sync.Once
 }
+
+// open lets accepted connections through (see ready).
+func (m *mux) open() { m.readyOnce.Do(func() { close(m.ready) }) }
 
 // listen opens the cluster listener; layer, when not nil, gets raft's stream layer over it.
 func listen(n *Node, layer **streamLayer) (*mux, error) {
@@ -42,7 +51,7 @@ func listen(n *Node, layer **streamLayer) (*mux, error) {
 			return nil, fmt.Errorf("cluster: listen on %s: %w", n.cfg.Listen, err)
 		}
 	}
-	m := &mux{n: n, ln: ln}
+	m := &mux{n: n, ln: ln, ready: make(chan struct{}), done: make(chan struct{})}
 	if _, port, _ := net.SplitHostPort(n.cfg.Advertise); port == "0" {
 		n.cfg.Advertise = ln.Addr().String()
 	}
@@ -102,6 +111,12 @@ func (m *mux) sort(c net.Conn) {
 		_ = c.Close()
 		return
 	}
+	select {
+	case <-m.ready:
+	case <-m.done:
+		_ = c.Close()
+		return
+	}
 	_ = c.SetDeadline(time.Time{})
 	switch {
 	case kind[0] == connRaft && m.raft != nil:
@@ -125,6 +140,7 @@ func (m *mux) sort(c net.Conn) {
 }
 
 func (m *mux) close() {
+	m.doneOnce.Do(func() { close(m.done) })
 	_ = m.ln.Close()
 	if m.raft != nil {
 		m.raft.closeOnce.Do(func() { close(m.raft.done) })
