@@ -30,6 +30,8 @@ type fakeCore struct {
 	watch     []func()
 	restores  int
 	tick      chan struct{}
+	// hold, when set, is the durability ticket of every delivery (a node slow to accept).
+	hold *store.Ticket
 }
 
 func newFakeCore() *fakeCore {
@@ -81,9 +83,10 @@ func (c *fakeCore) SyncStore() error { return nil }
 func (c *fakeCore) DeliverRemote(m *message.Message, _ bool, groups []string) broker.PublishResult {
 	c.mu.Lock()
 	c.delivered = append(c.delivered, fmt.Sprintf("%s=%s%v", m.Topic, m.Payload, groups))
+	hold := c.hold
 	c.mu.Unlock()
 	c.poke()
-	return broker.PublishResult{Matched: 1}
+	return broker.PublishResult{Matched: 1, Durable: hold}
 }
 
 func (c *fakeCore) InterestFilters() []string {

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/store"
 )
 
 func get(t *testing.T, n *tnode, ns, key string) string {
@@ -232,5 +233,51 @@ func TestLeave(t *testing.T) {
 	st := n2.Status()
 	if len(st.Members) != 2 || st.Leader == "" || st.Leader == "n1" {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// A QoS 1 message in flight to a node whose link breaks before it accepted the message fails
+// the publisher's acknowledgement (so the publisher sends it again) instead of passing for
+// accepted; a node whose link is down is skipped.
+func TestLinkLostFailsAcceptance(t *testing.T) {
+	tc := newTCluster(t)
+	n1, n2, _ := tc.three()
+	n2.core.mu.Lock()
+	n2.core.hold = store.NewTicket() // n2 takes the message but never says it is durable
+	n2.core.mu.Unlock()
+	n2.core.setInterest("slow/#")
+	eventually(t, "n2's interest reaches n1", func() bool { return len(n1.links.index.Match("slow/x").Entries) == 1 })
+	r := n1.Route(&message.Message{Topic: "slow/x", Payload: []byte("1"), QoS: 1}, false, nil)
+	if r.Nodes != 1 || r.Accepted == nil {
+		t.Fatalf("routed %+v", r)
+	}
+	select { // delivered on n2, not accepted
+	case <-n2.core.tick:
+	case <-time.After(waitTimeout):
+		t.Fatal("not delivered on n2")
+	}
+	if r.Accepted.Done() {
+		t.Fatal("accepted before n2 said so")
+	}
+	if err := n2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Accepted.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a message n2 never accepted passed for accepted")
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the acceptance never completed after the link broke")
+	}
+	eventually(t, "n1 sees n2's link down", func() bool { return n1.links.up("n2") == nil })
+	dropped := n1.links.stats.Dropped.Load()
+	if r := n1.Route(&message.Message{Topic: "slow/y", QoS: 1}, false, nil); r.Nodes != 0 || r.Accepted != nil {
+		t.Fatalf("routed to a node whose link is down: %+v", r)
+	}
+	if n1.links.stats.Dropped.Load() != dropped+1 {
+		t.Fatal("the skipped copy was not counted")
 	}
 }
