@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -100,7 +101,8 @@ func newCTestCluster(t *testing.T) *ctestCluster {
 	for i := 1; i <= 3; i++ {
 		ip := fmt.Sprintf("127.0.0.%d", i)
 		bind := freeAddrOn(t, ip)
-		n := &cnode{id: fmt.Sprintf("n%d", i), i: i, dir: t.TempDir(), mqtt: freeAddr(t), http: freeAddr(t), bind: bind}
+		n := &cnode{id: fmt.Sprintf("n%d", i), i: i, dir: t.TempDir(), mqtt: freeAddrOn(t, "127.0.0.1"),
+			http: freeAddrOn(t, "127.0.0.1"), bind: bind}
 		n.px = newProxy(t, bind)
 		c.nodes = append(c.nodes, n)
 	}
@@ -111,8 +113,23 @@ func newCTestCluster(t *testing.T) *ctestCluster {
 	return c
 }
 
+// freeAddrOn returns a free port on ip below the kernel's ephemeral range: the nodes bind their
+// ports a while after they are chosen (a node joins first), and a port in that range may be
+// taken meanwhile by any outgoing connection on the machine.
 func freeAddrOn(t *testing.T, ip string) string {
 	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		_, _ = fmt.Sscan(string(b), &low)
+	}
+	low = max(low, 21000)
+	for range 200 {
+		addr := fmt.Sprintf("%s:%d", ip, 20000+rand.IntN(low-20000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			_ = ln.Close()
+			return addr
+		}
+	}
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Skipf("cannot listen on %s (the cluster tests need 127.0.0.0/8): %v", ip, err)
