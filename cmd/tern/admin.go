@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -83,6 +85,11 @@ func (f *adminFlags) open() (adminOps, error) {
 
 // openOffline opens the data directory's store and an authenticator over its records.
 func openOffline(dir string) (adminOps, error) {
+	if fi, err := os.Stat(filepath.Join(dir, "raft")); err == nil && fi.IsDir() {
+		// A change here would reach this node only, and the cluster's own records not at all.
+		return nil, fmt.Errorf("data directory %s belongs to a cluster node: its users, groups and tokens are the cluster's; "+
+			"use --server URL on a running node", dir)
+	}
 	st, err := pebblestore.Open(dir, pebblestore.Options{})
 	if err != nil {
 		if dirInUse(err) {

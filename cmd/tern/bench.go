@@ -109,6 +109,11 @@ every phase the same --run-id, --topic and -s:
 			} else if _, err := mqttclient.Parse(cfg.URL); err != nil {
 				return err
 			}
+			if cfg.SubscriberURL != "" {
+				if _, err := mqttclient.Parse(cfg.SubscriberURL); err != nil {
+					return fmt.Errorf("--sub-url: %w", err)
+				}
+			}
 			if idleConns > 0 {
 				if hold <= 0 {
 					return errors.New("--hold must be positive")
@@ -155,6 +160,7 @@ every phase the same --run-id, --topic and -s:
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.URL, "url", mqttclient.DefaultURL, "broker URL: mqtt://host:port, unix:///path or mqtts://host:port")
+	f.StringVar(&cfg.SubscriberURL, "sub-url", "", "subscribers connect here instead of --url (another node of a cluster)")
 	f.StringVar(&cfg.CAFile, "cafile", "", "PEM file of certificate authorities to trust for mqtts://")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "do not verify the server certificate")
 	f.StringVar(&cfg.MQTTVersion, "mqtt-version", "3.1.1", "protocol version: 3.1.1 or 5")

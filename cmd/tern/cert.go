@@ -83,6 +83,7 @@ func newCertIssueCmd() *cobra.Command {
 	var (
 		dir, out string
 		server   bool
+		node     bool
 		hosts    []string
 		days     int
 	)
@@ -98,10 +99,15 @@ values (default: localhost, 127.0.0.1 and ::1). --host takes DNS names (*.exampl
 IP addresses, e-mail addresses and URIs; it is repeatable and takes comma-separated lists.
 On a client certificate they are extra names, for identities taken from a SAN.
 
+A --node certificate is a cluster node's: NAME is the node id, and the certificate both
+serves and dials (node links use mutual TLS), with --host names as for --server. A user's
+client certificate from the same CA cannot pose as a node.
+
 To renew a server certificate, issue it again and send tern SIGHUP.`,
 		Example: `  tern cert issue server --server --host mq.example.com,10.0.0.7
   tern cert issue alice --out clients
-  tern cert issue sensor-7 --host sensor-7@devices.example.com --days 365`,
+  tern cert issue sensor-7 --host sensor-7@devices.example.com --days 365
+  tern cert issue n1 --node --host 10.0.0.1`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			validity, err := daysFlag(days)
@@ -111,7 +117,10 @@ To renew a server certificate, issue it again and send tern SIGHUP.`,
 			if out == "" {
 				out = dir
 			}
-			certFile, keyFile, err := certs.Issue(dir, out, args[0], certs.IssueOptions{Server: server, Hosts: hosts, Validity: validity})
+			if server && node {
+				return errors.New("--server and --node: choose one (a node certificate serves too)")
+			}
+			certFile, keyFile, err := certs.Issue(dir, out, args[0], certs.IssueOptions{Server: server, Node: node, Hosts: hosts, Validity: validity})
 			if err != nil {
 				return err
 			}
@@ -124,6 +133,7 @@ To renew a server certificate, issue it again and send tern SIGHUP.`,
 	fs.StringVar(&dir, "dir", "certs", "directory of the CA (ca.crt and ca.key)")
 	fs.StringVar(&out, "out", "", "directory for the certificate and key (default: --dir)")
 	fs.BoolVar(&server, "server", false, "issue a server certificate instead of a client certificate")
+	fs.BoolVar(&node, "node", false, "issue a cluster node's certificate (serves and dials; NAME is the node id)")
 	fs.StringSliceVar(&hosts, "host", nil, "subject alternative name: DNS name, IP, e-mail or URI (repeatable)")
 	fs.IntVar(&days, "days", 825, "days the certificate is valid (cut short at the CA's expiry)")
 	return cmd

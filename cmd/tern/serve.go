@@ -48,6 +48,10 @@ environment variables, then flags. An empty address disables a listener.`,
 	f.Bool("store-accept-corruption", d.Store.AcceptCorruption, "start on a data directory with a damaged write-ahead log, losing what follows the damage (off: refuse, changing nothing)")
 	f.String("log-level", d.LogLevel, "log level: debug, info, warn or error")
 	f.String("log-format", d.LogFormat, "log format: text or json")
+	f.String("node-id", d.Cluster.NodeID, "this node's id in a cluster (with --cluster-listen)")
+	f.String("cluster-listen", d.Cluster.Listen, "cluster listen address for raft and node links, e.g. 127.0.0.1:7001 (off by default)")
+	f.String("cluster-advertise", d.Cluster.Advertise, "address the other nodes dial to reach this one (default: --cluster-listen)")
+	f.StringSlice("join", d.Cluster.Join, "cluster addresses of nodes to join through when this node has no cluster state (none: start a new cluster)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -69,7 +73,11 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	certs.WatchSIGHUP(ctx, log, srv)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	got := <-sig
-	log.Info("shutting down", "signal", got.String())
+	select {
+	case got := <-sig:
+		log.Info("shutting down", "signal", got.String())
+	case <-srv.Done():
+		log.Info("shutting down: this node left its cluster")
+	}
 	return srv.Close()
 }

@@ -109,6 +109,17 @@ func printStats(w io.Writer, st server.Stats) {
 		{"refused: rate / payload", fmt.Sprintf("%d / %d", st.Access.RefusedRate, st.Access.RefusedPayload)},
 		{"throttled publishes", fmt.Sprint(st.Access.Throttled)},
 	}
+	if c := st.Cluster; c != nil {
+		up := 0
+		for _, m := range c.Members {
+			if m.Link == "up" {
+				up++
+			}
+		}
+		rows = append(rows, [2]string{"cluster", fmt.Sprintf("node %s (%s), leader %s, %d members, %d links up, commit %d applied %d",
+			c.Node, c.State, valueOr(c.Leader, "none"), len(c.Members), up, c.CommitIndex, c.AppliedIndex)},
+			[2]string{"cluster messages", fmt.Sprintf("%d forwarded, %d received, %d dropped, %d not accepted", c.Forwarded, c.Received, c.Dropped, c.Failed)})
+	}
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", r[0], r[1])
 	}

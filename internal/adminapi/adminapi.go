@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/cluster"
 	"github.com/ternmq/tern/internal/httpauth"
 )
 
@@ -201,6 +202,9 @@ func (h *api) reply(w http.ResponseWriter, status int, v any, err error) {
 			httpauth.WriteError(w, http.StatusBadRequest, "bad_grant", err.Error())
 		case errors.Is(err, auth.ErrWALMode):
 			httpauth.WriteError(w, http.StatusBadRequest, "ulwmq_wal_mode", err.Error())
+		case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrClosed):
+			// A cluster node that cannot commit the change refuses it rather than report it done.
+			httpauth.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		default:
 			// Validation errors (names, empty passwords, grants beyond a user's) are the
 			// request's fault; store failures are logged.

@@ -625,3 +625,26 @@ func TestVerifiedPasswordsAreRemembered(t *testing.T) {
 		t.Fatalf("expected one hash for the new password, got %d", e.a.hasher.count.Load()-before)
 	}
 }
+
+// A user written into the store by somebody else (a replicated store) ends open mode once the
+// authenticator is told.
+func TestRecordsChangedEndsOpenMode(t *testing.T) {
+	st := NewMemStore()
+	a, err := New(Config{}, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Open() {
+		t.Fatal("not open without users")
+	}
+	_ = st.Put(nsGroups, "g", []byte(`{"name":"g"}`))
+	a.RecordsChanged(nsGroups)
+	if !a.Open() {
+		t.Fatal("a group ended open mode")
+	}
+	_ = st.Put(nsUsers, "bob", []byte(`{"name":"bob"}`))
+	a.RecordsChanged(nsUsers)
+	if a.Open() {
+		t.Fatal("still open after a user appeared")
+	}
+}

@@ -30,6 +30,9 @@ type Config struct {
 	URL      string
 	CAFile   string
 	Insecure bool
+	// SubscriberURL, when set, is where the subscribers connect instead of URL: another node
+	// of a cluster, to measure delivery across nodes.
+	SubscriberURL string
 	// Dial, when set, replaces URL (tests, the in-process reflector).
 	Dial func(ctx context.Context) (net.Conn, error)
 

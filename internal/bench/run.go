@@ -39,8 +39,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // benchRun is one Run between its phases: connect (subscribers subscribed first, then the
 // publishers), start, publish, wait for the deliveries, stop, close.
 type benchRun struct {
-	cfg      *Config
-	d        *dialer
+	cfg *Config
+	d   *dialer
+	// sd dials the subscribers: d, or SubscriberURL's broker.
+	sd       *dialer
 	subConns []*mqttConn
 	pubConns []*mqttConn
 	closed   bool
@@ -66,8 +68,15 @@ func connectRun(ctx context.Context, cfg *Config) (*benchRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &benchRun{cfg: cfg, d: d, subConns: make([]*mqttConn, cfg.Subscribers),
+	r := &benchRun{cfg: cfg, d: d, sd: d, subConns: make([]*mqttConn, cfg.Subscribers),
 		pubConns: make([]*mqttConn, cfg.Publishers)}
+	if cfg.SubscriberURL != "" && cfg.Dial == nil {
+		sc := *cfg
+		sc.URL = cfg.SubscriberURL
+		if r.sd, err = newDialer(&sc); err != nil {
+			return nil, err
+		}
+	}
 	err = r.subscribeAll(ctx)
 	if err == nil {
 		err = r.connectPublishers(ctx)
@@ -83,7 +92,7 @@ func connectRun(ctx context.Context, cfg *Config) (*benchRun, error) {
 func (r *benchRun) subscribeAll(ctx context.Context) error {
 	cfg := r.cfg
 	return connectAll(ctx, cfg.Subscribers, func(ctx context.Context, i int) error {
-		c, err := r.d.connect(ctx, cfg.clientID("s", i), 256<<10, cfg.subscriberSession())
+		c, err := r.sd.connect(ctx, cfg.clientID("s", i), 256<<10, cfg.subscriberSession())
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w", i, err)
 		}

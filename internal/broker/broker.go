@@ -115,6 +115,8 @@ type Broker struct {
 	nextID   atomic.Uint64
 	interest interest
 	queriers queriers
+	// cluster is set on a cluster node (SetCluster), before clients connect.
+	cluster Cluster
 
 	clock clock.Clock
 

@@ -13,21 +13,29 @@ import (
 // routers ($uplink/..., $route/...) do not count: their filters are the links' own business, and
 // counting them would echo a link's interest back to it.
 type interest struct {
-	mu       sync.Mutex
-	count    map[string]int // filter path (no $share prefix) -> sessions subscribed
+	mu    sync.Mutex
+	count map[string]int // filter path (no $share prefix) -> sessions subscribed
+	// full counts the filters as subscribed, $share/<group>/ included (the cluster's interest:
+	// a shared group must be told apart from a plain subscription there).
+	full     map[string]int
 	watchers []func()
 }
 
-// linkSession reports whether a client id belongs to a router link.
+// linkSession reports whether a client id belongs to a router link or a cluster node link.
 func linkSession(clientID string) bool {
-	return strings.HasPrefix(clientID, "$uplink/") || strings.HasPrefix(clientID, "$route/")
+	return strings.HasPrefix(clientID, "$uplink/") || strings.HasPrefix(clientID, "$route/") ||
+		strings.HasPrefix(clientID, NodeClientPrefix)
 }
+
+// NodeClientPrefix begins the client ids of sessions a cluster node keeps for its links to
+// other nodes; their filters are not interest.
+const NodeClientPrefix = "$node/"
 
 // indexAdd puts a subscription in the index; added is true when the session did not have it.
 func (b *Broker) indexAdd(f topic.Filter, s *Session, sub *subscription, added bool) {
 	b.index.Subscribe(f, s, sub)
 	if added && !linkSession(s.id) {
-		b.interest.change(f.Path, 1)
+		b.interest.change(f, 1)
 	}
 }
 
@@ -35,22 +43,18 @@ func (b *Broker) indexAdd(f topic.Filter, s *Session, sub *subscription, added b
 func (b *Broker) indexRemove(f topic.Filter, s *Session) {
 	b.index.Unsubscribe(f, s)
 	if !linkSession(s.id) {
-		b.interest.change(f.Path, -1)
+		b.interest.change(f, -1)
 	}
 }
 
-func (in *interest) change(path string, d int) {
+func (in *interest) change(f topic.Filter, d int) {
 	in.mu.Lock()
 	if in.count == nil {
 		in.count = map[string]int{}
+		in.full = map[string]int{}
 	}
-	n := in.count[path] + d
-	changed := n == 0 || in.count[path] == 0
-	if n <= 0 {
-		delete(in.count, path)
-	} else {
-		in.count[path] = n
-	}
+	changed := bump(in.count, f.Path, d)
+	changed = bump(in.full, f.String(), d) || changed
 	watchers := in.watchers
 	in.mu.Unlock()
 	if changed {
@@ -58,6 +62,32 @@ func (in *interest) change(path string, d int) {
 			w()
 		}
 	}
+}
+
+// bump adds d to m[k], forgetting k at zero; it reports whether k came or went.
+func bump(m map[string]int, k string, d int) bool {
+	n := m[k] + d
+	changed := n == 0 || m[k] == 0
+	if n <= 0 {
+		delete(m, k)
+	} else {
+		m[k] = n
+	}
+	return changed
+}
+
+// InterestFilters returns the distinct filters this broker's sessions subscribe to as they
+// subscribed (shared ones with their $share/<group>/ prefix), sorted; links are left out.
+func (b *Broker) InterestFilters() []string {
+	in := &b.interest
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make([]string, 0, len(in.full))
+	for f := range in.full {
+		out = append(out, f)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Interest returns the distinct filters this broker's sessions subscribe to (shared ones without

@@ -140,20 +140,29 @@ func (b *Broker) publishChecked(from *Session, caller *auth.Principal, m *messag
 	}
 	var retainErr error
 	retained := false
+	var replicated *Ticket
 	if m.Retain {
 		if !b.cfg.RetainAvailable {
 			return PublishResult{}, ErrRetainNotSupported
 		}
-		retained, retainErr = b.retain(&p)
+		if b.cluster != nil {
+			// Every node, this one included, applies it once the cluster's log has it.
+			replicated = b.cluster.Retain(m)
+		} else {
+			retained, retainErr = b.retain(&p)
+		}
 	}
-	o := b.route(&p, from)
-	if p.call && o.online == 0 {
+	o, r := b.routeCluster(&p, from)
+	if p.call && o.online == 0 && r.Nodes == 0 {
 		b.failCall(m.Props.ResponseTopic, m.Props.CorrelationData, ErrNoResponders.Error())
 		return PublishResult{}, ErrNoResponders
 	}
-	res := PublishResult{Matched: o.matched, Backpressure: o.wait}
+	res := PublishResult{Matched: o.matched + r.Nodes, Backpressure: cmp.Or(o.wait, r.Wait)}
 	if (o.stored || retained) && m.QoS > 0 {
 		res.Durable = b.store.Sync()
+	}
+	if m.QoS > 0 {
+		res.Durable = joinTickets(joinTickets(res.Durable, r.Accepted), replicated)
 	}
 	return res, cmp.Or(retainErr, o.err)
 }
@@ -207,6 +216,9 @@ func (b *Broker) route(p *publication, from *Session) (o outcome) {
 		o.add(s.deliver(p, min(qos, m.QoS), retain && m.Retain, ids))
 	}
 	for _, g := range res.Shared {
+		if !p.serves(g.Name, g.Filter) {
+			continue
+		}
 		e, ok := pickMember(g)
 		if !ok {
 			continue

@@ -90,6 +90,11 @@ type publication struct {
 	call, answerable bool
 	// batch is the publishing connection's (Delivery.Batch).
 	batch *Batch
+	// remote: the message came from another cluster node (DeliverRemote). groupsSet: only the
+	// shared groups in groups ("group/filter") are served here (cluster.go).
+	remote    bool
+	groupsSet bool
+	groups    []string
 }
 
 func (p *publication) keep() *message.Message {

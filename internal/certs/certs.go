@@ -64,6 +64,9 @@ type IssueOptions struct {
 	// (containing "@") and URIs (containing "://"). A server certificate without hosts gets
 	// DefaultServerHosts. Client certificates may carry SANs too, for identities taken from a SAN.
 	Hosts []string
+	// Node makes a cluster node's certificate: usable both to serve and to dial (server and
+	// client authentication), subject CN the node id, SANs the hosts as for a server.
+	Node bool
 	// Validity is how long the certificate is valid; zero means DefaultValidity. It is cut short
 	// at the CA's own expiry, since a certificate cannot be verified after its CA expires.
 	Validity time.Duration
@@ -190,7 +193,12 @@ func issue(caDir, outDir, name string, opts IssueOptions, notBefore, notAfter ti
 		BasicConstraintsValid: true,
 	}
 	hosts := opts.Hosts
-	if opts.Server {
+	if opts.Node {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		if len(hosts) == 0 {
+			hosts = DefaultServerHosts
+		}
+	} else if opts.Server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		if len(hosts) == 0 {
 			hosts = DefaultServerHosts

@@ -44,6 +44,7 @@ type Config struct {
 	Webhooks Webhooks `koanf:"webhooks"`
 	Mailbox  Mailbox  `koanf:"mailbox"`
 	HTTP     HTTP     `koanf:"http"`
+	Cluster  Cluster  `koanf:"cluster"`
 }
 
 // HTTP holds the HTTP face's limits.
@@ -70,6 +71,23 @@ type HTTP struct {
 	// /sub, /mqtt, /mbus). A page from any other origin may connect but must authenticate
 	// inside the connection (the auth frame, MQTT CONNECT, mBus's create, a bearer token).
 	WebSocketOrigins []string `koanf:"websocket_origins"`
+}
+
+// Cluster makes this tern one node of a cluster (see cluster.go); off while Listen is empty.
+type Cluster struct {
+	// NodeID names the node in the cluster, for good (its raft server id; with [tls], its
+	// certificate's identity).
+	NodeID string `koanf:"node_id"`
+	// Listen is where raft and the node links are served (one listener for both).
+	Listen string `koanf:"listen"`
+	// Advertise is the address the other nodes dial to reach this one; empty: Listen.
+	Advertise string `koanf:"advertise"`
+	// Join lists cluster addresses of nodes to ask for membership when this node has no cluster
+	// state yet; a node with no state and an empty list starts a new cluster.
+	Join []string `koanf:"join"`
+	// Replicas is how many nodes keep a copy of replicated session queues (used from the next
+	// stage on; accepted and checked now).
+	Replicas int `koanf:"replicas"`
 }
 
 // Mailbox configures the per-identity mailboxes (uLightWMQ's API).
@@ -350,6 +368,7 @@ func Default() Config {
 		Webhooks: Webhooks{Timeout: 10 * time.Second, BackoffBase: time.Second, BackoffMax: 5 * time.Minute,
 			MaxAttempts: 10, MaxHooks: 1000},
 		Mailbox: Mailbox{TTL: 7 * 24 * time.Hour},
+		Cluster: Cluster{Replicas: 3},
 		HTTP: HTTP{MaxBody: 1 << 20, StreamBuffer: 128, Heartbeat: 15 * time.Second, PollWait: 30 * time.Second,
 			RequestTimeout: 30 * time.Second, MailboxWait: 30 * time.Second,
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second},
@@ -377,6 +396,10 @@ var Flags = map[string]string{
 	"mbus-ws":                 "listen.mbus_ws",
 	"mbus-wss":                "listen.mbus_wss",
 	"log-format":              "log_format",
+	"node-id":                 "cluster.node_id",
+	"cluster-listen":          "cluster.listen",
+	"cluster-advertise":       "cluster.advertise",
+	"join":                    "cluster.join",
 }
 
 // Load builds the configuration from defaults, the TOML file at path (if not empty), the
@@ -431,7 +454,7 @@ func Load(path string, flags *pflag.FlagSet, environ func() []string) (Config, e
 func envKey(k, v string) (string, any) {
 	k = strings.ToLower(strings.TrimPrefix(k, "TERN_"))
 	k = strings.ReplaceAll(k, "__", ".")
-	if strings.HasSuffix(k, "origins") || strings.HasSuffix(k, "grants") {
+	if strings.HasSuffix(k, "origins") || strings.HasSuffix(k, "grants") || k == "cluster.join" {
 		if v == "" {
 			return k, []string{}
 		}
@@ -504,7 +527,7 @@ func (c *Config) Validate() error {
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, c.Auth.validate(), c.Limits.validate())
+	errs = append(errs, c.Auth.validate(), c.Limits.validate(), c.validateCluster())
 	if h := c.HTTP; h.MaxBody < 1 || h.StreamBuffer < 1 || h.Heartbeat <= 0 || h.PollWait <= 0 || h.RequestTimeout <= 0 || h.MailboxWait <= 0 ||
 		h.ReadHeaderTimeout <= 0 || h.ReadTimeout <= 0 {
 		errs = append(errs, errors.New("http: max_body and stream_buffer must be at least 1, the durations positive"))

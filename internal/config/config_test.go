@@ -269,3 +269,36 @@ func TestHTTPKeys(t *testing.T) {
 		t.Errorf("http.websocket_origins from the environment: %q", o)
 	}
 }
+
+func TestClusterConfig(t *testing.T) {
+	env := func(kv ...string) func() []string { return func() []string { return kv } }
+	cfg, err := Load("", nil, env("TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=127.0.0.1:7001",
+		"TERN_CLUSTER__JOIN=127.0.0.1:7002,127.0.0.1:7003"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Cluster; c.NodeID != "n1" || c.Listen != "127.0.0.1:7001" || len(c.Join) != 2 || c.Join[1] != "127.0.0.1:7003" || c.Replicas != 3 {
+		t.Fatalf("cluster config %+v", c)
+	}
+	if !cfg.Cluster.Enabled() || Default().Cluster.Enabled() {
+		t.Fatal("Enabled wrong")
+	}
+	for _, bad := range [][]string{
+		{"TERN_CLUSTER__LISTEN=127.0.0.1:7001"},                             // no node id
+		{"TERN_CLUSTER__NODE_ID=N1", "TERN_CLUSTER__LISTEN=127.0.0.1:7001"}, // upper case
+		{"TERN_CLUSTER__NODE_ID=n1"},                                        // no listener
+		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=0.0.0.0:7001"},   // unreachable
+		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=10.1.2.3:7001"},  // no mutual TLS
+		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=127.0.0.1:7001", "TERN_CLUSTER__REPLICAS=0"},
+		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=127.0.0.1:7001", "TERN_CLUSTER__JOIN=nohost"},
+		{"TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=127.0.0.1:7001", "TERN_DATA_DIR="},
+	} {
+		if _, err := Load("", nil, env(bad...)); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	if _, err := Load("", nil, env("TERN_CLUSTER__NODE_ID=n1", "TERN_CLUSTER__LISTEN=10.1.2.3:7001",
+		"TERN_TLS__CERT_FILE=n.crt", "TERN_TLS__KEY_FILE=n.key", "TERN_TLS__CLIENT_CA_FILE=ca.crt")); err != nil {
+		t.Errorf("mutual TLS beyond loopback refused: %v", err)
+	}
+}

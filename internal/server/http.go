@@ -31,6 +31,7 @@ func (s *Server) routes(reg *prometheus.Registry, id netio.Identify) http.Handle
 	mux.Handle("GET /v1/stats", httpauth.Require(s.Auth, httpauth.Identify(id), auth.Admin,
 		func(*http.Request) string { return "stats" }, http.HandlerFunc(s.serveStats)))
 	mux.Handle("/v1/admin/", adminapi.New(s.Auth, httpauth.Identify(id), s.log))
+	s.registerCluster(mux, id)
 	s.HTTP.Register(mux, httpauth.Identify(id))
 	s.HTTP.RegisterIsimud(mux, httpauth.Identify(id))
 	s.HTTP.RegisterWebhooks(mux, s.Webhooks, httpauth.Identify(id))

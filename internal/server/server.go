@@ -21,6 +21,7 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/certs"
 	"github.com/ternmq/tern/internal/clock"
+	"github.com/ternmq/tern/internal/cluster"
 	"github.com/ternmq/tern/internal/config"
 	"github.com/ternmq/tern/internal/httpapi"
 	"github.com/ternmq/tern/internal/mailbox"
@@ -49,6 +50,8 @@ type Server struct {
 	Store    store.Store
 	// Auth holds users, groups and tokens and decides who clients are.
 	Auth *auth.Authenticator
+	// Cluster is this tern's cluster node, nil when it runs alone (cluster.go).
+	Cluster *cluster.Node
 
 	// tls holds each TLS listener's certificates by listener name; Reload swaps them.
 	tls map[string]*certs.ServerTLS
@@ -94,23 +97,39 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
-	a, err := newAuthenticator(cfg, st.Records(), log, o.clock)
-	if err == nil {
+	// On a cluster node users, groups and tokens are the cluster's replicated records.
+	var node *cluster.Node
+	records := st.Records()
+	if cfg.Cluster.Enabled() {
+		if node, err = openCluster(cfg, st, log); err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+		records = node.Records()
+	}
+	a, err := newAuthenticator(cfg, records, log, o.clock)
+	if err == nil && node == nil {
 		err = checkOpen(cfg, a, log)
 	}
 	if err != nil {
-		_ = st.Close()
+		closeAll(node, st)
 		return nil, err
 	}
 	bc := broker.ConfigFrom(cfg)
 	bc.Auth = a
 	bc.Clock = o.clock
 	b, err := broker.New(bc, st, log)
+	if err == nil && node != nil {
+		// Open mode is decided once the node holds the cluster's users.
+		if err = startCluster(node, a, b, log); err == nil {
+			err = checkOpen(cfg, a, log)
+		}
+	}
 	if err != nil {
-		_ = st.Close()
+		closeAll(node, st)
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, Auth: a, addrs: map[string]net.Addr{},
+	s := &Server{cfg: cfg, log: log, Broker: b, Store: st, Auth: a, Cluster: node, addrs: map[string]net.Addr{},
 		tls: map[string]*certs.ServerTLS{}}
 	s.httpCtx, s.stopHTTP = context.WithCancelCause(context.Background())
 	s.MQTT = mqtt.NewServer(b, mqtt.ConfigFrom(cfg.MQTT), log)
@@ -127,6 +146,14 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 		return nil, err
 	}
 	return s, nil
+}
+
+// closeAll closes what Start opened before it failed.
+func closeAll(node *cluster.Node, st store.Store) {
+	if node != nil {
+		_ = node.Close()
+	}
+	_ = st.Close()
 }
 
 // openStore opens the durable store in the data directory, or a memory store without one.
@@ -311,6 +338,7 @@ func (s *Server) serveHTTP(name, addr string, st *certs.ServerTLS) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.Register(reg, s.Broker.Stats(), s.MQTT.Stats(), s.Auth.Stats())
+	s.registerClusterMetrics(reg)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tern_store_disk_bytes",
 		Help: "Size of the durable store on disk."}, func() float64 { return float64(s.Store.DiskBytes()) }))
 	return s.serveHTTPHandler(name, addr, st, s.routes(reg, identify(st)))
@@ -437,6 +465,12 @@ func (s *Server) Close() error {
 		}
 		if s.Webhooks != nil {
 			s.Webhooks.Close()
+		}
+		if s.Cluster != nil {
+			// Before the core: raft may still apply into it until it stops.
+			if err := s.Cluster.Close(); err != nil {
+				s.log.Error("closing the cluster node", "err", err)
+			}
 		}
 		if s.Broker != nil {
 			_ = s.Broker.Close()

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/cluster"
 )
 
 // Stats is the JSON body of GET /v1/stats, which `tern stats` prints.
@@ -26,6 +27,8 @@ type Stats struct {
 	Access           AccessStats          `json:"access"`
 	Store            StoreStats           `json:"store"`
 	TopSessions      []broker.SessionInfo `json:"top_sessions"`
+	// Cluster is the node's view of its cluster (GET /v1/cluster); absent when not clustered.
+	Cluster *cluster.Status `json:"cluster,omitempty"`
 }
 
 // AccessStats counts what authentication, grants and abuse limits refused.
@@ -59,6 +62,7 @@ func (s *Server) Stats(top int) Stats {
 		DroppedOffline: b.DroppedOffline.Load(), Expired: b.Expired.Load(), StoreErrors: b.StoreErrors.Load(),
 		Store:       StoreStats{DataDir: s.cfg.DataDir, DiskBytes: s.Store.DiskBytes()},
 		TopSessions: s.Broker.Sessions(top),
+		Cluster:     s.clusterStatus(),
 	}
 	if s.cfg.DataDir != "" {
 		st.Store.Sync = s.cfg.Store.Sync

@@ -1,0 +1,214 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/ternmq/tern/internal/netio"
+)
+
+// inLink is the receiving side of another node's outgoing link: it delivers what comes, keeps
+// the node's interest, and answers pings and requests.
+type inLink struct {
+	netio.Conn
+	l    *links
+	node string
+	// member: the node was a member at its hello; a node that is not may only ask to join.
+	member bool
+	stall  *time.Timer
+}
+
+func (in *inLink) StopReading() { netio.WakeReader(in.NetConn()) }
+func (in *inLink) Room()        {}
+
+func (in *inLink) send(fill func([]byte) []byte) {
+	in.Lock()
+	defer in.Unlock()
+	if !in.EndingLocked() {
+		in.CommitLocked(fill(in.BufLocked()), nil)
+	}
+}
+
+// serveInbound runs an accepted link connection; certNode is the identity of the peer's
+// certificate ("" without TLS).
+func (l *links) serveInbound(c net.Conn, certNode string) {
+	in := &inLink{l: l}
+	in.Init(c, &l.lim, &l.ns, l.pool, in)
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	l.inbound[in] = struct{}{}
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.inbound, in)
+		l.mu.Unlock()
+	}()
+	maxFrame := helloMaxFrame
+	err := readFrames(c, l.n.cfg.MaxFrame, func(f frame) error {
+		if in.node == "" {
+			if f.Type != fHello {
+				return fmt.Errorf("%w: %q before the hello", errFrame, f.Type)
+			}
+			if certNode != "" && certNode != f.Node {
+				return fmt.Errorf("cluster: certificate of %q says it is node %q", certNode, f.Node)
+			}
+			in.node = f.Node
+			in.member = l.n.isMember(f.Node)
+			maxFrame = l.n.cfg.MaxFrame
+			return nil
+		}
+		_ = maxFrame
+		if !in.member && f.Type != fJoin {
+			return fmt.Errorf("cluster: %q is not a member and may only ask to join", in.node)
+		}
+		return in.handle(f)
+	})
+	in.CloseNow(err)
+	if in.node != "" && in.member && !errors.Is(err, net.ErrClosed) {
+		l.n.log.Debug("cluster: incoming link ended", "node", in.node, "err", err)
+	}
+}
+
+func (in *inLink) handle(f frame) error {
+	l := in.l
+	switch f.Type {
+	case fMsg:
+		l.stats.Received.Add(1)
+		res := l.core.DeliverRemote(f.Msg, f.Answerable, f.Groups)
+		if f.Seq != 0 {
+			seq := f.Seq
+			res.Durable.Then(func(err error) {
+				msg := ""
+				if err != nil {
+					msg = err.Error()
+				}
+				in.send(func(b []byte) []byte { return appendAck(b, seq, msg) })
+			})
+		}
+		if res.Backpressure != nil {
+			in.pause(res.Backpressure)
+		}
+	case fInterest:
+		l.mu.Lock()
+		l.setInterestLocked(in.node, f.Filters)
+		l.mu.Unlock()
+	case fPing:
+		l.mu.Lock()
+		if p := l.peers[in.node]; p != nil {
+			p.prog, p.seen = f.Progress, time.Now()
+		}
+		l.mu.Unlock()
+		prog := l.progress()
+		in.send(func(b []byte) []byte { return appendProgress(b, fPong, prog) })
+	case fJoin:
+		in.serveJoin(f)
+		// A join is the whole conversation of a node that is not yet a member.
+		if !in.member {
+			return errJoinDone
+		}
+	case fWrite, fLeave:
+		f.Data = append([]byte(nil), f.Data...)
+		select {
+		case l.writers <- struct{}{}:
+		default:
+			in.send(func(b []byte) []byte { return appendReply(b, f.Seq, 0, "", "cluster: the leader is too busy") })
+			return nil
+		}
+		go func() {
+			defer func() { <-l.writers }()
+			in.serveRequest(f)
+		}()
+	default:
+		return fmt.Errorf("%w: unexpected %q on an incoming link", errFrame, f.Type)
+	}
+	return nil
+}
+
+var errJoinDone = errors.New("join answered")
+
+// pause stops reading from the node while a receiver here catches up, at most the stall time,
+// as the MQTT face does with a publisher.
+func (in *inLink) pause(drained <-chan struct{}) {
+	select {
+	case <-drained:
+		return
+	default:
+	}
+	if in.stall == nil {
+		in.stall = time.NewTimer(in.l.lim.Stall)
+	} else {
+		in.stall.Reset(in.l.lim.Stall)
+	}
+	select {
+	case <-drained:
+		in.stall.Stop()
+	case <-in.stall.C:
+	}
+}
+
+// notLeader answers a request for the leader: the leader's link address, so a joining node can
+// ask there.
+func (in *inLink) notLeader(seq uint64) {
+	addr := ""
+	if a, _ := in.l.n.r.LeaderWithID(); a != "" {
+		addr = in.l.n.linkAddr(a)
+	}
+	in.send(func(b []byte) []byte { return appendReply(b, seq, 0, addr, errRetry.Error()) })
+}
+
+func (in *inLink) serveJoin(f frame) {
+	n := in.l.n
+	if !n.IsLeader() {
+		in.notLeader(f.Seq)
+		return
+	}
+	if f.Node != in.node {
+		in.send(func(b []byte) []byte { return appendReply(b, f.Seq, 0, "", "a node can only ask to join for itself") })
+		return
+	}
+	idx, err := n.addVoter(f.Node, raft.ServerAddress(f.Addr))
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	in.send(func(b []byte) []byte { return appendReply(b, f.Seq, idx, "", msg) })
+}
+
+func (in *inLink) serveRequest(f frame) {
+	n := in.l.n
+	if !n.IsLeader() {
+		in.notLeader(f.Seq)
+		return
+	}
+	var idx uint64
+	var err error
+	switch f.Type {
+	case fWrite:
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.WriteTimeout)
+		idx, err = n.applyLocal(ctx, f.Data)
+		cancel()
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			err = errRetry
+		}
+	case fLeave:
+		if f.Node != in.node {
+			err = errors.New("a node can only ask to leave for itself")
+		} else {
+			idx, err = n.removeServer(f.Node)
+		}
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	in.send(func(b []byte) []byte { return appendReply(b, f.Seq, idx, "", msg) })
+}
