@@ -17,7 +17,7 @@
 # Brokers started by start_* are recorded here and stopped by stop_all (trap it on EXIT).
 declare -A BROKER_PID=()
 declare -A BROKER_PORT=()
-# BROKER_HTTP holds the HTTP listener of a tern started with one (tern stats --url).
+# BROKER_HTTP holds the HTTP listener of a tern started with one (tern stats --server).
 declare -A BROKER_HTTP=()
 NATS_CLIENT_PORT=""
 TERN_SYNC=${TERN_SYNC:-always}

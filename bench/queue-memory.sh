@@ -74,7 +74,7 @@ log "tern_durable on $URL (pid $PID), stats at $STATS; $(tern_durable_desc); run
 
 # stats NAME: save GET /v1/stats as $OUT/stats-NAME.json (and print its path).
 stats() {
-	timeout 20 "$TERN" stats --url "$STATS" --sessions 3 --json >"$OUT/stats-$1.json"
+	timeout 20 "$TERN" stats --server "$STATS" --sessions 3 --json >"$OUT/stats-$1.json"
 	echo "$OUT/stats-$1.json"
 }
 alive() { kill -0 "$PID" 2>/dev/null || { tail -n 20 "$WORK/tern_durable.log" >&2; die "tern died"; }; }

@@ -60,7 +60,7 @@ func (f *adminFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.adminUser, "admin-user", "", "admin user name for --server (password from --admin-password or $TERN_ADMIN_PASSWORD)")
 	fs.StringVar(&f.adminPass, "admin-password", "", "the admin user's password (visible to other local users; prefer $TERN_ADMIN_PASSWORD)")
 	fs.StringVar(&f.adminTok, "admin-token", "", "admin bearer token for --server (or $TERN_ADMIN_TOKEN)")
-	fs.StringVar(&f.cafile, "cacert", "", "CA file (PEM) to trust for an https --server")
+	fs.StringVar(&f.cafile, "cafile", "", "CA file (PEM) to trust for an https --server")
 	fs.StringVar(&f.cert, "cert", "", "client certificate (PEM) for an https --server with mutual TLS")
 	fs.StringVar(&f.key, "key", "", "the client certificate's key (PEM)")
 }
@@ -74,7 +74,7 @@ func (f *adminFlags) open() (adminOps, error) {
 	// change goes to a running tern, and it would land in a data directory instead.
 	for _, fl := range []struct{ name, value string }{
 		{"--admin-user", f.adminUser}, {"--admin-password", f.adminPass}, {"--admin-token", f.adminTok},
-		{"--cacert", f.cafile}, {"--cert", f.cert}, {"--key", f.key},
+		{"--cafile", f.cafile}, {"--cert", f.cert}, {"--key", f.key},
 	} {
 		if fl.value != "" {
 			return nil, fmt.Errorf("%s needs --server; without it tern works on the data directory %s", fl.name, f.dataDir)

@@ -35,7 +35,7 @@ func (f *adminFlags) remote() (*remoteOps, error) {
 		return nil, fmt.Errorf("--server %q: give http://host:port or https://host:port", f.server)
 	}
 	if u.Scheme == "http" && (f.cafile != "" || f.cert != "") {
-		return nil, fmt.Errorf("--server %s is plain http: --cacert and --cert need https", f.server)
+		return nil, fmt.Errorf("--server %s is plain http: --cafile and --cert need https", f.server)
 	}
 	user, pass, tok := f.adminUser, f.adminPass, f.adminTok
 	switch {
@@ -55,11 +55,11 @@ func (f *adminFlags) remote() (*remoteOps, error) {
 	if f.cafile != "" {
 		pem, err := os.ReadFile(f.cafile)
 		if err != nil {
-			return nil, fmt.Errorf("--cacert: %w", err)
+			return nil, fmt.Errorf("--cafile: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--cacert %s holds no PEM certificate", f.cafile)
+			return nil, fmt.Errorf("--cafile %s holds no PEM certificate", f.cafile)
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}

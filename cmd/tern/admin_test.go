@@ -94,9 +94,16 @@ func manage(t *testing.T, tern terner, check func(user, pw string) error) {
 	tern.fails([]string{"deny:action:filter"}, "grant", "add", "--user", "carol", "deny:subscribe")
 	tern.fails([]string{"give --user or --group"}, "grant", "list")
 	tern.fails([]string{"not found"}, "grant", "add", "--group", "staff", "subscribe:x")
+	if out, _ := tern.ok("", "group", "list"); !strings.HasPrefix(out, "no groups") {
+		t.Fatalf("group list with none = %q", out)
+	}
+	if _, errOut := tern.ok("", "user", "add", "gina", "--group", "nosuch", "--password", "pw"); !strings.Contains(errOut, `group "nosuch" does not exist`) {
+		t.Fatalf("adding a user to a missing group did not warn: %q", errOut)
+	}
+	tern.ok("", "user", "del", "gina")
 	tern.ok("", "group", "add", "staff", "subscribe:staff/#")
 	tern.ok("", "grant", "add", "--group", "staff", "publish:staff/%u")
-	if out, _ := tern.ok("", "group", "list"); out != "staff\tsubscribe:staff/# publish:staff/%u\n" {
+	if out, _ := tern.ok("", "group", "list"); out != "NAME   GRANTS\nstaff  subscribe:staff/# publish:staff/%u\n" {
 		t.Fatalf("group list = %q", out)
 	}
 	if out, _ := tern.ok("", "grant", "list", "--group", "staff"); out != "subscribe:staff/#\npublish:staff/%u\n" {
@@ -280,7 +287,7 @@ func TestAdminOnline(t *testing.T) {
 	anon.fails([]string{"--admin-user root needs a password", "TERN_ADMIN_PASSWORD"}, "user", "list", "--admin-user", "root")
 	anon.fails([]string{"--admin-password needs --admin-user"}, "user", "list", "--admin-password", "x")
 	anon.fails([]string{"not both"}, "user", "list", "--admin-user", "root", "--admin-token", "x")
-	anon.fails([]string{"--cacert", "https"}, "user", "list", "--cacert", "x.pem")
+	anon.fails([]string{"--cafile", "https"}, "user", "list", "--cacert", "x.pem")
 	terner{t: t}.fails([]string{"--server", "http://host:port"}, "user", "list", "--server", "ftp://x")
 
 	root := terner{t: t, extra: []string{"--server", url, "--admin-user", "root", "--admin-password", "rootpw"}}
@@ -305,12 +312,12 @@ func TestAdminOnline(t *testing.T) {
 	tok, _ := root.ok("", "token", "create", "--user", "root")
 	t.Setenv("TERN_ADMIN_PASSWORD", "")
 	t.Setenv("TERN_ADMIN_TOKEN", strings.TrimSpace(tok))
-	if out, _ := anon.ok("", "group", "list"); out != "" {
+	if out, _ := anon.ok("", "group", "list"); !strings.HasPrefix(out, "no groups") {
 		t.Fatalf("groups %q", out)
 	}
 }
 
-// TestAdminOnlineTLS: an https server is trusted through --cacert, and a client certificate
+// TestAdminOnlineTLS: an https server is trusted through --cafile, and a client certificate
 // alone can be the admin credential.
 func TestAdminOnlineTLS(t *testing.T) {
 	dir := t.TempDir()
@@ -349,12 +356,12 @@ func TestAdminOnlineTLS(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Close() })
 	url := "https://" + ln.Addr().String()
 
-	bot := terner{t: t, extra: []string{"--server", url, "--cacert", caFile, "--cert", botCert, "--key", botKey}}
+	bot := terner{t: t, extra: []string{"--server", url, "--cafile", caFile, "--cert", botCert, "--key", botKey}}
 	bot.ok("", "user", "add", "carol", "--password", "carolpw")
 	if out, _ := bot.ok("", "user", "list"); !strings.Contains(out, "carol") {
 		t.Fatalf("user list over mutual TLS:\n%s", out)
 	}
-	terner{t: t, extra: []string{"--server", url, "--cacert", caFile}}.fails([]string{"401"}, "user", "list")
+	terner{t: t, extra: []string{"--server", url, "--cafile", caFile}}.fails([]string{"401"}, "user", "list")
 	terner{t: t, extra: []string{"--server", url}}.fails([]string{"certificate"}, "user", "list")
-	terner{t: t, extra: []string{"--server", url, "--cacert", caFile, "--cert", botCert}}.fails([]string{"--cert and --key together"}, "user", "list")
+	terner{t: t, extra: []string{"--server", url, "--cafile", caFile, "--cert", botCert}}.fails([]string{"--cert and --key together"}, "user", "list")
 }

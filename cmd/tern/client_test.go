@@ -42,6 +42,7 @@ func newTestRoot() *cobra.Command {
 	root := &cobra.Command{Use: "tern", SilenceUsage: true, SilenceErrors: true}
 	root.AddCommand(newPubCmd(), newSubCmd(), newReqCmd(), newReplyCmd(), newBenchCmd(), newCallCmd(),
 		newUserCmd(), newGroupCmd(), newGrantCmd(), newTokenCmd())
+	root.SetGlobalNormalizationFunc(normalizeFlag)
 	return root
 }
 

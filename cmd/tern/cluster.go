@@ -31,10 +31,11 @@ existing cluster). These commands ask a running node through its HTTP listener (
 }
 
 func clusterFlags(cmd *cobra.Command, url *string, af *adminFlags) {
-	cmd.Flags().StringVar(url, "url", "http://127.0.0.1:8080", "the node's HTTP listener")
+	cmd.Flags().StringVar(url, "server", "http://127.0.0.1:8080", "the node's HTTP listener")
 	cmd.Flags().StringVar(&af.adminUser, "admin-user", "", "admin user name once authentication is on (password from $TERN_ADMIN_PASSWORD)")
 	cmd.Flags().StringVar(&af.adminTok, "admin-token", "", "admin bearer token (or $TERN_ADMIN_TOKEN)")
-	cmd.Flags().StringVar(&af.cafile, "cacert", "", "CA file (PEM) to trust for an https --url")
+	cmd.Flags().StringVar(&af.cafile, "cafile", "", "CA file (PEM) to trust for an https --server")
+	renamedFlags(cmd, map[string]string{"url": "server"})
 }
 
 // clusterCall sends one request to a node's cluster endpoint and returns the body of a 2xx.
@@ -135,7 +136,7 @@ func newClusterLeaveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "leave",
 		Short: "Remove a running node from its cluster; the node then stops",
-		Long: `leave asks the node at --url to leave its cluster: a leader hands its leadership to another
+		Long: `leave asks the node at --server to leave its cluster: a leader hands its leadership to another
 node first, the cluster removes the node from its membership, and the node stops. Its data
 directory then belongs to no cluster; remove its raft/ directory before it joins one again.`,
 		Args: cobra.NoArgs,

@@ -49,3 +49,18 @@ func TestConfigCheckAndDump(t *testing.T) {
 		t.Fatalf("dump: %v\n%s", err, out)
 	}
 }
+
+// One name per concept: --server and --cafile everywhere; the earlier --url (stats, cluster) and
+// --cacert still work.
+func TestRenamedFlagsStillWork(t *testing.T) {
+	for _, args := range [][]string{
+		{"stats", "--url", "http://127.0.0.1:1"},
+		{"stats", "--server", "http://127.0.0.1:1", "--cacert", "x.pem"},
+		{"cluster", "status", "--url", "http://127.0.0.1:1"},
+	} {
+		_, err := runCLI(t, args...)
+		if err == nil || strings.Contains(err.Error(), "unknown flag") {
+			t.Errorf("%v: %v, want the flag taken", args, err)
+		}
+	}
+}

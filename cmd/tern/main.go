@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -17,6 +18,30 @@ var rootCmd = &cobra.Command{
 	Short:         "tern is a small, fast, secure message broker",
 	SilenceUsage:  true,
 	SilenceErrors: true,
+}
+
+// One name per concept in every command: --server is a running tern's HTTP listener (stats,
+// cluster, user, group, grant, token), --url an MQTT broker (pub, sub, req, reply, bench),
+// --cafile the CA to trust. Earlier names keep working, unlisted: --cacert everywhere, and --url
+// on the commands that now take --server (renamedURL).
+var renamedURL = map[string]bool{}
+
+func init() { rootCmd.SetGlobalNormalizationFunc(normalizeFlag) }
+
+// normalizeFlag maps earlier flag names to today's.
+func normalizeFlag(f *pflag.FlagSet, name string) pflag.NormalizedName {
+	switch {
+	case name == "cacert":
+		name = "cafile"
+	case name == "url" && renamedURL[f.Name()]:
+		name = "server"
+	}
+	return pflag.NormalizedName(name)
+}
+
+// renamedFlags records that cmd's --url is now --server.
+func renamedFlags(cmd *cobra.Command, _ map[string]string) {
+	renamedURL[cmd.Name()] = true
 }
 
 func main() {

@@ -39,12 +39,13 @@ func init() {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080", "the server's HTTP listener")
+	cmd.Flags().StringVar(&url, "server", "http://127.0.0.1:8080", "the server's HTTP listener")
 	cmd.Flags().IntVar(&top, "sessions", 20, "how many sessions to list (deepest queues first)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the JSON as the server sent it")
 	cmd.Flags().StringVar(&af.adminUser, "admin-user", "", "admin user name once authentication is on (password from $TERN_ADMIN_PASSWORD)")
 	cmd.Flags().StringVar(&af.adminTok, "admin-token", "", "admin bearer token (or $TERN_ADMIN_TOKEN)")
-	cmd.Flags().StringVar(&af.cafile, "cacert", "", "CA file (PEM) to trust for an https --url")
+	cmd.Flags().StringVar(&af.cafile, "cafile", "", "CA file (PEM) to trust for an https --server")
+	renamedFlags(cmd, map[string]string{"url": "server"})
 	rootCmd.AddCommand(cmd)
 }
 

@@ -91,7 +91,11 @@ func newUserCmd() *cobra.Command {
 				} else if !errors.Is(err, auth.ErrNotFound) {
 					return err
 				}
-				return ops.PutUser(args[0], adminapi.UserBody{Password: p, Groups: groups, Grants: grants})
+				if err := ops.PutUser(args[0], adminapi.UserBody{Password: p, Groups: groups, Grants: grants}); err != nil {
+					return err
+				}
+				warnMissingGroups(cmd, ops, groups)
+				return nil
 			})
 		},
 	}
@@ -130,6 +134,10 @@ func newUserCmd() *cobra.Command {
 				us, err := ops.Users()
 				if err != nil {
 					return err
+				}
+				if len(us) == 0 {
+					fmt.Fprintln(cmd.OutOrStdout(), "no users (tern user add NAME)")
+					return nil
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tPASSWORD\tGROUPS\tGRANTS")
@@ -192,10 +200,19 @@ func newGroupCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withOps(&af, func(ops adminOps) error {
 				gs, err := ops.Groups()
-				for _, g := range gs {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", g.Name, strings.Join(grantStrings(g.Grants), " "))
+				if err != nil {
+					return err
 				}
-				return err
+				if len(gs) == 0 {
+					fmt.Fprintln(cmd.OutOrStdout(), "no groups (tern group add NAME GRANT...)")
+					return nil
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tGRANTS")
+				for _, g := range gs {
+					fmt.Fprintf(tw, "%s\t%s\n", g.Name, orDash(strings.Join(grantStrings(g.Grants), " ")))
+				}
+				return tw.Flush()
 			})
 		},
 	}
@@ -251,10 +268,16 @@ func newGrantCmd() *cobra.Command {
 				}
 				return withOps(&af, func(ops adminOps) error {
 					gs, err := ops.Grants(b.User != "", b.User+b.Group)
-					if err == nil && len(gs) > 0 {
-						fmt.Fprintln(cmd.OutOrStdout(), strings.Join(grantStrings(gs), "\n"))
+					if err != nil {
+						return err
 					}
-					return err
+					if len(gs) == 0 {
+						// Said on stderr: stdout is one grant a line, for scripts.
+						fmt.Fprintln(cmd.ErrOrStderr(), "no grants")
+						return nil
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), strings.Join(grantStrings(gs), "\n"))
+					return nil
 				})
 			}},
 	)
@@ -312,6 +335,10 @@ func newTokenCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if len(ts) == 0 {
+					fmt.Fprintln(cmd.OutOrStdout(), "no tokens (tern token create --user NAME)")
+					return nil
+				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tUSER\tEXPIRES\tGRANTS")
 				for _, t := range ts {
@@ -346,4 +373,25 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// warnMissingGroups tells the operator about groups a user was put in that do not exist (yet):
+// they grant nothing until created.
+func warnMissingGroups(cmd *cobra.Command, ops adminOps, groups []string) {
+	if len(groups) == 0 {
+		return
+	}
+	gs, err := ops.Groups()
+	if err != nil {
+		return
+	}
+	have := map[string]bool{}
+	for _, g := range gs {
+		have[g.Name] = true
+	}
+	for _, g := range groups {
+		if !have[g] {
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: group %q does not exist; it grants nothing until created (tern group add %s GRANT...)\n", g, g)
+		}
+	}
 }
