@@ -21,6 +21,8 @@ type Client struct {
 	announce bool
 	// batch is the face's (ConnectRequest.Batch).
 	batch *Batch
+	// face and remote describe the connection in logs (ConnectRequest.Face, RemoteAddr).
+	face, remote string
 	// rate is the publish budget shared by the identity's connections; nil without rate limits.
 	rate *rateLimiter
 }
@@ -157,14 +159,16 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 	s.mu.Unlock()
 	b.mu.Unlock()
 	b.failCalls(orphaned, "service disconnected")
-	if c.announce {
-		reason := req.Reason
-		if reason == "" {
-			reason = "normal"
-			if !req.Graceful {
-				reason = "connection_closed"
-			}
+	reason := req.Reason
+	if reason == "" {
+		reason = "normal"
+		if !req.Graceful {
+			reason = "connection_closed"
 		}
+	}
+	b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity, "face", c.face,
+		"remote", c.remote, "reason", reason)
+	if c.announce {
 		b.announce("disconnected", map[string]any{"client_id": c.ClientID, "identity": c.Identity, "reason": reason})
 	}
 	if due != nil {

@@ -203,7 +203,7 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()
 	return &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate,
-		announce: req.Announce, batch: req.Batch}, nil
+		announce: req.Announce, batch: req.Batch, face: req.Face, remote: req.RemoteAddr}, nil
 }
 
 // connected finishes a connect outside the locks: the replaced connection is closed, calls it
@@ -217,6 +217,8 @@ func (b *Broker) connected(req ConnectRequest, res ConnectResult, p *auth.Princi
 		b.announce("disconnected", map[string]any{"client_id": res.ClientID, "identity": *prev.takenOver, "reason": "session_taken_over"})
 	}
 	b.failCalls(prev.orphaned, "service disconnected")
+	b.log.Debug("client connected", "client", res.ClientID, "identity", p.Identity, "face", req.Face,
+		"remote", req.RemoteAddr, "session_present", res.SessionPresent)
 	if req.Announce {
 		b.announce("connected", map[string]any{"client_id": res.ClientID, "identity": p.Identity, "face": req.Face, "remote": req.RemoteAddr})
 	}

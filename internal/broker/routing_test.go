@@ -2,7 +2,9 @@ package broker
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ternmq/tern/internal/auth"
@@ -225,5 +227,26 @@ func TestReceivedLeavesOutServerEvents(t *testing.T) {
 	}
 	if n := b.Stats().Received.Load(); n != 1 {
 		t.Fatalf("received %d, want 1 (the client's message only)", n)
+	}
+}
+
+// Connections are logged at debug level with client id, identity, face, address and reason.
+func TestConnectionsLoggedAtDebug(t *testing.T) {
+	var logs strings.Builder
+	b, err := New(DefaultConfig(), nil, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	c, _, _ := connect(t, b, ConnectRequest{ClientID: "dev-1", Face: "mqtt", RemoteAddr: "192.0.2.7:5555",
+		Principal: auth.Unrestricted("meter")})
+	c.Disconnect(DisconnectRequest{Reason: "keep alive timeout"})
+	for _, want := range []string{
+		`msg="client connected" client=dev-1 identity=meter face=mqtt remote=192.0.2.7:5555`,
+		`msg="client disconnected" client=dev-1 identity=meter face=mqtt remote=192.0.2.7:5555 reason="keep alive timeout"`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
 	}
 }

@@ -37,8 +37,9 @@ type conn struct {
 	sessionExpiry uint32
 	// inAliases maps client-to-server topic aliases to topics (index = alias).
 	inAliases []string
-	// graceful is set when the client sent DISCONNECT.
+	// graceful is set when the client sent DISCONNECT; why says why the server ended it.
 	graceful    bool
+	why         string
 	publishWill bool
 	// stallTimer bounds backpressure waits (see stall); made on first use.
 	stallTimer *time.Timer
@@ -166,11 +167,14 @@ func (c *conn) fail(err error) {
 	switch {
 	case errors.As(err, &pe):
 		c.srv.stats.ProtocolErrors.Add(1)
+		c.why = pe.reason
 		c.disconnect(pe.code, pe.reason)
 	case errors.As(err, &de):
 		c.srv.stats.ProtocolErrors.Add(1)
+		c.why = de.Reason
 		c.disconnect(de.Code, de.Reason)
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.why = "keep alive timeout"
 		c.disconnect(packet.KeepAliveTimeout, "keep alive timeout")
 	default:
 		// The connection broke or the client closed it: finish cleans up.
@@ -189,6 +193,7 @@ func (c *conn) finish() {
 			PublishWill: c.publishWill,
 			SetExpiry:   c.version == packet.V5,
 			Expiry:      c.sessionExpiry,
+			Reason:      c.why,
 		})
 	}
 	c.out.Finish()

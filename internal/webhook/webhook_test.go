@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -119,7 +120,8 @@ func TestRetriesKeepOrderAndDeliverOnce(t *testing.T) {
 func TestDeadLetter(t *testing.T) {
 	b, st, cfg := setup(t)
 	r := newReceiver(t, "", func(int, string) bool { return true })
-	m, _ := New(b, st, cfg, nil)
+	var logs strings.Builder
+	m, _ := New(b, st, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer m.Close()
 	h, err := m.Create(auth.Unrestricted("alice"), Hook{Filter: "jobs/#", URL: r.srv.URL, MaxAttempts: 3})
 	if err != nil {
@@ -153,6 +155,10 @@ func TestDeadLetter(t *testing.T) {
 	defer r.mu.Unlock()
 	if r.attempts != 6 || m.Stats().DeadLettered.Load() != 2 {
 		t.Fatalf("attempts %d, dead-lettered %d", r.attempts, m.Stats().DeadLettered.Load())
+	}
+	// Failing attempts are warned about, but once a minute per webhook, not once each.
+	if n := strings.Count(logs.String(), `msg="webhook delivery failing"`); n != 1 {
+		t.Fatalf("%d failure warnings for 6 failed attempts within a minute, want 1:\n%s", n, logs.String())
 	}
 }
 

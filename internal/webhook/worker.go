@@ -31,6 +31,11 @@ type worker struct {
 	paceMu sync.Mutex
 	next   time.Time // earliest start of the next attempt under the rate
 
+	// failMu guards the failure warnings' rate (logFailure).
+	failMu      sync.Mutex
+	lastWarn    time.Time
+	failedSince int
+
 	stopCh   chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -97,7 +102,7 @@ func (w *worker) deliver(d delivery) bool {
 		}
 		lastErr = err
 		w.m.stats.Failed.Add(1)
-		w.m.log.Debug("webhook delivery failed", "webhook", w.h.ID, "url", w.h.URL, "attempt", attempt, "err", err)
+		w.logFailure(attempt, err)
 	}
 	w.deadLetter(d.msg, w.h.MaxAttempts, lastErr)
 	return true
@@ -252,3 +257,26 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 func (k *sink) Release(uint16)           {}
 func (k *sink) Close(error)              { k.once.Do(func() { close(k.closed) }) }
 func (k *sink) Drained() <-chan struct{} { return nil }
+
+// failureLogInterval is the least time between two warnings about one webhook's failing
+// attempts; the attempts in between are counted in the next warning.
+const failureLogInterval = time.Minute
+
+// logFailure warns about a failed attempt, at most once per failureLogInterval per webhook (a
+// failing endpoint retried every second must not flood the log), saying how many failed since
+// the last warning. Every failure is logged at debug level.
+func (w *worker) logFailure(attempt int, err error) {
+	w.m.log.Debug("webhook delivery failed", "webhook", w.h.ID, "url", w.h.URL, "attempt", attempt, "err", err)
+	w.failMu.Lock()
+	w.failedSince++
+	now := time.Now()
+	if !w.lastWarn.IsZero() && now.Sub(w.lastWarn) < failureLogInterval {
+		w.failMu.Unlock()
+		return
+	}
+	n := w.failedSince
+	w.failedSince, w.lastWarn = 0, now
+	w.failMu.Unlock()
+	w.m.log.Warn("webhook delivery failing", "webhook", w.h.ID, "url", w.h.URL, "attempt", attempt,
+		"failed_attempts", n, "err", err)
+}
