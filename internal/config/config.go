@@ -40,6 +40,8 @@ type Config struct {
 	Webhooks Webhooks `koanf:"webhooks"`
 	Mailbox  Mailbox  `koanf:"mailbox"`
 	HTTP     HTTP     `koanf:"http"`
+	// Route is tiered routing: uplinks to designated routers, and the peer listener of one.
+	Route Route `koanf:"route"`
 }
 
 // HTTP holds the HTTP face's limits.
@@ -201,7 +203,7 @@ type TLSOverride struct {
 }
 
 // TLSListeners are the listeners tls.listeners may name.
-var TLSListeners = []string{"mqtt_tls", "https", "mbus_tls", "mbus_unix_tls"}
+var TLSListeners = []string{"mqtt_tls", "https", "mbus_tls", "mbus_unix_tls", "route"}
 
 // ForListener is the TLS setup of the named listener: [tls] with its override applied.
 func (t TLS) ForListener(name string) TLS {
@@ -381,6 +383,11 @@ func Load(path string, flags *pflag.FlagSet, environ func() []string) (Config, e
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
+	ups, err := loadUplinks(k, environ)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	cfg.Route.Uplinks = ups
 	return cfg, cfg.Validate()
 }
 
@@ -388,7 +395,11 @@ func Load(path string, flags *pflag.FlagSet, environ func() []string) (Config, e
 func envKey(k, v string) (string, any) {
 	k = strings.ToLower(strings.TrimPrefix(k, "TERN_"))
 	k = strings.ReplaceAll(k, "__", ".")
-	if strings.HasSuffix(k, "origins") || strings.HasSuffix(k, "grants") {
+	if strings.HasPrefix(k, uplinkEnvPrefix) {
+		// [[route.uplink]] is a list of tables: loadUplinks reads these by index.
+		return "", nil
+	}
+	if strings.HasSuffix(k, "origins") || strings.HasSuffix(k, "grants") || k == "route.designated" {
 		if v == "" {
 			return k, []string{}
 		}
@@ -454,7 +465,7 @@ func (c *Config) Validate() error {
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, c.Auth.validate(), c.Limits.validate())
+	errs = append(errs, c.Auth.validate(), c.Limits.validate(), c.Route.validate(c))
 	if h := c.HTTP; h.MaxBody < 1 || h.StreamBuffer < 1 || h.Heartbeat <= 0 || h.PollWait <= 0 || h.RequestTimeout <= 0 || h.MailboxWait <= 0 ||
 		h.ReadHeaderTimeout <= 0 || h.ReadTimeout <= 0 {
 		errs = append(errs, errors.New("http: max_body and stream_buffer must be at least 1, the durations positive"))
