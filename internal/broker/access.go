@@ -280,13 +280,14 @@ func stampSender(m *message.Message, identity string) {
 }
 
 // dropUnauthorizedLocked removes the subscriptions a resuming client may no longer have (its
-// grants changed while it was away). The caller holds b.mu and s.mu.
-func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal) {
+// grants changed while it was away); a peer router's are checked against its route grant. The
+// caller holds b.mu and s.mu.
+func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal, peer bool) {
 	if p.Unrestricted() {
 		return
 	}
 	for f, sub := range s.subs {
-		if p.AllowFilter(auth.Subscribe, f) {
+		if peer && (p.AllowFilter(auth.Route, f) || ownResponseFilter(s.id, f)) || !peer && p.AllowFilter(auth.Subscribe, f) {
 			continue
 		}
 		delete(s.subs, f)

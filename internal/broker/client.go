@@ -23,6 +23,8 @@ type Client struct {
 	batch *Batch
 	// rate is the publish budget shared by the identity's connections; nil without rate limits.
 	rate *rateLimiter
+	// peer: another router (ConnectRequest.Peer).
+	peer bool
 }
 
 // Principal is who the client authenticated as and what it may do.

@@ -158,7 +158,7 @@ func (b *Broker) replaceLocked(s *Session, req ConnectRequest, p *auth.Principal
 	if req.CleanStart {
 		b.discardLocked(s)
 	} else {
-		b.dropUnauthorizedLocked(s, p)
+		b.dropUnauthorizedLocked(s, p, req.Peer)
 	}
 	return r
 }
@@ -182,6 +182,7 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 		}
 	}
 	s.sequenced = s.sequenced || req.Sequenced
+	s.peer = req.Peer
 	s.gen++
 	s.sink = req.Sink
 	s.identity = p.Identity
@@ -203,7 +204,7 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()
 	return &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate,
-		announce: req.Announce, batch: req.Batch}, nil
+		announce: req.Announce, batch: req.Batch, peer: req.Peer}, nil
 }
 
 // connected finishes a connect outside the locks: the replaced connection is closed, calls it

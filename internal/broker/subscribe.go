@@ -65,8 +65,12 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 }
 
 // mayReceive reports whether the client may subscribe to filter: serving a procedure needs the
-// serve grant on it; its own response prefix and mailbox topic are always allowed.
+// serve grant on it; its own response prefix and mailbox topic are always allowed. A peer router
+// receives what it routes: its route grant decides, and it serves nothing.
 func (c *Client) mayReceive(filter string) bool {
+	if c.peer {
+		return ownResponseFilter(c.ClientID, filter) || rpcResource(filter) == "" && c.principal.AllowFilter(auth.Route, filter)
+	}
 	if r := rpcResource(filter); r != "" {
 		return c.principal.AllowFilter(auth.Serve, r)
 	}
