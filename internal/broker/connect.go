@@ -90,8 +90,8 @@ func (b *Broker) admit(ctx context.Context, req ConnectRequest) (ConnectResult, 
 	}
 	res.Principal = p
 	own := req.Principal != nil && req.Principal.Source == auth.SourceInternal
-	if strings.HasPrefix(res.ClientID, "$") && !own &&
-		!(req.Peer && p.Identity != "" && strings.HasPrefix(res.ClientID, PeerClientPrefix(p.Identity))) {
+	peerID := p.Identity != "" && strings.HasPrefix(res.ClientID, PeerClientPrefix(p.Identity))
+	if req.Peer && !peerID || strings.HasPrefix(res.ClientID, "$") && !own && !(req.Peer && peerID) {
 		// Reserved for the broker's own sessions (webhooks, uplinks), which clients must not take
 		// over; a peer router has its own corner, named by its identity.
 		return res, p, ErrClientIDReserved
