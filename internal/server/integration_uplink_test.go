@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -118,9 +119,7 @@ func TestUplinkBothWays(t *testing.T) {
 			t.Errorf("after the messages: %s", describe(got))
 		}
 	}
-	if st := link(a); st.Sent != 1 || st.Acked != 1 || st.Received != 3 {
-		t.Errorf("site a: %+v", st)
-	}
+	eventually(t, waitTimeout, "site a's counts", func() bool { st := link(a); return st.Sent == 1 && st.Acked == 1 && st.Received == 3 })
 	if v := metric(t, a, `tern_uplink_connected{uplink="cloud"}`); v != 1 {
 		t.Errorf("tern_uplink_connected %v", v)
 	}
@@ -360,4 +359,30 @@ func TestUplinkNeedsTheRouteGrant(t *testing.T) {
 	if m := watch.expect("bldg1/t", "from a"); sender(m) != "site-a" {
 		t.Errorf("sender %q", sender(m))
 	}
+}
+
+// The site's interest follows its sessions: a subscription made or dropped here is made or
+// dropped upstream, and only what the site wants comes down.
+func TestUplinkFollowsInterest(t *testing.T) {
+	pki := servertest.NewPKI(t)
+	dr := startDR(t, pki, "")
+	site := startSite(t, pki, "site-a", dr.Addr("route"), "")
+	waitLink(t, site, true)
+	local := v5(t, site, "local")
+	local.sub("bldg1/a", 1)
+	local.sub("$share/g/+/b", 1) // goes up as bldg1/b
+	local.sub("other/#", 1)      // not this link's namespace
+	waitUpstream(t, site, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := local.c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"bldg1/a"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitUpstream(t, site, 1)
+	drPub := v5(t, dr, "dr-pub")
+	drPub.pub("bldg1/a", 1, "no longer wanted")
+	drPub.pub("bldg1/b", 1, "wanted")
+	local.expect("bldg1/b", "wanted")
+	// Counted once published here, just after the local delivery.
+	eventually(t, waitTimeout, "one message came down", func() bool { return link(site).Received == 1 })
 }
