@@ -314,7 +314,9 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startTernProcess(t *testing.T, bin, dataDir, addr string) *ternProcess {
+// startTernProcess runs `tern serve` on dataDir with MQTT on addr; extra arguments follow the
+// defaults (a later flag wins).
+func startTernProcess(t *testing.T, bin, dataDir, addr string, extra ...string) *ternProcess {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "tern.log")
 	logf, err := os.Create(logPath)
@@ -323,6 +325,7 @@ func startTernProcess(t *testing.T, bin, dataDir, addr string) *ternProcess {
 	}
 	cmd := exec.Command(bin, "serve", "--mqtt", addr, "--http", "", "--unix", "",
 		"--data-dir", dataDir, "--log-level", "info")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
