@@ -25,6 +25,11 @@ type upConn struct {
 	scratch []byte
 	// room is told when a buffer that refused a QoS 0 message has drained.
 	room func()
+	// held: the reader is handling packets it has already read (a burst of acknowledgements,
+	// each of which lets the next message go); what is written meanwhile waits in the buffer
+	// (pending) and leaves in one write and one TLS record at the end of the burst, instead of
+	// one each. Both under out's lock.
+	held, pending bool
 }
 
 var writeBufs = netio.NewBufPool(nil)
@@ -67,8 +72,38 @@ func (u *upConn) writePacket(p packet.Packet) error {
 	if err != nil {
 		return err
 	}
-	o.CommitLocked(buf, nil)
+	u.commitLocked(buf)
 	return nil
+}
+
+// commitLocked queues buf for writing, at once or at the end of the reader's burst. The caller
+// holds out's lock.
+func (u *upConn) commitLocked(buf []byte) {
+	if u.held {
+		u.out.SetBufLocked(buf)
+		u.pending = true
+		return
+	}
+	u.out.CommitLocked(buf, nil)
+}
+
+// hold makes writes wait for release; the reader holds while it has whole packets to handle.
+func (u *upConn) hold() {
+	u.out.Lock()
+	u.held = true
+	u.out.Unlock()
+}
+
+// release writes what waited; the reader releases before it may wait for input.
+func (u *upConn) release() {
+	o := &u.out
+	o.Lock()
+	defer o.Unlock()
+	u.held = false
+	if u.pending && !o.ClosedLocked() {
+		o.CommitLocked(o.BufLocked(), nil)
+	}
+	u.pending = false
 }
 
 // writePublish implements writer.
@@ -90,7 +125,7 @@ func (u *upConn) writePublish(d broker.Delivery, origin string, maxPacket int) b
 		o.SetBufLocked(buf[:start])
 		return broker.TooLarge
 	}
-	o.CommitLocked(buf, nil)
+	u.commitLocked(buf)
 	return broker.Sent
 }
 

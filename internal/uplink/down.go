@@ -152,7 +152,7 @@ func (s *session) writeAck(pid uint16, code packet.ReasonCode) {
 		return
 	}
 	if buf, err := packet.AppendAck(o.BufLocked(), packet.PUBACK, packet.V5, pid, code, nil); err == nil {
-		o.CommitLocked(buf, nil)
+		s.c.commitLocked(buf)
 	}
 }
 

@@ -139,7 +139,11 @@ var errKeepAlive = errors.New("keep alive: nothing from the designated router in
 // read handles what the designated router sends until the connection ends.
 func (s *session) read() error {
 	last := time.Now()
+	defer s.c.release()
 	for {
+		if !s.c.rd.Ready() {
+			s.c.release()
+		}
 		typ, flags, body, err := s.c.next(last.Add(s.keepAlive * 3 / 2))
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -153,6 +157,9 @@ func (s *session) read() error {
 			return err
 		}
 		last = time.Now()
+		if s.c.rd.Ready() {
+			s.c.hold()
+		}
 		if err := s.handle(typ, flags, body); err != nil {
 			return err
 		}
