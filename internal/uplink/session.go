@@ -203,7 +203,10 @@ func (s *session) handle(typ, flags byte, body []byte) error {
 		if err := d.Decode(flags, body, packet.V5); err != nil {
 			return err
 		}
-		return fmt.Errorf("the designated router disconnected: %v %s", d.Reason, d.Props.ReasonString)
+		if rs := string(d.Props.ReasonString); rs != "" && rs != d.Reason.String() {
+			return fmt.Errorf("the designated router disconnected: %v (%s)", d.Reason, rs)
+		}
+		return fmt.Errorf("the designated router disconnected: %v", d.Reason)
 	default:
 		return fmt.Errorf("unexpected %s from the designated router", packet.TypeName(typ))
 	}
