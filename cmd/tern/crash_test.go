@@ -314,10 +314,13 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startTernProcess(t *testing.T, bin, dataDir, addr string) *ternProcess {
+// startTernProcess runs `tern serve` on dataDir with MQTT on addr; extra arguments follow the
+// defaults (a later flag wins).
+func startTernProcess(t *testing.T, bin, dataDir, addr string, extra ...string) *ternProcess {
 	t.Helper()
-	return serveTern(t, bin, addr, nil, "serve", "--mqtt", addr, "--http", "", "--unix", "",
-		"--data-dir", dataDir, "--log-level", "info")
+	args := append([]string{"serve", "--mqtt", addr, "--http", "", "--unix", "",
+		"--data-dir", dataDir, "--log-level", "info"}, extra...)
+	return serveTern(t, bin, addr, nil, args...)
 }
 
 // serveTern starts the binary with args and env (added to this process's environment) and waits

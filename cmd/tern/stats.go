@@ -125,6 +125,9 @@ func printStats(w io.Writer, st server.Stats) {
 		fmt.Fprintf(tw, "%s\t%s\n", r[0], r[1])
 	}
 	_ = tw.Flush()
+	if st.Route != nil {
+		printRoute(w, st.Route)
+	}
 	if len(st.TopSessions) == 0 {
 		return
 	}
@@ -135,6 +138,42 @@ func printStats(w io.Writer, st server.Stats) {
 			s.Subscriptions, s.Queued, humanBytes(s.QueuedBytes), s.Inflight, s.Dropped, s.Refused)
 	}
 	_ = tw.Flush()
+}
+
+// printRoute prints tiered routing: the uplinks of a site router, the sites of a designated one.
+func printRoute(w io.Writer, r *server.RouteStats) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w)
+	fmt.Fprintf(tw, "router id\t%s\n", r.RouterID)
+	if len(r.Designated) > 0 {
+		fmt.Fprintf(tw, "designated for\t%s\n", strings.Join(r.Designated, ", "))
+		fmt.Fprintf(tw, "from sites: duplicates / gaps\t%d / %d\n", r.RoutedDuplicates, r.RoutedGaps)
+	}
+	fmt.Fprintf(tw, "stale queries\t%d\n", r.StaleQueries)
+	_ = tw.Flush()
+	if len(r.Uplinks) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(tw, "UPLINK\tCONNECTED\tQUEUED\tBYTES\tOLDEST\tIN FLIGHT\tSENT\tACKED\tREFUSED\tDROPPED\tEXPIRED\tRECONNECTS\tDOWN\tDOWN DUPS/GAPS")
+		for _, u := range r.Uplinks {
+			fmt.Fprintf(tw, "%s\t%v\t%d\t%s\t%.1fs\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d/%d\n", u.Name, u.Connected, u.Queued,
+				humanBytes(u.QueuedBytes), u.OldestAgeSeconds, u.Inflight, u.Sent, u.Acked, u.RefusedUpstream,
+				u.DroppedFull+u.RefusedFull, u.Expired, u.Reconnects, u.Received, u.DownDuplicates, u.DownGaps)
+		}
+		_ = tw.Flush()
+		for _, u := range r.Uplinks {
+			if !u.Connected && u.LastError != "" {
+				fmt.Fprintf(w, "uplink %s: %s\n", u.Name, u.LastError)
+			}
+		}
+	}
+	if len(r.Peers) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(tw, "SITE SESSION\tONLINE\tTAKEN\tDUPLICATES\tGAPS\tQUEUED")
+		for _, p := range r.Peers {
+			fmt.Fprintf(tw, "%s\t%v\t%d\t%d\t%d\t%d\n", p.ClientID, p.Online, p.Taken, p.RoutedDuplicates, p.RoutedGaps, p.Queued)
+		}
+		_ = tw.Flush()
+	}
 }
 
 func humanBytes(n int64) string {

@@ -283,8 +283,12 @@ func stampSender(m *message.Message, identity string) {
 
 // mayReceive reports whether p, connected with clientID, may subscribe to filter: serving a
 // procedure needs the serve grant on it, anything else the subscribe grant (deny grants
-// included); its own response prefix and mailbox topic are always allowed.
-func mayReceive(p *auth.Principal, clientID, filter string) bool {
+// included); its own response prefix and mailbox topic are always allowed. A peer router
+// receives what it routes: its route grant decides, and it serves nothing.
+func mayReceive(p *auth.Principal, clientID, filter string, peer bool) bool {
+	if peer {
+		return ownResponseFilter(clientID, filter) || rpcResource(filter) == "" && p.AllowFilter(auth.Route, filter)
+	}
 	if r := rpcResource(filter); r != "" {
 		return p.AllowFilter(auth.Serve, r)
 	}
@@ -293,14 +297,14 @@ func mayReceive(p *auth.Principal, clientID, filter string) bool {
 }
 
 // dropUnauthorizedLocked removes the subscriptions a resuming client may no longer have (its
-// grants changed while it was away), by the rule Subscribe applied. The caller holds b.mu and
-// s.mu.
-func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal) {
+// grants changed while it was away); a peer router's are checked against its route grant. The
+// caller holds b.mu and s.mu.
+func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal, peer bool) {
 	if p.Unrestricted() {
 		return
 	}
 	for f, sub := range s.subs {
-		if mayReceive(p, s.id, f) {
+		if mayReceive(p, s.id, f, peer) {
 			continue
 		}
 		delete(s.subs, f)

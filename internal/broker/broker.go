@@ -78,6 +78,10 @@ func ConfigFrom(cfg config.Config) Config {
 		SweepBudget:       10000,
 		MatchCacheEntries: 65536,
 	}
+	// An uplink's trunk session queues by the uplink's own limits, ahead of any rule.
+	for _, u := range cfg.Route.Uplinks {
+		c.QueueRules = append(c.QueueRules, QueueRule{ClientID: config.TrunkClientID(u.Name), Limits: queueLimits(u.QueueLimits())})
+	}
 	for _, r := range cfg.Session.QueueRules {
 		c.QueueRules = append(c.QueueRules, QueueRule{ClientID: r.ClientID, Limits: queueLimits(r.QueueLimits)})
 	}

@@ -25,6 +25,8 @@ type Client struct {
 	face, remote string
 	// rate is the publish budget shared by the identity's connections; nil without rate limits.
 	rate *rateLimiter
+	// peer: another router (ConnectRequest.Peer).
+	peer bool
 }
 
 // Principal is who the client authenticated as and what it may do.

@@ -90,8 +90,8 @@ func (b *Broker) admit(ctx context.Context, req ConnectRequest) (ConnectResult, 
 	}
 	res.Principal = p
 	own := req.Principal != nil && req.Principal.Source == auth.SourceInternal
-	if strings.HasPrefix(res.ClientID, "$") && !own &&
-		!(req.Peer && p.Identity != "" && strings.HasPrefix(res.ClientID, PeerClientPrefix(p.Identity))) {
+	peerID := p.Identity != "" && strings.HasPrefix(res.ClientID, PeerClientPrefix(p.Identity))
+	if req.Peer && !peerID || strings.HasPrefix(res.ClientID, "$") && !own && !(req.Peer && peerID) {
 		// Reserved for the broker's own sessions (webhooks, uplinks), which clients must not take
 		// over; a peer router has its own corner, named by its identity.
 		return res, p, ErrClientIDReserved
@@ -158,7 +158,7 @@ func (b *Broker) replaceLocked(s *Session, req ConnectRequest, p *auth.Principal
 	if req.CleanStart {
 		b.discardLocked(s)
 	} else {
-		b.dropUnauthorizedLocked(s, p)
+		b.dropUnauthorizedLocked(s, p, req.Peer)
 	}
 	return r
 }
@@ -182,6 +182,7 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 		}
 	}
 	s.sequenced = s.sequenced || req.Sequenced
+	s.peer = req.Peer
 	s.gen++
 	s.sink = req.Sink
 	s.identity = p.Identity
@@ -203,7 +204,7 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()
 	return &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate,
-		announce: req.Announce, batch: req.Batch, face: req.Face, remote: req.RemoteAddr}, nil
+		announce: req.Announce, batch: req.Batch, face: req.Face, remote: req.RemoteAddr, peer: req.Peer}, nil
 }
 
 // connected finishes a connect outside the locks: the replaced connection is closed, calls it

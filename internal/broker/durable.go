@@ -212,6 +212,42 @@ type SessionInfo struct {
 	Inflight      int    `json:"inflight"`
 	Dropped       uint64 `json:"dropped"`
 	Refused       uint64 `json:"refused"`
+	Expired       uint64 `json:"expired,omitempty"`
+	// Oldest is when the oldest queued message was published (Unix nanoseconds; Session only).
+	Oldest int64 `json:"oldest,omitempty"`
+	// Sent and Taken are a router link's sequence marks (store.Marks); RoutedDuplicates and
+	// RoutedGaps what its peer sent again or skipped since this process started.
+	Sent             uint64 `json:"sent,omitempty"`
+	Taken            uint64 `json:"taken,omitempty"`
+	RoutedDuplicates uint64 `json:"routed_duplicates,omitempty"`
+	RoutedGaps       uint64 `json:"routed_gaps,omitempty"`
+}
+
+// infoLocked describes the session. The caller holds s.mu.
+func (s *Session) infoLocked() SessionInfo {
+	return SessionInfo{
+		ClientID: s.id, Identity: s.identity, Online: s.sink != nil, Durable: s.durable(),
+		Subscriptions: len(s.subs), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
+		Inflight: s.inflight.len(), Dropped: s.dropped, Refused: s.refused, Expired: s.expired,
+		Sent: s.marks.Sent, Taken: s.marks.Taken, RoutedDuplicates: s.routedDups, RoutedGaps: s.routedGaps,
+	}
+}
+
+// Session describes one session, with the publication time of its oldest queued message.
+func (b *Broker) Session(clientID string) (SessionInfo, bool) {
+	b.mu.Lock()
+	s := b.sessions[clientID]
+	b.mu.Unlock()
+	if s == nil {
+		return SessionInfo{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info := s.infoLocked()
+	if it, ok, err := s.queue.Front(); err == nil && ok {
+		info.Oldest = it.Msg.Time
+	}
+	return info, true
 }
 
 // Sessions lists the sessions with the deepest queues first, at most limit of them (0: all).
@@ -222,11 +258,7 @@ func (b *Broker) Sessions(limit int) []SessionInfo {
 	out := make([]SessionInfo, 0, len(all))
 	for _, s := range all {
 		s.mu.Lock()
-		out = append(out, SessionInfo{
-			ClientID: s.id, Identity: s.identity, Online: s.sink != nil, Durable: s.durable(),
-			Subscriptions: len(s.subs), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
-			Inflight: s.inflight.len(), Dropped: s.dropped, Refused: s.refused,
-		})
+		out = append(out, s.infoLocked())
 		s.mu.Unlock()
 	}
 	slices.SortFunc(out, func(a, b SessionInfo) int {

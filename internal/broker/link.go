@@ -80,6 +80,9 @@ func (c *Client) PublishRouted(m *message.Message, r Route) (PublishResult, erro
 	s.mu.Unlock()
 	if r.Seq != 0 && r.Seq <= taken {
 		b.stats.RoutedDuplicates.Add(1)
+		s.mu.Lock()
+		s.routedDups++
+		s.mu.Unlock()
 		return PublishResult{Duplicate: true, Matched: 1}, nil
 	}
 	sender := c.Identity
@@ -98,6 +101,7 @@ func (c *Client) PublishRouted(m *message.Message, r Route) (PublishResult, erro
 	defer s.mu.Unlock()
 	if r.Seq > taken+1 {
 		b.stats.RoutedGaps.Add(r.Seq - taken - 1)
+		s.routedGaps += r.Seq - taken - 1
 	}
 	mk := s.marks
 	mk.Taken = max(mk.Taken, r.Seq)
@@ -110,6 +114,32 @@ func (c *Client) PublishRouted(m *message.Message, r Route) (PublishResult, erro
 		res.Durable = b.store.Sync()
 	}
 	return res, nil
+}
+
+// ResetRouted forgets the last number the session took from its peer: the peer's session on its
+// side is new, so its numbering starts again from 1 (the uplink calls it when the designated
+// router did not have its session).
+func (c *Client) ResetRouted() error {
+	if !c.lock() {
+		return ErrSessionTakenOver
+	}
+	defer c.s.mu.Unlock()
+	s := c.s
+	if !s.marksLoaded {
+		if err := s.loadMarks(); err != nil {
+			return err
+		}
+	}
+	if s.marks.Taken == 0 {
+		return nil
+	}
+	mk := s.marks
+	mk.Taken = 0
+	if err := c.b.store.Sessions().PutMarks(s.id, mk); err != nil {
+		return c.b.storeFailed("resetting a link's sequence mark", err)
+	}
+	s.marks = mk
+	return nil
 }
 
 // Marks returns a session's sequence marks as the core holds them (zero for an unknown session).

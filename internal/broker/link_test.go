@@ -96,6 +96,9 @@ func TestPublishRouted(t *testing.T) {
 	if _, _, err := b.Connect(context.Background(), withSink(peerReq("$route/site-b/r1"))); !errors.Is(err, ErrClientIDReserved) {
 		t.Fatalf("a peer took another router's id: %v", err)
 	}
+	if _, _, err := b.Connect(context.Background(), withSink(peerReq("plain"))); !errors.Is(err, ErrClientIDReserved) {
+		t.Fatalf("a peer took a client's id: %v", err)
+	}
 	p, _, _ := connect(t, b, peerReq("$route/site-a/r1"))
 	route := func(seq uint64, topic, payload string) (PublishResult, error) {
 		return p.PublishRouted(&message.Message{Topic: topic, Payload: []byte(payload), QoS: 1}, Route{Seq: seq, Sender: "alice"})

@@ -65,6 +65,13 @@ type Session struct {
 	sequenced   bool
 	marks       store.Marks
 	marksLoaded bool
+	// peer: the connected client is another router (ConnectRequest.Peer), whose subscriptions
+	// are checked against its route grant. expired counts queued messages that expired; routedDups
+	// and routedGaps what its peer sent again or skipped (PublishRouted). In memory only.
+	peer       bool
+	expired    uint64
+	routedDups uint64
+	routedGaps uint64
 }
 
 // subscription is immutable once in the index; a resubscribe replaces it.
@@ -288,6 +295,7 @@ func (s *Session) dropExpired(t int64, budget int) int {
 		}
 		s.b.stats.Queued.Add(-1)
 		s.b.stats.Expired.Add(1)
+		s.expired++
 		n++
 	}
 	return n

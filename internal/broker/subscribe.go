@@ -64,7 +64,9 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 }
 
 // mayReceive reports whether the client may subscribe to filter (see the function mayReceive).
-func (c *Client) mayReceive(filter string) bool { return mayReceive(c.principal, c.ClientID, filter) }
+func (c *Client) mayReceive(filter string) bool {
+	return mayReceive(c.principal, c.ClientID, filter, c.peer)
+}
 
 // saveAndUnlock stores a durable session's record and waits until it is on disk, so a
 // subscription that was acknowledged survives a crash. Caller holds the session lock.

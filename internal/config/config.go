@@ -45,6 +45,8 @@ type Config struct {
 	Mailbox  Mailbox  `koanf:"mailbox"`
 	HTTP     HTTP     `koanf:"http"`
 	Cluster  Cluster  `koanf:"cluster"`
+	// Route is tiered routing: uplinks to designated routers, and the peer listener of one.
+	Route Route `koanf:"route"`
 }
 
 // HTTP holds the HTTP face's limits.
@@ -243,7 +245,7 @@ type TLSOverride struct {
 }
 
 // TLSListeners are the listeners tls.listeners may name.
-var TLSListeners = []string{"mqtt_tls", "https", "mbus_tls", "mbus_unix_tls", "mbus_wss"}
+var TLSListeners = []string{"mqtt_tls", "https", "mbus_tls", "mbus_unix_tls", "mbus_wss", "route"}
 
 // ForListener is the TLS setup of the named listener: [tls] with its override applied.
 func (t TLS) ForListener(name string) TLS {
@@ -447,6 +449,11 @@ func Load(path string, flags *pflag.FlagSet, environ func() []string) (Config, e
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
 		return Config{}, valueError(err, k.Get)
 	}
+	ups, err := loadUplinks(k, environ)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	cfg.Route.Uplinks = ups
 	return cfg, cfg.Validate()
 }
 
@@ -454,7 +461,11 @@ func Load(path string, flags *pflag.FlagSet, environ func() []string) (Config, e
 func envKey(k, v string) (string, any) {
 	k = strings.ToLower(strings.TrimPrefix(k, "TERN_"))
 	k = strings.ReplaceAll(k, "__", ".")
-	if strings.HasSuffix(k, "origins") || strings.HasSuffix(k, "grants") || k == "cluster.join" {
+	if strings.HasPrefix(k, uplinkEnvPrefix) {
+		// [[route.uplink]] is a list of tables: loadUplinks reads these by index.
+		return "", nil
+	}
+	if strings.HasSuffix(k, "origins") || strings.HasSuffix(k, "grants") || k == "route.designated" || k == "cluster.join" {
 		if v == "" {
 			return k, []string{}
 		}
@@ -527,7 +538,7 @@ func (c *Config) Validate() error {
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, c.Auth.validate(), c.Limits.validate(), c.validateCluster())
+	errs = append(errs, c.Auth.validate(), c.Limits.validate(), c.validateCluster(), c.Route.validate(c))
 	if h := c.HTTP; h.MaxBody < 1 || h.StreamBuffer < 1 || h.Heartbeat <= 0 || h.PollWait <= 0 || h.RequestTimeout <= 0 || h.MailboxWait <= 0 ||
 		h.ReadHeaderTimeout <= 0 || h.ReadTimeout <= 0 {
 		errs = append(errs, errors.New("http: max_body and stream_buffer must be at least 1, the durations positive"))

@@ -15,6 +15,9 @@ func FuzzLoad(f *testing.F) {
 	f.Add("[tls]\ncert_file = \"x\"\n[tls.listeners.https]\nrequire_client_cert = true\n", "TERN_MQTT__WEBSOCKET_ORIGINS=a,b")
 	f.Add("mqtt = 1\n[mqtt\n", "TERN_STORE__SYNC=sometimes")
 	f.Add("[auth]\ndefault_grants = [\"publish:#\", \"bogus\"]\n", "TERN_LIMITS__PUBLISH_RATE=-1")
+	f.Add(siteConfig, "TERN_ROUTE__UPLINK__2__NAME=x\nTERN_ROUTE__UPLINK__0__INFLIGHT=zero")
+	f.Add("[route]\nuplink = 3\n", "TERN_ROUTE__UPLINK__0__NAMESPACES=a,b")
+	f.Add("[[route.uplink]]\nname = [1]\n", "TERN_ROUTE__DESIGNATED=")
 	f.Fuzz(func(t *testing.T, file, env string) {
 		path := filepath.Join(t.TempDir(), "tern.toml")
 		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {

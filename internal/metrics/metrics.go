@@ -41,6 +41,9 @@ func Register(reg prometheus.Registerer, b *broker.Stats, m *mqtt.Stats, a *auth
 	counter("tern_connections_refused_client_id_total", "Connects refused because the client id's session belongs to another identity.", &b.RefusedClientID)
 	counter("tern_publish_refused_rate_total", "Publishes refused by the publish rate limits.", &b.RefusedRate)
 	counter("tern_publish_refused_payload_total", "Publishes refused by limits.max_payload.", &b.RefusedPayload)
+	counter("tern_routed_duplicates_total", "Messages peer routers sent again that were already taken.", &b.RoutedDuplicates)
+	counter("tern_routed_gaps_total", "Numbers peer routers skipped: messages their queue limits dropped.", &b.RoutedGaps)
+	counter("tern_queries_stale_total", "Queries answered from local copies because the designated router could not be asked.", &b.StaleQueries)
 	counter("tern_publish_throttled_total", "Publishes ahead of the rate limits, after which the publisher was paused.", &b.Throttled)
 
 	refused := func(cause string, v *atomic.Uint64) {

@@ -62,6 +62,10 @@ type conn struct {
 	// batch collects the writes this connection's packets cause for other connections (and its
 	// own acknowledgements); the reader flushes it before it reads more or waits.
 	batch broker.Batch
+	// peer is set on a peer listener's connections: another router (peer.go). peerScratch holds
+	// the digits of outgoing sequence numbers, under out's lock.
+	peer        *peerMode
+	peerScratch []byte
 }
 
 // protocolError ends the connection with an MQTT reason code.
@@ -308,6 +312,11 @@ func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.
 	}
 	// The TLS handshake finished before CONNECT could be read.
 	req.Credentials.CertIdentity = netio.CertIdentity(c.nc, c.tls, c.identify)
+	if c.peer != nil {
+		if code, reason := c.peerConnect(p, &req); code != packet.Success {
+			return req, code, reason
+		}
+	}
 	if req.ClientID == "" && c.version != packet.V5 && (!p.CleanStart || c.version == packet.V31) {
 		return req, packet.ClientIDNotValid, "an empty client identifier needs a clean session"
 	}
@@ -429,8 +438,9 @@ func (c *conn) connack(p *packet.Connect, res broker.ConnectResult) *packet.Conn
 		pr.ReceiveMax = cfg.ReceiveMax
 		pr.Set(packet.PropReceiveMax)
 	}
-	if bcfg.MaxQoS < 2 {
-		pr.MaxQoS = bcfg.MaxQoS
+	if bcfg.MaxQoS < 2 || c.peer != nil {
+		// A link carries QoS 2 as QoS 1 (peer.go).
+		pr.MaxQoS = min(bcfg.MaxQoS, 1)
 		pr.Set(packet.PropMaxQoS)
 	}
 	if !bcfg.RetainAvailable {

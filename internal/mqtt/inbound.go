@@ -79,6 +79,9 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 		// The CONNACK told the client the maximum; 3.1.1 has no way to, so there the core downgrades.
 		return protoErr(packet.QoSNotSupported, "QoS above the server's maximum")
 	}
+	if c.peer != nil {
+		return c.onPeerPublish(p, m)
+	}
 	if p.QoS == 2 && !p.Dup && c.client.PendingReleases() >= int(c.srv.cfg.ReceiveMax) {
 		return protoErr(packet.ReceiveMaximumExceeded, "more unreleased QoS 2 publishes than the receive maximum")
 	}
@@ -323,7 +326,12 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 			RetainHandling: s.RetainHandling, ID: subID,
 		}
 	}
-	results := c.client.Subscribe(reqs)
+	var results []broker.SubscribeResult
+	if c.peer != nil {
+		results = c.peerSubscribe(reqs)
+	} else {
+		results = c.client.Subscribe(reqs)
+	}
 	ack := &packet.Suback{PacketID: p.PacketID, Reasons: make([]packet.ReasonCode, len(results))}
 	var refused []string
 	for i, r := range results {

@@ -108,7 +108,7 @@ func (c *conn) disconnect(code packet.ReasonCode, reason string) {
 // one shared encoding per wire variant, patched here with this delivery's flags and packet id.
 func (c *conn) appendPublish(dst []byte, d broker.Delivery) ([]byte, error) {
 	m := d.Msg
-	if d.Many && len(d.SubIDs) == 0 && m.Expires == 0 && c.aliases == nil {
+	if d.Many && len(d.SubIDs) == 0 && m.Expires == 0 && c.aliases == nil && c.peer == nil {
 		slot := 0
 		if c.version == packet.V5 {
 			slot = 4
@@ -159,6 +159,9 @@ func (c *conn) encodePublish(dst []byte, d broker.Delivery, withAlias bool) ([]b
 	p.Props.Reset()
 	if c.version == packet.V5 {
 		setMessageProps(&p.Props, m, d.SubIDs, d.Expiry)
+		if c.peer != nil {
+			c.peerTags(p, d)
+		}
 		if withAlias && c.aliases != nil {
 			if alias, known := c.aliases.lookup(m.Topic); alias != 0 {
 				p.Props.TopicAlias = alias

@@ -173,7 +173,12 @@ func (s *Server) ServeConn(nc net.Conn) { s.ServeConnTLS(nc, nil, nil) }
 // ServeConnTLS is ServeConn for a connection whose client certificate identify reads: nc is a
 // *tls.Conn, or cs is the state of TLS the face cannot see (a WebSocket on an HTTPS request).
 func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify netio.Identify) {
-	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxConnectSize), tls: cs, identify: identify}
+	s.serveConn(nc, cs, identify, nil)
+}
+
+// serveConn runs a client's connection, or another router's when pm is set (ServePeers).
+func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.Identify, pm *peerMode) {
+	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxConnectSize), tls: cs, identify: identify, peer: pm}
 	c.out.Init(nc, &s.lim, &s.stats.Stats, writeBufs, c)
 	c.rd.beforeRead = c.batch.Flush
 	c.rd.waiters = &s.lazyWaiters

@@ -49,7 +49,7 @@ func checkOpen(cfg config.Config, a *auth.Authenticator, log *slog.Logger) error
 	}
 	var exposed []string
 	l := cfg.Listen
-	for _, addr := range l.Network() {
+	for _, addr := range append(l.Network(), cfg.Route.Listen) {
 		if addr != "" && !loopback(addr) {
 			exposed = append(exposed, addr)
 		}

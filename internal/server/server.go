@@ -32,6 +32,7 @@ import (
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/store/memstore"
 	"github.com/ternmq/tern/internal/store/pebblestore"
+	"github.com/ternmq/tern/internal/uplink"
 	"github.com/ternmq/tern/internal/webhook"
 )
 
@@ -52,6 +53,10 @@ type Server struct {
 	Auth *auth.Authenticator
 	// Cluster is this tern's cluster node, nil when it runs alone (cluster.go).
 	Cluster *cluster.Node
+	// Uplinks forward namespaces to designated routers (nil without [[route.uplink]]);
+	// RouterID is this router's id when it routes (uplinks or route.listen).
+	Uplinks  *uplink.Manager
+	RouterID string
 
 	// tls holds each TLS listener's certificates by listener name; Reload swaps them.
 	tls map[string]*certs.ServerTLS
@@ -141,9 +146,16 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 		_ = s.Close()
 		return nil, err
 	}
+	if err := s.startRoute(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	if err := s.listen(); err != nil {
 		_ = s.Close()
 		return nil, err
+	}
+	if s.Uplinks != nil {
+		s.Uplinks.Start()
 	}
 	return s, nil
 }
@@ -259,6 +271,9 @@ func (s *Server) listen() error {
 			return err
 		}
 	}
+	if err := s.servePeers(); err != nil {
+		return err
+	}
 	if l.HTTP != "" {
 		if err := s.serveHTTP("http", l.HTTP, nil); err != nil {
 			return err
@@ -339,6 +354,9 @@ func (s *Server) serveHTTP(name, addr string, st *certs.ServerTLS) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.Register(reg, s.Broker.Stats(), s.MQTT.Stats(), s.Auth.Stats())
 	s.registerClusterMetrics(reg)
+	if s.Uplinks != nil {
+		metrics.RegisterUplinks(reg, s.Uplinks.Stats)
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tern_store_disk_bytes",
 		Help: "Size of the durable store on disk."}, func() float64 { return float64(s.Store.DiskBytes()) }))
 	return s.serveHTTPHandler(name, addr, st, s.routes(reg, identify(st)))
@@ -428,7 +446,8 @@ func (s *Server) Reload() error {
 	return errors.Join(errs...)
 }
 
-// Addr returns the bound address of a listener: "mqtt", "mqtt_tls", "unix", "http" or "https".
+// Addr returns the bound address of a listener: "mqtt", "mqtt_tls", "unix", "http", "https" or
+// "route".
 func (s *Server) Addr(name string) string {
 	if a, ok := s.addrs[name]; ok {
 		return a.String()
@@ -451,6 +470,10 @@ func (s *Server) Close() error {
 		}
 		for _, ln := range s.listeners {
 			_ = ln.Close()
+		}
+		if s.Uplinks != nil {
+			// The trunks go offline and keep their queues.
+			s.Uplinks.Close()
 		}
 		if s.MQTT != nil {
 			_ = s.MQTT.Close()

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/cluster"
+	"github.com/ternmq/tern/internal/uplink"
 )
 
 // Stats is the JSON body of GET /v1/stats, which `tern stats` prints.
@@ -29,6 +31,24 @@ type Stats struct {
 	TopSessions      []broker.SessionInfo `json:"top_sessions"`
 	// Cluster is the node's view of its cluster (GET /v1/cluster); absent when not clustered.
 	Cluster *cluster.Status `json:"cluster,omitempty"`
+	// Route is tiered routing: this router's id, its uplinks, and the sites it is designated
+	// for (absent when it does not route).
+	Route *RouteStats `json:"route,omitempty"`
+}
+
+// RouteStats describes tiered routing.
+type RouteStats struct {
+	RouterID   string             `json:"router_id"`
+	Designated []string           `json:"designated,omitempty"`
+	Uplinks    []uplink.LinkStats `json:"uplinks,omitempty"`
+	// Peers are the sites' sessions here ($route/...): Taken is the last number taken from each,
+	// RoutedDuplicates and RoutedGaps what each sent again or skipped since this process started.
+	Peers []broker.SessionInfo `json:"peers,omitempty"`
+	// RoutedDuplicates and RoutedGaps sum them over every peer; StaleQueries counts queries
+	// answered from local copies because a designated router could not be asked.
+	RoutedDuplicates uint64 `json:"routed_duplicates"`
+	RoutedGaps       uint64 `json:"routed_gaps"`
+	StaleQueries     uint64 `json:"stale_queries"`
 }
 
 // AccessStats counts what authentication, grants and abuse limits refused.
@@ -67,6 +87,7 @@ func (s *Server) Stats(top int) Stats {
 	if s.cfg.DataDir != "" {
 		st.Store.Sync = s.cfg.Store.Sync
 	}
+	st.Route = s.routeStats()
 	a := s.Auth.Stats()
 	st.Access = AccessStats{
 		Open: s.Auth.Open(), Accepted: a.Accepted.Load(),
@@ -77,6 +98,26 @@ func (s *Server) Stats(top int) Stats {
 		RefusedPayload: b.RefusedPayload.Load(), Throttled: b.Throttled.Load(),
 	}
 	return st
+}
+
+func (s *Server) routeStats() *RouteStats {
+	if s.RouterID == "" {
+		return nil
+	}
+	b := s.Broker.Stats()
+	rs := &RouteStats{RouterID: s.RouterID, Designated: s.cfg.Route.Designated,
+		RoutedDuplicates: b.RoutedDuplicates.Load(), RoutedGaps: b.RoutedGaps.Load(), StaleQueries: b.StaleQueries.Load()}
+	if s.Uplinks != nil {
+		rs.Uplinks = s.Uplinks.Stats()
+	}
+	if s.cfg.Route.Listen != "" {
+		for _, si := range s.Broker.Sessions(0) {
+			if strings.HasPrefix(si.ClientID, "$route/") {
+				rs.Peers = append(rs.Peers, si)
+			}
+		}
+	}
+	return rs
 }
 
 // serveStats answers GET /v1/stats[?sessions=N] (N sessions with the deepest queues, default 20).

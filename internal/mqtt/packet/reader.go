@@ -132,5 +132,15 @@ func (r *Reader) fill(need int) error {
 	return r.err
 }
 
+// Ready reports whether a whole packet is buffered, so that Next returns without reading (or
+// with the framing error it already has).
+func (r *Reader) Ready() bool {
+	_, _, rem, hl, err := ParseFixedHeader(r.buf[r.start:r.end])
+	if err != nil {
+		return err != ErrIncomplete
+	}
+	return r.end-r.start >= hl+rem
+}
+
 // Buffered returns how many bytes have been read but not yet returned.
 func (r *Reader) Buffered() int { return r.end - r.start }

@@ -194,3 +194,23 @@ func TestReaderWithDecode(t *testing.T) {
 		t.Fatalf("%d bytes left over", r.Buffered())
 	}
 }
+
+// Ready tells whether Next can return a packet without reading: only a whole one counts.
+func TestReaderReady(t *testing.T) {
+	a := mustAppend(t, &Puback{PacketID: 1}, V5)
+	b := mustAppend(t, &Puback{PacketID: 2}, V5)
+	// The stream holds a, b and half of a third; one read takes it all.
+	wire := append(append(append([]byte(nil), a...), b...), b[:len(b)-1]...)
+	r := NewReader(bytes.NewReader(wire), 4096, 0)
+	if r.Ready() {
+		t.Fatal("ready before anything was read")
+	}
+	for i, want := range []bool{true, false} {
+		if _, _, _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if r.Ready() != want {
+			t.Fatalf("after packet %d: ready %v, want %v", i+1, !want, want)
+		}
+	}
+}
