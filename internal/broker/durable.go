@@ -204,6 +204,7 @@ func remaining(from int64, secs uint32, t int64) time.Duration {
 type SessionInfo struct {
 	ClientID      string `json:"client_id"`
 	Identity      string `json:"identity,omitempty"`
+	Face          string `json:"face,omitempty"`
 	Online        bool   `json:"online"`
 	Durable       bool   `json:"durable"`
 	Subscriptions int    `json:"subscriptions"`
@@ -223,7 +224,7 @@ func (b *Broker) Sessions(limit int) []SessionInfo {
 	for _, s := range all {
 		s.mu.Lock()
 		out = append(out, SessionInfo{
-			ClientID: s.id, Identity: s.identity, Online: s.sink != nil, Durable: s.durable(),
+			ClientID: s.id, Identity: s.identity, Face: s.face, Online: s.sink != nil, Durable: s.durable(),
 			Subscriptions: len(s.subs), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
 			Inflight: s.inflight.len(), Dropped: s.dropped, Refused: s.refused,
 		})

@@ -271,7 +271,7 @@ func (m *Manager) start(h Hook) error {
 		w.interval = time.Duration(float64(time.Second) / h.Rate)
 	}
 	c, _, err := m.b.Connect(context.Background(), broker.ConnectRequest{
-		ClientID: sessionID(h.ID), Principal: p, Expiry: broker.NeverExpire, Sink: w.k,
+		ClientID: sessionID(h.ID), Principal: p, Expiry: broker.NeverExpire, Sink: w.k, Face: "webhook",
 		ReceiveMax: uint16(h.Concurrency),
 	})
 	if err != nil {
