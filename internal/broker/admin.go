@@ -39,6 +39,8 @@ type InflightInfo struct {
 	Topic    string `json:"topic"`
 	QoS      byte   `json:"qos"`
 	Size     int    `json:"size"`
+	// Time is when the message was published.
+	Time time.Time `json:"time"`
 	// Released: a QoS 2 delivery whose receipt the client confirmed; only completion is missing.
 	Released bool `json:"released,omitempty"`
 }
@@ -117,7 +119,7 @@ func (b *Broker) SessionDetail(clientID string) (SessionDetail, error) {
 	s.inflight.each(func(f *inflight) {
 		if len(d.Inflight) < maxDetailInflight {
 			d.Inflight = append(d.Inflight, InflightInfo{PacketID: f.pid, Topic: f.item.Msg.Topic, QoS: f.item.QoS,
-				Size: f.item.Size(), Released: f.released})
+				Size: f.item.Size(), Time: time.Unix(0, f.item.Msg.Time).UTC(), Released: f.released})
 		}
 	})
 	it, ok, err := s.queue.Front()

@@ -74,6 +74,7 @@ func ConfigFrom(w config.Webhooks) Config {
 
 // Stats are the webhooks' counters.
 type Stats struct {
+	Attempts     atomic.Uint64 // requests made to endpoints
 	Delivered    atomic.Uint64 // answered 2xx
 	Failed       atomic.Uint64 // attempts that failed (and were retried or dead-lettered)
 	DeadLettered atomic.Uint64 // messages given up on
