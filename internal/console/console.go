@@ -271,7 +271,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 // safeMethod: a request that changes nothing, by HTTP's rules and tern's routes.
-func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions }
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
 
 // sameOrigin reports whether a browser says r comes from a page of this server (or from the
 // person, typing a URL). A request that says nothing of its origin (no browser, or an old
