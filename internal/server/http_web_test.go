@@ -2,8 +2,12 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -11,6 +15,7 @@ import (
 
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/config"
+	"github.com/ternmq/tern/internal/webhook"
 )
 
 // webGet makes one request and returns status, body and response.
@@ -183,5 +188,45 @@ func TestFaceMetrics(t *testing.T) {
 		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("%s not exported", name)
 		}
+	}
+}
+
+// TestGrafanaDashboardMetrics: docs/grafana-dashboard.json is JSON, and every metric its
+// queries use is one tern exports.
+func TestGrafanaDashboardMetrics(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "grafana-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("the dashboard is not JSON: %v", err)
+	}
+	srv := startServer(t, func(c *config.Config) { c.Webhooks.AllowPrivate = true })
+	// A webhook's lag is exported per hook, so there is one.
+	if _, err := srv.Webhooks.Create(auth.Unrestricted("ops"), webhook.Hook{Filter: "x/#", URL: "http://127.0.0.1:9/"}); err != nil {
+		t.Fatal(err)
+	}
+	_, exported, _ := webDo(t, "GET", "http://"+srv.Addr("http")+"/metrics", nil)
+	names := regexp.MustCompile(`\b((?:tern|process|go)_[a-z_]+)\b`)
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range names.FindAllStringSubmatch(tg.Expr, -1) {
+				n++
+				if !strings.Contains(exported, "\n# HELP "+m[1]+" ") {
+					t.Errorf("the dashboard uses %s, which tern does not export", m[1])
+				}
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d metrics found in the dashboard's queries", n)
 	}
 }
