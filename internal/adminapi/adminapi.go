@@ -20,6 +20,8 @@
 //	DELETE /v1/admin/tokens/{id}            tokens/{the token's user}; tokens for an unknown id
 //	POST   /v1/admin/import/ulwmq?group=g   users
 //
+// and, given the core and the webhooks (WithBroker, WithWebhooks), the sessions and webhooks
+// routes of sessions.go,
 // so "admin:#" allows everything and "admin:tokens/%u" lets a user manage its own tokens only.
 // Routes whose resource is in the body authenticate after reading it (at most the body limit),
 // so a refusal there may come after a 400 or 413 for the body itself.
@@ -43,8 +45,10 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/cluster"
 	"github.com/ternmq/tern/internal/httpauth"
+	"github.com/ternmq/tern/internal/webhook"
 )
 
 const (
@@ -53,8 +57,10 @@ const (
 )
 
 type api struct {
-	a   *auth.Authenticator
-	log *slog.Logger
+	a     *auth.Authenticator
+	log   *slog.Logger
+	b     *broker.Broker   // nil: no sessions routes
+	hooks *webhook.Manager // nil: no webhooks routes
 }
 
 // UserBody is what PUT /v1/admin/users/{name} takes.
@@ -85,11 +91,14 @@ type TokenCreated struct {
 }
 
 // New returns the handler for /v1/admin/.
-func New(a *auth.Authenticator, identify httpauth.Identify, log *slog.Logger) http.Handler {
+func New(a *auth.Authenticator, identify httpauth.Identify, log *slog.Logger, opts ...Option) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &api{a: a, log: log}
+	for _, o := range opts {
+		o(h)
+	}
 	mux := http.NewServeMux()
 	guard := func(pattern string, resource func(*http.Request) string, fn http.HandlerFunc) {
 		mux.Handle(pattern, httpauth.Require(a, identify, auth.Admin, resource, fn))
@@ -120,6 +129,7 @@ func New(a *auth.Authenticator, identify httpauth.Identify, log *slog.Logger) ht
 	}, h.listTokens)
 	mux.Handle("DELETE /v1/admin/tokens/{id}", h.revokeToken(identify))
 	guard("POST /v1/admin/import/ulwmq", fixed("users"), h.importULWMQ)
+	h.registerCore(mux, identify)
 	mux.HandleFunc("/v1/admin/", func(w http.ResponseWriter, r *http.Request) {
 		httpauth.WriteError(w, http.StatusNotFound, "not_found", "no such admin route: "+r.Method+" "+r.URL.Path)
 	})

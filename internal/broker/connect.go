@@ -186,6 +186,7 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 	s.gen++
 	s.sink = req.Sink
 	s.identity = p.Identity
+	s.face = req.Face
 	s.announced = req.Announce
 	rate := b.attachLocked(p.Identity)
 	b.stats.Connected.Add(1)

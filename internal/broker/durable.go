@@ -204,6 +204,7 @@ func remaining(from int64, secs uint32, t int64) time.Duration {
 type SessionInfo struct {
 	ClientID      string `json:"client_id"`
 	Identity      string `json:"identity,omitempty"`
+	Face          string `json:"face,omitempty"`
 	Online        bool   `json:"online"`
 	Durable       bool   `json:"durable"`
 	Subscriptions int    `json:"subscriptions"`
@@ -226,7 +227,7 @@ type SessionInfo struct {
 // infoLocked describes the session. The caller holds s.mu.
 func (s *Session) infoLocked() SessionInfo {
 	return SessionInfo{
-		ClientID: s.id, Identity: s.identity, Online: s.sink != nil, Durable: s.durable(),
+		ClientID: s.id, Identity: s.identity, Face: s.face, Online: s.sink != nil, Durable: s.durable(),
 		Subscriptions: len(s.subs), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
 		Inflight: s.inflight.len(), Dropped: s.dropped, Refused: s.refused, Expired: s.expired,
 		Sent: s.marks.Sent, Taken: s.marks.Taken, RoutedDuplicates: s.routedDups, RoutedGaps: s.routedGaps,

@@ -20,6 +20,9 @@ type Session struct {
 
 	mu       sync.Mutex
 	identity string
+	// face is the connection's face ("mqtt", "http", ...; ConnectRequest.Face), kept for the
+	// console's lists after the connection ends.
+	face string
 	// announced: the attached connection's events go to $SYS/events (ConnectRequest.Announce).
 	announced bool
 	sink      Sink

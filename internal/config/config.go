@@ -46,7 +46,16 @@ type Config struct {
 	HTTP     HTTP     `koanf:"http"`
 	Cluster  Cluster  `koanf:"cluster"`
 	// Route is tiered routing: uplinks to designated routers, and the peer listener of one.
-	Route Route `koanf:"route"`
+	Route   Route   `koanf:"route"`
+	Metrics Metrics `koanf:"metrics"`
+}
+
+// Metrics configures GET /metrics on the HTTP listeners.
+type Metrics struct {
+	// RequireAuth puts /metrics behind credentials: the scraper needs the admin grant on the
+	// resource "metrics" (admin:metrics, or a wider one such as admin:#). Off, /metrics is open
+	// (counters only, no names).
+	RequireAuth bool `koanf:"require_auth"`
 }
 
 // HTTP holds the HTTP face's limits.
@@ -73,6 +82,12 @@ type HTTP struct {
 	// /sub, /mqtt, /mbus). A page from any other origin may connect but must authenticate
 	// inside the connection (the auth frame, MQTT CONNECT, mBus's create, a bearer token).
 	WebSocketOrigins []string `koanf:"websocket_origins"`
+	// CORSOrigins lists the origins ("https://app.example.com", one "*" wildcard allowed as in
+	// "https://*.example.com", or "*" for any) whose pages may call the HTTP API and its streams
+	// from the browser; preflights are answered. Empty: CORS is off. Credentials are not allowed
+	// across origins (no cookies, cached Basic or client certificates): such a page sends an
+	// Authorization header itself.
+	CORSOrigins []string `koanf:"cors_origins"`
 }
 
 // Cluster makes this tern one node of a cluster (see cluster.go); off while Listen is empty.
@@ -543,6 +558,7 @@ func (c *Config) Validate() error {
 		h.ReadHeaderTimeout <= 0 || h.ReadTimeout <= 0 {
 		errs = append(errs, errors.New("http: max_body and stream_buffer must be at least 1, the durations positive"))
 	}
+	errs = append(errs, validateCORS(c.HTTP.CORSOrigins))
 	if c.Mailbox.TTL < 0 {
 		errs = append(errs, errors.New("mailbox.ttl cannot be negative"))
 	}
@@ -550,6 +566,21 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("webhooks: timeout and backoff_base must be positive, backoff_max at least backoff_base, max_attempts and max_hooks at least 1"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateCORS checks http.cors_origins: "*", or scheme://host[:port] with at most one "*".
+func validateCORS(origins []string) error {
+	for _, o := range origins {
+		if o == "*" {
+			continue
+		}
+		scheme, host, ok := strings.Cut(o, "://")
+		if !ok || (scheme != "http" && scheme != "https") || host == "" || strings.ContainsAny(host, "/?#") ||
+			strings.Count(o, "*") > 1 {
+			return fmt.Errorf("http.cors_origins %q: want \"*\" or an origin such as https://app.example.com (one * allowed)", o)
+		}
+	}
+	return nil
 }
 
 func (a Auth) validate() error {

@@ -302,3 +302,25 @@ func TestClusterConfig(t *testing.T) {
 		t.Errorf("mutual TLS beyond loopback refused: %v", err)
 	}
 }
+
+func TestCORSAndMetricsKeys(t *testing.T) {
+	cfg, err := Load("", nil, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.HTTP.CORSOrigins) != 0 || cfg.Metrics.RequireAuth {
+		t.Errorf("defaults: cors_origins %q, metrics.require_auth %v (want off)", cfg.HTTP.CORSOrigins, cfg.Metrics.RequireAuth)
+	}
+	cfg, err = Load("", nil, func() []string {
+		return []string{"TERN_HTTP__CORS_ORIGINS=https://app.example.com,https://*.corp.example", "TERN_METRICS__REQUIRE_AUTH=true"}
+	})
+	if err != nil || len(cfg.HTTP.CORSOrigins) != 2 || !cfg.Metrics.RequireAuth {
+		t.Errorf("from the environment: %q %v, %v", cfg.HTTP.CORSOrigins, cfg.Metrics.RequireAuth, err)
+	}
+	for _, bad := range []string{"app.example.com", "ftp://x", "https://", "https://*.*.example", "https://a/b"} {
+		if _, err := Load("", nil, func() []string { return []string{"TERN_HTTP__CORS_ORIGINS=" + bad} }); err == nil ||
+			!strings.Contains(err.Error(), "cors_origins") {
+			t.Errorf("cors origin %q: %v", bad, err)
+		}
+	}
+}

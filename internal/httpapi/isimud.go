@@ -162,7 +162,7 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 		break
 	}
 	k := newSink(s.cfg.StreamBuffer)
-	c, _, err := s.b.Connect(ctx, broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k})
+	c, _, err := s.b.Connect(ctx, broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k, Face: "websocket"})
 	if err != nil {
 		_ = ws.Close(websocket.StatusTryAgainLater, err.Error())
 		return

@@ -186,7 +186,7 @@ func (s *Server) roundTrip(w http.ResponseWriter, r *http.Request, topicName str
 	var corr [12]byte
 	_, _ = rand.Read(corr[:])
 	k := newSink(4)
-	c, res, err := s.b.Connect(r.Context(), broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k})
+	c, res, err := s.b.Connect(r.Context(), broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k, Face: "http"})
 	if err != nil {
 		fail(w, err)
 		return

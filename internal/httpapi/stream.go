@@ -164,7 +164,8 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	// The in-flight window fits the buffer, so acknowledged deliveries are never refused by it.
-	req := broker.ConnectRequest{Principal: p, CleanStart: true, ReceiveMax: uint16(min(s.cfg.StreamBuffer, 65535))}
+	req := broker.ConnectRequest{Principal: p, CleanStart: true, ReceiveMax: uint16(min(s.cfg.StreamBuffer, 65535)),
+		Face: "http", RemoteAddr: r.RemoteAddr}
 	if id := q.Get("session"); id != "" {
 		req.ClientID, req.CleanStart, req.Expiry = id, false, 300
 		if v := q.Get("session_expiry"); v != "" {

@@ -78,6 +78,8 @@ func (c *conn) Close(reason error) {
 		code = packet.SessionTakenOver
 	case errors.Is(reason, broker.ErrNotAuthorized):
 		code = packet.NotAuthorized
+	case errors.Is(reason, broker.ErrAdministrativeAction):
+		code = packet.AdministrativeAction
 	}
 	c.disconnect(code, reason.Error())
 }

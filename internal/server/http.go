@@ -20,17 +20,25 @@ import (
 	"github.com/ternmq/tern/internal/netio"
 )
 
-// routes is the HTTP listener's mux: MQTT over WebSocket, metrics and health.
+// routes is the HTTP listener's handler: the console, the HTTP API, MQTT and mBus over
+// WebSocket, metrics and health; CORS and console sessions around them (see httpHandler).
 func (s *Server) routes(reg *prometheus.Registry, id netio.Identify) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /mqtt", func(w http.ResponseWriter, r *http.Request) { s.serveMQTTWebSocket(w, r, id) })
 	mux.HandleFunc("GET /mbus", func(w http.ResponseWriter, r *http.Request) { s.serveMBusWebSocket(w, r, id) })
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// Stats list client ids and identities: admin only once authentication is on. /metrics and
-	// /healthz stay open for scrapers and load balancers (counters, no names).
+	// /metrics and /healthz stay open for scrapers and load balancers (counters, no names),
+	// unless metrics.require_auth asks for admin:metrics.
+	var scrape http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if s.cfg.Metrics.RequireAuth {
+		scrape = httpauth.Require(s.Auth, httpauth.Identify(id), auth.Admin, func(*http.Request) string { return "metrics" }, scrape)
+	}
+	mux.Handle("GET /metrics", scrape)
+	s.registerFaceMetrics(reg)
+	// Stats list client ids and identities: admin only once authentication is on.
 	mux.Handle("GET /v1/stats", httpauth.Require(s.Auth, httpauth.Identify(id), auth.Admin,
 		func(*http.Request) string { return "stats" }, http.HandlerFunc(s.serveStats)))
-	mux.Handle("/v1/admin/", adminapi.New(s.Auth, httpauth.Identify(id), s.log))
+	mux.Handle("/v1/admin/", adminapi.New(s.Auth, httpauth.Identify(id), s.log,
+		adminapi.WithBroker(s.Broker), adminapi.WithWebhooks(s.Webhooks)))
 	s.registerCluster(mux, id)
 	s.HTTP.Register(mux, httpauth.Identify(id))
 	s.HTTP.RegisterIsimud(mux, httpauth.Identify(id))
@@ -42,7 +50,9 @@ func (s *Server) routes(reg *prometheus.Registry, id netio.Identify) http.Handle
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	return mux
+	con := s.consoleFor()
+	con.Register(mux, httpauth.Identify(id))
+	return s.httpHandler(mux, con, httpauth.Identify(id))
 }
 
 // counted runs h for each request while the server is not closing, so Close can wait for the

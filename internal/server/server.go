@@ -72,6 +72,9 @@ type Server struct {
 	addrs     map[string]net.Addr
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	// web is what every HTTP listener shares: the console's sessions and the WebSocket counts
+	// (httpwrap.go).
+	web webShared
 }
 
 // Option adjusts how Start builds tern beyond its configuration.

@@ -74,6 +74,7 @@ func ConfigFrom(w config.Webhooks) Config {
 
 // Stats are the webhooks' counters.
 type Stats struct {
+	Attempts     atomic.Uint64 // requests made to endpoints
 	Delivered    atomic.Uint64 // answered 2xx
 	Failed       atomic.Uint64 // attempts that failed (and were retried or dead-lettered)
 	DeadLettered atomic.Uint64 // messages given up on
@@ -271,7 +272,7 @@ func (m *Manager) start(h Hook) error {
 		w.interval = time.Duration(float64(time.Second) / h.Rate)
 	}
 	c, _, err := m.b.Connect(context.Background(), broker.ConnectRequest{
-		ClientID: sessionID(h.ID), Principal: p, Expiry: broker.NeverExpire, Sink: w.k,
+		ClientID: sessionID(h.ID), Principal: p, Expiry: broker.NeverExpire, Sink: w.k, Face: "webhook",
 		ReceiveMax: uint16(h.Concurrency),
 	})
 	if err != nil {

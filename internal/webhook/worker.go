@@ -27,6 +27,7 @@ type worker struct {
 	k        *sink
 	att      *attempts
 	interval time.Duration // between deliveries when the hook has a rate
+	st       hookStats     // how its deliveries go (status.go)
 
 	paceMu sync.Mutex
 	next   time.Time // earliest start of the next attempt under the rate
@@ -81,7 +82,7 @@ func (w *worker) deliver(d delivery) bool {
 	var lastErr error
 	first := d.begun + 1
 	for attempt := first; attempt <= w.h.MaxAttempts; attempt++ {
-		if attempt > first && !w.sleep(w.backoff(attempt-1)) {
+		if attempt > first && !w.retryWait(w.backoff(attempt-1)) {
 			return false
 		}
 		if !w.pace() {
@@ -96,6 +97,8 @@ func (w *worker) deliver(d delivery) bool {
 			}
 		}
 		err := w.post(d.msg, attempt)
+		w.m.stats.Attempts.Add(1)
+		w.st.attempted(err)
 		if err == nil {
 			w.m.stats.Delivered.Add(1)
 			return true
@@ -217,6 +220,7 @@ func (w *worker) deadLetter(m *message.Message, attempts int, cause error) {
 		w.m.log.Warn("webhook dead letter not published", "webhook", w.h.ID, "topic", w.h.DeadLetterTopic, "err", err)
 	}
 	w.m.stats.DeadLettered.Add(1)
+	w.st.gaveUp(m, attempts, cause)
 	w.m.log.Info("webhook gave up on a message", "webhook", w.h.ID, "url", w.h.URL,
 		"attempts", attempts, "dead_letter_topic", w.h.DeadLetterTopic, "err", cause)
 }
