@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +17,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/ternmq/tern/internal/browsertest"
 )
 
 // The console driven by a real browser: Debian's chromium, headless, through chromedp. The tests
@@ -25,16 +26,6 @@ import (
 //
 // Screenshots of every page go to $TERN_CONSOLE_SCREENSHOTS when set (a directory), else to the
 // test's temporary directory.
-
-// chromiumPath finds a Chromium binary, "" when there is none.
-func chromiumPath() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
 
 // browser is one headless Chromium tab, with what its pages logged.
 type browser struct {
@@ -49,28 +40,6 @@ type browser struct {
 
 func newBrowser(t *testing.T, base string) *browser {
 	t.Helper()
-	path := chromiumPath()
-	if path == "" {
-		t.Skip("no chromium binary found (Debian: apt-get install chromium); the console's browser tests need one")
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
 	dir := os.Getenv("TERN_CONSOLE_SCREENSHOTS")
 	if dir == "" {
 		dir = t.TempDir()
@@ -78,13 +47,7 @@ func newBrowser(t *testing.T, base string) *browser {
 		t.Fatal(err)
 	}
 	b := &browser{t: t, dir: dir, base: base}
-	// The first call starts the browser, under the browser's own context (a deadline there
-	// would stop the browser); every later action runs under the test's deadline.
-	if err := chromedp.Listen(bctx, b.listen); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-	ctx, cancelTimeout := context.WithTimeout(bctx, 3*time.Minute)
-	t.Cleanup(cancelTimeout)
+	ctx := browsertest.Start(t, b.listen, 3*time.Minute)
 	b.ctx = ctx
 	if _, err := chromedp.Call(ctx, log.Enable, cdp.Empty{}); err != nil {
 		t.Fatalf("enabling the log domain: %v", err)
