@@ -438,36 +438,3 @@ func borrowMessageProps(pr *packet.Properties, m *message.Message, users *[]mess
 	}
 	return nil
 }
-
-// setMessageProps writes a message's properties into an outgoing PUBLISH; expiry is the
-// remaining interval the core computed (Delivery.Expiry).
-func setMessageProps(pr *packet.Properties, m *message.Message, subIDs []uint32, expiry uint32) {
-	if m.Props.PayloadFormat != 0 {
-		pr.PayloadFormat = m.Props.PayloadFormat
-		pr.Set(packet.PropPayloadFormat)
-	}
-	if expiry > 0 {
-		pr.MessageExpiry = expiry
-		pr.Set(packet.PropMessageExpiry)
-	}
-	if m.Props.ContentType != "" {
-		pr.ContentType = stringBytes(m.Props.ContentType)
-		pr.Set(packet.PropContentType)
-	}
-	if m.Props.ResponseTopic != "" {
-		pr.ResponseTopic = stringBytes(m.Props.ResponseTopic)
-		pr.Set(packet.PropResponseTopic)
-	}
-	if m.Props.CorrelationData != nil {
-		pr.CorrelationData = m.Props.CorrelationData
-		pr.Set(packet.PropCorrelationData)
-	}
-	for _, u := range m.Props.User {
-		pr.User = append(pr.User, packet.UserProperty{Key: stringBytes(u.Key), Value: stringBytes(u.Value)})
-	}
-	if m.Sender != "" {
-		// The core removed any such property the publisher sent, so this one can be trusted.
-		pr.User = append(pr.User, packet.UserProperty{Key: stringBytes(message.SenderProperty), Value: stringBytes(m.Sender)})
-	}
-	pr.SubscriptionIDs = append(pr.SubscriptionIDs, subIDs...)
-}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/mqtt/pubprops"
 	"github.com/ternmq/tern/internal/netio"
 )
 
@@ -160,10 +161,13 @@ func (c *conn) encodePublish(dst []byte, d broker.Delivery, withAlias bool) ([]b
 	p.Payload = m.Payload
 	p.Props.Reset()
 	if c.version == packet.V5 {
-		setMessageProps(&p.Props, m, d.SubIDs, d.Expiry)
 		if c.peer != nil {
+			pubprops.Put(&p.Props, m, d.Expiry, notLinkKey)
 			c.peerTags(p, d)
+		} else {
+			pubprops.Put(&p.Props, m, d.Expiry, nil)
 		}
+		p.Props.SubscriptionIDs = append(p.Props.SubscriptionIDs, d.SubIDs...)
 		if withAlias && c.aliases != nil {
 			if alias, known := c.aliases.lookup(m.Topic); alias != 0 {
 				p.Props.TopicAlias = alias

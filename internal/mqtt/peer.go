@@ -147,27 +147,20 @@ func (c *conn) peerSubscribe(reqs []broker.SubscribeRequest) []broker.SubscribeR
 	return out
 }
 
-// peerTags rewrites an outgoing PUBLISH for a peer: QoS 2 goes as QoS 1 with tern-qos, the
-// delivery's number and this router's id are added, and link properties the message itself
-// carried (which a local publisher could have forged) are left out. The sender was added by
-// setMessageProps; the core removed any forged one. The caller holds the outgoing lock.
+// peerTags finishes an outgoing PUBLISH for a peer, whose properties pubprops.Put wrote without
+// the link properties the message itself carried (a local publisher could have forged them): QoS 2
+// goes as QoS 1 with tern-qos, and the delivery's number and this router's id are added. The
+// caller holds the outgoing lock.
 func (c *conn) peerTags(p *packet.Publish, d broker.Delivery) {
-	users := p.Props.User[:0]
-	last := len(p.Props.User) - 1
-	for i, u := range p.Props.User {
-		k := bytesString(u.Key)
-		if linkprop.IsLinkKey(k) && !(k == linkprop.Sender && i == last && d.Msg.Sender != "") {
-			continue
-		}
-		users = append(users, u)
-	}
-	p.Props.User = users
 	tags := linkprop.Tags{Origin: c.peer.origin, Seq: d.Seq, QoS2: d.QoS == 2}
 	p.Props.User, c.peerScratch = tags.Append(p.Props.User, c.peerScratch[:0])
 	if p.QoS == 2 {
 		p.QoS = 1
 	}
 }
+
+// notLinkKey keeps the user properties that are not link properties.
+func notLinkKey(key string) bool { return !linkprop.IsLinkKey(key) }
 
 // peerCode is publishCode with the peers' own refusals.
 func peerCode(err error) (packet.ReasonCode, bool) {

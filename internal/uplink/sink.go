@@ -8,6 +8,7 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/linkprop"
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/mqtt/pubprops"
 )
 
 // sink is the trunk session's connection as the core sees it: each delivery becomes a PUBLISH to
@@ -259,40 +260,14 @@ func appendPublish(dst []byte, p *packet.Publish, scratch []byte, d broker.Deliv
 	p.Payload = m.Payload
 	p.Props.Reset()
 	pr := &p.Props
-	if m.Props.PayloadFormat != 0 {
-		pr.PayloadFormat = m.Props.PayloadFormat
-		pr.Set(packet.PropPayloadFormat)
-	}
-	if d.Expiry > 0 {
-		pr.MessageExpiry = d.Expiry
-		pr.Set(packet.PropMessageExpiry)
-	}
-	if m.Props.ContentType != "" {
-		pr.ContentType = stringBytes(m.Props.ContentType)
-		pr.Set(packet.PropContentType)
-	}
-	if m.Props.ResponseTopic != "" {
-		pr.ResponseTopic = stringBytes(m.Props.ResponseTopic)
-		pr.Set(packet.PropResponseTopic)
-	}
-	if m.Props.CorrelationData != nil {
-		pr.CorrelationData = m.Props.CorrelationData
-		pr.Set(packet.PropCorrelationData)
-	}
-	for _, u := range m.Props.User {
-		if !linkprop.IsLinkKey(u.Key) {
-			pr.User = append(pr.User, packet.UserProperty{Key: stringBytes(u.Key), Value: stringBytes(u.Value)})
-		}
-	}
-	if m.Sender != "" {
-		pr.User = append(pr.User, packet.UserProperty{Key: senderKey, Value: stringBytes(m.Sender)})
-	}
+	pubprops.Put(pr, m, d.Expiry, notLinkKey)
 	pr.User, scratch = linkprop.Tags{Origin: origin, Seq: d.Seq, QoS2: d.QoS == 2}.Append(pr.User, scratch[:0])
 	out, err := p.Append(dst, packet.V5)
 	return out, scratch, err
 }
 
-var senderKey = []byte(linkprop.Sender)
+// notLinkKey keeps the user properties that are not link properties.
+func notLinkKey(key string) bool { return !linkprop.IsLinkKey(key) }
 
 // stringBytes views a string as bytes without copying; the encoder only reads it.
 func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
