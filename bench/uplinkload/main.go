@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/ternmq/tern/internal/tcpproxy"
 )
 
 type options struct {
@@ -86,11 +88,11 @@ type result struct {
 }
 
 func run(o options) (result, error) {
-	px, err := startProxy(o.proxyListen, o.upstream)
+	px, err := tcpproxy.Listen(o.proxyListen, o.upstream)
 	if err != nil {
 		return result{}, err
 	}
-	defer px.stop()
+	defer px.Stop()
 	site := &siteProc{cmd: o.siteCmd}
 	if err := site.start(o.siteMQTT); err != nil {
 		return result{}, err
@@ -125,7 +127,7 @@ func run(o options) (result, error) {
 		select {
 		case <-cut:
 			ackedAtCut = rec.ackedCount()
-			px.cut()
+			px.Cut()
 			log.Printf("%s: link cut at %s (%d acknowledged)", o.name, time.Since(start).Round(time.Second), ackedAtCut)
 			cut = nil
 		case <-kill:
@@ -140,7 +142,7 @@ func run(o options) (result, error) {
 			ackedAtRestore = rec.ackedCount()
 			restoredAt = time.Now()
 			rec.markRestore()
-			px.restore()
+			px.Restore()
 			log.Printf("%s: link restored at %s (%d acknowledged)", o.name, time.Since(start).Round(time.Second), ackedAtRestore)
 			restore = nil
 		case <-end:

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -252,79 +251,4 @@ func dialMQTT(addr, id string, clean bool, onMsg func(string)) (*paho.Client, er
 		return nil, fmt.Errorf("connack %d", ack.ReasonCode)
 	}
 	return c, nil
-}
-
-// proxy forwards the site's link to the DR; cut drops its connections and refuses new ones.
-type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
-}
-
-func startProxy(listen, target string) (*proxy, error) {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return nil, err
-	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	go p.accept()
-	return p, nil
-}
-
-func (p *proxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			_ = c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-func (p *proxy) pipe(src, dst net.Conn) {
-	_, _ = io.Copy(dst, src)
-	_ = src.Close()
-	_ = dst.Close()
-	p.mu.Lock()
-	delete(p.conns, src)
-	delete(p.conns, dst)
-	p.mu.Unlock()
-}
-
-func (p *proxy) cut() {
-	p.mu.Lock()
-	p.down = true
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-}
-
-func (p *proxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
-}
-
-func (p *proxy) stop() {
-	_ = p.ln.Close()
-	p.cut()
 }

@@ -120,7 +120,7 @@ func TestUplinkProcesses(t *testing.T) {
 	}
 	local := collect(t, a.mqtt, "local-a", "bldg1/load/#")
 	acked.waitFor(t, func() bool { return acked.count() >= 200 }, "publishing at site a")
-	proxyA.Close()
+	proxyA.Cut()
 	a.waitLink(t, func(u uplinkState) bool { return !u.Connected }, "down")
 	before := local.count()
 	acked.waitFor(t, func() bool { return acked.count() >= 1200 && local.count() >= before+300 }, "local delivery during the outage")
@@ -158,7 +158,7 @@ func TestUplinkProcesses(t *testing.T) {
 	}
 
 	// 3. Overflow at site b.
-	proxyB.Close()
+	proxyB.Cut()
 	b.waitLink(t, func(u uplinkState) bool { return !u.Connected }, "down")
 	gapsBefore := dr.stats(t).RoutedGaps
 	for i := range 50 {

@@ -212,7 +212,7 @@ func TestUplinkOverflowDropsAndCountsGaps(t *testing.T) {
 	watch := v5(t, dr, "watch")
 	watch.sub("bldg1/#", 1)
 	waitLink(t, site, true)
-	proxy.Close()
+	proxy.Cut()
 	waitLink(t, site, false)
 	pub := v5(t, site, "pub")
 	for i := range 10 {
@@ -246,7 +246,7 @@ func TestUplinkSiteRestartKeepsTheQueue(t *testing.T) {
 	pub := v5(t, site, "pub")
 	pub.pub("bldg1/t", 1, "before")
 	watch.expect("bldg1/t", "before")
-	proxy.Close()
+	proxy.Cut()
 	waitLink(t, site, false)
 	for i := range 20 {
 		pub.pub("bldg1/t", 1, fmt.Sprint(i))
@@ -306,7 +306,7 @@ func TestUplinkQueryStaleWhileDown(t *testing.T) {
 		}
 		return topics, resp.Header.Get("X-Tern-Stale") == "true"
 	}
-	proxy.Close()
+	proxy.Cut()
 	waitLink(t, site, false)
 	v5(t, dr, "dr-pub2").publish(&paho.Publish{Topic: "bldg1/b", QoS: 1, Retain: true, Payload: []byte("2")})
 	if topics, stale := query(); !stale || fmt.Sprint(topics) != "[bldg1/a]" {
