@@ -42,6 +42,10 @@ func IsLinkKey(key string) bool {
 	return key == Origin || key == Seq || key == QoS || key == Sender
 }
 
+// NotLinkKey is IsLinkKey's negation: what an encoder for a link keeps of a message's own user
+// properties (pubprops.Put's keep).
+func NotLinkKey(key string) bool { return !IsLinkKey(key) }
+
 // ErrMalformed wraps every decoding error.
 var ErrMalformed = errors.New("malformed link property")
 

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/linkprop"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/mqtt/pubprops"
 	"github.com/ternmq/tern/internal/netio"
@@ -162,7 +163,7 @@ func (c *conn) encodePublish(dst []byte, d broker.Delivery, withAlias bool) ([]b
 	p.Props.Reset()
 	if c.version == packet.V5 {
 		if c.peer != nil {
-			pubprops.Put(&p.Props, m, d.Expiry, notLinkKey)
+			pubprops.Put(&p.Props, m, d.Expiry, linkprop.NotLinkKey)
 			c.peerTags(p, d)
 		} else {
 			pubprops.Put(&p.Props, m, d.Expiry, nil)

@@ -159,9 +159,6 @@ func (c *conn) peerTags(p *packet.Publish, d broker.Delivery) {
 	}
 }
 
-// notLinkKey keeps the user properties that are not link properties.
-func notLinkKey(key string) bool { return !linkprop.IsLinkKey(key) }
-
 // peerCode is publishCode with the peers' own refusals.
 func peerCode(err error) (packet.ReasonCode, bool) {
 	var le errLinkProperty

@@ -260,14 +260,11 @@ func appendPublish(dst []byte, p *packet.Publish, scratch []byte, d broker.Deliv
 	p.Payload = m.Payload
 	p.Props.Reset()
 	pr := &p.Props
-	pubprops.Put(pr, m, d.Expiry, notLinkKey)
+	pubprops.Put(pr, m, d.Expiry, linkprop.NotLinkKey)
 	pr.User, scratch = linkprop.Tags{Origin: origin, Seq: d.Seq, QoS2: d.QoS == 2}.Append(pr.User, scratch[:0])
 	out, err := p.Append(dst, packet.V5)
 	return out, scratch, err
 }
-
-// notLinkKey keeps the user properties that are not link properties.
-func notLinkKey(key string) bool { return !linkprop.IsLinkKey(key) }
 
 // stringBytes views a string as bytes without copying; the encoder only reads it.
 func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
