@@ -106,7 +106,7 @@ func TestReaderGrowsWithWhatArrives(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = client.(*net.TCPConn).CloseWrite()
-		_, _, _, err := r.next(time.Now().Add(5*time.Second), false)
+		_, _, _, err := r.next(time.Now().Add(5*time.Second), readWait)
 		if !errors.Is(err, io.EOF) {
 			t.Fatalf("sent %d: next = %v, want EOF", sent, err)
 		}
@@ -136,7 +136,7 @@ func TestReaderReassemblesPieces(t *testing.T) {
 			}
 		}()
 		deadline := time.Now().Add(10 * time.Second)
-		typ, flags, body, err := r.next(deadline, false)
+		typ, flags, body, err := r.next(deadline, readWait)
 		if err != nil || typ != packet.PUBLISH {
 			t.Fatalf("pieces of %d: %s %v", piece, packet.TypeName(typ), err)
 		}
@@ -144,7 +144,7 @@ func TestReaderReassemblesPieces(t *testing.T) {
 		if err := p.Decode(flags, body, packet.V311); err != nil || !bytes.Equal(p.Payload, payload) {
 			t.Fatalf("pieces of %d: payload damaged (%v)", piece, err)
 		}
-		if typ, _, _, err := r.next(deadline, false); err != nil || typ != packet.PINGREQ {
+		if typ, _, _, err := r.next(deadline, readWait); err != nil || typ != packet.PINGREQ {
 			t.Fatalf("pieces of %d: after the publish: %s %v", piece, packet.TypeName(typ), err)
 		}
 		r.close()
