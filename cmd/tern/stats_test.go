@@ -9,6 +9,7 @@ import (
 	"github.com/ternmq/tern/internal/server"
 	"github.com/ternmq/tern/internal/uplink"
 )
+
 // The session table names each session's identity, as the README shows.
 func TestStatsTableShowsIdentity(t *testing.T) {
 	var st server.Stats
