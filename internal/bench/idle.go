@@ -127,8 +127,8 @@ func Idle(ctx context.Context, cfg Config, o IdleOptions, ready func(IdleResult)
 	}
 	res.ConnectsPerSecond = float64(res.Opened) / res.ConnectSeconds
 	us := func(v uint64) float64 { return float64(v) / 1e3 }
-	res.ConnackP50, res.ConnackP99 = us(connack.Percentile(50)), us(connack.Percentile(99))
-	res.ConnackP999, res.ConnackMax = us(connack.Percentile(99.9)), us(connack.Max())
+	res.ConnackP50, res.ConnackP99 = us(connack.Percentile(0.50)), us(connack.Percentile(0.99))
+	res.ConnackP999, res.ConnackMax = us(connack.Percentile(0.999)), us(connack.Max())
 	if err != nil {
 		return res, err
 	}
