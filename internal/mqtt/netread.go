@@ -50,8 +50,9 @@ var readBufs = sync.Pool{New: func() any { return new(readBuf) }}
 // when there are bytes, giving it back whenever the socket is drained and no partial packet is
 // pending; an idle connection therefore holds no read buffer at all. It waits for bytes in Go's
 // netpoller (readWait, readLazy) or not at all (readNoWait, when the connection parks in the
-// netio.Poller instead). Other connections (TLS, WebSocket) read through net.Conn and keep their
-// buffer.
+// netio.Poller instead). Other connections (TLS, WebSocket) read through net.Conn, on a goroutine
+// that waits; they too give the buffer back when nothing is pending and wait for the first byte
+// in a field of one byte.
 type packetReader struct {
 	conn net.Conn
 	raw  syscall.RawConn
@@ -93,6 +94,8 @@ type packetReader struct {
 	nowait     bool
 	holding    bool
 	wouldBlock bool
+	// first receives the first byte a connection without a raw socket sends after a wait.
+	first [1]byte
 	// polled is set when readFD found the socket drained, so the read waited for the poller.
 	polled bool
 	// woke is set by a read that waited for the poller, or when the netio.Poller handed the
@@ -192,12 +195,7 @@ func (r *packetReader) makeRoom(total int) error {
 func (r *packetReader) compact() {
 	if r.start == r.end {
 		r.start, r.end = 0, 0
-		if r.raw != nil {
-			r.release()
-		} else if len(r.buf) > readBufSize {
-			r.buf = r.rb.data[:]
-			_ = r.charge(readBufSize)
-		}
+		r.release()
 		return
 	}
 	if r.end == len(r.buf) {
@@ -273,8 +271,23 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 		return os.ErrDeadlineExceeded
 	}
 	if r.raw == nil {
-		if err := r.acquire(); err != nil {
-			return err
+		if r.rb == nil {
+			// Nothing pending: wait for the first byte without a buffer, so that an idle TLS
+			// or WebSocket connection holds none; the rest of what arrived waits in the TLS or
+			// WebSocket reader's own buffer for the read below.
+			n, err := r.conn.Read(r.first[:])
+			if n == 0 {
+				if err == nil {
+					err = io.ErrNoProgress
+				}
+				return err
+			}
+			if err := r.acquire(); err != nil {
+				return err
+			}
+			r.buf[0], r.end = r.first[0], 1
+			r.readAt = time.Now()
+			return nil
 		}
 		n, err := r.conn.Read(r.buf[r.end:])
 		r.end += n
