@@ -22,6 +22,8 @@ declare -A BROKER_HTTP=()
 NATS_CLIENT_PORT=""
 TERN_SYNC=${TERN_SYNC:-always}
 TERN_MEMORY=${TERN_MEMORY:-0}
+# BENCH_TERN_ARGS: more arguments for the memory-only tern (word-split; a TLS listener, say).
+BENCH_TERN_ARGS=${BENCH_TERN_ARGS:-}
 DURABLE_MAX_QUEUED=${DURABLE_MAX_QUEUED:-}
 NATSCLI_VERSION=${NATSCLI_VERSION:-v0.4.0}
 
@@ -33,10 +35,17 @@ raise_nofile() {
 	log "open files limit: $(ulimit -n)"
 }
 
+# build_tern: build this tree's tern into $WORK; it is the load tool (`tern bench`) and, unless
+# BENCH_TERN_BIN names another tern binary (an earlier build, to compare before and after with
+# the same load tool), the broker under test too (TERN_SERVER).
 build_tern() {
 	log "building tern..."
 	(cd "$ROOT" && go build -o "$WORK/tern" ./cmd/tern) || die "go build failed"
 	TERN="$WORK/tern"
+	TERN_SERVER=${BENCH_TERN_BIN:-$TERN}
+	[[ -x $TERN_SERVER ]] || die "BENCH_TERN_BIN=$TERN_SERVER is not an executable"
+	[[ $TERN_SERVER != "$TERN" ]] && log "broker under test: $TERN_SERVER (load tool: this tree's tern)"
+	return 0
 }
 
 # find_bin NAME: the binary's path, looking in /usr/sbin too (not on every PATH).
@@ -97,7 +106,7 @@ wait_port() {
 start_tern() {
 	local port
 	port=$(free_port)
-	"$TERN" serve --mqtt "127.0.0.1:$port" --http "" --unix "" --data-dir "" --log-level warn >"$WORK/tern.log" 2>&1 &
+	"$TERN_SERVER" serve --mqtt "127.0.0.1:$port" --http "" --unix "" --data-dir "" --log-level warn $BENCH_TERN_ARGS >"$WORK/tern.log" 2>&1 &
 	BROKER_PID[tern]=$!
 	BROKER_PORT[tern]=$port
 	wait_port tern "$port"
@@ -124,7 +133,7 @@ start_tern_durable() {
 		printf '[session]\nmax_queued_messages = %d\nmax_queued_bytes = %d\n' \
 			"$DURABLE_MAX_QUEUED" "$((DURABLE_MAX_QUEUED * 1024))" >"$WORK/tern_durable.toml"
 	fi
-	"$TERN" serve --config "$WORK/tern_durable.toml" --mqtt "127.0.0.1:$port" "${http[@]}" --unix "" \
+	"$TERN_SERVER" serve --config "$WORK/tern_durable.toml" --mqtt "127.0.0.1:$port" "${http[@]}" --unix "" \
 		--data-dir "$data" --sync "$TERN_SYNC" --log-level warn "$@" >>"$WORK/tern_durable.log" 2>&1 &
 	BROKER_PID[tern_durable]=$!
 	BROKER_PORT[tern_durable]=$port

@@ -22,8 +22,8 @@ func newBenchCmd() *cobra.Command {
 		qos       int
 		asJSON    bool
 		reflector bool
-		idleConns int
-		hold      time.Duration
+		idle      bench.IdleOptions
+		keepAlive int
 		phase     string
 		runID     string
 		expiry    time.Duration
@@ -48,7 +48,9 @@ due meanwhile count the wait (corrected for coordinated omission). Without --rat
 schedule and latency runs from the write, so a stall shows only in the messages in flight.
 With --reflector the run targets a trivial in-process forwarder instead of a broker, which shows
 the load tool's own ceiling. With --idle-conns N it only opens N subscribed connections, prints
-a "ready" line, holds them idle for --hold, and exits (for measuring memory per connection).
+a "ready" line with the connect rate and CONNECT to CONNACK times, holds them idle for --hold
+(pinging at half of --keep-alive), with --fanout times one message to all of them, and exits
+(for measuring memory per connection, connect storms and fan-out to many connections).
 
 With --persistent the subscribers have persistent sessions under fixed client ids
 (tern-bench-<run id>-s<i>): clean session 0 in MQTT 3.1.1, clean start 0 with a session expiry
@@ -93,7 +95,7 @@ every phase the same --run-id, --topic and -s:
 			default:
 				return fmt.Errorf("--phase %q: use run, subscribe or drain", phase)
 			}
-			if phase != "run" && (reflector || idleConns > 0) {
+			if phase != "run" && (reflector || idle.Conns > 0) {
 				return errors.New("--phase cannot be combined with --reflector or --idle-conns")
 			}
 			ctx, stop := commandContext(cmd)
@@ -114,12 +116,17 @@ every phase the same --run-id, --topic and -s:
 					return fmt.Errorf("--sub-url: %w", err)
 				}
 			}
-			if idleConns > 0 {
-				if hold <= 0 {
+			if idle.Conns > 0 {
+				if idle.Hold <= 0 {
 					return errors.New("--hold must be positive")
 				}
-				res, err := bench.Idle(ctx, cfg, idleConns, hold, func(r bench.IdleResult) {
-					fmt.Fprintf(out, "ready: %d connections open and subscribed in %.2f s\n", r.Opened, r.ConnectSeconds)
+				if keepAlive < 0 || keepAlive > math.MaxUint16 {
+					return fmt.Errorf("--keep-alive %d: from 0 to %d seconds", keepAlive, math.MaxUint16)
+				}
+				idle.KeepAlive = uint16(keepAlive)
+				res, err := bench.Idle(ctx, cfg, idle, func(r bench.IdleResult) {
+					fmt.Fprintf(out, "ready: %d connections open and subscribed in %.2f s (%.0f/s, CONNECT to CONNACK p50 %.0f µs, p99 %.0f µs)\n",
+						r.Opened, r.ConnectSeconds, r.ConnectsPerSecond, r.ConnackP50, r.ConnackP99)
 				})
 				if err != nil {
 					return fmt.Errorf("%w (%d connections were open)", err, res.Opened)
@@ -127,7 +134,11 @@ every phase the same --run-id, --topic and -s:
 				if asJSON {
 					return json.NewEncoder(out).Encode(res)
 				}
-				fmt.Fprintf(out, "idle: %d connections held for %s, %d dropped by the broker\n", res.Opened, hold, res.Dropped)
+				fmt.Fprintf(out, "idle: %d connections held for %s, %d dropped by the broker\n", res.Opened, idle.Hold, res.Dropped)
+				if idle.FanOut {
+					fmt.Fprintf(out, "fan-out: %d connections had the message %.1f ms after its publish (sweeps of up to %.1f ms)\n",
+						res.FanOutReceived, res.FanOutLastMS, res.FanOutSweepMS)
+				}
 				return nil
 			}
 			if phase == "subscribe" {
@@ -180,8 +191,12 @@ every phase the same --run-id, --topic and -s:
 	f.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 10*time.Second, "timeout for each connect and subscribe")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.BoolVar(&reflector, "reflector", false, "measure against a trivial in-process forwarder (the client's ceiling)")
-	f.IntVar(&idleConns, "idle-conns", 0, "only open this many idle subscribed connections and hold them")
-	f.DurationVar(&hold, "hold", 20*time.Second, "with --idle-conns: how long to hold the connections")
+	f.IntVar(&idle.Conns, "idle-conns", 0, "only open this many idle subscribed connections and hold them")
+	f.DurationVar(&idle.Hold, "hold", 20*time.Second, "with --idle-conns: how long to hold the connections")
+	f.IntVar(&keepAlive, "keep-alive", 0, "with --idle-conns: keep alive in seconds (pinged at half of it)")
+	f.IntVar(&idle.Concurrency, "concurrency", 32, "with --idle-conns: connections being opened at once")
+	f.IntVar(&idle.SourceAddrs, "source-addrs", 1, "with --idle-conns: spread connections over 127.0.0.1 ... 127.0.0.N (mqtt:// only)")
+	f.BoolVar(&idle.FanOut, "fanout", false, "with --idle-conns: at the end of the hold, time a QoS 0 message to all of them")
 	f.BoolVar(&cfg.Persistent, "persistent", false, "subscribers use persistent sessions (removed at the end unless --keep-sessions)")
 	f.DurationVar(&expiry, "session-expiry", time.Hour, "MQTT 5 session expiry interval of persistent sessions")
 	f.BoolVar(&cfg.KeepSessions, "keep-sessions", false, "leave the persistent sessions in the broker at the end")

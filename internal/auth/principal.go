@@ -39,8 +39,16 @@ type Principal struct {
 	Expires time.Time
 
 	unrestricted bool
-	grants       []Grant
-	rules        [numActions]matcher // allow grants, per action
+	// acl is what the grants compile to; nil for an unrestricted principal, which is what every
+	// connection in open mode has, so that it costs a connection a hundred bytes, not several
+	// hundred.
+	*acl
+}
+
+// acl is a principal's compiled grants.
+type acl struct {
+	grants []Grant
+	rules  [numActions]matcher // allow grants, per action
 	// denies are the deny grants per action, asked before rules; denyAll marks an action denied
 	// everywhere (a deny whose first level had no usable placeholder value, see expandDeny).
 	denies  [numActions]matcher
@@ -68,7 +76,7 @@ func buildPrincipal(identity, clientID string, src Source, grants []Grant) *Prin
 
 // compilePrincipal is buildPrincipal with the placeholder checks decided by the caller.
 func compilePrincipal(identity, clientID string, uOK, cOK bool, src Source, grants []Grant) *Principal {
-	p := &Principal{Identity: identity, ClientID: clientID, Source: src}
+	p := &Principal{Identity: identity, ClientID: clientID, Source: src, acl: &acl{}}
 	var allow, deny [numActions][]string
 	for _, g := range grants {
 		if g.Deny {
@@ -102,7 +110,7 @@ func (p *Principal) Unrestricted() bool { return p != nil && p.unrestricted }
 // Grants returns the principal's grants with %u and %c replaced (nil for an unrestricted one); a
 // widened deny grant is listed as widened.
 func (p *Principal) Grants() []Grant {
-	if p == nil {
+	if p == nil || p.acl == nil {
 		return nil
 	}
 	return slices.Clone(p.grants)
@@ -123,7 +131,7 @@ func (p *Principal) Allow(a Action, topic string) bool {
 	if p.unrestricted {
 		return true
 	}
-	if a >= numActions || topic == "" || p.denyAll[a] || p.denies[a].match(topic) {
+	if p.acl == nil || a >= numActions || topic == "" || p.denyAll[a] || p.denies[a].match(topic) {
 		return false
 	}
 	return p.rules[a].match(topic)
@@ -143,7 +151,7 @@ func (p *Principal) AllowFilter(a Action, filter string) bool {
 	if p.unrestricted {
 		return true
 	}
-	if a >= numActions || filter == "" || p.denyAll[a] {
+	if p.acl == nil || a >= numActions || filter == "" || p.denyAll[a] {
 		return false
 	}
 	if strings.HasPrefix(filter, "$share/") {

@@ -185,7 +185,12 @@ func newRunID() uint32 {
 
 // connectAll opens n connections, up to 32 at a time.
 func connectAll(ctx context.Context, n int, open func(ctx context.Context, i int) error) error {
-	sem := make(chan struct{}, 32)
+	return connectAllN(ctx, n, 32, open)
+}
+
+// connectAllN is connectAll with at most conc connections being opened at once.
+func connectAllN(ctx context.Context, n, conc int, open func(ctx context.Context, i int) error) error {
+	sem := make(chan struct{}, max(conc, 1))
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {

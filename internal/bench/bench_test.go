@@ -195,7 +195,7 @@ func TestConfigErrors(t *testing.T) {
 func TestIdleHoldsConnections(t *testing.T) {
 	srv := startTern(t)
 	ready := make(chan IdleResult, 1)
-	res, err := Idle(context.Background(), Config{URL: "unix://" + srv.Addr("unix")}, 200, 50*time.Millisecond,
+	res, err := Idle(context.Background(), Config{URL: "unix://" + srv.Addr("unix")}, IdleOptions{Conns: 200, Hold: 50 * time.Millisecond},
 		func(r IdleResult) { ready <- r })
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +205,41 @@ func TestIdleHoldsConnections(t *testing.T) {
 	}
 	if res.Opened != 200 || res.Dropped != 0 {
 		t.Fatalf("idle: %+v", res)
+	}
+}
+
+// A fan-out reaches every idle connection, over several source addresses, and the keep alive
+// pings hold them open past 1.5 times their keep alive.
+func TestIdleFanOutOverSourceAddresses(t *testing.T) {
+	srv := startTern(t)
+	const n = 60
+	res, err := Idle(context.Background(), Config{URL: "mqtt://" + srv.Addr("mqtt")},
+		IdleOptions{Conns: n, Hold: 2 * time.Second, KeepAlive: 1, SourceAddrs: 3, FanOut: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Opened != n || res.Dropped != 0 || res.FanOutReceived != n || res.ConnackP99 <= 0 {
+		t.Fatalf("idle: %+v", res)
+	}
+}
+
+func TestHasPublish(t *testing.T) {
+	pub, _ := (&packet.Publish{Topic: []byte("a"), Payload: []byte("x")}).Append(nil, packet.V311)
+	ping := []byte{packet.PINGRESP << 4, 0}
+	for _, c := range []struct {
+		b    []byte
+		want bool
+	}{
+		{nil, false},
+		{ping, false},
+		{pub, true},
+		{append(append([]byte{}, ping...), pub...), true},
+		{append(append([]byte{}, ping...), pub[:2]...), true}, // its fixed header says PUBLISH
+		{ping[:1], false},
+	} {
+		if got := hasPublish(c.b); got != c.want {
+			t.Errorf("hasPublish(% x) = %v", c.b, got)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/ternmq/tern/internal/mqtt/packet"
@@ -16,10 +17,14 @@ type mqttConn struct {
 	nc net.Conn
 	r  *packet.Reader
 	v  packet.Version
+	// keepAlive is what the CONNECT asks for, in seconds.
+	keepAlive uint16
 	// receiveMax is the broker's Receive Maximum from a v5 CONNACK (0 when it gave none).
 	receiveMax uint16
 	// sessionPresent is the CONNACK's Session Present flag: the broker resumed a session.
 	sessionPresent bool
+	// connackIn is how long the CONNACK took after the CONNECT was written.
+	connackIn time.Duration
 }
 
 // session says how a connection treats its session. The zero value is a clean session that
@@ -32,6 +37,26 @@ type session struct {
 	expiry     uint32
 }
 
+// spreadSources makes the dialer spread its connections over the local addresses 127.0.0.1 to
+// 127.0.0.<n>, round robin: one source address reaches one broker address from fewer than 64k
+// ports. Only for mqtt:// to a loopback broker.
+func (d *dialer) spreadSources(n int) error {
+	if d.custom != nil || d.ep.Scheme != "mqtt" {
+		return errors.New("source addresses: only for mqtt:// URLs")
+	}
+	if n > 254 {
+		return fmt.Errorf("source addresses: %d, at most 254", n)
+	}
+	addr := d.ep.Addr
+	var next atomic.Uint32
+	d.custom = func(ctx context.Context) (net.Conn, error) {
+		i := next.Add(1) % uint32(n)
+		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i))}}
+		return nd.DialContext(ctx, "tcp", addr)
+	}
+	return nil
+}
+
 // dialer opens connections for a run.
 type dialer struct {
 	ep      mqttclient.Endpoint
@@ -39,6 +64,8 @@ type dialer struct {
 	custom  func(ctx context.Context) (net.Conn, error)
 	v       packet.Version
 	timeout time.Duration
+	// keepAlive is the keep alive CONNECT asks for, in seconds (0: none).
+	keepAlive uint16
 }
 
 func newDialer(cfg *Config) (*dialer, error) {
@@ -72,7 +99,7 @@ func (d *dialer) connect(ctx context.Context, clientID string, bufSize int, sess
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	c := &mqttConn{nc: nc, r: packet.NewReader(nc, bufSize, 0), v: d.v}
+	c := &mqttConn{nc: nc, r: packet.NewReader(nc, bufSize, 0), v: d.v, keepAlive: d.keepAlive}
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
@@ -89,9 +116,9 @@ func (d *dialer) connect(ctx context.Context, clientID string, bufSize int, sess
 }
 
 func (c *mqttConn) handshake(clientID string, sess session) error {
-	// Keep alive 0: a subscriber that only receives never has to ping, and the run is bounded
-	// by its own deadlines.
-	cp := packet.Connect{Version: c.v, CleanStart: !sess.persistent, ClientID: []byte(clientID)}
+	// Keep alive 0 unless asked: a subscriber that only receives never has to ping, and the run
+	// is bounded by its own deadlines.
+	cp := packet.Connect{Version: c.v, CleanStart: !sess.persistent, ClientID: []byte(clientID), KeepAlive: c.keepAlive}
 	if sess.persistent && c.v == packet.V5 {
 		cp.Props.SessionExpiry = sess.expiry
 		cp.Props.Set(packet.PropSessionExpiry)
@@ -100,10 +127,12 @@ func (c *mqttConn) handshake(clientID string, sess session) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	if _, err := c.nc.Write(out); err != nil {
 		return fmt.Errorf("sending CONNECT: %w", err)
 	}
 	typ, flags, body, err := c.r.Next()
+	c.connackIn = time.Since(start)
 	if err != nil {
 		return fmt.Errorf("waiting for CONNACK: %w", err)
 	}
@@ -130,9 +159,17 @@ func (c *mqttConn) handshake(clientID string, sess session) error {
 // subscribe sends one SUBSCRIBE and waits for its SUBACK, returning the granted QoS. Packets
 // before the SUBACK (a retained message, say) are skipped.
 func (c *mqttConn) subscribe(filter string, qos byte, deadline time.Time) (byte, error) {
+	return c.subscribeAll([]string{filter}, qos, deadline)
+}
+
+// subscribeAll is subscribe to several filters in one SUBSCRIBE; it returns the first's QoS.
+func (c *mqttConn) subscribeAll(filters []string, qos byte, deadline time.Time) (byte, error) {
 	_ = c.nc.SetDeadline(deadline)
 	defer func() { _ = c.nc.SetDeadline(time.Time{}) }()
-	s := packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte(filter), QoS: qos}}}
+	s := packet.Subscribe{PacketID: 1}
+	for _, f := range filters {
+		s.Subscriptions = append(s.Subscriptions, packet.Subscription{Filter: []byte(f), QoS: qos})
+	}
 	out, err := s.Append(nil, c.v)
 	if err != nil {
 		return 0, err
@@ -151,11 +188,13 @@ func (c *mqttConn) subscribe(filter string, qos byte, deadline time.Time) (byte,
 			if err := ack.Decode(flags, body, c.v); err != nil {
 				return 0, fmt.Errorf("bad SUBACK: %w", err)
 			}
-			if len(ack.Reasons) != 1 {
-				return 0, errors.New("SUBACK with more than one reason code")
+			if len(ack.Reasons) != len(filters) {
+				return 0, fmt.Errorf("SUBACK with %d reason codes for %d filters", len(ack.Reasons), len(filters))
 			}
-			if r := ack.Reasons[0]; r.IsError() {
-				return 0, fmt.Errorf("subscription to %s refused: %s", filter, r)
+			for i, r := range ack.Reasons {
+				if r.IsError() {
+					return 0, fmt.Errorf("subscription to %s refused: %s", filters[i], r)
+				}
 			}
 			return byte(ack.Reasons[0]), nil
 		case packet.DISCONNECT:

@@ -3,9 +3,35 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/ternmq/tern/internal/mqtt/packet"
 )
+
+// IdleOptions says how Idle opens and holds its connections.
+type IdleOptions struct {
+	// Conns is how many connections to open, each with its own subscription.
+	Conns int
+	// Hold is how long they stay open and silent once all are open.
+	Hold time.Duration
+	// KeepAlive is the keep alive each CONNECT asks for, in seconds (0: none); during the hold
+	// every connection sends a PINGREQ each KeepAlive/2, as a client would.
+	KeepAlive uint16
+	// Concurrency is how many connections are being opened at once (default 32): a connect
+	// storm of that many clients.
+	Concurrency int
+	// SourceAddrs, when above 1, spreads the connections over the local addresses 127.0.0.1 to
+	// 127.0.0.<SourceAddrs> (mqtt:// to a loopback broker only), since one source address
+	// gives one broker address fewer than 64k connections.
+	SourceAddrs int
+	// FanOut also subscribes every connection to <Topic>/fanout and, at the end of the hold,
+	// publishes one QoS 0 message there from another connection and measures how long until
+	// every connection has it.
+	FanOut bool
+}
 
 // IdleResult is what Idle measured.
 type IdleResult struct {
@@ -13,39 +39,75 @@ type IdleResult struct {
 	// Dropped counts connections the broker had closed by the end of the hold.
 	Dropped        int     `json:"dropped"`
 	ConnectSeconds float64 `json:"connect_s"`
+	// ConnectsPerSecond is Opened / ConnectSeconds: connections opened (connected and
+	// subscribed) per second during the storm.
+	ConnectsPerSecond float64 `json:"connects_per_s"`
+	// ConnackP50 ... are the CONNECT to CONNACK times of the storm, in µs.
+	ConnackP50  float64 `json:"connack_p50_us"`
+	ConnackP99  float64 `json:"connack_p99_us"`
+	ConnackP999 float64 `json:"connack_p99_9_us"`
+	ConnackMax  float64 `json:"connack_max_us"`
+	// FanOutReceived counts the connections that got the fan-out message, and FanOutLastMS is
+	// when the last of them had it, in ms after the publish was written. Readiness is checked
+	// by sweeping the connections with non-blocking reads, so the figure is late by at most one
+	// sweep (FanOutSweepMS, the longest one).
+	FanOutReceived int     `json:"fanout_received,omitempty"`
+	FanOutLastMS   float64 `json:"fanout_last_ms,omitempty"`
+	FanOutSweepMS  float64 `json:"fanout_sweep_ms,omitempty"`
 }
 
-// Idle opens conns connections, each with one subscription (cfg.Topic/idle/<i>, at cfg.QoS),
-// calls ready once all are open, keeps them open and silent for hold (or until ctx ends), and
-// closes them. It is for measuring a broker's memory per idle connection.
-func Idle(ctx context.Context, cfg Config, conns int, hold time.Duration, ready func(IdleResult)) (IdleResult, error) {
-	cfg.Publishers = 1 // normalize insists on one; Idle publishes nothing
+// fanOutWait bounds the wait for a fan-out message to reach every connection.
+const fanOutWait = 60 * time.Second
+
+// Idle opens o.Conns connections, each with one subscription (cfg.Topic/idle/<i>, at cfg.QoS;
+// persistent sessions with cfg.Persistent), calls ready once all are open, keeps them open and
+// silent (but for keep alive pings) for o.Hold or until ctx ends, optionally measures a fan-out
+// to all of them, and closes them. It is for measuring a broker's memory per idle connection,
+// its connect rate and how fast it reaches many idle connections.
+func Idle(ctx context.Context, cfg Config, o IdleOptions, ready func(IdleResult)) (IdleResult, error) {
+	cfg.Publishers = 1 // normalize insists on one; Idle publishes nothing but the fan-out
 	if cfg.Duration <= 0 {
-		cfg.Duration = hold
+		cfg.Duration = o.Hold
 	}
 	if err := cfg.normalize(); err != nil {
 		return IdleResult{}, err
 	}
-	if conns < 1 {
-		return IdleResult{}, fmt.Errorf("idle connections: %d", conns)
+	if o.Conns < 1 {
+		return IdleResult{}, fmt.Errorf("idle connections: %d", o.Conns)
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 32
 	}
 	d, err := newDialer(&cfg)
 	if err != nil {
 		return IdleResult{}, err
 	}
+	if o.SourceAddrs > 1 {
+		if err := d.spreadSources(o.SourceAddrs); err != nil {
+			return IdleResult{}, err
+		}
+	}
+	d.keepAlive = o.KeepAlive
+	sess := session{persistent: cfg.Persistent, expiry: cfg.SessionExpiry}
 	prefix := fmt.Sprintf("%s-idle-%08x", cfg.ClientPrefix, newRunID())
-	cs := make([]*mqttConn, conns)
+	cs := make([]*mqttConn, o.Conns)
 	var mu sync.Mutex
+	var connack Histogram
 	begin := time.Now()
-	err = connectAll(ctx, conns, func(ctx context.Context, i int) error {
-		c, err := d.connect(ctx, fmt.Sprintf("%s-%d", prefix, i), 512, session{})
+	err = connectAllN(ctx, o.Conns, o.Concurrency, func(ctx context.Context, i int) error {
+		c, err := d.connect(ctx, fmt.Sprintf("%s-%d", prefix, i), 512, sess)
 		if err != nil {
 			return fmt.Errorf("connection %d: %w", i, err)
 		}
 		mu.Lock()
 		cs[i] = c
+		connack.Record(uint64(c.connackIn))
 		mu.Unlock()
-		if _, err := c.subscribe(fmt.Sprintf("%s/idle/%d", cfg.Topic, i), cfg.QoS, time.Now().Add(cfg.ConnectTimeout)); err != nil {
+		filters := []string{fmt.Sprintf("%s/idle/%d", cfg.Topic, i)}
+		if o.FanOut {
+			filters = append(filters, cfg.Topic+"/fanout")
+		}
+		if _, err := c.subscribeAll(filters, cfg.QoS, time.Now().Add(cfg.ConnectTimeout)); err != nil {
 			return fmt.Errorf("connection %d: %w", i, err)
 		}
 		return nil
@@ -63,26 +125,130 @@ func Idle(ctx context.Context, cfg Config, conns int, hold time.Duration, ready 
 			res.Opened++
 		}
 	}
+	res.ConnectsPerSecond = float64(res.Opened) / res.ConnectSeconds
+	us := func(v uint64) float64 { return float64(v) / 1e3 }
+	res.ConnackP50, res.ConnackP99 = us(connack.Percentile(0.50)), us(connack.Percentile(0.99))
+	res.ConnackP999, res.ConnackMax = us(connack.Percentile(0.999)), us(connack.Max())
 	if err != nil {
 		return res, err
 	}
 	if ready != nil {
 		ready(res)
 	}
-	t := time.NewTimer(hold)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
+	holdIdle(ctx, cs, o)
+	if o.FanOut && ctx.Err() == nil {
+		if err := fanOut(ctx, d, &cfg, prefix, cs, &res); err != nil {
+			return res, err
+		}
 	}
-	// A live idle connection has nothing to read: the read times out at once. A closed one
-	// reports EOF or a reset.
-	var one [1]byte
+	// A live idle connection has nothing to read but PINGRESPs; a closed one reports the end.
 	for _, c := range cs {
-		_ = c.nc.SetReadDeadline(time.Now())
-		if _, err := c.nc.Read(one[:]); err != nil && !isEndOfRun(err) {
+		if _, alive := peek(c.nc, nil); !alive {
 			res.Dropped++
 		}
 	}
 	return res, nil
+}
+
+// holdIdle waits out o.Hold (or ctx), pinging every connection each KeepAlive/2.
+func holdIdle(ctx context.Context, cs []*mqttConn, o IdleOptions) {
+	end := time.NewTimer(o.Hold)
+	defer end.Stop()
+	var tick <-chan time.Time
+	if o.KeepAlive > 0 {
+		t := time.NewTicker(time.Duration(o.KeepAlive) * time.Second / 2)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-end.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick:
+			for _, c := range cs {
+				_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = c.nc.Write([]byte{packet.PINGREQ << 4, 0})
+			}
+		}
+	}
+}
+
+// fanOut publishes one QoS 0 message to <Topic>/fanout from a connection of its own and sweeps
+// the idle connections with non-blocking reads until each has a PUBLISH (or fanOutWait).
+func fanOut(ctx context.Context, d *dialer, cfg *Config, prefix string, cs []*mqttConn, res *IdleResult) error {
+	pub, err := d.connect(ctx, prefix+"-fanout", 512, session{})
+	if err != nil {
+		return fmt.Errorf("fan-out publisher: %w", err)
+	}
+	defer pub.disconnect()
+	msg, err := (&packet.Publish{Topic: []byte(cfg.Topic + "/fanout"), Payload: []byte("fan-out")}).Append(nil, pub.v)
+	if err != nil {
+		return err
+	}
+	got := make([]bool, len(cs))
+	buf := make([]byte, 4096)
+	start := time.Now()
+	_ = pub.nc.SetWriteDeadline(start.Add(cfg.ConnectTimeout))
+	if _, err := pub.nc.Write(msg); err != nil {
+		return fmt.Errorf("fan-out publish: %w", err)
+	}
+	var sweepMax time.Duration
+	for res.FanOutReceived < len(cs) && time.Since(start) < fanOutWait && ctx.Err() == nil {
+		sweep := time.Now()
+		for i, c := range cs {
+			if got[i] {
+				continue
+			}
+			if b, _ := peek(c.nc, buf); hasPublish(b) {
+				got[i] = true
+				res.FanOutReceived++
+				res.FanOutLastMS = float64(time.Since(start).Microseconds()) / 1e3
+			}
+		}
+		sweepMax = max(sweepMax, time.Since(sweep))
+	}
+	res.FanOutSweepMS = float64(sweepMax.Microseconds()) / 1e3
+	if res.FanOutReceived < len(cs) {
+		return fmt.Errorf("fan-out: %d of %d connections got the message within %s", res.FanOutReceived, len(cs), fanOutWait)
+	}
+	return nil
+}
+
+// hasPublish reports whether b, read from an idle connection, holds a PUBLISH: it walks the
+// packets' fixed headers (PINGRESPs come between). A packet cut short at the end is not one.
+func hasPublish(b []byte) bool {
+	for len(b) > 0 {
+		typ, _, rem, hl, err := packet.ParseFixedHeader(b)
+		if err != nil {
+			return false
+		}
+		if typ == packet.PUBLISH {
+			return true
+		}
+		if hl+rem > len(b) {
+			return false
+		}
+		b = b[hl+rem:]
+	}
+	return false
+}
+
+// peek reads what the connection has now without waiting, into buf (nil: a scratch byte), and
+// reports whether it is still open: a read that finds nothing is open, one that finds the end
+// or an error is not. Connections without a descriptor (TLS, WebSocket) count as open.
+func peek(nc net.Conn, buf []byte) ([]byte, bool) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil, true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, false
+	}
+	if buf == nil {
+		buf = make([]byte, 64)
+	}
+	return peekRaw(rc, buf)
 }

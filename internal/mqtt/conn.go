@@ -22,9 +22,12 @@ import (
 // conn is one MQTT network connection. Its reader goroutine runs serve; deliveries arrive through
 // the broker.Sink methods in outbound.go from any goroutine.
 type conn struct {
-	srv      *Server
-	nc       net.Conn
-	rd       *packetReader
+	srv *Server
+	nc  net.Conn
+	rd  *packetReader
+	// watch parks the connection in the poller while it is idle (TCP and Unix sockets on
+	// Linux; nil otherwise).
+	watch    *netio.Watch
 	version  packet.Version
 	clientID string
 	client   *broker.Client
@@ -90,20 +93,21 @@ func (c *conn) serve() {
 	c.loop(false)
 }
 
-// handoffAfter is how long a goroutine that has handled packets waits for more before it hands the
-// wait to a fresh goroutine (see loop).
+// handoffAfter is how long a goroutine that has handled packets waits for more before the
+// connection parks (see loop).
 const handoffAfter = time.Second
 
-// loop reads and handles packets until the connection ends.
+// loop reads and handles packets until the connection ends or parks.
 //
 // When a TCP or Unix socket has been quiet for handoffAfter, or has drained while maxLazyWaiters
-// other connections are already waiting that way, loop hands the wait over to a new goroutine and
-// returns. The goroutine that handled packets may have grown its stack to several
-// KiB, and Go shrinks stacks only during garbage collection; the new one starts at the minimum, so
-// an idle connection costs a small stack and, with the pooled buffers, little else. A busy
-// connection keeps its goroutine: starting one per burst would cost a wake-up on every round trip.
-// fresh is true on a goroutine that has not handled a packet yet, which waits out the keep alive
-// instead of handing over again. TLS and WebSocket connections always wait, so for them loop
+// other connections are already waiting that way, the connection parks in the netio.Poller and
+// loop returns: an idle connection holds no goroutine, and the poller hands it to a worker (Ready)
+// once bytes arrive, its keep alive runs out or it is ending. A busy connection keeps its
+// goroutine for that second: handing it over at every drain would cost a wake-up on every round
+// trip. fresh is true on a goroutine that has not handled a packet yet: woken by the poller, it
+// reads what is there without waiting and parks again when there is nothing. Without a poller
+// (not Linux) the wait is handed to a fresh goroutine instead, which starts with a minimal stack
+// and waits out the keep alive. TLS and WebSocket connections always wait, so for them loop
 // returns only when the connection ends.
 //
 // Keep alive counts whole packets: the deadline is 1.5 times the keep alive after the read that
@@ -111,14 +115,20 @@ const handoffAfter = time.Second
 func (c *conn) loop(fresh bool) {
 	for {
 		wait, lazy := readDeadline(c.rd.lastPacket, c.rd.readAt, c.keepAlive, !fresh && c.rd.raw != nil)
-		typ, flags, body, err := c.rd.next(wait, lazy)
-		if err == errWouldBlock {
-			go c.loop(true)
-			return
+		mode := readWait
+		switch {
+		case lazy:
+			mode = readLazy
+		case fresh && c.watch != nil:
+			mode = readNoWait
 		}
-		if lazy && errors.Is(err, os.ErrDeadlineExceeded) && !c.rd.stop.Load() {
-			go c.loop(true)
-			return
+		typ, flags, body, err := c.rd.next(wait, mode)
+		if err == errWouldBlock || lazy && errors.Is(err, os.ErrDeadlineExceeded) && !c.rd.stop.Load() {
+			if c.park() {
+				return
+			}
+			fresh = true
+			continue
 		}
 		fresh = false
 		if err == nil && typ == packet.PUBLISH && c.rd.tookWake() {
@@ -144,6 +154,26 @@ func (c *conn) loop(fresh bool) {
 			return
 		}
 	}
+}
+
+// park hands the connection's wait to the poller, with its keep-alive deadline, and reports
+// whether it did: then the caller's goroutine must return without touching the connection.
+// Without a poller a fresh goroutine takes the wait over. It reports false when the socket could
+// not be parked (it is closing): the caller reads on and meets the end.
+func (c *conn) park() bool {
+	if c.watch == nil {
+		go c.loop(true)
+		return true
+	}
+	deadline, _ := readDeadline(c.rd.lastPacket, c.rd.readAt, c.keepAlive, false)
+	return c.watch.Arm(deadline) == nil
+}
+
+// Ready implements netio.Handler: the parked connection is readable, its deadline passed, or it
+// is ending; a worker of the poller runs it until it parks again.
+func (c *conn) Ready() {
+	c.rd.woke = true
+	c.loop(true)
 }
 
 // readDeadline is when the reader's next wait ends. The keep-alive deadline is 1.5 times the keep
@@ -191,6 +221,9 @@ func (c *conn) fail(err error) {
 func (c *conn) finish() {
 	c.batch.Flush()
 	c.rd.close()
+	if c.watch != nil {
+		c.watch.Close()
+	}
 	if c.client != nil {
 		c.client.Disconnect(broker.DisconnectRequest{
 			Graceful:    c.graceful,
@@ -204,10 +237,14 @@ func (c *conn) finish() {
 	c.srv.connClosed(c)
 }
 
-// StopReading implements netio.Events: the connection is ending, so the reader stops waiting.
+// StopReading implements netio.Events: the connection is ending, so the reader stops waiting,
+// in Go's netpoller or parked in the poller.
 func (c *conn) StopReading() {
 	c.rd.stop.Store(true)
 	netio.WakeReader(c.nc)
+	if c.watch != nil {
+		c.watch.Wake()
+	}
 }
 
 // Room implements netio.Events: a queue that refused a QoS 0 message has drained.
@@ -221,7 +258,7 @@ func (c *conn) Room() {
 func (c *conn) handshake() error {
 	// The whole CONNECT must arrive within the connect timeout of the accept, however it trickles.
 	deadline := c.rd.readAt.Add(c.srv.cfg.ConnectTimeout)
-	typ, flags, body, err := c.rd.next(deadline, false)
+	typ, flags, body, err := c.rd.next(deadline, readWait)
 	if err != nil {
 		if errors.Is(err, errConnectMemory) {
 			c.srv.stats.ConnectMemoryFull.Add(1)

@@ -14,6 +14,21 @@ import (
 	"github.com/ternmq/tern/internal/mqtt/packet"
 )
 
+// readMode is how a read that finds the socket drained waits.
+type readMode uint8
+
+const (
+	// readWait waits until the deadline.
+	readWait readMode = iota
+	// readLazy is a read on a goroutine that has handled packets: on a raw socket it waits only
+	// while fewer than maxLazyWaiters others do, and otherwise returns errWouldBlock.
+	readLazy
+	// readNoWait never waits on a raw socket: drained, it returns errWouldBlock, or
+	// os.ErrDeadlineExceeded once the deadline has passed. It is the read of a connection the
+	// poller woke, which parks again rather than hold a goroutine.
+	readNoWait
+)
+
 // readBufSize is the pooled read buffer. Larger packets get a buffer of their own for as long as
 // they take to arrive.
 const readBufSize = 16 << 10
@@ -31,11 +46,13 @@ var readBufs = sync.Pool{New: func() any { return new(readBuf) }}
 
 // packetReader frames MQTT packets out of a connection.
 //
-// On TCP and Unix sockets it waits for readability through syscall.RawConn and takes a buffer from
-// the pool only when there are bytes, giving it back whenever the socket is drained and no partial
-// packet is pending. An idle connection therefore holds no read buffer at all, which is most of what makes
-// thousands of idle clients cheap. Other connections (TLS, WebSocket) read through net.Conn and
-// keep their buffer.
+// On TCP and Unix sockets it reads through syscall.RawConn and takes a buffer from the pool only
+// when there are bytes, giving it back whenever the socket is drained and no partial packet is
+// pending; an idle connection therefore holds no read buffer at all. It waits for bytes in Go's
+// netpoller (readWait, readLazy) or not at all (readNoWait, when the connection parks in the
+// netio.Poller instead). Other connections (TLS, WebSocket) read through net.Conn, on a goroutine
+// that waits; they too give the buffer back when nothing is pending and wait for the first byte
+// in a field of one byte.
 type packetReader struct {
 	conn net.Conn
 	raw  syscall.RawConn
@@ -74,11 +91,15 @@ type packetReader struct {
 	n          int
 	rerr       error
 	lazy       bool
+	nowait     bool
 	holding    bool
 	wouldBlock bool
+	// first receives the first byte a connection without a raw socket sends after a wait.
+	first [1]byte
 	// polled is set when readFD found the socket drained, so the read waited for the poller.
 	polled bool
-	// woke is set by a read that waited for the poller and cleared by tookWake.
+	// woke is set by a read that waited for the poller, or when the netio.Poller handed the
+	// connection back, and cleared by tookWake.
 	woke bool
 }
 
@@ -106,10 +127,8 @@ func newPacketReader(c net.Conn, maxSize int) *packetReader {
 
 // next returns the next whole packet; body aliases the buffer until the following call.
 // deadline bounds the wait for bytes (zero: no bound); when it passes, next returns
-// os.ErrDeadlineExceeded. lazy is a read on a goroutine that has handled packets: on a raw socket
-// it waits only while fewer than maxLazyWaiters others do, and otherwise returns errWouldBlock
-// when the socket is drained.
-func (r *packetReader) next(deadline time.Time, lazy bool) (typ, flags byte, body []byte, err error) {
+// os.ErrDeadlineExceeded. mode says whether and how a drained raw socket is waited for.
+func (r *packetReader) next(deadline time.Time, mode readMode) (typ, flags byte, body []byte, err error) {
 	for {
 		if r.buf != nil && r.end > r.start {
 			data := r.buf[r.start:r.end]
@@ -131,7 +150,7 @@ func (r *packetReader) next(deadline time.Time, lazy bool) (typ, flags byte, bod
 				return 0, 0, nil, perr
 			}
 		}
-		if err := r.fill(deadline, lazy); err != nil {
+		if err := r.fill(deadline, mode); err != nil {
 			return 0, 0, nil, err
 		}
 	}
@@ -176,12 +195,7 @@ func (r *packetReader) makeRoom(total int) error {
 func (r *packetReader) compact() {
 	if r.start == r.end {
 		r.start, r.end = 0, 0
-		if r.raw != nil {
-			r.release()
-		} else if len(r.buf) > readBufSize {
-			r.buf = r.rb.data[:]
-			_ = r.charge(readBufSize)
-		}
+		r.release()
 		return
 	}
 	if r.end == len(r.buf) {
@@ -235,11 +249,18 @@ func (r *packetReader) loggedIn(maxSize int) {
 }
 
 // fill reads more bytes after what is pending.
-func (r *packetReader) fill(deadline time.Time, lazy bool) error {
+func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 	if r.beforeRead != nil {
 		r.beforeRead()
 	}
 	r.compact()
+	nowait := mode == readNoWait && r.raw != nil
+	due := deadline
+	if nowait {
+		// No wait here: the deadline is the caller's to check, and one left on the socket by
+		// an earlier wait must not fail this read.
+		deadline = time.Time{}
+	}
 	if !deadline.Equal(r.armed) {
 		if err := r.conn.SetReadDeadline(deadline); err != nil {
 			return err
@@ -250,8 +271,23 @@ func (r *packetReader) fill(deadline time.Time, lazy bool) error {
 		return os.ErrDeadlineExceeded
 	}
 	if r.raw == nil {
-		if err := r.acquire(); err != nil {
-			return err
+		if r.rb == nil {
+			// Nothing pending: wait for the first byte without a buffer, so that an idle TLS
+			// or WebSocket connection holds none; the rest of what arrived waits in the TLS or
+			// WebSocket reader's own buffer for the read below.
+			n, err := r.conn.Read(r.first[:])
+			if n == 0 {
+				if err == nil {
+					err = io.ErrNoProgress
+				}
+				return err
+			}
+			if err := r.acquire(); err != nil {
+				return err
+			}
+			r.buf[0], r.end = r.first[0], 1
+			r.readAt = time.Now()
+			return nil
 		}
 		n, err := r.conn.Read(r.buf[r.end:])
 		r.end += n
@@ -264,7 +300,7 @@ func (r *packetReader) fill(deadline time.Time, lazy bool) error {
 		}
 		return err
 	}
-	r.n, r.rerr, r.lazy, r.wouldBlock, r.polled = 0, nil, lazy && r.waiters != nil, false, false
+	r.n, r.rerr, r.lazy, r.nowait, r.wouldBlock, r.polled = 0, nil, mode == readLazy && r.waiters != nil, nowait, false, false
 	err := r.raw.Read(r.readFn)
 	if r.holding {
 		r.holding = false
@@ -274,6 +310,9 @@ func (r *packetReader) fill(deadline time.Time, lazy bool) error {
 		return err
 	}
 	switch {
+	case r.wouldBlock && !due.IsZero() && !time.Now().Before(due):
+		// Drained at the deadline (only a readNoWait read returns drained with one).
+		return os.ErrDeadlineExceeded
 	case r.wouldBlock:
 		return errWouldBlock
 	case r.rerr != nil:
@@ -315,6 +354,10 @@ func (r *packetReader) readFD(fd uintptr) bool {
 	// Drained: hold no buffer while waiting for the socket to become readable.
 	if r.end == 0 {
 		r.release()
+	}
+	if r.nowait {
+		r.wouldBlock = true
+		return true
 	}
 	if r.lazy && !r.holding {
 		if r.waiters.Add(1) > maxLazyWaiters {
@@ -368,7 +411,7 @@ func (r *packetReader) connectVersion(deadline time.Time) packet.Version {
 			}
 			return 0
 		}
-		if r.fill(deadline, false) != nil {
+		if r.fill(deadline, readWait) != nil {
 			return 0
 		}
 	}

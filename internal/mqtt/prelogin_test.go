@@ -3,9 +3,11 @@ package mqtt
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -106,7 +108,7 @@ func TestReaderGrowsWithWhatArrives(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = client.(*net.TCPConn).CloseWrite()
-		_, _, _, err := r.next(time.Now().Add(5*time.Second), false)
+		_, _, _, err := r.next(time.Now().Add(5*time.Second), readWait)
 		if !errors.Is(err, io.EOF) {
 			t.Fatalf("sent %d: next = %v, want EOF", sent, err)
 		}
@@ -136,7 +138,7 @@ func TestReaderReassemblesPieces(t *testing.T) {
 			}
 		}()
 		deadline := time.Now().Add(10 * time.Second)
-		typ, flags, body, err := r.next(deadline, false)
+		typ, flags, body, err := r.next(deadline, readWait)
 		if err != nil || typ != packet.PUBLISH {
 			t.Fatalf("pieces of %d: %s %v", piece, packet.TypeName(typ), err)
 		}
@@ -144,7 +146,7 @@ func TestReaderReassemblesPieces(t *testing.T) {
 		if err := p.Decode(flags, body, packet.V311); err != nil || !bytes.Equal(p.Payload, payload) {
 			t.Fatalf("pieces of %d: payload damaged (%v)", piece, err)
 		}
-		if typ, _, _, err := r.next(deadline, false); err != nil || typ != packet.PINGREQ {
+		if typ, _, _, err := r.next(deadline, readWait); err != nil || typ != packet.PINGREQ {
 			t.Fatalf("pieces of %d: after the publish: %s %v", piece, packet.TypeName(typ), err)
 		}
 		r.close()
@@ -278,5 +280,49 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 			t.Fatalf("%s: not within %v", what, timeout)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// A reader on a connection it cannot poll (TLS, WebSocket: here a pipe) holds no buffer while it
+// waits for bytes: it takes the pooled buffer once they arrive, as on a raw socket, so an idle
+// TLS connection does not keep 16 KiB. The connect budget shows what it holds.
+func TestReaderOverAnyConnHoldsNoBufferWhileWaiting(t *testing.T) {
+	srv, cli := net.Pipe()
+	defer srv.Close()
+	defer cli.Close()
+	budget := &connectBudget{max: 1 << 30}
+	r := newPacketReader(srv, 1<<20)
+	r.budget = budget
+	defer r.close()
+	ping, _ := (&packet.Pingreq{}).Append(nil, packet.V311)
+	got := make(chan error, 1)
+	read := func() {
+		typ, _, _, err := r.next(time.Now().Add(10*time.Second), readWait)
+		if err == nil && typ != packet.PINGREQ {
+			err = fmt.Errorf("read %s", packet.TypeName(typ))
+		}
+		got <- err
+	}
+	for i := range 2 {
+		go read()
+		// Wait until the reader is waiting with nothing held, then send it a packet.
+		for deadline := time.Now().Add(2 * time.Second); budget.used.Load() != 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("read %d: waiting for bytes holds %d bytes", i, budget.used.Load())
+			}
+			runtime.Gosched()
+		}
+		_ = cli.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := cli.Write(ping); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no packet")
+		}
 	}
 }

@@ -123,6 +123,8 @@ type Server struct {
 	connecting connectBudget
 	lim        netio.Limits
 	conns      *netio.Registry[*conn]
+	// poller holds idle TCP and Unix connections without a goroutine each (nil: none here).
+	poller *netio.Poller
 }
 
 // NewServer returns an MQTT face for b.
@@ -153,6 +155,11 @@ func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 		conns:  netio.NewRegistry[*conn](log),
 	}
 	s.connecting.max = cfg.ConnectMemory
+	if p, err := netio.DefaultPoller(); err == nil {
+		s.poller = p
+	} else {
+		log.Debug("connections wait on goroutines", "err", err)
+	}
 	return s
 }
 
@@ -183,6 +190,10 @@ func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.
 	c.rd.beforeRead = c.batch.Flush
 	c.rd.waiters = &s.lazyWaiters
 	c.rd.budget = &s.connecting
+	if c.rd.raw != nil && s.poller != nil {
+		// Without a watch the connection waits on goroutines, as elsewhere.
+		c.watch, _ = s.poller.Watch(c.rd.raw, c)
+	}
 	if !s.conns.Add(c) {
 		_ = nc.Close()
 		return

@@ -201,6 +201,17 @@ func TestHardLimitCloses(t *testing.T) {
 	}
 }
 
+// A connection closed at once tells its face to stop reading, as an ending one does: a reader
+// parked in the Poller is not woken by the close (the socket just leaves the epoll set), so
+// without this its connection would never finish.
+func TestCloseNowStopsTheReader(t *testing.T) {
+	c, ev, _, _ := pair(t, Limits{}, 0)
+	c.CloseNow(errors.New("test"))
+	if n := ev.stopped.Load(); n != 1 || !c.Stopping() {
+		t.Fatalf("StopReading called %d times, Stopping %v; want once, true", n, c.Stopping())
+	}
+}
+
 // A blocking write that takes longer than Limits.WriteTimeout closes the connection and counts a
 // slow consumer.
 func TestWriteTimeoutIsASlowConsumer(t *testing.T) {

@@ -80,8 +80,10 @@ func (c *Conn) closeLocked(error) {
 	}
 	c.closed = true
 	c.stop.Store(true)
-	// Closing wakes a reader waiting on the connection.
+	// Closing wakes a reader waiting on the connection, but not one parked in the Poller: the
+	// socket leaves the epoll set silently when it closes.
 	_ = c.nc.Close()
+	c.ev.StopReading()
 	if !c.flushing {
 		c.releaseLocked()
 	}

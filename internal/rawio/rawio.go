@@ -11,14 +11,19 @@ import (
 )
 
 // Writer makes non-blocking writes on one socket. Its zero value, and a Writer for any other
-// kind of connection (TLS, WebSocket), is not Able. One goroutine at a time may use it.
+// kind of connection (TLS, WebSocket), is not Able. It is small, since every connection holds
+// one; the state of a write is in an Op, which the caller holds only while it has bytes to write.
 type Writer struct {
 	raw syscall.RawConn
-	// State of one write, kept here so writeFn (bound once) allocates nothing per write.
-	writeFn func(fd uintptr) bool
-	b       []byte
-	n       int
-	err     error
+}
+
+// Op is the state of one write, kept by the caller so that a write allocates nothing: the
+// callback the runtime calls is bound once per Op. One goroutine at a time may use it.
+type Op struct {
+	fn  func(fd uintptr) bool
+	b   []byte
+	n   int
+	err error
 }
 
 // NewWriter returns a Writer for c, Able when c is a TCP or Unix socket.
@@ -36,40 +41,41 @@ func NewWriter(c net.Conn) Writer {
 // Able reports whether TryWrite may be used.
 func (w *Writer) Able() bool { return w.raw != nil }
 
-// TryWrite writes what the socket takes now; n < len(b) with a nil error means it is full.
+// TryWrite writes what the socket takes now, through op; n < len(b) with a nil error means it is
+// full.
 //
 // A write deadline that has passed does not fail it. Such a deadline is a blocking writer's,
 // left behind when that write finished: TryWrite reports nothing written, so the caller hands the
 // bytes to its blocking writer, which arms a fresh deadline.
-func (w *Writer) TryWrite(b []byte) (int, error) {
-	if w.writeFn == nil {
-		w.writeFn = w.writeFD
+func (w *Writer) TryWrite(op *Op, b []byte) (int, error) {
+	if op.fn == nil {
+		op.fn = op.writeFD
 	}
-	w.b, w.n, w.err = b, 0, nil
-	err := w.raw.Write(w.writeFn)
-	w.b = nil
+	op.b, op.n, op.err = b, 0, nil
+	err := w.raw.Write(op.fn)
+	op.b = nil
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	if w.err == syscall.EAGAIN {
+	if op.err == syscall.EAGAIN {
 		return 0, nil
 	}
-	return w.n, w.err
+	return op.n, op.err
 }
 
 // writeFD makes one write attempt and never asks the poller to wait.
-func (w *Writer) writeFD(fd uintptr) bool {
+func (op *Op) writeFD(fd uintptr) bool {
 	for {
-		w.n, w.err = syscall.Write(int(fd), w.b)
-		if w.err != syscall.EINTR {
+		op.n, op.err = syscall.Write(int(fd), op.b)
+		if op.err != syscall.EINTR {
 			break
 		}
 	}
-	if w.n < 0 {
-		w.n = 0
+	if op.n < 0 {
+		op.n = 0
 	}
 	return true
 }

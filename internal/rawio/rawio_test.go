@@ -15,6 +15,7 @@ func TestTryWriteStopsWhenFullAndLosesNothing(t *testing.T) {
 	_ = peer.(*net.TCPConn).SetReadBuffer(64 << 10)
 
 	w := NewWriter(c)
+	var op Op
 	if !w.Able() {
 		t.Fatal("a TCP connection is not Able")
 	}
@@ -27,7 +28,7 @@ func TestTryWriteStopsWhenFullAndLosesNothing(t *testing.T) {
 		for j := range chunk {
 			chunk[j] = byte(i + j)
 		}
-		n, err := w.TryWrite(chunk)
+		n, err := w.TryWrite(&op, chunk)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,13 +65,14 @@ func TestTryWriteIgnoresAStaleDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := NewWriter(a)
-	if n, err := w.TryWrite([]byte("x")); n != 0 || err != nil {
+	var op Op
+	if n, err := w.TryWrite(&op, []byte("x")); n != 0 || err != nil {
 		t.Fatalf("TryWrite after the deadline: %d, %v; want 0, nil", n, err)
 	}
 	if err := a.SetWriteDeadline(time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := w.TryWrite([]byte("y")); n != 1 || err != nil {
+	if n, err := w.TryWrite(&op, []byte("y")); n != 1 || err != nil {
 		t.Fatalf("TryWrite with the deadline cleared: %d, %v", n, err)
 	}
 	buf := make([]byte, 1)

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# bench/connections.sh: many connections to tern, Mosquitto and nats-server (MQTT 3.1.1, TCP),
+# side by side in one run, with the same load tool (`tern bench --idle-conns`):
+#
+#   idle     memory per idle connection: RSS (VmRSS) before and after N connections, each
+#            subscribed to its own topic, keep alive 60 s (pinged every 30 s), sit idle
+#   storm    the same N connections opened 128 at a time: connections per second (CONNECT,
+#            CONNACK, SUBSCRIBE, SUBACK each) and CONNECT to CONNACK p50/p99; again with
+#            persistent sessions (clean session 0)
+#   big      BIG connections (default 100,000) over several loopback source addresses
+#            (127.0.0.1, .2, ...; one address reaches one port from fewer than 64k ports): time
+#            to open them all, memory per connection (each has two subscriptions: its own topic
+#            and the fan-out topic), and a fan-out 1 -> BIG at QoS 0: time until the last
+#            connection has the message (seen by sweeping the connections with non-blocking
+#            reads, so late by at most one sweep; the sweep time is printed)
+#
+# Each broker is started fresh on 127.0.0.1 for each part and stopped by PID. The broker and the
+# load tool each need a descriptor per connection: the script raises the open files limit
+# (ulimit -n) as far as the hard limit allows and, when that is below what BIG needs, lowers BIG
+# to fit and says so. Every load run is bounded by timeout. The table shows the figures and the
+# ratios tern/mosquitto and tern/nats (below 1: tern uses less memory or time; above 1 for rates:
+# tern is faster). Results go to bench/results/connections-<time>/.
+#
+# Usage: bench/connections.sh [--conns N] [--big N] [--only tern|mosquitto|nats[,...]]
+#                             [--parts idle,storm,big]
+#   BENCH_TERN_BIN=/path/to/tern measures that tern binary (an earlier build) instead of this
+#   tree's; the load tool is always this tree's.
+set -euo pipefail
+
+CONNS=5000
+BIG=100000
+ONLY=""
+PARTS="idle,storm,big"
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+	case $1 in
+	--conns) CONNS=${2:?}; shift 2 ;;
+	--big) BIG=${2:?}; shift 2 ;;
+	--only) ONLY=${2:?}; shift 2 ;;
+	--parts) PARTS=${2:?}; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+[[ $CONNS =~ ^[1-9][0-9]*$ ]] || { echo "--conns must be a positive number" >&2; exit 2; }
+[[ $BIG =~ ^[1-9][0-9]*$ ]] || { echo "--big must be a positive number" >&2; exit 2; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tern-conns.XXXXXX")
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+BENCH_PID=""
+cleanup() {
+	[[ -n $BENCH_PID ]] && kill "$BENCH_PID" 2>/dev/null
+	stop_all
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+BROKERS=(tern mosquitto nats)
+[[ -n $ONLY ]] && IFS=, read -r -a BROKERS <<<"$ONLY"
+part() { [[ ,$PARTS, == *,$1,* ]]; }
+
+# Descriptors: each process holds one per connection, plus some.
+want=$((BIG + 1024))
+ulimit -n "$want" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+limit=$(ulimit -n)
+NOTE=""
+if ((limit < want)); then
+	fit=$((limit - 1024))
+	NOTE="open files limited to $limit here (hard limit; raising it needs CAP_SYS_RESOURCE): big part at $fit connections instead of $BIG"
+	log "$NOTE"
+	BIG=$fit
+fi
+if ((CONNS + 1024 > limit)); then
+	die "--conns $CONNS needs an open files limit above $((CONNS + 1024)); it is $limit"
+fi
+# Source addresses: 50,000 connections per address at most (the ephemeral range is ~28k ports
+# per destination by default; Linux reuses a port for another destination or source).
+read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
+per=$(((hi - lo) * 9 / 10))
+SOURCES=$(((BIG + per - 1) / per))
+((SOURCES < 1)) && SOURCES=1
+
+build_tern
+for b in "${BROKERS[@]}"; do
+	[[ $b != tern ]] && { ensure_peers; break; }
+done
+OUT="$ROOT/bench/results/connections-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+{
+	echo "date: $(date -Is)"
+	echo "host: $(uname -srm), $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "tern: $TERN_SERVER ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown) tree)"
+	[[ -n ${MOSQUITTO:-} ]] && echo "mosquitto: $("$MOSQUITTO" -h 2>&1 | head -n1)"
+	[[ -n ${NATS:-} ]] && echo "nats-server: $("$NATS" --version 2>&1)"
+	echo "open files limit: $limit; connections: $CONNS (idle, storm), $BIG over $SOURCES source address(es) (big)"
+	[[ -n $NOTE ]] && echo "note: $NOTE"
+} | tee "$OUT/info.txt" >&2
+
+declare -A VAL=()
+
+# idle_run BROKER TAG N HOLD ARGS...: start BROKER fresh, read its RSS, open N idle connections
+# (tern bench --idle-conns, with ARGS), read the RSS once they are all open, wait for the run
+# to end, stop BROKER. Sets VAL[TAG-BROKER-kib] (KiB per connection) and keeps the run's JSON
+# in $OUT/TAG-BROKER.json.
+idle_run() {
+	local b=$1 tag=$2 n=$3 hold=$4 pid before after out
+	shift 4
+	start_broker "$b"
+	pid=${BROKER_PID[$b]}
+	sleep 1 # let it finish starting before the baseline
+	before=$(rss_kib "$pid")
+	out="$OUT/$tag-$b"
+	timeout 900 "$TERN" bench --url "mqtt://127.0.0.1:${BROKER_PORT[$b]}" --idle-conns "$n" --hold "$hold" \
+		--keep-alive 60 --json "$@" >"$out.out" 2>"$out.err" &
+	BENCH_PID=$!
+	local ready=0
+	for _ in $(seq 1 6000); do
+		if grep -qs '^ready:' "$out.out"; then ready=1; break; fi
+		kill -0 "$BENCH_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ((ready)); then
+		sleep 2 # let the broker settle with the connections idle
+		after=$(rss_kib "$pid")
+		VAL[$tag-$b-kib]=$(awk -v a="$after" -v s="$before" -v n="$n" 'BEGIN { printf "%.2f", (a - s) / n }')
+		log "$tag $b: $(grep '^ready:' "$out.out"); RSS $before -> $after KiB"
+	else
+		log "$tag $b: the connections did not all open: $(tail -n2 "$out.out" "$out.err" | tr '\n' ' ')"
+	fi
+	wait "$BENCH_PID" 2>/dev/null || log "$tag $b: load run failed: $(tail -n1 "$out.err")"
+	BENCH_PID=""
+	grep -v '^ready:' "$out.out" >"$out.json" || true
+	stop_broker "$b"
+}
+
+for b in "${BROKERS[@]}"; do
+	if part idle || part storm; then
+		idle_run "$b" idle "$CONNS" 10s --concurrency 128
+		VAL[idle-$b-rate]=$(jget "$OUT/idle-$b.json" connects_per_s)
+		VAL[idle-$b-p50]=$(jget "$OUT/idle-$b.json" connack_p50_us)
+		VAL[idle-$b-p99]=$(jget "$OUT/idle-$b.json" connack_p99_us)
+	fi
+	if part storm; then
+		idle_run "$b" persistent "$CONNS" 2s --concurrency 128 --persistent
+		VAL[persistent-$b-rate]=$(jget "$OUT/persistent-$b.json" connects_per_s)
+		VAL[persistent-$b-p50]=$(jget "$OUT/persistent-$b.json" connack_p50_us)
+		VAL[persistent-$b-p99]=$(jget "$OUT/persistent-$b.json" connack_p99_us)
+	fi
+	if part big; then
+		idle_run "$b" big "$BIG" 10s --concurrency 128 --source-addrs "$SOURCES" --fanout
+		VAL[big-$b-connect]=$(jget "$OUT/big-$b.json" connect_s)
+		VAL[big-$b-fanout]=$(jget "$OUT/big-$b.json" fanout_last_ms)
+		VAL[big-$b-sweep]=$(jget "$OUT/big-$b.json" fanout_sweep_ms)
+		VAL[big-$b-got]=$(jget "$OUT/big-$b.json" fanout_received)
+	fi
+done
+
+# row LABEL KEY DECIMALS: one line of the table.
+row() {
+	local label=$1 key=$2 dec=$3 b v
+	local -A f=()
+	for b in tern mosquitto nats; do
+		v=${VAL[$key-$b-${4:-x}]:-}
+		[[ -z $v ]] && v=NA
+		f[$b]=$(awk -v v="$v" -v d="$dec" 'BEGIN { if (v == "NA") print "NA"; else printf "%.*f", d, v }')
+	done
+	printf '%-44s %12s %12s %12s %10s %10s\n' "$label" "${f[tern]}" "${f[mosquitto]}" "${f[nats]}" \
+		"$(ratio "${f[tern]}" "${f[mosquitto]}")" "$(ratio "${f[tern]}" "${f[nats]}")"
+}
+
+{
+	printf '%-44s %12s %12s %12s %10s %10s\n' figure tern mosquitto nats tern/mosq tern/nats
+	if part idle || part storm; then
+		row "idle KiB/connection ($CONNS)" idle 2 kib
+		row "storm connections/s ($CONNS, clean)" idle 0 rate
+		row "storm CONNECT->CONNACK p50 µs (clean)" idle 0 p50
+		row "storm CONNECT->CONNACK p99 µs (clean)" idle 0 p99
+	fi
+	if part storm; then
+		row "storm connections/s (persistent)" persistent 0 rate
+		row "storm CONNECT->CONNACK p99 µs (persistent)" persistent 0 p99
+	fi
+	if part big; then
+		row "$BIG connections: KiB/connection" big 2 kib
+		row "$BIG connections: seconds to open all" big 1 connect
+		row "fan-out 1->$BIG QoS 0: ms to the last" big 1 fanout
+		row "  connections that had it" big 0 got
+		row "  sweep ms (resolution of the fan-out)" big 1 sweep
+	fi
+	[[ -n $NOTE ]] && echo "note: $NOTE"
+} | tee "$OUT/table.txt"
+echo "results: $OUT"

@@ -1,0 +1,141 @@
+package mqtt
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ternmq/tern/internal/mqtt/packet"
+)
+
+// rawIdleClients opens n MQTT 3.1.1 connections to addr as bare file descriptors (no net.Conn,
+// no goroutine, nothing on this process's heap but the slice), each connected with keepAlive
+// and subscribed to its own topic, and returns their descriptors. The caller closes them.
+func rawIdleClients(t testing.TB, addr string, n int, keepAlive uint16) []int {
+	t.Helper()
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := &unix.SockaddrInet4{Port: ta.Port}
+	copy(sa.Addr[:], ta.IP.To4())
+	fds := make([]int, 0, n)
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+	})
+	var buf [64]byte
+	tv := unix.NsecToTimeval(int64(5 * time.Second))
+	for i := range n {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatalf("socket %d: %v", i, err)
+		}
+		fds = append(fds, fd)
+		// Blocking calls, bounded by socket timeouts rather than deadlines on a net.Conn.
+		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+		if err := connectRetrying(fd, sa); err != nil {
+			t.Fatalf("connect %d: %v", i, err)
+		}
+		out, _ := (&packet.Connect{Version: packet.V311, CleanStart: true, KeepAlive: keepAlive,
+			ClientID: []byte(fmt.Sprintf("idle-%d", i))}).Append(nil, packet.V311)
+		out, _ = (&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{
+			{Filter: []byte(fmt.Sprintf("idle/%d", i))}}}).Append(out, packet.V311)
+		if _, err := retryEINTR(func() (int, error) { return unix.Write(fd, out) }); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		// CONNACK (4 bytes) and SUBACK (5 bytes).
+		for got := 0; got < 9; {
+			k, err := retryEINTR(func() (int, error) { return unix.Read(fd, buf[got:]) })
+			if err != nil || k <= 0 {
+				t.Fatalf("connection %d: CONNACK/SUBACK: %v", i, err)
+			}
+			got += k
+		}
+	}
+	return fds
+}
+
+// connectRetrying is a blocking connect(2) that the runtime's signals may interrupt: the
+// connection then completes in the background, and poll(2) waits for it.
+func connectRetrying(fd int, sa unix.Sockaddr) error {
+	err := unix.Connect(fd, sa)
+	if err != unix.EINTR {
+		return err
+	}
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	if _, err := retryEINTR(func() (int, error) { return unix.Poll(pfd, 5000) }); err != nil {
+		return err
+	}
+	if e, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || e != 0 {
+		return fmt.Errorf("connect: %v %v", err, unix.Errno(e))
+	}
+	return nil
+}
+
+func retryEINTR(f func() (int, error)) (int, error) {
+	for {
+		n, err := f()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// footprint is what the process holds, after a collection.
+type footprint struct {
+	heap, stacks uint64
+	goroutines   int
+}
+
+func measureFootprint() footprint {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return footprint{heap: ms.HeapInuse, stacks: ms.StackInuse, goroutines: runtime.NumGoroutine()}
+}
+
+// TestIdleFootprint is a measurement, not a check: with TERNTEST_FOOTPRINT=N it opens N idle
+// subscribed connections (keep alive 60 s) to an in-process server and logs the heap and stack
+// bytes and goroutines each holds; TERNTEST_FOOTPRINT_PROFILE=FILE also writes a heap profile of
+// what is live then (go tool pprof -sample_index=inuse_space FILE). The profile in
+// docs/decisions.md ("Idle connections wait on epoll") comes from it.
+func TestIdleFootprint(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("TERNTEST_FOOTPRINT"))
+	if n <= 0 {
+		t.Skip("set TERNTEST_FOOTPRINT=N to measure N idle connections")
+	}
+	if os.Getenv("TERNTEST_FOOTPRINT_PROFILE") != "" {
+		runtime.MemProfileRate = 1
+	}
+	_, addr := startFace(t, nil)
+	before := measureFootprint()
+	fds := rawIdleClients(t, addr, n, 60)
+	// Let every connection go quiet: the hand-off to the idle state happens after handoffAfter.
+	time.Sleep(handoffAfter + 500*time.Millisecond)
+	after := measureFootprint()
+	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(len(fds)) }
+	t.Logf("%d idle connections: heap %.0f B, stacks %.0f B, goroutines %.3f per connection",
+		len(fds), per(after.heap, before.heap), per(after.stacks, before.stacks),
+		float64(after.goroutines-before.goroutines)/float64(len(fds)))
+	if f := os.Getenv("TERNTEST_FOOTPRINT_PROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		if err := pprof.Lookup("heap").WriteTo(out, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,391 @@
+package netio
+
+import (
+	"container/heap"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Poller waits for many sockets to become readable without a goroutine each: one epoll instance
+// holds every parked socket, and a readable one is handed to a worker of a bounded pool, which
+// runs its Handler until the socket is drained and it parks again.
+//
+// The epoll descriptor is itself waited on through Go's own netpoller (an epoll descriptor is
+// readable while it has events), so the poller's goroutine is an ordinary parked goroutine, not
+// a thread blocked in epoll_wait, and the runtime wakes it as it wakes any reader. A socket
+// parked here is also registered with the runtime (net.Conn keeps it there for writes and for the
+// readers that wait the ordinary way); epoll allows one descriptor in several instances.
+//
+// Registrations are one-shot (EPOLLONESHOT): an event disarms the socket until its owner arms it
+// again, so one socket is never handed to two workers.
+type Poller struct {
+	epfd int
+	ep   *os.File
+	raw  syscall.RawConn
+
+	mu sync.Mutex
+	// watches is indexed by descriptor. A descriptor closed elsewhere leaves the epoll set by
+	// itself and its number may be reused before the old Watch is closed, so events carry the
+	// Watch's generation as well, and a slot is cleared only by the Watch that holds it.
+	watches []*Watch
+	gen     uint32
+	// ready is the queue of watches whose handlers are due, in the order their events came
+	// (bounded: a watch is queued only on its way from armed to owned, so at most once).
+	ready   []*Watch
+	head    int
+	running int
+	max     int
+
+	deadlines deadlines
+}
+
+// maxWorkers bounds the goroutines that run handlers at once. Handlers may pause (a publisher
+// held back for a slow receiver, a store sync), so the bound is far above the core count, and
+// a busy connection keeps its worker only as long as it has bytes (plus the lazy wait a face
+// allows itself, which it bounds).
+const maxWorkers = 1024
+
+var (
+	defaultPoller    *Poller
+	defaultPollerErr error
+	defaultOnce      sync.Once
+)
+
+// DefaultPoller returns the process's poller, starting it on first use; faces share it.
+func DefaultPoller() (*Poller, error) {
+	defaultOnce.Do(func() { defaultPoller, defaultPollerErr = NewPoller(maxWorkers) })
+	return defaultPoller, defaultPollerErr
+}
+
+// NewPoller starts a poller whose handlers run on at most workers goroutines at once.
+func NewPoller(workers int) (*Poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	// A non-blocking descriptor given to os.NewFile is registered with the runtime's poller.
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	raw, err := ep.SyscallConn()
+	if err != nil {
+		_ = ep.Close()
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	p := &Poller{epfd: epfd, ep: ep, raw: raw, max: max(workers, 1)}
+	go p.run()
+	return p, nil
+}
+
+// Handler is what a parked socket does when it is readable, its deadline passed, or it was
+// woken: it runs on a worker, owning the Watch, until it arms it again or closes it.
+type Handler interface {
+	Ready()
+}
+
+// Watch states: the owner (a goroutine running the connection) holds it, or it is armed and
+// nobody does; whoever moves it from armed to owned (an event, the deadline, Wake) hands it to a
+// worker. closed ends it.
+const (
+	watchOwned uint32 = iota
+	watchArmed
+	watchClosed
+)
+
+// Watch is one socket's registration. Its owner calls Arm to park the socket and returns; the
+// Handler then runs on a worker when the socket is readable, the deadline passes or Wake is
+// called. All methods may be called from any goroutine.
+type Watch struct {
+	p     *Poller
+	rc    syscall.RawConn
+	h     Handler
+	fd    int32
+	gen   uint32
+	state atomic.Uint32
+	added bool // owned by the owner: the socket is in the epoll set
+	// due is the deadline of the wait (Unix nanoseconds, 0: none) and hidx its place in the
+	// poller's deadline heap plus one (0: not in it); both are guarded by the heap's lock.
+	due  int64
+	hidx int32
+}
+
+// Watch registers the socket rc for h; it starts owned (not armed). Close releases it.
+func (p *Poller) Watch(rc syscall.RawConn, h Handler) (*Watch, error) {
+	w := &Watch{p: p, rc: rc, h: h, fd: -1}
+	var fd int
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.gen++
+	w.fd, w.gen = int32(fd), p.gen
+	for len(p.watches) <= fd {
+		p.watches = append(p.watches, nil)
+	}
+	p.watches[fd] = w
+	p.mu.Unlock()
+	return w, nil
+}
+
+// Arm parks the socket: the Handler runs once it is readable (or has hung up), deadline passes
+// (zero: no deadline), or Wake is called. The caller gives up ownership and must not touch what
+// the Handler uses afterwards. An error (the socket is closed) leaves the caller the owner.
+func (w *Watch) Arm(deadline time.Time) error {
+	// Armed before the socket is, so an event right after epoll_ctl finds it armed; a Wake in
+	// between is harmless (the handler runs once, the late epoll_ctl at worst makes a spurious
+	// event, which the handler takes as a wake-up).
+	if !w.state.CompareAndSwap(watchOwned, watchArmed) {
+		return os.ErrClosed
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: w.fd, Pad: int32(w.gen)}
+	op := unix.EPOLL_CTL_MOD
+	if !w.added {
+		op = unix.EPOLL_CTL_ADD
+		w.added = true
+	}
+	var cerr error
+	err := w.rc.Control(func(fd uintptr) { cerr = unix.EpollCtl(w.p.epfd, op, int(fd), &ev) })
+	if err == nil {
+		err = cerr
+	}
+	if err != nil && w.state.CompareAndSwap(watchArmed, watchOwned) {
+		// Taken back: the caller still owns it. (A wake-up that got there first owns it now.)
+		return err
+	}
+	// Set once armed, so that a deadline already past finds it armed and wakes it. Racing with
+	// a later owner's Arm, this may leave the earlier deadline: an early wake-up, which the
+	// handler takes as spurious.
+	var due int64
+	if !deadline.IsZero() {
+		due = max(deadline.UnixNano(), 1)
+	}
+	w.p.deadlines.set(w, due)
+	return nil
+}
+
+// Wake runs the Handler now if the socket is parked; otherwise its owner is running and will see
+// why it was woken (the face sets that before calling Wake).
+func (w *Watch) Wake() {
+	if w.state.CompareAndSwap(watchArmed, watchOwned) {
+		w.p.dispatch(w)
+	}
+}
+
+// Close forgets the socket; its owner calls it, before the socket is closed when it can.
+func (w *Watch) Close() {
+	w.state.Store(watchClosed)
+	w.p.deadlines.set(w, 0)
+	if w.added {
+		// Fails when the socket is closed already, which took it out of the set.
+		_ = w.rc.Control(func(fd uintptr) { _ = unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+	}
+	p := w.p
+	p.mu.Lock()
+	if int(w.fd) < len(p.watches) && p.watches[w.fd] == w {
+		p.watches[w.fd] = nil
+	}
+	p.mu.Unlock()
+}
+
+// run takes events from epoll and hands their watches to workers.
+func (p *Poller) run() {
+	events := make([]unix.EpollEvent, 256)
+	for {
+		var n int
+		var werr error
+		err := p.raw.Read(func(uintptr) bool {
+			n, werr = unix.EpollWait(p.epfd, events, 0)
+			if werr == unix.EINTR {
+				n, werr = 0, nil
+			}
+			// Nothing ready: wait in the runtime's poller for the epoll descriptor.
+			return n > 0 || werr != nil
+		})
+		if err != nil || werr != nil {
+			// The descriptor is never closed; an error here is a bug in the set-up.
+			panic(fmt.Sprintf("netio: epoll wait: %v %v", err, werr))
+		}
+		p.mu.Lock()
+		queued := 0
+		for i := range events[:n] {
+			if w := p.takeLocked(events[i].Fd, uint32(events[i].Pad)); w != nil {
+				p.ready = append(p.ready, w)
+				queued++
+			}
+		}
+		p.startLocked(queued)
+		p.mu.Unlock()
+	}
+}
+
+// take is takeLocked with the lock taken.
+func (p *Poller) take(fd int32, gen uint32) *Watch {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.takeLocked(fd, gen)
+}
+
+// takeLocked returns the armed Watch an event is for, now owned by the caller, or nil: the
+// event is stale (its Watch closed, or the descriptor now belongs to another) or the Watch was
+// already woken.
+func (p *Poller) takeLocked(fd int32, gen uint32) *Watch {
+	if fd < 0 || int(fd) >= len(p.watches) {
+		return nil
+	}
+	w := p.watches[fd]
+	if w == nil || w.gen != gen || !w.state.CompareAndSwap(watchArmed, watchOwned) {
+		return nil
+	}
+	return w
+}
+
+// dispatch queues w, owned by the caller's hand-off, for a worker.
+func (p *Poller) dispatch(w *Watch) {
+	p.mu.Lock()
+	p.ready = append(p.ready, w)
+	p.startLocked(1)
+	p.mu.Unlock()
+}
+
+// startLocked starts workers for n newly queued watches, within the bound. Workers take from
+// the head of the queue when they run, so handlers start in the order their events came.
+func (p *Poller) startLocked(n int) {
+	for ; n > 0 && p.running < p.max; n-- {
+		p.running++
+		go p.work()
+	}
+}
+
+// work runs handlers until the queue is empty.
+func (p *Poller) work() {
+	for {
+		p.mu.Lock()
+		if p.head == len(p.ready) {
+			p.running--
+			// Keep the queue's array unless a burst grew it large.
+			if cap(p.ready) > 4096 {
+				p.ready = nil
+			} else {
+				p.ready = p.ready[:0]
+			}
+			p.head = 0
+			p.mu.Unlock()
+			return
+		}
+		w := p.ready[p.head]
+		p.ready[p.head] = nil
+		p.head++
+		if p.head >= 1024 && 2*p.head >= len(p.ready) {
+			// Under steady load the queue may never empty: move what is left to the front.
+			n := copy(p.ready, p.ready[p.head:])
+			clear(p.ready[n:])
+			p.ready, p.head = p.ready[:n], 0
+		}
+		p.mu.Unlock()
+		w.h.Ready()
+	}
+}
+
+// deadlines wakes parked watches whose deadline has passed: a heap ordered by deadline and one
+// runtime timer for the earliest, so that a parked connection's keep alive costs it a dozen bytes
+// rather than a timer of its own.
+type deadlines struct {
+	mu    sync.Mutex
+	heap  dueHeap
+	timer *time.Timer
+	// at is when the timer is set to fire (0: stopped).
+	at int64
+}
+
+// set makes due w's deadline (0: none).
+func (d *deadlines) set(w *Watch, due int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case due == 0 && w.hidx == 0:
+		return
+	case due == 0:
+		heap.Remove(&d.heap, int(w.hidx-1))
+		w.due = 0
+	case w.hidx == 0:
+		w.due = due
+		heap.Push(&d.heap, w)
+	default:
+		w.due = due
+		heap.Fix(&d.heap, int(w.hidx-1))
+	}
+	d.resetLocked()
+}
+
+// resetLocked sets the timer for the earliest deadline.
+func (d *deadlines) resetLocked() {
+	if len(d.heap) == 0 {
+		if d.at != 0 {
+			d.timer.Stop()
+			d.at = 0
+		}
+		return
+	}
+	first := d.heap[0].due
+	if first == d.at {
+		return
+	}
+	wait := time.Duration(first - time.Now().UnixNano())
+	if d.timer == nil {
+		d.timer = time.AfterFunc(wait, d.fire)
+	} else {
+		d.timer.Reset(wait)
+	}
+	d.at = first
+}
+
+// fire wakes the watches whose deadline has passed.
+func (d *deadlines) fire() {
+	var due []*Watch
+	d.mu.Lock()
+	now := time.Now().UnixNano()
+	for len(d.heap) > 0 && d.heap[0].due <= now {
+		w := heap.Pop(&d.heap).(*Watch)
+		w.due = 0
+		due = append(due, w)
+	}
+	d.at = 0
+	d.resetLocked()
+	d.mu.Unlock()
+	for _, w := range due {
+		w.Wake()
+	}
+}
+
+// dueHeap is a container/heap of watches by deadline; each knows its index (hidx - 1).
+type dueHeap []*Watch
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = int32(i+1), int32(j+1)
+}
+
+func (h *dueHeap) Push(x any) {
+	w := x.(*Watch)
+	w.hidx = int32(len(*h) + 1)
+	*h = append(*h, w)
+}
+
+func (h *dueHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	w.hidx = 0
+	return w
+}
