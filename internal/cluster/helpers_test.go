@@ -16,6 +16,7 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/store"
+	"github.com/ternmq/tern/internal/store/memstore"
 )
 
 // waitTimeout bounds every wait for something that must happen.
@@ -123,6 +124,7 @@ type tnode struct {
 	*Node
 	id    string
 	core  *fakeCore
+	b     *broker.Broker // nodes with a real core (addBroker)
 	trans *raft.InmemTransport
 	dir   string
 	ln    net.Listener
@@ -135,6 +137,8 @@ type tcluster struct {
 	links map[raft.ServerAddress]string
 	nodes []*tnode
 	tune  func(*raft.Config)
+	// brokers: nodes get a real core (broker.Broker) instead of a fakeCore.
+	brokers bool
 }
 
 func newTCluster(t *testing.T) *tcluster {
@@ -188,10 +192,31 @@ func (tc *tcluster) add(id string, join *tnode, dir string) *tnode {
 		t.Fatal(err)
 	}
 	tn.Node = n
-	if err := n.Start(tn.core, tn.core); err != nil {
+	if !tc.brokers {
+		if err := n.Start(tn.core, tn.core); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		return tn
+	}
+	// A real core on a memory store, running on the node's replica, as server.Start assembles it.
+	rep, err := n.SessionStore(memstore.New())
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = n.Close() })
+	b, err := broker.New(broker.DefaultConfig(), rep, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.b = b
+	b.SetCluster(n)
+	if err := n.Start(b, b); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = n.Close()
+		_ = b.Close()
+	})
 	return tn
 }
 

@@ -14,6 +14,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -98,6 +99,10 @@ type Node struct {
 	trans raft.Transport
 	mux   *mux
 	links *links
+	// replica is the core's store when the node keeps sessions (SessionStore); adopting is set
+	// while the leader hands sessions of unreachable nodes over (adopt.go).
+	replica  *Replica
+	adopting atomic.Bool
 
 	// leaderTick is closed and replaced when the leader changes (observer).
 	mu         sync.Mutex
@@ -123,7 +128,10 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Log, store: st, db: st.DB(), snaps: snaps,
 		leaderTick: make(chan struct{}), left: make(chan struct{}), stopObs: make(chan struct{})}
-	n.fsm = newFSM(st.DB(), cfg.Log)
+	if n.fsm, err = newFSM(st.DB(), cfg.Log, cfg.NodeID); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -143,6 +151,10 @@ func (n *Node) HasState() (bool, error) {
 // until it has applied the cluster's state.
 func (n *Node) Start(core Core, deliver Deliverer) error {
 	n.fsm.core = core
+	if n.replica != nil {
+		n.replica.core, _ = core.(SessionCore)
+		n.replica.rep.start()
+	}
 	existing, err := n.HasState()
 	if err != nil {
 		return err
@@ -183,12 +195,20 @@ func (n *Node) Start(core Core, deliver Deliverer) error {
 	switch {
 	case existing:
 		n.log.Info("cluster: resuming", "node", n.cfg.NodeID)
+		// The node takes up its sessions once it reaches a majority, whenever that is.
+		go n.comeUp()
 		return nil
 	case len(n.cfg.Join) == 0:
-		return n.bootstrap()
+		err = n.bootstrap()
 	default:
-		return n.join()
+		err = n.join()
 	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.JoinTimeout)
+	defer cancel()
+	return n.nodeUp(ctx)
 }
 
 // bootstrap starts a new cluster of this node alone and commits its seed state.
@@ -503,6 +523,9 @@ func (n *Node) Close() error {
 	n.closed = true
 	n.mu.Unlock()
 	var errs []error
+	if n.replica != nil {
+		n.replica.rep.close()
+	}
 	if n.r != nil {
 		close(n.stopObs)
 		errs = append(errs, n.r.Shutdown().Error())
