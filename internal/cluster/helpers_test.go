@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -139,6 +140,8 @@ type tcluster struct {
 	tune  func(*raft.Config)
 	// brokers: nodes get a real core (broker.Broker) instead of a fakeCore.
 	brokers bool
+	// writeTimeout is the nodes' (default 5 s).
+	writeTimeout time.Duration
 }
 
 func newTCluster(t *testing.T) *tcluster {
@@ -183,7 +186,7 @@ func (tc *tcluster) add(id string, join *tnode, dir string) *tnode {
 	tc.nodes = append(tc.nodes, tn)
 	tc.mu.Unlock()
 	cfg := Config{NodeID: id, Listen: ln.Addr().String(), Dir: dir, Transport: trans, Listener: ln,
-		LinkAddr: tc.linkAddr, WriteTimeout: 5 * time.Second, JoinTimeout: waitTimeout, Log: testLog(t), Tune: tc.tune}
+		LinkAddr: tc.linkAddr, WriteTimeout: cmp.Or(tc.writeTimeout, 5*time.Second), JoinTimeout: waitTimeout, Log: testLog(t), Tune: tc.tune}
 	if join != nil {
 		cfg.Join = []string{join.ln.Addr().String()}
 	}

@@ -332,7 +332,12 @@ func (n *Node) leaderChange() <-chan struct{} {
 
 // Write commits a command through the leader: here when this node leads, else forwarded over
 // the link to the leader. It returns the command's index once this node has applied it too.
+//
+// A write that finds no leader it can reach waits for one for leaderWait at most and is then
+// refused (ErrNoLeader): a node in a minority says no within seconds, not after the whole
+// write timeout.
 func (n *Node) Write(ctx context.Context, cmd []byte) (uint64, error) {
+	var leaderless time.Time
 	for {
 		if n.isClosed() {
 			return 0, ErrClosed
@@ -356,7 +361,12 @@ func (n *Node) Write(ctx context.Context, cmd []byte) (uint64, error) {
 			}
 			n.log.Debug("cluster: forwarded write to retry", "leader", id, "err", err)
 		}
-		// No leader (or it moved): wait for the next one, or give up.
+		// No leader (or it moved, or its link is down): wait for the next one, or give up.
+		if leaderless.IsZero() {
+			leaderless = time.Now()
+		} else if time.Since(leaderless) >= leaderWait {
+			return 0, ErrNoLeader
+		}
 		select {
 		case <-change:
 		case <-time.After(200 * time.Millisecond):

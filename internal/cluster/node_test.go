@@ -61,8 +61,11 @@ func TestRecordsReplicate(t *testing.T) {
 // A leader cut off from the others stops acknowledging writes (its lease runs out and no
 // leader is reachable): they fail instead of being reported done, and they never appear. The
 // majority elects a new leader and goes on; when the partition heals, the old leader catches up.
+//
+// The refusal comes soon after the node finds no leader, well before the write timeout.
 func TestMinorityRefusesWrites(t *testing.T) {
 	tc := newTCluster(t)
+	tc.writeTimeout = 30 * time.Second
 	n1, n2, n3 := tc.three()
 	eventually(t, "n1 leads", n1.IsLeader)
 	tc.isolate(n1, false)
@@ -71,7 +74,11 @@ func TestMinorityRefusesWrites(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a write in the minority was acknowledged")
 	}
-	t.Logf("minority write refused after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	took := time.Since(start)
+	t.Logf("minority write refused after %s: %v", took.Round(time.Millisecond), err)
+	if took > tc.writeTimeout/2 {
+		t.Fatalf("the minority took %s to refuse a write", took)
+	}
 	var leader *tnode
 	eventually(t, "a new leader in the majority", func() bool {
 		for _, n := range []*tnode{n2, n3} {
