@@ -272,6 +272,10 @@ func (f *fsm) progress() (uint64, <-chan struct{}) {
 	return f.applied, f.tick
 }
 
+// StoreConfiguration implements raft.ConfigurationStore: a membership change applied counts as
+// applied here too, so waiting for its index ends.
+func (f *fsm) StoreConfiguration(index uint64, _ raft.Configuration) { f.setApplied(index) }
+
 // Apply implements raft.FSM; it returns nil or the error the command met.
 func (f *fsm) Apply(l *raft.Log) any {
 	defer f.setApplied(l.Index)

@@ -34,6 +34,9 @@ type fakeCore struct {
 	tick      chan struct{}
 	// hold, when set, is the durability ticket of every delivery (a node slow to accept).
 	hold *store.Ticket
+	// applying, when set, is told of each retained message applied, which then waits for
+	// release (a state machine slow to apply).
+	applying, release chan struct{}
 }
 
 func newFakeCore() *fakeCore {
@@ -48,6 +51,13 @@ func (c *fakeCore) poke() {
 }
 
 func (c *fakeCore) ApplyRetained(m *message.Message) error {
+	c.mu.Lock()
+	applying, release := c.applying, c.release
+	c.mu.Unlock()
+	if applying != nil {
+		applying <- struct{}{}
+		<-release
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(m.Payload) == 0 {

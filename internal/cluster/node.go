@@ -184,6 +184,10 @@ func (n *Node) Start(core Core, deliver Deliverer) error {
 	if n.cfg.Tune != nil {
 		n.cfg.Tune(rc)
 	}
+	if snaps, _ := n.snaps.List(); len(snaps) > 0 {
+		// The state machine has at least what the last snapshot had (it was synced first).
+		n.fsm.setApplied(snaps[0].Index)
+	}
 	n.r, err = raft.NewRaft(rc, n.fsm, n.store, n.store, n.snaps, n.trans)
 	if err != nil {
 		n.mux.close()
@@ -401,19 +405,18 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (uint64, error) {
 	return f.Index(), nil
 }
 
-// waitApplied waits until this node has applied index i.
+// waitApplied waits until this node's state machine has applied index i (raft's own applied
+// index moves when an entry is handed to the state machine, before it is applied).
 func (n *Node) waitApplied(ctx context.Context, i uint64) error {
 	for {
 		applied, tick := n.fsm.progress()
-		if applied >= i || n.r.AppliedIndex() >= i {
+		if applied >= i {
 			return nil
 		}
 		select {
 		case <-tick:
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: committed as %d but not yet applied on this node (at %d): %w", i, applied, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-			// Configuration entries move raft's applied index without the FSM.
 		}
 	}
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -286,5 +287,40 @@ func TestLinkLostFailsAcceptance(t *testing.T) {
 	}
 	if n1.links.stats.Dropped.Load() != dropped+1 {
 		t.Fatal("the skipped copy was not counted")
+	}
+}
+
+// A write returns once this node's state machine has applied it, not once raft handed it over
+// (raft counts an entry applied when it passes it to the state machine): a follower whose state
+// machine is slow does not return early.
+func TestWriteReturnsOnceAppliedHere(t *testing.T) {
+	tc := newTCluster(t)
+	n1, n2, _ := tc.three()
+	eventually(t, "n1 leads", n1.IsLeader)
+	n2.core.mu.Lock()
+	n2.core.applying, n2.core.release = make(chan struct{}), make(chan struct{})
+	n2.core.mu.Unlock()
+	var once sync.Once
+	release := func() { once.Do(func() { close(n2.core.release) }) }
+	t.Cleanup(release) // a failure below must not leave n2's state machine stuck
+	done := make(chan error, 1)
+	go func() {
+		_, err := n2.Write(ctx(t), encodeRetain(&message.Message{Topic: "r", Payload: []byte("v")}))
+		done <- err
+	}()
+	select {
+	case <-n2.core.applying:
+	case <-time.After(waitTimeout):
+		t.Fatal("n2 never applied the write")
+	}
+	eventually(t, "raft on n2 counts the entry applied", func() bool { return n2.r.AppliedIndex() >= n1.r.AppliedIndex() })
+	select {
+	case err := <-done:
+		t.Fatalf("the write returned (%v) while n2's state machine was still applying it", err)
+	case <-time.After(500 * time.Millisecond): // the window the early return used to fall in
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
