@@ -117,6 +117,9 @@ type Node struct {
 // as this node last knew them. Start joins the cluster.
 func Open(cfg Config) (*Node, error) {
 	cfg.defaults()
+	if err := forgetLeft(cfg); err != nil {
+		return nil, err
+	}
 	st, err := raftstore.Open(filepath.Join(cfg.Dir, "log"), raftstore.Options{Log: cfg.Log})
 	if err != nil {
 		return nil, err
@@ -512,6 +515,9 @@ func (n *Node) Leave(ctx context.Context) error {
 		}
 	}
 	n.log.Info("cluster: left the cluster", "node", n.cfg.NodeID)
+	if err := markLeft(n.cfg.Dir); err != nil {
+		n.log.Warn("cluster: left, but could not note it: remove the raft directory before rejoining", "err", err)
+	}
 	n.closeOnce.Do(func() { close(n.left) })
 	return nil
 }

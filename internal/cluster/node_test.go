@@ -324,3 +324,34 @@ func TestWriteReturnsOnceAppliedHere(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A node that left joins again on the same directory, nothing removed by hand: it is a member
+// again and gets what was written while it was away. Without Join it refuses to start.
+func TestRejoinAfterLeave(t *testing.T) {
+	tc := newTCluster(t)
+	n1, _, n3 := tc.three()
+	eventually(t, "n1 leads", n1.IsLeader)
+	if err := n3.Leave(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	<-n3.Left()
+	if err := n3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two members left", func() bool { return len(n1.members()) == 2 })
+	if err := n1.Records().Put("users", "away", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Open(Config{NodeID: "n3", Dir: n3.dir, Listen: "127.0.0.1:0"}); err == nil {
+		_ = n.Close()
+		t.Error("a node that left opened without Join")
+	}
+	back := tc.add("n3", n1, n3.dir)
+	eventually(t, "n3 is a member again", func() bool { return n1.isMember("n3") && len(n1.members()) == 3 })
+	if got := get(t, back, "users", "away"); got != "x" {
+		t.Fatalf("n3 has %q of what was written while it was away", got)
+	}
+	if err := back.Records().Put("users", "back", []byte("y")); err != nil {
+		t.Fatalf("a write on the node that rejoined: %v", err)
+	}
+}
