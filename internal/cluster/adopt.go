@@ -86,7 +86,7 @@ func (n *Node) Live() bool { return n.fsm.live.Load() }
 
 // nodeUp commits this node's cmdNodeUp: once applied, its core holds its sessions.
 func (n *Node) nodeUp(ctx context.Context) error {
-	if _, err := n.Write(ctx, encodeNodeUp(n.cfg.NodeID, n.fsm.inc)); err != nil {
+	if _, err := n.startWrite(ctx, encodeNodeUp(n.cfg.NodeID, n.fsm.inc)); err != nil {
 		return err
 	}
 	select {

@@ -243,8 +243,20 @@ func (n *Node) bootstrap() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.JoinTimeout)
 	defer cancel()
-	_, err = n.Write(ctx, seed)
+	_, err = n.startWrite(ctx, seed)
 	return err
+}
+
+// startWrite is Write for a node starting (its seed, its catch-up, its sessions taken up): a
+// cluster just formed may take longer than leaderWait to show this node its leader on a
+// loaded machine, so no leader is waited out until ctx ends rather than refused.
+func (n *Node) startWrite(ctx context.Context, cmd []byte) (uint64, error) {
+	for {
+		idx, err := n.Write(ctx, cmd)
+		if !errors.Is(err, ErrNoLeader) || ctx.Err() != nil {
+			return idx, err
+		}
+	}
 }
 
 // raftAddr is the address raft knows this node by.
@@ -299,7 +311,7 @@ func (n *Node) join() error {
 		backoff = min(2*backoff, 5*time.Second)
 	}
 	n.log.Info("cluster: joined; catching up", "node", n.cfg.NodeID)
-	if _, err := n.Write(ctx, []byte{cmdNoop}); err != nil {
+	if _, err := n.startWrite(ctx, []byte{cmdNoop}); err != nil {
 		return fmt.Errorf("cluster: joined but could not catch up: %w", err)
 	}
 	n.log.Info("cluster: caught up", "applied", n.AppliedIndex())
