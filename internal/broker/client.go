@@ -150,7 +150,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 		}
 	}
 	if s.expiry == 0 {
-		b.discardLocked(s)
+		b.endLocked(s)
 	} else {
 		s.saveLocked()
 		if s.expiry != NeverExpire {
@@ -207,7 +207,7 @@ func (b *Broker) sessionDue(s *Session, gen uint64) {
 	}
 	w := s.pendingWill
 	s.pendingWill = nil
-	b.discardLocked(s)
+	b.endLocked(s)
 	s.mu.Unlock()
 	b.mu.Unlock()
 	if w != nil {

@@ -103,6 +103,14 @@ func (b *Broker) DeliverRemote(m *message.Message, answerable bool, groups []str
 	if o.stored && m.QoS > 0 {
 		res.Durable = b.store.Sync()
 	}
+	if o.err != nil && m.QoS > 0 {
+		// A copy that could not be kept (a full queue that refuses, a store failure, a session
+		// that moved away meanwhile) fails the origin's acceptance, so its publisher is not told
+		// the message is safe.
+		failed := store.NewTicket()
+		failed.Complete(o.err)
+		res.Durable = joinTickets(res.Durable, failed)
+	}
 	return res
 }
 

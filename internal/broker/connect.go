@@ -19,6 +19,9 @@ func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (*Client, Conn
 	if err != nil {
 		return nil, res, err
 	}
+	if err := b.claimCluster(ctx, req, res); err != nil {
+		return nil, res, err
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()

@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
@@ -131,7 +132,17 @@ type command struct {
 	Value   []byte
 	Msg     *message.Message
 	State   state
+	// Session commands (sessions.go): Client and Node (cmdAdopt: the node that is gone), the
+	// claimant's incarnation, identity and flags, a node's ops, the nodes that adopt.
+	Client, Node, Identity string
+	Inc                    uint64
+	Flags                  byte
+	Ops                    []sessOp
+	To                     []string
 }
+
+// isSession reports whether a command kind is a session command.
+func isSession(kind byte) bool { return kind >= cmdClaim && kind <= cmdNodeUp }
 
 func decodeCommand(b []byte) (command, error) {
 	var c command
@@ -154,6 +165,18 @@ func decodeCommand(b []byte) (command, error) {
 	case cmdSeed:
 		c.State = d.state()
 	case cmdNoop:
+	case cmdClaim:
+		c.Client, c.Node, c.Inc, c.Identity, c.Flags = d.str(), d.str(), d.uvarint(), d.str(), d.byte()
+		if c.Flags&^(claimClean|claimExclusive) != 0 {
+			d.fail()
+		}
+	case cmdOps:
+		c.Node = d.str()
+		c.Ops = d.ops()
+	case cmdAdopt:
+		c.Node, c.To = d.str(), d.strs()
+	case cmdNodeUp:
+		c.Node, c.Inc = d.str(), d.uvarint()
 	default:
 		return c, fmt.Errorf("%w: unknown command %d (a newer node wrote it?)", errFrame, c.Kind)
 	}
@@ -181,14 +204,55 @@ type fsm struct {
 	// when users or tokens appear). Called from the apply goroutine: it must not block.
 	changed func(ns string)
 
+	// Sessions (sessions.go): self is this node, inc this process's incarnation; dir the
+	// directory in memory; sessApplied the last session command the database had at Open. host
+	// takes sessions up and lets them go in the core, once the node is live (its own cmdNodeUp
+	// applied: liveCh closed).
+	self        string
+	inc         uint64
+	dir         *directory
+	sessApplied uint64
+	host        sessionHost
+	live        atomic.Bool
+	liveCh      chan struct{}
+
 	mu      sync.Mutex
 	applied uint64
 	// tick is closed and replaced whenever applied moves, for waitApplied.
 	tick chan struct{}
 }
 
-func newFSM(db *pebble.DB, log *slog.Logger) *fsm {
-	return &fsm{db: db, log: log, tick: make(chan struct{})}
+func newFSM(db *pebble.DB, log *slog.Logger, self string) (*fsm, error) {
+	f := &fsm{db: db, log: log, tick: make(chan struct{}), self: self, dir: newDirectory(),
+		liveCh: make(chan struct{}), inc: rand.Uint64() | 1}
+	if err := f.dir.load(db); err != nil {
+		return nil, fmt.Errorf("cluster: reading the session directory: %w", err)
+	}
+	v, closer, err := db.Get([]byte{prefixApplied})
+	switch {
+	case err == nil:
+		if len(v) == 8 {
+			f.sessApplied = binary.BigEndian.Uint64(v)
+		}
+		_ = closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return nil, err
+	}
+	return f, nil
+}
+
+// setLive marks the node live: its core holds its sessions.
+func (f *fsm) setLive() {
+	if f.live.CompareAndSwap(false, true) {
+		close(f.liveCh)
+	}
+}
+
+// appliedIndex is the last index applied here.
+func (f *fsm) appliedIndex() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied
 }
 
 func (f *fsm) setApplied(i uint64) {
@@ -208,6 +272,10 @@ func (f *fsm) progress() (uint64, <-chan struct{}) {
 	return f.applied, f.tick
 }
 
+// StoreConfiguration implements raft.ConfigurationStore: a membership change applied counts as
+// applied here too, so waiting for its index ends.
+func (f *fsm) StoreConfiguration(index uint64, _ raft.Configuration) { f.setApplied(index) }
+
 // Apply implements raft.FSM; it returns nil or the error the command met.
 func (f *fsm) Apply(l *raft.Log) any {
 	defer f.setApplied(l.Index)
@@ -215,6 +283,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if err != nil {
 		f.log.Error("cluster: a replicated command cannot be applied", "index", l.Index, "err", err)
 		return err
+	}
+	if isSession(c.Kind) {
+		return f.applySession(c, l.Index)
 	}
 	return f.apply(c)
 }
@@ -288,64 +359,3 @@ func (f *fsm) sync() error {
 	}
 	return nil
 }
-
-// Snapshot implements raft.FSM: the state is read now (raft applies nothing meanwhile) and
-// written out later by Persist.
-func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	// Raft drops the log up to this point once the snapshot is kept; what was applied from it
-	// must be on disk first, since a restart does not restore the snapshot (see above).
-	if err := f.sync(); err != nil {
-		return nil, fmt.Errorf("cluster: syncing before a snapshot: %w", err)
-	}
-	recs, err := f.records()
-	if err != nil {
-		return nil, err
-	}
-	var ret []*message.Message
-	if f.core != nil {
-		ret = f.core.RetainedAll()
-	}
-	return fsmSnapshot(appendState(nil, state{Records: recs, Retained: ret})), nil
-}
-
-// Restore implements raft.FSM: the state becomes the snapshot's (a node that fell too far
-// behind, or joined late).
-func (f *fsm) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return err
-	}
-	s, err := decodeState(b)
-	if err != nil {
-		return err
-	}
-	batch := f.db.NewBatch()
-	_ = batch.DeleteRange([]byte{prefixRecord}, []byte{prefixRecord + 1}, nil)
-	for _, r := range s.Records {
-		_ = batch.Set(recordKey(r.NS, r.Key), r.Value, nil)
-	}
-	if err := batch.Commit(pebble.Sync); err != nil {
-		return err
-	}
-	for _, r := range s.Records {
-		f.notify(r.NS)
-	}
-	if f.core != nil {
-		return f.core.ReplaceRetained(s.Retained)
-	}
-	return nil
-}
-
-// fsmSnapshot is an encoded state waiting to be persisted.
-type fsmSnapshot []byte
-
-func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s); err != nil {
-		_ = sink.Cancel()
-		return err
-	}
-	return sink.Close()
-}
-
-func (fsmSnapshot) Release() {}

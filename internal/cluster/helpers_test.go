@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/store"
+	"github.com/ternmq/tern/internal/store/memstore"
 )
 
 // waitTimeout bounds every wait for something that must happen.
@@ -32,6 +34,9 @@ type fakeCore struct {
 	tick      chan struct{}
 	// hold, when set, is the durability ticket of every delivery (a node slow to accept).
 	hold *store.Ticket
+	// applying, when set, is told of each retained message applied, which then waits for
+	// release (a state machine slow to apply).
+	applying, release chan struct{}
 }
 
 func newFakeCore() *fakeCore {
@@ -46,6 +51,13 @@ func (c *fakeCore) poke() {
 }
 
 func (c *fakeCore) ApplyRetained(m *message.Message) error {
+	c.mu.Lock()
+	applying, release := c.applying, c.release
+	c.mu.Unlock()
+	if applying != nil {
+		applying <- struct{}{}
+		<-release
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(m.Payload) == 0 {
@@ -123,6 +135,7 @@ type tnode struct {
 	*Node
 	id    string
 	core  *fakeCore
+	b     *broker.Broker // nodes with a real core (addBroker)
 	trans *raft.InmemTransport
 	dir   string
 	ln    net.Listener
@@ -135,6 +148,10 @@ type tcluster struct {
 	links map[raft.ServerAddress]string
 	nodes []*tnode
 	tune  func(*raft.Config)
+	// brokers: nodes get a real core (broker.Broker) instead of a fakeCore.
+	brokers bool
+	// writeTimeout is the nodes' (default 5 s).
+	writeTimeout time.Duration
 }
 
 func newTCluster(t *testing.T) *tcluster {
@@ -179,7 +196,7 @@ func (tc *tcluster) add(id string, join *tnode, dir string) *tnode {
 	tc.nodes = append(tc.nodes, tn)
 	tc.mu.Unlock()
 	cfg := Config{NodeID: id, Listen: ln.Addr().String(), Dir: dir, Transport: trans, Listener: ln,
-		LinkAddr: tc.linkAddr, WriteTimeout: 5 * time.Second, JoinTimeout: waitTimeout, Log: testLog(t), Tune: tc.tune}
+		LinkAddr: tc.linkAddr, WriteTimeout: cmp.Or(tc.writeTimeout, 5*time.Second), JoinTimeout: waitTimeout, Log: testLog(t), Tune: tc.tune}
 	if join != nil {
 		cfg.Join = []string{join.ln.Addr().String()}
 	}
@@ -188,10 +205,31 @@ func (tc *tcluster) add(id string, join *tnode, dir string) *tnode {
 		t.Fatal(err)
 	}
 	tn.Node = n
-	if err := n.Start(tn.core, tn.core); err != nil {
+	if !tc.brokers {
+		if err := n.Start(tn.core, tn.core); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		return tn
+	}
+	// A real core on a memory store, running on the node's replica, as server.Start assembles it.
+	rep, err := n.SessionStore(memstore.New())
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = n.Close() })
+	b, err := broker.New(broker.DefaultConfig(), rep, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.b = b
+	b.SetCluster(n)
+	if err := n.Start(b, b); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = n.Close()
+		_ = b.Close()
+	})
 	return tn
 }
 

@@ -83,6 +83,14 @@ func (in *inLink) handle(f frame) error {
 	switch f.Type {
 	case fMsg:
 		l.stats.Received.Add(1)
+		if err := l.n.caughtUp(f.Index); err != nil {
+			// Not delivered: a persistent session it was sent here for may not be here yet.
+			if f.Seq != 0 {
+				seq := f.Seq
+				in.send(func(b []byte) []byte { return appendAck(b, seq, err.Error()) })
+			}
+			return nil
+		}
 		res := l.core.DeliverRemote(f.Msg, f.Answerable, f.Groups)
 		if f.Seq != 0 {
 			seq := f.Seq
@@ -211,4 +219,32 @@ func (in *inLink) serveRequest(f frame) {
 		msg = err.Error()
 	}
 	in.send(func(b []byte) []byte { return appendReply(b, f.Seq, idx, "", msg) })
+}
+
+// barrierWait bounds how long a message waits for this node to apply the index its sender had
+// applied (normally not at all); well within a link's silence timeout.
+const barrierWait = 2 * time.Second
+
+// caughtUp waits until this node has applied index i, so its core holds every session the log
+// had given it there (sessions.go). A node that is not live yet takes nothing.
+func (n *Node) caughtUp(i uint64) error {
+	if !n.fsm.live.Load() {
+		return ErrNotLive
+	}
+	applied, tick := n.fsm.progress()
+	if applied >= i {
+		return nil
+	}
+	t := time.NewTimer(barrierWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-tick:
+		case <-t.C:
+			return fmt.Errorf("cluster: this node has not applied index %d yet (at %d)", i, applied)
+		}
+		if applied, tick = n.fsm.progress(); applied >= i {
+			return nil
+		}
+	}
 }

@@ -67,9 +67,11 @@ type peer struct {
 	id, addr string
 	out      atomic.Pointer[outLink]
 	stop     chan struct{}
-	// prog and seen: what the peer last said of its raft log, and when (guarded by links.mu).
+	// prog and seen: what the peer last said of its raft log, and when; down: since when the
+	// link has been down (zero while it is up). Guarded by links.mu.
 	prog progress
 	seen time.Time
+	down time.Time
 }
 
 type links struct {
@@ -135,6 +137,7 @@ func (l *links) maintain() {
 	for {
 		l.reconcile()
 		l.ping()
+		l.n.adoptOrphans()
 		select {
 		case <-t.C:
 		case <-l.done:
@@ -170,7 +173,7 @@ func (l *links) reconcile() {
 	}
 	for id, addr := range want {
 		if l.peers[id] == nil {
-			p := &peer{id: id, addr: addr, stop: make(chan struct{})}
+			p := &peer{id: id, addr: addr, stop: make(chan struct{}), down: time.Now()}
 			l.peers[id] = p
 			l.wg.Add(1)
 			go l.dialLoop(p)
@@ -316,9 +319,15 @@ func (l *links) runOut(p *peer, c net.Conn) {
 		return appendProgress(b, fPing, prog)
 	})
 	p.out.Store(o)
+	l.mu.Lock()
+	p.down = time.Time{}
+	l.mu.Unlock()
 	l.n.log.Info("cluster: link up", "node", p.id, "addr", p.addr)
 	err := o.read()
 	p.out.Store(nil)
+	l.mu.Lock()
+	p.down = time.Now()
+	l.mu.Unlock()
 	o.CloseNow(err)
 	close(o.done)
 	o.failAll(errLinkLost)

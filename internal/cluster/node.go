@@ -14,6 +14,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -98,6 +99,10 @@ type Node struct {
 	trans raft.Transport
 	mux   *mux
 	links *links
+	// replica is the core's store when the node keeps sessions (SessionStore); adopting is set
+	// while the leader hands sessions of unreachable nodes over (adopt.go).
+	replica  *Replica
+	adopting atomic.Bool
 
 	// leaderTick is closed and replaced when the leader changes (observer).
 	mu         sync.Mutex
@@ -112,6 +117,9 @@ type Node struct {
 // as this node last knew them. Start joins the cluster.
 func Open(cfg Config) (*Node, error) {
 	cfg.defaults()
+	if err := forgetLeft(cfg); err != nil {
+		return nil, err
+	}
 	st, err := raftstore.Open(filepath.Join(cfg.Dir, "log"), raftstore.Options{Log: cfg.Log})
 	if err != nil {
 		return nil, err
@@ -123,7 +131,10 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Log, store: st, db: st.DB(), snaps: snaps,
 		leaderTick: make(chan struct{}), left: make(chan struct{}), stopObs: make(chan struct{})}
-	n.fsm = newFSM(st.DB(), cfg.Log)
+	if n.fsm, err = newFSM(st.DB(), cfg.Log, cfg.NodeID); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -143,6 +154,10 @@ func (n *Node) HasState() (bool, error) {
 // until it has applied the cluster's state.
 func (n *Node) Start(core Core, deliver Deliverer) error {
 	n.fsm.core = core
+	if n.replica != nil {
+		n.replica.core, _ = core.(SessionCore)
+		n.replica.rep.start()
+	}
 	existing, err := n.HasState()
 	if err != nil {
 		return err
@@ -172,6 +187,10 @@ func (n *Node) Start(core Core, deliver Deliverer) error {
 	if n.cfg.Tune != nil {
 		n.cfg.Tune(rc)
 	}
+	if snaps, _ := n.snaps.List(); len(snaps) > 0 {
+		// The state machine has at least what the last snapshot had (it was synced first).
+		n.fsm.setApplied(snaps[0].Index)
+	}
 	n.r, err = raft.NewRaft(rc, n.fsm, n.store, n.store, n.snaps, n.trans)
 	if err != nil {
 		n.mux.close()
@@ -183,12 +202,20 @@ func (n *Node) Start(core Core, deliver Deliverer) error {
 	switch {
 	case existing:
 		n.log.Info("cluster: resuming", "node", n.cfg.NodeID)
+		// The node takes up its sessions once it reaches a majority, whenever that is.
+		go n.comeUp()
 		return nil
 	case len(n.cfg.Join) == 0:
-		return n.bootstrap()
+		err = n.bootstrap()
 	default:
-		return n.join()
+		err = n.join()
 	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.JoinTimeout)
+	defer cancel()
+	return n.nodeUp(ctx)
 }
 
 // bootstrap starts a new cluster of this node alone and commits its seed state.
@@ -216,8 +243,20 @@ func (n *Node) bootstrap() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.JoinTimeout)
 	defer cancel()
-	_, err = n.Write(ctx, seed)
+	_, err = n.startWrite(ctx, seed)
 	return err
+}
+
+// startWrite is Write for a node starting (its seed, its catch-up, its sessions taken up): a
+// cluster just formed may take longer than leaderWait to show this node its leader on a
+// loaded machine, so no leader is waited out until ctx ends rather than refused.
+func (n *Node) startWrite(ctx context.Context, cmd []byte) (uint64, error) {
+	for {
+		idx, err := n.Write(ctx, cmd)
+		if !errors.Is(err, ErrNoLeader) || ctx.Err() != nil {
+			return idx, err
+		}
+	}
 }
 
 // raftAddr is the address raft knows this node by.
@@ -272,7 +311,7 @@ func (n *Node) join() error {
 		backoff = min(2*backoff, 5*time.Second)
 	}
 	n.log.Info("cluster: joined; catching up", "node", n.cfg.NodeID)
-	if _, err := n.Write(ctx, []byte{cmdNoop}); err != nil {
+	if _, err := n.startWrite(ctx, []byte{cmdNoop}); err != nil {
 		return fmt.Errorf("cluster: joined but could not catch up: %w", err)
 	}
 	n.log.Info("cluster: caught up", "applied", n.AppliedIndex())
@@ -312,7 +351,12 @@ func (n *Node) leaderChange() <-chan struct{} {
 
 // Write commits a command through the leader: here when this node leads, else forwarded over
 // the link to the leader. It returns the command's index once this node has applied it too.
+//
+// A write that finds no leader it can reach waits for one for leaderWait at most and is then
+// refused (ErrNoLeader): a node in a minority says no within seconds, not after the whole
+// write timeout.
 func (n *Node) Write(ctx context.Context, cmd []byte) (uint64, error) {
+	var leaderless time.Time
 	for {
 		if n.isClosed() {
 			return 0, ErrClosed
@@ -336,7 +380,12 @@ func (n *Node) Write(ctx context.Context, cmd []byte) (uint64, error) {
 			}
 			n.log.Debug("cluster: forwarded write to retry", "leader", id, "err", err)
 		}
-		// No leader (or it moved): wait for the next one, or give up.
+		// No leader (or it moved, or its link is down): wait for the next one, or give up.
+		if leaderless.IsZero() {
+			leaderless = time.Now()
+		} else if time.Since(leaderless) >= leaderWait {
+			return 0, ErrNoLeader
+		}
 		select {
 		case <-change:
 		case <-time.After(200 * time.Millisecond):
@@ -371,19 +420,18 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (uint64, error) {
 	return f.Index(), nil
 }
 
-// waitApplied waits until this node has applied index i.
+// waitApplied waits until this node's state machine has applied index i (raft's own applied
+// index moves when an entry is handed to the state machine, before it is applied).
 func (n *Node) waitApplied(ctx context.Context, i uint64) error {
 	for {
 		applied, tick := n.fsm.progress()
-		if applied >= i || n.r.AppliedIndex() >= i {
+		if applied >= i {
 			return nil
 		}
 		select {
 		case <-tick:
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: committed as %d but not yet applied on this node (at %d): %w", i, applied, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-			// Configuration entries move raft's applied index without the FSM.
 		}
 	}
 }
@@ -479,6 +527,9 @@ func (n *Node) Leave(ctx context.Context) error {
 		}
 	}
 	n.log.Info("cluster: left the cluster", "node", n.cfg.NodeID)
+	if err := markLeft(n.cfg.Dir); err != nil {
+		n.log.Warn("cluster: left, but could not note it: remove the raft directory before rejoining", "err", err)
+	}
 	n.closeOnce.Do(func() { close(n.left) })
 	return nil
 }
@@ -503,6 +554,9 @@ func (n *Node) Close() error {
 	n.closed = true
 	n.mu.Unlock()
 	var errs []error
+	if n.replica != nil {
+		n.replica.rep.close()
+	}
 	if n.r != nil {
 		close(n.stopObs)
 		errs = append(errs, n.r.Shutdown().Error())

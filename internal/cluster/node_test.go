@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,8 +62,11 @@ func TestRecordsReplicate(t *testing.T) {
 // A leader cut off from the others stops acknowledging writes (its lease runs out and no
 // leader is reachable): they fail instead of being reported done, and they never appear. The
 // majority elects a new leader and goes on; when the partition heals, the old leader catches up.
+//
+// The refusal comes soon after the node finds no leader, well before the write timeout.
 func TestMinorityRefusesWrites(t *testing.T) {
 	tc := newTCluster(t)
+	tc.writeTimeout = 30 * time.Second
 	n1, n2, n3 := tc.three()
 	eventually(t, "n1 leads", n1.IsLeader)
 	tc.isolate(n1, false)
@@ -71,7 +75,11 @@ func TestMinorityRefusesWrites(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a write in the minority was acknowledged")
 	}
-	t.Logf("minority write refused after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	took := time.Since(start)
+	t.Logf("minority write refused after %s: %v", took.Round(time.Millisecond), err)
+	if took > tc.writeTimeout/2 {
+		t.Fatalf("the minority took %s to refuse a write", took)
+	}
 	var leader *tnode
 	eventually(t, "a new leader in the majority", func() bool {
 		for _, n := range []*tnode{n2, n3} {
@@ -279,5 +287,71 @@ func TestLinkLostFailsAcceptance(t *testing.T) {
 	}
 	if n1.links.stats.Dropped.Load() != dropped+1 {
 		t.Fatal("the skipped copy was not counted")
+	}
+}
+
+// A write returns once this node's state machine has applied it, not once raft handed it over
+// (raft counts an entry applied when it passes it to the state machine): a follower whose state
+// machine is slow does not return early.
+func TestWriteReturnsOnceAppliedHere(t *testing.T) {
+	tc := newTCluster(t)
+	n1, n2, _ := tc.three()
+	eventually(t, "n1 leads", n1.IsLeader)
+	n2.core.mu.Lock()
+	n2.core.applying, n2.core.release = make(chan struct{}), make(chan struct{})
+	n2.core.mu.Unlock()
+	var once sync.Once
+	release := func() { once.Do(func() { close(n2.core.release) }) }
+	t.Cleanup(release) // a failure below must not leave n2's state machine stuck
+	done := make(chan error, 1)
+	go func() {
+		_, err := n2.Write(ctx(t), encodeRetain(&message.Message{Topic: "r", Payload: []byte("v")}))
+		done <- err
+	}()
+	select {
+	case <-n2.core.applying:
+	case <-time.After(waitTimeout):
+		t.Fatal("n2 never applied the write")
+	}
+	eventually(t, "raft on n2 counts the entry applied", func() bool { return n2.r.AppliedIndex() >= n1.r.AppliedIndex() })
+	select {
+	case err := <-done:
+		t.Fatalf("the write returned (%v) while n2's state machine was still applying it", err)
+	case <-time.After(500 * time.Millisecond): // the window the early return used to fall in
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A node that left joins again on the same directory, nothing removed by hand: it is a member
+// again and gets what was written while it was away. Without Join it refuses to start.
+func TestRejoinAfterLeave(t *testing.T) {
+	tc := newTCluster(t)
+	n1, _, n3 := tc.three()
+	eventually(t, "n1 leads", n1.IsLeader)
+	if err := n3.Leave(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	<-n3.Left()
+	if err := n3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two members left", func() bool { return len(n1.members()) == 2 })
+	if err := n1.Records().Put("users", "away", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Open(Config{NodeID: "n3", Dir: n3.dir, Listen: "127.0.0.1:0"}); err == nil {
+		_ = n.Close()
+		t.Error("a node that left opened without Join")
+	}
+	back := tc.add("n3", n1, n3.dir)
+	eventually(t, "n3 is a member again", func() bool { return n1.isMember("n3") && len(n1.members()) == 3 })
+	if got := get(t, back, "users", "away"); got != "x" {
+		t.Fatalf("n3 has %q of what was written while it was away", got)
+	}
+	if err := back.Records().Put("users", "back", []byte("y")); err != nil {
+		t.Fatalf("a write on the node that rejoined: %v", err)
 	}
 }

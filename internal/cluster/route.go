@@ -2,14 +2,17 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/store"
+	"github.com/ternmq/tern/internal/topic"
 )
 
 var _ broker.Cluster = (*Node)(nil)
@@ -47,17 +50,34 @@ type target struct {
 	groups []string
 }
 
+// errUnreachable fails a QoS 1/2 message that persistent sessions on an unreachable node match:
+// no copy of it can be made durable for them until their node is back or the cluster has given
+// them to another node (adopt.go), so its publisher is not told it is safe.
+var errUnreachable = errors.New("cluster: a node holding sessions this message is for cannot be reached")
+
 // Route implements broker.Cluster: m goes once to each node whose interest matches, each shared
 // group to one node with members (round robin over the nodes, this one included, whose links
-// are up).
+// are up). Interest is what the nodes said over their links, and, for persistent sessions, what
+// the session directory says (directory.go): that a session moved to a node is known from the
+// log before the node could say so. Each message carries the index this node had applied, so the
+// receiving node delivers it only once it has applied as much (and holds the sessions the
+// message was sent there for).
 func (n *Node) Route(m *message.Message, answerable bool, local []string) broker.Routed {
 	l := n.links
+	applied := n.fsm.appliedIndex()
 	res := l.index.Match(m.Topic)
-	if len(res.Entries) == 0 && len(res.Shared) == 0 {
+	dres := n.fsm.dir.index.Match(m.Topic)
+	if len(res.Entries) == 0 && len(res.Shared) == 0 && len(dres.Entries) == 0 && len(dres.Shared) == 0 {
 		return broker.Routed{Serve: local}
 	}
+	self := n.cfg.NodeID
 	var targets []target
-	add := func(id string, group string) {
+	var down []string // nodes skipped, so each counts once
+	unreachable := false
+	add := func(id string, group string, durable bool) {
+		if id == self {
+			return
+		}
 		for i := range targets {
 			if targets[i].o.p.id == id {
 				if group != "" {
@@ -68,7 +88,13 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 		}
 		o := l.up(id)
 		if o == nil {
-			l.stats.Dropped.Add(1)
+			if durable && m.QoS > 0 {
+				unreachable = true
+			}
+			if !slices.Contains(down, id) {
+				down = append(down, id)
+				l.stats.Dropped.Add(1)
+			}
 			return
 		}
 		t := target{o: o}
@@ -79,18 +105,22 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 	}
 	for i, e := range res.Entries {
 		if i == 0 || res.Entries[i-1].Key != e.Key {
-			add(e.Key, "")
+			add(e.Key, "", false)
+		}
+	}
+	for i, e := range dres.Entries {
+		if i == 0 || dres.Entries[i-1].Key != e.Key {
+			add(e.Key, "", true)
 		}
 	}
 	var serve []string
 	var remote []string
-	for _, g := range res.Shared {
-		key := g.Name + "/" + g.Filter
+	group := func(key string, members []string, durableDown bool) {
 		remote = append(remote, key)
 		var cands []string
-		for _, e := range g.Members {
-			if l.up(e.Key) != nil && !slices.Contains(cands, e.Key) {
-				cands = append(cands, e.Key)
+		for _, id := range members {
+			if id != self && l.up(id) != nil && !slices.Contains(cands, id) {
+				cands = append(cands, id)
 			}
 		}
 		here := slices.Contains(local, key)
@@ -99,14 +129,37 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 			k++
 		}
 		if k == 0 {
-			continue
+			if durableDown && m.QoS > 0 {
+				unreachable = true
+			}
+			return
 		}
 		i := int(l.turn(key) % uint64(k))
 		if i == len(cands) {
 			serve = append(serve, key)
-			continue
+			return
 		}
-		add(cands[i], key)
+		add(cands[i], key, false)
+	}
+	for _, key := range sharedKeys(res.Shared, dres.Shared) {
+		var members []string
+		durableDown := false
+		for _, g := range res.Shared {
+			if g.Name+"/"+g.Filter == key {
+				for _, e := range g.Members {
+					members = append(members, e.Key)
+				}
+			}
+		}
+		for _, g := range dres.Shared {
+			if g.Name+"/"+g.Filter == key {
+				for _, e := range g.Members {
+					members = append(members, e.Key)
+					durableDown = durableDown || e.Key != self && l.up(e.Key) == nil
+				}
+			}
+		}
+		group(key, members, durableDown)
 	}
 	for _, key := range local {
 		if !slices.Contains(remote, key) {
@@ -115,11 +168,15 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 	}
 	out := broker.Routed{Serve: serve}
 	var acc *acceptance
-	if m.QoS > 0 && len(targets) > 0 {
+	if m.QoS > 0 && (len(targets) > 0 || unreachable) {
 		acc = &acceptance{left: 1, t: store.NewTicket()}
+		if unreachable {
+			l.stats.Failed.Add(1)
+			acc.err = errUnreachable
+		}
 	}
 	for _, t := range targets {
-		if wait, ok := t.o.sendMsg(m, answerable, t.groups, acc); ok {
+		if wait, ok := t.o.sendMsg(m, answerable, t.groups, acc, applied); ok {
 			out.Nodes++
 			l.stats.Forwarded.Add(1)
 			if out.Wait == nil {
@@ -134,6 +191,37 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 		acc.done(nil) // the guard: complete once every copy answered
 	}
 	return out
+}
+
+// sharedKeys lists the distinct shared groups ("group/filter") of two match results.
+func sharedKeys(a, b []*topic.Group[string, struct{}]) []string {
+	var keys []string
+	for _, gs := range [][]*topic.Group[string, struct{}]{a, b} {
+		for _, g := range gs {
+			if len(g.Members) == 0 {
+				continue
+			}
+			if k := g.Name + "/" + g.Filter; !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
+// downFor is how long the link to a node has been down (0 while up; a node this one has no
+// link to at all counts as down for ever).
+func (l *links) downFor(id string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.peers[id]
+	switch {
+	case p == nil:
+		return time.Duration(1<<63 - 1)
+	case p.down.IsZero():
+		return 0
+	}
+	return time.Since(p.down)
 }
 
 // up returns the outgoing link to a node when it is up.
@@ -164,7 +252,7 @@ func (l *links) turn(key string) uint64 {
 
 // sendMsg queues a message on the link. A QoS 0 message is dropped when the link is full; a
 // QoS 1/2 one is counted in acc. wait is the link's Drained channel when it is congested.
-func (o *outLink) sendMsg(m *message.Message, answerable bool, groups []string, acc *acceptance) (wait <-chan struct{}, ok bool) {
+func (o *outLink) sendMsg(m *message.Message, answerable bool, groups []string, acc *acceptance, applied uint64) (wait <-chan struct{}, ok bool) {
 	o.Lock()
 	if o.EndingLocked() || (m.QoS == 0 && o.FullLocked()) {
 		o.Unlock()
@@ -177,7 +265,7 @@ func (o *outLink) sendMsg(m *message.Message, answerable bool, groups []string, 
 		acc.add()
 		o.pending[seq] = acc
 	}
-	o.CommitLocked(appendMsg(o.BufLocked(), seq, answerable, groups, m), nil)
+	o.CommitLocked(appendMsg(o.BufLocked(), seq, answerable, groups, applied, m), nil)
 	congested := o.CongestedLocked()
 	o.Unlock()
 	if congested {

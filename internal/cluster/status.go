@@ -13,7 +13,13 @@ type Status struct {
 	Node   string `json:"node"`
 	State  string `json:"state"` // leader, follower, candidate, shutdown
 	Leader string `json:"leader"`
-	Term   uint64 `json:"term"`
+	// Live: the node holds its sessions (it reached a majority since it started); until then it
+	// refuses connects. Sessions counts the client ids in the cluster's session directory, Held
+	// those this node holds.
+	Live     bool   `json:"live"`
+	Sessions int    `json:"sessions"`
+	Held     int    `json:"held"`
+	Term     uint64 `json:"term"`
 	// CommitIndex, AppliedIndex and LastIndex are this node's raft log positions.
 	CommitIndex  uint64   `json:"commit_index"`
 	AppliedIndex uint64   `json:"applied_index"`
@@ -52,6 +58,12 @@ func (n *Node) Status() Status {
 		Forwarded: n.links.stats.Forwarded.Load(), Received: n.links.stats.Received.Load(),
 		Dropped: n.links.stats.Dropped.Load(), Failed: n.links.stats.Failed.Load()}
 	st.Term = r.CurrentTerm()
+	st.Live = n.fsm.live.Load()
+	owners := n.fsm.dir.owners()
+	for _, k := range owners {
+		st.Sessions += k
+	}
+	st.Held = owners[n.cfg.NodeID]
 	for _, s := range n.members() {
 		m := Member{ID: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter,
 			Leader: string(s.ID) == st.Leader, Self: string(s.ID) == n.cfg.NodeID}

@@ -19,7 +19,7 @@ import (
 // Frame types.
 const (
 	fHello    = 'H' // uvarint version, str node id
-	fMsg      = 'M' // uvarint seq (0: no acknowledgement), byte flags, uvarint origin id, strs groups, message
+	fMsg      = 'M' // uvarint seq (0: no acknowledgement), byte flags, uvarint origin id, strs groups, uvarint applied index, message
 	fAck      = 'A' // uvarint seq, str error ("" accepted)
 	fInterest = 'I' // strs filters (the whole set)
 	fPing     = 'P' // progress
@@ -30,7 +30,7 @@ const (
 	fReply    = 'R' // uvarint request, uvarint index, str leader address, str error
 )
 
-const wireVersion = 1
+const wireVersion = 2
 
 // msgAnswerable is fMsg's flag for a call its services may answer without grants of their own.
 const msgAnswerable = 1
@@ -50,7 +50,7 @@ type frame struct {
 	Node       string // fHello, fJoin, fLeave
 	Addr       string // fJoin, fReply (the leader's)
 	Err        string // fAck, fReply
-	Index      uint64 // fReply
+	Index      uint64 // fReply; fMsg: the index the sender had applied
 	Origin     uint64 // fMsg
 	Answerable bool   // fMsg
 	Groups     []string
@@ -95,7 +95,7 @@ func appendHello(b []byte, node string) []byte {
 	return endFrame(appendStr(b, node), s)
 }
 
-func appendMsg(b []byte, seq uint64, answerable bool, groups []string, m *message.Message) []byte {
+func appendMsg(b []byte, seq uint64, answerable bool, groups []string, applied uint64, m *message.Message) []byte {
 	b, s := beginFrame(b, fMsg)
 	b = binary.AppendUvarint(b, seq)
 	var flags byte
@@ -105,6 +105,7 @@ func appendMsg(b []byte, seq uint64, answerable bool, groups []string, m *messag
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, m.ID)
 	b = appendStrs(b, groups)
+	b = binary.AppendUvarint(b, applied)
 	return endFrame(appendMessage(b, m), s)
 }
 
@@ -318,6 +319,7 @@ func decodeFrame(body []byte) (frame, error) {
 		f.Answerable = flags&msgAnswerable != 0
 		f.Origin = d.uvarint()
 		f.Groups = d.strs()
+		f.Index = d.uvarint()
 		f.Msg = &message.Message{}
 		d.message(f.Msg)
 		f.Msg.ID = f.Origin

@@ -21,7 +21,7 @@ func sampleFrames() [][]byte {
 	m := sampleMessage()
 	return [][]byte{
 		appendHello(nil, "n1"),
-		appendMsg(nil, 3, true, []string{"g/x"}, m),
+		appendMsg(nil, 3, true, []string{"g/x"}, 7, m),
 		appendAck(nil, 3, "no"),
 		appendInterest(nil, []string{"a/#", "$share/g/x"}),
 		appendProgress(nil, fPing, progress{1, 2, 3}),
@@ -56,7 +56,7 @@ func TestFramesRoundTrip(t *testing.T) {
 	}
 	noCorr := sampleMessage()
 	noCorr.Props.CorrelationData = nil
-	f, _ = decodeFrame(appendMsg(nil, 0, false, nil, noCorr)[4:])
+	f, _ = decodeFrame(appendMsg(nil, 0, false, nil, 0, noCorr)[4:])
 	if f.Msg.Props.CorrelationData != nil {
 		t.Fatal("absent correlation data came back present")
 	}

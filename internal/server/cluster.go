@@ -69,6 +69,15 @@ func seedRecords(r store.Records) ([]cluster.Record, error) {
 	return out, nil
 }
 
+// coreStore is the store the core runs on: on a cluster node, the replica over the node's own
+// store (client sessions replicated through the cluster's log).
+func coreStore(n *cluster.Node, st store.Store) (store.Store, error) {
+	if n == nil {
+		return st, nil
+	}
+	return n.SessionStore(st)
+}
+
 // startCluster starts the node: replicated auth writes end open mode here too, and the core
 // routes and replicates retained messages through the node.
 func startCluster(n *cluster.Node, a *auth.Authenticator, b *broker.Broker, log *slog.Logger) error {

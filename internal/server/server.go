@@ -126,7 +126,13 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	bc := broker.ConfigFrom(cfg)
 	bc.Auth = a
 	bc.Clock = o.clock
-	b, err := broker.New(bc, st, log)
+	// A cluster node's core keeps client sessions in the cluster's replica (server/cluster.go).
+	core, err := coreStore(node, st)
+	if err != nil {
+		closeAll(node, st)
+		return nil, err
+	}
+	b, err := broker.New(bc, core, log)
 	if err == nil && node != nil {
 		// Open mode is decided once the node holds the cluster's users.
 		if err = startCluster(node, a, b, log); err == nil {
@@ -492,14 +498,15 @@ func (s *Server) Close() error {
 		if s.Webhooks != nil {
 			s.Webhooks.Close()
 		}
+		if s.Broker != nil {
+			_ = s.Broker.Close()
+		}
 		if s.Cluster != nil {
-			// Before the core: raft may still apply into it until it stops.
+			// After the core, so what it saved of its sessions reaches the log; raft may still
+			// apply into it until it stops, which a closed core takes (its store is open).
 			if err := s.Cluster.Close(); err != nil {
 				s.log.Error("closing the cluster node", "err", err)
 			}
-		}
-		if s.Broker != nil {
-			_ = s.Broker.Close()
 		}
 		s.wg.Wait()
 		// MQTT.Close waited for every connection to hand its last state to the core, so the

@@ -1,0 +1,258 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/store"
+)
+
+// The session commands of the replicated state machine (see sessions.go for what they do):
+//
+//	cmdClaim   str client, str node, uvarint incarnation, str identity, byte flags
+//	cmdOps     str node, ops to the end                the changes one node made to its sessions
+//	cmdAdopt   str from, strs to                       a node's sessions go to the nodes in to
+//	cmdNodeUp  str node, uvarint incarnation           a node (re)started and took up its sessions
+//
+// An op is a byte kind, str client, uvarint epoch (the log index from which the node holds the
+// session; opForget: of its latest claim) and the kind's fields:
+//
+//	opRecord   bytes record
+//	opDelete                                           the session's state (not its entry)
+//	opForget                                           the entry, when no later claim was made
+//	opQPut     uvarint seq, bytes item
+//	opQDel     uvarint seq
+//	opQClear   uvarint from                            every queued item from there on
+//	opFPut     uvarint packet id, uvarint order, byte released, bytes item
+//	opFDel     uvarint packet id
+//	opNAdd     uvarint packet id
+//	opNDel     uvarint packet id
+const (
+	cmdClaim  = 6
+	cmdOps    = 7
+	cmdAdopt  = 8
+	cmdNodeUp = 9
+)
+
+const (
+	opRecord = 1 + iota
+	opDelete
+	opForget
+	opQPut
+	opQDel
+	opQClear
+	opFPut
+	opFDel
+	opNAdd
+	opNDel
+)
+
+// Claim flags.
+const (
+	claimClean     = 1
+	claimExclusive = 2
+)
+
+// sessOp is one decoded op. Raw aliases the command.
+type sessOp struct {
+	Kind     byte
+	Client   string
+	Epoch    uint64
+	N        uint64 // seq, packet id, or the start of a clear
+	Ord      uint64
+	Released bool
+	Raw      []byte // the record or item as it is stored
+	Rec      *store.SessionRecord
+}
+
+func encodeClaim(client, node string, inc uint64, identity string, flags byte) []byte {
+	b := appendStr([]byte{cmdClaim}, client)
+	b = appendStr(b, node)
+	b = binary.AppendUvarint(b, inc)
+	b = appendStr(b, identity)
+	return append(b, flags)
+}
+
+func encodeAdopt(from string, to []string) []byte {
+	return appendStrs(appendStr([]byte{cmdAdopt}, from), to)
+}
+
+func encodeNodeUp(node string, inc uint64) []byte {
+	return binary.AppendUvarint(appendStr([]byte{cmdNodeUp}, node), inc)
+}
+
+// appendOpHead begins an op.
+func appendOpHead(b []byte, kind byte, client string, epoch uint64) []byte {
+	b = append(b, kind)
+	b = appendStr(b, client)
+	return binary.AppendUvarint(b, epoch)
+}
+
+// decodeOps reads the ops of a cmdOps command after its node.
+func (d *decoder) ops() []sessOp {
+	var out []sessOp
+	for len(d.b) > 0 && !d.bad {
+		o := sessOp{Kind: d.byte(), Client: d.str(), Epoch: d.uvarint()}
+		switch o.Kind {
+		case opRecord:
+			o.Raw = d.raw()
+			if rec, err := decodeRecord(o.Raw); err != nil {
+				d.fail()
+			} else {
+				o.Rec = &rec
+			}
+		case opDelete, opForget:
+		case opQPut:
+			o.N = d.uvarint()
+			o.Raw = d.raw()
+			if _, err := decodeItem(o.Raw); err != nil {
+				d.fail()
+			}
+		case opQDel, opQClear, opFDel, opNAdd, opNDel:
+			o.N = d.uvarint()
+		case opFPut:
+			o.N, o.Ord = d.uvarint(), d.uvarint()
+			switch d.byte() {
+			case 0:
+			case 1:
+				o.Released = true
+			default:
+				d.fail()
+			}
+			o.Raw = d.raw()
+			if _, err := decodeItem(o.Raw); err != nil {
+				d.fail()
+			}
+		default:
+			d.fail()
+		}
+		if (o.Kind >= opFPut) && o.N > 0xFFFF {
+			d.fail()
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// appendItem encodes a queued or in-flight delivery as the replica keeps it: the whole message
+// (bodies are not shared between sessions there).
+func appendItem(b []byte, it store.Item) []byte {
+	b = binary.AppendUvarint(b, it.Msg.ID)
+	b = appendMessage(b, it.Msg)
+	var flags byte
+	if it.Retain {
+		flags |= 1
+	}
+	b = append(b, it.QoS, flags)
+	b = binary.AppendUvarint(b, uint64(len(it.SubIDs)))
+	for _, id := range it.SubIDs {
+		b = binary.AppendUvarint(b, uint64(id))
+	}
+	return binary.AppendUvarint(b, it.Seq)
+}
+
+// decodeItem reads an item; its message is a copy.
+func decodeItem(b []byte) (store.Item, error) {
+	d := decoder{b: b}
+	m := &message.Message{ID: d.uvarint()}
+	d.message(m)
+	it := store.Item{QoS: d.byte()}
+	flags := d.byte()
+	if it.QoS > 2 || flags&^1 != 0 {
+		d.fail()
+	}
+	it.Retain = flags&1 != 0
+	n := d.count(1)
+	if n > 0 {
+		it.SubIDs = make([]uint32, n)
+		for i := range it.SubIDs {
+			v := d.uvarint()
+			if v > 0xFFFFFFFF {
+				d.fail()
+			}
+			it.SubIDs[i] = uint32(v)
+		}
+	}
+	it.Seq = d.uvarint()
+	if d.bad || len(d.b) != 0 {
+		return store.Item{}, fmt.Errorf("%w: session item", errFrame)
+	}
+	it.Msg = m.Clone()
+	return it, nil
+}
+
+// appendRecord encodes a session record (its client id is the key).
+func appendRecord(b []byte, r store.SessionRecord) []byte {
+	b = appendStr(b, r.Identity)
+	b = binary.AppendUvarint(b, uint64(r.Expiry))
+	b = binary.AppendVarint(b, r.Disconnected)
+	b = binary.AppendUvarint(b, r.Dropped)
+	b = binary.AppendUvarint(b, uint64(len(r.Subscriptions)))
+	for _, s := range r.Subscriptions {
+		b = appendStr(b, s.Filter)
+		var flags byte
+		if s.NoLocal {
+			flags |= 1
+		}
+		if s.RetainAsPublished {
+			flags |= 2
+		}
+		b = append(b, s.QoS, flags, s.RetainHandling)
+		b = binary.AppendUvarint(b, uint64(s.ID))
+	}
+	if r.Will == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = binary.AppendUvarint(b, uint64(r.Will.Delay))
+	b = binary.AppendUvarint(b, r.Will.Msg.ID)
+	return appendMessage(b, r.Will.Msg)
+}
+
+// decodeRecord reads a session record without its client id; strings and the will are copies.
+func decodeRecord(b []byte) (store.SessionRecord, error) {
+	d := decoder{b: b}
+	var r store.SessionRecord
+	r.Identity = d.str()
+	exp := d.uvarint()
+	if exp > 0xFFFFFFFF {
+		d.fail()
+	}
+	r.Expiry = uint32(exp)
+	r.Disconnected = d.varint()
+	r.Dropped = d.uvarint()
+	n := d.count(5)
+	for range n {
+		s := store.Subscription{Filter: d.str(), QoS: d.byte()}
+		flags := d.byte()
+		s.RetainHandling = d.byte()
+		id := d.uvarint()
+		if s.QoS > 2 || flags&^3 != 0 || s.RetainHandling > 2 || id > 0xFFFFFFFF {
+			d.fail()
+			break
+		}
+		s.NoLocal, s.RetainAsPublished, s.ID = flags&1 != 0, flags&2 != 0, uint32(id)
+		r.Subscriptions = append(r.Subscriptions, s)
+	}
+	switch d.byte() {
+	case 0:
+	case 1:
+		delay := d.uvarint()
+		m := &message.Message{ID: d.uvarint()}
+		d.message(m)
+		if delay > 0xFFFFFFFF {
+			d.fail()
+		}
+		r.Will = &store.Will{Delay: uint32(delay), Msg: m}
+	default:
+		d.fail()
+	}
+	if d.bad || len(d.b) != 0 {
+		return store.SessionRecord{}, fmt.Errorf("%w: session record", errFrame)
+	}
+	if r.Will != nil {
+		r.Will.Msg = r.Will.Msg.Clone()
+	}
+	return r, nil
+}
