@@ -129,6 +129,10 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 	if err != nil {
 		return nil, nil, err
 	}
+	// Held throughout: once a subscription is in the index a publisher may deliver to s, and a
+	// session the cluster moves here is recovered while publishers run.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.identity, s.expiry, s.dropped = rec.Identity, rec.Expiry, rec.Dropped
 	s.disconnected = rec.Disconnected
 	if s.disconnected == 0 {
