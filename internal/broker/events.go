@@ -16,10 +16,16 @@ import (
 //	$SYS/events/registered    {"client_id", "namespace", "procedure"}   (and unregistered:
 //	                          a subscription to $rpc/N/P)
 //
-// as QoS 0 JSON messages, for anybody granted to subscribe to $SYS/events/#.
+// as QoS 0 JSON messages, for anybody granted to subscribe to $SYS/events/#. On a cluster node
+// each also carries "node", the node's id, and reaches subscribers on every node.
 const EventsPrefix = "$SYS/events/"
 
 func (b *Broker) announce(kind string, fields map[string]any) {
+	// Events cross the cluster like any publication (once: a node does not forward what it
+	// received from another); "node" says which node the client is on.
+	if n, ok := b.cluster.(interface{ NodeID() string }); ok {
+		fields["node"] = n.NodeID()
+	}
 	payload, _ := json.Marshal(fields)
 	m := &message.Message{Topic: EventsPrefix + kind, Payload: payload}
 	m.Props.ContentType = "application/json"
