@@ -174,6 +174,7 @@ every phase the same --run-id, --topic and -s:
 	f.StringVar(&cfg.SubscriberURL, "sub-url", "", "subscribers connect here instead of --url (another node of a cluster)")
 	f.StringVar(&cfg.CAFile, "cafile", "", "PEM file of certificate authorities to trust for mqtts://")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "do not verify the server certificate")
+	f.BoolVar(&cfg.TLSResume, "tls-resume", false, "mqtts://: share a TLS session cache so reconnections resume (TLS 1.3 tickets)")
 	f.StringVar(&cfg.MQTTVersion, "mqtt-version", "3.1.1", "protocol version: 3.1.1 or 5")
 	f.IntVarP(&cfg.Publishers, "publishers", "p", 1, "number of publishers")
 	f.IntVarP(&cfg.Subscribers, "subscribers", "s", 1, "number of subscribers")

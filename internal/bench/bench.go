@@ -30,6 +30,9 @@ type Config struct {
 	URL      string
 	CAFile   string
 	Insecure bool
+	// TLSResume makes mqtts:// connections share a TLS session cache, so that all but the first
+	// connection (per ticket the server issues) resume instead of doing a full handshake.
+	TLSResume bool
 	// SubscriberURL, when set, is where the subscribers connect instead of URL: another node
 	// of a cluster, to measure delivery across nodes.
 	SubscriberURL string

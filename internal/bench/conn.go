@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -71,6 +72,10 @@ type dialer struct {
 func newDialer(cfg *Config) (*dialer, error) {
 	d := &dialer{v: cfg.version(), timeout: cfg.ConnectTimeout, custom: cfg.Dial,
 		opts: mqttclient.Options{Insecure: cfg.Insecure, CAFile: cfg.CAFile}}
+	if cfg.TLSResume {
+		// Bounded: one ticket per server name is all a run needs, a few spare for races.
+		d.opts.SessionCache = tls.NewLRUClientSessionCache(64)
+	}
 	if d.custom == nil {
 		ep, err := mqttclient.Parse(cfg.URL)
 		if err != nil {

@@ -35,6 +35,9 @@ type Options struct {
 	ServerName string
 	// Timeout bounds the dial, including the TLS and WebSocket handshakes; 0 means only ctx does.
 	Timeout time.Duration
+	// SessionCache, when set, keeps TLS sessions (TLS 1.3 tickets) so that the next dial to the
+	// same server resumes instead of doing a full handshake; share one across dials.
+	SessionCache tls.ClientSessionCache
 }
 
 // Endpoint is a parsed broker URL.
@@ -157,7 +160,8 @@ func (e Endpoint) Dial(ctx context.Context, o Options) (net.Conn, error) {
 }
 
 func (e Endpoint) tlsConfig(o Options) (*tls.Config, error) {
-	cfg := &tls.Config{ServerName: e.Host, InsecureSkipVerify: o.Insecure, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{ServerName: e.Host, InsecureSkipVerify: o.Insecure, MinVersion: tls.VersionTLS12,
+		ClientSessionCache: o.SessionCache}
 	if o.ServerName != "" {
 		cfg.ServerName = o.ServerName
 	}
