@@ -48,7 +48,7 @@ for b in "${BROKERS[@]}"; do
 		f="$OUT/$b-q$q-max.json"
 		timeout 120 "$TERN" bench --url "$url" -p 1 -s 1 --size 128 -q "$q" -n "$MAXN" -d 60s \
 			--topic "lat/max$q" --json >"$f" 2>"$f.err" || { log "$b q$q max run failed: $(tail -n1 "$f.err")"; continue; }
-		max=$(jget "$f" delivered_msgs_per_s)
+		max=$(awk -v m="$(jget "$f" delivered_msgs_per_s)" 'BEGIN { printf "%d", m }')
 		half=$(awk -v m="$max" 'BEGIN { printf "%d", m / 2 }')
 		R[$b,$q,max]=$max
 		R[$b,$q,rate]=$half
