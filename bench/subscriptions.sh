@@ -55,7 +55,7 @@ for b in "${BROKERS[@]}"; do
 	done
 	if grep -q ready "$WORK/$b.out"; then
 		rss1=$(rss_kib "$pid")
-		SECS[$b]=$(awk '{print $4}' "$WORK/$b.out" | tr -d s)
+		SECS[$b]=$(awk '{print $5}' "$WORK/$b.out" | tr -d s)
 		BPS[$b]=$(awk -v a="$rss0" -v z="$rss1" -v n="$N" 'BEGIN { printf "%.0f", (z - a) * 1024 / n }')
 		log "$b: $(cat "$WORK/$b.out"), RSS ${rss0} -> ${rss1} KiB"
 	else
