@@ -20,7 +20,9 @@ type inLink struct {
 	node string
 	// member: the node was a member at its hello; a node that is not may only ask to join.
 	member bool
-	stall  *time.Timer
+	// asked: a node that is not a member has asked to join; that is all it may say.
+	asked bool
+	stall *time.Timer
 }
 
 func (in *inLink) StopReading() { netio.WakeReader(in.NetConn()) }
@@ -118,11 +120,14 @@ func (in *inLink) handle(f frame) error {
 		prog := l.progress()
 		in.send(func(b []byte) []byte { return appendProgress(b, fPong, prog) })
 	case fJoin:
-		in.serveJoin(f)
-		// A join is the whole conversation of a node that is not yet a member.
-		if !in.member {
+		// A join is the whole conversation of a node that is not yet a member. The joiner hangs
+		// up once it has the answer: closing here would drop the answer still queued for the
+		// writer, and the joiner would see only EOF.
+		if !in.member && in.asked {
 			return errJoinDone
 		}
+		in.asked = true
+		in.serveJoin(f)
 	case fWrite, fLeave:
 		f.Data = append([]byte(nil), f.Data...)
 		select {
@@ -141,7 +146,7 @@ func (in *inLink) handle(f frame) error {
 	return nil
 }
 
-var errJoinDone = errors.New("join answered")
+var errJoinDone = errors.New("cluster: a node that is not a member may ask to join only once")
 
 // pause stops reading from the node while a receiver here catches up, at most the stall time,
 // as the MQTT face does with a publisher.
