@@ -2,40 +2,36 @@ package mqttclient
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"testing"
 	"time"
+
+	"github.com/ternmq/tern/internal/certs"
 )
 
-// selfSigned is a throwaway server certificate for 127.0.0.1.
-func selfSigned(t *testing.T) tls.Certificate {
+// serverCert is a throwaway server certificate for 127.0.0.1, from tern's own CA code.
+func serverCert(t *testing.T) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	dir := t.TempDir()
+	if err := certs.CreateCA(dir, "test CA", 0); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := certs.Issue(dir, dir, "server", certs.IssueOptions{Server: true, Hosts: []string{"127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return c
 }
 
 // TestDialTLSResumesWithASessionCache: the second mqtts:// dial sharing Options.SessionCache
 // resumes the first one's session (the TLS storm of tern bench --tls-resume depends on it), and
 // a dial without a cache does a full handshake.
 func TestDialTLSResumesWithASessionCache(t *testing.T) {
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{serverCert(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

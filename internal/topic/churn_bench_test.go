@@ -3,7 +3,6 @@ package topic
 import (
 	"context"
 	"math/rand/v2"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -57,14 +56,6 @@ var (
 	}()
 )
 
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
-}
-
 // BenchmarkChurn1M loads 1,000,000 distinct filters, reports heap bytes per subscription, then
 // matches while a goroutine subscribes and unsubscribes at a fixed rate (churn_per_s target).
 func BenchmarkChurn1M(b *testing.B) {
@@ -73,12 +64,12 @@ func BenchmarkChurn1M(b *testing.B) {
 	// The index is loaded once and kept across the benchmark's rounds (loading takes seconds);
 	// churn carries on from where the previous round left it.
 	if churnX == nil {
-		before := heapInUse()
+		before := heapAlloc()
 		churnX = NewIndex[*benchSession, benchOpts](benchCache)
 		for i := 0; i < n; i++ {
 			churnX.Subscribe(churnFilter(i), churnSessions[i%len(churnSessions)], benchOpts{QoS: 1})
 		}
-		churnBytes = float64(heapInUse()-before) / n
+		churnBytes = float64(heapAlloc()-before) / n
 		churnNext = n
 	}
 	x, sessions := churnX, churnSessions
