@@ -117,7 +117,8 @@ func main() {
 	start := time.Now()
 	stop := start.Add(o.duration)
 	var wg sync.WaitGroup
-	var pubErrs atomic.Int64
+	var pubErrs, ackedAfterKill atomic.Int64
+	var killed atomic.Bool
 	for ni, addr := range strings.Split(o.pubs, ",") {
 		for i := 0; i < o.perNode; i++ {
 			id := fmt.Sprintf("fo-%s-p%d-%d-%d", o.name, ni+1, i, os.Getpid())
@@ -140,6 +141,9 @@ func main() {
 					t := c.Publish("fo/"+id, 1, false, k)
 					if t.WaitTimeout(o.ackTimeout) && t.Error() == nil {
 						rec.ack(k)
+						if killed.Load() {
+							ackedAfterKill.Add(1)
+						}
 					} else {
 						pubErrs.Add(1)
 					}
@@ -163,6 +167,7 @@ func main() {
 		log.Fatalf("kill %d: %v", o.killPID, err)
 	}
 	t0 := time.Now()
+	killed.Store(true)
 	firstAck := time.Duration(-1)
 	attempts := 0
 	for time.Since(t0) < o.probeGiveUp {
@@ -203,7 +208,7 @@ func main() {
 	sc.Disconnect(100)
 	out := map[string]any{
 		"name": o.name, "first_ack_after_kill_ms": firstAck.Milliseconds(), "probe_attempts": attempts,
-		"probe_timeout_ms": o.probeTimeout.Milliseconds(), "acknowledged": acked, "delivered": acked - miss,
+		"probe_timeout_ms": o.probeTimeout.Milliseconds(), "acknowledged": acked, "acknowledged_after_kill": ackedAfterKill.Load(), "delivered": acked - miss,
 		"lost": miss, "publish_failures": pubErrs.Load(), "publishers": o.perNode * len(strings.Split(o.pubs, ",")),
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(out)
