@@ -239,5 +239,5 @@ fo() { local v; v=$(jget "$OUT/failover-$1.json" "$2"); echo "${v:--}"; }
 		printf '%-8s %24s %12s %12s %10s %6s %16s\n' "$b" "$(fo $b first_ack_after_kill_ms)" "$(fo $b acknowledged)" \
 			"$(fo $b acknowledged_after_kill)" "$(fo $b delivered)" "$(fo $b lost)" "$(fo $b publish_failures)"
 	done
-	echo "(first PUBACK: probe on a survivor, 250 ms per attempt, so the bound is the figure + 250 ms; -1: none within 60 s)"
+	echo "(first PUBACK: time of the probe's first PUBACK on a survivor, 250 ms per attempt, an upper bound on the outage; -1: none within 60 s)"
 } | tee "$OUT/table.txt"
