@@ -1,34 +1,47 @@
 #!/usr/bin/env bash
 # bench/cluster.sh: a 3-node tern cluster on this machine against a single tern node, and the same
-# cross-node scenario on a 3-node NATS cluster, in one run, with the same load tool (`tern bench`,
-# MQTT 3.1.1, 128-byte payloads, 1 publisher -> 1 subscriber, as fast as possible).
+# scenarios on a 3-node NATS cluster (routes, JetStream R3 behind its MQTT listener), in one run.
 #
-#   single   tern, one node: publisher and subscriber on it                 delivered msg/s
-#   cross    tern cluster: publisher on node 1, subscriber on node 2        delivered msg/s
-#   nats     nats-server cluster (routes, JetStream R3 for its MQTT state):
-#            publisher on server 1's MQTT port, subscriber on server 2's    delivered msg/s
-#   failover kill -9 of the tern cluster's leader: time until a surviving node acknowledges an
-#            admin write (a user added through its admin API)               ms
+#   rates    `tern bench`, 128-byte payloads, 1 publisher -> 1 subscriber, as fast as possible,
+#            delivered msg/s:
+#              single  tern, one node: publisher and subscriber on it
+#              cross   tern cluster: publisher on node 1, subscriber on node 2
+#              nats    nats-server cluster: publisher on server 1's MQTT port, subscriber on 2's
+#            QoS 0 with clean sessions; QoS 1 with a persistent subscriber (tern: MQTT 5, Clean
+#            Start 0, Session Expiry 1 h, so its queue is replicated in the cluster; nats: MQTT
+#            3.1.1, Clean Session 0, the only version its MQTT face speaks).
+#   failover bench/failoverload (MQTT 3.1.1 for both): QoS 1 publishers on every node (2 each,
+#            at most 100 msg/s each, each waiting for its PUBACK) and a persistent QoS 1
+#            subscriber on a survivor; kill -9 of the leader (tern: the leader of /v1/cluster;
+#            nats: the JetStream meta leader of /jsz); a probe on a survivor publishes QoS 1 in a
+#            loop, 250 ms per attempt, until the first PUBACK: that time after the kill, and the
+#            count of acknowledged messages that never reached the subscriber (lost).
 #
-# each at QoS 0 and QoS 1. Every tern node has a data directory (a cluster node needs one; the
-# clean sessions of the bench keep their messages in memory) and its cluster listener on
-# 127.0.0.N. Every process listens on loopback only and is stopped by PID at the end. Raw output
-# goes to bench/results/cluster-<time>/.
+# Every tern node has a data directory and its cluster listener on 127.0.0.N; every nats server a
+# store directory; all under one temp dir. Every process listens on loopback only and is stopped
+# by PID at the end. nats-server: a current one built with go install into the bench cache (as
+# bench/compare.sh does for natscli), else Debian's. Raw output goes to bench/results/cluster-<time>/.
 #
-# Usage: bench/cluster.sh [--rounds N] [--count N]
+# Usage: bench/cluster.sh [--rounds N] [--count N] [--count1 N] [--fail-for D]
 set -euo pipefail
 
 ROUNDS=1
 COUNT=200000
+COUNT1=20000
+FAIL_FOR=20s
+NATS_VERSION=${NATS_VERSION:-v2.15.3}
 while (($#)); do
 	case $1 in
 	--rounds) ROUNDS=${2:?}; shift 2 ;;
 	--count) COUNT=${2:?}; shift 2 ;;
-	-h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--count1) COUNT1=${2:?}; shift 2 ;;
+	--fail-for) FAIL_FOR=${2:?}; shift 2 ;;
+	-h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 done
-[[ $ROUNDS =~ ^[1-9][0-9]*$ && $COUNT =~ ^[1-9][0-9]*$ ]] || { echo "--rounds and --count take positive numbers" >&2; exit 2; }
+[[ $ROUNDS =~ ^[1-9][0-9]*$ && $COUNT =~ ^[1-9][0-9]*$ && $COUNT1 =~ ^[1-9][0-9]*$ ]] ||
+	{ echo "--rounds, --count and --count1 take positive numbers" >&2; exit 2; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tern-cluster.XXXXXX")
@@ -39,21 +52,38 @@ mkdir -p "$OUT"
 cleanup() { stop_all; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 raise_nofile
 build_tern
-if ! NATS=$(find_bin nats-server); then
-	log "installing nats-server from Debian packages..."
-	sudo=""
-	[[ $(id -u) -ne 0 ]] && sudo="sudo"
-	$sudo apt-get install -y nats-server >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y nats-server >/dev/null; } ||
-		die "could not install nats-server"
-	NATS=$(find_bin nats-server) || die "nats-server not found"
-fi
+(cd "$ROOT" && go build -o "$WORK/failoverload" ./bench/failoverload) || die "go build failoverload failed"
+
+# ensure_nats: a current nats-server (go install into the bench cache, outside the repository),
+# else Debian's.
+ensure_nats() {
+	local cache="${XDG_CACHE_HOME:-$HOME/.cache}/tern-bench"
+	if [[ -x $cache/bin/nats-server ]]; then NATS=$cache/bin/nats-server; return 0; fi
+	mkdir -p "$cache/bin"
+	log "building nats-server $NATS_VERSION into $cache/bin (log: $cache/nats-build.log)..."
+	if (cd "$cache" && GOBIN="$cache/bin" GOFLAGS=-buildvcs=false timeout 1200 \
+		go install "github.com/nats-io/nats-server/v2@$NATS_VERSION") >"$cache/nats-build.log" 2>&1; then
+		NATS=$cache/bin/nats-server
+		return 0
+	fi
+	log "could not build nats-server; using Debian's"
+	if ! NATS=$(find_bin nats-server); then
+		local sudo=""
+		[[ $(id -u) -ne 0 ]] && sudo="sudo"
+		$sudo apt-get install -y nats-server >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y nats-server >/dev/null; } ||
+			die "could not install nats-server"
+		NATS=$(find_bin nats-server) || die "nats-server not found"
+	fi
+}
+ensure_nats
 
 # ---- tern ----
-declare -A MQTT=() HTTPA=()
+declare -A MQTT=() HTTPA=() CLUSTER=()
 
-# start_node I [JOIN]: tern cluster node nI on 127.0.0.I, data in $WORK/nI.
+# start_node I [JOIN [TRY]]: tern cluster node nI on 127.0.0.I, data in $WORK/nI.
 start_node() {
 	local i=$1 join=() port http cport
 	port=$(free_port)
@@ -61,7 +91,7 @@ start_node() {
 	cport=$(free_port)
 	[[ -n ${2:-} ]] && join=(--join "$2")
 	mkdir -p "$WORK/n$i"
-	"$TERN" serve --node-id "n$i" --cluster-listen "127.0.0.$i:$cport" --mqtt "127.0.0.1:$port" \
+	"$TERN_SERVER" serve --node-id "n$i" --cluster-listen "127.0.0.$i:$cport" --mqtt "127.0.0.1:$port" \
 		--http "127.0.0.1:$http" --unix "" --data-dir "$WORK/n$i" --log-level warn "${join[@]}" >>"$WORK/n$i.log" 2>&1 &
 	BROKER_PID[n$i]=$!
 	BROKER_PORT[n$i]=$port
@@ -71,58 +101,79 @@ start_node() {
 	# A joining node opens its MQTT listener once it has joined and caught up.
 	for _ in $(seq 1 600); do
 		port_open "$port" && return 0
-		kill -0 "${BROKER_PID[n$i]}" 2>/dev/null || { cat "$WORK/n$i.log" >&2; die "n$i exited at start"; }
+		if ! kill -0 "${BROKER_PID[n$i]}" 2>/dev/null; then
+			# free_port's port can be taken by another process before tern binds it: retry.
+			if grep -q "address already in use" "$WORK/n$i.log" && ((${3:-0} < 3)); then
+				rm -rf "$WORK/n$i" "$WORK/n$i.log"
+				start_node "$i" "${2:-}" $((${3:-0} + 1))
+				return
+			fi
+			cat "$WORK/n$i.log" >&2
+			die "n$i exited at start"
+		fi
 		sleep 0.1
 	done
 	die "n$i did not open its MQTT port within 60 s"
 }
-declare -A CLUSTER=()
 
 start_single() {
 	local port
 	port=$(free_port)
 	mkdir -p "$WORK/single"
-	"$TERN" serve --mqtt "127.0.0.1:$port" --http "" --unix "" --data-dir "$WORK/single" --log-level warn >"$WORK/single.log" 2>&1 &
+	"$TERN_SERVER" serve --mqtt "127.0.0.1:$port" --http "" --unix "" --data-dir "$WORK/single" --log-level warn >"$WORK/single.log" 2>&1 &
 	BROKER_PID[single]=$!
 	BROKER_PORT[single]=$port
 	wait_port single "$port"
 }
 
 # ---- nats ----
+declare -A NPORT=()
 start_nats_node() {
 	local i=$1 routes=$2
-	cat >"$WORK/nats$i.conf" <<-EOF
+	cat >"$WORK/nats$i.conf" <<-EOC
 		server_name: nats$i
 		listen: 127.0.0.1:${NPORT[c$i]}
+		http: 127.0.0.1:${NPORT[h$i]}
 		jetstream { store_dir: "$WORK/nats$i-js" }
-		mqtt { listen: 127.0.0.1:${NPORT[m$i]} }
+		mqtt { listen: 127.0.0.1:${NPORT[m$i]}, stream_replicas: 3 }
 		cluster {
 		  name: bench
 		  listen: 127.0.0.1:${NPORT[r$i]}
 		  routes: [$routes]
 		}
-	EOF
+	EOC
 	"$NATS" -c "$WORK/nats$i.conf" >"$WORK/nats$i.log" 2>&1 &
 	BROKER_PID[nats$i]=$!
 }
-declare -A NPORT=()
-
-bench_run() { # NAME QOS PUBURL SUBURL
-	local name=$1 q=$2 f="$OUT/$1-qos$2-r$3.json" n=$COUNT
-	((q > 0)) && n=$((COUNT / 4))
-	"$TERN" bench --url "mqtt://127.0.0.1:$4" --sub-url "mqtt://127.0.0.1:$5" -q "$q" -n "$n" --warmup 1000 -d 60s --json >"$f" 2>"$f.err" || true
-	log "  $name QoS $q round $3: delivered $(jget "$f" delivered_msgs_per_s | cut -d. -f1) msg/s, lost $(jget "$f" lost)"
-	jget "$f" delivered_msgs_per_s >>"$OUT/$name-qos$q.rates"
+# nats_meta_leader: the server name of the JetStream meta leader, asked of every live server.
+nats_meta_leader() {
+	local i l
+	for i in 1 2 3; do
+		[[ -n ${BROKER_PID[nats$i]:-} ]] || continue
+		l=$(curl -s -m 2 "http://127.0.0.1:${NPORT[h$i]}/jsz" | tr -d '\n' |
+			sed -n 's/.*"meta_cluster": *{[^}]*"leader": *"\([^"]*\)".*/\1/p')
+		[[ -n $l ]] && { echo "$l"; return 0; }
+	done
+	return 1
 }
 
-log "tern: single node and a 3-node cluster"
+bench_run() { # NAME QOS ROUND PUBPORT SUBPORT [FLAGS...]
+	local name=$1 q=$2 r=$3 pub=$4 sub=$5 f="$OUT/$1-qos$2-r$3.json" n=$COUNT
+	shift 5
+	((q > 0)) && n=$COUNT1
+	"$TERN" bench --url "mqtt://127.0.0.1:$pub" --sub-url "mqtt://127.0.0.1:$sub" -q "$q" -n "$n" --warmup 1000 -d 60s --json "$@" >"$f" 2>"$f.err" || true
+	log "  $name QoS $q round $r: delivered $(jget "$f" delivered_msgs_per_s | cut -d. -f1) msg/s, lost $(jget "$f" lost)"
+	echo "$(jget "$f" delivered_msgs_per_s)" >>"$OUT/$name-qos$q.rates"
+}
+
+log "tern: single node and a 3-node cluster (load average at start: $LOAD_AT_START)"
 start_single
 start_node 1
 start_node 2 "${CLUSTER[n1]}"
 start_node 3 "${CLUSTER[n1]}"
 
-log "nats: 3 servers with routes, JetStream and MQTT"
-for k in c r m; do for i in 1 2 3; do NPORT[$k$i]=$(free_port); done; done
+log "nats ($("$NATS" --version 2>&1 | head -n1)): 3 servers with routes, JetStream and MQTT"
+for k in c r m h; do for i in 1 2 3; do NPORT[$k$i]=$(free_port); done; done
 for i in 1 2 3; do
 	routes=""
 	for j in 1 2 3; do ((j != i)) && routes+="nats-route://127.0.0.1:${NPORT[r$j]},"; done
@@ -131,47 +182,62 @@ done
 for i in 1 2 3; do wait_port "nats$i" "${NPORT[m$i]}"; done
 # JetStream needs its meta leader before the MQTT face takes sessions.
 for _ in $(seq 1 300); do
-	grep -q "JetStream cluster new metadata leader\|is the new metadata leader\|Self is new JetStream cluster metadata leader" "$WORK"/nats*.log && break
+	nats_meta_leader >/dev/null && break
 	sleep 0.1
 done
-sleep 2
+nats_meta_leader >/dev/null || die "nats: no JetStream meta leader within 30 s"
 
+V5=(--mqtt-version 5 --persistent --session-expiry 1h)
 for r in $(seq 1 "$ROUNDS"); do
-	for q in 0 1; do
-		bench_run single "$q" "$r" "${BROKER_PORT[single]}" "${BROKER_PORT[single]}"
-		bench_run cross "$q" "$r" "${MQTT[n1]}" "${MQTT[n2]}"
-		bench_run nats "$q" "$r" "${NPORT[m1]}" "${NPORT[m2]}"
-	done
+	bench_run single 0 "$r" "${BROKER_PORT[single]}" "${BROKER_PORT[single]}"
+	bench_run cross 0 "$r" "${MQTT[n1]}" "${MQTT[n2]}"
+	bench_run nats 0 "$r" "${NPORT[m1]}" "${NPORT[m2]}"
+	bench_run single 1 "$r" "${BROKER_PORT[single]}" "${BROKER_PORT[single]}" "${V5[@]}"
+	bench_run cross 1 "$r" "${MQTT[n1]}" "${MQTT[n2]}" "${V5[@]}"
+	bench_run nats 1 "$r" "${NPORT[m1]}" "${NPORT[m2]}" --persistent
 done
 
 # ---- failover ----
-leader() { curl -s "http://${HTTPA[n2]}/v1/cluster" | sed -n 's/.*"leader": *"\([^"]*\)".*/\1/p' | head -n1; }
-L=$(leader)
-[[ -n $L ]] || die "no leader before the kill"
-survivor=n1
-[[ $L == n1 ]] && survivor=n2
-log "failover: kill -9 of the leader $L, admin writes on $survivor"
-kill -KILL "${BROKER_PID[$L]}"
-t0=$(date +%s%N)
-for k in $(seq 1 600); do
-	code=$(curl -s -o /dev/null -w '%{http_code}' -m 15 -X PUT -d '{"grants":["subscribe:x"]}' "http://${HTTPA[$survivor]}/v1/admin/users/failover-$k")
-	[[ $code == 200 ]] && break
-done
-t1=$(date +%s%N)
-FAILOVER_MS=$(((t1 - t0) / 1000000))
-log "  first acknowledged admin write ${FAILOVER_MS} ms after the kill"
-wait "${BROKER_PID[$L]}" 2>/dev/null || true
-unset "BROKER_PID[$L]"
+# failover NAME LEADER PUBS SUB PROBE: kill -9 of the broker LEADER under load, see failoverload.
+failover() {
+	local name=$1 l=$2 f="$OUT/failover-$1.json"
+	log "failover $name: kill -9 of the leader $l under QoS 1 load for $FAIL_FOR"
+	"$WORK/failoverload" -name "$name" -pubs "$3" -sub "$4" -probe "$5" -kill-pid "${BROKER_PID[$l]}" \
+		-duration "$FAIL_FOR" -kill-at 5s >"$f" 2>"$f.err" || log "  failoverload failed: $(tail -n1 "$f.err")"
+	wait "${BROKER_PID[$l]}" 2>/dev/null || true
+	unset "BROKER_PID[$l]"
+	log "  $(cat "$f")"
+}
+survivors() { # LEADER PREFIX: the other two of PREFIX1..3
+	local i s=()
+	for i in 1 2 3; do [[ $2$i != "$1" ]] && s+=("$2$i"); done
+	echo "${s[@]}"
+}
+
+L=$(curl -s "http://${HTTPA[n2]}/v1/cluster" | sed -n 's/.*"leader": *"\([^"]*\)".*/\1/p' | head -n1)
+[[ -n $L && -n ${MQTT[$L]:-} ]] || die "tern: no leader before the kill"
+read -r s1 s2 <<<"$(survivors "$L" n)"
+failover tern "$L" "127.0.0.1:${MQTT[n1]},127.0.0.1:${MQTT[n2]},127.0.0.1:${MQTT[n3]}" "127.0.0.1:${MQTT[$s1]}" "127.0.0.1:${MQTT[$s2]}"
+
+NL=$(nats_meta_leader) || die "nats: no meta leader before the kill"
+[[ -n ${BROKER_PID[$NL]:-} ]] || die "nats: meta leader $NL is not one of ours"
+read -r s1 s2 <<<"$(survivors "$NL" nats)"
+failover nats "$NL" "127.0.0.1:${NPORT[m1]},127.0.0.1:${NPORT[m2]},127.0.0.1:${NPORT[m3]}" "127.0.0.1:${NPORT[m${s1#nats}]}" "127.0.0.1:${NPORT[m${s2#nats}]}"
 
 med() { median <"$OUT/$1-qos$2.rates"; }
+fo() { local v; v=$(jget "$OUT/failover-$1.json" "$2"); echo "${v:--}"; }
 {
-	echo "bench/cluster.sh  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(nproc) cores  rounds $ROUNDS  QoS 0: $COUNT msgs, QoS 1: $((COUNT / 4)) msgs"
+	echo "bench/cluster.sh  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(nproc) cores, load average at start $LOAD_AT_START  rounds $ROUNDS  QoS 0: $COUNT msgs, QoS 1: $COUNT1 msgs"
 	echo "tern $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), $("$NATS" --version 2>&1 | head -n1)"
 	printf '%-8s %14s %14s %14s %12s %12s\n' QoS "tern single" "tern cross" "nats cross" "cross/single" "tern/nats"
 	for q in 0 1; do
 		s=$(med single $q) c=$(med cross $q) n=$(med nats $q)
-		printf '%-8s %14.0f %14.0f %14.0f %12.2f %12.2f\n' "$q" "$s" "$c" "$n" \
-			"$(awk -v a="$c" -v b="$s" 'BEGIN{print (b>0)?a/b:0}')" "$(awk -v a="$c" -v b="$n" 'BEGIN{print (b>0)?a/b:0}')"
+		printf '%-8s %14.0f %14.0f %14.0f %12s %12s\n' "$q" "${s/NA/0}" "${c/NA/0}" "${n/NA/0}" "$(ratio "$c" "$s")" "$(ratio "$c" "$n")"
 	done
-	echo "failover: kill -9 of the leader -> first acknowledged admin write on a survivor: ${FAILOVER_MS} ms"
+	printf '%-8s %24s %12s %12s %10s %6s %16s\n' failover "first QoS 1 PUBACK (ms)" acknowledged "after kill" delivered lost "publish failures"
+	for b in tern nats; do
+		printf '%-8s %24s %12s %12s %10s %6s %16s\n' "$b" "$(fo $b first_ack_after_kill_ms)" "$(fo $b acknowledged)" \
+			"$(fo $b acknowledged_after_kill)" "$(fo $b delivered)" "$(fo $b lost)" "$(fo $b publish_failures)"
+	done
+	echo "(first PUBACK: time of the probe's first PUBACK on a survivor, 250 ms per attempt, an upper bound on the outage; -1: none within 60 s)"
 } | tee "$OUT/table.txt"
