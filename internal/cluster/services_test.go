@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -162,5 +163,27 @@ func TestRemoteCallsTable(t *testing.T) {
 	}
 	if len(r.byKey) != 0 || len(r.topics) != 0 {
 		t.Fatalf("left behind: %v %v", r.byKey, r.topics)
+	}
+}
+
+// tern/services asked on one node lists a service connected to another.
+func TestServicesListsEveryNode(t *testing.T) {
+	_, n1, n2, _ := brokerCluster(t)
+	callAcross(t, n1, n2) // n1 knows the service on n2
+	c, k := connMsgs(t, n1, "lister")
+	sub(t, c, "reply/lister")
+	m := &message.Message{Topic: broker.ServicesProcedure, QoS: 1}
+	m.Props.ResponseTopic, m.Props.CorrelationData = "reply/lister", []byte("list")
+	if _, err := c.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the listing arrives", func() bool { return len(k.withCorr("list")) > 0 })
+	var got []broker.ServiceInfo
+	if err := json.Unmarshal(k.withCorr("list")[0].Payload, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := broker.ServiceInfo{Namespace: "demo", Procedure: "echo", Instances: 1}
+	if !slices.Contains(got, want) {
+		t.Fatalf("n1 lists %+v, want %+v among them", got, want)
 	}
 }
