@@ -187,3 +187,23 @@ func TestServicesListsEveryNode(t *testing.T) {
 		t.Fatalf("n1 lists %+v, want %+v among them", got, want)
 	}
 }
+
+// An mBus namespace (the client's identifier, connected exclusively, as the mBus face does) is
+// unique cluster-wide: the session directory's claim refuses it on another node while it is
+// connected, and gives it out again once its holder left.
+func TestNamespaceUniqueAcrossNodes(t *testing.T) {
+	_, n1, n2, _ := brokerCluster(t)
+	ns := broker.ConnectRequest{ClientID: "org.example.ns", CleanStart: true, Exclusive: true}
+	c, _, _ := mustConn(t, n1, ns)
+	if _, _, _, err := conn(t, n2, ns); !errors.Is(err, broker.ErrClientIDInUse) {
+		t.Fatalf("a second registration of the namespace on another node: %v, want in use", err)
+	}
+	c.Disconnect(broker.DisconnectRequest{Graceful: true})
+	eventually(t, "the namespace is free again on n2", func() bool {
+		c2, _, _, err := conn(t, n2, ns)
+		if err == nil {
+			c2.Disconnect(broker.DisconnectRequest{Graceful: true})
+		}
+		return err == nil
+	})
+}
