@@ -174,7 +174,8 @@ type ServiceInfo struct {
 	Instances int    `json:"instances"`
 }
 
-// Services lists the procedures connected sessions serve.
+// Services lists the procedures connected sessions serve (on a cluster node: of every node
+// whose link is up).
 func (b *Broker) Services() []ServiceInfo {
 	count := map[[2]string]int{}
 	b.mu.Lock()
@@ -190,6 +191,20 @@ func (b *Broker) Services() []ServiceInfo {
 		s.mu.Unlock()
 	}
 	b.mu.Unlock()
+	// On a cluster node, the other nodes' services too. A node tells its interest as distinct
+	// filters, not per session, so a procedure served on another node counts one instance there
+	// however many sessions serve it.
+	if rc, ok := b.cluster.(interface{ RemoteInterest() map[string][]string }); ok {
+		for _, filters := range rc.RemoteInterest() {
+			seen := map[[2]string]bool{}
+			for _, f := range filters {
+				if ns, proc, ok := strings.Cut(rpcResource(f), "/"); ok && !seen[[2]string{ns, proc}] {
+					seen[[2]string{ns, proc}] = true
+					count[[2]string{ns, proc}]++
+				}
+			}
+		}
+	}
 	out := make([]ServiceInfo, 0, len(count))
 	for k, n := range count {
 		out = append(out, ServiceInfo{Namespace: k[0], Procedure: k[1], Instances: n})

@@ -93,6 +93,7 @@ func (in *inLink) handle(f frame) error {
 			}
 			return nil
 		}
+		l.calls.answered(f.Msg)
 		res := l.core.DeliverRemote(f.Msg, f.Answerable, f.Groups)
 		if f.Seq != 0 {
 			seq := f.Seq

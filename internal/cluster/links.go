@@ -77,9 +77,11 @@ type peer struct {
 type links struct {
 	n    *Node
 	core Deliverer
-	lim  netio.Limits
-	ns   netio.Stats
-	pool *netio.BufPool
+	// calls: calls forwarded to other nodes, failed here when a link breaks (services_calls.go).
+	calls remoteCalls
+	lim   netio.Limits
+	ns    netio.Stats
+	pool  *netio.BufPool
 
 	stats LinkStats
 	reqID atomic.Uint64
@@ -331,6 +333,7 @@ func (l *links) runOut(p *peer, c net.Conn) {
 	o.CloseNow(err)
 	close(o.done)
 	o.failAll(errLinkLost)
+	l.failCallsTo(p.id)
 	if !errors.Is(err, net.ErrClosed) {
 		l.n.log.Info("cluster: link down", "node", p.id, "err", err)
 	}

@@ -176,6 +176,8 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 		}
 	}
 	for _, t := range targets {
+		// Remembered before it is sent, so an answer cannot overtake it (services_calls.go).
+		call := l.calls.sent(t.o.p.id, m)
 		if wait, ok := t.o.sendMsg(m, answerable, t.groups, acc, applied); ok {
 			out.Nodes++
 			l.stats.Forwarded.Add(1)
@@ -184,6 +186,9 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 			}
 		} else {
 			l.stats.Dropped.Add(1)
+			if call {
+				l.calls.forget(t.o.p.id, m)
+			}
 		}
 	}
 	if acc != nil {
