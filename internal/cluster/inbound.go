@@ -181,12 +181,18 @@ func (in *inLink) notLeader(seq uint64) {
 
 func (in *inLink) serveJoin(f frame) {
 	n := in.l.n
-	if !n.IsLeader() {
-		in.notLeader(f.Seq)
-		return
-	}
 	if f.Node != in.node {
 		in.send(func(b []byte) []byte { return appendReply(b, f.Seq, 0, "", "a node can only ask to join for itself") })
+		return
+	}
+	if has, err := n.HasState(); err == nil && !has {
+		// No cluster here yet: say so, with this node's bootstrap vote (bootstrap.go).
+		ans := bootAnswer(n.cfg.NodeID, n.boot.hear(f.Node))
+		in.send(func(b []byte) []byte { return appendReply(b, f.Seq, 0, ans, noClusterMsg) })
+		return
+	}
+	if !n.IsLeader() {
+		in.notLeader(f.Seq)
 		return
 	}
 	idx, err := n.addVoter(f.Node, raft.ServerAddress(f.Addr))

@@ -498,6 +498,9 @@ func (l *links) askJoin(ctx context.Context, addr string) (leader string, err er
 	if reply.Type != fReply {
 		return "", fmt.Errorf("no answer to the join: %w", err)
 	}
+	if reply.Err == noClusterMsg {
+		return "", parseBootAnswer(reply.Addr)
+	}
 	if reply.Err != "" {
 		return reply.Addr, errors.New(reply.Err)
 	}

@@ -45,6 +45,9 @@ type Config struct {
 	// ServerTLS and ClientTLS, both set or both nil, make every node link and raft connection
 	// mutual TLS; a peer's certificate identity is its node id.
 	ServerTLS, ClientTLS *tls.Config
+	// TLS, when set, is node link TLS read again on ReloadTLS (SIGHUP); it replaces ServerTLS
+	// and ClientTLS.
+	TLS *NodeTLS
 	// Identity names a peer from its verified certificate.
 	Identity func(tls.ConnectionState) string
 	// MaxFrame bounds one frame on a node link (a message with its properties).
@@ -103,6 +106,8 @@ type Node struct {
 	// while the leader hands sessions of unreachable nodes over (adopt.go).
 	replica  *Replica
 	adopting atomic.Bool
+	// boot is the bootstrap vote of a node without raft state (bootstrap.go).
+	boot bootState
 
 	// leaderTick is closed and replaced when the leader changes (observer).
 	mu         sync.Mutex
@@ -161,6 +166,9 @@ func (n *Node) Start(core Core, deliver Deliverer) error {
 	existing, err := n.HasState()
 	if err != nil {
 		return err
+	}
+	if !existing {
+		n.boot.init(n.cfg.NodeID, n.cfg.Advertise, n.cfg.Join)
 	}
 	n.links = newLinks(n, deliver)
 	if n.cfg.Transport != nil {
@@ -282,7 +290,8 @@ func (n *Node) join() error {
 	defer cancel()
 	// A node joining has no say in the cluster's retained messages: what its store kept from
 	// an earlier life would never be replaced by a log that does not mention it.
-	if old := n.fsm.core.RetainedAll(); len(old) > 0 {
+	old := n.fsm.core.RetainedAll()
+	if len(old) > 0 {
 		n.log.Warn("cluster: joining: dropping this node's own retained messages for the cluster's", "count", len(old))
 		if err := n.fsm.core.ReplaceRetained(nil); err != nil {
 			return err
@@ -302,13 +311,26 @@ func (n *Node) join() error {
 			attempt = -1
 			continue
 		}
+		n.boot.answer(n.cfg.NodeID, err)
+		if attempt%len(targets) != len(targets)-1 {
+			continue // the rest of this pass first
+		}
+		if n.boot.elected(n.cfg.NodeID) {
+			// No cluster yet, and a majority of the listed nodes vote for this one (bootstrap.go).
+			if len(old) > 0 {
+				if err := n.fsm.core.ReplaceRetained(old); err != nil {
+					return err
+				}
+			}
+			return n.bootstrap()
+		}
 		n.log.Info("cluster: joining", "via", addr, "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: could not join through %v within %s: %w", n.cfg.Join, n.cfg.JoinTimeout, err)
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, 2*time.Second)
 	}
 	n.log.Info("cluster: joined; catching up", "node", n.cfg.NodeID)
 	if _, err := n.startWrite(ctx, []byte{cmdNoop}); err != nil {

@@ -90,8 +90,8 @@ func (m *mux) accept() {
 func (m *mux) sort(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	peer := ""
-	if m.n.cfg.ServerTLS != nil {
-		tc := tls.Server(c, m.n.cfg.ServerTLS)
+	if stls, _ := m.n.tlsConfigs(); stls != nil {
+		tc := tls.Server(c, stls)
 		if err := tc.Handshake(); err != nil {
 			m.n.log.Warn("cluster: TLS handshake refused", "remote", c.RemoteAddr().String(), "err", err)
 			_ = c.Close()
@@ -163,9 +163,9 @@ func (n *Node) dial(addr string, kind byte, timeout time.Duration) (net.Conn, er
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if n.cfg.ClientTLS != nil {
+	if _, ctls := n.tlsConfigs(); ctls != nil {
 		host, _, _ := net.SplitHostPort(addr)
-		cfg := n.cfg.ClientTLS.Clone()
+		cfg := ctls.Clone()
 		cfg.ServerName = host
 		tc := tls.Client(c, cfg)
 		if err := tc.Handshake(); err != nil {

@@ -38,7 +38,7 @@ func openCluster(cfg config.Config, st store.Store, log *slog.Logger) (*cluster.
 		Seed: func() ([]cluster.Record, error) { return seedRecords(st.Records()) }}
 	if t := cfg.TLS; t.CertFile != "" && t.ClientCAFile != "" {
 		var err error
-		if cc.ServerTLS, cc.ClientTLS, err = cluster.TLSConfigs(t.CertFile, t.KeyFile, t.ClientCAFile); err != nil {
+		if cc.TLS, err = cluster.NewNodeTLS(t.CertFile, t.KeyFile, t.ClientCAFile); err != nil {
 			return nil, err
 		}
 		san := t.IdentitySAN

@@ -452,6 +452,11 @@ func (s *Server) Reload() error {
 		}
 		s.log.Info("TLS certificate reloaded", "listener", name, "cert", st.String())
 	}
+	if s.Cluster != nil {
+		if err := s.Cluster.ReloadTLS(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
