@@ -203,6 +203,8 @@ type fsm struct {
 	// changed is told which Record namespace a committed write touched (auth ends open mode
 	// when users or tokens appear). Called from the apply goroutine: it must not block.
 	changed func(ns string)
+	// watchers are told the same, registered at any time (webhooks start after the node).
+	watchers atomic.Pointer[[]func(ns string)]
 
 	// Sessions (sessions.go): self is this node, inc this process's incarnation; dir the
 	// directory in memory; sessApplied the last session command the database had at Open. host
@@ -298,7 +300,11 @@ func (f *fsm) apply(c command) error {
 		}
 		f.notify(c.NS)
 	case cmdDelete:
-		return f.db.Delete(recordKey(c.NS, c.Key), pebble.NoSync)
+		if err := f.db.Delete(recordKey(c.NS, c.Key), pebble.NoSync); err != nil {
+			return err
+		}
+		// Only the watchers: changed (auth) cares about records appearing.
+		f.notifyWatchers(c.NS)
 	case cmdRetain:
 		if f.core == nil {
 			return errors.New("cluster: no core to apply a retained message to")
@@ -327,6 +333,15 @@ func (f *fsm) apply(c command) error {
 func (f *fsm) notify(ns string) {
 	if f.changed != nil {
 		f.changed(ns)
+	}
+	f.notifyWatchers(ns)
+}
+
+func (f *fsm) notifyWatchers(ns string) {
+	if ws := f.watchers.Load(); ws != nil {
+		for _, fn := range *ws {
+			fn(ns)
+		}
 	}
 }
 

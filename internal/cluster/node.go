@@ -147,6 +147,22 @@ func Open(cfg Config) (*Node, error) {
 // raft's apply goroutine: fn must not block). Call before Start.
 func (n *Node) OnRecordsChanged(fn func(ns string)) { n.fsm.changed = fn }
 
+// WatchRecords adds fn to those told of each namespace a committed write set, as
+// OnRecordsChanged, but at any time, Start included (fn must not block either).
+func (n *Node) WatchRecords(fn func(ns string)) {
+	for {
+		old := n.fsm.watchers.Load()
+		var ws []func(string)
+		if old != nil {
+			ws = append(ws, *old...)
+		}
+		ws = append(ws, fn)
+		if n.fsm.watchers.CompareAndSwap(old, &ws) {
+			return
+		}
+	}
+}
+
 // HasState reports whether this node already belongs to a cluster (it has raft state).
 func (n *Node) HasState() (bool, error) {
 	return raft.HasExistingState(n.store, n.store, n.snaps)

@@ -20,6 +20,7 @@ import (
 	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/netio"
 	"github.com/ternmq/tern/internal/store"
+	"github.com/ternmq/tern/internal/webhook"
 )
 
 // A cluster node is assembled in three steps around the core: openCluster before the
@@ -184,4 +185,20 @@ func (s *Server) registerClusterMetrics(reg *prometheus.Registry) {
 	counter("tern_cluster_received_total", "Messages other nodes sent here.", func(st cluster.Status) float64 { return float64(st.Received) })
 	counter("tern_cluster_dropped_total", "Messages not sent to a node whose link was down or full.", func(st cluster.Status) float64 { return float64(st.Dropped) })
 	counter("tern_cluster_failed_total", "QoS 1/2 messages another node did not accept.", func(st cluster.Status) float64 { return float64(st.Failed) })
+}
+
+// newWebhooks starts the webhooks. On a cluster node their definitions are the cluster's records
+// (a hook created on any node exists on every node) and the node that created one delivers it.
+func newWebhooks(cfg config.Config, n *cluster.Node, b *broker.Broker, st store.Store, log *slog.Logger) (*webhook.Manager, error) {
+	wc := webhook.ConfigFrom(cfg.Webhooks)
+	if n == nil {
+		return webhook.New(b, st.Records(), wc, log)
+	}
+	wc.Node = cfg.Cluster.NodeID
+	m, err := webhook.New(b, n.Records(), wc, log)
+	if err == nil {
+		n.WatchRecords(m.RecordsChanged)
+		m.RecordsChanged("webhooks") // a change applied between New's read and the watch
+	}
+	return m, err
 }

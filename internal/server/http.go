@@ -43,7 +43,12 @@ func (s *Server) routes(reg *prometheus.Registry, id netio.Identify) http.Handle
 	s.HTTP.Register(mux, httpauth.Identify(id))
 	s.HTTP.RegisterIsimud(mux, httpauth.Identify(id))
 	s.HTTP.RegisterWebhooks(mux, s.Webhooks, httpauth.Identify(id))
-	s.HTTP.RegisterMQGo(mux, s.Webhooks, s.Store.Records(), httpauth.Identify(id))
+	// mq-go registrations, like the webhooks they are, are the cluster's on a cluster node.
+	regs := s.Store.Records()
+	if s.Cluster != nil {
+		regs = s.Cluster.Records()
+	}
+	s.HTTP.RegisterMQGo(mux, s.Webhooks, regs, httpauth.Identify(id))
 	s.HTTP.RegisterMailboxes(mux, s.Mailboxes, httpauth.Identify(id))
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -151,7 +151,7 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	s.HTTP = httpapi.New(b, httpapi.ConfigFrom(cfg.HTTP), log)
 	s.Mailboxes = mailbox.New(st.Records(), mailbox.Config{TTL: cfg.Mailbox.TTL})
 	s.Mailboxes.Notify = s.notifyMailbox
-	if s.Webhooks, err = webhook.New(b, st.Records(), webhook.ConfigFrom(cfg.Webhooks), log); err != nil {
+	if s.Webhooks, err = newWebhooks(cfg, node, b, st, log); err != nil {
 		_ = s.Close()
 		return nil, err
 	}

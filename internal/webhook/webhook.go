@@ -42,6 +42,9 @@ type Hook struct {
 	Concurrency     int       `json:"concurrency"`
 	DeadLetterTopic string    `json:"dead_letter_topic"`
 	Created         time.Time `json:"created"`
+	// Node is the cluster node that delivers the hook: the one it was created on (empty
+	// outside a cluster). See cluster.go.
+	Node string `json:"node,omitempty"`
 }
 
 // Config holds the limits of every webhook.
@@ -60,6 +63,9 @@ type Config struct {
 	// MaxHooks bounds the number of webhooks; MaxConcurrency a hook's concurrency.
 	MaxHooks       int
 	MaxConcurrency int
+	// Node is this cluster node's id (empty outside a cluster): hooks whose Node is another's
+	// are listed here but delivered there.
+	Node string
 }
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured: config.Default's.
@@ -100,7 +106,14 @@ type Manager struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
+	remote  map[string]Hook // hooks another cluster node delivers (cluster.go)
 	closed  bool
+
+	// recMu orders Create's store-and-start against the reaction to replicated changes, so a
+	// hook is never started twice; kick wakes that reaction (cluster.go).
+	recMu sync.Mutex
+	kick  chan struct{}
+	done  chan struct{}
 }
 
 // New starts the webhooks kept in st.
@@ -133,7 +146,8 @@ func New(b *broker.Broker, st store.Records, cfg Config, log *slog.Logger) (*Man
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: cfg.Timeout,
 	}
-	m := &Manager{b: b, st: st, cfg: cfg, log: log, workers: map[string]*worker{},
+	m := &Manager{b: b, st: st, cfg: cfg, log: log, workers: map[string]*worker{}, remote: map[string]Hook{},
+		kick: make(chan struct{}, 1), done: make(chan struct{}),
 		client: &http.Client{Transport: tr, Timeout: cfg.Timeout,
 			// A redirect could lead anywhere, including past the address check of the URL.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
@@ -151,10 +165,15 @@ func New(b *broker.Broker, st store.Records, cfg Config, log *slog.Logger) (*Man
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
 	for _, h := range hooks {
+		if !m.mine(h) {
+			m.remote[h.ID] = h
+			continue
+		}
 		if err := m.start(h); err != nil {
 			log.Warn("webhook not started", "id", h.ID, "url", h.URL, "err", err)
 		}
 	}
+	go m.follow()
 	return m, nil
 }
 
@@ -178,6 +197,7 @@ func (m *Manager) Create(p *auth.Principal, h Hook) (Hook, error) {
 	h.ID = hex.EncodeToString(id[:])
 	h.Owner = p.Identity
 	h.Created = time.Now().UTC()
+	h.Node = m.cfg.Node
 	if h.MaxAttempts <= 0 || h.MaxAttempts > m.cfg.MaxAttempts {
 		h.MaxAttempts = m.cfg.MaxAttempts
 	}
@@ -194,8 +214,10 @@ func (m *Manager) Create(p *auth.Principal, h Hook) (Hook, error) {
 	} else if !p.Allow(auth.Publish, h.DeadLetterTopic) {
 		return Hook{}, fmt.Errorf("%w: publish on %q is not granted", ErrForbidden, h.DeadLetterTopic)
 	}
+	m.recMu.Lock()
+	defer m.recMu.Unlock()
 	m.mu.Lock()
-	n := len(m.workers)
+	n := len(m.workers) + len(m.remote)
 	m.mu.Unlock()
 	if n >= m.cfg.MaxHooks {
 		return Hook{}, fmt.Errorf("%w (webhooks.max_hooks %d)", ErrTooMany, m.cfg.MaxHooks)
@@ -225,20 +247,36 @@ func (m *Manager) List(p *auth.Principal) []Hook {
 			out = append(out, h)
 		}
 	}
+	for _, h := range m.remote {
+		if all || h.Owner == p.Identity {
+			h.Secret = ""
+			out = append(out, h)
+		}
+	}
 	return out
 }
 
-// Delete stops a webhook and drops its queue. Its owner or an admin may.
+// Delete stops a webhook and drops its queue. Its owner or an admin may. A hook another cluster
+// node delivers goes from the records here; that node stops it when the deletion reaches it.
 func (m *Manager) Delete(p *auth.Principal, id string) error {
+	m.recMu.Lock()
+	defer m.recMu.Unlock()
 	m.mu.Lock()
 	w := m.workers[id]
-	if w == nil || (w.h.Owner != p.Identity && !p.Allow(auth.Admin, "webhooks")) {
+	h, remote := m.remote[id]
+	if w != nil {
+		h = w.h
+	}
+	if (w == nil && !remote) || (h.Owner != p.Identity && !p.Allow(auth.Admin, "webhooks")) {
 		m.mu.Unlock()
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	delete(m.workers, id)
+	delete(m.remote, id)
 	m.mu.Unlock()
-	w.stop(true)
+	if w != nil {
+		w.stop(true)
+	}
 	if err := m.st.Delete(recordsNS, id); err != nil {
 		return err
 	}
@@ -248,6 +286,9 @@ func (m *Manager) Delete(p *auth.Principal, id string) error {
 // Close stops every webhook; their queues stay for the next start.
 func (m *Manager) Close() {
 	m.mu.Lock()
+	if !m.closed {
+		close(m.done)
+	}
 	m.closed = true
 	ws := make([]*worker, 0, len(m.workers))
 	for _, w := range m.workers {
