@@ -114,7 +114,7 @@ const handoffAfter = time.Second
 // completed the last packet, and bytes of a packet that never completes do not move it.
 func (c *conn) loop(fresh bool) {
 	for {
-		wait, lazy := readDeadline(c.rd.lastPacket, c.rd.readAt, c.keepAlive, !fresh && c.rd.raw != nil)
+		wait, lazy := readDeadline(c.rd.lastPacket, c.rd.readAt, c.keepAlive, !fresh && c.rd.parkable())
 		mode := readWait
 		switch {
 		case lazy:

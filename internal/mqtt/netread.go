@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/netio"
 )
 
 // readMode is how a read that finds the socket drained waits.
@@ -101,6 +103,11 @@ type packetReader struct {
 	// woke is set by a read that waited for the poller, or when the netio.Poller handed the
 	// connection back, and cleared by tookWake.
 	woke bool
+	// park is the socket under a TLS connection that can park in the poller (nil otherwise);
+	// tlsReady is set once a packet has been read, so the handshake is over and a read that
+	// does not wait cannot fail it (crypto/tls keeps a handshake's errors).
+	park     *netio.ParkConn
+	tlsReady bool
 }
 
 // maxLazyWaiters bounds how many connections of one server keep a grown goroutine stack while
@@ -122,6 +129,9 @@ func newPacketReader(c net.Conn, maxSize int) *packetReader {
 			}
 		}
 	}
+	if tc, ok := c.(*tls.Conn); ok {
+		r.park, _ = tc.NetConn().(*netio.ParkConn)
+	}
 	return r
 }
 
@@ -141,6 +151,7 @@ func (r *packetReader) next(deadline time.Time, mode readMode) (typ, flags byte,
 				if len(data) >= total {
 					r.start += total
 					r.lastPacket = r.readAt
+					r.tlsReady = true
 					return t, f, data[hl:total], nil
 				}
 				if err := r.makeRoom(total); err != nil {
@@ -254,7 +265,15 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 		r.beforeRead()
 	}
 	r.compact()
-	nowait := mode == readNoWait && r.raw != nil
+	nowait := mode == readNoWait && (r.raw != nil || r.park != nil && r.tlsReady)
+	if mode == readLazy && r.raw == nil && r.park != nil && r.waiters != nil {
+		// A TLS lazy wait blocks in tls.Conn.Read: as on a raw socket, only maxLazyWaiters
+		// of them at a time; the others read what is there and park.
+		if r.waiters.Add(1) > maxLazyWaiters {
+			nowait = true
+		}
+		defer r.waiters.Add(-1)
+	}
 	due := deadline
 	if nowait {
 		// No wait here: the deadline is the caller's to check, and one left on the socket by
@@ -271,6 +290,9 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 		return os.ErrDeadlineExceeded
 	}
 	if r.raw == nil {
+		if r.park != nil {
+			r.park.SetNoWait(nowait)
+		}
 		if r.rb == nil {
 			// Nothing pending: wait for the first byte without a buffer, so that an idle TLS
 			// or WebSocket connection holds none; the rest of what arrived waits in the TLS or
@@ -280,7 +302,7 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 				if err == nil {
 					err = io.ErrNoProgress
 				}
-				return err
+				return r.tlsWouldBlock(err, due)
 			}
 			if err := r.acquire(); err != nil {
 				return err
@@ -298,7 +320,7 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 		if err == nil {
 			err = io.ErrNoProgress
 		}
-		return err
+		return r.tlsWouldBlock(err, due)
 	}
 	r.n, r.rerr, r.lazy, r.nowait, r.wouldBlock, r.polled = 0, nil, mode == readLazy && r.waiters != nil, nowait, false, false
 	err := r.raw.Read(r.readFn)
@@ -325,6 +347,23 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 	r.woke = r.woke || r.polled
 	return nil
 }
+
+// tlsWouldBlock turns a TLS read's netio.ErrWouldBlock into what a drained raw socket gives:
+// errWouldBlock, or os.ErrDeadlineExceeded once due has passed. crypto/tls returned it only after
+// it had used up every complete record it held, so the connection may park.
+func (r *packetReader) tlsWouldBlock(err error, due time.Time) error {
+	if !netio.IsWouldBlock(err) {
+		return err
+	}
+	if !due.IsZero() && !time.Now().Before(due) {
+		return os.ErrDeadlineExceeded
+	}
+	return errWouldBlock
+}
+
+// parkable reports whether the connection can wait in the poller: a raw socket, or TLS on one
+// after its handshake.
+func (r *packetReader) parkable() bool { return r.raw != nil || r.park != nil && r.tlsReady }
 
 // tookWake reports whether bytes arrived while the reader waited for the poller since the last
 // call, and clears that.

@@ -190,9 +190,13 @@ func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.
 	c.rd.beforeRead = c.batch.Flush
 	c.rd.waiters = &s.lazyWaiters
 	c.rd.budget = &s.connecting
-	if c.rd.raw != nil && s.poller != nil {
+	if s.poller != nil {
 		// Without a watch the connection waits on goroutines, as elsewhere.
-		c.watch, _ = s.poller.Watch(c.rd.raw, c)
+		if c.rd.raw != nil {
+			c.watch, _ = s.poller.Watch(c.rd.raw, c)
+		} else if c.rd.park != nil {
+			c.watch, _ = s.poller.Watch(c.rd.park.RawConn(), c)
+		}
 	}
 	if !s.conns.Add(c) {
 		_ = nc.Close()

@@ -320,7 +320,7 @@ func (s *Server) serveMQTT(name, network, addr string, st *certs.ServerTLS) erro
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
 	if st != nil {
-		ln = tls.NewListener(ln, st.Config())
+		ln = netio.NewTLSListener(ln, st.Config())
 	}
 	s.track(name, ln)
 	s.wg.Add(1)

@@ -1,0 +1,176 @@
+package mqtt
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/netio"
+)
+
+// testCert is a self-signed certificate for 127.0.0.1.
+func testCert(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tern test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// startTLSFace runs an MQTT face behind netio.NewTLSListener, as the server's TLS listener does.
+func startTLSFace(t *testing.T) string {
+	t.Helper()
+	b, err := broker.New(broker.DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	srv := NewServer(b, DefaultConfig(), nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{testCert(t)}, MinVersion: tls.VersionTLS12}
+	go func() { _ = srv.Serve(netio.NewTLSListener(ln, cfg), nil) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// splitConn sends each write in two TCP writes, the first of split bytes, so a TLS record
+// arrives in two segments (TCP_NODELAY is on, so they usually leave separately).
+type splitConn struct {
+	net.Conn
+	split int
+}
+
+func (c *splitConn) Write(p []byte) (int, error) {
+	if c.split <= 0 || len(p) <= c.split {
+		return c.Conn.Write(p)
+	}
+	n, err := c.Conn.Write(p[:c.split])
+	if err != nil {
+		return n, err
+	}
+	m, err := c.Conn.Write(p[c.split:])
+	return n + m, err
+}
+
+func dialTLS(t *testing.T, addr string) (*rawClient, *tls.Conn, *splitConn) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := &splitConn{Conn: nc}
+	tc := tls.Client(sc, &tls.Config{InsecureSkipVerify: true})
+	t.Cleanup(func() { _ = tc.Close() })
+	return &rawClient{t: t, nc: tc, rd: packet.NewReader(tc, 0, 0), v: packet.V311}, tc, sc
+}
+
+// waitGoroutines waits until at most base+max goroutines run: the server's connections parked.
+func waitGoroutines(t *testing.T, base, max int) {
+	t.Helper()
+	deadline := time.Now().Add(handoffAfter + 10*time.Second)
+	for runtime.NumGoroutine()-base > max {
+		if time.Now().After(deadline) {
+			t.Fatalf("connections hold %d goroutines, want at most %d", runtime.NumGoroutine()-base, max)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func encode(t *testing.T, ps ...packet.Packet) []byte {
+	t.Helper()
+	var b []byte
+	for _, p := range ps {
+		var err error
+		if b, err = p.Append(b, packet.V311); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+// Idle TLS connections park in the poller like TCP ones, and parked they still read every packet
+// however it is cut into TLS records and TCP segments: a connection that slept with a complete
+// record (or packet) buffered would miss an answer here and the test would time out.
+func TestIdleTLSConnectionsPark(t *testing.T) {
+	needPoller(t)
+	addr := startTLSFace(t)
+	base := runtime.NumGoroutine()
+	const n = 20
+	type client struct {
+		rc *rawClient
+		tc *tls.Conn
+		sc *splitConn
+	}
+	cs := make([]client, n)
+	for i := range cs {
+		rc, tc, sc := dialTLS(t, addr)
+		rc.connect("tls-"+string(rune('a'+i)), 60)
+		cs[i] = client{rc, tc, sc}
+	}
+	// Client goroutines: none (the test reads synchronously); the server's parked: none.
+	waitGoroutines(t, base, n/4)
+
+	ping := encode(t, &packet.Pingreq{})
+	expect := func(c client, k int, what string) {
+		t.Helper()
+		for range k {
+			if _, ok := c.rc.must(5 * time.Second).(*packet.Pingresp); !ok {
+				t.Fatalf("%s: no PINGRESP", what)
+			}
+		}
+	}
+	for _, c := range cs {
+		// Two packets in one record.
+		if _, err := c.tc.Write(append(append([]byte{}, ping...), ping...)); err != nil {
+			t.Fatal(err)
+		}
+		expect(c, 2, "two packets in one record")
+	}
+	waitGoroutines(t, base, n/4)
+	sub := encode(t, &packet.Subscribe{PacketID: 7, Subscriptions: []packet.Subscription{{Filter: []byte("a/long/enough/filter")}}})
+	for _, c := range cs {
+		// One packet across two records.
+		if _, err := c.tc.Write(sub[:3]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.tc.Write(sub[3:]); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.rc.must(5 * time.Second).(*packet.Suback); !ok {
+			t.Fatal("packet across records: no SUBACK")
+		}
+	}
+	waitGoroutines(t, base, n/4)
+	for _, c := range cs {
+		// One record across two TCP segments.
+		c.sc.split = 4
+		if _, err := c.tc.Write(ping); err != nil {
+			t.Fatal(err)
+		}
+		expect(c, 1, "record across segments")
+		c.sc.split = 0
+	}
+}
