@@ -165,6 +165,9 @@ func decodeCommand(b []byte) (command, error) {
 	case cmdSeed:
 		c.State = d.state()
 	case cmdNoop:
+	case cmdAppend:
+		c.NS, c.Value = d.str(), d.raw()
+		c.Value = append([]byte{}, c.Value...)
 	case cmdClaim:
 		c.Client, c.Node, c.Inc, c.Identity, c.Flags = d.str(), d.str(), d.uvarint(), d.str(), d.byte()
 		if c.Flags&^(claimClean|claimExclusive) != 0 {
@@ -288,6 +291,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	if isSession(c.Kind) {
 		return f.applySession(c, l.Index)
+	}
+	if c.Kind == cmdAppend {
+		return f.applyAppend(c, l.Index)
 	}
 	return f.apply(c)
 }

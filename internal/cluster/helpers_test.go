@@ -152,6 +152,8 @@ type tcluster struct {
 	brokers bool
 	// writeTimeout is the nodes' (default 5 s).
 	writeTimeout time.Duration
+	// opened, if set, is called with each node after Open and before Start (to register hooks).
+	opened func(*tnode)
 }
 
 func newTCluster(t *testing.T) *tcluster {
@@ -205,6 +207,9 @@ func (tc *tcluster) add(id string, join *tnode, dir string) *tnode {
 		t.Fatal(err)
 	}
 	tn.Node = n
+	if tc.opened != nil {
+		tc.opened(tn)
+	}
 	if !tc.brokers {
 		if err := n.Start(tn.core, tn.core); err != nil {
 			t.Fatal(err)

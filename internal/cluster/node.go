@@ -144,8 +144,16 @@ func Open(cfg Config) (*Node, error) {
 }
 
 // OnRecordsChanged registers fn, told the namespace of each record a committed write set (from
-// raft's apply goroutine: fn must not block). Call before Start.
-func (n *Node) OnRecordsChanged(fn func(ns string)) { n.fsm.changed = fn }
+// raft's apply goroutine: fn must not block). Call before Start; each call adds fn to those
+// already registered (auth and mailboxes both listen).
+func (n *Node) OnRecordsChanged(fn func(ns string)) {
+	prev := n.fsm.changed
+	if prev == nil {
+		n.fsm.changed = fn
+		return
+	}
+	n.fsm.changed = func(ns string) { prev(ns); fn(ns) }
+}
 
 // WatchRecords adds fn to those told of each namespace a committed write set, as
 // OnRecordsChanged, but at any time, Start included (fn must not block either).

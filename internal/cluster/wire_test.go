@@ -86,10 +86,22 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b[4:])
 	}
 	f.Add(encodeRetain(sampleMessage()))
+	f.Add(encodeAppend("mbox/bob", []byte(`{"from":"alice"}`)))
 	f.Add(appendState(nil, state{Records: []Record{{"u", "k", nil}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeFrame(b)
 		_, _ = decodeCommand(b)
 		_, _ = decodeState(b)
 	})
+}
+
+// An appended record's command decodes to its namespace and value.
+func TestAppendCommandRoundTrip(t *testing.T) {
+	c, err := decodeCommand(encodeAppend("mbox/bob", []byte("v")))
+	if err != nil || c.Kind != cmdAppend || c.NS != "mbox/bob" || string(c.Value) != "v" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if _, err := decodeCommand(encodeAppend("mbox/bob", []byte("v"))[:4]); err == nil {
+		t.Fatal("a truncated append decoded")
+	}
 }

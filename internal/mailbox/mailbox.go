@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,8 +148,18 @@ func (s *Service) Exists(name string) (bool, error) {
 	return ok, err
 }
 
+// appender is a store whose log allocates keys (cluster.Records): Append stores value in ns
+// under msgKey of the id it returns, unique and increasing across every node, and returns once
+// the write is committed. On it a push needs no counter, which two nodes could race for.
+type appender interface {
+	Append(ns string, value []byte) (uint64, error)
+}
+
 // Push adds a message to dst's mailbox and returns its id.
 func (s *Service) Push(from, dst string, body []byte, wantsReply bool) (uint64, error) {
+	if a, ok := s.st.(appender); ok {
+		return s.pushAppend(a, from, dst, body, wantsReply)
+	}
 	l := s.lock(dst)
 	l.Lock()
 	mt, ok, err := s.getMeta(dst)
@@ -180,6 +191,36 @@ func (s *Service) Push(from, dst string, body []byte, wantsReply bool) (uint64, 
 		s.Notify(dst, m)
 	}
 	return id, nil
+}
+
+func (s *Service) pushAppend(a appender, from, dst string, body []byte, wantsReply bool) (uint64, error) {
+	if ok, err := s.Exists(dst); err != nil || !ok {
+		if err == nil {
+			err = ErrNoMailbox
+		}
+		return 0, err
+	}
+	now := s.now().UTC()
+	m := Message{From: from, Body: body, WantsReply: wantsReply, Created: now, Expires: now.Add(s.cfg.TTL)}
+	raw, _ := json.Marshal(m)
+	id, err := a.Append(msgNS(dst), raw)
+	if err != nil {
+		return 0, err
+	}
+	m.ID = id
+	s.signal(dst, true)
+	if s.Notify != nil {
+		s.Notify(dst, m)
+	}
+	return id, nil
+}
+
+// RecordsChanged wakes the waiters of a mailbox a replicated write (made on any node) touched.
+// It is called from the cluster's apply goroutine and only closes a channel.
+func (s *Service) RecordsChanged(ns string) {
+	if name, ok := strings.CutPrefix(ns, "mbox/"); ok {
+		s.signal(name, true)
+	}
 }
 
 // errStop ends a scan early.

@@ -133,7 +133,11 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 		return nil, err
 	}
 	b, err := broker.New(bc, core, log)
+	// On a cluster node mailboxes live in the replicated records too: readable on every node,
+	// their waiters woken by writes made anywhere.
+	mboxes := mailbox.New(records, mailbox.Config{TTL: cfg.Mailbox.TTL})
 	if err == nil && node != nil {
+		node.OnRecordsChanged(mboxes.RecordsChanged)
 		// Open mode is decided once the node holds the cluster's users.
 		if err = startCluster(node, a, b, log); err == nil {
 			err = checkOpen(cfg, a, log)
@@ -149,7 +153,7 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	s.MQTT = mqtt.NewServer(b, mqtt.ConfigFrom(cfg.MQTT), log)
 	s.MBus = mbus.NewServer(b, mbus.Config{}, log)
 	s.HTTP = httpapi.New(b, httpapi.ConfigFrom(cfg.HTTP), log)
-	s.Mailboxes = mailbox.New(st.Records(), mailbox.Config{TTL: cfg.Mailbox.TTL})
+	s.Mailboxes = mboxes
 	s.Mailboxes.Notify = s.notifyMailbox
 	if s.Webhooks, err = newWebhooks(cfg, node, b, st, log); err != nil {
 		_ = s.Close()

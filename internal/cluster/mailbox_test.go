@@ -1,0 +1,207 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ternmq/tern/internal/mailbox"
+)
+
+// mailboxCluster starts three nodes, each with a mailbox service over the replicated records,
+// woken by the records' change hook as server.Start wires it.
+func mailboxCluster(t *testing.T, tc *tcluster) (nodes []*tnode, boxes map[string]*mailbox.Service) {
+	t.Helper()
+	var mu sync.Mutex
+	boxes = map[string]*mailbox.Service{}
+	tc.opened = func(n *tnode) {
+		s := mailbox.New(n.Records(), mailbox.Config{})
+		n.OnRecordsChanged(s.RecordsChanged)
+		mu.Lock()
+		boxes[n.id] = s
+		mu.Unlock()
+	}
+	n1, n2, n3 := tc.three()
+	eventually(t, "n1 leads", n1.IsLeader)
+	return []*tnode{n1, n2, n3}, boxes
+}
+
+// A message pushed through n1 is read, answered and removed through n2; the reply wakes a
+// sender waiting on n1; ids allocated through different nodes stay unique and increasing.
+func TestMailboxAcrossNodes(t *testing.T) {
+	tc := newTCluster(t)
+	_, m := mailboxCluster(t, tc)
+	if err := m["n2"].Open("bob"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n1 sees bob's mailbox", func() bool { ok, _ := m["n1"].Exists("bob"); return ok })
+	id, err := m["n1"].Push("alice", "bob", []byte("ping"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The front on n2 waits (woken by the replicated push) rather than polling.
+	got, _, err := m["n2"].Front(ctx(t), "bob", waitTimeout, true)
+	if err != nil || got.ID != id || string(got.Body) != "ping" || got.From != "alice" {
+		t.Fatalf("front on n2: %+v %v (pushed id %d)", got, err, id)
+	}
+	replied := make(chan error, 1)
+	var reply []byte
+	go func() {
+		var err error
+		reply, _, err = m["n1"].WaitForReply(ctx(t), "alice", "bob", id, waitTimeout, true)
+		replied <- err
+	}()
+	if err := m["n2"].Reply("bob", id, []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-replied:
+		if err != nil || string(reply) != "pong" {
+			t.Fatalf("reply on n1: %q %v", reply, err)
+		}
+	case <-ctx(t).Done():
+		t.Fatal("the sender on n1 was not woken by the reply made on n2")
+	}
+	eventually(t, "the collected message is gone on n2", func() bool {
+		_, err := m["n2"].Get("bob", id)
+		return errors.Is(err, mailbox.ErrNotFound)
+	})
+	last := id
+	for i, via := range []string{"n3", "n2", "n1", "n3"} {
+		next, err := m[via].Push("carol", "bob", []byte{byte(i)}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next <= last {
+			t.Fatalf("push %d through %s got id %d after %d", i, via, next, last)
+		}
+		last = next
+	}
+}
+
+// A long poll on n2 is woken by a push made on n1.
+func TestMailboxLongPollWokenAcrossNodes(t *testing.T) {
+	tc := newTCluster(t)
+	_, m := mailboxCluster(t, tc)
+	if err := m["n2"].Open("bob"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n1 sees bob's mailbox", func() bool { ok, _ := m["n1"].Exists("bob"); return ok })
+	type res struct {
+		m   mailbox.Message
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		msg, _, err := m["n2"].Front(ctx(t), "bob", waitTimeout, true)
+		done <- res{msg, err}
+	}()
+	if _, err := m["n1"].Push("alice", "bob", []byte("wake"), false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || string(r.m.Body) != "wake" {
+			t.Fatalf("long poll on n2: %+v %v", r.m, r.err)
+		}
+	case <-time.After(waitTimeout + 5*time.Second):
+		t.Fatal("the long poll on n2 never returned")
+	}
+}
+
+// A pushed message survives the node it was pushed through: closed, n2 and n3 still serve it,
+// and remove it.
+func TestMailboxSurvivesNode(t *testing.T) {
+	tc := newTCluster(t)
+	nodes, m := mailboxCluster(t, tc)
+	if err := m["n1"].Open("bob"); err != nil {
+		t.Fatal(err)
+	}
+	id, err := m["n1"].Push("alice", "bob", []byte("kept"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	tc.isolate(nodes[0], false)
+	for _, via := range []string{"n2", "n3"} {
+		eventually(t, via+" has the message", func() bool {
+			got, err := m[via].Get("bob", id)
+			return err == nil && string(got.Body) == "kept"
+		})
+	}
+	if err := m["n3"].Remove("bob", id); err != nil {
+		t.Fatalf("remove on n3 after n1 closed: %v", err)
+	}
+	eventually(t, "removed on n2", func() bool {
+		_, err := m["n2"].Get("bob", id)
+		return errors.Is(err, mailbox.ErrNotFound)
+	})
+}
+
+// A node cut off from the majority refuses a push instead of acknowledging it.
+func TestMailboxMinorityRefusesPush(t *testing.T) {
+	tc := newTCluster(t)
+	tc.writeTimeout = 30 * time.Second
+	nodes, m := mailboxCluster(t, tc)
+	if err := m["n1"].Open("bob"); err != nil {
+		t.Fatal(err)
+	}
+	tc.isolate(nodes[0], false)
+	_, err := m["n1"].Push("alice", "bob", []byte("lost"), false)
+	if !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("a push in the minority: %v, want ErrNoLeader", err)
+	}
+	c, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if msg, _, err := m["n2"].Front(c, "bob", 0, false); !errors.Is(err, mailbox.ErrEmpty) {
+		t.Fatalf("the refused push reached n2: %+v %v", msg, err)
+	}
+}
+
+// Pushes made at once through all three nodes get distinct ids: the log allocates them.
+func TestMailboxIDsUniqueAcrossNodes(t *testing.T) {
+	tc := newTCluster(t)
+	_, m := mailboxCluster(t, tc)
+	if err := m["n1"].Open("bob"); err != nil {
+		t.Fatal(err)
+	}
+	for _, via := range []string{"n2", "n3"} {
+		eventually(t, via+" sees bob's mailbox", func() bool { ok, _ := m[via].Exists("bob"); return ok })
+	}
+	const each = 5
+	var mu sync.Mutex
+	seen := map[uint64]string{}
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*each)
+	for _, via := range []string{"n1", "n2", "n3"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var last uint64
+			for i := range each {
+				id, err := m[via].Push(via, "bob", []byte{byte(i)}, false)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				if other, dup := seen[id]; dup || id <= last {
+					errs <- fmt.Errorf("%s got id %d (last %d, also given to %q)", via, id, last, other)
+				}
+				seen[id] = via
+				mu.Unlock()
+				last = id
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
