@@ -2,64 +2,11 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
-
-// launch starts node n with --join join without waiting for it (the nodes of a cluster started
-// at once wait for each other); wait waits until its MQTT listener opens.
-func (c *ctestCluster) launch(n *cnode, join string) {
-	t := c.t
-	t.Helper()
-	logPath := filepath.Join(t.TempDir(), n.id+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(c.bin, "serve", "--node-id", n.id, "--cluster-listen", n.bind,
-		"--cluster-advertise", n.px.addr(), "--join", join, "--mqtt", n.mqtt, "--http", n.http,
-		"--unix", "", "--data-dir", n.dir, "--log-level", "info")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &ternProcess{cmd: cmd, logPath: logPath, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	n.proc = p
-}
-
-func (c *ctestCluster) wait(n *cnode) {
-	t := c.t
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if conn, err := net.DialTimeout("tcp", n.mqtt, time.Second); err == nil {
-			_ = conn.Close()
-			return
-		}
-		select {
-		case err := <-n.proc.done:
-			log, _ := os.ReadFile(n.proc.logPath)
-			t.Fatalf("%s exited at start: %v\n%s", n.id, err, log)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(n.proc.logPath)
-			t.Fatalf("%s did not listen within 60 s\n%s", n.id, log)
-		}
-	}
-}
 
 // bootstraps counts the nodes whose log of this run says they started a new cluster.
 func bootstraps(t *testing.T, nodes []*cnode) (ids []string) {

@@ -49,7 +49,15 @@ type ctestCluster struct {
 	pass  string
 }
 
+// start starts node n (joining join, or none) and waits until it listens.
 func (c *ctestCluster) start(n *cnode, join string) {
+	c.launch(n, join)
+	c.wait(n)
+}
+
+// launch starts node n with --join join ("" for none) without waiting for it (the nodes of a
+// cluster started at once wait for each other); wait waits until its MQTT listener opens.
+func (c *ctestCluster) launch(n *cnode, join string) {
 	t := c.t
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), n.id+".log")
@@ -76,7 +84,12 @@ func (c *ctestCluster) start(n *cnode, join string) {
 		}
 	})
 	n.proc = p
-	// The MQTT listener opens once the node has joined and caught up.
+}
+
+// wait waits until node n's MQTT listener opens: once the node has joined and caught up.
+func (c *ctestCluster) wait(n *cnode) {
+	t := c.t
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if conn, err := net.DialTimeout("tcp", n.mqtt, time.Second); err == nil {
@@ -84,13 +97,13 @@ func (c *ctestCluster) start(n *cnode, join string) {
 			return
 		}
 		select {
-		case err := <-p.done:
-			log, _ := os.ReadFile(logPath)
+		case err := <-n.proc.done:
+			log, _ := os.ReadFile(n.proc.logPath)
 			t.Fatalf("%s exited at start: %v\n%s", n.id, err, log)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logPath)
+			log, _ := os.ReadFile(n.proc.logPath)
 			t.Fatalf("%s did not listen within 60 s\n%s", n.id, log)
 		}
 	}
