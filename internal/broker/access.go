@@ -189,7 +189,7 @@ func (b *Broker) PublishAs(p *auth.Principal, action auth.Action, m *message.Mes
 	if _, err := b.checkPublish(p, action, p.ClientID, nil, m); err != nil {
 		return PublishResult{}, err
 	}
-	return b.publishChecked(nil, p, m, isCall(m) && replyGranted(p, p.ClientID, m.Props.ResponseTopic), nil)
+	return b.publishChecked(nil, p, m, IsCall(m) && replyGranted(p, p.ClientID, m.Props.ResponseTopic), nil)
 }
 
 // ResponsePrefix is the topic prefix reserved for a client's responses: "$response/<client id>".

@@ -93,7 +93,7 @@ func (b *Broker) DeliverRemote(m *message.Message, answerable bool, groups []str
 	}
 	m.ID = b.nextID.Add(1)
 	b.stats.Received.Add(1)
-	p := publication{msg: m, at: b.now(), call: isCall(m), answerable: answerable, remote: true,
+	p := publication{msg: m, at: b.now(), call: IsCall(m), answerable: answerable, remote: true,
 		groups: groups, groupsSet: true}
 	o := b.route(&p, nil)
 	if p.call && o.online == 0 {

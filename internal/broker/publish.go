@@ -28,7 +28,7 @@ func (c *Client) Publish(m *message.Message) (PublishResult, error) {
 		return PublishResult{}, err
 	}
 	c.s.answered(m)
-	answerable := isCall(m) && replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic)
+	answerable := IsCall(m) && replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic)
 	res, err := c.b.publishChecked(c.s, principal, m, answerable, c.batch)
 	res.Throttle = wait
 	return res, err
@@ -137,7 +137,7 @@ func (b *Broker) publishChecked(from *Session, caller *auth.Principal, m *messag
 	m.ID = b.nextID.Add(1)
 	m.Time = t
 	stampExpiry(m, t)
-	p := publication{msg: m, at: t, call: isCall(m), answerable: answerable, batch: batch}
+	p := publication{msg: m, at: t, call: IsCall(m), answerable: answerable, batch: batch}
 	if p.call && m.Topic == ServicesProcedure {
 		return b.answerServices(m), nil
 	}

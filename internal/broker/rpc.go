@@ -61,8 +61,8 @@ func replyGranted(p *auth.Principal, clientID, reply string) bool {
 // ProcedureTopic is the topic of procedure proc of namespace ns.
 func ProcedureTopic(ns, proc string) string { return RPCPrefix + ns + "/" + proc }
 
-// isCall reports whether m is a call: a message to a procedure topic expecting a reply.
-func isCall(m *message.Message) bool {
+// IsCall reports whether m is a call: a message to a procedure topic expecting a reply.
+func IsCall(m *message.Message) bool {
 	return m.Props.ResponseTopic != "" && strings.HasPrefix(m.Topic, RPCPrefix)
 }
 

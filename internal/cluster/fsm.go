@@ -203,10 +203,10 @@ type fsm struct {
 	db   *pebble.DB
 	log  *slog.Logger
 	core Core
-	// changed is told which Record namespace a committed write touched (auth ends open mode
-	// when users or tokens appear). Called from the apply goroutine: it must not block.
-	changed func(ns string)
-	// watchers are told the same, registered at any time (webhooks start after the node).
+	// watchers are told which Record namespace a committed write (set or delete) touched: auth
+	// ends open mode when users or tokens appear, mailboxes wake their waiters, webhooks start
+	// and stop hooks. Called from the apply goroutine: they must not block. Registered at any
+	// time (webhooks start after the node), hence the atomic copy-on-write list.
 	watchers atomic.Pointer[[]func(ns string)]
 
 	// Sessions (sessions.go): self is this node, inc this process's incarnation; dir the
@@ -309,8 +309,7 @@ func (f *fsm) apply(c command) error {
 		if err := f.db.Delete(recordKey(c.NS, c.Key), pebble.NoSync); err != nil {
 			return err
 		}
-		// Only the watchers: changed (auth) cares about records appearing.
-		f.notifyWatchers(c.NS)
+		f.notify(c.NS)
 	case cmdRetain:
 		if f.core == nil {
 			return errors.New("cluster: no core to apply a retained message to")
@@ -337,13 +336,6 @@ func (f *fsm) apply(c command) error {
 }
 
 func (f *fsm) notify(ns string) {
-	if f.changed != nil {
-		f.changed(ns)
-	}
-	f.notifyWatchers(ns)
-}
-
-func (f *fsm) notifyWatchers(ns string) {
 	if ws := f.watchers.Load(); ws != nil {
 		for _, fn := range *ws {
 			fn(ns)

@@ -19,7 +19,7 @@ func mailboxCluster(t *testing.T, tc *tcluster) (nodes []*tnode, boxes map[strin
 	boxes = map[string]*mailbox.Service{}
 	tc.opened = func(n *tnode) {
 		s := mailbox.New(n.Records(), mailbox.Config{})
-		n.OnRecordsChanged(s.RecordsChanged)
+		n.WatchRecords(s.RecordsChanged)
 		mu.Lock()
 		boxes[n.id] = s
 		mu.Unlock()

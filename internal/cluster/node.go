@@ -143,20 +143,9 @@ func Open(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// OnRecordsChanged registers fn, told the namespace of each record a committed write set (from
-// raft's apply goroutine: fn must not block). Call before Start; each call adds fn to those
-// already registered (auth and mailboxes both listen).
-func (n *Node) OnRecordsChanged(fn func(ns string)) {
-	prev := n.fsm.changed
-	if prev == nil {
-		n.fsm.changed = fn
-		return
-	}
-	n.fsm.changed = func(ns string) { prev(ns); fn(ns) }
-}
-
-// WatchRecords adds fn to those told of each namespace a committed write set, as
-// OnRecordsChanged, but at any time, Start included (fn must not block either).
+// WatchRecords adds fn to those told the namespace of each record a committed write set or
+// deleted (from raft's apply goroutine: fn must not block). It may be called at any time, Start
+// included.
 func (n *Node) WatchRecords(fn func(ns string)) {
 	for {
 		old := n.fsm.watchers.Load()

@@ -2,8 +2,8 @@ package cluster
 
 import (
 	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
@@ -23,6 +23,9 @@ const maxRemoteCalls = 100000
 
 // remoteCalls: calls forwarded to other nodes and not yet answered.
 type remoteCalls struct {
+	// size is len(byKey), so that a message from another node with correlation data checks an
+	// empty table without the lock (answered runs for every such message).
+	size   atomic.Int32
 	mu     sync.Mutex
 	byKey  map[string][]string          // call key -> nodes it was sent to
 	byNode map[string]map[string][]byte // node -> call key -> correlation data
@@ -32,15 +35,10 @@ type remoteCalls struct {
 // callKey names a call by its response topic and correlation data (a NUL cannot be in a topic).
 func callKey(reply string, corr []byte) string { return reply + "\x00" + string(corr) }
 
-// isCall is broker.isCall: a message to a procedure topic expecting a reply.
-func isCall(m *message.Message) bool {
-	return m.Props.ResponseTopic != "" && strings.HasPrefix(m.Topic, broker.RPCPrefix)
-}
-
 // sent remembers that call m goes to node. It reports whether it did (false when m is not a
 // call or the table is full), so a copy that could not be sent can be forgotten again.
 func (r *remoteCalls) sent(node string, m *message.Message) bool {
-	if !isCall(m) {
+	if !broker.IsCall(m) {
 		return false
 	}
 	k := callKey(m.Props.ResponseTopic, m.Props.CorrelationData)
@@ -60,12 +58,13 @@ func (r *remoteCalls) sent(node string, m *message.Message) bool {
 		r.byNode[node] = calls
 	}
 	calls[k] = m.Props.CorrelationData
+	r.size.Store(int32(len(r.byKey)))
 	return true
 }
 
 // answered forgets the call a message (arriving from another node) answers, if any.
 func (r *remoteCalls) answered(m *message.Message) {
-	if m.Props.CorrelationData == nil {
+	if m.Props.CorrelationData == nil || r.size.Load() == 0 {
 		return
 	}
 	k := callKey(m.Topic, m.Props.CorrelationData)
@@ -76,6 +75,7 @@ func (r *remoteCalls) answered(m *message.Message) {
 	}
 	delete(r.byKey, k)
 	delete(r.topics, k)
+	r.size.Store(int32(len(r.byKey)))
 }
 
 // forget forgets call m sent to node (its copy was not sent after all).
@@ -101,6 +101,7 @@ func (r *remoteCalls) dropLocked(node, k string) {
 	} else {
 		r.byKey[k] = nodes
 	}
+	r.size.Store(int32(len(r.byKey)))
 }
 
 // lost removes and returns the calls sent to node that no other node may still answer, as

@@ -1,41 +1,17 @@
 package mqtt
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/certs/certstest"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/netio"
 )
-
-// testCert is a self-signed certificate for 127.0.0.1.
-func testCert(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tern test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // startTLSFace runs an MQTT face behind netio.NewTLSListener, as the server's TLS listener does.
 func startTLSFace(t *testing.T) string {
@@ -50,7 +26,7 @@ func startTLSFace(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{testCert(t)}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{Certificates: []tls.Certificate{certstest.ServerPair(t)}, MinVersion: tls.VersionTLS12}
 	go func() { _ = srv.Serve(netio.NewTLSListener(ln, cfg), nil) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String()

@@ -6,32 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ternmq/tern/internal/certs"
+	"github.com/ternmq/tern/internal/certs/certstest"
 )
-
-// serverCert is a throwaway server certificate for 127.0.0.1, from tern's own CA code.
-func serverCert(t *testing.T) tls.Certificate {
-	t.Helper()
-	dir := t.TempDir()
-	if err := certs.CreateCA(dir, "test CA", 0); err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := certs.Issue(dir, dir, "server", certs.IssueOptions{Server: true, Hosts: []string{"127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // TestDialTLSResumesWithASessionCache: the second mqtts:// dial sharing Options.SessionCache
 // resumes the first one's session (the TLS storm of tern bench --tls-resume depends on it), and
 // a dial without a cache does a full handshake.
 func TestDialTLSResumesWithASessionCache(t *testing.T) {
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{serverCert(t)}})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{certstest.ServerPair(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func coreStore(n *cluster.Node, st store.Store) (store.Store, error) {
 // startCluster starts the node: replicated auth writes end open mode here too, and the core
 // routes and replicates retained messages through the node.
 func startCluster(n *cluster.Node, a *auth.Authenticator, b *broker.Broker, log *slog.Logger) error {
-	n.OnRecordsChanged(a.RecordsChanged)
+	n.WatchRecords(a.RecordsChanged)
 	b.SetCluster(n)
 	if err := n.Start(b, b); err != nil {
 		return err

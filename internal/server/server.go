@@ -137,7 +137,7 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	// their waiters woken by writes made anywhere.
 	mboxes := mailbox.New(records, mailbox.Config{TTL: cfg.Mailbox.TTL})
 	if err == nil && node != nil {
-		node.OnRecordsChanged(mboxes.RecordsChanged)
+		node.WatchRecords(mboxes.RecordsChanged)
 		// Open mode is decided once the node holds the cluster's users.
 		if err = startCluster(node, a, b, log); err == nil {
 			err = checkOpen(cfg, a, log)
