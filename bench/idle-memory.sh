@@ -4,15 +4,16 @@
 # For each broker, freshly started on 127.0.0.1: read its RSS (VmRSS in /proc/PID/status), open
 # N MQTT 3.1.1 connections each with one subscription (`tern bench --idle-conns N --hold D`),
 # read the RSS again while they sit idle, and print (after - before) / N in KiB. Results also
-# go to bench/results/idle-<time>/.
+# go to bench/results/idle-<time>/. Broker tern_tls is tern with MQTT over TLS only (a `tern
+# cert` server certificate); it runs with --only tern_tls, not by default.
 #
-# Usage: bench/idle-memory.sh [--conns N] [--hold DURATION] [--only tern|mosquitto|nats[,...]]
+# Usage: bench/idle-memory.sh [--conns N] [--hold DURATION] [--only tern|tern_tls|mosquitto|nats[,...]]
 set -euo pipefail
 
 CONNS=5000
 HOLD=20s
 ONLY=""
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case $1 in
 	--conns) CONNS=${2:?}; shift 2 ;;
@@ -43,7 +44,7 @@ BROKERS=(tern mosquitto nats)
 raise_nofile
 build_tern
 for b in "${BROKERS[@]}"; do
-	[[ $b != tern ]] && { ensure_peers; break; }
+	[[ $b != tern* ]] && { ensure_peers; break; }
 done
 OUT="$ROOT/bench/results/idle-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
@@ -56,7 +57,9 @@ for b in "${BROKERS[@]}"; do
 	sleep 1
 	BEFORE[$b]=$(rss_kib "$pid")
 	out="$OUT/$b.out"
-	timeout 600 "$TERN" bench --url "mqtt://127.0.0.1:${BROKER_PORT[$b]}" --idle-conns "$CONNS" --hold "$HOLD" \
+	url=(--url "mqtt://127.0.0.1:${BROKER_PORT[$b]}")
+	[[ $b == tern_tls ]] && url=(--url "mqtts://127.0.0.1:${BROKER_PORT[$b]}" --cafile "$WORK/tls/ca.crt")
+	timeout 600 "$TERN" bench "${url[@]}" --idle-conns "$CONNS" --hold "$HOLD" \
 		>"$out" 2>"$out.err" &
 	BENCH_PID=$!
 	# Wait for the "ready" line: every connection open and subscribed.

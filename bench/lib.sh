@@ -112,6 +112,23 @@ start_tern() {
 	wait_port tern "$port"
 }
 
+# start_tern_tls: tern memory-only with only an MQTT-over-TLS listener, its server certificate
+# from `tern cert` in $WORK/tls (ca.crt there is what clients verify against).
+start_tern_tls() {
+	local port certs="$WORK/tls"
+	if [[ ! -f $certs/server.crt ]]; then
+		"$TERN" cert ca --dir "$certs" >/dev/null
+		"$TERN" cert issue server --server --host 127.0.0.1 --dir "$certs" >/dev/null
+	fi
+	port=$(free_port)
+	"$TERN_SERVER" serve --mqtt "" --mqtt-tls "127.0.0.1:$port" --tls-cert "$certs/server.crt" \
+		--tls-key "$certs/server.key" --http "" --unix "" --data-dir "" --log-level warn $BENCH_TERN_ARGS \
+		>"$WORK/tern_tls.log" 2>&1 &
+	BROKER_PID[tern_tls]=$!
+	BROKER_PORT[tern_tls]=$port
+	wait_port tern_tls "$port"
+}
+
 # start_tern_durable [--http] [SERVE ARGS...]: a second tern, "tern_durable", with its durable
 # store in $WORK/tern-data (kept across restarts within the run) and --sync $TERN_SYNC; --http
 # also opens its HTTP listener (BROKER_HTTP[tern_durable], for tern stats). TERN_MEMORY=1 runs it
@@ -224,6 +241,7 @@ start_nats() {
 start_broker() {
 	case $1 in
 	tern) start_tern ;;
+	tern_tls) start_tern_tls ;;
 	tern_durable) start_tern_durable "${@:2}" ;;
 	mosquitto) start_mosquitto ;;
 	mosquitto_durable) start_mosquitto mosquitto_durable 1 ;;
