@@ -186,9 +186,12 @@ func TestWillDelayEndsWithSession(t *testing.T) {
 	watcher := willWatcher(t, srv)
 	r, _ := rawV5(t, srv, willConnect(uniqueID("short-session"), "will/session-end", "ended", 30, 1))
 	connected := srv.Broker.Stats().Connected.Load()
+	timers := clk.Pending()
 	_ = r.conn.Close()
+	// The connection count drops before the will and expiry timers are armed (both under the
+	// broker's lock): wait for the timers too, or the first Advance could run before they exist.
 	eventually(t, waitTimeout, "the dropped client's session goes offline", func() bool {
-		return srv.Broker.Stats().Connected.Load() == connected-1
+		return srv.Broker.Stats().Connected.Load() == connected-1 && clk.Pending() >= timers+2
 	})
 	clk.Advance(999 * time.Millisecond)
 	// Timers due by then have run inside Advance: a marker published now comes first.
