@@ -4,19 +4,20 @@
 # mix of internal/topic's BenchmarkChurn1M) with bench/subload; the table shows the time to
 # subscribe them all and the broker's RSS growth per subscription.
 #
-# Then, with the subscriptions in place, a churn phase of CHURN (default 10 s; 0 skips it): one
-# publisher sends QoS 0 messages of 64 bytes to topics that each match exactly one of the
+# Then, with the subscriptions in place, two phases of CHURN each (default 10 s; 0 skips them):
+# in both one publisher sends QoS 0 messages of 64 bytes to topics that each match exactly one of the
 # subscriptions in place (exact, + and # alike, round robin over the connections; at most 1,000
-# sent and not yet delivered, so no broker queue grows), while CHURN_CONNS other connections
-# subscribe 10 fresh filters and unsubscribe the previous 10 in a loop, each waiting for its
-# SUBACK or UNSUBACK. It prints delivered msg/s, churn ops/s (filters subscribed or unsubscribed
-# per second) and what was lost. The load tool is paho (bench/subload), the same for all three.
+# sent and not yet delivered, so no broker queue grows); "steady" is that alone, "churn" adds
+# CHURN_CONNS connections that subscribe 10 fresh filters and unsubscribe the previous 10 in a
+# loop, each waiting for its SUBACK or UNSUBACK. It prints delivered msg/s in both, churn ops/s
+# (filters subscribed or unsubscribed per second) and what was lost. The load tool is the same for
+# all three: bench/subload (tern's codec for the subscriptions and the publisher, paho churners).
 #
 # Ratios are tern/mosquitto and tern/nats (below 1 for bytes and seconds: tern uses less; above
 # 1 for rates: tern is faster). Each broker is started fresh on 127.0.0.1 and stopped by PID;
-# every step is bounded: subscribing by --timeout, the churn phase by CHURN plus 60 s. 1,000,000
-# subscriptions: --conns 100 --filters 10000 (tern allows 10,000 subscriptions per session by
-# default, session.max_subscriptions: use more connections rather than more filters).
+# every step is bounded: subscribing by --timeout (seconds), the two phases by twice CHURN plus
+# 60 s. 1,000,000 subscriptions: --conns 100 --filters 10000 (tern allows 10,000 subscriptions
+# per session by default, session.max_subscriptions: use more connections, not more filters).
 #
 # Usage: bench/subscriptions.sh [--conns 100] [--filters 10000] [--churn 10s] [--churn-conns 4]
 #                               [--timeout 600] [--only tern|mosquitto|nats[,...]]
@@ -36,7 +37,7 @@ while (($#)); do
 	--churn-conns) CHURN_CONNS=${2:?}; shift 2 ;;
 	--timeout) TIMEOUT=${2:?}; shift 2 ;;
 	--only) ONLY=${2:?}; shift 2 ;;
-	-h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -75,10 +76,10 @@ poll() {
 	grep -q "$2" "$1"
 }
 
-# churnval FILE KEY: a key=value figure of subload's churn line.
-churnval() { sed -n "s/^churn .*\\b$2=\\([^ ]*\\).*/\\1/p" "$1"; }
+# churnval FILE KEY [PHASE]: a key=value figure of subload's line for PHASE (default churn).
+churnval() { sed -n "s/^${3:-churn} .*\\b$2=\\([^ ]*\\).*/\\1/p" "$1"; }
 
-declare -A SECS=() BPS=() DPS=() OPS=() LOST=()
+declare -A SECS=() BPS=() SPS=() DPS=() OPS=() LOST=()
 for b in "${BROKERS[@]}"; do
 	start_broker "$b"
 	pid=${BROKER_PID[$b]}
@@ -94,11 +95,12 @@ for b in "${BROKERS[@]}"; do
 		log "$b: $(grep '^ready' "$WORK/$b.out"), RSS ${rss0} -> ${rss1} KiB"
 		if [[ $CHURN != 0 ]]; then
 			kill -USR1 "$LOADPID"
-			if poll "$WORK/$b.out" '^churn' $((churn_s + 60)); then
+			if poll "$WORK/$b.out" '^churn' $((2 * churn_s + 60)); then
+				SPS[$b]=$(churnval "$WORK/$b.out" delivered_per_s steady)
 				DPS[$b]=$(churnval "$WORK/$b.out" delivered_per_s)
 				OPS[$b]=$(churnval "$WORK/$b.out" churn_ops_per_s)
 				LOST[$b]=$(churnval "$WORK/$b.out" lost)
-				log "$b: $(grep '^churn' "$WORK/$b.out")"
+				log "$b: $(grep '^steady\|^churn' "$WORK/$b.out")"
 			else
 				log "$b: the churn phase did not finish: $(tail -n1 "$WORK/$b.err")"
 			fi
@@ -116,13 +118,14 @@ v() { local x=${1:-}; echo "${x:-NA}"; }
 echo "$CONNS connections x $FILTERS filters = $N subscriptions$([[ $CHURN != 0 ]] && echo "; churn $CHURN, $CHURN_CONNS churning connections")"
 printf '%-26s %10s %10s %10s %10s %10s\n' metric tern mosquitto nats tern/mosq tern/nats
 metrics=(SECS BPS)
-[[ $CHURN != 0 ]] && metrics+=(DPS OPS LOST)
+[[ $CHURN != 0 ]] && metrics+=(SPS DPS OPS LOST)
 for m in "${metrics[@]}"; do
 	declare -n A=$m
 	t=$(v "${A[tern]:-}"); q=$(v "${A[mosquitto]:-}"); n=$(v "${A[nats]:-}")
 	case $m in
 	SECS) name="subscribe time s" ;;
 	BPS) name="RSS bytes/sub" ;;
+	SPS) name="delivered msg/s (steady)" ;;
 	DPS) name="delivered msg/s (churn)" ;;
 	OPS) name="churn ops/s" ;;
 	LOST) name="lost (churn)" ;;

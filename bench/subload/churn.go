@@ -17,6 +17,7 @@ const stallAfter = 2 * time.Second
 
 // churnResult is what the churn phase measured.
 type churnResult struct {
+	label      string // "steady" (no churners) or "churn"
 	seconds    float64
 	published  int64
 	delivered  int64 // during the phase
@@ -27,8 +28,8 @@ type churnResult struct {
 }
 
 func (r churnResult) String() string {
-	return fmt.Sprintf("churn seconds=%.2f published=%d delivered=%d lost=%d delivered_per_s=%.0f churn_conns=%d churn_ops=%d churn_ops_per_s=%.0f stalled=%v",
-		r.seconds, r.published, r.delivered, r.published-r.delivered-r.late, float64(r.delivered)/r.seconds,
+	return fmt.Sprintf("%s seconds=%.2f published=%d delivered=%d lost=%d delivered_per_s=%.0f churn_conns=%d churn_ops=%d churn_ops_per_s=%.0f stalled=%v",
+		r.label, r.seconds, r.published, r.delivered, r.published-r.delivered-r.late, float64(r.delivered)/r.seconds,
 		r.churnConns, r.ops, float64(r.ops)/r.seconds, r.stalled)
 }
 
@@ -65,7 +66,10 @@ func runChurn(o options, delivered *atomic.Int64, progress <-chan struct{}) (chu
 			}
 		}()
 	}
-	r := churnResult{churnConns: o.churnConns}
+	r := churnResult{label: "churn", churnConns: o.churnConns}
+	if o.churnConns == 0 {
+		r.label = "steady"
+	}
 	var pubErr error
 	end := time.NewTimer(o.churn)
 	defer end.Stop()

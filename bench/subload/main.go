@@ -4,13 +4,13 @@
 // the broker's RSS per subscription. Those connections and the publisher below speak tern's
 // codec (internal/bench.LoadConn), so the tool is not the ceiling of what it measures.
 //
-// With --churn D it then waits for SIGUSR1 (the script reads the RSS first) and runs a churn
-// phase of D: one publisher sends QoS 0 messages to topics that each match exactly one of the
+// With --churn D it then waits for SIGUSR1 (the script reads the RSS first) and runs two phases
+// of D each, "steady" and "churn". In both, one publisher sends QoS 0 messages to topics that each match exactly one of the
 // subscriptions in place (round robin over the connections), at most --window of them sent and
-// not yet delivered, while --churn-conns other connections (paho clients) subscribe and
-// unsubscribe fresh filters in a loop, --churn-batch per packet, each waiting for its
-// acknowledgement. It prints one "churn" line of key=value figures (delivered msg/s, churn
-// ops/s) and exits.
+// not yet delivered; in the churn phase --churn-conns other connections (paho clients) subscribe
+// and unsubscribe fresh filters in a loop meanwhile, --churn-batch per packet, each waiting for
+// its acknowledgement. It prints a line of key=value figures per phase (delivered msg/s, churn
+// ops/s), starting with the phase's name, and exits.
 package main
 
 import (
@@ -120,11 +120,17 @@ func main() {
 	case <-wait.C:
 		fail("churn:", errors.New("no SIGUSR1 within --wait"))
 	}
-	r, err := runChurn(o, &delivered, progress)
-	if err != nil {
-		fail("churn:", err)
+	// First the publisher alone, for the rate without churn on the same subscriptions, then
+	// with the churners.
+	steady := o
+	steady.churnConns = 0
+	for _, ph := range []options{steady, o} {
+		r, err := runChurn(ph, &delivered, progress)
+		if err != nil {
+			fail(r.label+":", err)
+		}
+		fmt.Println(r)
 	}
-	fmt.Println(r)
 	for _, lc := range held {
 		lc.Close()
 	}
