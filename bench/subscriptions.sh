@@ -69,11 +69,11 @@ churn_s=$(awk -v d="$CHURN" 'BEGIN { v = d + 0; if (d ~ /ms$/) v /= 1000; else i
 poll() {
 	local i
 	for ((i = 0; i < $3 * 10; i++)); do
-		grep -q "$2" "$1" && return 0
+		grep -qs "$2" "$1" && return 0
 		kill -0 "$LOADPID" 2>/dev/null || break
 		sleep 0.1
 	done
-	grep -q "$2" "$1"
+	grep -qs "$2" "$1"
 }
 
 # churnval FILE KEY [PHASE]: a key=value figure of subload's line for PHASE (default churn).

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -78,9 +79,24 @@ func main() {
 		fmt.Fprintln(os.Stderr, "subload:", err)
 		os.Exit(2)
 	}
-	// Signals are caught from the start: a SIGUSR1 sent just after "ready" is not lost.
+	// Signals are caught from the start, so a SIGUSR1 sent just after "ready" is not lost; SIGTERM
+	// and interrupt end the process whatever it is doing (subscribing, holding, churning).
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt, syscall.SIGUSR1)
+	usr1 := make(chan struct{})
+	var subscribed atomic.Int64
+	go func() {
+		var once sync.Once
+		for s := range sigs {
+			if s != syscall.SIGUSR1 {
+				if n := subscribed.Load(); n < int64(o.conns*o.per) {
+					fmt.Fprintf(os.Stderr, "stopped with %d of %d subscriptions taken\n", n, o.conns*o.per)
+				}
+				os.Exit(0)
+			}
+			once.Do(func() { close(usr1) })
+		}
+	}()
 	var delivered atomic.Int64
 	progress := make(chan struct{}, 1)
 	start := time.Now()
@@ -100,23 +116,17 @@ func main() {
 			if err := lc.Subscribe(fs); err != nil {
 				fail("subscribe:", err)
 			}
+			subscribed.Add(int64(len(fs)))
 		}
 		go func() { _ = lc.Count(&delivered, progress) }()
 	}
 	fmt.Printf("ready %d subscriptions in %.1fs\n", o.conns*o.per, time.Since(start).Seconds())
 	if o.churn == 0 {
-		for s := range sigs {
-			if s != syscall.SIGUSR1 {
-				return
-			}
-		}
+		select {} // held until a signal ends the process
 	}
 	wait := time.NewTimer(o.startSignal)
 	select {
-	case s := <-sigs:
-		if s != syscall.SIGUSR1 {
-			return
-		}
+	case <-usr1:
 	case <-wait.C:
 		fail("churn:", errors.New("no SIGUSR1 within --wait"))
 	}
