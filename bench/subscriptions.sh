@@ -67,8 +67,8 @@ churn_s=$(awk -v d="$CHURN" 'BEGIN { v = d + 0; if (d ~ /ms$/) v /= 1000; else i
 # poll FILE PATTERN SECONDS: wait (bounded) until FILE has a line matching PATTERN or the load
 # tool exits; true when the line is there.
 poll() {
-	local i
-	for ((i = 0; i < $3 * 10; i++)); do
+	local end=$((SECONDS + $3))
+	while ((SECONDS < end)); do
 		grep -qs "$2" "$1" && return 0
 		kill -0 "$LOADPID" 2>/dev/null || break
 		sleep 0.1
@@ -106,6 +106,8 @@ for b in "${BROKERS[@]}"; do
 			fi
 		fi
 	else
+		kill "$LOADPID" 2>/dev/null || true # it says how many it took as it ends
+		wait "$LOADPID" 2>/dev/null || true
 		log "$b: did not take $N subscriptions within $TIMEOUT s: $(tail -n1 "$WORK/$b.err")"
 	fi
 	kill "$LOADPID" 2>/dev/null || true
