@@ -104,7 +104,7 @@ mkdir -p "$OUT"
 	[[ -n ${MOSQUITTO:-} ]] && echo "mosquitto: $("$MOSQUITTO" -h 2>&1 | head -n1)"
 	[[ -n ${NATS:-} ]] && echo "nats-server: $("$NATS" --version 2>&1)"
 	echo "open files limit: $limit; connections: $CONNS (idle, storm), $BIG over $SOURCES source address(es) (big)"
-	[[ -n $NOTE ]] && echo "note: $NOTE"
+	if [[ -n $NOTE ]]; then echo "note: $NOTE"; fi
 } | tee "$OUT/info.txt" >&2
 
 declare -A VAL=()
@@ -215,7 +215,7 @@ row() {
 			row "  CONNECT->CONNACK p50 µs" "$tag" 0 p50
 			row "  CONNECT->CONNACK p99 µs" "$tag" 0 p99
 			row "  TCP connect + TLS handshake p99 µs" "$tag" 0 dial
-			[[ $tag == *resume ]] && row "  handshakes resumed (of $CONNS)" "$tag" 0 resumed
+			if [[ $tag == *resume ]]; then row "  handshakes resumed (of $CONNS)" "$tag" 0 resumed; fi
 		done
 	fi
 	if part big; then
@@ -225,6 +225,6 @@ row() {
 		row "  connections that had it" big 0 got
 		row "  sweep ms (resolution of the fan-out)" big 1 sweep
 	fi
-	[[ -n $NOTE ]] && echo "note: $NOTE"
+	if [[ -n $NOTE ]]; then echo "note: $NOTE"; fi
 } | tee "$OUT/table.txt"
 echo "results: $OUT"
