@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/connections.sh: many connections to tern, Mosquitto and nats-server (MQTT 3.1.1, TCP),
+# bench/connections.sh: many connections to tern, Mosquitto and nats-server (MQTT 3.1.1, TCP and TLS),
 # side by side in one run, with the same load tool (`tern bench --idle-conns`):
 #
 #   idle     memory per idle connection: RSS (VmRSS) before and after N connections, each
@@ -7,6 +7,13 @@
 #   storm    the same N connections opened 128 at a time: connections per second (CONNECT,
 #            CONNACK, SUBSCRIBE, SUBACK each) and CONNECT to CONNACK p50/p99; again with
 #            persistent sessions (clean session 0)
+#   tls      the storm over MQTT over TLS (each broker with only a TLS listener, a `tern cert`
+#            server certificate): full handshakes, then resumed ones (--tls-resume: the load
+#            tool shares one TLS session cache, primed by one connection before the storm, as
+#            devices reconnecting with the session ticket they kept), each with clean and with
+#            persistent sessions; connections/s, CONNECT to CONNACK p50/p99, the handshake
+#            (TCP connect + TLS) p99, how many handshakes resumed, and memory per idle TLS
+#            connection (the full, clean run)
 #   big      BIG connections (default 100,000) over several loopback source addresses
 #            (127.0.0.1, .2, ...; one address reaches one port from fewer than 64k ports): time
 #            to open them all, memory per connection (each has two subscriptions: its own topic
@@ -22,7 +29,7 @@
 # tern is faster). Results go to bench/results/connections-<time>/.
 #
 # Usage: bench/connections.sh [--conns N] [--big N] [--only tern|mosquitto|nats[,...]]
-#                             [--parts idle,storm,big]
+#                             [--parts idle,storm,tls,big]
 #   BENCH_TERN_BIN=/path/to/tern measures that tern binary (an earlier build) instead of this
 #   tree's; the load tool is always this tree's.
 set -euo pipefail
@@ -30,8 +37,8 @@ set -euo pipefail
 CONNS=5000
 BIG=100000
 ONLY=""
-PARTS="idle,storm,big"
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+PARTS="idle,storm,tls,big"
+usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case $1 in
 	--conns) CONNS=${2:?}; shift 2 ;;
@@ -67,7 +74,7 @@ want=$((BIG + 1024))
 ulimit -n "$want" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 limit=$(ulimit -n)
 NOTE=""
-if ((limit < want)); then
+if part big && ((limit < want)); then
 	fit=$((limit - 1024))
 	NOTE="open files limited to $limit here (hard limit; raising it needs CAP_SYS_RESOURCE): big part at $fit connections instead of $BIG"
 	log "$NOTE"
@@ -97,7 +104,7 @@ mkdir -p "$OUT"
 	[[ -n ${MOSQUITTO:-} ]] && echo "mosquitto: $("$MOSQUITTO" -h 2>&1 | head -n1)"
 	[[ -n ${NATS:-} ]] && echo "nats-server: $("$NATS" --version 2>&1)"
 	echo "open files limit: $limit; connections: $CONNS (idle, storm), $BIG over $SOURCES source address(es) (big)"
-	[[ -n $NOTE ]] && echo "note: $NOTE"
+	if [[ -n $NOTE ]]; then echo "note: $NOTE"; fi
 } | tee "$OUT/info.txt" >&2
 
 declare -A VAL=()
@@ -114,7 +121,9 @@ idle_run() {
 	sleep 1 # let it finish starting before the baseline
 	before=$(rss_kib "$pid")
 	out="$OUT/$tag-$b"
-	timeout 900 "$TERN" bench --url "mqtt://127.0.0.1:${BROKER_PORT[$b]}" --idle-conns "$n" --hold "$hold" \
+	local url=(--url "mqtt://127.0.0.1:${BROKER_PORT[$b]}")
+	[[ $b == *_tls ]] && url=(--url "mqtts://127.0.0.1:${BROKER_PORT[$b]}" --cafile "$WORK/tls/ca.crt")
+	timeout 900 "$TERN" bench "${url[@]}" --idle-conns "$n" --hold "$hold" \
 		--keep-alive 60 --json "$@" >"$out.out" 2>"$out.err" &
 	BENCH_PID=$!
 	local ready=0
@@ -150,6 +159,20 @@ for b in "${BROKERS[@]}"; do
 		VAL[persistent-$b-p50]=$(jget "$OUT/persistent-$b.json" connack_p50_us)
 		VAL[persistent-$b-p99]=$(jget "$OUT/persistent-$b.json" connack_p99_us)
 	fi
+	if part tls; then
+		# tag, then tern bench's options: full or resumed handshakes, clean or persistent.
+		for v in "tlsfull" "tlsresume --tls-resume" "tlspfull --persistent" "tlspresume --tls-resume --persistent"; do
+			read -r tag opts <<<"$v"
+			hold=2s
+			[[ $tag == tlsfull ]] && hold=10s # the memory figure is read 2 s after ready
+			# shellcheck disable=SC2086 # opts is a list of options
+			idle_run "${b}_tls" "$tag" "$CONNS" "$hold" --concurrency 128 $opts
+			VAL[$tag-$b-kib]=${VAL[$tag-${b}_tls-kib]:-}
+			for k in rate:connects_per_s p50:connack_p50_us p99:connack_p99_us dial:dial_p99_us resumed:tls_resumed; do
+				VAL[$tag-$b-${k%%:*}]=$(jget "$OUT/$tag-${b}_tls.json" "${k#*:}")
+			done
+		done
+	fi
 	if part big; then
 		idle_run "$b" big "$BIG" 10s --concurrency 128 --source-addrs "$SOURCES" --fanout
 		VAL[big-$b-connect]=$(jget "$OUT/big-$b.json" connect_s)
@@ -184,6 +207,17 @@ row() {
 		row "storm connections/s (persistent)" persistent 0 rate
 		row "storm CONNECT->CONNACK p99 µs (persistent)" persistent 0 p99
 	fi
+	if part tls; then
+		row "TLS idle KiB/connection ($CONNS)" tlsfull 2 kib
+		for v in "tlsfull:full, clean" "tlsresume:resumed, clean" "tlspfull:full, persistent" "tlspresume:resumed, persistent"; do
+			tag=${v%%:*} what=${v#*:}
+			row "TLS storm connections/s ($what)" "$tag" 0 rate
+			row "  CONNECT->CONNACK p50 µs" "$tag" 0 p50
+			row "  CONNECT->CONNACK p99 µs" "$tag" 0 p99
+			row "  TCP connect + TLS handshake p99 µs" "$tag" 0 dial
+			if [[ $tag == *resume ]]; then row "  handshakes resumed (of $CONNS)" "$tag" 0 resumed; fi
+		done
+	fi
 	if part big; then
 		row "$BIG connections: KiB/connection" big 2 kib
 		row "$BIG connections: seconds to open all" big 1 connect
@@ -191,6 +225,6 @@ row() {
 		row "  connections that had it" big 0 got
 		row "  sweep ms (resolution of the fan-out)" big 1 sweep
 	fi
-	[[ -n $NOTE ]] && echo "note: $NOTE"
+	if [[ -n $NOTE ]]; then echo "note: $NOTE"; fi
 } | tee "$OUT/table.txt"
 echo "results: $OUT"

@@ -13,6 +13,9 @@
 # ones, in place of their defaults (tern 10,000 messages or 64 MiB, Mosquitto 1,000 messages).
 #   nats               nats-server with JetStream (file store in $WORK) and its MQTT port; the
 #                      NATS client port is in NATS_CLIENT_PORT
+#   tern_tls, mosquitto_tls, nats_tls
+#                      tern, mosquitto and nats as above with only MQTT over TLS, a `tern cert`
+#                      server certificate for 127.0.0.1 ($WORK/tls/ca.crt is what clients trust)
 
 # Brokers started by start_* are recorded here and stopped by stop_all (trap it on EXIT).
 declare -A BROKER_PID=()
@@ -127,6 +130,70 @@ start_tern_tls() {
 	BROKER_PID[tern_tls]=$!
 	BROKER_PORT[tern_tls]=$port
 	wait_port tern_tls "$port"
+}
+
+# ensure_tls_certs: a CA and a server certificate for 127.0.0.1 from `tern cert` in $WORK/tls
+# (ca.crt, server.crt, server.key), made once per run; every TLS broker below uses them.
+ensure_tls_certs() {
+	local certs="$WORK/tls"
+	[[ -f $certs/server.crt ]] && return 0
+	"$TERN" cert ca --dir "$certs" >/dev/null
+	"$TERN" cert issue server --server --host 127.0.0.1 --dir "$certs" >/dev/null
+}
+
+# start_mosquitto_tls: Mosquitto (persistence false) with only an MQTT-over-TLS listener, the
+# certificate of ensure_tls_certs. OpenSSL's defaults stay: TLS 1.3 session tickets on. It runs
+# as the user running the script ("user"): started as root it would switch to the mosquitto user,
+# who cannot read the key in $WORK.
+start_mosquitto_tls() {
+	local port conf="$WORK/mosquitto_tls.conf" certs="$WORK/tls"
+	ensure_tls_certs
+	port=$(free_port)
+	cat >"$conf" <<-EOF
+		listener $port 127.0.0.1
+		certfile $certs/server.crt
+		keyfile $certs/server.key
+		user $(id -un)
+		allow_anonymous true
+		persistence false
+		log_dest stderr
+		log_type error
+		log_type warning
+	EOF
+	"$MOSQUITTO" -c "$conf" >"$WORK/mosquitto_tls.log" 2>&1 &
+	BROKER_PID[mosquitto_tls]=$!
+	BROKER_PORT[mosquitto_tls]=$port
+	wait_port mosquitto_tls "$port"
+}
+
+# start_nats_tls: nats-server as start_nats (JetStream, for persistent MQTT sessions) with its
+# MQTT port over TLS only, the certificate of ensure_tls_certs.
+start_nats_tls() {
+	local port client conf="$WORK/nats_tls.conf" certs="$WORK/tls"
+	ensure_tls_certs
+	port=$(free_port)
+	client=$(free_port)
+	mkdir -p "$WORK/nats_tls-js"
+	cat >"$conf" <<-EOF
+		server_name: tern_bench_tls
+		listen: 127.0.0.1:$client
+		jetstream {
+		  store_dir: "$WORK/nats_tls-js"
+		}
+		mqtt {
+		  listen: 127.0.0.1:$port
+		  tls {
+		    cert_file: "$certs/server.crt"
+		    key_file: "$certs/server.key"
+		  }
+		}
+	EOF
+	"$NATS" -c "$conf" >"$WORK/nats_tls.log" 2>&1 &
+	BROKER_PID[nats_tls]=$!
+	BROKER_PORT[nats_tls]=$port
+	NATS_CLIENT_PORT=$client
+	wait_port nats_tls "$port"
+	wait_port nats_tls "$client"
 }
 
 # start_tern_durable [--http] [SERVE ARGS...]: a second tern, "tern_durable", with its durable
@@ -246,6 +313,8 @@ start_broker() {
 	mosquitto) start_mosquitto ;;
 	mosquitto_durable) start_mosquitto mosquitto_durable 1 ;;
 	nats) start_nats ;;
+	mosquitto_tls) start_mosquitto_tls ;;
+	nats_tls) start_nats_tls ;;
 	*) die "unknown broker $1" ;;
 	esac
 }

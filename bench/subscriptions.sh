@@ -2,26 +2,49 @@
 # bench/subscriptions.sh: many distinct subscriptions in tern, Mosquitto and nats-server (MQTT),
 # side by side: CONNS connections each subscribe FILTERS distinct filters (exact, + and #, the
 # mix of internal/topic's BenchmarkChurn1M) with bench/subload; the table shows the time to
-# subscribe them all and the broker's RSS growth per subscription, with ratios tern/mosquitto and
-# tern/nats (below 1: tern uses less). Each broker is started fresh on 127.0.0.1 and stopped by
-# PID; every step is bounded. Not yet measured here: publish/deliver rate while subscriptions churn
-# (the index-level figure is BenchmarkChurn1M's matches/s).
+# subscribe them all and the broker's RSS growth per subscription.
 #
-# Usage: bench/subscriptions.sh [--conns 100] [--filters 10000] [--only tern|mosquitto|nats[,...]]
+# Then, with the subscriptions in place, two phases of CHURN each (default 10 s; 0 skips them):
+# in both one publisher sends QoS 0 messages of 64 bytes to topics that each match exactly one of the
+# subscriptions in place (exact, + and # alike, round robin over the connections; at most 1,000
+# sent and not yet delivered, so no broker queue grows); "steady" is that alone, "churn" adds
+# CHURN_CONNS connections that subscribe 10 fresh filters and unsubscribe the previous 10 in a
+# loop, each waiting for its SUBACK or UNSUBACK. It prints delivered msg/s in both, churn ops/s
+# (filters subscribed or unsubscribed per second) and what was lost. The load tool is the same for
+# all three: bench/subload (tern's codec for the subscriptions and the publisher, paho churners).
+#
+# Ratios are tern/mosquitto and tern/nats (below 1 for bytes and seconds: tern uses less; above
+# 1 for rates: tern is faster). Each broker is started fresh on 127.0.0.1 and stopped by PID;
+# every step is bounded: subscribing by --timeout (seconds), the two phases by twice CHURN plus
+# 60 s. 1,000,000 subscriptions: --conns 100 --filters 10000 (tern allows 10,000 subscriptions
+# per session by default, session.max_subscriptions: use more connections, not more filters).
+#
+# Usage: bench/subscriptions.sh [--conns 100] [--filters 10000] [--churn 10s] [--churn-conns 4]
+#                               [--timeout 600] [--only tern|mosquitto|nats[,...]]
 set -euo pipefail
 
 CONNS=100
 FILTERS=10000
+CHURN=10s
+CHURN_CONNS=4
+TIMEOUT=600
 ONLY=""
 while (($#)); do
 	case $1 in
 	--conns) CONNS=${2:?}; shift 2 ;;
 	--filters) FILTERS=${2:?}; shift 2 ;;
+	--churn) CHURN=${2:?}; shift 2 ;;
+	--churn-conns) CHURN_CONNS=${2:?}; shift 2 ;;
+	--timeout) TIMEOUT=${2:?}; shift 2 ;;
 	--only) ONLY=${2:?}; shift 2 ;;
-	-h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 done
+[[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || { echo "--timeout must be a positive number of seconds" >&2; exit 2; }
+[[ $CHURN =~ ^[0-9]+(\.[0-9]+)?(ms|s|m)?$ ]] || { echo "--churn must be a duration (10s, 1m, 0)" >&2; exit 2; }
+[[ $CHURN =~ ^0+(\.0+)?(ms|s|m)?$ ]] && CHURN=0
+[[ $CHURN =~ ^[0-9.]+$ && $CHURN != 0 ]] && CHURN=${CHURN}s
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tern-subs.XXXXXX")
@@ -38,28 +61,54 @@ ensure_peers
 build_tern
 (cd "$ROOT" && go build -o "$WORK/subload" ./bench/subload) || die "building subload failed"
 N=$((CONNS * FILTERS))
+# The churn phase's bound in seconds: CHURN rounded up, plus 60 for the connections and the drain.
+churn_s=$(awk -v d="$CHURN" 'BEGIN { v = d + 0; if (d ~ /ms$/) v /= 1000; else if (d ~ /m$/) v *= 60; printf "%d", v + 0.999 }')
 
-declare -A SECS=() BPS=()
+# poll FILE PATTERN SECONDS: wait (bounded) until FILE has a line matching PATTERN or the load
+# tool exits; true when the line is there.
+poll() {
+	local end=$((SECONDS + $3))
+	while ((SECONDS < end)); do
+		grep -qs "$2" "$1" && return 0
+		kill -0 "$LOADPID" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -qs "$2" "$1"
+}
+
+# churnval FILE KEY [PHASE]: a key=value figure of subload's line for PHASE (default churn).
+churnval() { sed -n "s/^${3:-churn} .*\\b$2=\\([^ ]*\\).*/\\1/p" "$1"; }
+
+declare -A SECS=() BPS=() SPS=() DPS=() OPS=() LOST=()
 for b in "${BROKERS[@]}"; do
 	start_broker "$b"
 	pid=${BROKER_PID[$b]}
+	sleep 1 # let it finish starting before the baseline
 	rss0=$(rss_kib "$pid")
 	"$WORK/subload" --url "tcp://127.0.0.1:${BROKER_PORT[$b]}" --conns "$CONNS" --filters "$FILTERS" \
-		>"$WORK/$b.out" 2>"$WORK/$b.err" &
+		--churn "$CHURN" --churn-conns "$CHURN_CONNS" >"$WORK/$b.out" 2>"$WORK/$b.err" &
 	LOADPID=$!
-	# Poll (bounded, 600 s) for subload's "ready" line or its exit.
-	for _ in $(seq 1 1200); do
-		grep -q ready "$WORK/$b.out" && break
-		kill -0 "$LOADPID" 2>/dev/null || break
-		sleep 0.5
-	done
-	if grep -q ready "$WORK/$b.out"; then
+	if poll "$WORK/$b.out" '^ready' "$TIMEOUT"; then
 		rss1=$(rss_kib "$pid")
-		SECS[$b]=$(awk '{print $5}' "$WORK/$b.out" | tr -d s)
+		SECS[$b]=$(awk '/^ready/ {print $5}' "$WORK/$b.out" | tr -d s)
 		BPS[$b]=$(awk -v a="$rss0" -v z="$rss1" -v n="$N" 'BEGIN { printf "%.0f", (z - a) * 1024 / n }')
-		log "$b: $(cat "$WORK/$b.out"), RSS ${rss0} -> ${rss1} KiB"
+		log "$b: $(grep '^ready' "$WORK/$b.out"), RSS ${rss0} -> ${rss1} KiB"
+		if [[ $CHURN != 0 ]]; then
+			kill -USR1 "$LOADPID"
+			if poll "$WORK/$b.out" '^churn' $((2 * churn_s + 60)); then
+				SPS[$b]=$(churnval "$WORK/$b.out" delivered_per_s steady)
+				DPS[$b]=$(churnval "$WORK/$b.out" delivered_per_s)
+				OPS[$b]=$(churnval "$WORK/$b.out" churn_ops_per_s)
+				LOST[$b]=$(churnval "$WORK/$b.out" lost)
+				log "$b: $(grep '^steady\|^churn' "$WORK/$b.out")"
+			else
+				log "$b: the churn phase did not finish: $(tail -n1 "$WORK/$b.err")"
+			fi
+		fi
 	else
-		log "$b: did not take $N subscriptions: $(tail -n1 "$WORK/$b.err")"
+		kill "$LOADPID" 2>/dev/null || true # it says how many it took as it ends
+		wait "$LOADPID" 2>/dev/null || true
+		log "$b: did not take $N subscriptions within $TIMEOUT s: $(tail -n1 "$WORK/$b.err")"
 	fi
 	kill "$LOADPID" 2>/dev/null || true
 	wait "$LOADPID" 2>/dev/null || true
@@ -68,12 +117,21 @@ for b in "${BROKERS[@]}"; do
 done
 
 v() { local x=${1:-}; echo "${x:-NA}"; }
-echo "$CONNS connections x $FILTERS filters = $N subscriptions"
-printf '%-22s %10s %10s %10s %10s %10s\n' metric tern mosquitto nats tern/mosq tern/nats
-for m in SECS BPS; do
+echo "$CONNS connections x $FILTERS filters = $N subscriptions$([[ $CHURN != 0 ]] && echo "; churn $CHURN, $CHURN_CONNS churning connections")"
+printf '%-26s %10s %10s %10s %10s %10s\n' metric tern mosquitto nats tern/mosq tern/nats
+metrics=(SECS BPS)
+[[ $CHURN != 0 ]] && metrics+=(SPS DPS OPS LOST)
+for m in "${metrics[@]}"; do
 	declare -n A=$m
 	t=$(v "${A[tern]:-}"); q=$(v "${A[mosquitto]:-}"); n=$(v "${A[nats]:-}")
-	name=$([[ $m == SECS ]] && echo "subscribe time s" || echo "RSS bytes/sub")
-	printf '%-22s %10s %10s %10s %10s %10s\n' "$name" "$t" "$q" "$n" "$(ratio "$t" "$q")" "$(ratio "$t" "$n")"
+	case $m in
+	SECS) name="subscribe time s" ;;
+	BPS) name="RSS bytes/sub" ;;
+	SPS) name="delivered msg/s (steady)" ;;
+	DPS) name="delivered msg/s (churn)" ;;
+	OPS) name="churn ops/s" ;;
+	LOST) name="lost (churn)" ;;
+	esac
+	printf '%-26s %10s %10s %10s %10s %10s\n' "$name" "$t" "$q" "$n" "$(ratio "$t" "$q")" "$(ratio "$t" "$n")"
 	unset -n A
 done

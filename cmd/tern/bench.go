@@ -48,7 +48,8 @@ due meanwhile count the wait (corrected for coordinated omission). Without --rat
 schedule and latency runs from the write, so a stall shows only in the messages in flight.
 With --reflector the run targets a trivial in-process forwarder instead of a broker, which shows
 the load tool's own ceiling. With --idle-conns N it only opens N subscribed connections, prints
-a "ready" line with the connect rate and CONNECT to CONNACK times, holds them idle for --hold
+a "ready" line with the connect rate, CONNECT to CONNACK times and dial times (TCP connect and
+TLS handshake; with --tls-resume, how many resumed), holds them idle for --hold
 (pinging at half of --keep-alive), with --fanout times one message to all of them, and exits
 (for measuring memory per connection, connect storms and fan-out to many connections).
 
@@ -125,8 +126,8 @@ every phase the same --run-id, --topic and -s:
 				}
 				idle.KeepAlive = uint16(keepAlive)
 				res, err := bench.Idle(ctx, cfg, idle, func(r bench.IdleResult) {
-					fmt.Fprintf(out, "ready: %d connections open and subscribed in %.2f s (%.0f/s, CONNECT to CONNACK p50 %.0f µs, p99 %.0f µs)\n",
-						r.Opened, r.ConnectSeconds, r.ConnectsPerSecond, r.ConnackP50, r.ConnackP99)
+					fmt.Fprintf(out, "ready: %d connections open and subscribed in %.2f s (%.0f/s, CONNECT to CONNACK p50 %.0f µs, p99 %.0f µs; dial p50 %.0f µs, p99 %.0f µs; %d TLS resumed)\n",
+						r.Opened, r.ConnectSeconds, r.ConnectsPerSecond, r.ConnackP50, r.ConnackP99, r.DialP50, r.DialP99, r.TLSResumed)
 				})
 				if err != nil {
 					return fmt.Errorf("%w (%d connections were open)", err, res.Opened)
@@ -174,7 +175,7 @@ every phase the same --run-id, --topic and -s:
 	f.StringVar(&cfg.SubscriberURL, "sub-url", "", "subscribers connect here instead of --url (another node of a cluster)")
 	f.StringVar(&cfg.CAFile, "cafile", "", "PEM file of certificate authorities to trust for mqtts://")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "do not verify the server certificate")
-	f.BoolVar(&cfg.TLSResume, "tls-resume", false, "mqtts://: share a TLS session cache so reconnections resume (TLS 1.3 tickets)")
+	f.BoolVar(&cfg.TLSResume, "tls-resume", false, "mqtts://: share a TLS session cache so reconnections resume (TLS 1.3 tickets); an --idle-conns storm primes it with one connection first")
 	f.StringVar(&cfg.MQTTVersion, "mqtt-version", "3.1.1", "protocol version: 3.1.1 or 5")
 	f.IntVarP(&cfg.Publishers, "publishers", "p", 1, "number of publishers")
 	f.IntVarP(&cfg.Subscribers, "subscribers", "s", 1, "number of subscribers")

@@ -401,3 +401,33 @@ func BenchmarkReflector1to1(b *testing.B) {
 		})
 	}
 }
+
+// A TLS storm with a shared session cache resumes on every connection (the cache is primed
+// before the storm, so even the first Concurrency connections find a ticket); without the cache
+// none resumes. The dial times (handshakes) are recorded either way.
+func TestIdleTLSStormResumes(t *testing.T) {
+	pki := servertest.NewPKI(t)
+	cert, key := pki.Server()
+	srv := servertest.Start(t, func(c *config.Config) {
+		c.Listen.HTTP = ""
+		c.Listen.MQTTTLS = "127.0.0.1:0"
+		c.TLS = config.TLS{CertFile: cert, KeyFile: key}
+	})
+	const n = 24
+	for _, resume := range []bool{true, false} {
+		cfg := Config{URL: "mqtts://" + srv.Addr("mqtt_tls"), CAFile: pki.CA(), TLSResume: resume}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		res, err := Idle(ctx, cfg, IdleOptions{Conns: n, Hold: time.Millisecond, Concurrency: 8}, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("resume %v: %v", resume, err)
+		}
+		want := 0
+		if resume {
+			want = n
+		}
+		if res.Opened != n || res.TLSResumed != want || res.DialP50 <= 0 || res.DialP99 < res.DialP50 {
+			t.Fatalf("resume %v: %+v, want %d resumed", resume, res, want)
+		}
+	}
+}

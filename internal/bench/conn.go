@@ -26,6 +26,10 @@ type mqttConn struct {
 	sessionPresent bool
 	// connackIn is how long the CONNACK took after the CONNECT was written.
 	connackIn time.Duration
+	// dialIn is how long the dial took: TCP connect, and the TLS handshake for mqtts://.
+	dialIn time.Duration
+	// resumed says the TLS handshake resumed an earlier session (mqtts:// with a session cache).
+	resumed bool
 }
 
 // session says how a connection treats its session. The zero value is a clean session that
@@ -93,6 +97,7 @@ func (d *dialer) connect(ctx context.Context, clientID string, bufSize int, sess
 	defer cancel()
 	var nc net.Conn
 	var err error
+	dialStart := time.Now()
 	if d.custom != nil {
 		nc, err = d.custom(ctx)
 	} else {
@@ -101,10 +106,13 @@ func (d *dialer) connect(ctx context.Context, clientID string, bufSize int, sess
 	if err != nil {
 		return nil, err
 	}
-	if tc, ok := nc.(*net.TCPConn); ok {
+	c := &mqttConn{r: packet.NewReader(nc, bufSize, 0), nc: nc, v: d.v, keepAlive: d.keepAlive, dialIn: time.Since(dialStart)}
+	switch tc := nc.(type) {
+	case *net.TCPConn:
 		_ = tc.SetNoDelay(true)
+	case *tls.Conn:
+		c.resumed = tc.ConnectionState().DidResume
 	}
-	c := &mqttConn{nc: nc, r: packet.NewReader(nc, bufSize, 0), v: d.v, keepAlive: d.keepAlive}
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })

@@ -47,6 +47,13 @@ type IdleResult struct {
 	ConnackP99  float64 `json:"connack_p99_us"`
 	ConnackP999 float64 `json:"connack_p99_9_us"`
 	ConnackMax  float64 `json:"connack_max_us"`
+	// DialP50 and DialP99 are the times to open each connection before its CONNECT, in µs: the
+	// TCP connect, and for mqtts:// the TLS handshake (full or resumed).
+	DialP50 float64 `json:"dial_p50_us"`
+	DialP99 float64 `json:"dial_p99_us"`
+	// TLSResumed counts the storm's connections whose TLS handshake resumed a session (with
+	// Config.TLSResume; 0 over TCP or when the broker issues no tickets).
+	TLSResumed int `json:"tls_resumed"`
 	// FanOutReceived counts the connections that got the fan-out message, and FanOutLastMS is
 	// when the last of them had it, in ms after the publish was written. Readiness is checked
 	// by sweeping the connections with non-blocking reads, so the figure is late by at most one
@@ -90,9 +97,15 @@ func Idle(ctx context.Context, cfg Config, o IdleOptions, ready func(IdleResult)
 	d.keepAlive = o.KeepAlive
 	sess := session{persistent: cfg.Persistent, expiry: cfg.SessionExpiry}
 	prefix := fmt.Sprintf("%s-idle-%08x", cfg.ClientPrefix, newRunID())
+	if cfg.TLSResume && (d.ep.Scheme == "mqtts" || d.ep.Scheme == "wss") {
+		if err := primeTLSSession(ctx, d, prefix); err != nil {
+			return IdleResult{}, err
+		}
+	}
 	cs := make([]*mqttConn, o.Conns)
 	var mu sync.Mutex
-	var connack Histogram
+	var connack, dial Histogram
+	resumed := 0
 	begin := time.Now()
 	err = connectAllN(ctx, o.Conns, o.Concurrency, func(ctx context.Context, i int) error {
 		c, err := d.connect(ctx, fmt.Sprintf("%s-%d", prefix, i), 512, sess)
@@ -102,6 +115,10 @@ func Idle(ctx context.Context, cfg Config, o IdleOptions, ready func(IdleResult)
 		mu.Lock()
 		cs[i] = c
 		connack.Record(uint64(c.connackIn))
+		dial.Record(uint64(c.dialIn))
+		if c.resumed {
+			resumed++
+		}
 		mu.Unlock()
 		filters := []string{fmt.Sprintf("%s/idle/%d", cfg.Topic, i)}
 		if o.FanOut {
@@ -129,6 +146,8 @@ func Idle(ctx context.Context, cfg Config, o IdleOptions, ready func(IdleResult)
 	us := func(v uint64) float64 { return float64(v) / 1e3 }
 	res.ConnackP50, res.ConnackP99 = us(connack.Percentile(0.50)), us(connack.Percentile(0.99))
 	res.ConnackP999, res.ConnackMax = us(connack.Percentile(0.999)), us(connack.Max())
+	res.DialP50, res.DialP99 = us(dial.Percentile(0.50)), us(dial.Percentile(0.99))
+	res.TLSResumed = resumed
 	if err != nil {
 		return res, err
 	}
@@ -148,6 +167,19 @@ func Idle(ctx context.Context, cfg Config, o IdleOptions, ready func(IdleResult)
 		}
 	}
 	return res, nil
+}
+
+// primeTLSSession opens and closes one connection before a storm with a shared TLS session
+// cache, so that the storm's connections find a ticket and resume, as devices reconnecting with
+// the session they kept would; without it the first Concurrency connections all race to a full
+// handshake. The CONNACK read takes in the tickets the broker sends after its handshake.
+func primeTLSSession(ctx context.Context, d *dialer, prefix string) error {
+	c, err := d.connect(ctx, prefix+"-prime", 512, session{})
+	if err != nil {
+		return fmt.Errorf("priming the TLS session cache: %w", err)
+	}
+	c.disconnect()
+	return nil
 }
 
 // holdIdle waits out o.Hold (or ctx), pinging every connection each KeepAlive/2.
