@@ -22,7 +22,9 @@
 # by PID at the end. nats-server: a current one built with go install into the bench cache (as
 # bench/compare.sh does for natscli), else Debian's. Raw output goes to bench/results/cluster-<time>/.
 #
-# Usage: bench/cluster.sh [--rounds N] [--count N] [--count1 N] [--fail-for D]
+# Usage: bench/cluster.sh [--rounds N] [--count N] [--count1 N] [--fail-for D] [--only tern|nats]
+#                         [--parts qos0,qos1,failover]
+#   --only and --parts run a part of it (a short before/after check): one broker, some scenarios.
 set -euo pipefail
 
 ROUNDS=1
@@ -30,18 +32,26 @@ COUNT=200000
 COUNT1=20000
 FAIL_FOR=20s
 NATS_VERSION=${NATS_VERSION:-v2.15.3}
+ONLY=all
+PARTS=qos0,qos1,failover
 while (($#)); do
 	case $1 in
 	--rounds) ROUNDS=${2:?}; shift 2 ;;
 	--count) COUNT=${2:?}; shift 2 ;;
 	--count1) COUNT1=${2:?}; shift 2 ;;
 	--fail-for) FAIL_FOR=${2:?}; shift 2 ;;
-	-h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--only) ONLY=${2:?}; shift 2 ;;
+	--parts) PARTS=${2:?}; shift 2 ;;
+	-h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ && $COUNT =~ ^[1-9][0-9]*$ && $COUNT1 =~ ^[1-9][0-9]*$ ]] ||
 	{ echo "--rounds, --count and --count1 take positive numbers" >&2; exit 2; }
+[[ $ONLY =~ ^(all|tern|nats)$ ]] || { echo "--only takes tern or nats" >&2; exit 2; }
+[[ ,$PARTS, =~ ^,((qos0|qos1|failover),)+$ ]] || { echo "--parts takes a comma list of qos0, qos1, failover" >&2; exit 2; }
+# want BROKER PART: whether this run includes it.
+want() { [[ ($ONLY == all || $ONLY == "$1") && ,$PARTS, == *",$2,"* ]]; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tern-cluster.XXXXXX")
@@ -78,7 +88,8 @@ ensure_nats() {
 		NATS=$(find_bin nats-server) || die "nats-server not found"
 	fi
 }
-ensure_nats
+NATS=""
+if want nats qos0 || want nats qos1 || want nats failover; then ensure_nats; fi
 
 # ---- tern ----
 declare -A MQTT=() HTTPA=() CLUSTER=()
@@ -166,12 +177,15 @@ bench_run() { # NAME QOS ROUND PUBPORT SUBPORT [FLAGS...]
 	echo "$(jget "$f" delivered_msgs_per_s)" >>"$OUT/$name-qos$q.rates"
 }
 
+if want tern qos0 || want tern qos1 || want tern failover; then
 log "tern: single node and a 3-node cluster (load average at start: $LOAD_AT_START)"
 start_single
 start_node 1
 start_node 2 "${CLUSTER[n1]}"
 start_node 3 "${CLUSTER[n1]}"
+fi
 
+if [[ -n $NATS ]]; then
 log "nats ($("$NATS" --version 2>&1 | head -n1)): 3 servers with routes, JetStream and MQTT"
 for k in c r m h; do for i in 1 2 3; do NPORT[$k$i]=$(free_port); done; done
 for i in 1 2 3; do
@@ -186,15 +200,20 @@ for _ in $(seq 1 300); do
 	sleep 0.1
 done
 nats_meta_leader >/dev/null || die "nats: no JetStream meta leader within 30 s"
+fi
 
 V5=(--mqtt-version 5 --persistent --session-expiry 1h)
 for r in $(seq 1 "$ROUNDS"); do
-	bench_run single 0 "$r" "${BROKER_PORT[single]}" "${BROKER_PORT[single]}"
-	bench_run cross 0 "$r" "${MQTT[n1]}" "${MQTT[n2]}"
-	bench_run nats 0 "$r" "${NPORT[m1]}" "${NPORT[m2]}"
-	bench_run single 1 "$r" "${BROKER_PORT[single]}" "${BROKER_PORT[single]}" "${V5[@]}"
-	bench_run cross 1 "$r" "${MQTT[n1]}" "${MQTT[n2]}" "${V5[@]}"
-	bench_run nats 1 "$r" "${NPORT[m1]}" "${NPORT[m2]}" --persistent
+	if want tern qos0; then
+		bench_run single 0 "$r" "${BROKER_PORT[single]}" "${BROKER_PORT[single]}"
+		bench_run cross 0 "$r" "${MQTT[n1]}" "${MQTT[n2]}"
+	fi
+	want nats qos0 && bench_run nats 0 "$r" "${NPORT[m1]}" "${NPORT[m2]}"
+	if want tern qos1; then
+		bench_run single 1 "$r" "${BROKER_PORT[single]}" "${BROKER_PORT[single]}" "${V5[@]}"
+		bench_run cross 1 "$r" "${MQTT[n1]}" "${MQTT[n2]}" "${V5[@]}"
+	fi
+	want nats qos1 && bench_run nats 1 "$r" "${NPORT[m1]}" "${NPORT[m2]}" --persistent
 done
 
 # ---- failover ----
@@ -214,21 +233,26 @@ survivors() { # LEADER PREFIX: the other two of PREFIX1..3
 	echo "${s[@]}"
 }
 
-L=$(curl -s "http://${HTTPA[n2]}/v1/cluster" | sed -n 's/.*"leader": *"\([^"]*\)".*/\1/p' | head -n1)
-[[ -n $L && -n ${MQTT[$L]:-} ]] || die "tern: no leader before the kill"
-read -r s1 s2 <<<"$(survivors "$L" n)"
-failover tern "$L" "127.0.0.1:${MQTT[n1]},127.0.0.1:${MQTT[n2]},127.0.0.1:${MQTT[n3]}" "127.0.0.1:${MQTT[$s1]}" "127.0.0.1:${MQTT[$s2]}"
+if want tern failover; then
+	L=$(curl -s "http://${HTTPA[n2]}/v1/cluster" | sed -n 's/.*"leader": *"\([^"]*\)".*/\1/p' | head -n1)
+	[[ -n $L && -n ${MQTT[$L]:-} ]] || die "tern: no leader before the kill"
+	read -r s1 s2 <<<"$(survivors "$L" n)"
+	failover tern "$L" "127.0.0.1:${MQTT[n1]},127.0.0.1:${MQTT[n2]},127.0.0.1:${MQTT[n3]}" "127.0.0.1:${MQTT[$s1]}" "127.0.0.1:${MQTT[$s2]}"
+fi
 
-NL=$(nats_meta_leader) || die "nats: no meta leader before the kill"
-[[ -n ${BROKER_PID[$NL]:-} ]] || die "nats: meta leader $NL is not one of ours"
-read -r s1 s2 <<<"$(survivors "$NL" nats)"
-failover nats "$NL" "127.0.0.1:${NPORT[m1]},127.0.0.1:${NPORT[m2]},127.0.0.1:${NPORT[m3]}" "127.0.0.1:${NPORT[m${s1#nats}]}" "127.0.0.1:${NPORT[m${s2#nats}]}"
+if want nats failover; then
+	NL=$(nats_meta_leader) || die "nats: no meta leader before the kill"
+	[[ -n ${BROKER_PID[$NL]:-} ]] || die "nats: meta leader $NL is not one of ours"
+	read -r s1 s2 <<<"$(survivors "$NL" nats)"
+	failover nats "$NL" "127.0.0.1:${NPORT[m1]},127.0.0.1:${NPORT[m2]},127.0.0.1:${NPORT[m3]}" "127.0.0.1:${NPORT[m${s1#nats}]}" "127.0.0.1:${NPORT[m${s2#nats}]}"
+fi
 
-med() { median <"$OUT/$1-qos$2.rates"; }
-fo() { local v; v=$(jget "$OUT/failover-$1.json" "$2"); echo "${v:--}"; }
+# med NAME QOS: the median rate, NA for a part not run; fo NAME KEY: a failover figure or -.
+med() { if [[ -f $OUT/$1-qos$2.rates ]]; then median <"$OUT/$1-qos$2.rates"; else echo NA; fi; }
+fo() { local v=""; [[ -f $OUT/failover-$1.json ]] && v=$(jget "$OUT/failover-$1.json" "$2"); echo "${v:--}"; }
 {
 	echo "bench/cluster.sh  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(nproc) cores, load average at start $LOAD_AT_START  rounds $ROUNDS  QoS 0: $COUNT msgs, QoS 1: $COUNT1 msgs"
-	echo "tern $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), $("$NATS" --version 2>&1 | head -n1)"
+	echo "tern $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'), ${NATS:+$("$NATS" --version 2>&1 | head -n1)}${NATS:-nats not run}  (--only $ONLY --parts $PARTS)"
 	printf '%-8s %14s %14s %14s %12s %12s\n' QoS "tern single" "tern cross" "nats cross" "cross/single" "tern/nats"
 	for q in 0 1; do
 		s=$(med single $q) c=$(med cross $q) n=$(med nats $q)

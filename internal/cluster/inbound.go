@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -137,6 +136,10 @@ func (in *inLink) handle(f frame) error {
 			in.send(func(b []byte) []byte { return appendReply(b, f.Seq, 0, "", "cluster: the leader is too busy") })
 			return nil
 		}
+		if f.Type == fWrite {
+			in.serveWrite(f)
+			return nil
+		}
 		go func() {
 			defer func() { <-l.writers }()
 			in.serveRequest(f)
@@ -203,6 +206,36 @@ func (in *inLink) serveJoin(f frame) {
 	in.send(func(b []byte) []byte { return appendReply(b, f.Seq, idx, "", msg) })
 }
 
+// writeEnqueue bounds how long a link's reader waits to hand a write to raft (a leader far
+// behind): the link carries messages and pings too.
+const writeEnqueue = time.Second
+
+// serveWrite serves a forwarded write (holding a writers slot, which it gives back). The write
+// goes to raft here, on the link's reader, so the writes of one node reach the log in the order
+// it sent them (pipeline.go); the answer is waited for on a goroutine of its own.
+func (in *inLink) serveWrite(f frame) {
+	l := in.l
+	if !l.n.IsLeader() {
+		in.notLeader(f.Seq)
+		<-l.writers
+		return
+	}
+	fut := l.n.r.Apply(f.Data, writeEnqueue)
+	go func() {
+		defer func() { <-l.writers }()
+		idx, err := applyResult(fut)
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			err = errRetry
+		}
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		in.send(func(b []byte) []byte { return appendReply(b, f.Seq, idx, "", msg) })
+	}()
+}
+
+// serveRequest serves a node's request to leave.
 func (in *inLink) serveRequest(f frame) {
 	n := in.l.n
 	if !n.IsLeader() {
@@ -211,20 +244,10 @@ func (in *inLink) serveRequest(f frame) {
 	}
 	var idx uint64
 	var err error
-	switch f.Type {
-	case fWrite:
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.WriteTimeout)
-		idx, err = n.applyLocal(ctx, f.Data)
-		cancel()
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			err = errRetry
-		}
-	case fLeave:
-		if f.Node != in.node {
-			err = errors.New("a node can only ask to leave for itself")
-		} else {
-			idx, err = n.removeServer(f.Node)
-		}
+	if f.Node != in.node {
+		err = errors.New("a node can only ask to leave for itself")
+	} else {
+		idx, err = n.removeServer(f.Node)
 	}
 	msg := ""
 	if err != nil {

@@ -392,20 +392,33 @@ func (o *outLink) failAll(err error) {
 
 // request sends a request built by fill(id) and waits for its reply.
 func (o *outLink) request(ctx context.Context, fill func(b []byte, id uint64) []byte) (frame, error) {
+	id, ch, err := o.sendRequest(fill)
+	if err != nil {
+		return frame{}, err
+	}
+	return o.await(ctx, id, ch)
+}
+
+// sendRequest sends a request built by fill(id) and returns the channel its reply comes on: requests
+// sent one after another reach the other node in that order (one connection).
+func (o *outLink) sendRequest(fill func(b []byte, id uint64) []byte) (uint64, chan frame, error) {
 	id := o.l.reqID.Add(1)
 	ch := make(chan frame, 1)
 	o.Lock()
+	defer o.Unlock()
 	if o.EndingLocked() {
-		o.Unlock()
-		return frame{}, errRetry
+		return 0, nil, errRetry
 	}
 	if len(o.reqs) >= maxRequests {
-		o.Unlock()
-		return frame{}, errors.New("cluster: too many requests waiting on the link to the leader")
+		return 0, nil, errors.New("cluster: too many requests waiting on the link to the leader")
 	}
 	o.reqs[id] = ch
 	o.CommitLocked(fill(o.BufLocked(), id), nil)
-	o.Unlock()
+	return id, ch, nil
+}
+
+// await waits for the reply to request id, sent by sendRequest.
+func (o *outLink) await(ctx context.Context, id uint64, ch chan frame) (frame, error) {
 	select {
 	case f := <-ch:
 		return f, nil

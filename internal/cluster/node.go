@@ -204,6 +204,10 @@ func (n *Node) Start(core Core, deliver Deliverer) error {
 	rc.ElectionTimeout = electionTimeout
 	rc.LeaderLeaseTimeout = leaderLease
 	rc.NoSnapshotRestoreOnStart = true
+	// Writes queue for the leader's loop (up to MaxAppendEntries) instead of each waiting for
+	// it, so the commands that arrive during one log write go to disk together in the next, and
+	// a link's reader hands its writes over in order without waiting (inbound.go, serveWrite).
+	rc.BatchApplyCh = true
 	rc.Logger = newHCLog(n.log, "raft")
 	if n.cfg.Tune != nil {
 		n.cfg.Tune(rc)
@@ -439,20 +443,7 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (uint64, error) {
 	if timeout <= 0 {
 		return 0, ErrNoLeader
 	}
-	f := n.r.Apply(cmd, timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrEnqueueTimeout) {
-			return 0, ErrNoLeader
-		}
-		if errors.Is(err, raft.ErrRaftShutdown) {
-			return 0, ErrClosed
-		}
-		return 0, fmt.Errorf("cluster: %w", err)
-	}
-	if e, ok := f.Response().(error); ok && e != nil {
-		return f.Index(), e
-	}
-	return f.Index(), nil
+	return applyResult(n.r.Apply(cmd, timeout))
 }
 
 // waitApplied waits until this node's state machine has applied index i (raft's own applied
