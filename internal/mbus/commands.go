@@ -97,27 +97,43 @@ func (c *conn) serverAnswer(m Message, r serverRequest) (answer any, ok bool) {
 		c.event(ev.Destination, ev.Identifier, ev.Payload)
 		return struct{}{}, true
 	case "command.status":
+		// On a cluster node, every node's clients, each with its "node" (cluster.go).
 		var out []clientInfo
+		local := map[string]bool{}
 		for _, o := range c.srv.all() {
-			out = append(out, o.info())
+			ci := o.info()
+			local[ci.Source] = true
+			out = append(out, ci)
+		}
+		for id, ci := range c.srv.remoteClients() {
+			if !local[id] {
+				out = append(out, ci)
+			}
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Source < out[j].Source })
 		return orEmpty(out), true
 	case "command.clients":
 		var ids []string
+		local := map[string]bool{}
 		for _, o := range c.srv.all() {
 			if oid := o.identifier(); oid != "" {
+				local[oid] = true
 				ids = append(ids, oid)
+			}
+		}
+		for id := range c.srv.remoteClients() {
+			if !local[id] {
+				ids = append(ids, id)
 			}
 		}
 		sort.Strings(ids)
 		return orEmpty(ids), true
 	case "command.client":
-		o := c.srv.byID(r.str("source"))
-		if o == nil {
-			return nil, false
+		if o := c.srv.byID(r.str("source")); o != nil {
+			return o.info(), true
 		}
-		return o.info(), true
+		ci, ok := c.srv.remoteClients()[r.str("source")]
+		return ci, ok
 	case "command.close":
 		// Closing others is administration: it needs the admin grant. Nobody stops the
 		// broker this way.
@@ -195,13 +211,16 @@ type clientInfo struct {
 	Port          int                 `json:"port"`
 	Subscriptions []map[string]string `json:"subscriptions"`
 	Commands      []map[string]string `json:"commands"`
+	// Node is the cluster node the client is connected to; left out on a single node.
+	Node string `json:"node,omitempty"`
 }
 
 func (c *conn) info() clientInfo {
 	host, port, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ci := clientInfo{Source: c.id, Address: host, Port: atoi(port), Subscriptions: []map[string]string{}, Commands: []map[string]string{}}
+	ci := clientInfo{Source: c.id, Address: host, Port: atoi(port), Subscriptions: []map[string]string{}, Commands: []map[string]string{},
+		Node: c.srv.localNode()}
 	for k := range c.subs {
 		ci.Subscriptions = append(ci.Subscriptions, map[string]string{"source": k[0], "identifier": k[1]})
 	}

@@ -15,18 +15,18 @@ import (
 )
 
 // twoNodes starts a cluster of two servers (b joins a) and returns once b is a member with a
-// leader.
-func twoNodes(t *testing.T) (a, b *server.Server) {
+// leader; opts adjust both configurations first.
+func twoNodes(t *testing.T, opts ...func(*config.Config)) (a, b *server.Server) {
 	t.Helper()
 	la := freeTCP(t)
-	a = startServer(t, func(c *config.Config) {
+	a = startServer(t, append(opts[:len(opts):len(opts)], func(c *config.Config) {
 		c.DataDir = t.TempDir()
 		c.Cluster = config.Cluster{NodeID: "a", Listen: la, Replicas: 3}
-	})
-	b = startServer(t, func(c *config.Config) {
+	})...)
+	b = startServer(t, append(opts[:len(opts):len(opts)], func(c *config.Config) {
 		c.DataDir = t.TempDir()
 		c.Cluster = config.Cluster{NodeID: "b", Listen: freeTCP(t), Join: []string{la}, Replicas: 3}
-	})
+	})...)
 	deadline := time.Now().Add(4 * waitTimeout)
 	for {
 		var st cluster.Status

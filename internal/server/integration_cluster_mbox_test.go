@@ -10,15 +10,16 @@ import (
 	"github.com/ternmq/tern/internal/server"
 )
 
-// threeNodes starts a cluster of three terns (n2 and n3 joining n1) in open mode.
-func threeNodes(t *testing.T) []*server.Server {
+// threeNodes starts a cluster of three terns (n2 and n3 joining n1) in open mode; opts adjust
+// every configuration first.
+func threeNodes(t *testing.T, opts ...func(*config.Config)) []*server.Server {
 	t.Helper()
 	first := freeTCP(t)
 	node := func(id, listen string, join []string) *server.Server {
-		return startServer(t, func(c *config.Config) {
+		return startServer(t, append(opts[:len(opts):len(opts)], func(c *config.Config) {
 			c.DataDir = t.TempDir()
 			c.Cluster = config.Cluster{NodeID: id, Listen: listen, Join: join, Replicas: 3}
-		})
+		})...)
 	}
 	s1 := node("n1", first, nil)
 	s2 := node("n2", freeTCP(t), []string{first})
