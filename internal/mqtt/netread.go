@@ -60,11 +60,9 @@ type packetReader struct {
 	raw  syscall.RawConn
 	// rb is held while bytes are being processed; nil while idle on a raw connection.
 	rb *readBuf
-	// buf is rb.data, or a larger buffer while a packet bigger than rb.data arrives.
-	buf []byte
-	// aside holds the start of a packet while the connection is parked (see setAside), so that
-	// it does not keep rb for a few bytes; the next read moves them back into a buffer.
-	aside   []byte
+	// buf is rb.data, or a larger buffer while a packet bigger than rb.data arrives, or (rb nil)
+	// the start of a packet set aside while the connection is parked (see setAside).
+	buf     []byte
 	start   int // first unconsumed byte
 	end     int // end of valid data
 	maxSize int
@@ -202,6 +200,9 @@ func (r *packetReader) pending() []byte {
 // makes the server allocate stays within twice what it actually sent, whatever length its
 // fixed header claims.
 func (r *packetReader) makeRoom(total int) error {
+	if err := r.takeBack(); err != nil {
+		return err
+	}
 	if r.start+total <= len(r.buf) {
 		return nil
 	}
@@ -285,27 +286,32 @@ func (r *packetReader) loggedIn(maxSize int) {
 // buffer; a connection parked with more keeps the buffer (the bytes would cost as much).
 const maxParkedPending = 1024
 
-// setAside is called as the connection parks: when the start of a packet is pending (its rest has
-// not arrived), the bytes move to a slice of their own and the pooled buffer goes back, so a
+// setAside is called as the connection parks: when the start of a packet is pending (its rest
+// has not arrived), the bytes move to a slice of their own and the pooled buffer goes back, so a
 // parked connection never holds readBufSize for a few bytes (a client can leave a packet
-// unfinished until its keep alive runs out).
+// unfinished until its keep alive runs out). buf is then that slice and rb nil.
 func (r *packetReader) setAside() {
 	n := r.end - r.start
 	if r.rb == nil || n == 0 || n > maxParkedPending || &r.buf[0] != &r.rb.data[0] {
 		return
 	}
-	r.aside = append([]byte(nil), r.buf[r.start:r.end]...)
-	r.start, r.end = 0, 0
+	aside := append([]byte(nil), r.buf[r.start:r.end]...)
 	r.release()
+	r.buf, r.start, r.end = aside, 0, n
 }
 
-// takeBack moves what setAside kept back into a pooled buffer.
+// takeBack moves bytes set aside back into a pooled buffer before anything reads or grows it.
 func (r *packetReader) takeBack() error {
+	if r.rb != nil || r.buf == nil {
+		return nil
+	}
+	aside := r.buf[r.start:r.end]
+	r.buf = nil
 	if err := r.acquire(); err != nil {
+		r.buf, r.start, r.end = aside, 0, len(aside)
 		return err
 	}
-	r.end = copy(r.buf, r.aside)
-	r.aside = nil
+	r.start, r.end = 0, copy(r.buf, aside)
 	return nil
 }
 
@@ -315,10 +321,8 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 		r.beforeRead()
 	}
 	r.compact()
-	if r.aside != nil {
-		if err := r.takeBack(); err != nil {
-			return err
-		}
+	if err := r.takeBack(); err != nil {
+		return err
 	}
 	nowait := mode == readNoWait && (r.raw != nil || r.park != nil && r.tlsReady)
 	if mode == readLazy && r.raw == nil && r.park != nil && r.waiters != nil {

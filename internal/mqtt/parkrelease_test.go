@@ -93,7 +93,7 @@ func watchParks(srv *Server) *parkChecks {
 	pc := &parkChecks{parks: map[*conn]int{}}
 	hook := func(c *conn) {
 		var held []string
-		if c.rd.rb != nil || c.rd.buf != nil {
+		if c.rd.rb != nil {
 			held = append(held, fmt.Sprintf("its read buffer (%d bytes pending)", c.rd.end-c.rd.start))
 		}
 		if !reflect.ValueOf(c.batch).IsZero() {
@@ -105,7 +105,7 @@ func watchParks(srv *Server) *parkChecks {
 		pc.mu.Lock()
 		defer pc.mu.Unlock()
 		pc.parks[c]++
-		if c.rd.aside != nil {
+		if c.rd.rb == nil && c.rd.buf != nil {
 			pc.asides++
 		}
 		for _, h := range held {
