@@ -99,7 +99,10 @@ func retryEINTR(f func() (int, error)) (int, error) {
 // footprint is what the process holds, after a collection.
 type footprint struct {
 	heap, stacks uint64
-	goroutines   int
+	// retained is what the runtime holds from the system and has not returned (Sys less
+	// HeapReleased): what resident memory follows, garbage collector headroom included.
+	retained   uint64
+	goroutines int
 }
 
 func measureFootprint() footprint {
@@ -107,7 +110,8 @@ func measureFootprint() footprint {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return footprint{heap: ms.HeapInuse, stacks: ms.StackInuse, goroutines: runtime.NumGoroutine()}
+	return footprint{heap: ms.HeapInuse, stacks: ms.StackInuse, retained: ms.Sys - ms.HeapReleased,
+		goroutines: runtime.NumGoroutine()}
 }
 
 // TestIdleFootprint is a measurement, not a check: with TERNTEST_FOOTPRINT=N it opens N idle
@@ -130,8 +134,8 @@ func TestIdleFootprint(t *testing.T) {
 	time.Sleep(handoffAfter + 500*time.Millisecond)
 	after := measureFootprint()
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(len(fds)) }
-	t.Logf("%d idle connections: heap %.0f B, stacks %.0f B, goroutines %.3f per connection",
-		len(fds), per(after.heap, before.heap), per(after.stacks, before.stacks),
+	t.Logf("%d idle connections: heap %.0f B, stacks %.0f B, retained %.0f B, goroutines %.3f per connection",
+		len(fds), per(after.heap, before.heap), per(after.stacks, before.stacks), per(after.retained, before.retained),
 		float64(after.goroutines-before.goroutines)/float64(len(fds)))
 	if f := os.Getenv("TERNTEST_FOOTPRINT_PROFILE"); f != "" {
 		out, err := os.Create(f)
@@ -192,8 +196,8 @@ func TestIdleFootprintTLS(t *testing.T) {
 	waitGoroutines(t, before.goroutines, n/100)
 	after := measureFootprint()
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
-	t.Logf("%d idle TLS connections: heap %.0f B, stacks %.0f B, goroutines %.3f per connection",
-		n, per(after.heap, before.heap), per(after.stacks, before.stacks),
+	t.Logf("%d idle TLS connections: heap %.0f B, stacks %.0f B, retained %.0f B, goroutines %.3f per connection",
+		n, per(after.heap, before.heap), per(after.stacks, before.stacks), per(after.retained, before.retained),
 		float64(after.goroutines-before.goroutines)/float64(n))
 	if f := os.Getenv("TERNTEST_FOOTPRINT_PROFILE"); f != "" {
 		out, err := os.Create(f)
