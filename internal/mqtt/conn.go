@@ -38,25 +38,17 @@ type conn struct {
 	maxOutPacket uint32
 	// sessionExpiry as agreed at connect; a DISCONNECT may not raise it from zero.
 	sessionExpiry uint32
-	// inAliases maps client-to-server topic aliases to topics (index = alias).
-	inAliases []string
 	// graceful is set when the client sent DISCONNECT; why says why the server ended it.
 	graceful    bool
 	why         string
 	publishWill bool
-	// stallTimer bounds backpressure waits (see stall); made on first use.
-	stallTimer *time.Timer
+	// rare holds what few connections use, allocated on first use (see connRare).
+	rare *connRare
 	// lastTicket is the store sync the newest deferred acknowledgement waits for; later
 	// acknowledgements queue behind it so they leave in the order the publishes came.
 	lastTicket *broker.Ticket
 	// pendingAcks counts acknowledgements waiting for the store.
 	pendingAcks atomic.Int32
-	// tls is the TLS state of a WebSocket connection's HTTPS request (nil otherwise; a TLS
-	// listener's connection is a *tls.Conn itself).
-	tls *tls.ConnectionState
-	// identify reads the client certificate's identity (nil: not a TLS listener).
-	identify netio.Identify
-
 	// out is the outgoing side and the end of the connection.
 	out netio.Conn
 	// aliases maps topics to the aliases this server assigned toward the client (MQTT 5); it is
@@ -65,10 +57,29 @@ type conn struct {
 	// batch collects the writes this connection's packets cause for other connections (and its
 	// own acknowledgements); the reader flushes it before it reads more or waits.
 	batch broker.Batch
-	// peer is set on a peer listener's connections: another router (peer.go). peerScratch holds
-	// the digits of outgoing sequence numbers, under out's lock.
-	peer        *peerMode
+	// peer is set on a peer listener's connections: another router (peer.go).
+	peer *peerMode
+}
+
+// connRare is the part of a connection most never use, out of line so that an idle connection
+// does not carry it: an idle connection's bytes are what a broker holding many of them pays.
+// The reader allocates it on first use (extra); a peer connection has it from the start,
+// because its deliveries, on other goroutines, use peerScratch.
+type connRare struct {
+	// inAliases maps client-to-server topic aliases to topics (index = alias).
+	inAliases []string
+	// stallTimer bounds backpressure waits (see stall).
+	stallTimer *time.Timer
+	// peerScratch holds the digits of outgoing sequence numbers to a peer, under out's lock.
 	peerScratch []byte
+}
+
+// extra returns the connection's rare part, allocating it; only the reader calls it.
+func (c *conn) extra() *connRare {
+	if c.rare == nil {
+		c.rare = new(connRare)
+	}
+	return c.rare
 }
 
 // protocolError ends the connection with an MQTT reason code.
@@ -84,8 +95,12 @@ func protoErr(code packet.ReasonCode, reason string) error {
 }
 
 // serve runs the connection: CONNECT, then the packet loop.
-func (c *conn) serve() {
-	if err := c.handshake(); err != nil {
+//
+// cs is the TLS state of a WebSocket connection's HTTPS request (nil otherwise; a TLS listener's
+// connection is a *tls.Conn itself) and identify reads the client certificate's identity (nil:
+// not a TLS listener); only CONNECT needs them, so the connection does not keep them.
+func (c *conn) serve(cs *tls.ConnectionState, identify netio.Identify) {
+	if err := c.handshake(cs, identify); err != nil {
 		c.srv.logConnError("connect", c.nc, err)
 		c.finish()
 		return
@@ -114,7 +129,7 @@ const handoffAfter = time.Second
 // completed the last packet, and bytes of a packet that never completes do not move it.
 func (c *conn) loop(fresh bool) {
 	for {
-		wait, lazy := readDeadline(c.rd.lastPacket, c.rd.readAt, c.keepAlive, !fresh && c.rd.parkable())
+		wait, lazy := readDeadline(monoTime(c.rd.lastPacket), monoTime(c.rd.readAt), c.keepAlive, !fresh && c.rd.parkable())
 		mode := readWait
 		switch {
 		case lazy:
@@ -161,11 +176,18 @@ func (c *conn) loop(fresh bool) {
 // Without a poller a fresh goroutine takes the wait over. It reports false when the socket could
 // not be parked (it is closing): the caller reads on and meets the end.
 func (c *conn) park() bool {
+	// The batch is empty here (the read that found nothing flushed it); a publisher's may have
+	// grown to maxBatch receivers, which a parked connection need not keep.
+	c.batch = broker.Batch{}
+	c.rd.setAside()
+	if h := c.srv.parkHook.Load(); h != nil {
+		(*h)(c)
+	}
 	if c.watch == nil {
 		go c.loop(true)
 		return true
 	}
-	deadline, _ := readDeadline(c.rd.lastPacket, c.rd.readAt, c.keepAlive, false)
+	deadline, _ := readDeadline(monoTime(c.rd.lastPacket), monoTime(c.rd.readAt), c.keepAlive, false)
 	return c.watch.Arm(deadline) == nil
 }
 
@@ -255,9 +277,9 @@ func (c *conn) Room() {
 }
 
 // handshake reads CONNECT, opens the session and answers CONNACK.
-func (c *conn) handshake() error {
+func (c *conn) handshake(cs *tls.ConnectionState, identify netio.Identify) error {
 	// The whole CONNECT must arrive within the connect timeout of the accept, however it trickles.
-	deadline := c.rd.readAt.Add(c.srv.cfg.ConnectTimeout)
+	deadline := monoTime(c.rd.readAt).Add(c.srv.cfg.ConnectTimeout)
 	typ, flags, body, err := c.rd.next(deadline, readWait)
 	if err != nil {
 		if errors.Is(err, errConnectMemory) {
@@ -291,7 +313,7 @@ func (c *conn) handshake() error {
 	}
 	c.setVersion(p.Version, !p.Props.Has(packet.PropRequestProblemInfo) || p.Props.RequestProblemInfo == 1)
 
-	req, code, reason := c.connectRequest(&p)
+	req, code, reason := c.connectRequest(&p, cs, identify)
 	if code != packet.Success {
 		c.refuse(code, reason)
 		return errors.New(reason)
@@ -329,7 +351,7 @@ func (c *conn) setVersion(v packet.Version, problemInfo bool) {
 }
 
 // connectRequest validates CONNECT and turns it into the core's request.
-func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.ReasonCode, string) {
+func (c *conn) connectRequest(p *packet.Connect, cs *tls.ConnectionState, identify netio.Identify) (broker.ConnectRequest, packet.ReasonCode, string) {
 	cfg := &c.srv.cfg
 	bcfg := c.srv.broker.Config()
 	req := broker.ConnectRequest{
@@ -348,7 +370,7 @@ func (c *conn) connectRequest(p *packet.Connect) (broker.ConnectRequest, packet.
 		},
 	}
 	// The TLS handshake finished before CONNECT could be read.
-	req.Credentials.CertIdentity = netio.CertIdentity(c.nc, c.tls, c.identify)
+	req.Credentials.CertIdentity = netio.CertIdentity(c.nc, cs, identify)
 	if c.peer != nil {
 		if code, reason := c.peerConnect(p, &req); code != packet.Success {
 			return req, code, reason

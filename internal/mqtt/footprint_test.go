@@ -1,9 +1,14 @@
 package mqtt
 
 import (
+	"bufio"
+	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -94,7 +99,10 @@ func retryEINTR(f func() (int, error)) (int, error) {
 // footprint is what the process holds, after a collection.
 type footprint struct {
 	heap, stacks uint64
-	goroutines   int
+	// retained is what the runtime holds from the system and has not returned (Sys less
+	// HeapReleased): what resident memory follows, garbage collector headroom included.
+	retained   uint64
+	goroutines int
 }
 
 func measureFootprint() footprint {
@@ -102,7 +110,8 @@ func measureFootprint() footprint {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return footprint{heap: ms.HeapInuse, stacks: ms.StackInuse, goroutines: runtime.NumGoroutine()}
+	return footprint{heap: ms.HeapInuse, stacks: ms.StackInuse, retained: ms.Sys - ms.HeapReleased,
+		goroutines: runtime.NumGoroutine()}
 }
 
 // TestIdleFootprint is a measurement, not a check: with TERNTEST_FOOTPRINT=N it opens N idle
@@ -125,8 +134,8 @@ func TestIdleFootprint(t *testing.T) {
 	time.Sleep(handoffAfter + 500*time.Millisecond)
 	after := measureFootprint()
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(len(fds)) }
-	t.Logf("%d idle connections: heap %.0f B, stacks %.0f B, goroutines %.3f per connection",
-		len(fds), per(after.heap, before.heap), per(after.stacks, before.stacks),
+	t.Logf("%d idle connections: heap %.0f B, stacks %.0f B, retained %.0f B, goroutines %.3f per connection",
+		len(fds), per(after.heap, before.heap), per(after.stacks, before.stacks), per(after.retained, before.retained),
 		float64(after.goroutines-before.goroutines)/float64(len(fds)))
 	if f := os.Getenv("TERNTEST_FOOTPRINT_PROFILE"); f != "" {
 		out, err := os.Create(f)
@@ -137,5 +146,102 @@ func TestIdleFootprint(t *testing.T) {
 		if err := pprof.Lookup("heap").WriteTo(out, 0); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestIdleFootprintTLS is TestIdleFootprint over TLS (startTLSFace: netio.NewTLSListener, TLS
+// 1.3, an ECDSA certificate). The clients run in a child process (this test binary running
+// TestIdleTLSClientsChild), so that their tls.Conns are not on the heap measured here; with
+// TERNTEST_TLS_CURVES=x25519 they offer only X25519 (a small ClientHello).
+func TestIdleFootprintTLS(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("TERNTEST_FOOTPRINT"))
+	if n <= 0 {
+		t.Skip("set TERNTEST_FOOTPRINT=N to measure N idle TLS connections")
+	}
+	if os.Getenv("TERNTEST_FOOTPRINT_PROFILE") != "" {
+		runtime.MemProfileRate = 1
+	}
+	_, addr := startTLSFace(t)
+	before := measureFootprint()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestIdleTLSClientsChild$")
+	cmd.Env = append(os.Environ(), "TERNTEST_TLS_CHILD="+addr, "TERNTEST_FOOTPRINT="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
+	// The child prints "ready" once every connection is open and subscribed.
+	sc := bufio.NewScanner(stdout)
+	ready := false
+	for sc.Scan() {
+		if sc.Text() == "ready" {
+			ready = true
+			break
+		}
+	}
+	if !ready {
+		t.Fatal("the client process did not open its connections")
+	}
+	// Every connection is parked when the server holds (almost) no goroutine for them.
+	waitGoroutines(t, before.goroutines, n/100)
+	after := measureFootprint()
+	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
+	t.Logf("%d idle TLS connections: heap %.0f B, stacks %.0f B, retained %.0f B, goroutines %.3f per connection",
+		n, per(after.heap, before.heap), per(after.stacks, before.stacks), per(after.retained, before.retained),
+		float64(after.goroutines-before.goroutines)/float64(n))
+	if f := os.Getenv("TERNTEST_FOOTPRINT_PROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		if err := pprof.Lookup("heap").WriteTo(out, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestIdleTLSClientsChild is TestIdleFootprintTLS's client process: it opens the connections,
+// prints "ready" and holds them until its standard input closes.
+func TestIdleTLSClientsChild(t *testing.T) {
+	addr := os.Getenv("TERNTEST_TLS_CHILD")
+	if addr == "" {
+		t.Skip("run by TestIdleFootprintTLS")
+	}
+	n, _ := strconv.Atoi(os.Getenv("TERNTEST_FOOTPRINT"))
+	cfg := &tls.Config{InsecureSkipVerify: true}
+	if os.Getenv("TERNTEST_TLS_CURVES") == "x25519" {
+		// A ClientHello without the post-quantum key share, as most device TLS stacks send:
+		// it is about a fifth of the size, and the server's handshake buffers keep its size.
+		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
+	}
+	conns := make([]*tls.Conn, 0, n)
+	for i := range n {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, cfg)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		rc := &rawClient{t: t, nc: c, rd: packet.NewReader(c, 0, 0), v: packet.V311}
+		rc.connect(fmt.Sprintf("idle-%d", i), 60)
+		rc.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte(fmt.Sprintf("idle/%d", i))}}})
+		if _, ok := rc.must(5 * time.Second).(*packet.Suback); !ok {
+			t.Fatalf("client %d: no SUBACK", i)
+		}
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		_ = c.Close()
 	}
 }

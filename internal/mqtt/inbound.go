@@ -166,15 +166,16 @@ func (c *conn) stall(drained <-chan struct{}) {
 	// Counted as the pause begins, so a pause under way shows.
 	c.srv.stats.PublishStalls.Add(1)
 	c.batch.Flush()
-	if c.stallTimer == nil {
-		c.stallTimer = time.NewTimer(c.srv.cfg.PublishStall)
+	x := c.extra()
+	if x.stallTimer == nil {
+		x.stallTimer = time.NewTimer(c.srv.cfg.PublishStall)
 	} else {
-		c.stallTimer.Reset(c.srv.cfg.PublishStall)
+		x.stallTimer.Reset(c.srv.cfg.PublishStall)
 	}
 	select {
 	case <-drained:
-		c.stallTimer.Stop()
-	case <-c.stallTimer.C:
+		x.stallTimer.Stop()
+	case <-x.stallTimer.C:
 	}
 }
 
@@ -208,15 +209,16 @@ func (c *conn) resolveAlias(t []byte, alias uint16) ([]byte, error) {
 	if alias == 0 || alias > c.srv.cfg.MaxInboundAliases {
 		return nil, protoErr(packet.TopicAliasInvalid, "topic alias out of range")
 	}
-	if c.inAliases == nil {
+	x := c.extra()
+	if x.inAliases == nil {
 		// Allocated on first use: most clients never send aliases.
-		c.inAliases = make([]string, c.srv.cfg.MaxInboundAliases+1)
+		x.inAliases = make([]string, c.srv.cfg.MaxInboundAliases+1)
 	}
 	if len(t) > 0 {
-		c.inAliases[alias] = string(t)
+		x.inAliases[alias] = string(t)
 		return t, nil
 	}
-	known := c.inAliases[alias]
+	known := x.inAliases[alias]
 	if known == "" {
 		return nil, protoErr(packet.ProtocolError, "topic alias used before it was set")
 	}

@@ -60,18 +60,19 @@ type packetReader struct {
 	raw  syscall.RawConn
 	// rb is held while bytes are being processed; nil while idle on a raw connection.
 	rb *readBuf
-	// buf is rb.data, or a larger buffer while a packet bigger than rb.data arrives.
+	// buf is rb.data, or a larger buffer while a packet bigger than rb.data arrives, or (rb nil)
+	// the start of a packet set aside while the connection is parked (see setAside).
 	buf     []byte
 	start   int // first unconsumed byte
 	end     int // end of valid data
 	maxSize int
-	// armed is the read deadline set on the connection (zero: none), so that a wait with the
-	// same deadline does not set it again.
-	armed time.Time
+	// armed is the read deadline set on the connection (monoKey; 0: none), so that a wait with
+	// the same deadline does not set it again.
+	armed int64
 	// readAt is when bytes last arrived; lastPacket is readAt of the read that completed the
-	// latest packet. Keep alive counts whole packets, so a client trickling a packet one byte at
-	// a time does not keep its connection alive.
-	readAt, lastPacket time.Time
+	// latest packet (both monotonic nanoseconds, see monoNow). Keep alive counts whole packets,
+	// so a client trickling a packet one byte at a time does not keep its connection alive.
+	readAt, lastPacket int64
 	// budget is charged for the buffers this reader holds while it is non-nil: before login, when
 	// every unauthenticated connection together may hold only so much (see connectBudget).
 	budget  *connectBudget
@@ -110,6 +111,25 @@ type packetReader struct {
 	tlsReady bool
 }
 
+// monoBase is where a reader's times start: they are nanoseconds on the monotonic clock since
+// then, eight bytes where a time.Time takes twenty-four, in state every connection holds.
+var monoBase = time.Now()
+
+// monoNow is the monotonic clock in nanoseconds since monoBase.
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+// monoTime is the time.Time of a monoNow reading.
+func monoTime(ns int64) time.Time { return monoBase.Add(time.Duration(ns)) }
+
+// monoKey identifies a deadline in one int64 (0: the zero time, none), for comparing a deadline
+// with the one already set on the socket.
+func monoKey(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return int64(t.Sub(monoBase)) | 1
+}
+
 // maxLazyWaiters bounds how many connections of one server keep a grown goroutine stack while
 // they wait, so a crowd of connections that each sent a little still waits on minimal stacks.
 const maxLazyWaiters = 64
@@ -118,7 +138,7 @@ const maxLazyWaiters = 64
 var errWouldBlock = errors.New("mqtt: would block")
 
 func newPacketReader(c net.Conn, maxSize int) *packetReader {
-	now := time.Now()
+	now := monoNow()
 	r := &packetReader{conn: c, maxSize: maxSize, readAt: now, lastPacket: now}
 	if sc, ok := c.(syscall.Conn); ok {
 		switch c.(type) {
@@ -180,6 +200,9 @@ func (r *packetReader) pending() []byte {
 // makes the server allocate stays within twice what it actually sent, whatever length its
 // fixed header claims.
 func (r *packetReader) makeRoom(total int) error {
+	if err := r.takeBack(); err != nil {
+		return err
+	}
 	if r.start+total <= len(r.buf) {
 		return nil
 	}
@@ -259,12 +282,48 @@ func (r *packetReader) loggedIn(maxSize int) {
 	r.maxSize = maxSize
 }
 
+// maxParkedPending is the most bytes of a partial packet that setAside moves out of the pooled
+// buffer; a connection parked with more keeps the buffer (the bytes would cost as much).
+const maxParkedPending = 1024
+
+// setAside is called as the connection parks: when the start of a packet is pending (its rest
+// has not arrived), the bytes move to a slice of their own and the pooled buffer goes back, so a
+// parked connection never holds readBufSize for a few bytes (a client can leave a packet
+// unfinished until its keep alive runs out). buf is then that slice and rb nil.
+func (r *packetReader) setAside() {
+	n := r.end - r.start
+	if r.rb == nil || n == 0 || n > maxParkedPending || &r.buf[0] != &r.rb.data[0] {
+		return
+	}
+	aside := append([]byte(nil), r.buf[r.start:r.end]...)
+	r.release()
+	r.buf, r.start, r.end = aside, 0, n
+}
+
+// takeBack moves bytes set aside back into a pooled buffer before anything reads or grows it.
+func (r *packetReader) takeBack() error {
+	if r.rb != nil || r.buf == nil {
+		return nil
+	}
+	aside := r.buf[r.start:r.end]
+	r.buf = nil
+	if err := r.acquire(); err != nil {
+		r.buf, r.start, r.end = aside, 0, len(aside)
+		return err
+	}
+	r.start, r.end = 0, copy(r.buf, aside)
+	return nil
+}
+
 // fill reads more bytes after what is pending.
 func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 	if r.beforeRead != nil {
 		r.beforeRead()
 	}
 	r.compact()
+	if err := r.takeBack(); err != nil {
+		return err
+	}
 	nowait := mode == readNoWait && (r.raw != nil || r.park != nil && r.tlsReady)
 	if mode == readLazy && r.raw == nil && r.park != nil && r.waiters != nil {
 		// A TLS lazy wait blocks in tls.Conn.Read: as on a raw socket, only maxLazyWaiters
@@ -280,11 +339,11 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 		// an earlier wait must not fail this read.
 		deadline = time.Time{}
 	}
-	if !deadline.Equal(r.armed) {
+	if k := monoKey(deadline); k != r.armed {
 		if err := r.conn.SetReadDeadline(deadline); err != nil {
 			return err
 		}
-		r.armed = deadline
+		r.armed = k
 	}
 	if r.stop.Load() {
 		return os.ErrDeadlineExceeded
@@ -308,13 +367,13 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 				return err
 			}
 			r.buf[0], r.end = r.first[0], 1
-			r.readAt = time.Now()
+			r.readAt = monoNow()
 			return nil
 		}
 		n, err := r.conn.Read(r.buf[r.end:])
 		r.end += n
 		if n > 0 {
-			r.readAt = time.Now()
+			r.readAt = monoNow()
 			return nil
 		}
 		if err == nil {
@@ -343,7 +402,7 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 		return io.EOF
 	}
 	r.end += r.n
-	r.readAt = time.Now()
+	r.readAt = monoNow()
 	r.woke = r.woke || r.polled
 	return nil
 }

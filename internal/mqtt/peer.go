@@ -153,7 +153,7 @@ func (c *conn) peerSubscribe(reqs []broker.SubscribeRequest) []broker.SubscribeR
 // caller holds the outgoing lock.
 func (c *conn) peerTags(p *packet.Publish, d broker.Delivery) {
 	tags := linkprop.Tags{Origin: c.peer.origin, Seq: d.Seq, QoS2: d.QoS == 2}
-	p.Props.User, c.peerScratch = tags.Append(p.Props.User, c.peerScratch[:0])
+	p.Props.User, c.rare.peerScratch = tags.Append(p.Props.User, c.rare.peerScratch[:0])
 	if p.QoS == 2 {
 		p.QoS = 1
 	}

@@ -119,6 +119,9 @@ type Server struct {
 
 	// lazyWaiters counts connections waiting on the goroutine that handled their last packets.
 	lazyWaiters atomic.Int32
+	// parkHook, when set (by tests), sees each connection on its own goroutine as it parks, after
+	// it has given back what it does not keep while parked.
+	parkHook atomic.Pointer[func(*conn)]
 	// connecting is what the buffers of connections that have not logged in hold together.
 	connecting connectBudget
 	lim        netio.Limits
@@ -185,7 +188,10 @@ func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify net
 
 // serveConn runs a client's connection, or another router's when pm is set (ServePeers).
 func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.Identify, pm *peerMode) {
-	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxConnectSize), tls: cs, identify: identify, peer: pm}
+	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxConnectSize), peer: pm}
+	if pm != nil {
+		c.rare = new(connRare)
+	}
 	c.out.Init(nc, &s.lim, &s.stats.Stats, writeBufs, c)
 	c.rd.beforeRead = c.batch.Flush
 	c.rd.waiters = &s.lazyWaiters
@@ -204,7 +210,7 @@ func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.
 	}
 	s.stats.Accepted.Add(1)
 	s.stats.Open.Add(1)
-	c.serve()
+	c.serve(cs, identify)
 }
 
 // connClosed is the last thing a connection does.

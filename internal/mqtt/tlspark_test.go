@@ -14,7 +14,7 @@ import (
 )
 
 // startTLSFace runs an MQTT face behind netio.NewTLSListener, as the server's TLS listener does.
-func startTLSFace(t *testing.T) string {
+func startTLSFace(t *testing.T) (*Server, string) {
 	t.Helper()
 	b, err := broker.New(broker.DefaultConfig(), nil, nil)
 	if err != nil {
@@ -29,7 +29,7 @@ func startTLSFace(t *testing.T) string {
 	cfg := &tls.Config{Certificates: []tls.Certificate{certstest.ServerPair(t)}, MinVersion: tls.VersionTLS12}
 	go func() { _ = srv.Serve(netio.NewTLSListener(ln, cfg), nil) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().String()
+	return srv, ln.Addr().String()
 }
 
 // splitConn sends each write in two TCP writes, the first of split bytes, so a TLS record
@@ -92,7 +92,7 @@ func encode(t *testing.T, ps ...packet.Packet) []byte {
 // record (or packet) buffered would miss an answer here and the test would time out.
 func TestIdleTLSConnectionsPark(t *testing.T) {
 	needPoller(t)
-	addr := startTLSFace(t)
+	_, addr := startTLSFace(t)
 	base := runtime.NumGoroutine()
 	const n = 20
 	type client struct {

@@ -171,6 +171,11 @@ func (w *Watch) Arm(deadline time.Time) error {
 	return nil
 }
 
+// Parked reports whether the socket is armed and nobody runs its connection (tests use it to
+// see what a parked connection holds; a read of the owner's state after it is safe, since Arm
+// published that state).
+func (w *Watch) Parked() bool { return w.state.Load() == watchArmed }
+
 // Wake runs the Handler now if the socket is parked; otherwise its owner is running and will see
 // why it was woken (the face sets that before calling Wake).
 func (w *Watch) Wake() {

@@ -29,6 +29,9 @@ func (p *Poller) Watch(syscall.RawConn, Handler) (*Watch, error) { return nil, e
 // Arm fails: there is no poller.
 func (w *Watch) Arm(time.Time) error { return errNoPoller }
 
+// Parked is false: nothing parks.
+func (w *Watch) Parked() bool { return false }
+
 // Wake does nothing.
 func (w *Watch) Wake() {}
 
