@@ -187,8 +187,8 @@ func (in *inLink) serveJoin(f frame) {
 	}
 	if has, err := n.HasState(); err == nil && !has {
 		// No cluster here yet: say so, with this node's bootstrap vote (bootstrap.go).
-		ans := bootAnswer(n.cfg.NodeID, n.boot.hear(f.Node))
-		in.send(func(b []byte) []byte { return appendReply(b, f.Seq, 0, ans, noClusterMsg) })
+		ans := n.boot.hear(f.Node)
+		in.send(func(b []byte) []byte { return appendReplyBoot(b, f.Seq, 0, "", errNoCluster.Error(), &ans) })
 		return
 	}
 	if !n.IsLeader() {

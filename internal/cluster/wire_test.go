@@ -30,6 +30,7 @@ func sampleFrames() [][]byte {
 		appendWrite(nil, 2, encodePut("users", "u", []byte("x"))),
 		appendLeave(nil, 3, "n2"),
 		appendReply(nil, 4, 99, "127.0.0.1:7001", "not"),
+		appendReplyBoot(nil, 5, 0, "", "no cluster", &bootInfo{Node: "n3", Vote: "n1", Withdrawn: true}),
 	}
 }
 
