@@ -220,8 +220,10 @@ func (in *inLink) serveRequest(f frame) {
 			err = errRetry
 		}
 	case fLeave:
-		if f.Node != in.node {
-			err = errors.New("a node can only ask to leave for itself")
+		// A member asks for itself (Leave) or for a node gone for good (Remove, which checked
+		// it first); the leader is not removed by another node: it leaves itself.
+		if f.Node != in.node && f.Node == n.cfg.NodeID {
+			err = errors.New("the leader is not removed by another node: make it leave")
 		} else {
 			idx, err = n.removeServer(f.Node)
 		}
