@@ -85,17 +85,19 @@ func (bf *bootFive) allow(i, j int) {
 	bf.px[j-1].Block(bf.ips[i-1], false)
 }
 
-func (bf *bootFive) vote(i int) string {
+// heard is how many listed nodes node i has heard of (itself included).
+func (bf *bootFive) heard(i int) int {
 	b := &bf.nodes[i-1].boot
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.vote
+	return len(b.heard)
 }
 
-// voted waits until node i has fixed a vote.
+// voted waits until node i has heard of a majority, which is when it fixes its first vote (a
+// vote that may move since: the wait is for the views, not for a vote to stay).
 func (bf *bootFive) voted(i int) {
 	bf.t.Helper()
-	eventually(bf.t, fmt.Sprintf("n%d votes", i), func() bool { return bf.vote(i) != "" })
+	eventually(bf.t, fmt.Sprintf("n%d hears of a majority", i), func() bool { return bf.heard(i) >= 3 })
 }
 
 // Five nodes started at once with the same join list, shown partial views one stage after
