@@ -170,7 +170,11 @@ func TestReplyBootRoundTrip(t *testing.T) {
 		}
 	}
 	b := appendReplyBoot(nil, 5, 0, "", "x", &bootInfo{Node: "n3"})
-	for _, flags := range []byte{replyWithdrawn, 4, 0x81} {
+	// A reply without one is byte for byte the reply of a node that does not know the field.
+	if got, want := appendReplyBoot(nil, 5, 7, "l", "x", nil), appendReply(nil, 5, 7, "l", "x"); string(got) != string(want) {
+		t.Fatal("a reply without a boot answer changed")
+	}
+	for _, flags := range []byte{0, replyWithdrawn, 4, 0x81} {
 		c := append([]byte{}, b...)
 		c[len(c)-5] = flags // the flags byte before str "n3" and str ""
 		if _, err := decodeFrame(c[4:]); err == nil {

@@ -27,14 +27,15 @@ const (
 	fJoin     = 'J' // uvarint request, str node id, str address
 	fWrite    = 'W' // uvarint request, bytes command
 	fLeave    = 'L' // uvarint request, str node id
-	fReply    = 'R' // uvarint request, uvarint index, str leader address, str error, boot answer
+	fReply    = 'R' // uvarint request, uvarint index, str leader address, str error[, boot answer]
 )
 
-// wireVersion 3: the join reply carries a boot answer (a node without a cluster yet).
-const wireVersion = 3
+const wireVersion = 2
 
-// A reply's boot answer is a flags byte (0: none, as on every reply but a stateless node's
-// answer to a join), then, with replyBoot, str node id and str vote.
+// A reply's boot answer (a stateless node's answer to a join) follows its error: a flags byte
+// with replyBoot set, str node id, str vote. Every other reply ends at its error, as it did
+// before the field existed, so nodes that do not know it still read those replies (a rolling
+// upgrade keeps its links); only a bootstrap needs every node to know it.
 const (
 	replyBoot      = 1 // the answering node belongs to no cluster yet
 	replyWithdrawn = 2 // it will never bootstrap (bootstrap.go)
@@ -167,7 +168,7 @@ func appendReplyBoot(b []byte, req, index uint64, leader, err string, boot *boot
 	b = appendStr(b, leader)
 	b = appendStr(b, err)
 	if boot == nil {
-		return endFrame(append(b, 0), s)
+		return endFrame(b, s)
 	}
 	flags := byte(replyBoot)
 	if boot.Withdrawn {
@@ -369,11 +370,11 @@ func decodeFrame(body []byte) (frame, error) {
 		f.Index = d.uvarint()
 		f.Addr = d.str()
 		f.Err = d.str()
-		switch flags := d.byte(); {
-		case flags == 0:
-		case flags&^(replyBoot|replyWithdrawn) != 0 || flags&replyBoot == 0:
-			d.fail()
-		default:
+		if len(d.b) > 0 && !d.bad {
+			flags := d.byte()
+			if flags&^(replyBoot|replyWithdrawn) != 0 || flags&replyBoot == 0 {
+				d.fail()
+			}
 			f.Boot = &bootInfo{Node: d.str(), Vote: d.str(), Withdrawn: flags&replyWithdrawn != 0}
 		}
 	default:

@@ -39,11 +39,16 @@ func TestFramesRoundTrip(t *testing.T) {
 		if n := binary.BigEndian.Uint32(b); int(n) != len(b)-4 {
 			t.Fatalf("frame %q: length %d of %d", b[4], n, len(b)-4)
 		}
-		if _, err := decodeFrame(b[4:]); err != nil {
+		whole, err := decodeFrame(b[4:])
+		if err != nil {
 			t.Fatalf("frame %q: %v", b[4], err)
 		}
 		for i := 5; i < len(b); i++ {
-			if _, err := decodeFrame(b[4:i]); err == nil {
+			if f, err := decodeFrame(b[4:i]); err == nil {
+				// A reply's boot answer is optional: cut off whole, the rest is a reply without one.
+				if whole.Boot != nil && f.Boot == nil && f.Err == whole.Err {
+					continue
+				}
 				t.Fatalf("frame %q cut at %d decoded", b[4], i)
 			}
 		}
