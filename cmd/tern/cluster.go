@@ -1,12 +1,14 @@
 package main
 
-// tern cluster status / leave: a running node's view of its cluster, and asking a node to leave.
+// tern cluster status / leave / remove: a running node's view of its cluster, asking a node to
+// leave, and removing a node that is gone for good.
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 
@@ -20,13 +22,13 @@ func init() { rootCmd.AddCommand(newClusterCmd()) }
 func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Show a cluster node's view of its cluster, or make a node leave",
+		Short: "Show a cluster node's view of its cluster, make a node leave, or remove a dead one",
 		Long: `A cluster node is a tern started with --node-id and --cluster-listen (and --join to enter an
 existing cluster). These commands ask a running node through its HTTP listener (admin on
 "cluster" once authentication is on).`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newClusterStatusCmd(), newClusterLeaveCmd())
+	cmd.AddCommand(newClusterStatusCmd(), newClusterLeaveCmd(), newClusterRemoveCmd())
 	return cmd
 }
 
@@ -149,5 +151,38 @@ directory then belongs to no cluster; remove its raft/ directory before it joins
 		},
 	}
 	clusterFlags(cmd, &url, &af)
+	return cmd
+}
+
+func newClusterRemoveCmd() *cobra.Command {
+	var (
+		server string
+		force  bool
+		af     adminFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "remove NODE-ID",
+		Short: "Remove a node that is gone for good from the cluster, through any live node",
+		Long: `remove asks the node at --server to take NODE-ID out of the cluster's membership; the live
+nodes then take up its persistent sessions. It is for a node that will not come back (its
+machine is lost): a node that still runs should leave instead (tern cluster leave).
+
+Without --force it refuses a node that the node at --server still reaches, and a removal after
+which fewer than a majority of the remaining voters would be reachable.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/v1/cluster/remove/" + url.PathEscape(args[0])
+			if force {
+				path += "?force=true"
+			}
+			if _, err := clusterCall("POST", server, path, &af); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "node %s removed from the cluster\n", args[0])
+			return nil
+		},
+	}
+	clusterFlags(cmd, &server, &af)
+	cmd.Flags().BoolVar(&force, "force", false, "remove even a reachable node, or one whose removal leaves no majority reachable")
 	return cmd
 }

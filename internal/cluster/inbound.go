@@ -190,8 +190,8 @@ func (in *inLink) serveJoin(f frame) {
 	}
 	if has, err := n.HasState(); err == nil && !has {
 		// No cluster here yet: say so, with this node's bootstrap vote (bootstrap.go).
-		ans := bootAnswer(n.cfg.NodeID, n.boot.hear(f.Node))
-		in.send(func(b []byte) []byte { return appendReply(b, f.Seq, 0, ans, noClusterMsg) })
+		ans := n.boot.hear(f.Node)
+		in.send(func(b []byte) []byte { return appendReplyBoot(b, f.Seq, 0, "", errNoCluster.Error(), &ans) })
 		return
 	}
 	if !n.IsLeader() {
@@ -235,7 +235,7 @@ func (in *inLink) serveWrite(f frame) {
 	}()
 }
 
-// serveRequest serves a node's request to leave.
+// serveRequest serves a node's request to leave, or to remove a node gone for good.
 func (in *inLink) serveRequest(f frame) {
 	n := in.l.n
 	if !n.IsLeader() {
@@ -244,8 +244,10 @@ func (in *inLink) serveRequest(f frame) {
 	}
 	var idx uint64
 	var err error
-	if f.Node != in.node {
-		err = errors.New("a node can only ask to leave for itself")
+	// A member asks for itself (Leave) or for a node gone for good (Remove, which checked it
+	// first); the leader is not removed by another node: it leaves itself.
+	if f.Node != in.node && f.Node == n.cfg.NodeID {
+		err = errors.New("the leader is not removed by another node: make it leave")
 	} else {
 		idx, err = n.removeServer(f.Node)
 	}

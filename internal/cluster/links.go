@@ -511,8 +511,8 @@ func (l *links) askJoin(ctx context.Context, addr string) (leader string, err er
 	if reply.Type != fReply {
 		return "", fmt.Errorf("no answer to the join: %w", err)
 	}
-	if reply.Err == noClusterMsg {
-		return "", parseBootAnswer(reply.Addr)
+	if reply.Boot != nil {
+		return "", noClusterError{*reply.Boot}
 	}
 	if reply.Err != "" {
 		return reply.Addr, errors.New(reply.Err)

@@ -328,11 +328,11 @@ func (n *Node) join() error {
 			attempt = -1
 			continue
 		}
-		n.boot.answer(n.cfg.NodeID, err)
+		n.boot.answer(err)
 		if attempt%len(targets) != len(targets)-1 {
 			continue // the rest of this pass first
 		}
-		if n.boot.elected(n.cfg.NodeID) {
+		if n.boot.elected() {
 			// No cluster yet, and a majority of the listed nodes vote for this one (bootstrap.go).
 			if len(old) > 0 {
 				if err := n.fsm.core.ReplaceRetained(old); err != nil {

@@ -27,10 +27,19 @@ const (
 	fJoin     = 'J' // uvarint request, str node id, str address
 	fWrite    = 'W' // uvarint request, bytes command
 	fLeave    = 'L' // uvarint request, str node id
-	fReply    = 'R' // uvarint request, uvarint index, str leader address, str error
+	fReply    = 'R' // uvarint request, uvarint index, str leader address, str error[, boot answer]
 )
 
 const wireVersion = 2
+
+// A reply's boot answer (a stateless node's answer to a join) follows its error: a flags byte
+// with replyBoot set, str node id, str vote. Every other reply ends at its error, as it did
+// before the field existed, so nodes that do not know it still read those replies (a rolling
+// upgrade keeps its links); only a bootstrap needs every node to know it.
+const (
+	replyBoot      = 1 // the answering node belongs to no cluster yet
+	replyWithdrawn = 2 // it will never bootstrap (bootstrap.go)
+)
 
 // msgAnswerable is fMsg's flag for a call its services may answer without grants of their own.
 const msgAnswerable = 1
@@ -58,6 +67,7 @@ type frame struct {
 	Msg        *message.Message
 	Data       []byte // fWrite
 	Progress   progress
+	Boot       *bootInfo // fReply: the boot answer of a node without a cluster yet
 }
 
 func appendStr(b []byte, s string) []byte {
@@ -147,11 +157,26 @@ func appendLeave(b []byte, req uint64, node string) []byte {
 }
 
 func appendReply(b []byte, req, index uint64, leader, err string) []byte {
+	return appendReplyBoot(b, req, index, leader, err, nil)
+}
+
+// appendReplyBoot is appendReply with a boot answer (boot nil: none).
+func appendReplyBoot(b []byte, req, index uint64, leader, err string, boot *bootInfo) []byte {
 	b, s := beginFrame(b, fReply)
 	b = binary.AppendUvarint(b, req)
 	b = binary.AppendUvarint(b, index)
 	b = appendStr(b, leader)
-	return endFrame(appendStr(b, err), s)
+	b = appendStr(b, err)
+	if boot == nil {
+		return endFrame(b, s)
+	}
+	flags := byte(replyBoot)
+	if boot.Withdrawn {
+		flags |= replyWithdrawn
+	}
+	b = append(b, flags)
+	b = appendStr(b, boot.Node)
+	return endFrame(appendStr(b, boot.Vote), s)
 }
 
 // appendMessage encodes what the core needs of a message to deliver it elsewhere.
@@ -345,6 +370,13 @@ func decodeFrame(body []byte) (frame, error) {
 		f.Index = d.uvarint()
 		f.Addr = d.str()
 		f.Err = d.str()
+		if len(d.b) > 0 && !d.bad {
+			flags := d.byte()
+			if flags&^(replyBoot|replyWithdrawn) != 0 || flags&replyBoot == 0 {
+				d.fail()
+			}
+			f.Boot = &bootInfo{Node: d.str(), Vote: d.str(), Withdrawn: flags&replyWithdrawn != 0}
+		}
 	default:
 		return f, fmt.Errorf("%w: unknown type %q", errFrame, f.Type)
 	}

@@ -30,6 +30,7 @@ func sampleFrames() [][]byte {
 		appendWrite(nil, 2, encodePut("users", "u", []byte("x"))),
 		appendLeave(nil, 3, "n2"),
 		appendReply(nil, 4, 99, "127.0.0.1:7001", "not"),
+		appendReplyBoot(nil, 5, 0, "", "no cluster", &bootInfo{Node: "n3", Vote: "n1", Withdrawn: true}),
 	}
 }
 
@@ -38,11 +39,16 @@ func TestFramesRoundTrip(t *testing.T) {
 		if n := binary.BigEndian.Uint32(b); int(n) != len(b)-4 {
 			t.Fatalf("frame %q: length %d of %d", b[4], n, len(b)-4)
 		}
-		if _, err := decodeFrame(b[4:]); err != nil {
+		whole, err := decodeFrame(b[4:])
+		if err != nil {
 			t.Fatalf("frame %q: %v", b[4], err)
 		}
 		for i := 5; i < len(b); i++ {
-			if _, err := decodeFrame(b[4:i]); err == nil {
+			if f, err := decodeFrame(b[4:i]); err == nil {
+				// A reply's boot answer is optional: cut off whole, the rest is a reply without one.
+				if whole.Boot != nil && f.Boot == nil && f.Err == whole.Err {
+					continue
+				}
 				t.Fatalf("frame %q cut at %d decoded", b[4], i)
 			}
 		}

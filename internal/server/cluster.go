@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,13 +94,51 @@ func startCluster(n *cluster.Node, a *auth.Authenticator, b *broker.Broker, log 
 }
 
 // registerCluster serves GET /v1/cluster (the node's view: members, leader, raft indexes, lag,
-// links) and POST /v1/cluster/leave, both needing admin on "cluster" once auth is on.
+// links), POST /v1/cluster/leave and POST /v1/cluster/remove/{node}, all needing admin on
+// "cluster" once auth is on.
 func (s *Server) registerCluster(mux *http.ServeMux, id netio.Identify) {
 	resource := func(*http.Request) string { return "cluster" }
 	mux.Handle("GET /v1/cluster", httpauth.Require(s.Auth, httpauth.Identify(id), auth.Admin, resource,
 		http.HandlerFunc(s.serveClusterStatus)))
 	mux.Handle("POST /v1/cluster/leave", httpauth.Require(s.Auth, httpauth.Identify(id), auth.Admin, resource,
 		http.HandlerFunc(s.serveClusterLeave)))
+	mux.Handle("POST /v1/cluster/remove/{node}", httpauth.Require(s.Auth, httpauth.Identify(id), auth.Admin, resource,
+		http.HandlerFunc(s.serveClusterRemove)))
+}
+
+// serveClusterRemove removes another node, gone for good, from the cluster (?force=true: even
+// one still reachable, or one whose removal leaves no majority reachable).
+func (s *Server) serveClusterRemove(w http.ResponseWriter, r *http.Request) {
+	if s.Cluster == nil {
+		httpauth.WriteError(w, http.StatusNotFound, "not_clustered", "this tern is not a cluster node")
+		return
+	}
+	force := false
+	if f := r.URL.Query().Get("force"); f != "" {
+		var err error
+		if force, err = strconv.ParseBool(f); err != nil {
+			httpauth.WriteError(w, http.StatusBadRequest, "bad_request", "force must be true or false")
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	node := r.PathValue("node")
+	if err := s.Cluster.Remove(ctx, node, force); err != nil {
+		status, code := http.StatusConflict, "remove_failed"
+		switch {
+		case errors.Is(err, cluster.ErrNotMember):
+			status, code = http.StatusNotFound, "not_member"
+		case errors.Is(err, cluster.ErrRemoveRefused):
+			code = "remove_refused"
+		case errors.Is(err, cluster.ErrNoLeader):
+			status, code = http.StatusServiceUnavailable, "unavailable"
+		}
+		httpauth.WriteError(w, status, code, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"removed": node})
 }
 
 func (s *Server) serveClusterStatus(w http.ResponseWriter, _ *http.Request) {
