@@ -16,8 +16,19 @@ import (
 // with its subscriptions, queue and messages in flight. A persistent session's state lives in a
 // store the cluster replicates (the store the core is given), so any node can take it up.
 //
-// The broker's own sessions ($-prefixed: webhooks, uplinks, relays) and those with an id the
-// broker assigned are not in the directory.
+// The broker's own sessions ($-prefixed: uplinks, relays, node links) and those with an id the
+// broker assigned are not in the directory, with one exception: a webhook's session
+// (HookSessionPrefix) is, so that its queue is replicated and moves to a live node when its own
+// dies, like a client's.
+
+// HookSessionPrefix begins the client ids of webhooks' sessions.
+const HookSessionPrefix = "$webhook-"
+
+// InDirectory reports whether a session with this client id is kept in the cluster's session
+// directory and replicated: every client's, and the webhooks'.
+func InDirectory(clientID string) bool {
+	return !strings.HasPrefix(clientID, "$") || strings.HasPrefix(clientID, HookSessionPrefix)
+}
 
 // SessionDirectory is what a cluster node that keeps the session directory offers the core; a
 // Cluster that implements it is used for it (SetCluster).
@@ -39,7 +50,7 @@ func (b *Broker) directory() SessionDirectory {
 
 // registered reports whether a session is in the cluster's directory.
 func registered(res ConnectResult) bool {
-	return !res.AssignedID && !strings.HasPrefix(res.ClientID, "$")
+	return !res.AssignedID && InDirectory(res.ClientID)
 }
 
 // claimCluster claims a connecting client's id in the cluster's directory.
@@ -66,7 +77,7 @@ func (b *Broker) claimCluster(ctx context.Context, req ConnectRequest, res Conne
 // it is discarded and leaves the cluster's directory. The caller holds b.mu and s.mu.
 func (b *Broker) endLocked(s *Session) {
 	b.discardLocked(s)
-	if d := b.directory(); d != nil && !strings.HasPrefix(s.id, "$") {
+	if d := b.directory(); d != nil && InDirectory(s.id) {
 		d.Forget(s.id)
 	}
 }

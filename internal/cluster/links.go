@@ -68,7 +68,10 @@ type peer struct {
 	out      atomic.Pointer[outLink]
 	stop     chan struct{}
 	// prog and seen: what the peer last said of its raft log, and when; down: since when the
-	// link has been down (zero while it is up). Guarded by links.mu.
+	// link has been down (zero while it is up). A link counts as up once the peer answered on
+	// it, not when the dial succeeds: a dead node behind a proxy or balancer accepts and drops
+	// each connection, and must still count as down for as long as it does. Guarded by
+	// links.mu.
 	prog progress
 	seen time.Time
 	down time.Time
@@ -321,14 +324,13 @@ func (l *links) runOut(p *peer, c net.Conn) {
 		return appendProgress(b, fPing, prog)
 	})
 	p.out.Store(o)
-	l.mu.Lock()
-	p.down = time.Time{}
-	l.mu.Unlock()
 	l.n.log.Info("cluster: link up", "node", p.id, "addr", p.addr)
 	err := o.read()
 	p.out.Store(nil)
 	l.mu.Lock()
-	p.down = time.Now()
+	if p.down.IsZero() {
+		p.down = time.Now()
+	}
 	l.mu.Unlock()
 	o.CloseNow(err)
 	close(o.done)
@@ -341,7 +343,14 @@ func (l *links) runOut(p *peer, c net.Conn) {
 
 // read handles what the other node answers until the link breaks.
 func (o *outLink) read() error {
+	heard := false
 	return readFrames(o.NetConn(), o.l.n.cfg.MaxFrame, func(f frame) error {
+		if !heard {
+			heard = true
+			o.l.mu.Lock()
+			o.p.down = time.Time{}
+			o.l.mu.Unlock()
+		}
 		switch f.Type {
 		case fAck:
 			o.Lock()

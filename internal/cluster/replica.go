@@ -6,18 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/store"
 )
 
 // Replica is the store a cluster node's core runs on. Sessions that clients hold (every client id
-// not beginning with '$') live twice: in the node's own store, where the core works on them as on
-// a single node (its queues on disk, memory flat), and in the replica, the raft database's copy
+// not beginning with '$') and webhooks' sessions live twice: in the node's own store, where the
+// core works on them as on a single node (its queues on disk, memory flat), and in the replica, the raft database's copy
 // that every node keeps (sessions.go). Every change the core makes to such a session is done in
 // the node's store at once and sent to the log as an op, in batches (replicator); Sync's ticket
 // completes when the log has committed every op made before it, that is once a majority of the
@@ -25,7 +26,7 @@ import (
 // first; its store's copy of a session it does not hold is never read.
 //
 // The node's store is never synced for these sessions (the log is what makes them durable); the
-// broker's own sessions ('$': webhooks, uplinks) and retained messages stay in the node's store
+// broker's other own sessions ('$': uplinks, node links) and retained messages stay in the node's store
 // alone and are synced there as on a single node.
 type Replica struct {
 	n     *Node
@@ -41,6 +42,9 @@ type Replica struct {
 	lmu       sync.Mutex
 	dirty     bool
 	lastLocal *store.Ticket
+
+	// watchers are told of each session this node takes up or lets go (WatchSessions).
+	watchers atomic.Pointer[[]func(client string)]
 }
 
 // SessionCore is what the replica needs of the core (broker.Broker has it).
@@ -53,8 +57,8 @@ type SessionCore interface {
 
 var _ store.Store = (*Replica)(nil)
 
-// replicated reports whether a session is a client's, kept in the replica.
-func replicated(clientID string) bool { return !strings.HasPrefix(clientID, "$") }
+// replicated reports whether a session is kept in the replica: a client's or a webhook's.
+func replicated(clientID string) bool { return broker.InDirectory(clientID) }
 
 // SessionStore returns the store the core of this node runs on, over the node's own store. The
 // node's copies of client sessions are dropped: the node takes up the sessions the cluster gives
@@ -522,7 +526,9 @@ func (r *Replica) adopt(client string) error {
 	r.mu.Lock()
 	r.sess[client] = st
 	r.mu.Unlock()
-	return r.core.AdoptSession(rec)
+	err = r.core.AdoptSession(rec)
+	r.tell(client)
+	return err
 }
 
 // scan calls fn with the rest of the key (after the session's prefix) and the value of each of
@@ -551,6 +557,7 @@ func (r *Replica) release(client string) {
 	if err := r.local.Sessions().Delete(client); err != nil {
 		r.n.log.Warn("cluster: dropping this node's copy of a session that moved", "client", client, "err", err)
 	}
+	r.tell(client)
 }
 
 // held implements sessionHost.

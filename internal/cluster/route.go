@@ -48,6 +48,9 @@ func (a *acceptance) done(err error) {
 type target struct {
 	o      *outLink
 	groups []string
+	// durable: persistent sessions there match (the directory says so), so a QoS 1/2 message
+	// not sent is refused, not dropped.
+	durable bool
 }
 
 // errUnreachable fails a QoS 1/2 message that persistent sessions on an unreachable node match:
@@ -83,6 +86,7 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 				if group != "" {
 					targets[i].groups = append(targets[i].groups, group)
 				}
+				targets[i].durable = targets[i].durable || durable
 				return
 			}
 		}
@@ -97,7 +101,7 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 			}
 			return
 		}
-		t := target{o: o}
+		t := target{o: o, durable: durable}
 		if group != "" {
 			t.groups = []string{group}
 		}
@@ -185,9 +189,19 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 				out.Wait = wait
 			}
 		} else {
+			// The link was ending: up a moment ago, as a dead node's behind a proxy is after
+			// each dial.
 			l.stats.Dropped.Add(1)
 			if call {
 				l.calls.forget(t.o.p.id, m)
+			}
+			if t.durable && acc != nil {
+				l.stats.Failed.Add(1)
+				acc.mu.Lock()
+				if acc.err == nil {
+					acc.err = errUnreachable
+				}
+				acc.mu.Unlock()
 			}
 		}
 	}

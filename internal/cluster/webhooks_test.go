@@ -33,6 +33,12 @@ func newReceiver(t *testing.T) *receiver {
 	return r
 }
 
+func (r *receiver) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.bodies)
+}
+
 func (r *receiver) count(body string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -48,12 +54,14 @@ func (r *receiver) count(body string) int {
 // hooks runs a webhook Manager on n over the cluster's records, as tern serve does.
 func hooks(t *testing.T, n *tnode) *webhook.Manager {
 	t.Helper()
-	m, err := webhook.New(n.b, n.Records(), webhook.Config{AllowPrivate: true, Node: n.id,
+	m, err := webhook.New(n.b, n.Records(), webhook.Config{AllowPrivate: true, Node: n.id, Directory: n.Node,
 		BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.WatchRecords(m.RecordsChanged)
+	n.WatchSessions(m.SessionsChanged)
+	m.RecordsChanged("webhooks")
 	t.Cleanup(m.Close)
 	return m
 }

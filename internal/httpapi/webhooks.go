@@ -21,7 +21,7 @@ type WebhookBody struct {
 }
 
 // RegisterWebhooks adds /v1/webhooks: create (201, the hook with its secret), list (the caller's,
-// or all with admin on "webhooks"; no secrets), delete (the owner or an admin).
+// or all with admin on "webhooks"; no secrets), one hook's status, delete (the owner or an admin).
 func (s *Server) RegisterWebhooks(mux *http.ServeMux, hooks *webhook.Manager, identify httpauth.Identify) {
 	v := *s
 	v.identify = identify
@@ -60,6 +60,20 @@ func (s *Server) RegisterWebhooks(mux *http.ServeMux, hooks *webhook.Manager, id
 		if p := v.principal(w, r); p != nil {
 			writeJSON(w, http.StatusOK, hooks.List(p))
 		}
+	})
+	// One hook with how its deliveries go (attempts, failures, last error, dead letters); on a
+	// cluster node, answered on every node.
+	mux.HandleFunc("GET /v1/webhooks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		p := v.principal(w, r)
+		if p == nil {
+			return
+		}
+		st, err := hooks.StatusOf(p, r.PathValue("id"))
+		if err != nil {
+			httpauth.WriteError(w, http.StatusNotFound, "not_found", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("DELETE /v1/webhooks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		p := v.principal(w, r)

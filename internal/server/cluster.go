@@ -227,16 +227,18 @@ func (s *Server) registerClusterMetrics(reg *prometheus.Registry) {
 }
 
 // newWebhooks starts the webhooks. On a cluster node their definitions are the cluster's records
-// (a hook created on any node exists on every node) and the node that created one delivers it.
+// (a hook created on any node exists on every node) and the node holding a hook's session in the
+// directory delivers it: the node that created it, until that node dies and the session moves.
 func newWebhooks(cfg config.Config, n *cluster.Node, b *broker.Broker, st store.Store, log *slog.Logger) (*webhook.Manager, error) {
 	wc := webhook.ConfigFrom(cfg.Webhooks)
 	if n == nil {
 		return webhook.New(b, st.Records(), wc, log)
 	}
-	wc.Node = cfg.Cluster.NodeID
+	wc.Node, wc.Directory = cfg.Cluster.NodeID, n
 	m, err := webhook.New(b, n.Records(), wc, log)
 	if err == nil {
 		n.WatchRecords(m.RecordsChanged)
+		n.WatchSessions(m.SessionsChanged)
 		m.RecordsChanged("webhooks") // a change applied between New's read and the watch
 	}
 	return m, err

@@ -39,7 +39,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		"/v1/services":                       {"GET"},
 		"/v1/ws":                             {"GET"},
 		"/v1/webhooks":                       {"GET", "POST"},
-		"/v1/webhooks/{id}":                  {"DELETE"},
+		"/v1/webhooks/{id}":                  {"GET", "DELETE"},
 		"/v1/mbox":                           {"GET"},
 		"/v1/mbox/{dst}":                     {"POST"},
 		"/v1/mbox/messages/{id}":             {"GET", "DELETE"},

@@ -54,6 +54,8 @@ type hookStats struct {
 	attempts, delivered, failures, deadLetters atomic.Uint64
 	// waiting counts the workers sleeping before a retry.
 	waiting atomic.Int32
+	// dirty: the figures changed since they were last written to the records (shared.go).
+	dirty atomic.Bool
 
 	mu          sync.Mutex
 	lastErr     string
@@ -125,12 +127,34 @@ func (m *Manager) Status(p *auth.Principal) []HookStatus {
 			ws = append(ws, w)
 		}
 	}
+	var remote []Hook
+	for _, h := range m.remote {
+		if all || h.Owner == p.Identity {
+			remote = append(remote, h)
+		}
+	}
 	m.mu.Unlock()
-	out := make([]HookStatus, 0, len(ws))
+	out := make([]HookStatus, 0, len(ws)+len(remote))
 	for _, w := range ws {
 		out = append(out, m.status(w))
 	}
+	if m.cfg.Directory != nil {
+		for _, h := range remote {
+			out = append(out, m.remoteStatus(h))
+		}
+	}
 	return out
+}
+
+// StatusOf returns one hook's status, if p may see it (as Status). On a cluster node every node
+// answers, from the records for a hook another node delivers.
+func (m *Manager) StatusOf(p *auth.Principal, id string) (HookStatus, error) {
+	for _, hs := range m.Status(p) {
+		if hs.ID == id {
+			return hs, nil
+		}
+	}
+	return HookStatus{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 }
 
 func (m *Manager) status(w *worker) HookStatus {
@@ -175,21 +199,30 @@ func (m *Manager) backlog(id string) (queued, inflight int, lag float64) {
 }
 
 // RetryNow ends the wait of a hook's workers before their next attempt, so a hook whose
-// endpoint is back delivers at once. Its owner or an admin may.
+// endpoint is back delivers at once. Its owner or an admin may. On a cluster node, a hook
+// another node delivers is woken there (shared.go).
 func (m *Manager) RetryNow(p *auth.Principal, id string) error {
 	m.mu.Lock()
 	w := m.workers[id]
 	m.mu.Unlock()
-	if w == nil || (w.h.Owner != p.Identity && !p.Allow(auth.Admin, "webhooks")) {
+	if w == nil {
+		return m.retryElsewhere(p, id)
+	}
+	if w.h.Owner != p.Identity && !p.Allow(auth.Admin, "webhooks") {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
+	w.wakeNow()
+	return nil
+}
+
+// wakeNow ends the current backoff waits of w's workers.
+func (w *worker) wakeNow() {
 	w.st.mu.Lock()
 	if w.st.wake != nil {
 		close(w.st.wake)
 		w.st.wake = nil
 	}
 	w.st.mu.Unlock()
-	return nil
 }
 
 // Lags returns each hook's lag in seconds, by id, for the metrics.

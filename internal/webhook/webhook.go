@@ -42,8 +42,9 @@ type Hook struct {
 	Concurrency     int       `json:"concurrency"`
 	DeadLetterTopic string    `json:"dead_letter_topic"`
 	Created         time.Time `json:"created"`
-	// Node is the cluster node that delivers the hook: the one it was created on (empty
-	// outside a cluster). See cluster.go.
+	// Node is the cluster node that delivers the hook (empty outside a cluster). Stored, it is
+	// the node the hook was created on, which claims the hook's session; listed, it is the node
+	// the cluster's directory gives that session to now. See cluster.go.
 	Node string `json:"node,omitempty"`
 }
 
@@ -63,9 +64,11 @@ type Config struct {
 	// MaxHooks bounds the number of webhooks; MaxConcurrency a hook's concurrency.
 	MaxHooks       int
 	MaxConcurrency int
-	// Node is this cluster node's id (empty outside a cluster): hooks whose Node is another's
-	// are listed here but delivered there.
-	Node string
+	// Node is this cluster node's id (empty outside a cluster), and Directory the cluster's
+	// session directory (nil outside one): a hook whose session another node holds is listed
+	// here but delivered there (cluster.go).
+	Node      string
+	Directory Directory
 }
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured: config.Default's.
@@ -114,6 +117,11 @@ type Manager struct {
 	recMu sync.Mutex
 	kick  chan struct{}
 	done  chan struct{}
+	// retryKick wakes the reaction to a retry-now asked on another node, flushKick the writer of
+	// the hooks' status to the records (shared.go); both on a cluster node only.
+	retryKick, flushKick chan struct{}
+	// retryPending: a start failed (no leader yet); a reconcile is due in a second.
+	retryPending atomic.Bool
 }
 
 // New starts the webhooks kept in st.
@@ -148,6 +156,7 @@ func New(b *broker.Broker, st store.Records, cfg Config, log *slog.Logger) (*Man
 	}
 	m := &Manager{b: b, st: st, cfg: cfg, log: log, workers: map[string]*worker{}, remote: map[string]Hook{},
 		kick: make(chan struct{}, 1), done: make(chan struct{}),
+		retryKick: make(chan struct{}, 1), flushKick: make(chan struct{}, 1),
 		client: &http.Client{Transport: tr, Timeout: cfg.Timeout,
 			// A redirect could lead anywhere, including past the address check of the URL.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
@@ -174,6 +183,9 @@ func New(b *broker.Broker, st store.Records, cfg Config, log *slog.Logger) (*Man
 		}
 	}
 	go m.follow()
+	if cfg.Directory != nil {
+		go m.flushStatus()
+	}
 	return m, nil
 }
 
@@ -250,6 +262,7 @@ func (m *Manager) List(p *auth.Principal) []Hook {
 	for _, h := range m.remote {
 		if all || h.Owner == p.Identity {
 			h.Secret = ""
+			h.Node = m.nodeOf(h)
 			out = append(out, h)
 		}
 	}
@@ -280,6 +293,10 @@ func (m *Manager) Delete(p *auth.Principal, id string) error {
 	if err := m.st.Delete(recordsNS, id); err != nil {
 		return err
 	}
+	if m.cfg.Directory != nil {
+		_ = m.st.Delete(statusNS, id)
+		_ = m.st.Delete(retryNS, id)
+	}
 	return m.st.Delete(attemptsNS, id)
 }
 
@@ -309,6 +326,8 @@ func (m *Manager) start(h Hook) error {
 	}
 	att := newAttempts(m.loadAttempts(h.ID), func(raw []byte) error { return m.st.Put(attemptsNS, h.ID, raw) })
 	w := &worker{m: m, h: h, att: att, k: newSink(h.Concurrency+256, att), stopCh: make(chan struct{})}
+	w.h.Node = m.cfg.Node
+	m.loadShared(w)
 	if h.Rate > 0 {
 		w.interval = time.Duration(float64(time.Second) / h.Rate)
 	}
@@ -340,7 +359,7 @@ func (m *Manager) start(h Hook) error {
 	return nil
 }
 
-func sessionID(id string) string { return "$webhook-" + id }
+func sessionID(id string) string { return broker.HookSessionPrefix + id }
 
 // loadAttempts reads the attempt counts a hook's messages had when it last stopped. An unreadable
 // record costs only the counts: those messages start again at attempt 1.

@@ -28,6 +28,8 @@ type worker struct {
 	att      *attempts
 	interval time.Duration // between deliveries when the hook has a rate
 	st       hookStats     // how its deliveries go (status.go)
+	// retrySeen is the last retry-now record seen (shared.go), read and written by follow.
+	retrySeen string
 
 	paceMu sync.Mutex
 	next   time.Time // earliest start of the next attempt under the rate
@@ -99,6 +101,7 @@ func (w *worker) deliver(d delivery) bool {
 		err := w.post(d.msg, attempt)
 		w.m.stats.Attempts.Add(1)
 		w.st.attempted(err)
+		w.m.statusChanged(w)
 		if err == nil {
 			w.m.stats.Delivered.Add(1)
 			return true
@@ -221,6 +224,7 @@ func (w *worker) deadLetter(m *message.Message, attempts int, cause error) {
 	}
 	w.m.stats.DeadLettered.Add(1)
 	w.st.gaveUp(m, attempts, cause)
+	w.m.statusChanged(w)
 	w.m.log.Info("webhook gave up on a message", "webhook", w.h.ID, "url", w.h.URL,
 		"attempts", attempts, "dead_letter_topic", w.h.DeadLetterTopic, "err", cause)
 }
