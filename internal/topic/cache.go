@@ -8,12 +8,17 @@ import (
 	"sync/atomic"
 )
 
-// cache maps topic → immutable *Result, tagged with the index generation it was computed at.
+// cache maps topic → immutable *Result, stamped with the invalidation counters it was computed
+// under.
 //
-// Validity: Index bumps its generation after every change. An entry is served only when its
-// generation equals the generation the caller loaded before looking, so anything cached before a
-// change is dead the moment the change's bump is visible. Dead entries are never served; they are
-// overwritten first when their slot's set takes a new entry, and evicted for their weight.
+// Validity: a change to the index bumps one invalidation counter chosen by the changed filter's
+// first two levels (see bump), after the change is applied. An entry is served only when the
+// counters that cover its topic still add up to the stamp it was stored with, so anything cached
+// before a change that could alter it is dead the moment the change's bump is visible. A change
+// leaves the results of topics it cannot match alive: one global generation for every change
+// (the first version) made each subscribe or unsubscribe retire the whole cache, so under churn
+// almost every publish missed. Dead entries are never served; they are overwritten first when
+// their slot's set takes a new entry, and evicted for their weight.
 //
 // Layout: a set-associative table. A topic hashes to one set of cacheWays slots; each slot is an
 // atomic pointer to an immutable entry plus an atomic tag (hash bits) that lets a lookup skip
@@ -40,6 +45,69 @@ type cache[K comparable, V any] struct {
 	weight    atomic.Int64 // sum of the weights of stored entries; changes only under set locks
 	sets      []cacheSet[K, V]
 	locks     [cacheLocks]paddedMutex
+	gens      gens
+}
+
+// gens are the invalidation counters. A topic is covered by three: global, the slot of its first
+// level and the slot of its first two levels. A filter whose first level is a wildcard may match
+// any topic and bumps global; one with a literal first level and a wildcard (or nothing) second
+// level matches only topics with that first level and bumps that level's slot; any other filter
+// matches only topics with its first two levels and bumps their slot. So every change that can
+// alter a topic's result bumps one of its three counters. Counters only grow, so their sum
+// changes whenever one of them does and an entry keeps just the sum. Distinct prefixes that share
+// a slot only invalidate more than they must.
+type gens struct {
+	global atomic.Uint64
+	slots  [genSlots]atomic.Uint64
+}
+
+// genSlots trades invalidation precision for memory (8 bytes a slot, one table per index).
+const genSlots = 1 << 13
+
+// genSeeds hash topic and filter prefixes to slots; per process, so clients cannot aim a prefix
+// at another's slot on purpose. Two seeds: "a" as a first level and "a" as a whole one-level
+// topic (its "first two levels") are different prefixes and should not share a slot.
+var genSeed1, genSeed2 = maphash.MakeSeed(), maphash.MakeSeed()
+
+// prefixSlots returns the slots of topic's first level and of its first two levels (the whole
+// topic when it has one level).
+func prefixSlots(topic string) (s1, s2 uint32) {
+	first, rest, more := cut(topic)
+	two := topic
+	if more {
+		second, _, _ := cut(rest)
+		two = topic[:len(first)+1+len(second)]
+	}
+	return uint32(maphash.String(genSeed1, first) % genSlots), uint32(maphash.String(genSeed2, two) % genSlots)
+}
+
+// stamp sums the counters covering a topic with slots s1 and s2.
+func (g *gens) stamp(s1, s2 uint32) uint64 {
+	return g.global.Load() + g.slots[s1].Load() + g.slots[s2].Load()
+}
+
+// bump retires every cached result that a change to the filter with this path could alter. It
+// must be called after the change is applied: a Match that loads the bumped counter then walks a
+// trie that has the change.
+func (g *gens) bump(path string) {
+	first, rest, more := cut(path)
+	if first == "+" || first == "#" {
+		g.global.Add(1)
+		return
+	}
+	second := ""
+	if more {
+		second, _, _ = cut(rest)
+	}
+	if !more || second == "+" || second == "#" {
+		// "a" matches only the one-level topic "a", "a/+" and "a/#" any topic under a: both are
+		// covered by a's first-level slot (for "a", a little wider than needed).
+		s1, _ := prefixSlots(first)
+		g.slots[s1].Add(1)
+		return
+	}
+	_, s2 := prefixSlots(path)
+	g.slots[s2].Add(1)
 }
 
 const (
@@ -56,7 +124,8 @@ type cacheSet[K comparable, V any] struct {
 
 type cacheEntry[K comparable, V any] struct {
 	hash   uint64
-	gen    uint64
+	gen    uint64 // gens.stamp(s1, s2) loaded before the walk that computed res
+	s1, s2 uint32 // the topic's prefix slots
 	topic  string
 	res    *Result[K, V]
 	weight int64
@@ -91,8 +160,8 @@ func newCache[K comparable, V any](topics, weight int) *cache[K, V] {
 	}
 }
 
-// get returns the Result cached for topic at generation gen, or nil. It only loads.
-func (c *cache[K, V]) get(topic string, gen uint64) *Result[K, V] {
+// get returns the Result cached for topic and still valid, or nil. It only loads.
+func (c *cache[K, V]) get(topic string) *Result[K, V] {
 	h := maphash.String(c.seed, topic)
 	s := &c.sets[h&c.mask]
 	tag := tagOf(h)
@@ -101,16 +170,21 @@ func (c *cache[K, V]) get(topic string, gen uint64) *Result[K, V] {
 			continue
 		}
 		// The tag is only a hint (it and the pointer are stored separately); the entry itself
-		// is immutable and decides.
-		if e := s.ent[i].Load(); e != nil && e.hash == h && e.gen == gen && e.topic == topic {
+		// is immutable and decides. The counters are loaded after Match started, so a change
+		// completed before that is seen.
+		if e := s.ent[i].Load(); e != nil && e.hash == h && e.topic == topic {
+			if c.gens.stamp(e.s1, e.s2) != e.gen {
+				return nil
+			}
 			return e.res
 		}
 	}
 	return nil
 }
 
-// put caches r for topic, computed by a walk that started after generation gen was loaded.
-func (c *cache[K, V]) put(topic string, gen uint64, r *Result[K, V]) {
+// put caches r for topic, computed by a walk that started after gen = gens.stamp(s1, s2) was
+// loaded.
+func (c *cache[K, V]) put(topic string, s1, s2 uint32, gen uint64, r *Result[K, V]) {
 	w := r.weight()
 	if w > c.maxResult {
 		return // would flush a large part of the cache for one result; the caller walks instead
@@ -123,8 +197,9 @@ func (c *cache[K, V]) put(topic string, gen uint64, r *Result[K, V]) {
 	defer mu.Unlock()
 
 	// Pick the slot: this topic's own (unless it already holds a result at least as new: keep
-	// it, so callers keep seeing one pointer), else a dead one (older than gen, so never
-	// servable again; reusing it frees its weight), else an empty one, else a random one.
+	// it, so callers keep seeing one pointer; stamps of one topic are comparable, as its
+	// counters only grow), else a dead one (never servable again; reusing it frees its
+	// weight), else an empty one, else a random one.
 	own, dead, empty := -1, -1, -1
 	for i := range c.ways {
 		e := s.ent[i].Load()
@@ -138,7 +213,7 @@ func (c *cache[K, V]) put(topic string, gen uint64, r *Result[K, V]) {
 				return
 			}
 			own = i
-		case e.gen < gen && dead < 0:
+		case dead < 0 && c.gens.stamp(e.s1, e.s2) != e.gen:
 			dead = i
 		}
 	}
@@ -153,7 +228,7 @@ func (c *cache[K, V]) put(topic string, gen uint64, r *Result[K, V]) {
 	if !c.reserve(int64(w), si) {
 		return
 	}
-	e := &cacheEntry[K, V]{hash: h, gen: gen, topic: strings.Clone(topic), res: r, weight: int64(w)}
+	e := &cacheEntry[K, V]{hash: h, gen: gen, s1: s1, s2: s2, topic: strings.Clone(topic), res: r, weight: int64(w)}
 	// strings.Clone: the caller's topic may alias a connection's read buffer (message.Message
 	// documents that); the cache must own its key.
 	s.ent[slot].Store(e)
