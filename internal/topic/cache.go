@@ -2,6 +2,7 @@ package topic
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -46,6 +47,49 @@ type cache[K comparable, V any] struct {
 	sets      []cacheSet[K, V]
 	locks     [cacheLocks]paddedMutex
 	gens      gens
+	door      doorkeeper
+}
+
+// doorkeeper decides whether a missed topic may take a live entry's slot: only a topic missed
+// twice within the last window (2 × the cache's topics) of such misses. When more distinct
+// topics are published than the cache holds (a publisher cycling through a million, one per
+// subscription), admitting every miss evicts live entries for results that are themselves
+// evicted before their topic returns: each miss paid an insert (a lock, an entry, a copy of the
+// topic) and the eviction of a result someone might have hit, for nothing. Topics that recur
+// within the window are still admitted on their second miss; filling empty or dead slots never
+// asks the doorkeeper, so a cache with room behaves as before. A bit per topic hash; false
+// positives admit a topic early, which is harmless.
+type doorkeeper struct {
+	bits  []atomic.Uint64
+	mask  uint64 // number of bits - 1
+	sets  atomic.Int64
+	limit int64 // bits set before all are cleared
+}
+
+func newDoorkeeper(topics int) doorkeeper {
+	n := 64
+	for n < 16*topics { // at most 1 in 8 bits set when cleared: few false admissions
+		n *= 2
+	}
+	return doorkeeper{bits: make([]atomic.Uint64, n/64), mask: uint64(n - 1), limit: int64(2 * topics)}
+}
+
+// admit reports whether the topic with hash h was seen since the last clearing, and marks it.
+func (d *doorkeeper) admit(h uint64) bool {
+	i := bits.RotateLeft64(h, 32) & d.mask // other bits than those picking the cache set
+	w, b := &d.bits[i/64], uint64(1)<<(i%64)
+	if w.Load()&b != 0 {
+		return true
+	}
+	w.Or(b)
+	if d.sets.Add(1) == d.limit {
+		// One caller clears; bits set meanwhile may be lost, which only delays an admission.
+		for j := range d.bits {
+			d.bits[j].Store(0)
+		}
+		d.sets.Store(0)
+	}
+	return false
 }
 
 // gens are the invalidation counters. A topic is covered by three: global, the slot of its first
@@ -58,11 +102,21 @@ type cache[K comparable, V any] struct {
 // a slot only invalidate more than they must.
 type gens struct {
 	global atomic.Uint64
-	slots  [genSlots]atomic.Uint64
+	slots  []atomic.Uint64
+	mask   uint64
 }
 
-// genSlots trades invalidation precision for memory (8 bytes a slot, one table per index).
-const genSlots = 1 << 13
+// newGens sizes the slot table to the cache: a slot per cached topic (8 bytes each, at least
+// minGenSlots), so that a change shares its slot with few cached topics by chance.
+func newGens(topics int) gens {
+	n := minGenSlots
+	for n < topics {
+		n *= 2
+	}
+	return gens{slots: make([]atomic.Uint64, n), mask: uint64(n - 1)}
+}
+
+const minGenSlots = 1 << 10
 
 // genSeeds hash topic and filter prefixes to slots; per process, so clients cannot aim a prefix
 // at another's slot on purpose. Two seeds: "a" as a first level and "a" as a whole one-level
@@ -71,14 +125,14 @@ var genSeed1, genSeed2 = maphash.MakeSeed(), maphash.MakeSeed()
 
 // prefixSlots returns the slots of topic's first level and of its first two levels (the whole
 // topic when it has one level).
-func prefixSlots(topic string) (s1, s2 uint32) {
+func (g *gens) prefixSlots(topic string) (s1, s2 uint32) {
 	first, rest, more := cut(topic)
 	two := topic
 	if more {
 		second, _, _ := cut(rest)
 		two = topic[:len(first)+1+len(second)]
 	}
-	return uint32(maphash.String(genSeed1, first) % genSlots), uint32(maphash.String(genSeed2, two) % genSlots)
+	return uint32(maphash.String(genSeed1, first) & g.mask), uint32(maphash.String(genSeed2, two) & g.mask)
 }
 
 // stamp sums the counters covering a topic with slots s1 and s2.
@@ -102,11 +156,11 @@ func (g *gens) bump(path string) {
 	if !more || second == "+" || second == "#" {
 		// "a" matches only the one-level topic "a", "a/+" and "a/#" any topic under a: both are
 		// covered by a's first-level slot (for "a", a little wider than needed).
-		s1, _ := prefixSlots(first)
+		s1, _ := g.prefixSlots(first)
 		g.slots[s1].Add(1)
 		return
 	}
-	_, s2 := prefixSlots(path)
+	_, s2 := g.prefixSlots(path)
 	g.slots[s2].Add(1)
 }
 
@@ -157,11 +211,14 @@ func newCache[K comparable, V any](topics, weight int) *cache[K, V] {
 		maxWeight: int64(weight),
 		maxResult: max(1, weight/4),
 		sets:      make([]cacheSet[K, V], sets),
+		gens:      newGens(topics),
+		door:      newDoorkeeper(topics),
 	}
 }
 
-// get returns the Result cached for topic and still valid, or nil. It only loads.
-func (c *cache[K, V]) get(topic string) *Result[K, V] {
+// get returns the Result cached for topic and still valid, or nil, and the topic's hash for put.
+// It only loads.
+func (c *cache[K, V]) get(topic string) (*Result[K, V], uint64) {
 	h := maphash.String(c.seed, topic)
 	s := &c.sets[h&c.mask]
 	tag := tagOf(h)
@@ -174,22 +231,21 @@ func (c *cache[K, V]) get(topic string) *Result[K, V] {
 		// completed before that is seen.
 		if e := s.ent[i].Load(); e != nil && e.hash == h && e.topic == topic {
 			if c.gens.stamp(e.s1, e.s2) != e.gen {
-				return nil
+				return nil, h
 			}
-			return e.res
+			return e.res, h
 		}
 	}
-	return nil
+	return nil, h
 }
 
-// put caches r for topic, computed by a walk that started after gen = gens.stamp(s1, s2) was
-// loaded.
-func (c *cache[K, V]) put(topic string, s1, s2 uint32, gen uint64, r *Result[K, V]) {
+// put caches r for topic (whose hash get returned), computed by a walk that started after
+// gen = gens.stamp(s1, s2) was loaded.
+func (c *cache[K, V]) put(topic string, h uint64, s1, s2 uint32, gen uint64, r *Result[K, V]) {
 	w := r.weight()
 	if w > c.maxResult {
 		return // would flush a large part of the cache for one result; the caller walks instead
 	}
-	h := maphash.String(c.seed, topic)
 	si := h & c.mask
 	s := &c.sets[si]
 	mu := &c.locks[si%cacheLocks]
@@ -216,6 +272,9 @@ func (c *cache[K, V]) put(topic string, s1, s2 uint32, gen uint64, r *Result[K, 
 		case dead < 0 && c.gens.stamp(e.s1, e.s2) != e.gen:
 			dead = i
 		}
+	}
+	if own < 0 && dead < 0 && empty < 0 && !c.door.admit(h) {
+		return // would evict a live result for a topic not seen lately
 	}
 	slot := own
 	for _, i := range [...]int{dead, empty, int(rand.Uint64() % uint64(c.ways))} {

@@ -286,14 +286,15 @@ func (x *Index[K, V]) nodeCount() int {
 // with the same Key are adjacent. A cache hit does not allocate.
 func (x *Index[K, V]) Match(topic string) *Result[K, V] {
 	var s1, s2 uint32
-	var gen uint64
+	var h, gen uint64
 	if x.cache != nil {
-		if r := x.cache.get(topic); r != nil {
+		var r *Result[K, V]
+		if r, h = x.cache.get(topic); r != nil {
 			return r
 		}
 		// Load the counters before walking: the result computed below reflects at least every
 		// change whose bump precedes this load, so it may be cached under that stamp.
-		s1, s2 = prefixSlots(topic)
+		s1, s2 = x.cache.gens.prefixSlots(topic)
 		gen = x.cache.gens.stamp(s1, s2)
 	}
 	s, _ := x.scratch.Get().(*Result[K, V])
@@ -307,7 +308,7 @@ func (x *Index[K, V]) Match(topic string) *Result[K, V] {
 		x.scratch.Put(s)
 	}
 	if x.cache != nil {
-		x.cache.put(topic, s1, s2, gen, r)
+		x.cache.put(topic, h, s1, s2, gen, r)
 	}
 	return r
 }

@@ -122,17 +122,18 @@ func TestCacheInvalidationConcurrent(t *testing.T) {
 
 // TestPrefixSlots pins the prefixes the slots are computed from.
 func TestPrefixSlots(t *testing.T) {
+	x := NewIndex[int, int](64)
 	for _, c := range []struct{ topic, same1, same2 string }{
 		{"a/b/c", "a/x", "a/b/d"},
 		{"a", "a/z", "a"},
 		{"/x/y", "/q", "/x/z"},
 		{"a//b", "a/c", "a//c"},
 	} {
-		s1, s2 := prefixSlots(c.topic)
-		if o1, _ := prefixSlots(c.same1); o1 != s1 {
+		s1, s2 := x.cache.gens.prefixSlots(c.topic)
+		if o1, _ := x.cache.gens.prefixSlots(c.same1); o1 != s1 {
 			t.Errorf("%q and %q: first-level slots differ", c.topic, c.same1)
 		}
-		if _, o2 := prefixSlots(c.same2); o2 != s2 {
+		if _, o2 := x.cache.gens.prefixSlots(c.same2); o2 != s2 {
 			t.Errorf("%q and %q: two-level slots differ", c.topic, c.same2)
 		}
 	}
