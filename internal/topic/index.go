@@ -321,6 +321,13 @@ func (x *Index[K, V]) freeze(s *Result[K, V]) *Result[K, V] {
 	if len(s.Entries) == 0 && len(s.Shared) == 0 {
 		return x.empty // immutable and shared: topics nobody listens to cost nothing
 	}
+	if len(s.Entries) == 1 && len(s.Shared) == 0 {
+		// The commonest non-empty result (a device's own subscription): one allocation for the
+		// Result and its entry together, not two.
+		one := &resultOfOne[K, V]{e: [1]Entry[K, V]{s.Entries[0]}}
+		one.r.Entries = one.e[:]
+		return &one.r
+	}
 	r := &Result[K, V]{}
 	if len(s.Entries) > 0 {
 		r.Entries = make([]Entry[K, V], len(s.Entries))
@@ -330,6 +337,12 @@ func (x *Index[K, V]) freeze(s *Result[K, V]) *Result[K, V] {
 		r.Shared = slices.Clone(s.Shared)
 	}
 	return r
+}
+
+// resultOfOne holds a one-entry Result and its entry in one allocation.
+type resultOfOne[K comparable, V any] struct {
+	r Result[K, V]
+	e [1]Entry[K, V]
 }
 
 // MatchInto collects the subscriptions matching topic into r, which the caller owns: r is reset
