@@ -21,16 +21,17 @@ import (
 //   - Writers (Subscribe, Unsubscribe) serialize on wmu: subscribe rates are low next to publish
 //     rates, and a single writer makes copy on write, node creation and pruning race-free
 //     without any per-node locking among writers.
-//   - Every change bumps gen after it is applied. Match loads gen before looking at the cache or
-//     walking, and a cached result is served only for the generation it was computed at, so a
-//     Match that starts after Subscribe/Unsubscribe returned sees the change.
+//   - Every change bumps, after it is applied, the invalidation counter that covers the topics
+//     its filter can match (cache.go's gens). Match loads a topic's counters when it looks at the
+//     cache and before it walks, and a cached result is served only while its counters are those
+//     it was computed under, so a Match that starts after Subscribe/Unsubscribe returned sees the
+//     change, and changes elsewhere in the topic space leave the result cached.
 //
 // Guarantees for a concurrent Match: a subscription present before Match started and not removed
 // while it runs is always returned; each subscription appears at most once; subscriptions
 // added or removed while it runs may or may not appear.
 type Index[K comparable, V any] struct {
 	root  node[K, V]
-	gen   atomic.Uint64
 	count atomic.Int64
 	cache *cache[K, V] // nil when caching is disabled
 	empty *Result[K, V]
@@ -132,9 +133,9 @@ func (x *Index[K, V]) Subscribe(f Filter, key K, val V) (replaced bool) {
 	if !replaced {
 		x.count.Add(1)
 	}
-	// Bump after the change is in place: a Match that loads the new generation is guaranteed to
+	// Bump after the change is in place: a Match that loads the new counter is guaranteed to
 	// walk a trie that contains it, and nothing cached earlier is served to it.
-	x.gen.Add(1)
+	x.invalidate(f.Path)
 	return replaced
 }
 
@@ -262,8 +263,15 @@ func (x *Index[K, V]) Unsubscribe(f Filter, key K) (removed bool) {
 		}
 		x.nodes--
 	}
-	x.gen.Add(1)
+	x.invalidate(f.Path)
 	return true
+}
+
+// invalidate retires the cached results that a change to filter path could alter.
+func (x *Index[K, V]) invalidate(path string) {
+	if x.cache != nil {
+		x.cache.gens.bump(path)
+	}
 }
 
 // nodeCount returns the number of trie nodes besides the root. For tests.
@@ -277,13 +285,17 @@ func (x *Index[K, V]) nodeCount() int {
 // is shared and READ-ONLY and stays valid and unchanged after later changes to the index. Entries
 // with the same Key are adjacent. A cache hit does not allocate.
 func (x *Index[K, V]) Match(topic string) *Result[K, V] {
-	// Load the generation before anything else: the result computed below reflects at least
-	// every change whose bump precedes this load, so it may be cached under gen.
-	gen := x.gen.Load()
+	var s1, s2 uint32
+	var h, gen uint64
 	if x.cache != nil {
-		if r := x.cache.get(topic, gen); r != nil {
+		var r *Result[K, V]
+		if r, h = x.cache.get(topic); r != nil {
 			return r
 		}
+		// Load the counters before walking: the result computed below reflects at least every
+		// change whose bump precedes this load, so it may be cached under that stamp.
+		s1, s2 = x.cache.gens.prefixSlots(topic)
+		gen = x.cache.gens.stamp(s1, s2)
 	}
 	s, _ := x.scratch.Get().(*Result[K, V])
 	if s == nil {
@@ -296,7 +308,7 @@ func (x *Index[K, V]) Match(topic string) *Result[K, V] {
 		x.scratch.Put(s)
 	}
 	if x.cache != nil {
-		x.cache.put(topic, gen, r)
+		x.cache.put(topic, h, s1, s2, gen, r)
 	}
 	return r
 }
@@ -309,6 +321,13 @@ func (x *Index[K, V]) freeze(s *Result[K, V]) *Result[K, V] {
 	if len(s.Entries) == 0 && len(s.Shared) == 0 {
 		return x.empty // immutable and shared: topics nobody listens to cost nothing
 	}
+	if len(s.Entries) == 1 && len(s.Shared) == 0 {
+		// The commonest non-empty result (a device's own subscription): one allocation for the
+		// Result and its entry together, not two.
+		one := &resultOfOne[K, V]{e: [1]Entry[K, V]{s.Entries[0]}}
+		one.r.Entries = one.e[:]
+		return &one.r
+	}
 	r := &Result[K, V]{}
 	if len(s.Entries) > 0 {
 		r.Entries = make([]Entry[K, V], len(s.Entries))
@@ -318,6 +337,12 @@ func (x *Index[K, V]) freeze(s *Result[K, V]) *Result[K, V] {
 		r.Shared = slices.Clone(s.Shared)
 	}
 	return r
+}
+
+// resultOfOne holds a one-entry Result and its entry in one allocation.
+type resultOfOne[K comparable, V any] struct {
+	r Result[K, V]
+	e [1]Entry[K, V]
 }
 
 // MatchInto collects the subscriptions matching topic into r, which the caller owns: r is reset
