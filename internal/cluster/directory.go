@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -91,6 +92,9 @@ type directory struct {
 	entries map[string]*dirEntry
 	counts  map[string]map[string]int // node -> filter -> persistent sessions subscribed
 	index   *topic.Index[string, struct{}]
+	// at is the index of the latest session command, stored before its changes can be seen:
+	// read after a match, it is an index that covers what the match saw (route.go).
+	at atomic.Uint64
 }
 
 func newDirectory() *directory {

@@ -272,6 +272,9 @@ func (n *Node) caughtUp(i uint64) error {
 	if applied >= i {
 		return nil
 	}
+	if h := n.fsm.waiting.Load(); h != nil {
+		(*h)()
+	}
 	t := time.NewTimer(barrierWait)
 	defer t.Stop()
 	for {

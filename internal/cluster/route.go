@@ -67,13 +67,25 @@ var errUnreachable = errors.New("cluster: a node holding sessions this message i
 // message was sent there for).
 func (n *Node) Route(m *message.Message, answerable bool, local []string) broker.Routed {
 	l := n.links
-	applied := n.fsm.appliedIndex()
 	res := l.index.Match(m.Topic)
 	dres := n.fsm.dir.index.Match(m.Topic)
 	if len(res.Entries) == 0 && len(res.Shared) == 0 && len(dres.Entries) == 0 && len(dres.Shared) == 0 {
 		return broker.Routed{Serve: local}
 	}
+	// The index the message carries covers what the directory showed: the directory changes
+	// while a command is applied, before the applied index moves, and a node it sends to must
+	// hold the sessions the directory named it for (sessions.go).
+	cur := n.fsm.appliedIndex()
+	applied := max(cur, n.fsm.dir.at.Load())
 	self := n.cfg.NodeID
+	var refused error
+	if cur < n.fsm.handover.Load() && namesSelf(dres, self) {
+		// The directory may name this node for a session its core takes up only once the
+		// command is applied; the core matches the message after Route returns.
+		if err := n.handedOver(); err != nil && m.QoS > 0 {
+			refused = err
+		}
+	}
 	var targets []target
 	var down []string // nodes skipped, so each counts once
 	unreachable := false
@@ -172,11 +184,15 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 	}
 	out := broker.Routed{Serve: serve}
 	var acc *acceptance
-	if m.QoS > 0 && (len(targets) > 0 || unreachable) {
+	if m.QoS > 0 && (len(targets) > 0 || unreachable || refused != nil) {
 		acc = &acceptance{left: 1, t: store.NewTicket()}
-		if unreachable {
+		switch {
+		case unreachable:
 			l.stats.Failed.Add(1)
 			acc.err = errUnreachable
+		case refused != nil:
+			l.stats.Failed.Add(1)
+			acc.err = refused
 		}
 	}
 	for _, t := range targets {
@@ -210,6 +226,37 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 		acc.done(nil) // the guard: complete once every copy answered
 	}
 	return out
+}
+
+// namesSelf reports whether the directory's match names the node self (its persistent
+// sessions, alone or in shared groups).
+func namesSelf(dres *topic.Result[string, struct{}], self string) bool {
+	for _, e := range dres.Entries {
+		if e.Key == self {
+			return true
+		}
+	}
+	for _, g := range dres.Shared {
+		for _, e := range g.Members {
+			if e.Key == self {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// handedOver waits (at most barrierWait) until this node's core holds the sessions the log has
+// given it: a command that gives it one shows it in the directory before the core takes it up
+// (fsm.handover). Normally there is nothing to wait for.
+func (n *Node) handedOver() error {
+	if n.fsm.appliedIndex() >= n.fsm.handover.Load() {
+		return nil
+	}
+	if err := n.caughtUp(n.fsm.handover.Load()); err != nil {
+		return fmt.Errorf("cluster: a session is being handed to this node: %w", err)
+	}
+	return nil
 }
 
 // sharedKeys lists the distinct shared groups ("group/filter") of two match results.

@@ -54,6 +54,10 @@ func (f *fsm) applySession(c command, idx uint64) error {
 	var after []func()
 	var err error
 	f.dir.mu.Lock()
+	f.dir.at.Store(idx)
+	if f.handsOver(c) {
+		f.handover.Store(idx)
+	}
 	switch c.Kind {
 	case cmdClaim:
 		err = f.applyClaim(b, c, idx, &after)
@@ -71,10 +75,28 @@ func (f *fsm) applySession(c command, idx uint64) error {
 		// state must stop rather than serve one that differs (as with the log itself).
 		panic(fmt.Sprintf("cluster: writing the session state failed: %v", cerr))
 	}
+	if h := f.beforeHandover.Load(); h != nil {
+		(*h)(c)
+	}
 	for _, fn := range after {
 		fn()
 	}
 	return err
+}
+
+// handsOver reports whether c gives this node a session its core takes up: the directory shows
+// it here before the core holds it, so Route waits for the hand-over (Node.handedOver). Decided
+// before the change is made, so a Route that sees the change sees the hand-over pending too.
+// The caller holds dir.mu.
+func (f *fsm) handsOver(c command) bool {
+	switch c.Kind {
+	case cmdClaim:
+		e := f.dir.entries[c.Client]
+		return c.Node == f.self && e != nil && e.owner != f.self && e.record
+	case cmdAdopt:
+		return c.Node != f.self && slices.Contains(c.To, f.self)
+	}
+	return false
 }
 
 // putEntry writes e as client's entry. The caller holds dir.mu.
