@@ -90,6 +90,31 @@ const (
 	leaderLease      = time.Second
 )
 
+// commitTimeout is how long raft's leader waits, when no new entry comes, before it sends each
+// follower an AppendEntries anyway (raft's default is 50 ms, staggered up to twice that). A
+// follower learns that an entry is committed only from the next AppendEntries, so a write a
+// follower forwards and then applies itself (a session claim at CONNECT, a record) waited that
+// long when nothing followed it: a persistent CONNECT on a follower took ~80 ms, ~6 ms on the
+// leader. 10 ms makes it ~20 ms, for an empty AppendEntries per follower every 10-20 ms while
+// idle (measured in docs/decisions.md). It is not the heartbeat: elections do not depend on it.
+const commitTimeout = 10 * time.Millisecond
+
+// raftConfig is raft's configuration for node id, before Config.Tune.
+func raftConfig(id string) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(id)
+	rc.HeartbeatTimeout = heartbeatTimeout
+	rc.ElectionTimeout = electionTimeout
+	rc.LeaderLeaseTimeout = leaderLease
+	rc.CommitTimeout = commitTimeout
+	rc.NoSnapshotRestoreOnStart = true
+	// Writes queue for the leader's loop (up to MaxAppendEntries) instead of each waiting for
+	// it, so the commands that arrive during one log write go to disk together in the next, and
+	// a link's reader hands its writes over in order without waiting (inbound.go, serveWrite).
+	rc.BatchApplyCh = true
+	return rc
+}
+
 // Node is this tern's membership in the cluster.
 type Node struct {
 	cfg   Config
@@ -198,16 +223,7 @@ func (n *Node) Start(core Core, deliver Deliverer) error {
 	if err != nil {
 		return err
 	}
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(n.cfg.NodeID)
-	rc.HeartbeatTimeout = heartbeatTimeout
-	rc.ElectionTimeout = electionTimeout
-	rc.LeaderLeaseTimeout = leaderLease
-	rc.NoSnapshotRestoreOnStart = true
-	// Writes queue for the leader's loop (up to MaxAppendEntries) instead of each waiting for
-	// it, so the commands that arrive during one log write go to disk together in the next, and
-	// a link's reader hands its writes over in order without waiting (inbound.go, serveWrite).
-	rc.BatchApplyCh = true
+	rc := raftConfig(n.cfg.NodeID)
 	rc.Logger = newHCLog(n.log, "raft")
 	if n.cfg.Tune != nil {
 		n.cfg.Tune(rc)
