@@ -228,6 +228,8 @@ type fsm struct {
 	handover       atomic.Uint64
 	beforeHandover atomic.Pointer[func(command)]
 	waiting        atomic.Pointer[func()]
+	// released: the persistent sessions the log took from this node lately (released.go).
+	released released
 
 	mu      sync.Mutex
 	applied uint64

@@ -96,7 +96,12 @@ func (in *inLink) handle(f frame) error {
 		res := l.core.DeliverRemote(f.Msg, f.Answerable, f.Groups)
 		if f.Seq != 0 {
 			seq := f.Seq
+			// Checked after the delivery: a session released before it was found gone.
+			moved := l.n.fsm.released.since(f.Index, f.Msg.Topic)
 			res.Durable.Then(func(err error) {
+				if err == nil && moved {
+					err = errTakenOver
+				}
 				msg := ""
 				if err != nil {
 					msg = err.Error()
@@ -257,6 +262,11 @@ func (in *inLink) serveRequest(f frame) {
 	}
 	in.send(func(b []byte) []byte { return appendReply(b, f.Seq, idx, "", msg) })
 }
+
+// errTakenOver refuses a QoS 1/2 message sent here by a directory older than a takeover of a
+// session it matches: the session's new holder was sent no copy, so the publisher is told to
+// send it again rather than that it is kept (released.go).
+var errTakenOver = errors.New("cluster: a session this message is for has just moved to another node")
 
 // barrierWait bounds how long a message waits for this node to apply the index its sender had
 // applied (normally not at all); well within a link's silence timeout.

@@ -64,7 +64,8 @@ var errUnreachable = errors.New("cluster: a node holding sessions this message i
 // the session directory says (directory.go): that a session moved to a node is known from the
 // log before the node could say so. Each message carries the index this node had applied, so the
 // receiving node delivers it only once it has applied as much (and holds the sessions the
-// message was sent there for).
+// message was sent there for); one that has let such a session go since refuses a QoS 1/2
+// message (released.go).
 func (n *Node) Route(m *message.Message, answerable bool, local []string) broker.Routed {
 	l := n.links
 	res := l.index.Match(m.Topic)

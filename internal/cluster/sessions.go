@@ -162,6 +162,9 @@ func (f *fsm) applyClaim(b *pebble.Batch, c command, idx uint64, after *[]func()
 		}
 		e.since = idx
 		if old == f.self {
+			if e.record {
+				f.released.add(idx, e.filters)
+			}
 			f.releaseLater(after, c.Client)
 		}
 		if c.Node == f.self && e.record {
@@ -256,6 +259,9 @@ func (f *fsm) applyAdopt(b *pebble.Batch, c command, idx uint64, after *[]func()
 			continue
 		}
 		if c.Node == f.self {
+			if e.record {
+				f.released.add(idx, e.filters)
+			}
 			f.releaseLater(after, client)
 		}
 		if !e.record || len(c.To) == 0 {

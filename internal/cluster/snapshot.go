@@ -161,7 +161,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			return err
 		}
 	}
-	f.reconcile()
+	f.reconcile(applied)
 	return nil
 }
 
@@ -231,14 +231,17 @@ func readBytes(r *bufio.Reader, limit uint64) ([]byte, error) {
 }
 
 // reconcile makes a live node's core hold exactly the sessions the directory gives it, after a
-// snapshot replaced the state.
-func (f *fsm) reconcile() {
+// snapshot replaced the state (at index at).
+func (f *fsm) reconcile(at uint64) {
 	if f.host == nil || !f.live.Load() {
 		return
 	}
 	owned := f.dir.ownedBy(f.self)
 	for _, client := range f.host.held() {
 		if !owned[client] {
+			if e, ok := f.dir.get(client); ok {
+				f.released.add(at, e.filters)
+			}
 			f.host.release(client)
 		}
 	}
