@@ -379,9 +379,17 @@ func TestClusterSessionsAndFailover(t *testing.T) {
 			total += p.ackedCount()
 		}
 		for _, s := range subs {
-			until(t, 30*time.Second, s.id+" has every acknowledged message", func() bool {
-				return len(missing(s, pubs)) == 0
-			})
+			deadline := time.Now().Add(30 * time.Second)
+			for m := missing(s, pubs); len(m) > 0; m = missing(s, pubs) {
+				if time.Now().After(deadline) {
+					s.mu.Lock()
+					got, rec, hist := len(s.got), s.reconnects, s.history
+					s.mu.Unlock()
+					t.Fatalf("not within 30s: %s lacks %d of the acknowledged messages (first %v); it has %d, connected %d times: %v",
+						s.id, len(m), m[:min(len(m), 10)], got, rec, hist)
+				}
+				<-time.After(50 * time.Millisecond)
+			}
 			s.mu.Lock()
 			lost, got, rec := s.lost, len(s.got), s.reconnects
 			s.mu.Unlock()
