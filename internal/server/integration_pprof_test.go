@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ternmq/tern/internal/config"
 )
@@ -114,5 +115,44 @@ func TestPprofProfileRates(t *testing.T) {
 	}
 	if got := runtime.SetMutexProfileFraction(-1); got != 0 {
 		t.Errorf("mutex profile fraction %d after Close, want 0", got)
+	}
+}
+
+// TestPprofCloseEndsProfile: Close ends a running CPU profile through its request's context,
+// instead of leaving it to run out its seconds. The profile asks for a minute; the client gives
+// up long before.
+func TestPprofCloseEndsProfile(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.Debug.Pprof = "127.0.0.1:0" })
+	base := "http://" + srv.Addr("pprof") + "/debug/pprof/"
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		hc := &http.Client{Timeout: time.Minute + waitTimeout}
+		resp, err := hc.Get(base + "profile?seconds=60")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		done <- result{resp.StatusCode, err}
+	}()
+	eventually(t, waitTimeout, "the CPU profile to be running", func() bool {
+		_, body := getText(t, base+"goroutine?debug=1")
+		return strings.Contains(body, "net/http/pprof.Profile")
+	})
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.code != http.StatusOK {
+			t.Fatalf("the profile ended with %d, %v", r.code, r.err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the CPU profile still runs after Close")
 	}
 }
