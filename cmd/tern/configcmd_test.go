@@ -64,3 +64,14 @@ func TestRenamedFlagsStillWork(t *testing.T) {
 		}
 	}
 }
+
+// tern serve --pprof sets debug.pprof, and a non-loopback address is refused before anything
+// starts. The bad log format makes the start fail whatever --pprof does, so a flag that went
+// nowhere shows as a missing refusal rather than a server that runs.
+func TestServePprofFlag(t *testing.T) {
+	_, err := runCLI(t, "serve", "--pprof", "0.0.0.0:6060", "--log-format", "bogus", "--data-dir", "",
+		"--mqtt", "127.0.0.1:0", "--http", "", "--unix", "")
+	if err == nil || !strings.Contains(err.Error(), "debug.pprof 0.0.0.0:6060 is not a loopback address") {
+		t.Fatalf("serve --pprof 0.0.0.0:6060: %v, want the loopback refusal", err)
+	}
+}

@@ -51,6 +51,7 @@ environment variables, then flags. An empty address disables a listener.`,
 	f.String("node-id", d.Cluster.NodeID, "this node's id in a cluster (with --cluster-listen)")
 	f.String("cluster-listen", d.Cluster.Listen, "cluster listen address for raft and node links, e.g. 127.0.0.1:7001 (off by default)")
 	f.String("cluster-advertise", d.Cluster.Advertise, "address the other nodes dial to reach this one (default: --cluster-listen)")
+	f.String("pprof", d.Debug.Pprof, "profiling listener (net/http/pprof at /debug/pprof/), e.g. 127.0.0.1:6060; loopback only unless debug.pprof_allow_remote (off by default)")
 	f.StringSlice("join", d.Cluster.Join, "cluster addresses of nodes to join through when this node has no cluster state (none: start a new cluster)")
 	rootCmd.AddCommand(cmd)
 }

@@ -48,6 +48,8 @@ type Config struct {
 	// Route is tiered routing: uplinks to designated routers, and the peer listener of one.
 	Route   Route   `koanf:"route"`
 	Metrics Metrics `koanf:"metrics"`
+	// Debug is the profiling endpoint (debug.go).
+	Debug Debug `koanf:"debug"`
 }
 
 // Metrics configures GET /metrics on the HTTP listeners.
@@ -417,6 +419,7 @@ var Flags = map[string]string{
 	"cluster-listen":          "cluster.listen",
 	"cluster-advertise":       "cluster.advertise",
 	"join":                    "cluster.join",
+	"pprof":                   "debug.pprof",
 }
 
 // Load builds the configuration from defaults, the TOML file at path (if not empty), the
@@ -553,7 +556,7 @@ func (c *Config) Validate() error {
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, c.Auth.validate(), c.Limits.validate(), c.validateCluster(), c.Route.validate(c))
+	errs = append(errs, c.Auth.validate(), c.Limits.validate(), c.validateCluster(), c.Route.validate(c), c.Debug.validate())
 	if h := c.HTTP; h.MaxBody < 1 || h.StreamBuffer < 1 || h.Heartbeat <= 0 || h.PollWait <= 0 || h.RequestTimeout <= 0 || h.MailboxWait <= 0 ||
 		h.ReadHeaderTimeout <= 0 || h.ReadTimeout <= 0 {
 		errs = append(errs, errors.New("http: max_body and stream_buffer must be at least 1, the durations positive"))

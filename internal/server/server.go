@@ -72,6 +72,8 @@ type Server struct {
 	addrs     map[string]net.Addr
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	// profileRates: serveDebug set the block or mutex profiling rate, which Close resets.
+	profileRates bool
 	// web is what every HTTP listener shares: the console's sessions and the WebSocket counts
 	// (httpwrap.go).
 	web webShared
@@ -315,7 +317,7 @@ func (s *Server) listen() error {
 			return err
 		}
 	}
-	return nil
+	return s.serveDebug()
 }
 
 func (s *Server) serveMQTT(name, network, addr string, st *certs.ServerTLS) error {
@@ -464,8 +466,8 @@ func (s *Server) Reload() error {
 	return errors.Join(errs...)
 }
 
-// Addr returns the bound address of a listener: "mqtt", "mqtt_tls", "unix", "http", "https" or
-// "route".
+// Addr returns the bound address of a listener: "mqtt", "mqtt_tls", "unix", "http", "https",
+// "route" or "pprof".
 func (s *Server) Addr(name string) string {
 	if a, ok := s.addrs[name]; ok {
 		return a.String()
@@ -518,6 +520,7 @@ func (s *Server) Close() error {
 			}
 		}
 		s.wg.Wait()
+		s.stopProfileRates()
 		// MQTT.Close waited for every connection to hand its last state to the core, so the
 		// store can go now.
 		if s.Store != nil {
