@@ -210,7 +210,9 @@ func TestPingThresholdAndClose(t *testing.T) {
 // waits on them: while a subscriber reads nothing and its socket is full, the publisher is still
 // answered, and the subscriber later gets every event, whole and in order.
 func TestPublisherNotHeldUpByFullSubscriber(t *testing.T) {
-	_, _, addr := newTestServerWith(t, Config{OutBufferBytes: 1 << 30})
+	// Nothing is dropped, and the subscriber that reads nothing is not cut off by the write
+	// timeout while a loaded machine works through the events (it would be after 10 s).
+	_, _, addr := newTestServerWith(t, Config{OutBufferBytes: 1 << 30, WriteTimeout: 5 * time.Minute})
 
 	sub := mbustest.Dial(t, "tcp", addr)
 	if err := sub.NC.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {

@@ -318,6 +318,9 @@ func TestDeferredWriteToFullSocket(t *testing.T) {
 	addr := startServer(t, func(c *Config) {
 		c.OutboundBuffer = 64 << 20 // nothing is dropped; the socket, not the buffer, fills
 		c.PublishStall = 0
+		// The receiver reading nothing is not cut off while a loaded machine works through the
+		// publishes (it would be after the default 10 s).
+		c.WriteTimeout = 5 * time.Minute
 	})
 	sub := dial(t, addr, packet.V311)
 	if err := sub.nc.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
