@@ -230,6 +230,12 @@ func TestPublisherNotHeldUpByFullSubscriber(t *testing.T) {
 	// more than that and the kernel's socket buffers together.
 	const n = 8000
 	pad := strings.Repeat("x", 1000)
+	// A publisher held up by the subscriber would block in these writes once its socket is full;
+	// one deadline bounds them and the status answer below.
+	deadline := time.Now().Add(2 * time.Minute)
+	if err := pub.NC.SetWriteDeadline(deadline); err != nil {
+		t.Fatal(err)
+	}
 	for i := range n {
 		seq := pub.NextSeq()
 		payload, _ := json.Marshal(map[string]any{"i": i, "pad": pad})
@@ -239,7 +245,7 @@ func TestPublisherNotHeldUpByFullSubscriber(t *testing.T) {
 	// seconds under -race on a busy machine; a publisher held up by the subscriber would never get
 	// it (the subscriber reads nothing until then), so a generous deadline still catches that.
 	seq = pub.Command(ServerID, "command.status", map[string]any{})
-	if st, _ := pub.ResultWithin(2*time.Minute, seq); st != 0 {
+	if st, _ := pub.ResultWithin(time.Until(deadline), seq); st != 0 {
 		t.Fatalf("status: %d", st)
 	}
 	for i := range n {
