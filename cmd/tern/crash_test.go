@@ -346,21 +346,29 @@ func serveTern(t *testing.T, bin, waitAddr string, env []string, args ...string)
 			<-p.done
 		}
 	})
+	p.waitListening(t, waitAddr)
+	return p
+}
+
+// waitListening waits (at most 30 s) until the process accepts TCP connections on addr, and fails
+// the test if it exits first.
+func (p *ternProcess) waitListening(t *testing.T, addr string) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", waitAddr, time.Second)
+		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			_ = c.Close()
-			return p
+			return
 		}
 		select {
 		case err := <-p.done:
-			log, _ := os.ReadFile(logPath)
+			log, _ := os.ReadFile(p.logPath)
 			t.Fatalf("tern exited at start: %v\n%s", err, log)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tern did not listen on %s within 30s", waitAddr)
+			t.Fatalf("tern did not listen on %s within 30s (log in %s)", addr, p.logPath)
 		}
 	}
 }

@@ -199,9 +199,12 @@ func newRouter(t *testing.T, bin, name, data string, body func(*router) string) 
 	return r
 }
 
+// start runs the router and returns once both its MQTT and its HTTP listeners accept: the test
+// reads the router's state over HTTP, and tern opens its HTTP listener after the MQTT one.
 func (r *router) start(t *testing.T) {
 	t.Helper()
 	r.p = startTernProcess(t, r.bin, r.data, r.mqtt, "--config", r.cfgFile, "--http", r.http)
+	r.p.waitListening(t, r.http)
 }
 
 func (r *router) kill(t *testing.T) {

@@ -210,7 +210,9 @@ func TestPingThresholdAndClose(t *testing.T) {
 // waits on them: while a subscriber reads nothing and its socket is full, the publisher is still
 // answered, and the subscriber later gets every event, whole and in order.
 func TestPublisherNotHeldUpByFullSubscriber(t *testing.T) {
-	_, _, addr := newTestServerWith(t, Config{OutBufferBytes: 1 << 30})
+	// Nothing is dropped, and the subscriber that reads nothing is not cut off by the write
+	// timeout while a loaded machine works through the events (it would be after 10 s).
+	_, _, addr := newTestServerWith(t, Config{OutBufferBytes: 1 << 30, WriteTimeout: 5 * time.Minute})
 
 	sub := mbustest.Dial(t, "tcp", addr)
 	if err := sub.NC.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
@@ -228,13 +230,22 @@ func TestPublisherNotHeldUpByFullSubscriber(t *testing.T) {
 	// more than that and the kernel's socket buffers together.
 	const n = 8000
 	pad := strings.Repeat("x", 1000)
+	// A publisher held up by the subscriber would block in these writes once its socket is full;
+	// one deadline bounds them and the status answer below.
+	deadline := time.Now().Add(2 * time.Minute)
+	if err := pub.NC.SetWriteDeadline(deadline); err != nil {
+		t.Fatal(err)
+	}
 	for i := range n {
 		seq := pub.NextSeq()
 		payload, _ := json.Marshal(map[string]any{"i": i, "pad": pad})
 		pub.Write(Message{Type: TypeEvent, Destination: DestinationSubscribers, Identifier: "org.example.big", Sequence: &seq, Payload: payload})
 	}
+	// The status result comes after the server has read and fanned out all n events, which takes
+	// seconds under -race on a busy machine; a publisher held up by the subscriber would never get
+	// it (the subscriber reads nothing until then), so a generous deadline still catches that.
 	seq = pub.Command(ServerID, "command.status", map[string]any{})
-	if st, _ := pub.ResultOf(seq); st != 0 {
+	if st, _ := pub.ResultWithin(time.Until(deadline), seq); st != 0 {
 		t.Fatalf("status: %d", st)
 	}
 	for i := range n {

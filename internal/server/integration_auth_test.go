@@ -38,7 +38,7 @@ func rawConnack(t *testing.T, srv *server.Server, v packet.Version, id, user, pw
 		c.HasPassword, c.Password = true, []byte(pw)
 	}
 	r.send(c)
-	return expectPacket[*packet.Connack](r).Reason
+	return expectConnack(r).Reason
 }
 
 func grants(t *testing.T, ss ...string) []auth.Grant {
@@ -536,7 +536,7 @@ func TestSessionOwnedWhileOffline(t *testing.T) {
 	r := newRaw(t, dialTCP(t, srv.Addr("mqtt")), packet.V5)
 	r.send(&packet.Connect{Version: packet.V5, KeepAlive: 30, ClientID: []byte("dev-1"),
 		HasUsername: true, Username: []byte("bob"), HasPassword: true, Password: []byte("bobpw")})
-	if ack := expectPacket[*packet.Connack](r); ack.Reason != packet.ClientIDNotValid || ack.SessionPresent {
+	if ack := expectConnack(r); ack.Reason != packet.ClientIDNotValid || ack.SessionPresent {
 		t.Fatalf("bob resuming alice's session: %v (session present %v)", ack.Reason, ack.SessionPresent)
 	}
 	if n := srv.Broker.Stats().RefusedClientID.Load(); n != 3 {

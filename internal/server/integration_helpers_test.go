@@ -46,6 +46,11 @@ import (
 // waitTimeout bounds every wait for something that must happen.
 const waitTimeout = 5 * time.Second
 
+// connectTimeout bounds the wait for a CONNACK. With credentials the server verifies an argon2id
+// hash first (19 MiB, 2 passes): about a second of CPU under -race, several when other tests load
+// the machine and logins queue for auth's hashing slots. It bounds a failure; it measures nothing.
+const connectTimeout = 60 * time.Second
+
 // quietWait is how long a "nothing more arrives" check looks after its positive barrier.
 const quietWait = 100 * time.Millisecond
 
@@ -186,7 +191,7 @@ func newV5(t *testing.T, conn net.Conn, hooks ...func(*paho.ClientConfig)) *v5Cl
 
 // connect sends CONNECT and returns the CONNACK and error as paho reports them.
 func (v *v5Client) connect(cp *paho.Connect) (*paho.Connack, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
 	if cp.KeepAlive == 0 {
 		cp.KeepAlive = 30
@@ -414,7 +419,7 @@ func newV3(t *testing.T, broker, id string, hooks ...func(*mqtt3.ClientOptions))
 		SetCleanSession(true).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
-		SetConnectTimeout(waitTimeout).
+		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(waitTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(true).
@@ -440,7 +445,7 @@ func newV3(t *testing.T, broker, id string, hooks ...func(*mqtt3.ClientOptions))
 
 func (v *v3Client) connect() error {
 	tok := v.c.Connect()
-	if !tok.WaitTimeout(waitTimeout) {
+	if !tok.WaitTimeout(connectTimeout) {
 		return errors.New("connect timed out")
 	}
 	if tok.Error() == nil {
@@ -569,8 +574,14 @@ func (r *rawClient) write(b []byte) {
 	_, _ = r.conn.Write(b)
 }
 
-// next waits for the next packet.
+// next waits (at most waitTimeout) for the next packet.
 func (r *rawClient) next() packet.Packet {
+	r.t.Helper()
+	return r.nextWithin(waitTimeout)
+}
+
+// nextWithin waits (at most d) for the next packet.
+func (r *rawClient) nextWithin(d time.Duration) packet.Packet {
 	r.t.Helper()
 	select {
 	case p := <-r.pkts:
@@ -582,16 +593,27 @@ func (r *rawClient) next() packet.Packet {
 		default:
 		}
 		r.t.Fatalf("connection ended while waiting for a packet: %v", r.err)
-	case <-time.After(waitTimeout):
-		r.t.Fatalf("no packet within %v", waitTimeout)
+	case <-time.After(d):
+		r.t.Fatalf("no packet within %v", d)
 	}
 	return nil
 }
 
-// expectType waits for the next packet and checks its type.
+// expectPacket waits for the next packet and checks its type.
 func expectPacket[P packet.Packet](r *rawClient) P {
 	r.t.Helper()
-	p := r.next()
+	return expectPacketWithin[P](r, waitTimeout)
+}
+
+// expectConnack waits for the CONNACK, behind a password check (connectTimeout).
+func expectConnack(r *rawClient) *packet.Connack {
+	r.t.Helper()
+	return expectPacketWithin[*packet.Connack](r, connectTimeout)
+}
+
+func expectPacketWithin[P packet.Packet](r *rawClient, d time.Duration) P {
+	r.t.Helper()
+	p := r.nextWithin(d)
 	want, ok := p.(P)
 	if !ok {
 		var zero P
@@ -633,7 +655,7 @@ func connectRaw(t *testing.T, conn net.Conn, c *packet.Connect) (*rawClient, *pa
 	}
 	r := newRaw(t, conn, c.Version)
 	r.send(c)
-	ack := expectPacket[*packet.Connack](r)
+	ack := expectConnack(r)
 	if ack.Reason != packet.Success {
 		t.Fatalf("CONNACK reason %v (%s)", ack.Reason, ack.Props.ReasonString)
 	}

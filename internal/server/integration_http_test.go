@@ -19,9 +19,17 @@ import (
 	"github.com/ternmq/tern/internal/server"
 )
 
+// httpDo makes one request; hdr are header names and values, "basic" taking "user:password". A
+// request with a password waits as long as a login (connectTimeout): the server checks it first.
 func httpDo(t *testing.T, method, url, body string, hdr ...string) (*http.Response, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	wait := waitTimeout
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "basic" {
+			wait = connectTimeout
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	for i := 0; i+1 < len(hdr); i += 2 {

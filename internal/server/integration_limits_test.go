@@ -40,7 +40,7 @@ func TestMaximumQoS(t *testing.T) {
 	wc := willConnect(uniqueID("will2"), "will/x", "x", 0, 0)
 	wc.WillQoS = 2
 	w.send(wc)
-	if ack := expectPacket[*packet.Connack](w); ack.Reason != packet.QoSNotSupported {
+	if ack := expectConnack(w); ack.Reason != packet.QoSNotSupported {
 		t.Errorf("will QoS 2 above the maximum: CONNACK %v, want 0x9B", ack.Reason)
 	}
 }

@@ -19,13 +19,13 @@ func TestClientIDTooLong(t *testing.T) {
 	long := strings.Repeat("x", 17)
 	r := newRaw(t, dialTCP(t, srv.Addr("mqtt")), packet.V5)
 	r.send(connectPacket(long))
-	if ack := expectPacket[*packet.Connack](r); ack.Reason != packet.ClientIDNotValid {
+	if ack := expectConnack(r); ack.Reason != packet.ClientIDNotValid {
 		t.Errorf("MQTT 5 CONNACK %v, want 0x85", ack.Reason)
 	}
 	r.expectClosed()
 	r3 := newRaw(t, dialTCP(t, srv.Addr("mqtt")), packet.V311)
 	r3.send(&packet.Connect{Version: packet.V311, ClientID: []byte(long), CleanStart: true, KeepAlive: 30})
-	if ack := expectPacket[*packet.Connack](r3); ack.Reason != packet.V3RefusedIdentifierRejected {
+	if ack := expectConnack(r3); ack.Reason != packet.V3RefusedIdentifierRejected {
 		t.Errorf("3.1.1 CONNACK %v, want 2", ack.Reason)
 	}
 	r3.expectClosed()

@@ -370,7 +370,7 @@ func TestAssignedClientID(t *testing.T) {
 
 	r := newRaw(t, dialTCP(t, srv.Addr("mqtt")), packet.V311)
 	r.send(&packet.Connect{Version: packet.V311, ClientID: nil, CleanStart: false, KeepAlive: 30})
-	ack := expectPacket[*packet.Connack](r)
+	ack := expectConnack(r)
 	if ack.Reason != packet.V3RefusedIdentifierRejected || ack.SessionPresent {
 		t.Errorf("3.1.1 empty id without clean session: CONNACK %d (present %v), want 2", ack.Reason, ack.SessionPresent)
 	}

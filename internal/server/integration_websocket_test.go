@@ -26,7 +26,7 @@ func TestWebSocketFraming(t *testing.T) {
 	r.write(conn[1:4])
 	r.write(rest)
 	r.write(pub[3:])
-	if ack := expectPacket[*packet.Connack](r); ack.Reason != packet.Success {
+	if ack := expectConnack(r); ack.Reason != packet.Success {
 		t.Fatalf("CONNACK %v", ack.Reason)
 	}
 	expectPacket[*packet.Suback](r)

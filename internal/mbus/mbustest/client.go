@@ -117,10 +117,17 @@ func (c *Client) Create(payload map[string]any) mbus.Message {
 	return m
 }
 
-// Next waits for the next message matching keep.
+// Next waits (at most 5 s) for the next message matching keep.
 func (c *Client) Next(keep func(mbus.Message) bool) mbus.Message {
 	c.t.Helper()
-	deadline := time.After(5 * time.Second)
+	return c.NextWithin(5*time.Second, keep)
+}
+
+// NextWithin is Next with a deadline of d, for an answer that comes only after the server has
+// worked through much that was sent before it.
+func (c *Client) NextWithin(d time.Duration, keep func(mbus.Message) bool) mbus.Message {
+	c.t.Helper()
+	deadline := time.After(d)
 	for {
 		select {
 		case m, ok := <-c.In:
@@ -131,15 +138,21 @@ func (c *Client) Next(keep func(mbus.Message) bool) mbus.Message {
 				return m
 			}
 		case <-deadline:
-			c.t.Fatal("no matching message within 5s")
+			c.t.Fatalf("no matching message within %v", d)
 		}
 	}
 }
 
-// ResultOf waits for the result of sequence seq and returns its status and payload.
+// ResultOf waits (at most 5 s) for the result of sequence seq and returns its status and payload.
 func (c *Client) ResultOf(seq int) (int, json.RawMessage) {
 	c.t.Helper()
-	m := c.Next(func(m mbus.Message) bool { return m.Type == mbus.TypeResult && m.Sequence != nil && *m.Sequence == seq })
+	return c.ResultWithin(5*time.Second, seq)
+}
+
+// ResultWithin is ResultOf with a deadline of d.
+func (c *Client) ResultWithin(d time.Duration, seq int) (int, json.RawMessage) {
+	c.t.Helper()
+	m := c.NextWithin(d, func(m mbus.Message) bool { return m.Type == mbus.TypeResult && m.Sequence != nil && *m.Sequence == seq })
 	return *m.Status, m.Payload
 }
 
