@@ -7,25 +7,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ternmq/tern/internal/topic/topictest"
 )
 
-// churnFilter is the i-th of a realistic mix of distinct filters: mostly exact device topics,
-// then per-device single-level wildcards, per-site multi-level wildcards and deeper mixes.
-func churnFilter(i int) Filter {
-	id := strconv.Itoa(i)
-	switch i % 10 {
-	case 0, 1, 2, 3, 4:
-		return Filter{Path: "device/" + id + "/" + benchKinds[i%len(benchKinds)]}
-	case 5, 6:
-		return Filter{Path: "device/" + id + "/+/status"}
-	case 7:
-		return Filter{Path: "site/" + id + "/#"}
-	case 8:
-		return Filter{Path: "site/" + strconv.Itoa(i%1000) + "/floor/" + id + "/+"}
-	default:
-		return Filter{Path: "fleet/+/" + id + "/#"}
-	}
-}
+// churnFilter is the i-th filter of the mix bench/subload subscribes too.
+func churnFilter(i int) Filter { return Filter{Path: topictest.Filter(i)} }
 
 // churnTopic is a topic that matches (some of) the filters above.
 func churnTopic(rng *rand.Rand, n int) string {

@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ternmq/tern/internal/topic/topictest"
 )
 
 // cpuTime is the process's user+system CPU time: on a machine shared with other work, CPU per
@@ -15,24 +17,6 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// rrTopic is a topic that churnFilter(i) matches and no churnFilter(j), j != i, does (the
-// publisher's topics of bench/subscriptions.sh, bench/subload's topic).
-func rrTopic(i int) string {
-	id := strconv.Itoa(i)
-	switch i % 10 {
-	case 0, 1, 2, 3, 4:
-		return "device/" + id + "/" + benchKinds[i%len(benchKinds)]
-	case 5, 6:
-		return "device/" + id + "/x/status"
-	case 7:
-		return "site/" + id + "/a/b"
-	case 8:
-		return "site/" + strconv.Itoa(i%1000) + "/floor/" + id + "/x"
-	default:
-		return "fleet/f1/" + id + "/t"
-	}
 }
 
 type rrFixture struct {
@@ -61,7 +45,7 @@ func rrFix(n, per int) *rrFixture {
 	fx.topics = make([]string, n)
 	for seq := range n {
 		c := seq % conns
-		fx.topics[seq] = rrTopic(c*per + (seq/conns)%per)
+		fx.topics[seq] = topictest.Topic(c*per + (seq/conns)%per)
 	}
 	rrFixtures[n] = fx
 	return fx
