@@ -404,6 +404,19 @@ func (n *Node) leaderChange() <-chan struct{} {
 	return n.leaderTick
 }
 
+// awaitLeader waits for change (a leaderChange taken before the attempt that found no leader it
+// could use), for at most 200 ms, since a leader's link may come up without a change; false when
+// ctx ends first.
+func awaitLeader(ctx context.Context, change <-chan struct{}) bool {
+	select {
+	case <-change:
+	case <-time.After(200 * time.Millisecond):
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
 // Write commits a command through the leader: here when this node leads, else forwarded over
 // the link to the leader. It returns the command's index once this node has applied it too.
 //
@@ -441,10 +454,7 @@ func (n *Node) Write(ctx context.Context, cmd []byte) (uint64, error) {
 		} else if time.Since(leaderless) >= leaderWait {
 			return 0, ErrNoLeader
 		}
-		select {
-		case <-change:
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
+		if !awaitLeader(ctx, change) {
 			return 0, ErrNoLeader
 		}
 	}
@@ -561,10 +571,7 @@ func (n *Node) Leave(ctx context.Context) error {
 				return err
 			}
 		}
-		select {
-		case <-change:
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
+		if !awaitLeader(ctx, change) {
 			return ErrNoLeader
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -78,10 +77,7 @@ func (n *Node) Remove(ctx context.Context, id string, force bool) error {
 		if !errors.Is(err, errRetry) {
 			return err
 		}
-		select {
-		case <-change:
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
+		if !awaitLeader(ctx, change) {
 			return ErrNoLeader
 		}
 	}
