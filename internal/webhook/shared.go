@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/ternmq/tern/internal/auth"
@@ -97,13 +99,7 @@ func (m *Manager) flushStatus() {
 			return
 		case <-m.flushKick:
 		}
-		m.mu.Lock()
-		ws := make([]*worker, 0, len(m.workers))
-		for _, w := range m.workers {
-			ws = append(ws, w)
-		}
-		m.mu.Unlock()
-		for _, w := range ws {
+		for _, w := range m.running() {
 			if !w.st.dirty.Swap(false) {
 				continue
 			}
@@ -149,13 +145,7 @@ func (m *Manager) retryElsewhere(p *auth.Principal, id string) error {
 
 // retryAsked wakes the hooks run here whose retry-now record changed.
 func (m *Manager) retryAsked() {
-	m.mu.Lock()
-	ws := make([]*worker, 0, len(m.workers))
-	for _, w := range m.workers {
-		ws = append(ws, w)
-	}
-	m.mu.Unlock()
-	for _, w := range ws {
+	for _, w := range m.running() {
 		v, ok, err := m.st.Get(retryNS, w.h.ID)
 		if err != nil || !ok || string(v) == w.retrySeen {
 			continue
@@ -163,4 +153,11 @@ func (m *Manager) retryAsked() {
 		w.retrySeen = string(v)
 		w.wakeNow()
 	}
+}
+
+// running is the hooks' workers run here now.
+func (m *Manager) running() []*worker {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Collect(maps.Values(m.workers))
 }

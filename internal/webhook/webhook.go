@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,10 +309,7 @@ func (m *Manager) Close() {
 		close(m.done)
 	}
 	m.closed = true
-	ws := make([]*worker, 0, len(m.workers))
-	for _, w := range m.workers {
-		ws = append(ws, w)
-	}
+	ws := slices.Collect(maps.Values(m.workers))
 	m.mu.Unlock()
 	for _, w := range ws {
 		w.stop(false)
