@@ -152,6 +152,13 @@ type Auth struct {
 	// up to BackoffMax. Negative failures disable the back-off.
 	BackoffFailures int           `koanf:"backoff_failures"`
 	BackoffMax      time.Duration `koanf:"backoff_max"`
+	// The cost of new argon2id password hashes: memory in KiB, passes, lanes. A stored hash keeps
+	// its own cost and is re-hashed with these at its next successful login. MaxConcurrentHashes
+	// bounds the hashes computed at once (each holds its memory; 0: one per CPU).
+	PasswordHashMemoryKiB int `koanf:"password_hash_memory_kib"`
+	PasswordHashPasses    int `koanf:"password_hash_passes"`
+	PasswordHashThreads   int `koanf:"password_hash_threads"`
+	MaxConcurrentHashes   int `koanf:"max_concurrent_hashes"`
 }
 
 // Limits bound what clients may take; 0 means no limit. Refusals are counted in the metrics and
@@ -382,6 +389,10 @@ func Default() Config {
 			URLCacheTTL:     time.Minute,
 			BackoffFailures: 5,
 			BackoffMax:      5 * time.Minute,
+			// OWASP's floor for argon2id (auth.DefaultArgon2).
+			PasswordHashMemoryKiB: 19456,
+			PasswordHashPasses:    2,
+			PasswordHashThreads:   1,
 		},
 		Limits: Limits{MaxThrottle: time.Second, LogInterval: time.Minute},
 		Webhooks: Webhooks{Timeout: 10 * time.Second, BackoffBase: time.Second, BackoffMax: 5 * time.Minute,
@@ -522,6 +533,7 @@ func (c *Config) Validate() error {
 	if c.MQTT.MaxConnectSize < 64 {
 		errs = append(errs, fmt.Errorf("mqtt.max_connect_size %d below 64", c.MQTT.MaxConnectSize))
 	}
+	errs = append(errs, c.Auth.validateHashCost())
 	if c.MQTT.ConnectMemory < 1<<20 {
 		errs = append(errs, fmt.Errorf("mqtt.connect_memory %d below 1 MiB", c.MQTT.ConnectMemory))
 	}
@@ -685,3 +697,22 @@ func ParseLevel(s string) (slog.Level, error) {
 
 // Environ is os.Environ, named for callers that pass it to Load.
 func Environ() []string { return os.Environ() }
+
+// validateHashCost bounds the argon2id cost: at least 8 KiB per lane (argon2's own minimum), at
+// most 1 GiB and 64 passes (the bounds a stored hash is read back with).
+func (a Auth) validateHashCost() error {
+	var errs []error
+	if a.PasswordHashThreads < 1 || a.PasswordHashThreads > 255 {
+		errs = append(errs, fmt.Errorf("auth.password_hash_threads %d out of range 1..255", a.PasswordHashThreads))
+	}
+	if m := a.PasswordHashMemoryKiB; m < 8*max(a.PasswordHashThreads, 1) || m > 1<<20 {
+		errs = append(errs, fmt.Errorf("auth.password_hash_memory_kib %d out of range 8 per thread..1048576", m))
+	}
+	if a.PasswordHashPasses < 1 || a.PasswordHashPasses > 64 {
+		errs = append(errs, fmt.Errorf("auth.password_hash_passes %d out of range 1..64", a.PasswordHashPasses))
+	}
+	if a.MaxConcurrentHashes < 0 {
+		errs = append(errs, fmt.Errorf("auth.max_concurrent_hashes %d is negative", a.MaxConcurrentHashes))
+	}
+	return errors.Join(errs...)
+}

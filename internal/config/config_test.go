@@ -101,16 +101,20 @@ func TestFlagOverridesEnv(t *testing.T) {
 
 func TestValidationErrors(t *testing.T) {
 	cases := map[string][]string{
-		"needs tls.cert_file":  {"TERN_LISTEN__MQTT_TLS=127.0.0.1:8883"},
-		"max_packet_size":      {"TERN_MQTT__MAX_PACKET_SIZE=10"},
-		"receive_maximum":      {"TERN_MQTT__RECEIVE_MAXIMUM=0"},
-		"max_qos":              {"TERN_MQTT__MAX_QOS=3"},
-		"no listener":          {"TERN_LISTEN__MQTT=", "TERN_LISTEN__HTTP=", "TERN_LISTEN__UNIX="},
-		"log_level":            {"TERN_LOG_LEVEL=loud"},
-		"session.max_inflight": {"TERN_SESSION__MAX_INFLIGHT=0"},
-		"store.sync":           {"TERN_STORE__SYNC=sometimes"},
-		"queue_full_policy":    {"TERN_SESSION__QUEUE_FULL_POLICY=shrug"},
-		"durations positive":   {"TERN_HTTP__READ_TIMEOUT=0s"},
+		"needs tls.cert_file":           {"TERN_LISTEN__MQTT_TLS=127.0.0.1:8883"},
+		"max_packet_size":               {"TERN_MQTT__MAX_PACKET_SIZE=10"},
+		"receive_maximum":               {"TERN_MQTT__RECEIVE_MAXIMUM=0"},
+		"max_qos":                       {"TERN_MQTT__MAX_QOS=3"},
+		"no listener":                   {"TERN_LISTEN__MQTT=", "TERN_LISTEN__HTTP=", "TERN_LISTEN__UNIX="},
+		"log_level":                     {"TERN_LOG_LEVEL=loud"},
+		"session.max_inflight":          {"TERN_SESSION__MAX_INFLIGHT=0"},
+		"store.sync":                    {"TERN_STORE__SYNC=sometimes"},
+		"queue_full_policy":             {"TERN_SESSION__QUEUE_FULL_POLICY=shrug"},
+		"durations positive":            {"TERN_HTTP__READ_TIMEOUT=0s"},
+		"auth.password_hash_memory_kib": {"TERN_AUTH__PASSWORD_HASH_MEMORY_KIB=4"},
+		"auth.password_hash_passes":     {"TERN_AUTH__PASSWORD_HASH_PASSES=0"},
+		"auth.password_hash_threads":    {"TERN_AUTH__PASSWORD_HASH_THREADS=256"},
+		"auth.max_concurrent_hashes":    {"TERN_AUTH__MAX_CONCURRENT_HASHES=-1"},
 	}
 	for want, vars := range cases {
 		_, err := Load("", nil, func() []string { return vars })

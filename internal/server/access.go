@@ -24,6 +24,15 @@ func newAuthenticator(cfg config.Config, st auth.Store, log *slog.Logger, clk cl
 			CacheTTL: c.URLCacheTTL},
 		Backoff:     auth.BackoffConfig{Failures: c.BackoffFailures, Max: c.BackoffMax},
 		LogInterval: cfg.Limits.LogInterval,
+		Argon2: auth.Argon2Params{Memory: uint32(c.PasswordHashMemoryKiB), Time: uint32(c.PasswordHashPasses),
+			Threads: uint8(c.PasswordHashThreads)},
+		MaxConcurrentHashes: c.MaxConcurrentHashes,
+	}
+	// OWASP's argon2id settings trade memory for passes, from 47104 KiB x 1 to 7168 KiB x 5;
+	// below the cheapest of them a stolen store is easier to crack.
+	if c.PasswordHashMemoryKiB*c.PasswordHashPasses < 7168*5 {
+		log.Warn("password hashes cost less than OWASP's floor for argon2id (e.g. 19456 KiB x 2 passes): fine for tests, weak for stored passwords",
+			"memory_kib", c.PasswordHashMemoryKiB, "passes", c.PasswordHashPasses)
 	}
 	if clk != nil {
 		ac.Clock = clk.Now

@@ -28,6 +28,9 @@ func StartWith(t testing.TB, sopts []server.Option, opts ...func(*config.Config)
 		HTTP: "127.0.0.1:0",
 		Unix: filepath.Join(t.TempDir(), "tern.sock"),
 	}
+	// A password check at the default cost takes about a second of CPU under the race detector;
+	// tests that store passwords do not need a hash that resists cracking.
+	cfg.Auth.PasswordHashMemoryKiB, cfg.Auth.PasswordHashPasses = 64, 1
 	for _, o := range opts {
 		o(&cfg)
 	}
