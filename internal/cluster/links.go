@@ -100,6 +100,9 @@ type links struct {
 	inbound  map[*inLink]struct{}
 	closed   bool
 
+	// order makes a request follow, on each link, the interest it was published after
+	// (interest_order.go).
+	order   interestOrder
 	dirty   chan struct{}
 	done    chan struct{}
 	writers chan struct{}
@@ -122,10 +125,8 @@ func newLinks(n *Node, core Deliverer) *links {
 // start begins keeping a link to every member and telling them this node's interest.
 func (l *links) start() {
 	l.core.WatchInterest(func() {
-		select {
-		case l.dirty <- struct{}{}:
-		default:
-		}
+		l.order.changed()
+		l.poke()
 	})
 	l.wg.Add(2)
 	go l.maintain()
@@ -219,10 +220,20 @@ func (l *links) sendInterest() {
 		case <-l.done:
 			return
 		}
+		l.order.hook(&l.order.before)
+		g := l.order.gen.Load() // read before the interest, so fs covers every change up to g
 		fs := l.core.InterestFilters()
 		for _, o := range l.outLinks() {
-			o.send(func(b []byte) []byte { return appendInterest(b, fs) })
+			// A link that came up since sent a newer interest of its own (runOut): an older
+			// one must not replace it.
+			if o.interestGen.Load() > g {
+				continue
+			}
+			if o.send(func(b []byte) []byte { return appendInterest(b, fs) }) {
+				o.interestGen.Store(g)
+			}
 		}
+		l.order.round()
 	}
 }
 
@@ -297,6 +308,9 @@ type outLink struct {
 	pending map[uint64]*acceptance
 	reqs    map[uint64]chan frame
 	done    chan struct{}
+	// interestGen: the interest change (links.order) the last interest frame sent here
+	// covered. Written by runOut before the link is visible, then by sendInterest only.
+	interestGen atomic.Uint64
 }
 
 func (o *outLink) StopReading() { netio.WakeReader(o.NetConn()) }
@@ -316,6 +330,7 @@ func (o *outLink) send(fill func([]byte) []byte) bool {
 func (l *links) runOut(p *peer, c net.Conn) {
 	o := &outLink{l: l, p: p, pending: map[uint64]*acceptance{}, reqs: map[uint64]chan frame{}, done: make(chan struct{})}
 	o.Init(c, &l.lim, &l.ns, l.pool, o)
+	g := l.order.gen.Load()
 	fs := l.core.InterestFilters()
 	prog := l.progress()
 	o.send(func(b []byte) []byte {
@@ -323,7 +338,11 @@ func (l *links) runOut(p *peer, c net.Conn) {
 		b = appendInterest(b, fs)
 		return appendProgress(b, fPing, prog)
 	})
+	o.interestGen.Store(g)
 	p.out.Store(o)
+	if l.order.gen.Load() != g {
+		l.poke() // a change between the snapshot and now: its round may have missed this link
+	}
 	l.n.log.Info("cluster: link up", "node", p.id, "addr", p.addr)
 	err := o.read()
 	p.out.Store(nil)

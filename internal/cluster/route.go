@@ -196,6 +196,13 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 			acc.err = refused
 		}
 	}
+	if m.Props.ResponseTopic != "" && len(targets) > 0 {
+		// A request: its answer must find this node's interest (interest_order.go).
+		need := l.order.gen.Load()
+		for _, t := range targets {
+			l.awaitInterest(t.o, need)
+		}
+	}
 	for _, t := range targets {
 		// Remembered before it is sent, so an answer cannot overtake it (services_calls.go).
 		call := l.calls.sent(t.o.p.id, m)
