@@ -13,7 +13,11 @@
 #            devices reconnecting with the session ticket they kept), each with clean and with
 #            persistent sessions; connections/s, CONNECT to CONNACK p50/p99, the handshake
 #            (TCP connect + TLS) p99, how many handshakes resumed, and memory per idle TLS
-#            connection (the full, clean run)
+#            connection (the full, clean run). The load tool offers only the key exchange
+#            --tls-groups names (default x25519, which all three negotiate; Go's own default
+#            offers the post-quantum X25519MLKEM768 first, which tern, built with a current Go,
+#            takes and the peers' TLS libraries cannot: `--tls-groups default` measures that);
+#            the table names the key exchange each broker negotiated
 #   big      BIG connections (default 100,000) over several loopback source addresses
 #            (127.0.0.1, .2, ...; one address reaches one port from fewer than 64k ports): time
 #            to open them all, memory per connection (each has two subscriptions: its own topic
@@ -29,7 +33,7 @@
 # tern is faster). Results go to bench/results/connections-<time>/.
 #
 # Usage: bench/connections.sh [--conns N] [--big N] [--only tern|mosquitto|nats[,...]]
-#                             [--parts idle,storm,tls,big]
+#                             [--parts idle,storm,tls,big] [--tls-groups x25519|default|LIST]
 #   BENCH_TERN_BIN=/path/to/tern measures that tern binary (an earlier build) instead of this
 #   tree's; the load tool is always this tree's.
 set -euo pipefail
@@ -38,13 +42,15 @@ CONNS=5000
 BIG=100000
 ONLY=""
 PARTS="idle,storm,tls,big"
-usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
+TLS_GROUPS=x25519
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case $1 in
 	--conns) CONNS=${2:?}; shift 2 ;;
 	--big) BIG=${2:?}; shift 2 ;;
 	--only) ONLY=${2:?}; shift 2 ;;
 	--parts) PARTS=${2:?}; shift 2 ;;
+	--tls-groups) TLS_GROUPS=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -107,7 +113,7 @@ mkdir -p "$OUT"
 	if [[ -n $NOTE ]]; then echo "note: $NOTE"; fi
 } | tee "$OUT/info.txt" >&2
 
-declare -A VAL=()
+declare -A VAL=() GROUP=()
 
 # idle_run BROKER TAG N HOLD ARGS...: start BROKER fresh, read its RSS, open N idle connections
 # (tern bench --idle-conns, with ARGS), read the RSS once they are all open, wait for the run
@@ -161,13 +167,16 @@ for b in "${BROKERS[@]}"; do
 	fi
 	if part tls; then
 		# tag, then tern bench's options: full or resumed handshakes, clean or persistent.
+		groups=()
+		[[ $TLS_GROUPS != default ]] && groups=(--tls-groups "$TLS_GROUPS")
 		for v in "tlsfull" "tlsresume --tls-resume" "tlspfull --persistent" "tlspresume --tls-resume --persistent"; do
 			read -r tag opts <<<"$v"
 			hold=2s
 			[[ $tag == tlsfull ]] && hold=10s # the memory figure is read 2 s after ready
 			# shellcheck disable=SC2086 # opts is a list of options
-			idle_run "${b}_tls" "$tag" "$CONNS" "$hold" --concurrency 128 $opts
+			idle_run "${b}_tls" "$tag" "$CONNS" "$hold" --concurrency 128 "${groups[@]}" $opts
 			VAL[$tag-$b-kib]=${VAL[$tag-${b}_tls-kib]:-}
+			GROUP[$b]=$(sed -n 's/.*"tls_group": *"\([^"]*\)".*/\1/p' "$OUT/$tag-${b}_tls.json" | head -n1)
 			for k in rate:connects_per_s p50:connack_p50_us p99:connack_p99_us dial:dial_p99_us resumed:tls_resumed; do
 				VAL[$tag-$b-${k%%:*}]=$(jget "$OUT/$tag-${b}_tls.json" "${k#*:}")
 			done
@@ -217,6 +226,7 @@ row() {
 			row "  TCP connect + TLS handshake p99 µs" "$tag" 0 dial
 			if [[ $tag == *resume ]]; then row "  handshakes resumed (of $CONNS)" "$tag" 0 resumed; fi
 		done
+		printf '%-44s %12s %12s %12s\n' "  key exchange (offered: $TLS_GROUPS)" "${GROUP[tern]:-NA}" "${GROUP[mosquitto]:-NA}" "${GROUP[nats]:-NA}"
 	fi
 	if part big; then
 		row "$BIG connections: KiB/connection" big 2 kib

@@ -24,6 +24,7 @@ func newBenchCmd() *cobra.Command {
 		reflector bool
 		idle      bench.IdleOptions
 		keepAlive int
+		tlsGroups string
 		phase     string
 		runID     string
 		expiry    time.Duration
@@ -112,6 +113,11 @@ every phase the same --run-id, --topic and -s:
 			} else if _, err := mqttclient.Parse(cfg.URL); err != nil {
 				return err
 			}
+			groups, err := mqttclient.ParseGroups(tlsGroups)
+			if err != nil {
+				return fmt.Errorf("--tls-groups: %w", err)
+			}
+			cfg.TLSGroups = groups
 			if cfg.SubscriberURL != "" {
 				if _, err := mqttclient.Parse(cfg.SubscriberURL); err != nil {
 					return fmt.Errorf("--sub-url: %w", err)
@@ -126,8 +132,8 @@ every phase the same --run-id, --topic and -s:
 				}
 				idle.KeepAlive = uint16(keepAlive)
 				res, err := bench.Idle(ctx, cfg, idle, func(r bench.IdleResult) {
-					fmt.Fprintf(out, "ready: %d connections open and subscribed in %.2f s (%.0f/s, CONNECT to CONNACK p50 %.0f µs, p99 %.0f µs; dial p50 %.0f µs, p99 %.0f µs; %d TLS resumed)\n",
-						r.Opened, r.ConnectSeconds, r.ConnectsPerSecond, r.ConnackP50, r.ConnackP99, r.DialP50, r.DialP99, r.TLSResumed)
+					fmt.Fprintf(out, "ready: %d connections open and subscribed in %.2f s (%.0f/s, CONNECT to CONNACK p50 %.0f µs, p99 %.0f µs; dial p50 %.0f µs, p99 %.0f µs; %d TLS resumed%s)\n",
+						r.Opened, r.ConnectSeconds, r.ConnectsPerSecond, r.ConnackP50, r.ConnackP99, r.DialP50, r.DialP99, r.TLSResumed, groupNote(r.TLSGroup))
 				})
 				if err != nil {
 					return fmt.Errorf("%w (%d connections were open)", err, res.Opened)
@@ -176,6 +182,7 @@ every phase the same --run-id, --topic and -s:
 	f.StringVar(&cfg.CAFile, "cafile", "", "PEM file of certificate authorities to trust for mqtts://")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "do not verify the server certificate")
 	f.BoolVar(&cfg.TLSResume, "tls-resume", false, "mqtts://: share a TLS session cache so reconnections resume (TLS 1.3 tickets); an --idle-conns storm primes it with one connection first")
+	f.StringVar(&tlsGroups, "tls-groups", "", "mqtts://: offer only these TLS key exchanges, comma-separated (x25519mlkem768, x25519, p256, p384, p521; default Go's, post-quantum first)")
 	f.StringVar(&cfg.MQTTVersion, "mqtt-version", "3.1.1", "protocol version: 3.1.1 or 5")
 	f.IntVarP(&cfg.Publishers, "publishers", "p", 1, "number of publishers")
 	f.IntVarP(&cfg.Subscribers, "subscribers", "s", 1, "number of subscribers")
@@ -205,4 +212,12 @@ every phase the same --run-id, --topic and -s:
 	f.StringVar(&runID, "run-id", "", "run id in hex (default random); phases of one persistent run share it")
 	f.StringVar(&phase, "phase", "run", "run, subscribe (persistent sessions subscribe and go offline) or drain (they come back and count their queues)")
 	return cmd
+}
+
+// groupNote names the TLS key exchange a storm negotiated, for the "ready" line.
+func groupNote(g string) string {
+	if g == "" {
+		return ""
+	}
+	return ", key exchange " + g
 }

@@ -14,6 +14,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,6 +34,10 @@ type Config struct {
 	// TLSResume makes mqtts:// connections share a TLS session cache, so that all but the first
 	// connection (per ticket the server issues) resume instead of doing a full handshake.
 	TLSResume bool
+	// TLSGroups, when set, are the only TLS key exchanges mqtts:// connections offer (brokers
+	// built on older TLS libraries cannot negotiate Go's default post-quantum hybrid, so a
+	// comparison of handshakes offers them all the same one).
+	TLSGroups []tls.CurveID
 	// SubscriberURL, when set, is where the subscribers connect instead of URL: another node
 	// of a cluster, to measure delivery across nodes.
 	SubscriberURL string

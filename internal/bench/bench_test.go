@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"testing"
 	"time"
@@ -429,5 +430,16 @@ func TestIdleTLSStormResumes(t *testing.T) {
 		if res.Opened != n || res.TLSResumed != want || res.DialP50 <= 0 || res.DialP99 < res.DialP50 {
 			t.Fatalf("resume %v: %+v, want %d resumed", resume, res, want)
 		}
+		if res.TLSGroup != tls.X25519MLKEM768.String() {
+			t.Fatalf("resume %v: key exchange %q, want Go's default %v", resume, res.TLSGroup, tls.X25519MLKEM768)
+		}
+	}
+	// Limited to X25519, as a peer built on an older TLS library negotiates.
+	cfg := Config{URL: "mqtts://" + srv.Addr("mqtt_tls"), CAFile: pki.CA(), TLSGroups: []tls.CurveID{tls.X25519}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := Idle(ctx, cfg, IdleOptions{Conns: 4, Hold: time.Millisecond, Concurrency: 2}, nil)
+	if err != nil || res.Opened != 4 || res.TLSGroup != tls.X25519.String() {
+		t.Fatalf("x25519 only: %+v, %v", res, err)
 	}
 }

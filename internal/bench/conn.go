@@ -30,6 +30,8 @@ type mqttConn struct {
 	dialIn time.Duration
 	// resumed says the TLS handshake resumed an earlier session (mqtts:// with a session cache).
 	resumed bool
+	// group is the TLS key exchange the handshake used (0 without TLS).
+	group tls.CurveID
 }
 
 // session says how a connection treats its session. The zero value is a clean session that
@@ -75,7 +77,7 @@ type dialer struct {
 
 func newDialer(cfg *Config) (*dialer, error) {
 	d := &dialer{v: cfg.version(), timeout: cfg.ConnectTimeout, custom: cfg.Dial,
-		opts: mqttclient.Options{Insecure: cfg.Insecure, CAFile: cfg.CAFile}}
+		opts: mqttclient.Options{Insecure: cfg.Insecure, CAFile: cfg.CAFile, Groups: cfg.TLSGroups}}
 	if cfg.TLSResume {
 		// Bounded: one ticket per server name is all a run needs, a few spare for races.
 		d.opts.SessionCache = tls.NewLRUClientSessionCache(64)
@@ -111,7 +113,8 @@ func (d *dialer) connect(ctx context.Context, clientID string, bufSize int, sess
 	case *net.TCPConn:
 		_ = tc.SetNoDelay(true)
 	case *tls.Conn:
-		c.resumed = tc.ConnectionState().DidResume
+		st := tc.ConnectionState()
+		c.resumed, c.group = st.DidResume, st.CurveID
 	}
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)

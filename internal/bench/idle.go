@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -54,6 +55,9 @@ type IdleResult struct {
 	// TLSResumed counts the storm's connections whose TLS handshake resumed a session (with
 	// Config.TLSResume; 0 over TCP or when the broker issues no tickets).
 	TLSResumed int `json:"tls_resumed"`
+	// TLSGroup is the key exchange of the storm's TLS handshakes, as the first connection to
+	// make one negotiated it (empty over TCP).
+	TLSGroup string `json:"tls_group,omitempty"`
 	// FanOutReceived counts the connections that got the fan-out message, and FanOutLastMS is
 	// when the last of them had it, in ms after the publish was written. Readiness is checked
 	// by sweeping the connections with non-blocking reads, so the figure is late by at most one
@@ -106,6 +110,7 @@ func Idle(ctx context.Context, cfg Config, o IdleOptions, ready func(IdleResult)
 	var mu sync.Mutex
 	var connack, dial Histogram
 	resumed := 0
+	var group tls.CurveID
 	begin := time.Now()
 	err = connectAllN(ctx, o.Conns, o.Concurrency, func(ctx context.Context, i int) error {
 		c, err := d.connect(ctx, fmt.Sprintf("%s-%d", prefix, i), 512, sess)
@@ -118,6 +123,9 @@ func Idle(ctx context.Context, cfg Config, o IdleOptions, ready func(IdleResult)
 		dial.Record(uint64(c.dialIn))
 		if c.resumed {
 			resumed++
+		}
+		if group == 0 {
+			group = c.group
 		}
 		mu.Unlock()
 		filters := []string{fmt.Sprintf("%s/idle/%d", cfg.Topic, i)}
@@ -148,6 +156,9 @@ func Idle(ctx context.Context, cfg Config, o IdleOptions, ready func(IdleResult)
 	res.ConnackP999, res.ConnackMax = us(connack.Percentile(0.999)), us(connack.Max())
 	res.DialP50, res.DialP99 = us(dial.Percentile(0.50)), us(dial.Percentile(0.99))
 	res.TLSResumed = resumed
+	if group != 0 {
+		res.TLSGroup = group.String()
+	}
 	if err != nil {
 		return res, err
 	}

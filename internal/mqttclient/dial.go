@@ -38,6 +38,10 @@ type Options struct {
 	// SessionCache, when set, keeps TLS sessions (TLS 1.3 tickets) so that the next dial to the
 	// same server resumes instead of doing a full handshake; share one across dials.
 	SessionCache tls.ClientSessionCache
+	// Groups, when set, are the only TLS key exchanges the client offers, in order of
+	// preference (see ParseGroups); nil offers Go's defaults, which start with the
+	// post-quantum hybrid X25519MLKEM768.
+	Groups []tls.CurveID
 }
 
 // Endpoint is a parsed broker URL.
@@ -161,7 +165,7 @@ func (e Endpoint) Dial(ctx context.Context, o Options) (net.Conn, error) {
 
 func (e Endpoint) tlsConfig(o Options) (*tls.Config, error) {
 	cfg := &tls.Config{ServerName: e.Host, InsecureSkipVerify: o.Insecure, MinVersion: tls.VersionTLS12,
-		ClientSessionCache: o.SessionCache}
+		ClientSessionCache: o.SessionCache, CurvePreferences: o.Groups}
 	if o.ServerName != "" {
 		cfg.ServerName = o.ServerName
 	}
