@@ -5,15 +5,17 @@
 # N MQTT 3.1.1 connections each with one subscription (`tern bench --idle-conns N --hold D`),
 # read the RSS again while they sit idle, and print (after - before) / N in KiB. Results also
 # go to bench/results/idle-<time>/. Broker tern_tls is tern with MQTT over TLS only (a `tern
-# cert` server certificate); it runs with --only tern_tls, not by default.
+# cert` server certificate); tern_ws and mosquitto_ws are MQTT over WebSocket only
+# (ws://.../mqtt). They run with --only, not by default.
 #
-# Usage: bench/idle-memory.sh [--conns N] [--hold DURATION] [--only tern|tern_tls|mosquitto|nats[,...]]
+# Usage: bench/idle-memory.sh [--conns N] [--hold DURATION]
+#                             [--only tern|tern_tls|tern_ws|mosquitto|mosquitto_ws|nats[,...]]
 set -euo pipefail
 
 CONNS=5000
 HOLD=20s
 ONLY=""
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case $1 in
 	--conns) CONNS=${2:?}; shift 2 ;;
@@ -59,6 +61,7 @@ for b in "${BROKERS[@]}"; do
 	out="$OUT/$b.out"
 	url=(--url "mqtt://127.0.0.1:${BROKER_PORT[$b]}")
 	[[ $b == tern_tls ]] && url=(--url "mqtts://127.0.0.1:${BROKER_PORT[$b]}" --cafile "$WORK/tls/ca.crt")
+	[[ $b == *_ws ]] && url=(--url "ws://127.0.0.1:${BROKER_PORT[$b]}/mqtt")
 	timeout 600 "$TERN" bench "${url[@]}" --idle-conns "$CONNS" --hold "$HOLD" \
 		>"$out" 2>"$out.err" &
 	BENCH_PID=$!
@@ -86,9 +89,9 @@ done
 
 {
 	echo "idle connections: $CONNS, one subscription each, MQTT 3.1.1"
-	printf '%-10s %14s %14s %16s\n' broker "RSS before KiB" "RSS after KiB" "KiB/connection"
+	printf '%-12s %14s %14s %16s\n' broker "RSS before KiB" "RSS after KiB" "KiB/connection"
 	for b in "${BROKERS[@]}"; do
-		printf '%-10s %14s %14s %16s\n' "$b" "${BEFORE[$b]}" "${AFTER[$b]}" "${PER[$b]}"
+		printf '%-12s %14s %14s %16s\n' "$b" "${BEFORE[$b]}" "${AFTER[$b]}" "${PER[$b]}"
 	done
 } | tee "$OUT/table.txt"
 echo "results: $OUT"

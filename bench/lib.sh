@@ -16,6 +16,9 @@
 #   tern_tls, mosquitto_tls, nats_tls
 #                      tern, mosquitto and nats as above with only MQTT over TLS, a `tern cert`
 #                      server certificate for 127.0.0.1 ($WORK/tls/ca.crt is what clients trust)
+#   tern_ws, mosquitto_ws
+#                      MQTT over WebSocket only (ws://127.0.0.1:PORT/mqtt): tern's HTTP listener,
+#                      Mosquitto's websockets listener (libwebsockets)
 
 # Brokers started by start_* are recorded here and stopped by stop_all (trap it on EXIT).
 declare -A BROKER_PID=()
@@ -130,6 +133,37 @@ start_tern_tls() {
 	BROKER_PID[tern_tls]=$!
 	BROKER_PORT[tern_tls]=$port
 	wait_port tern_tls "$port"
+}
+
+# start_tern_ws: tern memory-only with only its HTTP listener, whose /mqtt is MQTT over WebSocket.
+start_tern_ws() {
+	local port
+	port=$(free_port)
+	"$TERN_SERVER" serve --mqtt "" --http "127.0.0.1:$port" --unix "" --data-dir "" --log-level warn $BENCH_TERN_ARGS \
+		>"$WORK/tern_ws.log" 2>&1 &
+	BROKER_PID[tern_ws]=$!
+	BROKER_PORT[tern_ws]=$port
+	wait_port tern_ws "$port"
+}
+
+# start_mosquitto_ws: Mosquitto (persistence false) with only a websockets listener.
+start_mosquitto_ws() {
+	local port conf="$WORK/mosquitto_ws.conf"
+	port=$(free_port)
+	cat >"$conf" <<-EOF
+		listener $port 127.0.0.1
+		protocol websockets
+		user $(id -un)
+		allow_anonymous true
+		persistence false
+		log_dest stderr
+		log_type error
+		log_type warning
+	EOF
+	"$MOSQUITTO" -c "$conf" >"$WORK/mosquitto_ws.log" 2>&1 &
+	BROKER_PID[mosquitto_ws]=$!
+	BROKER_PORT[mosquitto_ws]=$port
+	wait_port mosquitto_ws "$port"
 }
 
 # ensure_tls_certs: a CA and a server certificate for 127.0.0.1 from `tern cert` in $WORK/tls
@@ -315,6 +349,8 @@ start_broker() {
 	nats) start_nats ;;
 	mosquitto_tls) start_mosquitto_tls ;;
 	nats_tls) start_nats_tls ;;
+	tern_ws) start_tern_ws ;;
+	mosquitto_ws) start_mosquitto_ws ;;
 	*) die "unknown broker $1" ;;
 	esac
 }

@@ -104,9 +104,9 @@ type packetReader struct {
 	// woke is set by a read that waited for the poller, or when the netio.Poller handed the
 	// connection back, and cleared by tookWake.
 	woke bool
-	// park is the socket under a TLS connection that can park in the poller (nil otherwise);
-	// tlsReady is set once a packet has been read, so the handshake is over and a read that
-	// does not wait cannot fail it (crypto/tls keeps a handshake's errors).
+	// park is the socket under a TLS or WebSocket connection that can park in the poller (nil
+	// otherwise); tlsReady is set once a packet has been read, so the handshake is over and a
+	// read that does not wait cannot fail it (crypto/tls keeps a handshake's errors).
 	park     *netio.ParkConn
 	tlsReady bool
 }
@@ -151,6 +151,9 @@ func newPacketReader(c net.Conn, maxSize int) *packetReader {
 	}
 	if tc, ok := c.(*tls.Conn); ok {
 		r.park, _ = tc.NetConn().(*netio.ParkConn)
+	} else if ws, ok := c.(interface{ ParkConn() *netio.ParkConn }); ok {
+		// A WebSocket (wsconn) whose reads pass the socket's ErrWouldBlock through.
+		r.park = ws.ParkConn()
 	}
 	return r
 }

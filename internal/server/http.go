@@ -18,6 +18,7 @@ import (
 	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/mbus"
 	"github.com/ternmq/tern/internal/netio"
+	"github.com/ternmq/tern/internal/wsconn"
 )
 
 // routes is the HTTP listener's handler: the console, the HTTP API, MQTT and mBus over
@@ -95,15 +96,18 @@ func (s *Server) serveMBusWebSocket(w http.ResponseWriter, r *http.Request, id n
 
 // serveMQTTWebSocket upgrades to WebSocket and runs an MQTT connection over binary messages. A
 // WebSocket message may hold several MQTT packets or part of one; the face reads a byte stream.
+// The framing is wsconn's, not the WebSocket library's the other endpoints use: an idle MQTT
+// connection over it parks in the poller like one over TCP (docs/decisions.md, "MQTT over
+// WebSocket parks").
 func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id netio.Identify) {
 	origins := s.cfg.MQTT.WebSocketOrigins
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, err := wsconn.Upgrade(w, r, wsconn.Options{
 		// "mqtt" is the standard name; "mqttv3.1" is what older clients offer.
 		Subprotocols: []string{"mqtt", "mqttv3.1"},
 		// MQTT authenticates in CONNECT, so any origin may connect unless mqtt.websocket_origins
 		// lists the allowed ones.
-		InsecureSkipVerify: len(origins) == 0,
-		OriginPatterns:     origins,
+		AnyOrigin:      len(origins) == 0,
+		OriginPatterns: origins,
 	})
 	if err != nil {
 		return
@@ -114,10 +118,9 @@ func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id n
 	if !httpapi.TrustedOrigin(r, append(slices.Clip(s.cfg.HTTP.WebSocketOrigins), origins...)) {
 		id = nil
 	}
-	// The request's context ends when the server begins to close; the MQTT face closes its
-	// connections itself then, with a DISCONNECT.
-	nc := websocket.NetConn(context.WithoutCancel(r.Context()), ws, websocket.MessageBinary)
-	s.MQTT.ServeConnTLS(nc, r.TLS, id)
+	// The MQTT face closes its connections itself when the server closes, with a DISCONNECT;
+	// once the connection parks this handler returns (the connection is no longer HTTP's).
+	s.MQTT.ServeConnTLS(ws, r.TLS, id)
 }
 
 // serveReady answers GET /readyz: 200 while the broker takes clients and its store accepts

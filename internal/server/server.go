@@ -394,7 +394,8 @@ func (s *Server) serveHTTPHandler(name, addr string, st *certs.ServerTLS, h http
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
 	if st != nil {
-		ln = tls.NewListener(ln, st.Config())
+		// Parkable underneath, for MQTT over WebSocket (serveMQTTWebSocket).
+		ln = netio.NewTLSListener(ln, st.Config())
 	}
 	s.track(name, ln)
 	hs := &http.Server{
