@@ -61,9 +61,7 @@ var (
 // known by its certificate alone (a user name nobody checked is no identity).
 func (b *Broker) authenticate(ctx context.Context, c auth.Credentials) (*auth.Principal, error) {
 	if b.cfg.Auth == nil {
-		p := auth.Unrestricted(c.CertIdentity)
-		p.ClientID = c.ClientID
-		return p, nil
+		return auth.UnrestrictedClient(auth.SourceInternal, c.CertIdentity, c.ClientID), nil
 	}
 	return b.cfg.Auth.Authenticate(ctx, c)
 }
