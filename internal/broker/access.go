@@ -301,11 +301,15 @@ func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal, peer bool
 	if p.Unrestricted() {
 		return
 	}
-	for f, sub := range s.subs {
-		if mayReceive(p, s.id, f, peer) {
-			continue
+	var gone []*subscription
+	for sub := range s.subs.all() {
+		if !mayReceive(p, s.id, sub.Filter, peer) {
+			gone = append(gone, sub)
 		}
-		delete(s.subs, f)
+	}
+	for _, sub := range gone {
+		f := sub.Filter
+		s.subs.remove(f)
 		b.indexRemove(sub.filter, s)
 		b.stats.Subscriptions.Add(-1)
 		b.stats.NotAuthorized.Add(1)

@@ -148,7 +148,7 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 		if sub.ID != 0 {
 			ns.ids = []uint32{sub.ID}
 		}
-		s.subs[sub.Filter] = ns
+		s.subs.put(ns)
 		b.indexAdd(f, s, ns, true)
 		b.stats.Subscriptions.Add(1)
 	}
@@ -232,7 +232,7 @@ type SessionInfo struct {
 func (s *Session) infoLocked() SessionInfo {
 	return SessionInfo{
 		ClientID: s.id, Identity: s.identity, Face: s.face, Online: s.sink != nil, Durable: s.durable(),
-		Subscriptions: len(s.subs), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
+		Subscriptions: s.subs.len(), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
 		Inflight: s.inflight.len(), Dropped: s.dropped, Refused: s.refused, Expired: s.expired,
 		Sent: s.marks.Sent, Taken: s.marks.Taken, RoutedDuplicates: s.routedDups, RoutedGaps: s.routedGaps,
 	}

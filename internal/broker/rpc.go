@@ -182,8 +182,8 @@ func (b *Broker) Services() []ServiceInfo {
 	for _, s := range b.sessions {
 		s.mu.Lock()
 		if s.sink != nil {
-			for f := range s.subs {
-				if ns, proc, ok := strings.Cut(rpcResource(f), "/"); ok {
+			for sub := range s.subs.all() {
+				if ns, proc, ok := strings.Cut(rpcResource(sub.Filter), "/"); ok {
 					count[[2]string{ns, proc}]++
 				}
 			}

@@ -33,7 +33,7 @@ type Session struct {
 	// waitDrain is set when a queued delivery met a full connection buffer.
 	waitDrain   bool
 	expiry      uint32
-	subs        map[string]*subscription
+	subs        subSet
 	queue       store.Queue
 	inflight    inflightWindow
 	inflightMax int
@@ -401,7 +401,7 @@ func (s *Session) stopTimers() {
 func (s *Session) record() store.SessionRecord {
 	rec := store.SessionRecord{ClientID: s.id, Identity: s.identity, Expiry: s.expiry,
 		Disconnected: s.disconnected, Dropped: s.dropped}
-	for _, sub := range s.subs {
+	for sub := range s.subs.all() {
 		rec.Subscriptions = append(rec.Subscriptions, sub.Subscription)
 	}
 	w := s.will
