@@ -118,7 +118,9 @@ func (b *Broker) credentialsDue(s *Session, gen uint64) {
 		s.mu.Unlock()
 		return
 	}
-	s.credTimer = nil
+	if s.rare != nil {
+		s.rare.credTimer = nil
+	}
 	s.mu.Unlock()
 	b.log.Info("disconnecting client: credentials expired", "client", s.id, "identity", s.identity)
 	sink.Close(ErrCredentialsExpired)

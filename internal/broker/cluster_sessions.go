@@ -136,7 +136,9 @@ func (b *Broker) ReleaseSession(clientID string) {
 		s.detach()
 		orphaned = s.takeCalls()
 	}
-	s.pendingWill = nil
+	if s.rare != nil {
+		s.rare.pendingWill = nil
+	}
 	s.stopTimers()
 	for sub := range s.subs.all() {
 		b.indexRemove(sub.filter, s)

@@ -3,13 +3,16 @@ package broker
 import (
 	"testing"
 	"unsafe"
+
+	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/store/memstore"
 )
 
 // TestSizes logs the size of the structures every connected session holds, for the figures in
 // docs/decisions.md ("An idle connection's bytes, second pass"); it checks nothing.
 func TestSizes(t *testing.T) {
-	t.Logf("Session %d B, Client %d B, subscription %d B",
-		unsafe.Sizeof(Session{}), unsafe.Sizeof(Client{}), unsafe.Sizeof(subscription{}))
+	t.Logf("Session %d B, sessionRare %d B, Client %d B, subscription %d B", unsafe.Sizeof(Session{}),
+		unsafe.Sizeof(sessionRare{}), unsafe.Sizeof(Client{}), unsafe.Sizeof(subscription{}))
 }
 
 // Without an authenticator every client without a certificate shares one principal.
@@ -23,5 +26,57 @@ func TestOpenClientsSharePrincipal(t *testing.T) {
 	// What the client does still names it by its own client id.
 	if a.ClientID != "a" || c.ClientID != "c" {
 		t.Fatalf("client ids %q, %q", a.ClientID, c.ClientID)
+	}
+}
+
+// An idle subscribed session that receives QoS 0 messages carries no rare part; one that meets
+// an exactly-once publish gets it.
+func TestSessionRarePartOnFirstUse(t *testing.T) {
+	b, _ := newTestBroker(t, nil)
+	c, k, _ := connect(t, b, ConnectRequest{ClientID: "idle"})
+	subscribe(t, c, SubscribeRequest{Filter: "i"})
+	p, _, _ := connect(t, b, ConnectRequest{ClientID: "p"})
+	publish(t, p, "i", "x", 0, false)
+	wantPayloads(t, k, "x")
+	if c.s.rare != nil {
+		t.Fatal("an idle QoS 0 subscriber's session allocated its rare part")
+	}
+	if _, err := p.PublishExactlyOnce(9, &message.Message{Topic: "i", Payload: []byte("y"), QoS: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if p.PendingReleases() != 1 || p.s.rare == nil {
+		t.Fatalf("exactly-once publish: %d pending releases", p.PendingReleases())
+	}
+	if !p.Release(9) || p.Release(9) || p.PendingReleases() != 0 {
+		t.Fatal("release of an exactly-once publish")
+	}
+}
+
+// A session becomes durable after state in its rare part exists: the durable session keeps it.
+// The exactly-once receipt of the memory-only session survives a restart as a duplicate.
+func TestSessionTurnedDurableKeepsRareState(t *testing.T) {
+	st := memstore.New()
+	b1, _ := newBrokerOn(t, st, nil)
+	c, _, _ := connect(t, b1, ConnectRequest{ClientID: "grow"})
+	if _, err := c.PublishExactlyOnce(5, &message.Message{Topic: "t", Payload: []byte("once"), QoS: 2}); err != nil {
+		t.Fatal(err)
+	}
+	c2, _, res := connect(t, b1, ConnectRequest{ClientID: "grow", Expiry: hour})
+	if !res.SessionPresent || c2.PendingReleases() != 1 {
+		t.Fatalf("resumed: present %v, %d pending releases", res.SessionPresent, c2.PendingReleases())
+	}
+	c2.Disconnect(DisconnectRequest{Graceful: true})
+
+	b2, _ := newBrokerOn(t, st, nil)
+	c3, _, res := connect(t, b2, ConnectRequest{ClientID: "grow", Expiry: hour})
+	if !res.SessionPresent {
+		t.Fatal("session not stored")
+	}
+	r, err := c3.PublishExactlyOnce(5, &message.Message{Topic: "t", Payload: []byte("once"), QoS: 2})
+	if err != nil || !r.Duplicate {
+		t.Fatalf("the resent exactly-once publish after restart: %+v, %v; want a duplicate", r, err)
+	}
+	if c3.PendingReleases() != 1 {
+		t.Fatalf("%d pending releases after restart", c3.PendingReleases())
 	}
 }
