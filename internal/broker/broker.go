@@ -217,7 +217,7 @@ func (b *Broker) Close() error {
 func (b *Broker) newSession(id string, durable bool) (*Session, error) {
 	s := &Session{b: b, id: id, limits: b.limitsFor(id)}
 	if !durable {
-		s.queue = &memstore.Queue{}
+		s.queue = noQueue
 		return s, nil
 	}
 	if err := s.openDurable(); err != nil {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"testing"
 	"unsafe"
 
@@ -79,4 +80,42 @@ func TestSessionTurnedDurableKeepsRareState(t *testing.T) {
 	if c3.PendingReleases() != 1 {
 		t.Fatalf("%d pending releases after restart", c3.PendingReleases())
 	}
+}
+
+// Memory-only sessions share the empty noQueue until they queue something; then each has its
+// own, and what one queues reaches only it.
+func TestSessionsQueueApart(t *testing.T) {
+	b, _ := newTestBroker(t, nil)
+	idle, _, _ := connect(t, b, ConnectRequest{ClientID: "idle"})
+	subscribe(t, idle, SubscribeRequest{Filter: "i"})
+	if idle.s.queue != noQueue {
+		t.Fatal("an idle session holds a queue of its own")
+	}
+	// Connected but not started: deliveries queue until Start.
+	var ks []*sink
+	var cs []*Client
+	for _, id := range []string{"a", "b"} {
+		k := &sink{}
+		c, _, err := b.Connect(context.Background(), ConnectRequest{ClientID: id, Sink: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subscribe(t, c, SubscribeRequest{Filter: id, QoS: 1})
+		ks, cs = append(ks, k), append(cs, c)
+	}
+	p, _, _ := connect(t, b, ConnectRequest{ClientID: "p"})
+	publish(t, p, "a", "for a", 1, false)
+	publish(t, p, "b", "for b", 1, false)
+	publish(t, p, "a", "for a again", 1, false)
+	if cs[0].s.queue == noQueue || cs[0].s.queue == cs[1].s.queue || cs[0].s.queue.Len() != 2 || cs[1].s.queue.Len() != 1 {
+		t.Fatalf("queues: a %d, b %d messages", cs[0].s.queue.Len(), cs[1].s.queue.Len())
+	}
+	if noQueue.Len() != 0 {
+		t.Fatal("the shared empty queue holds something")
+	}
+	for _, c := range cs {
+		c.Start()
+	}
+	wantPayloads(t, ks[0], "for a", "for a again")
+	wantPayloads(t, ks[1], "for b")
 }

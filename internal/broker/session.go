@@ -27,8 +27,8 @@ type Session struct {
 	// gen counts connections; a Client whose gen is stale belongs to a connection that was taken over.
 	gen  uint64
 	subs subSet
-	// queue holds what waits for the connection: a memstore.Queue, or the store's for a durable
-	// session.
+	// queue holds what waits for the connection: a memstore.Queue (noQueue until the first
+	// push), or the store's for a durable session.
 	queue    store.Queue
 	inflight inflightWindow
 	// limits are the queue's, shared with the configuration (limitsFor).
@@ -327,6 +327,7 @@ func (s *Session) enqueue(it store.Item) error {
 	if popErr != nil {
 		return s.b.storeFailed("dropping from a queue", popErr)
 	}
+	s.ownQueue()
 	if err := s.queue.Push(it); err != nil {
 		return s.b.storeFailed("queueing a message", err)
 	}
