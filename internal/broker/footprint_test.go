@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"unsafe"
 
@@ -118,4 +119,41 @@ func TestSessionsQueueApart(t *testing.T) {
 	}
 	wantPayloads(t, ks[0], "for a", "for a again")
 	wantPayloads(t, ks[1], "for b")
+}
+
+// Interest counts a plain filter in one map; a path both plain and shared subscribers have is
+// listed once, and stays while either has it.
+func TestInterestPlainAndSharedOnOnePath(t *testing.T) {
+	b, _ := newTestBroker(t, nil)
+	changes := 0
+	b.WatchInterest(func() { changes++ })
+	x, _, _ := connect(t, b, ConnectRequest{ClientID: "x"})
+	y, _, _ := connect(t, b, ConnectRequest{ClientID: "y"})
+	step := func(name, interest, filters string, wantChanges int) {
+		t.Helper()
+		if got := fmt.Sprint(b.Interest()); got != interest {
+			t.Fatalf("%s: Interest %s, want %s", name, got, interest)
+		}
+		if got := fmt.Sprint(b.InterestFilters()); got != filters {
+			t.Fatalf("%s: InterestFilters %s, want %s", name, got, filters)
+		}
+		if changes != wantChanges {
+			t.Fatalf("%s: %d changes, want %d", name, changes, wantChanges)
+		}
+	}
+	subscribe(t, x, SubscribeRequest{Filter: "p"})
+	step("plain", "[p]", "[p]", 1)
+	subscribe(t, y, SubscribeRequest{Filter: "$share/g/p"})
+	step("plain and shared", "[p]", "[$share/g/p p]", 2)
+	x.Unsubscribe([]string{"p"})
+	step("shared only", "[p]", "[$share/g/p]", 3)
+	y.Unsubscribe([]string{"$share/g/p"})
+	step("none", "[]", "[]", 4)
+	subscribe(t, y, SubscribeRequest{Filter: "$share/g/q"}, SubscribeRequest{Filter: "$share/h/q"})
+	subscribe(t, x, SubscribeRequest{Filter: "q"})
+	step("two groups and plain", "[q]", "[$share/g/q $share/h/q q]", 7)
+	y.Unsubscribe([]string{"$share/g/q", "$share/h/q"})
+	step("plain again", "[q]", "[q]", 9)
+	x.Unsubscribe([]string{"q"})
+	step("none again", "[]", "[]", 10)
 }
