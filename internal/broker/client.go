@@ -17,14 +17,15 @@ type Client struct {
 	Identity string
 
 	principal *auth.Principal
-	// announce: this connection's events go to $SYS/events.
-	announce bool
 	// batch is the face's (ConnectRequest.Batch).
 	batch *Batch
-	// face and remote describe the connection in logs (ConnectRequest.Face, RemoteAddr).
-	face, remote string
+	// remote describes the connection in logs (ConnectRequest.RemoteAddr); its face is the
+	// session's while this client owns it (Session.face).
+	remote string
 	// rate is the publish budget shared by the identity's connections; nil without rate limits.
 	rate *rateLimiter
+	// announce: this connection's events go to $SYS/events.
+	announce bool
 	// peer: another router (ConnectRequest.Peer).
 	peer bool
 }
@@ -135,6 +136,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 			s.expiry = b.cfg.MaxSessionExpiry
 		}
 	}
+	face := s.face
 	s.detach()
 	orphaned := s.takeCalls()
 	s.disconnected = b.now()
@@ -169,7 +171,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 			reason = "connection_closed"
 		}
 	}
-	b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity, "face", c.face,
+	b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity, "face", face,
 		"remote", c.remote, "reason", reason)
 	if c.announce {
 		b.announce("disconnected", map[string]any{"client_id": c.ClientID, "identity": c.Identity, "reason": reason})

@@ -213,7 +213,7 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()
 	return &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate,
-		announce: req.Announce, batch: req.Batch, face: req.Face, remote: req.RemoteAddr, peer: req.Peer}, nil
+		announce: req.Announce, batch: req.Batch, remote: req.RemoteAddr, peer: req.Peer}, nil
 }
 
 // connected finishes a connect outside the locks: the replaced connection is closed, calls it

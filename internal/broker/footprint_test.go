@@ -1,8 +1,11 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -156,4 +159,28 @@ func TestInterestPlainAndSharedOnOnePath(t *testing.T) {
 	step("plain again", "[q]", "[q]", 9)
 	x.Unsubscribe([]string{"q"})
 	step("none again", "[]", "[]", 10)
+}
+
+// The client no longer keeps its face: the disconnect log takes the session's, which is the
+// same while the client owns the session.
+func TestDisconnectLogNamesTheFace(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := DefaultConfig()
+	b, err := New(cfg, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	c, _, _ := connect(t, b, ConnectRequest{ClientID: "f", Face: "mqtt", RemoteAddr: "192.0.2.1:1883"})
+	c.Disconnect(DisconnectRequest{Graceful: true})
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, "client disconnected") {
+			if !strings.Contains(line, "face=mqtt") || !strings.Contains(line, "remote=192.0.2.1:1883") {
+				t.Fatalf("disconnect log %q lacks the face or the remote address", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no disconnect log in %q", buf.String())
 }
