@@ -229,13 +229,17 @@ func (l *links) sendInterest() {
 			if o.interestGen.Load() > g {
 				continue
 			}
-			if o.send(func(b []byte) []byte { return appendInterest(b, fs) }) {
+			if o.send(func(b []byte) []byte { return appendInterest(b, fs, l.interestPart()) }) {
 				o.interestGen.Store(g)
 			}
 		}
 		l.order.round()
 	}
 }
+
+// interestPart is the size of the parts an interest set is sent in: well inside the peers'
+// frame bound (every node's is at least 64 KiB in a server: see server.maxFrame).
+func (l *links) interestPart() int { return min(32<<10, max(l.n.cfg.MaxFrame/2, 1<<10)) }
 
 // setInterestLocked replaces a node's interest in the index. Caller holds l.mu.
 func (l *links) setInterestLocked(id string, filters []string) {
@@ -335,7 +339,7 @@ func (l *links) runOut(p *peer, c net.Conn) {
 	prog := l.progress()
 	o.send(func(b []byte) []byte {
 		b = appendHello(b, l.n.cfg.NodeID)
-		b = appendInterest(b, fs)
+		b = appendInterest(b, fs, l.interestPart())
 		return appendProgress(b, fPing, prog)
 	})
 	o.interestGen.Store(g)
