@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"math/rand/v2"
 	"strconv"
 	"testing"
+
+	"github.com/ternmq/tern/internal/topic"
 )
 
 // A node's interest is every distinct filter its sessions hold, one per device in a typical
@@ -30,4 +33,40 @@ func TestInterestLargerThanAFrame(t *testing.T) {
 		return len(n1.links.index.Match("devices/9/cmd").Entries) == 1 &&
 			len(n1.links.index.Match("devices/10/cmd").Entries) == 0
 	})
+}
+
+// setInterestLocked finds the change between two sets by a sorted walk: whatever order and
+// duplicates a set comes in, afterwards the index holds exactly its filters.
+func TestSetInterestReplacesTheSet(t *testing.T) {
+	l := &links{index: topic.NewIndex[string, struct{}](64), interest: map[string][]string{}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const universe = 40
+	for round := range 300 {
+		want := map[int]bool{}
+		var set []string
+		for range rng.IntN(2 * universe) {
+			k := rng.IntN(universe)
+			want[k] = true
+			set = append(set, "a/"+strconv.Itoa(k)) // unsorted, with repeats
+		}
+		if rng.IntN(10) == 0 {
+			set, want = nil, map[int]bool{}
+		}
+		l.setInterestLocked("n2", set)
+		for k := range universe {
+			if got := len(l.index.Match("a/" + strconv.Itoa(k)).Entries); got != b2i(want[k]) {
+				t.Fatalf("round %d: a/%d matched %d times, in the set: %v", round, k, got, want[k])
+			}
+		}
+		if len(want) == 0 && l.interest["n2"] != nil {
+			t.Fatalf("round %d: an empty set left %d filters", round, len(l.interest["n2"]))
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
