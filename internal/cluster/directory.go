@@ -20,7 +20,7 @@ import (
 //	'q' uvarint len, client, seq(8)   -> a queued item
 //	'i' uvarint len, client, pid(2)   -> uvarint order, byte released, an item in flight
 //	'n' uvarint len, client, pid(2)   -> an exactly-once publish received, not yet released
-//	'u' uvarint len, client, filter   -> a subscription's options (sessioncmd.go); records hold none
+//	'b' uvarint len, client, filter   -> a subscription's options (sessioncmd.go); records hold none
 //	'a'                               -> the index of the last session command applied (8 bytes)
 //
 // since is the log index from which the owner holds the session (its ops carry it, so those of a
@@ -35,7 +35,7 @@ const (
 	prefixQueue    = 'q'
 	prefixInflight = 'i'
 	prefixIncoming = 'n'
-	prefixSub      = 'u'
+	prefixSub      = 'b' // not 'u', 's' or 'l': raftstore's keys share the database
 	prefixApplied  = 'a'
 )
 
