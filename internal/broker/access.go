@@ -303,6 +303,7 @@ func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal, peer bool
 	if p.Unrestricted() {
 		return
 	}
+	var dropped []string
 	for f, sub := range s.subs {
 		if mayReceive(p, s.id, f, peer) {
 			continue
@@ -312,7 +313,9 @@ func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal, peer bool
 		b.stats.Subscriptions.Add(-1)
 		b.stats.NotAuthorized.Add(1)
 		b.log.Info("subscription dropped at resume: no longer granted", "client", s.id, "filter", f)
+		dropped = append(dropped, f)
 	}
+	s.storeSubsLocked(nil, dropped)
 }
 
 // rateLimiter is a generic cell rate limiter (GCRA) on two budgets, messages and bytes: each

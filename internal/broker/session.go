@@ -398,12 +398,10 @@ func (s *Session) stopTimers() {
 	}
 }
 
+// record is the session's record without its subscriptions, which the store keeps apart.
 func (s *Session) record() store.SessionRecord {
 	rec := store.SessionRecord{ClientID: s.id, Identity: s.identity, Expiry: s.expiry,
 		Disconnected: s.disconnected, Dropped: s.dropped}
-	for _, sub := range s.subs {
-		rec.Subscriptions = append(rec.Subscriptions, sub.Subscription)
-	}
 	w := s.will
 	if s.sink == nil {
 		w = s.pendingWill

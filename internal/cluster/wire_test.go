@@ -145,6 +145,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeRetain(sampleMessage()))
 	f.Add(encodeAppend("mbox/bob", []byte(`{"from":"alice"}`)))
 	f.Add(appendState(nil, state{Records: []Record{{"u", "k", nil}}}))
+	for _, cmd := range sampleSessionCommands() { // every op kind, subscriptions' included
+		f.Add(cmd)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeFrame(b)
 		_, _ = decodeCommand(b)
