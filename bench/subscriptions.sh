@@ -19,14 +19,20 @@
 # 60 s. 1,000,000 subscriptions: --conns 100 --filters 10000 (tern allows 10,000 subscriptions
 # per session by default, session.max_subscriptions: use more connections, not more filters).
 #
+# --window W (default 1000) is how many messages the publisher may have sent and not yet seen
+# delivered: the rate is at most W over the time a message takes through the broker, so where
+# that time grows (a walk of a large index per publish) a small window measures latency as much
+# as throughput.
+#
 # Usage: bench/subscriptions.sh [--conns 100] [--filters 10000] [--churn 10s] [--churn-conns 4]
-#                               [--timeout 600] [--only tern|mosquitto|nats[,...]]
+#                               [--window 1000] [--timeout 600] [--only tern|mosquitto|nats[,...]]
 set -euo pipefail
 
 CONNS=100
 FILTERS=10000
 CHURN=10s
 CHURN_CONNS=4
+WINDOW=1000
 TIMEOUT=600
 ONLY=""
 while (($#)); do
@@ -35,6 +41,7 @@ while (($#)); do
 	--filters) FILTERS=${2:?}; shift 2 ;;
 	--churn) CHURN=${2:?}; shift 2 ;;
 	--churn-conns) CHURN_CONNS=${2:?}; shift 2 ;;
+	--window) WINDOW=${2:?}; shift 2 ;;
 	--timeout) TIMEOUT=${2:?}; shift 2 ;;
 	--only) ONLY=${2:?}; shift 2 ;;
 	-h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -42,6 +49,7 @@ while (($#)); do
 	esac
 done
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || { echo "--timeout must be a positive number of seconds" >&2; exit 2; }
+[[ $WINDOW =~ ^[1-9][0-9]*$ ]] || { echo "--window must be a positive number of messages" >&2; exit 2; }
 [[ $CHURN =~ ^[0-9]+(\.[0-9]+)?(ms|s|m)?$ ]] || { echo "--churn must be a duration (10s, 1m, 0)" >&2; exit 2; }
 [[ $CHURN =~ ^0+(\.0+)?(ms|s|m)?$ ]] && CHURN=0
 [[ $CHURN =~ ^[0-9.]+$ && $CHURN != 0 ]] && CHURN=${CHURN}s
@@ -86,7 +94,7 @@ for b in "${BROKERS[@]}"; do
 	sleep 1 # let it finish starting before the baseline
 	rss0=$(rss_kib "$pid")
 	"$WORK/subload" --url "tcp://127.0.0.1:${BROKER_PORT[$b]}" --conns "$CONNS" --filters "$FILTERS" \
-		--churn "$CHURN" --churn-conns "$CHURN_CONNS" >"$WORK/$b.out" 2>"$WORK/$b.err" &
+		--churn "$CHURN" --churn-conns "$CHURN_CONNS" --window "$WINDOW" >"$WORK/$b.out" 2>"$WORK/$b.err" &
 	LOADPID=$!
 	if poll "$WORK/$b.out" '^ready' "$TIMEOUT"; then
 		rss1=$(rss_kib "$pid")

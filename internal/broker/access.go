@@ -309,6 +309,7 @@ func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal, peer bool
 			gone = append(gone, sub)
 		}
 	}
+	var dropped []string
 	for _, sub := range gone {
 		f := sub.Filter
 		s.subs.remove(f)
@@ -316,7 +317,9 @@ func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal, peer bool
 		b.stats.Subscriptions.Add(-1)
 		b.stats.NotAuthorized.Add(1)
 		b.log.Info("subscription dropped at resume: no longer granted", "client", s.id, "filter", f)
+		dropped = append(dropped, f)
 	}
+	s.storeSubsLocked(nil, dropped)
 }
 
 // rateLimiter is a generic cell rate limiter (GCRA) on two budgets, messages and bytes: each

@@ -69,10 +69,39 @@ func (s *Session) makeDurable() error {
 			err = st.AddIncoming(pid)
 		}
 	}
+	if err == nil && s.subs.len() > 0 {
+		subs := make([]store.Subscription, 0, s.subs.len())
+		for sub := range s.subs.all() {
+			subs = append(subs, sub.Subscription)
+		}
+		err = s.b.store.Sessions().PutSubscriptions(s.id, subs)
+	}
 	return err
 }
 
-// saveLocked writes the session record of a durable session. Caller holds s.mu.
+// storeSubsLocked writes a change to a durable session's subscriptions: only what changed, the
+// record stays as it is. It is written whatever the session's expiry, so that what the store
+// holds is always the session's whole set (an expiry of 0 now may be longer after a takeover).
+// Caller holds s.mu.
+func (s *Session) storeSubsLocked(put []store.Subscription, del []string) {
+	if !s.durable() || s.deleted {
+		return
+	}
+	ss := s.b.store.Sessions()
+	if len(put) > 0 {
+		if err := ss.PutSubscriptions(s.id, put); err != nil {
+			s.b.storeFailed("saving subscriptions", err)
+		}
+	}
+	if len(del) > 0 {
+		if err := ss.DeleteSubscriptions(s.id, del); err != nil {
+			s.b.storeFailed("removing subscriptions", err)
+		}
+	}
+}
+
+// saveLocked writes the session record of a durable session, without its subscriptions (they
+// are stored apart as they change: storeSubsLocked). Caller holds s.mu.
 func (s *Session) saveLocked() {
 	if !s.durable() || s.expiry == 0 || s.deleted {
 		return

@@ -460,14 +460,12 @@ func (s *Session) stopTimers() {
 	}
 }
 
+// record is the session's record without its subscriptions, which the store keeps apart.
 func (s *Session) record() store.SessionRecord {
 	rec := store.SessionRecord{ClientID: s.id, Identity: s.identity, Expiry: s.expiry,
 		Disconnected: s.disconnected}
 	if s.rare != nil {
 		rec.Dropped = s.rare.dropped
-	}
-	for sub := range s.subs.all() {
-		rec.Subscriptions = append(rec.Subscriptions, sub.Subscription)
 	}
 	w := s.willLocked()
 	if s.sink == nil {

@@ -18,6 +18,7 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 	}
 	s := c.s
 	cfg := &c.b.cfg
+	var changed []store.Subscription
 	for i, r := range reqs {
 		f, err := topic.ParseFilter(r.Filter)
 		if err != nil {
@@ -53,8 +54,10 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			c.b.stats.Subscriptions.Add(1)
 		}
 		out[i] = SubscribeResult{QoS: sub.QoS, Existed: old != nil, sub: sub}
+		changed = append(changed, sub.Subscription)
 	}
-	c.saveAndUnlock()
+	s.storeSubsLocked(changed, nil)
+	c.syncAndUnlock()
 	for i, r := range out {
 		if r.Err == nil && !r.Existed {
 			c.announceSubscription(reqs[i].Filter, true)
@@ -68,12 +71,12 @@ func (c *Client) mayReceive(filter string) bool {
 	return mayReceive(c.principal, c.ClientID, filter, c.peer)
 }
 
-// saveAndUnlock stores a durable session's record and waits until it is on disk, so a
-// subscription that was acknowledged survives a crash. Caller holds the session lock.
-func (c *Client) saveAndUnlock() {
+// syncAndUnlock waits, for a session that outlives its connection, until what was just stored
+// of its subscriptions is on disk, so a subscription that was acknowledged survives a crash.
+// Caller holds the session lock.
+func (c *Client) syncAndUnlock() {
 	s := c.s
 	durable := s.durable() && s.expiry > 0
-	s.saveLocked()
 	s.mu.Unlock()
 	if durable {
 		if err := c.b.store.Sync().Wait(); err != nil {
@@ -112,6 +115,7 @@ func (c *Client) Unsubscribe(filters []string) []bool {
 		return out
 	}
 	s := c.s
+	var removed []string
 	for i, f := range filters {
 		sub := s.subs.remove(f)
 		if sub == nil {
@@ -120,8 +124,10 @@ func (c *Client) Unsubscribe(filters []string) []bool {
 		c.b.indexRemove(sub.filter, s)
 		c.b.stats.Subscriptions.Add(-1)
 		out[i] = true
+		removed = append(removed, f)
 	}
-	c.saveAndUnlock()
+	s.storeSubsLocked(nil, removed)
+	c.syncAndUnlock()
 	for i, ok := range out {
 		if ok {
 			c.announceSubscription(filters[i], false)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -19,6 +20,7 @@ import (
 //	'q' uvarint len, client, seq(8)   -> a queued item
 //	'i' uvarint len, client, pid(2)   -> uvarint order, byte released, an item in flight
 //	'n' uvarint len, client, pid(2)   -> an exactly-once publish received, not yet released
+//	'b' uvarint len, client, filter   -> a subscription's options (sessioncmd.go); records hold none
 //	'a'                               -> the index of the last session command applied (8 bytes)
 //
 // since is the log index from which the owner holds the session (its ops carry it, so those of a
@@ -33,10 +35,11 @@ const (
 	prefixQueue    = 'q'
 	prefixInflight = 'i'
 	prefixIncoming = 'n'
+	prefixSub      = 'b' // not 'u', 's' or 'l': raftstore's keys share the database
 	prefixApplied  = 'a'
 )
 
-var sessionPrefixes = []byte{prefixDir, prefixRec, prefixQueue, prefixInflight, prefixIncoming, prefixApplied}
+var sessionPrefixes = []byte{prefixDir, prefixRec, prefixQueue, prefixInflight, prefixIncoming, prefixSub, prefixApplied}
 
 func dirKey(c string) []byte { return append([]byte{prefixDir}, c...) }
 func recKey(c string) []byte { return append([]byte{prefixRec}, c...) }
@@ -49,6 +52,18 @@ func sessPrefix(p byte, c string) []byte {
 
 func queueKey(c string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(sessPrefix(prefixQueue, c), seq)
+}
+
+func subKey(c, filter string) []byte { return append(sessPrefix(prefixSub, c), filter...) }
+
+// splitSubKey returns the client and filter of a subscription key.
+func splitSubKey(k []byte) (client, filter string, ok bool) {
+	n, w := binary.Uvarint(k[1:])
+	if w <= 0 || n >= uint64(len(k)-1-w) {
+		return "", "", false
+	}
+	rest := k[1+w:]
+	return string(rest[:n]), string(rest[n:]), true
 }
 
 func pidKey(p byte, c string, pid uint64) []byte {
@@ -102,8 +117,12 @@ func newDirectory() *directory {
 		index: topic.NewIndex[string, struct{}](4096)}
 }
 
-// load reads the directory from the database (at Open, and after a snapshot is restored).
+// load reads the directory from the database (at Open, and after a snapshot is restored),
+// moving subscriptions out of records first (moveSubscriptions).
 func (d *directory) load(db *pebble.DB) error {
+	if err := moveSubscriptions(db); err != nil {
+		return err
+	}
 	entries := map[string]*dirEntry{}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixDir}, UpperBound: []byte{prefixDir + 1}})
 	if err != nil {
@@ -135,8 +154,22 @@ func (d *directory) load(db *pebble.DB) error {
 			return err
 		}
 		e.record, e.connected = true, rec.Disconnected == 0
-		for _, s := range rec.Subscriptions {
-			e.filters = append(e.filters, s.Filter)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	it, err = db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixSub}, UpperBound: []byte{prefixSub + 1}})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		client, filter, ok := splitSubKey(it.Key())
+		if !ok {
+			_ = it.Close()
+			return fmt.Errorf("%w: subscription key %x", errFrame, it.Key())
+		}
+		if e := entries[client]; e != nil {
+			e.filters = append(e.filters, filter)
 		}
 	}
 	if err := it.Close(); err != nil {
@@ -160,6 +193,42 @@ func (d *directory) load(db *pebble.DB) error {
 		}
 	}
 	return nil
+}
+
+// moveSubscriptions rewrites records that hold their subscriptions (written by older nodes, or
+// restored from their snapshots) as a record without them and a key per subscription, so that
+// every later op finds them apart (an opRecordApart replaces the record, an opSubDel deletes a
+// key). It writes nothing when there is nothing to move, and moving again is harmless.
+func moveSubscriptions(db *pebble.DB) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixRec}, UpperBound: []byte{prefixRec + 1}})
+	if err != nil {
+		return err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		rec, err := decodeRecord(it.Value())
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		if len(rec.Subscriptions) == 0 {
+			continue
+		}
+		client := string(it.Key()[1:])
+		for _, s := range rec.Subscriptions {
+			_ = b.Set(subKey(client, s.Filter), appendSubOptions(nil, s), nil)
+		}
+		rec.Subscriptions = nil
+		_ = b.Set(it.Key(), appendRecord(nil, rec), nil)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if b.Empty() {
+		return nil
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // count adds delta to the persistent sessions node holds with filter. The caller holds mu.
@@ -204,6 +273,31 @@ func (d *directory) setInterest(e *dirEntry, owner string, record bool, filters 
 		for _, f := range filters {
 			d.count(owner, f, 1)
 		}
+	}
+}
+
+// addFilter adds a subscription to e's filters, counted in the interest while e has a record.
+// The caller holds mu.
+func (d *directory) addFilter(e *dirEntry, filter string) {
+	if slices.Contains(e.filters, filter) {
+		return
+	}
+	e.filters = append(e.filters, filter)
+	if e.record {
+		d.count(e.owner, filter, 1)
+	}
+}
+
+// removeFilter takes a subscription out of e's filters. The slice is copied, not changed in
+// place, so that whoever was handed the old one keeps what it saw. The caller holds mu.
+func (d *directory) removeFilter(e *dirEntry, filter string) {
+	i := slices.Index(e.filters, filter)
+	if i < 0 {
+		return
+	}
+	e.filters = slices.Concat(e.filters[:i], e.filters[i+1:])
+	if e.record {
+		d.count(e.owner, filter, -1)
 	}
 }
 

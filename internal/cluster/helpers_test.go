@@ -152,6 +152,8 @@ type tcluster struct {
 	brokers bool
 	// writeTimeout is the nodes' (default 5 s).
 	writeTimeout time.Duration
+	// maxFrame is the nodes' Config.MaxFrame (0: the package default).
+	maxFrame int
 	// opened, if set, is called with each node after Open and before Start (to register hooks).
 	opened func(*tnode)
 }
@@ -198,7 +200,8 @@ func (tc *tcluster) add(id string, join *tnode, dir string) *tnode {
 	tc.nodes = append(tc.nodes, tn)
 	tc.mu.Unlock()
 	cfg := Config{NodeID: id, Listen: ln.Addr().String(), Dir: dir, Transport: trans, Listener: ln,
-		LinkAddr: tc.linkAddr, WriteTimeout: cmp.Or(tc.writeTimeout, 5*time.Second), JoinTimeout: waitTimeout, Log: testLog(t), Tune: tc.tune}
+		LinkAddr: tc.linkAddr, WriteTimeout: cmp.Or(tc.writeTimeout, 5*time.Second), JoinTimeout: waitTimeout, Log: testLog(t), Tune: tc.tune,
+		MaxFrame: tc.maxFrame}
 	if join != nil {
 		cfg.Join = []string{join.ln.Addr().String()}
 	}

@@ -22,7 +22,16 @@ type inLink struct {
 	// asked: a node that is not a member has asked to join; that is all it may say.
 	asked bool
 	stall *time.Timer
+	// parts is the interest received in fPart frames since the last fInterest, partBytes its
+	// size as counted against maxInterestParts.
+	parts     []string
+	partBytes int
 }
+
+// maxInterestParts bounds the interest a peer may send in parts before completing it, counted
+// as the filters' bytes plus a string header each: far above the 64 MiB its outgoing buffer can
+// hold, so only a broken peer reaches it.
+const maxInterestParts = 256 << 20
 
 func (in *inLink) StopReading() { netio.WakeReader(in.NetConn()) }
 func (in *inLink) Room()        {}
@@ -112,9 +121,22 @@ func (in *inLink) handle(f frame) error {
 		if res.Backpressure != nil {
 			in.pause(res.Backpressure)
 		}
+	case fPart:
+		for _, s := range f.Filters {
+			in.partBytes += len(s) + 16
+		}
+		if in.partBytes > maxInterestParts {
+			return fmt.Errorf("%w: interest in parts above %d bytes", errFrame, maxInterestParts)
+		}
+		in.parts = append(in.parts, f.Filters...)
 	case fInterest:
+		fs := f.Filters
+		if in.parts != nil {
+			fs = append(in.parts, fs...)
+			in.parts, in.partBytes = nil, 0
+		}
 		l.mu.Lock()
-		l.setInterestLocked(in.node, f.Filters)
+		l.setInterestLocked(in.node, fs)
 		l.mu.Unlock()
 	case fPing:
 		l.mu.Lock()

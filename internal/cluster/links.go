@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,7 +230,7 @@ func (l *links) sendInterest() {
 			if o.interestGen.Load() > g {
 				continue
 			}
-			if o.send(func(b []byte) []byte { return appendInterest(b, fs) }) {
+			if o.send(func(b []byte) []byte { return appendInterest(b, fs, l.interestPart()) }) {
 				o.interestGen.Store(g)
 			}
 		}
@@ -237,27 +238,39 @@ func (l *links) sendInterest() {
 	}
 }
 
+// interestPart is the size of the parts an interest set is sent in: well inside the peers'
+// frame bound (every node's is at least 64 KiB in a server: see server.maxFrame).
+func (l *links) interestPart() int { return min(32<<10, max(l.n.cfg.MaxFrame/2, 1<<10)) }
+
 // setInterestLocked replaces a node's interest in the index. Caller holds l.mu.
+//
+// A storm of subscriptions sends a large set round after round, each a little different, so
+// the change is found by walking the old and the new set side by side in sorted order (senders
+// sort theirs; an unsorted one, or one with repeats, is sorted and compacted here): only the filters that came or went are parsed
+// and touch the index, and no map of the whole set is built per round.
 func (l *links) setInterestLocked(id string, filters []string) {
-	old := map[string]bool{}
-	for _, f := range l.interest[id] {
-		old[f] = true
+	if !strictlySorted(filters) {
+		filters = slices.Clone(filters)
+		slices.Sort(filters)
+		filters = slices.Compact(filters)
 	}
-	now := map[string]bool{}
-	for _, s := range filters {
-		f, err := topic.ParseFilter(s)
-		if err != nil {
-			continue
-		}
-		now[s] = true
-		if !old[s] {
-			l.index.Subscribe(f, id, struct{}{})
-		}
-	}
-	for s := range old {
-		if !now[s] {
-			f, _ := topic.ParseFilter(s)
-			l.index.Unsubscribe(f, id)
+	old := l.interest[id]
+	i, j := 0, 0
+	for i < len(old) || j < len(filters) {
+		switch {
+		case j == len(filters) || i < len(old) && old[i] < filters[j]:
+			if f, err := topic.ParseFilter(old[i]); err == nil {
+				l.index.Unsubscribe(f, id)
+			}
+			i++
+		case i == len(old) || filters[j] < old[i]:
+			if f, err := topic.ParseFilter(filters[j]); err == nil {
+				l.index.Subscribe(f, id, struct{}{})
+			}
+			j++
+		default: // in both
+			i++
+			j++
 		}
 	}
 	if len(filters) == 0 {
@@ -265,6 +278,16 @@ func (l *links) setInterestLocked(id string, filters []string) {
 	} else {
 		l.interest[id] = filters
 	}
+}
+
+// strictlySorted reports whether fs is in ascending order without repeats.
+func strictlySorted(fs []string) bool {
+	for i := 1; i < len(fs); i++ {
+		if fs[i-1] >= fs[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // dialLoop keeps the outgoing link to one node up until the node leaves or this one closes.
@@ -335,7 +358,7 @@ func (l *links) runOut(p *peer, c net.Conn) {
 	prog := l.progress()
 	o.send(func(b []byte) []byte {
 		b = appendHello(b, l.n.cfg.NodeID)
-		b = appendInterest(b, fs)
+		b = appendInterest(b, fs, l.interestPart())
 		return appendProgress(b, fPing, prog)
 	})
 	o.interestGen.Store(g)

@@ -236,10 +236,57 @@ func (s repSessions) Put(rec store.SessionRecord) error {
 	if err := r.local.Sessions().Put(rec); err != nil {
 		return err
 	}
-	raw := appendRecord(nil, rec)
-	return r.rep.add(func(b []byte) []byte {
-		return appendBytes(appendOpHead(b, opRecord, rec.ClientID, epoch), raw)
-	})
+	bare := rec
+	bare.Subscriptions = nil
+	raw := appendRecord(nil, bare)
+	if err := r.rep.add(func(b []byte) []byte {
+		return appendBytes(appendOpHead(b, opRecordApart, rec.ClientID, epoch), raw)
+	}); err != nil {
+		return err
+	}
+	if len(rec.Subscriptions) == 0 {
+		return nil
+	}
+	return s.addSubPut(rec.ClientID, epoch, rec.Subscriptions)
+}
+
+// PutSubscriptions sends only the subscriptions that changed, not the record with them all.
+func (s repSessions) PutSubscriptions(id string, subs []store.Subscription) error {
+	r := s.r
+	if !replicated(id) {
+		r.markLocal()
+		return r.local.Sessions().PutSubscriptions(id, subs)
+	}
+	epoch, err := r.epoch(id)
+	if err != nil {
+		return err
+	}
+	if err := r.local.Sessions().PutSubscriptions(id, subs); err != nil {
+		return err
+	}
+	return s.addSubPut(id, epoch, subs)
+}
+
+func (s repSessions) addSubPut(id string, epoch uint64, subs []store.Subscription) error {
+	raw := appendSubs(nil, subs)
+	return s.r.rep.add(func(b []byte) []byte { return append(appendOpHead(b, opSubPut, id, epoch), raw...) })
+}
+
+func (s repSessions) DeleteSubscriptions(id string, filters []string) error {
+	r := s.r
+	if !replicated(id) {
+		r.markLocal()
+		return r.local.Sessions().DeleteSubscriptions(id, filters)
+	}
+	epoch, err := r.epoch(id)
+	if err != nil {
+		return err
+	}
+	if err := r.local.Sessions().DeleteSubscriptions(id, filters); err != nil {
+		return err
+	}
+	raw := appendStrs(nil, filters)
+	return r.rep.add(func(b []byte) []byte { return append(appendOpHead(b, opSubDel, id, epoch), raw...) })
 }
 
 func (s repSessions) Delete(id string) error {
@@ -450,6 +497,14 @@ func (r *Replica) adopt(client string) error {
 		return err
 	}
 	rec.ClientID = client
+	err = r.scan(prefixSub, client, func(k, v []byte) error {
+		sub, err := decodeSubOptions(string(k), v)
+		rec.Subscriptions = append(rec.Subscriptions, sub)
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	ls := r.local.Sessions()
 	if err := ls.Delete(client); err != nil {
 		return err

@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/store"
@@ -18,7 +19,7 @@ import (
 // An op is a byte kind, str client, uvarint epoch (the log index from which the node holds the
 // session; opForget: of its latest claim) and the kind's fields:
 //
-//	opRecord   bytes record
+//	opRecord   bytes record                            with its whole set of subscriptions (older nodes')
 //	opDelete                                           the session's state (not its entry)
 //	opForget                                           the entry, when no later claim was made
 //	opQPut     uvarint seq, bytes item
@@ -28,6 +29,12 @@ import (
 //	opFDel     uvarint packet id
 //	opNAdd     uvarint packet id
 //	opNDel     uvarint packet id
+//	opRecordApart bytes record                         without subscriptions: those stored stay
+//	opSubPut   uvarint n, n × (str filter, options)   subscriptions added or replaced by filter
+//	opSubDel   strs filters                            subscriptions removed
+//
+// A subscription's options are byte QoS, byte flags (1 no local, 2 retain as published), byte
+// retain handling, uvarint subscription id: the value of its key in the replica.
 const (
 	cmdClaim  = 6
 	cmdOps    = 7
@@ -46,6 +53,9 @@ const (
 	opFDel
 	opNAdd
 	opNDel
+	opRecordApart
+	opSubPut
+	opSubDel
 )
 
 // Claim flags.
@@ -64,6 +74,8 @@ type sessOp struct {
 	Released bool
 	Raw      []byte // the record or item as it is stored
 	Rec      *store.SessionRecord
+	Subs     []store.Subscription // opSubPut
+	Filters  []string             // opSubDel
 }
 
 func encodeClaim(client, node string, inc uint64, identity string, flags byte) []byte {
@@ -102,6 +114,29 @@ func (d *decoder) ops() []sessOp {
 			} else {
 				o.Rec = &rec
 			}
+		case opRecordApart:
+			o.Raw = d.raw()
+			if rec, err := decodeRecord(o.Raw); err != nil || len(rec.Subscriptions) > 0 {
+				d.fail()
+			} else {
+				o.Rec = &rec
+			}
+		case opSubPut:
+			n := d.count(5)
+			o.Subs = make([]store.Subscription, 0, n)
+			for range n {
+				sub := store.Subscription{Filter: d.str()}
+				d.subOptions(&sub)
+				if sub.Filter == "" {
+					d.fail()
+				}
+				o.Subs = append(o.Subs, sub)
+			}
+		case opSubDel:
+			o.Filters = d.strs()
+			if slices.Contains(o.Filters, "") {
+				d.fail()
+			}
 		case opDelete, opForget:
 		case opQPut:
 			o.N = d.uvarint()
@@ -127,7 +162,7 @@ func (d *decoder) ops() []sessOp {
 		default:
 			d.fail()
 		}
-		if (o.Kind >= opFPut) && o.N > 0xFFFF {
+		if (o.Kind >= opFPut && o.Kind <= opNDel) && o.N > 0xFFFF {
 			d.fail()
 		}
 		out = append(out, o)
@@ -188,19 +223,7 @@ func appendRecord(b []byte, r store.SessionRecord) []byte {
 	b = binary.AppendUvarint(b, uint64(r.Expiry))
 	b = binary.AppendVarint(b, r.Disconnected)
 	b = binary.AppendUvarint(b, r.Dropped)
-	b = binary.AppendUvarint(b, uint64(len(r.Subscriptions)))
-	for _, s := range r.Subscriptions {
-		b = appendStr(b, s.Filter)
-		var flags byte
-		if s.NoLocal {
-			flags |= 1
-		}
-		if s.RetainAsPublished {
-			flags |= 2
-		}
-		b = append(b, s.QoS, flags, s.RetainHandling)
-		b = binary.AppendUvarint(b, uint64(s.ID))
-	}
+	b = appendSubs(b, r.Subscriptions)
 	if r.Will == nil {
 		return append(b, 0)
 	}
@@ -224,15 +247,10 @@ func decodeRecord(b []byte) (store.SessionRecord, error) {
 	r.Dropped = d.uvarint()
 	n := d.count(5)
 	for range n {
-		s := store.Subscription{Filter: d.str(), QoS: d.byte()}
-		flags := d.byte()
-		s.RetainHandling = d.byte()
-		id := d.uvarint()
-		if s.QoS > 2 || flags&^3 != 0 || s.RetainHandling > 2 || id > 0xFFFFFFFF {
-			d.fail()
+		s := store.Subscription{Filter: d.str()}
+		if d.subOptions(&s); d.bad {
 			break
 		}
-		s.NoLocal, s.RetainAsPublished, s.ID = flags&1 != 0, flags&2 != 0, uint32(id)
 		r.Subscriptions = append(r.Subscriptions, s)
 	}
 	switch d.byte() {
@@ -255,4 +273,50 @@ func decodeRecord(b []byte) (store.SessionRecord, error) {
 		r.Will.Msg = r.Will.Msg.Clone()
 	}
 	return r, nil
+}
+
+// appendSubs encodes subscriptions: a count, then each one's filter and options.
+func appendSubs(b []byte, subs []store.Subscription) []byte {
+	b = binary.AppendUvarint(b, uint64(len(subs)))
+	for _, s := range subs {
+		b = appendSubOptions(appendStr(b, s.Filter), s)
+	}
+	return b
+}
+
+// appendSubOptions encodes a subscription's options (not its filter).
+func appendSubOptions(b []byte, s store.Subscription) []byte {
+	var flags byte
+	if s.NoLocal {
+		flags |= 1
+	}
+	if s.RetainAsPublished {
+		flags |= 2
+	}
+	b = append(b, s.QoS, flags, s.RetainHandling)
+	return binary.AppendUvarint(b, uint64(s.ID))
+}
+
+// subOptions reads what appendSubOptions wrote into s.
+func (d *decoder) subOptions(s *store.Subscription) {
+	s.QoS = d.byte()
+	flags := d.byte()
+	s.RetainHandling = d.byte()
+	id := d.uvarint()
+	if s.QoS > 2 || flags&^3 != 0 || s.RetainHandling > 2 || id > 0xFFFFFFFF {
+		d.fail()
+		return
+	}
+	s.NoLocal, s.RetainAsPublished, s.ID = flags&1 != 0, flags&2 != 0, uint32(id)
+}
+
+// decodeSubOptions reads a subscription key's value in the replica.
+func decodeSubOptions(filter string, v []byte) (store.Subscription, error) {
+	d := decoder{b: v}
+	s := store.Subscription{Filter: filter}
+	d.subOptions(&s)
+	if d.bad || len(d.b) != 0 {
+		return store.Subscription{}, fmt.Errorf("%w: subscription", errFrame)
+	}
+	return s, nil
 }

@@ -40,6 +40,11 @@ func sampleSessionCommands() [][]byte {
 	ops = binary.AppendUvarint(appendOpHead(ops, opFDel, "c", 5), 7)
 	ops = binary.AppendUvarint(appendOpHead(ops, opNAdd, "c", 5), 8)
 	ops = binary.AppendUvarint(appendOpHead(ops, opNDel, "c", 5), 8)
+	bare := sampleRecord()
+	bare.Subscriptions = nil
+	ops = appendBytes(appendOpHead(ops, opRecordApart, "c", 5), appendRecord(nil, bare))
+	ops = append(appendOpHead(ops, opSubPut, "c", 5), appendSubs(nil, sampleRecord().Subscriptions)...)
+	ops = append(appendOpHead(ops, opSubDel, "c", 5), appendStrs(nil, []string{"a/#", "b"})...)
 	return [][]byte{
 		encodeClaim("c", "n1", 42, "alice", claimClean|claimExclusive),
 		ops,
@@ -72,7 +77,9 @@ func TestSessionEncodingsRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("command %d: %v", cmd[0], err)
 		}
-		if c.Kind == cmdOps && (len(c.Ops) != 10 || c.Ops[6].N != 65535 || c.Ops[6].Ord != 3 || !c.Ops[6].Released) {
+		if c.Kind == cmdOps && (len(c.Ops) != 13 || c.Ops[6].N != 65535 || c.Ops[6].Ord != 3 || !c.Ops[6].Released ||
+			c.Ops[10].Rec == nil || c.Ops[10].Rec.Identity != "alice" ||
+			fmt.Sprint(c.Ops[11].Subs) != fmt.Sprint(sampleRecord().Subscriptions) || fmt.Sprint(c.Ops[12].Filters) != "[a/# b]") {
 			t.Fatalf("ops %+v", c.Ops)
 		}
 		for i := 1; i < len(cmd); i++ {
@@ -88,6 +95,15 @@ func TestSessionEncodingsRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeCommand(appendOpHead(appendStr([]byte{cmdOps}, "n1"), 99, "c", 1)); err == nil {
 		t.Fatal("an unknown op decoded")
+	}
+	// A record sent apart from its subscriptions that carries some, an empty filter: refused.
+	withSubs := appendBytes(appendOpHead(appendStr([]byte{cmdOps}, "n1"), opRecordApart, "c", 1), appendRecord(nil, sampleRecord()))
+	if _, err := decodeCommand(withSubs); err == nil {
+		t.Fatal("a record apart from its subscriptions decoded with subscriptions")
+	}
+	emptyFilter := append(appendOpHead(appendStr([]byte{cmdOps}, "n1"), opSubDel, "c", 1), appendStrs(nil, []string{""})...)
+	if _, err := decodeCommand(emptyFilter); err == nil {
+		t.Fatal("an empty filter decoded")
 	}
 	if _, err := decodeCommand(encodeClaim("c", "n", 1, "", 4)); err == nil {
 		t.Fatal("an unknown claim flag decoded")

@@ -104,10 +104,11 @@ func putEntry(b *pebble.Batch, client string, e *dirEntry) {
 	_ = b.Set(dirKey(client), appendEntry(nil, e), nil)
 }
 
-// deleteState removes a session's record, queue and messages in flight from the replica.
+// deleteState removes a session's record, subscriptions, queue and messages in flight from the
+// replica.
 func deleteState(b *pebble.Batch, client string) {
 	_ = b.Delete(recKey(client), nil)
-	for _, p := range []byte{prefixQueue, prefixInflight, prefixIncoming} {
+	for _, p := range []byte{prefixQueue, prefixInflight, prefixIncoming, prefixSub} {
 		pre := sessPrefix(p, client)
 		_ = b.DeleteRange(pre, prefixEnd(pre), nil)
 	}
@@ -199,13 +200,36 @@ func (f *fsm) applyOps(b *pebble.Batch, c command) error {
 		}
 		switch o.Kind {
 		case opRecord:
-			_ = b.Set(recKey(o.Client), o.Raw, nil)
-			filters := make([]string, 0, len(o.Rec.Subscriptions))
-			for _, s := range o.Rec.Subscriptions {
+			// An older node's: the record with its whole set of subscriptions, which replaces
+			// the set stored apart.
+			rec := *o.Rec
+			pre := sessPrefix(prefixSub, o.Client)
+			_ = b.DeleteRange(pre, prefixEnd(pre), nil)
+			filters := make([]string, 0, len(rec.Subscriptions))
+			for _, s := range rec.Subscriptions {
+				_ = b.Set(subKey(o.Client, s.Filter), appendSubOptions(nil, s), nil)
 				filters = append(filters, s.Filter)
 			}
+			rec.Subscriptions = nil
+			_ = b.Set(recKey(o.Client), appendRecord(nil, rec), nil)
 			d.setInterest(e, e.owner, true, filters)
+			e.connected = rec.Disconnected == 0
+		case opRecordApart:
+			_ = b.Set(recKey(o.Client), o.Raw, nil)
+			if !e.record {
+				d.setInterest(e, e.owner, true, e.filters)
+			}
 			e.connected = o.Rec.Disconnected == 0
+		case opSubPut:
+			for _, s := range o.Subs {
+				_ = b.Set(subKey(o.Client, s.Filter), appendSubOptions(nil, s), nil)
+				d.addFilter(e, s.Filter)
+			}
+		case opSubDel:
+			for _, f := range o.Filters {
+				_ = b.Delete(subKey(o.Client, f), nil)
+				d.removeFilter(e, f)
+			}
 		case opDelete:
 			deleteState(b, o.Client)
 			d.setInterest(e, e.owner, false, nil)

@@ -21,7 +21,8 @@ const (
 	fHello    = 'H' // uvarint version, str node id
 	fMsg      = 'M' // uvarint seq (0: no acknowledgement), byte flags, uvarint origin id, strs groups, uvarint applied index, message
 	fAck      = 'A' // uvarint seq, str error ("" accepted)
-	fInterest = 'I' // strs filters (the whole set)
+	fInterest = 'I' // strs filters (the whole set, with the parts sent since the last fInterest)
+	fPart     = 'i' // strs filters (a part of the whole set; the next fInterest completes it)
 	fPing     = 'P' // progress
 	fPong     = 'p' // progress
 	fJoin     = 'J' // uvarint request, str node id, str address
@@ -125,9 +126,29 @@ func appendAck(b []byte, seq uint64, err string) []byte {
 	return endFrame(appendStr(b, err), s)
 }
 
-func appendInterest(b []byte, filters []string) []byte {
-	b, s := beginFrame(b, fInterest)
-	return endFrame(appendStrs(b, filters), s)
+// appendInterest appends a node's whole interest: fPart frames of about part bytes each, then
+// an fInterest frame with the rest. A fleet's interest (a filter per device) outgrows any frame
+// bound; a set that fits in one part is one fInterest frame, as before parts existed, so a node
+// that does not know fPart still reads it.
+func appendInterest(b []byte, filters []string, part int) []byte {
+	for {
+		n, size := 0, 0
+		for n < len(filters) && (n == 0 || size+len(filters[n])+binary.MaxVarintLen32 <= part) {
+			size += len(filters[n]) + binary.MaxVarintLen32
+			n++
+		}
+		typ := byte(fPart)
+		if n == len(filters) {
+			typ = fInterest
+		}
+		var s int
+		b, s = beginFrame(b, typ)
+		b = endFrame(appendStrs(b, filters[:n]), s)
+		if typ == fInterest {
+			return b
+		}
+		filters = filters[n:]
+	}
 }
 
 func appendProgress(b []byte, typ byte, p progress) []byte {
@@ -351,7 +372,7 @@ func decodeFrame(body []byte) (frame, error) {
 	case fAck:
 		f.Seq = d.uvarint()
 		f.Err = d.str()
-	case fInterest:
+	case fInterest, fPart:
 		f.Filters = d.strs()
 	case fPing, fPong:
 		f.Progress = progress{Applied: d.uvarint(), Last: d.uvarint(), Commit: d.uvarint()}

@@ -3,6 +3,8 @@ package cluster
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/ternmq/tern/internal/message"
@@ -23,7 +25,8 @@ func sampleFrames() [][]byte {
 		appendHello(nil, "n1"),
 		appendMsg(nil, 3, true, []string{"g/x"}, 7, m),
 		appendAck(nil, 3, "no"),
-		appendInterest(nil, []string{"a/#", "$share/g/x"}),
+		appendInterest(nil, []string{"a/#", "$share/g/x"}, 1<<10),
+		firstFrame(appendInterest(nil, []string{"a/#", "$share/g/x"}, 8)), // a part
 		appendProgress(nil, fPing, progress{1, 2, 3}),
 		appendProgress(nil, fPong, progress{4, 5, 6}),
 		appendJoin(nil, 1, "n4", "127.0.0.1:7004"),
@@ -68,6 +71,54 @@ func TestFramesRoundTrip(t *testing.T) {
 	}
 }
 
+// firstFrame is the first of the frames in b.
+func firstFrame(b []byte) []byte { return b[:4+binary.BigEndian.Uint32(b)] }
+
+// An interest set larger than a part goes as fPart frames of at most about part bytes, then one
+// fInterest; together they carry the set in order. One that fits is a single fInterest frame.
+func TestInterestInParts(t *testing.T) {
+	fs := make([]string, 1000)
+	for i := range fs {
+		fs[i] = fmt.Sprintf("devices/%d/cmd", i)
+	}
+	const part = 512
+	b := appendInterest(nil, fs, part)
+	var got []string
+	var frames int
+	for len(b) > 0 {
+		n := int(binary.BigEndian.Uint32(b))
+		f, err := decodeFrame(b[4 : 4+n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = b[4+n:]
+		frames++
+		if n > part+16 {
+			t.Fatalf("frame %d is %d bytes, parts are about %d", frames, n, part)
+		}
+		if want := byte(fPart); len(b) == 0 {
+			if f.Type != fInterest {
+				t.Fatalf("the last frame is %q, want the fInterest that completes the set", f.Type)
+			}
+		} else if f.Type != want {
+			t.Fatalf("frame %d is %q before the end, want a part", frames, f.Type)
+		}
+		got = append(got, f.Filters...)
+	}
+	if frames < 2 || !slices.Equal(got, fs) {
+		t.Fatalf("%d frames carried %d filters, want the %d in order", frames, len(got), len(fs))
+	}
+	one := appendInterest(nil, fs[:3], part)
+	if f, err := decodeFrame(one[4:]); err != nil || f.Type != fInterest || len(f.Filters) != 3 ||
+		int(binary.BigEndian.Uint32(one)) != len(one)-4 {
+		t.Fatalf("a small set: %+v, %v", f, err)
+	}
+	// An empty set is one empty fInterest (interest withdrawn).
+	if f, err := decodeFrame(appendInterest(nil, nil, part)[4:]); err != nil || f.Type != fInterest || len(f.Filters) != 0 {
+		t.Fatalf("the empty set: %+v, %v", f, err)
+	}
+}
+
 func TestCommandsAndStateRoundTrip(t *testing.T) {
 	s := state{Records: []Record{{"users", "a", []byte("1")}}, Retained: []*message.Message{sampleMessage()}}
 	for _, cmd := range [][]byte{encodePut("users", "a", nil), encodeDelete("groups", "g"), encodeRetain(sampleMessage()),
@@ -94,6 +145,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeRetain(sampleMessage()))
 	f.Add(encodeAppend("mbox/bob", []byte(`{"from":"alice"}`)))
 	f.Add(appendState(nil, state{Records: []Record{{"u", "k", nil}}}))
+	for _, cmd := range sampleSessionCommands() { // every op kind, subscriptions' included
+		f.Add(cmd)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeFrame(b)
 		_, _ = decodeCommand(b)

@@ -139,11 +139,26 @@ type Marks struct {
 }
 
 // Sessions keeps session records and their queues.
+//
+// A session's subscriptions are stored apart from its record, one per filter, so that a
+// subscribe or unsubscribe writes only what changed however many subscriptions the session has.
 type Sessions interface {
+	// Put replaces the record's other fields. Its Subscriptions, if any, are stored as by
+	// PutSubscriptions; subscriptions stored before and not among them are kept, so a caller
+	// that keeps them up to date with PutSubscriptions and DeleteSubscriptions puts the record
+	// without them and the write stays small.
 	Put(rec SessionRecord) error
-	// Delete removes the record with its queue and in-flight state.
+	// PutSubscriptions stores subscriptions of a session, each replacing any stored with the
+	// same filter.
+	PutSubscriptions(clientID string, subs []Subscription) error
+	// DeleteSubscriptions removes the subscriptions with these filters; a filter that is not
+	// stored is not an error.
+	DeleteSubscriptions(clientID string, filters []string) error
+	// Delete removes the record with its subscriptions, queue and in-flight state.
 	Delete(clientID string) error
-	// All calls fn for every stored session, in no particular order.
+	// All calls fn for every stored session record, in no particular order, with its
+	// subscriptions in Subscriptions (ordered by filter). Subscriptions of a client without a
+	// record are not sessions and are not returned.
 	All(fn func(SessionRecord) error) error
 	// Queue opens (creating if needed) the queue of a session.
 	Queue(clientID string) (Queue, error)

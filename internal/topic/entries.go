@@ -68,6 +68,23 @@ func (s *entrySet[K, V]) load() []Entry[K, V] {
 	}
 }
 
+// filterText returns the Filter of one entry, "" when the set is empty. Unlike load it never
+// rebuilds a big set's view: Subscribe asks it on every call to reuse the filter's text, and a
+// rebuild there would copy a popular filter's whole set once per new subscriber, making a connect
+// storm onto one filter quadratic. Caller holds wmu, which makes the writer's list stable.
+func (s *entrySet[K, V]) filterText() string {
+	if b := s.big.Load(); b != nil {
+		if len(b.list) > 0 {
+			return b.list[0].Filter
+		}
+		return ""
+	}
+	if v := s.view.Load(); v != nil && len(v.list) > 0 {
+		return v.list[0].Filter
+	}
+	return ""
+}
+
 // empty reports whether the set has no entries. Caller holds wmu.
 func (s *entrySet[K, V]) empty() bool { return s.view.Load() == nil && s.big.Load() == nil }
 

@@ -103,9 +103,7 @@ func (x *Index[K, V]) Subscribe(f Filter, key K, val V) (replaced bool) {
 	if f.Group == "" {
 		var text string
 		if n != nil {
-			if cur := n.subs.load(); len(cur) > 0 {
-				text = cur[0].Filter
-			}
+			text = n.subs.filterText()
 		}
 		if text == "" {
 			text = strings.Clone(f.Path)

@@ -3,6 +3,9 @@
 package memstore
 
 import (
+	"cmp"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/ternmq/tern/internal/message"
@@ -13,6 +16,9 @@ import (
 type Store struct {
 	mu       sync.Mutex
 	sessions map[string]store.SessionRecord
+	// subs are the sessions' subscriptions by client id and filter, apart from their records
+	// as on disk; records in sessions have none.
+	subs     map[string]map[string]store.Subscription
 	queues   map[string]*Queue
 	inflight map[string]*Inflight
 	retained map[string]*message.Message
@@ -24,6 +30,7 @@ type Store struct {
 func New() *Store {
 	return &Store{
 		sessions: map[string]store.SessionRecord{},
+		subs:     map[string]map[string]store.Subscription{},
 		queues:   map[string]*Queue{},
 		inflight: map[string]*Inflight{},
 		retained: map[string]*message.Message{},
@@ -61,8 +68,43 @@ type sessions Store
 func (s *sessions) Put(rec store.SessionRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec.Subscriptions = append([]store.Subscription(nil), rec.Subscriptions...)
+	s.putSubsLocked(rec.ClientID, rec.Subscriptions)
+	rec.Subscriptions = nil
 	s.sessions[rec.ClientID] = rec
+	return nil
+}
+
+func (s *sessions) PutSubscriptions(clientID string, subs []store.Subscription) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.putSubsLocked(clientID, subs)
+	return nil
+}
+
+func (s *sessions) putSubsLocked(clientID string, subs []store.Subscription) {
+	if len(subs) == 0 {
+		return
+	}
+	m := s.subs[clientID]
+	if m == nil {
+		m = map[string]store.Subscription{}
+		s.subs[clientID] = m
+	}
+	for _, sub := range subs {
+		m[sub.Filter] = sub
+	}
+}
+
+func (s *sessions) DeleteSubscriptions(clientID string, filters []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.subs[clientID]
+	for _, f := range filters {
+		delete(m, f)
+	}
+	if len(m) == 0 {
+		delete(s.subs, clientID)
+	}
 	return nil
 }
 
@@ -70,6 +112,7 @@ func (s *sessions) Delete(clientID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, clientID)
+	delete(s.subs, clientID)
 	delete(s.queues, clientID)
 	delete(s.inflight, clientID)
 	delete(s.marks, clientID)
@@ -93,6 +136,11 @@ func (s *sessions) All(fn func(store.SessionRecord) error) error {
 	s.mu.Lock()
 	recs := make([]store.SessionRecord, 0, len(s.sessions))
 	for _, r := range s.sessions {
+		if m := s.subs[r.ClientID]; len(m) > 0 {
+			r.Subscriptions = slices.SortedFunc(maps.Values(m), func(a, b store.Subscription) int {
+				return cmp.Compare(a.Filter, b.Filter)
+			})
+		}
 		recs = append(recs, r)
 	}
 	s.mu.Unlock()

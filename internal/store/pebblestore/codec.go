@@ -368,6 +368,9 @@ func decodeMarks(v []byte) (store.Marks, error) {
 	return m, d.end()
 }
 
+// appendSession encodes a session record. Since format 3 the store writes records with no
+// subscriptions (they have keys of their own, appendSubscription), but the encoding keeps their
+// place: records of formats 1 and 2 carry them, and the migration reads them from there.
 func appendSession(b []byte, rec store.SessionRecord) []byte {
 	b = appendString(b, rec.ClientID)
 	b = appendString(b, rec.Identity)
@@ -377,15 +380,7 @@ func appendSession(b []byte, rec store.SessionRecord) []byte {
 	b = binary.AppendUvarint(b, uint64(len(rec.Subscriptions)))
 	for _, s := range rec.Subscriptions {
 		b = appendString(b, s.Filter)
-		var flags byte
-		if s.NoLocal {
-			flags |= subNoLocal
-		}
-		if s.RetainAsPublished {
-			flags |= subRetainAsPublished
-		}
-		b = append(b, s.QoS, flags, s.RetainHandling)
-		b = binary.AppendUvarint(b, uint64(s.ID))
+		b = appendSubOptions(b, s)
 	}
 	b = appendBool(b, rec.Will != nil)
 	if rec.Will != nil {
@@ -405,15 +400,7 @@ func decodeSession(v []byte) (store.SessionRecord, error) {
 		for i := range rec.Subscriptions {
 			s := &rec.Subscriptions[i]
 			s.Filter = d.str()
-			s.QoS = d.qos()
-			flags := d.flags(subFlagsKnown)
-			s.NoLocal = flags&subNoLocal != 0
-			s.RetainAsPublished = flags&subRetainAsPublished != 0
-			s.RetainHandling = d.byte()
-			if s.RetainHandling > 2 {
-				d.fail()
-			}
-			s.ID = d.uint32()
+			d.subOptions(s)
 		}
 	}
 	switch d.byte() {
@@ -431,6 +418,46 @@ func decodeSession(v []byte) (store.SessionRecord, error) {
 		return store.SessionRecord{}, err
 	}
 	return rec, nil
+}
+
+// appendSubOptions encodes a subscription's options, everything but its filter.
+func appendSubOptions(b []byte, s store.Subscription) []byte {
+	var flags byte
+	if s.NoLocal {
+		flags |= subNoLocal
+	}
+	if s.RetainAsPublished {
+		flags |= subRetainAsPublished
+	}
+	b = append(b, s.QoS, flags, s.RetainHandling)
+	return binary.AppendUvarint(b, uint64(s.ID))
+}
+
+func (d *decoder) subOptions(s *store.Subscription) {
+	s.QoS = d.qos()
+	flags := d.flags(subFlagsKnown)
+	s.NoLocal = flags&subNoLocal != 0
+	s.RetainAsPublished = flags&subRetainAsPublished != 0
+	s.RetainHandling = d.byte()
+	if s.RetainHandling > 2 {
+		d.fail()
+	}
+	s.ID = d.uint32()
+}
+
+// appendSubscription encodes the value of a subscription key: its options (the filter is in the
+// key).
+func appendSubscription(b []byte, s store.Subscription) []byte { return appendSubOptions(b, s) }
+
+// decodeSubscription decodes a subscription key's value into a subscription to filter.
+func decodeSubscription(filter string, v []byte) (store.Subscription, error) {
+	d := decoder{b: v}
+	s := store.Subscription{Filter: filter}
+	d.subOptions(&s)
+	if err := d.end(); err != nil {
+		return store.Subscription{}, err
+	}
+	return s, nil
 }
 
 // messageID reads just the id at the front of a message encoding.

@@ -48,8 +48,8 @@ func TestFormatNewDirIsStamped(t *testing.T) {
 	mustOpen(t, "d", Options{FS: fs}).Close() // and it opens again
 }
 
-// A directory of format 1 (before sequence numbers) is read as it is and stamped 2 when opened for
-// writing, so that an older build refuses it afterwards.
+// A directory of format 1 (before sequence numbers) is read as it is and stamped with the current
+// version when opened for writing, so that an older build refuses it afterwards.
 func TestFormatOneUpgraded(t *testing.T) {
 	fs := vfs.NewMem()
 	s := mustOpen(t, "d", Options{FS: fs})
@@ -79,8 +79,8 @@ func TestFormatOneUpgraded(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer closer.Close()
-		if binary.BigEndian.Uint32(v) != 2 {
-			t.Fatalf("format after opening a version 1 directory: %x, want 2", v)
+		if binary.BigEndian.Uint32(v) != formatVersion {
+			t.Fatalf("format after opening a version 1 directory: %x, want %d", v, formatVersion)
 		}
 	})
 }
@@ -93,16 +93,16 @@ func TestFormatRefused(t *testing.T) {
 	}{
 		{"other version", func(db *pebble.DB) error {
 			return db.Set(formatKey, binary.BigEndian.AppendUint32(nil, 99), pebble.Sync)
-		}, []string{"format version 99", "reads versions 1 to 2"}},
+		}, []string{"format version 99", "reads versions 1 to 3"}},
 		{"unreadable version", func(db *pebble.DB) error {
 			return db.Set(formatKey, []byte("x"), pebble.Sync)
-		}, []string{"unreadable format version", "reads versions 1 to 2"}},
+		}, []string{"unreadable format version", "reads versions 1 to 3"}},
 		{"foreign database", func(db *pebble.DB) error {
 			if err := db.Delete(formatKey, pebble.Sync); err != nil {
 				return err
 			}
 			return db.Set([]byte("somebody else's key"), []byte("v"), pebble.Sync)
-		}, []string{"without a tern format version", "reads versions 1 to 2"}},
+		}, []string{"without a tern format version", "reads versions 1 to 3"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

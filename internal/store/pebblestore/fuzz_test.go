@@ -58,6 +58,30 @@ func FuzzDecodeSession(f *testing.F) {
 	})
 }
 
+// FuzzDecodeSubscription: a subscription key's value, and the key itself, decode to what encodes
+// back to the same bytes.
+func FuzzDecodeSubscription(f *testing.F) {
+	f.Add(subKey("c", "a/#"), appendSubscription(nil, store.Subscription{Filter: "a/#", QoS: 1, NoLocal: true, RetainHandling: 2, ID: 7}))
+	f.Add(subKey("", "$share/g/x"), appendSubscription(nil, store.Subscription{Filter: "$share/g/x", QoS: 2, RetainAsPublished: true}))
+	f.Fuzz(func(t *testing.T, key, v []byte) {
+		if id, filter, err := splitSubKey(key); err == nil {
+			if again := subKey(string(id), string(filter)); string(again) != string(key) {
+				t.Fatalf("key %x parsed as %q %q, re-encoded %x", key, id, filter, again)
+			}
+		}
+		sub, err := decodeSubscription("f", v)
+		if err != nil {
+			return
+		}
+		if again := appendSubscription(nil, sub); string(again) != string(v) {
+			again, err := decodeSubscription("f", again)
+			if err != nil || again != sub {
+				t.Fatalf("round trip: %+v -> %+v %v", sub, again, err)
+			}
+		}
+	})
+}
+
 func FuzzDecodeEntry(f *testing.F) {
 	m := storetest.Msg(9, "t", "p")
 	f.Add(appendEntry(nil, store.Item{Msg: m, QoS: 1, SubIDs: []uint32{1, 2}}, false, false, 0, false))

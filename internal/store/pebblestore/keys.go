@@ -17,6 +17,7 @@ import (
 //	'q' len(id) id seq(8)             a queued delivery; seq grows by one per push
 //	'r' topic                         the retained message of a topic
 //	's' id                            a session record
+//	'u' len(id) id filter             a session's subscription to filter, since format 3
 //
 // Numbers are big-endian so that byte order is numeric order: a queue is one range scan from its
 // head, and in-flight entries come back in the order they were first put. len(id) is a uvarint: a
@@ -32,6 +33,7 @@ const (
 	kindQueue    = 'q'
 	kindRetained = 'r'
 	kindSession  = 's'
+	kindSub      = 'u'
 )
 
 // formatKey holds the directory's format version; see checkFormat.
@@ -58,6 +60,10 @@ func incomingKey(id string, pid uint16) []byte {
 
 func marksKey(id string) []byte {
 	return append([]byte{kindMarks}, id...)
+}
+
+func subKey(id, filter string) []byte {
+	return append(idPrefix(kindSub, id), filter...)
 }
 
 func bodyKey(msgID uint64) []byte {
@@ -100,6 +106,23 @@ func splitIDKey(key []byte, n int) (id, suffix []byte, err error) {
 	}
 	rest := key[1+w:]
 	if uint64(len(rest)) != l+uint64(n) {
+		return nil, nil, errBadKey
+	}
+	return rest[:l], rest[l:], nil
+}
+
+// splitSubKey parses a subscription key into its client id and filter (never empty: no MQTT
+// filter is). Both alias key.
+func splitSubKey(key []byte) (id, filter []byte, err error) {
+	if len(key) < 1 || key[0] != kindSub {
+		return nil, nil, errBadKey
+	}
+	l, w := binary.Uvarint(key[1:])
+	if w <= 0 || l > uint64(len(key)) || w != len(binary.AppendUvarint(nil, l)) {
+		return nil, nil, errBadKey
+	}
+	rest := key[1+w:]
+	if uint64(len(rest)) <= l {
 		return nil, nil, errBadKey
 	}
 	return rest[:l], rest[l:], nil

@@ -16,8 +16,10 @@ import (
 // directory with formatVersion when it opens it for writing (so that an older build, which could
 // not read the newer entries, refuses it). A directory with any other version is refused, never
 // guessed at. Version 2 added the sequence marks ('k' keys) and the entry flag entrySeq.
+// Version 3 keeps subscriptions under keys of their own ('u'), not in session records; opening an
+// older directory for writing moves them there (migrateSubscriptions) in the batch that stamps it.
 const (
-	formatVersion    = 2
+	formatVersion    = 3
 	minFormatVersion = 1
 )
 
@@ -73,24 +75,58 @@ func (s *Store) checkFormat() error {
 		if s.failed() != nil {
 			return nil // read-only: read it as it is
 		}
-		return s.stampFormat()
+		b := s.db.NewBatch()
+		if err := s.migrateSubscriptions(b); err != nil {
+			_ = b.Close()
+			return fmt.Errorf("pebblestore: open %q: moving subscriptions out of session records: %w", s.dir, err)
+		}
+		return s.stampFormat(b)
 	}
 	if errors.Is(err, errNoFormat) {
 		if s.failed() != nil {
 			return fmt.Errorf("pebblestore: open %q: cannot stamp a new store: %w", s.dir, s.failed())
 		}
-		return s.stampFormat()
+		return s.stampFormat(s.db.NewBatch())
 	}
 	return err
 }
 
-func (s *Store) stampFormat() (err error) {
+// migrateSubscriptions adds to b what moves every session record's subscriptions (formats 1 and
+// 2 keep them there) to keys of their own: the record again without them, and one key each. It
+// reads every record before b is committed, so a record that does not decode stops the open
+// with nothing written; b commits with the new format version, so the move is all or nothing.
+func (s *Store) migrateSubscriptions(b *pebble.Batch) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindSession}, UpperBound: []byte{kindSession + 1}})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		var rec store.SessionRecord
+		if err == nil {
+			rec, err = decodeSession(v)
+		}
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("key %q: %w", it.Key(), err)
+		}
+		if len(rec.Subscriptions) == 0 {
+			continue
+		}
+		setSubs(b, rec.ClientID, rec.Subscriptions)
+		rec.Subscriptions = nil
+		_ = b.Set(it.Key(), appendSession(nil, rec), nil)
+	}
+	return it.Close()
+}
+
+// stampFormat commits b (empty, or a migration) with our format version, synced.
+func (s *Store) stampFormat(b *pebble.Batch) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = s.recovered(r)
 		}
 	}()
-	b := s.db.NewBatch()
 	_ = b.Set(formatKey, binary.BigEndian.AppendUint32(nil, formatVersion), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("pebblestore: open %q: write format version: %w", s.dir, err)
@@ -149,7 +185,7 @@ func (l *loader) entry(it *pebble.Iterator) error {
 	switch k[0] {
 	case kindMeta, kindIncoming, kindBody, kindRecord: // bodies: collectBodies, once every reference is counted
 		return nil
-	case kindQueue, kindInflight, kindRetained, kindSession, kindMarks:
+	case kindQueue, kindInflight, kindRetained, kindSession, kindMarks, kindSub:
 	default:
 		return errBadKey
 	}
@@ -160,6 +196,12 @@ func (l *loader) entry(it *pebble.Iterator) error {
 	switch k[0] {
 	case kindMarks:
 		_, err := decodeMarks(v)
+		return err
+	case kindSub:
+		_, filter, err := splitSubKey(k)
+		if err == nil {
+			_, err = decodeSubscription(string(filter), v)
+		}
 		return err
 	case kindRetained:
 		id, err := messageID(v)

@@ -3,6 +3,8 @@ package pebblestore
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -20,7 +22,10 @@ func (ss *sessions) Put(rec store.SessionRecord) error {
 	}
 	defer s.exit()
 	b := s.db.NewBatch()
-	_ = b.Set(sessionKey(rec.ClientID), appendSession(nil, rec), nil)
+	setSubs(b, rec.ClientID, rec.Subscriptions)
+	bare := rec
+	bare.Subscriptions = nil
+	_ = b.Set(sessionKey(rec.ClientID), appendSession(nil, bare), nil)
 	if err := s.commit(b); err != nil {
 		return err
 	}
@@ -28,6 +33,41 @@ func (ss *sessions) Put(rec store.SessionRecord) error {
 		s.noteID(rec.Will.Msg.ID)
 	}
 	return nil
+}
+
+func setSubs(b *pebble.Batch, id string, subs []store.Subscription) {
+	var v []byte
+	for _, sub := range subs {
+		v = appendSubscription(v[:0], sub)
+		_ = b.Set(subKey(id, sub.Filter), v, nil)
+	}
+}
+
+// PutSubscriptions implements store.Sessions: one key per subscription, so the write is the size
+// of what changed.
+func (ss *sessions) PutSubscriptions(id string, subs []store.Subscription) error {
+	s := (*Store)(ss)
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	b := s.db.NewBatch()
+	setSubs(b, id, subs)
+	return s.commit(b)
+}
+
+// DeleteSubscriptions implements store.Sessions.
+func (ss *sessions) DeleteSubscriptions(id string, filters []string) error {
+	s := (*Store)(ss)
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	b := s.db.NewBatch()
+	for _, f := range filters {
+		_ = b.Delete(subKey(id, f), nil)
+	}
+	return s.commit(b)
 }
 
 // Delete implements store.Sessions. The queue and in-flight entries go first and the record last,
@@ -55,7 +95,7 @@ func (ss *sessions) Delete(id string) error {
 			inflightShares = inflightShares || sl.shared
 		}
 	}
-	qp, fp, ip := idPrefix(kindQueue, id), idPrefix(kindInflight, id), idPrefix(kindIncoming, id)
+	qp, fp, ip, up := idPrefix(kindQueue, id), idPrefix(kindInflight, id), idPrefix(kindIncoming, id), idPrefix(kindSub, id)
 	if queueShares {
 		if err := s.deleteEntries(qp, true); err != nil {
 			return err
@@ -67,7 +107,7 @@ func (ss *sessions) Delete(id string) error {
 		}
 	}
 	b := s.db.NewBatch()
-	for _, p := range [][]byte{qp, fp, ip} {
+	for _, p := range [][]byte{qp, fp, ip, up} {
 		_ = b.DeleteRange(p, prefixEnd(p), nil)
 	}
 	_ = b.Delete(marksKey(id), nil)
@@ -93,7 +133,9 @@ func (ss *sessions) Delete(id string) error {
 // record in memory nor calls fn (which may use the store) while holding the gate.
 const scanChunkRecords = 256
 
-// All implements store.Sessions.
+// All implements store.Sessions. A record's subscriptions are read with it; those it carries
+// itself (a directory of format 1 or 2 opened read-only, never migrated) come back too, a key of
+// the same filter winning.
 func (ss *sessions) All(fn func(store.SessionRecord) error) error {
 	s := (*Store)(ss)
 	return s.scanKind(kindSession, func(v []byte) (func() error, error) {
@@ -101,8 +143,47 @@ func (ss *sessions) All(fn func(store.SessionRecord) error) error {
 		if err != nil {
 			return nil, fmt.Errorf("pebblestore: session record: %w", err)
 		}
+		if rec.Subscriptions, err = s.subscriptionsOf(rec.ClientID, rec.Subscriptions); err != nil {
+			return nil, err
+		}
 		return func() error { return fn(rec) }, nil
 	})
+}
+
+// subscriptionsOf returns a session's stored subscriptions merged into inline (a record's own),
+// ordered by filter. The caller holds the gate.
+func (s *Store) subscriptionsOf(id string, inline []store.Subscription) ([]store.Subscription, error) {
+	p := idPrefix(kindSub, id)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Subscription
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err == nil {
+			var sub store.Subscription
+			sub, err = decodeSubscription(string(it.Key()[len(p):]), v)
+			out = append(out, sub)
+		}
+		if err != nil {
+			_ = it.Close()
+			return nil, fmt.Errorf("pebblestore: subscription of %q: %w", id, err)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	if len(inline) == 0 {
+		return out, nil
+	}
+	for _, sub := range inline {
+		if !slices.ContainsFunc(out, func(o store.Subscription) bool { return o.Filter == sub.Filter }) {
+			out = append(out, sub)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Subscription) int { return strings.Compare(a.Filter, b.Filter) })
+	return out, nil
 }
 
 // scanKind reads every value of one key kind in chunks, decoding under the gate with decode and

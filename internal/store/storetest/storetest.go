@@ -28,6 +28,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("MessageFields", func(t *testing.T) { testMessageFields(t, open) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, open) })
 	t.Run("SequenceNumbersAndMarks", func(t *testing.T) { testSequence(t, open) })
+	t.Run("Subscriptions", func(t *testing.T) { testSubscriptions(t, open) })
 }
 
 // Msg returns a message with every field set, for round trips.
@@ -110,8 +111,10 @@ func testSessions(t *testing.T, open Opener) {
 	}
 	must(t, st.Sessions().Put(rec))
 	must(t, st.Sessions().Put(store.SessionRecord{ClientID: "c2", Expiry: 0xFFFFFFFF}))
-	rec.Subscriptions = rec.Subscriptions[:1] // a later Put replaces the record
-	must(t, st.Sessions().Put(rec))
+	rec.Dropped = 8 // a later Put replaces the record, and keeps the subscriptions it does not name
+	must(t, st.Sessions().Put(store.SessionRecord{ClientID: rec.ClientID, Identity: rec.Identity, Expiry: rec.Expiry,
+		Disconnected: rec.Disconnected, Dropped: rec.Dropped, Will: rec.Will}))
+	rec.Subscriptions = []store.Subscription{rec.Subscriptions[1], rec.Subscriptions[0]} // by filter
 	st = reopen()
 	got := records(t, st)
 	if len(got) != 2 {
