@@ -202,7 +202,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, c Credentials) (*Princ
 	if a.Open() {
 		// Nothing to check a user name against, so it is not an identity: stamping it on messages
 		// would let anybody sign as anybody. Only a verified certificate names the client.
-		p := &Principal{Identity: c.CertIdentity, ClientID: c.ClientID, Source: SourceOpen, unrestricted: true}
+		p := UnrestrictedClient(SourceOpen, c.CertIdentity, c.ClientID)
 		a.stats.Accepted.Add(1)
 		return p, nil
 	}

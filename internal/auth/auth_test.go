@@ -24,6 +24,15 @@ func TestOpenMode(t *testing.T) {
 	if !p.Allow(Admin, "$SYS/x") || !p.AllowFilter(Subscribe, "#") {
 		t.Fatal("open principal refused something")
 	}
+	// Clients without an identity share one principal: an idle connection does not pay for its own.
+	if q, err := e.auth(Credentials{ClientID: "d"}); err != nil || q != p {
+		t.Fatalf("a second open login got principal %p, the first %p (err %v)", q, p, err)
+	}
+	// A certificate's identity is the client's own.
+	c, err := e.auth(Credentials{CertIdentity: "dev1", ClientID: "e"})
+	if err != nil || c == p || c.Identity != "dev1" || c.ClientID != "e" || !c.Unrestricted() || c.Source != SourceOpen {
+		t.Fatalf("open login with a certificate = %+v, %v", c, err)
+	}
 	// Groups alone configure nothing anybody could sign in with.
 	if err := e.a.PutGroup(Group{Name: "g", Grants: mustGrants(t, "publish:a")}); err != nil || !e.a.Open() {
 		t.Fatalf("a group closed the authenticator (err %v)", err)

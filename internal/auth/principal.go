@@ -30,7 +30,8 @@ type Principal struct {
 	Identity string
 	// Groups are the identity's groups (informational: their grants are already compiled in).
 	Groups []string
-	// ClientID is the client id the principal was built for (it fills %c).
+	// ClientID is the client id the principal was built for (it fills %c); empty in the shared
+	// principal of an unrestricted client without an identity (UnrestrictedClient).
 	ClientID string
 	// Source says how the client was authenticated.
 	Source Source
@@ -67,6 +68,30 @@ func NewPrincipal(identity, clientID string, grants []Grant) (*Principal, error)
 // Unrestricted returns a principal allowed every action on every topic, '$' topics included.
 func Unrestricted(identity string) *Principal {
 	return &Principal{Identity: identity, Source: SourceInternal, unrestricted: true}
+}
+
+// The unrestricted principals of clients without an identity, one of each source, shared by all
+// of them: with no authentication configured every connection has one, and a principal of its
+// own cost each idle connection 112 bytes. A principal is never changed once built, and an
+// unrestricted one's client id fills no placeholder (it has no grants), so it is left empty.
+var (
+	anonOpen     = &Principal{Source: SourceOpen, unrestricted: true}
+	anonInternal = &Principal{Source: SourceInternal, unrestricted: true}
+)
+
+// UnrestrictedClient is the principal of a client that nothing restricts, from src (SourceOpen
+// or SourceInternal), known by its certificate's identity alone (empty: none). Without an
+// identity it is a shared value whose ClientID is empty.
+func UnrestrictedClient(src Source, certIdentity, clientID string) *Principal {
+	if certIdentity == "" {
+		switch src {
+		case SourceOpen:
+			return anonOpen
+		case SourceInternal:
+			return anonInternal
+		}
+	}
+	return &Principal{Identity: certIdentity, ClientID: clientID, Source: src, unrestricted: true}
 }
 
 // buildPrincipal expands and compiles validated grants.

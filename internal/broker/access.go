@@ -61,9 +61,7 @@ var (
 // known by its certificate alone (a user name nobody checked is no identity).
 func (b *Broker) authenticate(ctx context.Context, c auth.Credentials) (*auth.Principal, error) {
 	if b.cfg.Auth == nil {
-		p := auth.Unrestricted(c.CertIdentity)
-		p.ClientID = c.ClientID
-		return p, nil
+		return auth.UnrestrictedClient(auth.SourceInternal, c.CertIdentity, c.ClientID), nil
 	}
 	return b.cfg.Auth.Authenticate(ctx, c)
 }
@@ -120,7 +118,9 @@ func (b *Broker) credentialsDue(s *Session, gen uint64) {
 		s.mu.Unlock()
 		return
 	}
-	s.credTimer = nil
+	if s.rare != nil {
+		s.rare.credTimer = nil
+	}
 	s.mu.Unlock()
 	b.log.Info("disconnecting client: credentials expired", "client", s.id, "identity", s.identity)
 	sink.Close(ErrCredentialsExpired)
@@ -303,12 +303,16 @@ func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal, peer bool
 	if p.Unrestricted() {
 		return
 	}
-	var dropped []string
-	for f, sub := range s.subs {
-		if mayReceive(p, s.id, f, peer) {
-			continue
+	var gone []*subscription
+	for sub := range s.subs.all() {
+		if !mayReceive(p, s.id, sub.Filter, peer) {
+			gone = append(gone, sub)
 		}
-		delete(s.subs, f)
+	}
+	var dropped []string
+	for _, sub := range gone {
+		f := sub.Filter
+		s.subs.remove(f)
 		b.indexRemove(sub.filter, s)
 		b.stats.Subscriptions.Add(-1)
 		b.stats.NotAuthorized.Add(1)

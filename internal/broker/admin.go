@@ -97,16 +97,19 @@ func (b *Broker) SessionDetail(clientID string) (SessionDetail, error) {
 	}
 	d := SessionDetail{
 		SessionInfo: SessionInfo{ClientID: s.id, Identity: s.identity, Face: s.face, Online: s.sink != nil,
-			Durable: s.durable(), Subscriptions: len(s.subs), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
-			Inflight: s.inflight.len(), Dropped: s.dropped, Refused: s.refused},
-		Expiry: s.expiry, Limits: limitsInfo(s.limits),
-		Subscriptions: make([]SubscriptionInfo, 0, len(s.subs)),
+			Durable: s.durable(), Subscriptions: s.subs.len(), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
+			Inflight: s.inflight.len()},
+		Expiry: s.expiry, Limits: limitsInfo(*s.limits),
+		Subscriptions: make([]SubscriptionInfo, 0, s.subs.len()),
 		Inflight:      []InflightInfo{},
+	}
+	if r := s.rare; r != nil {
+		d.Dropped, d.Refused = r.dropped, r.refused
 	}
 	if s.disconnected != 0 {
 		d.Disconnected = time.Unix(0, s.disconnected).UTC()
 	}
-	for _, sub := range s.subs {
+	for sub := range s.subs.all() {
 		d.Subscriptions = append(d.Subscriptions, SubscriptionInfo{Filter: sub.Filter, QoS: sub.QoS,
 			NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, ID: sub.ID})
 	}

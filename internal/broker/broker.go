@@ -215,9 +215,9 @@ func (b *Broker) Close() error {
 // newSession makes an empty session. A durable one (it outlives its connection) keeps its queue
 // and in-flight state in the store; any other keeps them in memory only.
 func (b *Broker) newSession(id string, durable bool) (*Session, error) {
-	s := &Session{b: b, id: id, subs: map[string]*subscription{}, limits: b.limitsFor(id)}
+	s := &Session{b: b, id: id, limits: b.limitsFor(id)}
 	if !durable {
-		s.queue = &memstore.Queue{}
+		s.queue = noQueue
 		return s, nil
 	}
 	if err := s.openDurable(); err != nil {
@@ -229,11 +229,11 @@ func (b *Broker) newSession(id string, durable bool) (*Session, error) {
 // discardLocked ends a session: its subscriptions leave the index and its queue is dropped.
 // The caller holds b.mu and s.mu.
 func (b *Broker) discardLocked(s *Session) {
-	for _, sub := range s.subs {
+	for sub := range s.subs.all() {
 		b.indexRemove(sub.filter, s)
 	}
-	b.stats.Subscriptions.Add(-int64(len(s.subs)))
-	s.subs = nil
+	b.stats.Subscriptions.Add(-int64(s.subs.len()))
+	s.subs.clear()
 	s.deleted = true
 	s.stopTimers()
 	b.stats.Queued.Add(-int64(s.queue.Len()))

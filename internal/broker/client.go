@@ -17,14 +17,15 @@ type Client struct {
 	Identity string
 
 	principal *auth.Principal
-	// announce: this connection's events go to $SYS/events.
-	announce bool
 	// batch is the face's (ConnectRequest.Batch).
 	batch *Batch
-	// face and remote describe the connection in logs (ConnectRequest.Face, RemoteAddr).
-	face, remote string
+	// remote describes the connection in logs (ConnectRequest.RemoteAddr); its face is the
+	// session's while this client owns it (Session.face).
+	remote string
 	// rate is the publish budget shared by the identity's connections; nil without rate limits.
 	rate *rateLimiter
+	// announce: this connection's events go to $SYS/events.
+	announce bool
 	// peer: another router (ConnectRequest.Peer).
 	peer bool
 }
@@ -85,8 +86,8 @@ func (c *Client) Acked(packetID uint16) bool {
 	if !s.inflight.remove(packetID) {
 		return false
 	}
-	if s.inflightStore != nil {
-		if err := s.inflightStore.Delete(packetID); err != nil {
+	if st := s.durableStore(); st != nil {
+		if err := st.Delete(packetID); err != nil {
 			s.b.storeFailed("completing a delivery", err)
 		}
 	}
@@ -106,8 +107,8 @@ func (c *Client) Received(packetID uint16) bool {
 	if !s.inflight.markReleased(packetID) {
 		return false
 	}
-	if s.inflightStore != nil {
-		if err := s.inflightStore.Put(store.InflightEntry{PacketID: packetID, Item: f.item, Released: true}); err != nil {
+	if st := s.durableStore(); st != nil {
+		if err := st.Put(store.InflightEntry{PacketID: packetID, Item: f.item, Released: true}); err != nil {
 			s.b.storeFailed("recording a released delivery", err)
 		}
 	}
@@ -128,13 +129,14 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 		return
 	}
 	s := c.s
-	will := s.will
+	will := s.willLocked()
 	if req.SetExpiry {
 		s.expiry = req.Expiry
 		if b.cfg.MaxSessionExpiry > 0 && s.expiry > b.cfg.MaxSessionExpiry {
 			s.expiry = b.cfg.MaxSessionExpiry
 		}
 	}
+	face := s.face
 	s.detach()
 	orphaned := s.takeCalls()
 	s.disconnected = b.now()
@@ -144,9 +146,10 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 			due = will
 		} else {
 			delay := min(will.Delay, s.expiry)
-			s.pendingWill = will
+			r := s.extra()
+			r.pendingWill = will
 			gen := s.gen
-			s.willTimer = b.clock.AfterFunc(time.Duration(delay)*time.Second, func() { b.willDue(s, gen) })
+			r.willTimer = b.clock.AfterFunc(time.Duration(delay)*time.Second, func() { b.willDue(s, gen) })
 		}
 	}
 	if s.expiry == 0 {
@@ -155,7 +158,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 		s.saveLocked()
 		if s.expiry != NeverExpire {
 			gen := s.gen
-			s.expiryTimer = b.clock.AfterFunc(time.Duration(s.expiry)*time.Second, func() { b.sessionDue(s, gen) })
+			s.extra().expiryTimer = b.clock.AfterFunc(time.Duration(s.expiry)*time.Second, func() { b.sessionDue(s, gen) })
 		}
 	}
 	s.mu.Unlock()
@@ -168,7 +171,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 			reason = "connection_closed"
 		}
 	}
-	b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity, "face", c.face,
+	b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity, "face", face,
 		"remote", c.remote, "reason", reason)
 	if c.announce {
 		b.announce("disconnected", map[string]any{"client_id": c.ClientID, "identity": c.Identity, "reason": reason})
@@ -181,12 +184,12 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 // willDue publishes a delayed will if the session was not resumed meanwhile.
 func (b *Broker) willDue(s *Session, gen uint64) {
 	s.mu.Lock()
-	w := s.pendingWill
+	w := s.pendingWillLocked()
 	if s.gen != gen || s.sink != nil || w == nil {
 		s.mu.Unlock()
 		return
 	}
-	s.pendingWill = nil
+	s.rare.pendingWill = nil
 	s.mu.Unlock()
 	b.publishWill(w)
 	// Forget the will on disk only once it is out: a crash in between sends it twice rather
@@ -205,8 +208,10 @@ func (b *Broker) sessionDue(s *Session, gen uint64) {
 		b.mu.Unlock()
 		return
 	}
-	w := s.pendingWill
-	s.pendingWill = nil
+	w := s.pendingWillLocked()
+	if w != nil {
+		s.rare.pendingWill = nil
+	}
 	b.endLocked(s)
 	s.mu.Unlock()
 	b.mu.Unlock()

@@ -136,13 +136,15 @@ func (b *Broker) ReleaseSession(clientID string) {
 		s.detach()
 		orphaned = s.takeCalls()
 	}
-	s.pendingWill = nil
+	if s.rare != nil {
+		s.rare.pendingWill = nil
+	}
 	s.stopTimers()
-	for _, sub := range s.subs {
+	for sub := range s.subs.all() {
 		b.indexRemove(sub.filter, s)
 	}
-	b.stats.Subscriptions.Add(-int64(len(s.subs)))
-	s.subs = nil
+	b.stats.Subscriptions.Add(-int64(s.subs.len()))
+	s.subs.clear()
 	b.stats.Queued.Add(-int64(s.queue.Len()))
 	s.deleted = true
 	s.gen++

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"math"
 	"strings"
 
 	"github.com/ternmq/tern/internal/auth"
@@ -144,18 +145,18 @@ func (b *Broker) replaceLocked(s *Session, req ConnectRequest, p *auth.Principal
 			id := s.identity
 			r.takenOver = &id
 		}
-		if w := s.will; w != nil && (w.Delay == 0 || req.CleanStart) {
+		if w := s.willLocked(); w != nil && (w.Delay == 0 || req.CleanStart) {
 			r.wills = append(r.wills, w)
 		}
 		s.detach()
 		r.orphaned = s.takeCalls()
 	}
-	if w := s.pendingWill; w != nil {
+	if w := s.pendingWillLocked(); w != nil {
 		// A will waiting out its delay: a reconnect in time cancels it, unless the session ends.
 		if req.CleanStart {
 			r.wills = append(r.wills, w)
 		}
-		s.pendingWill = nil
+		s.rare.pendingWill = nil
 	}
 	s.stopTimers()
 	if req.CleanStart {
@@ -179,7 +180,7 @@ func (s *Session) keepLocked(expiry uint32) error {
 
 // attachSessionLocked gives the session its new connection. The caller holds b.mu and s.mu.
 func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res ConnectResult, p *auth.Principal) (*Client, error) {
-	if (req.Sequenced || req.Peer) && !s.marksLoaded {
+	if (req.Sequenced || req.Peer) && !s.marksLoadedLocked() {
 		if err := s.loadMarks(); err != nil {
 			return nil, err
 		}
@@ -195,20 +196,24 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 	b.stats.Connected.Add(1)
 	if !p.Expires.IsZero() {
 		gen := s.gen
-		s.credTimer = b.clock.AfterFunc(p.Expires.Sub(b.clock.Now()), func() { b.credentialsDue(s, gen) })
+		s.extra().credTimer = b.clock.AfterFunc(p.Expires.Sub(b.clock.Now()), func() { b.credentialsDue(s, gen) })
 	}
 	s.expiry = res.Expiry
-	s.will = req.Will
-	s.inflightMax = b.cfg.MaxInflight
-	if req.ReceiveMax > 0 && int(req.ReceiveMax) < s.inflightMax {
-		s.inflightMax = int(req.ReceiveMax)
+	if req.Will != nil {
+		s.extra().will = req.Will
+	} else if s.rare != nil {
+		s.rare.will = nil
+	}
+	s.inflightMax = int32(min(b.cfg.MaxInflight, math.MaxInt32))
+	if req.ReceiveMax > 0 && int32(req.ReceiveMax) < s.inflightMax {
+		s.inflightMax = int32(req.ReceiveMax)
 	}
 	s.limits = b.limitsFor(res.ClientID)
 	s.disconnected = 0
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()
 	return &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate,
-		announce: req.Announce, batch: req.Batch, face: req.Face, remote: req.RemoteAddr, peer: req.Peer}, nil
+		announce: req.Announce, batch: req.Batch, remote: req.RemoteAddr, peer: req.Peer}, nil
 }
 
 // connected finishes a connect outside the locks: the replaced connection is closed, calls it

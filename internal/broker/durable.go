@@ -35,7 +35,8 @@ func (s *Session) openDurable() error {
 	if err != nil {
 		return err
 	}
-	s.queue, s.inflightStore = q, f
+	s.queue = q
+	s.extra().inflightStore = f
 	return nil
 }
 
@@ -57,19 +58,20 @@ func (s *Session) makeDurable() error {
 		_ = mem.Pop()
 	}
 	var err error
+	st := s.rare.inflightStore
 	s.inflight.each(func(f *inflight) {
 		if err == nil {
-			err = s.inflightStore.Put(store.InflightEntry{PacketID: f.pid, Item: f.item, Released: f.released})
+			err = st.Put(store.InflightEntry{PacketID: f.pid, Item: f.item, Released: f.released})
 		}
 	})
-	for pid := range s.incoming {
+	for pid := range s.rare.incoming {
 		if err == nil {
-			err = s.inflightStore.AddIncoming(pid)
+			err = st.AddIncoming(pid)
 		}
 	}
-	if err == nil && len(s.subs) > 0 {
-		subs := make([]store.Subscription, 0, len(s.subs))
-		for _, sub := range s.subs {
+	if err == nil && s.subs.len() > 0 {
+		subs := make([]store.Subscription, 0, s.subs.len())
+		for sub := range s.subs.all() {
 			subs = append(subs, sub.Subscription)
 		}
 		err = s.b.store.Sessions().PutSubscriptions(s.id, subs)
@@ -162,7 +164,8 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 	// session the cluster moves here is recovered while publishers run.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.identity, s.expiry, s.dropped = rec.Identity, rec.Expiry, rec.Dropped
+	r := s.rare // openDurable made it
+	s.identity, s.expiry, r.dropped = rec.Identity, rec.Expiry, rec.Dropped
 	s.disconnected = rec.Disconnected
 	if s.disconnected == 0 {
 		s.disconnected = t
@@ -177,11 +180,11 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 		if sub.ID != 0 {
 			ns.ids = []uint32{sub.ID}
 		}
-		s.subs[sub.Filter] = ns
+		s.subs.put(ns)
 		b.indexAdd(f, s, ns, true)
 		b.stats.Subscriptions.Add(1)
 	}
-	entries, err := s.inflightStore.All()
+	entries, err := r.inflightStore.All()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -194,14 +197,14 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 	if len(entries) > 0 {
 		s.inflight.last = entries[len(entries)-1].PacketID
 	}
-	in, err := s.inflightStore.Incoming()
+	in, err := r.inflightStore.Incoming()
 	if err != nil {
 		return nil, nil, err
 	}
 	if len(in) > 0 {
-		s.incoming = map[uint16]struct{}{}
+		r.incoming = map[uint16]struct{}{}
 		for _, pid := range in {
-			s.incoming[pid] = struct{}{}
+			r.incoming[pid] = struct{}{}
 		}
 	}
 	b.stats.Queued.Add(int64(s.queue.Len()))
@@ -218,12 +221,12 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 		if wait == 0 {
 			due = w
 		} else {
-			s.pendingWill = w
-			s.willTimer = b.clock.AfterFunc(wait, func() { b.willDue(s, 0) })
+			r.pendingWill = w
+			r.willTimer = b.clock.AfterFunc(wait, func() { b.willDue(s, 0) })
 		}
 	}
 	if rec.Expiry != NeverExpire {
-		s.expiryTimer = b.clock.AfterFunc(remaining(s.disconnected, rec.Expiry, t), func() { b.sessionDue(s, 0) })
+		r.expiryTimer = b.clock.AfterFunc(remaining(s.disconnected, rec.Expiry, t), func() { b.sessionDue(s, 0) })
 	}
 	return s, due, nil
 }
@@ -259,12 +262,16 @@ type SessionInfo struct {
 
 // infoLocked describes the session. The caller holds s.mu.
 func (s *Session) infoLocked() SessionInfo {
-	return SessionInfo{
+	i := SessionInfo{
 		ClientID: s.id, Identity: s.identity, Face: s.face, Online: s.sink != nil, Durable: s.durable(),
-		Subscriptions: len(s.subs), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
-		Inflight: s.inflight.len(), Dropped: s.dropped, Refused: s.refused, Expired: s.expired,
-		Sent: s.marks.Sent, Taken: s.marks.Taken, RoutedDuplicates: s.routedDups, RoutedGaps: s.routedGaps,
+		Subscriptions: s.subs.len(), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
+		Inflight: s.inflight.len(),
 	}
+	if r := s.rare; r != nil {
+		i.Dropped, i.Refused, i.Expired = r.dropped, r.refused, r.expired
+		i.Sent, i.Taken, i.RoutedDuplicates, i.RoutedGaps = r.marks.Sent, r.marks.Taken, r.routedDups, r.routedGaps
+	}
+	return i
 }
 
 // Session describes one session, with the publication time of its oldest queued message.

@@ -37,13 +37,14 @@ type QueueRule struct {
 }
 
 // limitsFor returns the limits of a client id: the first matching rule's, else the default.
-func (b *Broker) limitsFor(clientID string) QueueLimits {
-	for _, r := range b.cfg.QueueRules {
-		if ok, _ := path.Match(r.ClientID, clientID); ok {
-			return r.Limits
+// Sessions share the configuration's value, which nothing changes after New.
+func (b *Broker) limitsFor(clientID string) *QueueLimits {
+	for i := range b.cfg.QueueRules {
+		if ok, _ := path.Match(b.cfg.QueueRules[i].ClientID, clientID); ok {
+			return &b.cfg.QueueRules[i].Limits
 		}
 	}
-	return b.cfg.Queue
+	return &b.cfg.Queue
 }
 
 // rateLimitedLog logs each cause at most once per interval, so a failing disk or a full queue

@@ -35,19 +35,21 @@ func (s *Session) loadMarks() error {
 	if err != nil {
 		return storageError(s.b.storeFailed("reading a session's sequence marks", err))
 	}
-	s.marks, s.marksLoaded = m, true
+	r := s.extra()
+	r.marks, r.marksLoaded = m, true
 	return nil
 }
 
 // nextSeq numbers a delivery of a sequenced session, writing the mark before the item that will
 // carry it. The caller holds s.mu.
 func (s *Session) nextSeq() (uint64, error) {
-	m := s.marks
+	r := s.extra()
+	m := r.marks
 	m.Sent++
 	if err := s.b.store.Sessions().PutMarks(s.id, m); err != nil {
 		return 0, s.b.storeFailed("numbering a delivery", err)
 	}
-	s.marks = m
+	r.marks = m
 	return m.Sent, nil
 }
 
@@ -70,18 +72,18 @@ func (c *Client) PublishRouted(m *message.Message, r Route) (PublishResult, erro
 		return PublishResult{}, ErrSessionTakenOver
 	}
 	s := c.s
-	if !s.marksLoaded {
+	if !s.marksLoadedLocked() {
 		if err := s.loadMarks(); err != nil {
 			s.mu.Unlock()
 			return PublishResult{}, err
 		}
 	}
-	taken := s.marks.Taken
+	taken := s.rare.marks.Taken
 	s.mu.Unlock()
 	if r.Seq != 0 && r.Seq <= taken {
 		b.stats.RoutedDuplicates.Add(1)
 		s.mu.Lock()
-		s.routedDups++
+		s.rare.routedDups++
 		s.mu.Unlock()
 		return PublishResult{Duplicate: true, Matched: 1}, nil
 	}
@@ -101,14 +103,14 @@ func (c *Client) PublishRouted(m *message.Message, r Route) (PublishResult, erro
 	defer s.mu.Unlock()
 	if r.Seq > taken+1 {
 		b.stats.RoutedGaps.Add(r.Seq - taken - 1)
-		s.routedGaps += r.Seq - taken - 1
+		s.rare.routedGaps += r.Seq - taken - 1
 	}
-	mk := s.marks
+	mk := s.rare.marks
 	mk.Taken = max(mk.Taken, r.Seq)
 	if err := b.store.Sessions().PutMarks(s.id, mk); err != nil {
 		return res, b.storeFailed("recording a forwarded message", err)
 	}
-	s.marks = mk
+	s.rare.marks = mk
 	// The mark must be durable before the peer forgets the message, even if no copy was kept.
 	if res.Durable == nil {
 		res.Durable = b.store.Sync()
@@ -125,20 +127,20 @@ func (c *Client) ResetRouted() error {
 	}
 	defer c.s.mu.Unlock()
 	s := c.s
-	if !s.marksLoaded {
+	if !s.marksLoadedLocked() {
 		if err := s.loadMarks(); err != nil {
 			return err
 		}
 	}
-	if s.marks.Taken == 0 {
+	if s.rare.marks.Taken == 0 {
 		return nil
 	}
-	mk := s.marks
+	mk := s.rare.marks
 	mk.Taken = 0
 	if err := c.b.store.Sessions().PutMarks(s.id, mk); err != nil {
 		return c.b.storeFailed("resetting a link's sequence mark", err)
 	}
-	s.marks = mk
+	s.rare.marks = mk
 	return nil
 }
 
@@ -152,5 +154,11 @@ func (b *Broker) Marks(clientID string) store.Marks {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.marks
+	if s.rare == nil {
+		return store.Marks{}
+	}
+	return s.rare.marks
 }
+
+// marksLoadedLocked reports whether loadMarks has run (and so rare is there). Caller holds s.mu.
+func (s *Session) marksLoadedLocked() bool { return s.rare != nil && s.rare.marksLoaded }

@@ -52,7 +52,7 @@ func (c *Client) PublishExactlyOnce(packetID uint16, m *message.Message) (Publis
 	if !c.lock() {
 		return PublishResult{}, ErrSessionTakenOver
 	}
-	_, dup := c.s.incoming[packetID]
+	_, dup := c.s.incomingLocked()[packetID]
 	c.s.mu.Unlock()
 	if dup {
 		// Checked and counted when it first came.
@@ -64,12 +64,13 @@ func (c *Client) PublishExactlyOnce(packetID uint16, m *message.Message) (Publis
 	}
 	if c.lock() {
 		s := c.s
-		if s.incoming == nil {
-			s.incoming = map[uint16]struct{}{}
+		r := s.extra()
+		if r.incoming == nil {
+			r.incoming = map[uint16]struct{}{}
 		}
-		s.incoming[packetID] = struct{}{}
-		if s.inflightStore != nil {
-			if err := s.inflightStore.AddIncoming(packetID); err != nil {
+		r.incoming[packetID] = struct{}{}
+		if r.inflightStore != nil {
+			if err := r.inflightStore.AddIncoming(packetID); err != nil {
 				err = s.b.storeFailed("recording an exactly-once publish", err)
 				s.mu.Unlock()
 				return res, err
@@ -90,10 +91,13 @@ func (c *Client) Release(packetID uint16) bool {
 	}
 	defer c.s.mu.Unlock()
 	s := c.s
-	_, ok := s.incoming[packetID]
-	delete(s.incoming, packetID)
-	if ok && s.inflightStore != nil {
-		if err := s.inflightStore.DeleteIncoming(packetID); err != nil {
+	_, ok := s.incomingLocked()[packetID]
+	if !ok {
+		return false
+	}
+	delete(s.rare.incoming, packetID)
+	if st := s.rare.inflightStore; st != nil {
+		if err := st.DeleteIncoming(packetID); err != nil {
 			s.b.storeFailed("releasing an exactly-once publish", err)
 		}
 	}
@@ -106,7 +110,7 @@ func (c *Client) PendingReleases() int {
 		return 0
 	}
 	defer c.s.mu.Unlock()
-	return len(c.s.incoming)
+	return len(c.s.incomingLocked())
 }
 
 // publish validates, stamps and routes a will; clients' messages go through checkPublish and

@@ -84,13 +84,14 @@ func rpcResource(topicOrFilter string) string {
 // noteCall records a call delivered to s. answerable says the service may answer on the
 // response topic without a grant of its own (see replyGranted). The caller holds s.mu.
 func (s *Session) noteCall(m *message.Message, answerable bool) {
-	if len(s.calls) >= maxPendingCalls {
-		s.calls = s.calls[1:]
+	r := s.extra()
+	if len(r.calls) >= maxPendingCalls {
+		r.calls = r.calls[1:]
 	}
 	// Copies: the message is borrowed, its strings may alias a connection's read buffer.
-	s.calls = append(s.calls, pendingCall{reply: strings.Clone(m.Props.ResponseTopic), corr: string(m.Props.CorrelationData),
+	r.calls = append(r.calls, pendingCall{reply: strings.Clone(m.Props.ResponseTopic), corr: string(m.Props.CorrelationData),
 		answerable: answerable})
-	s.pendingCalls.Store(int32(len(s.calls)))
+	s.pendingCalls.Store(int32(len(r.calls)))
 }
 
 // answered forgets the call m replies to, if s had one.
@@ -100,10 +101,11 @@ func (s *Session) answered(m *message.Message) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, c := range s.calls {
+	r := s.rare // noteCall made it: pendingCalls is not 0
+	for i, c := range r.calls {
 		if c.reply == m.Topic && c.corr == string(m.Props.CorrelationData) {
-			s.calls = append(s.calls[:i], s.calls[i+1:]...)
-			s.pendingCalls.Store(int32(len(s.calls)))
+			r.calls = append(r.calls[:i], r.calls[i+1:]...)
+			s.pendingCalls.Store(int32(len(r.calls)))
 			return
 		}
 	}
@@ -117,7 +119,7 @@ func (s *Session) isPendingReply(m *message.Message) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, c := range s.calls {
+	for _, c := range s.rare.calls { // noteCall made rare: pendingCalls is not 0
 		if c.answerable && c.reply == m.Topic && c.corr == string(m.Props.CorrelationData) {
 			return true
 		}
@@ -127,8 +129,11 @@ func (s *Session) isPendingReply(m *message.Message) bool {
 
 // takeCalls removes and returns the session's pending calls. The caller holds s.mu.
 func (s *Session) takeCalls() []pendingCall {
-	calls := s.calls
-	s.calls = nil
+	if s.rare == nil {
+		return nil
+	}
+	calls := s.rare.calls
+	s.rare.calls = nil
 	s.pendingCalls.Store(0)
 	return calls
 }
@@ -182,8 +187,8 @@ func (b *Broker) Services() []ServiceInfo {
 	for _, s := range b.sessions {
 		s.mu.Lock()
 		if s.sink != nil {
-			for f := range s.subs {
-				if ns, proc, ok := strings.Cut(rpcResource(f), "/"); ok {
+			for sub := range s.subs.all() {
+				if ns, proc, ok := strings.Cut(rpcResource(sub.Filter), "/"); ok {
 					count[[2]string{ns, proc}]++
 				}
 			}

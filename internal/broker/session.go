@@ -23,20 +23,49 @@ type Session struct {
 	// face is the connection's face ("mqtt", "http", ...; ConnectRequest.Face), kept for the
 	// console's lists after the connection ends.
 	face string
+	sink Sink
+	// gen counts connections; a Client whose gen is stale belongs to a connection that was taken over.
+	gen  uint64
+	subs subSet
+	// queue holds what waits for the connection: a memstore.Queue (noQueue until the first
+	// push), or the store's for a durable session.
+	queue    store.Queue
+	inflight inflightWindow
+	// limits are the queue's, shared with the configuration (limitsFor).
+	limits *QueueLimits
+	// disconnected is when the client left (Unix nanoseconds), 0 while connected.
+	disconnected int64
+	// rare holds what few sessions use, allocated on first use (see sessionRare).
+	rare *sessionRare
+
+	expiry      uint32
+	inflightMax int32
+	// pendingCalls mirrors the number of rare.calls for a lock-free check on every publish.
+	pendingCalls atomic.Int32
 	// announced: the attached connection's events go to $SYS/events (ConnectRequest.Announce).
 	announced bool
-	sink      Sink
-	// gen counts connections; a Client whose gen is stale belongs to a connection that was taken over.
-	gen uint64
 	// ready is set once the face has acknowledged the connect; until then deliveries queue.
 	ready bool
 	// waitDrain is set when a queued delivery met a full connection buffer.
-	waitDrain   bool
-	expiry      uint32
-	subs        map[string]*subscription
-	queue       store.Queue
-	inflight    inflightWindow
-	inflightMax int
+	waitDrain bool
+	deleted   bool
+	// dirty marks a record whose counters changed since it was saved (the sweeper saves it).
+	dirty bool
+	// sequenced numbers QoS 1/2 deliveries (link.go).
+	sequenced bool
+	// peer: the connected client is another router (ConnectRequest.Peer), whose subscriptions
+	// are checked against its route grant.
+	peer bool
+}
+
+// sessionRare is the part of a session most never use, out of line so that an idle session does
+// not carry it: durable state, wills and their timers, exactly-once and RPC bookkeeping, a link's
+// sequence marks and the counters of what the queue limits cost. A session allocates it the
+// first time it needs one of them (extra) and keeps it; readers check for nil first.
+type sessionRare struct {
+	// inflightStore is set for durable sessions, which keep queue, in-flight state and record in
+	// the store; it is nil for the others (see durable).
+	inflightStore store.Inflight
 	// incoming holds packet ids of exactly-once publishes received but not yet released.
 	incoming    map[uint16]struct{}
 	will        *Will
@@ -45,36 +74,53 @@ type Session struct {
 	expiryTimer clock.Timer
 	// credTimer ends the connection when its credentials expire.
 	credTimer clock.Timer
-	// calls are the calls delivered to this session and not yet answered (see rpc.go);
-	// pendingCalls mirrors their number for a lock-free check on every publish.
-	calls        []pendingCall
-	pendingCalls atomic.Int32
-	deleted      bool
-
-	// inflightStore is set for durable sessions, which keep queue, in-flight state and record in
-	// the store; it is nil for the others (see durable).
-	inflightStore store.Inflight
-	limits        QueueLimits
-	// disconnected is when the client left (Unix nanoseconds), 0 while connected.
-	disconnected int64
-	// dropped and refused count what the queue limits cost this session; dirty marks a record
-	// whose counters changed since it was saved (the sweeper saves it).
-	dropped uint64
-	refused uint64
-	dirty   bool
-
-	// sequenced numbers QoS 1/2 deliveries (link.go); marks are the session's sequence marks,
-	// read from the store once (marksLoaded) when a link connects.
-	sequenced   bool
+	// calls are the calls delivered to this session and not yet answered (see rpc.go).
+	calls []pendingCall
+	// marks are the session's sequence marks, read from the store once (marksLoaded) when a
+	// link connects.
 	marks       store.Marks
 	marksLoaded bool
-	// peer: the connected client is another router (ConnectRequest.Peer), whose subscriptions
-	// are checked against its route grant. expired counts queued messages that expired; routedDups
-	// and routedGaps what its peer sent again or skipped (PublishRouted). In memory only.
-	peer       bool
+	// dropped and refused count what the queue limits cost this session; expired counts queued
+	// messages that expired; routedDups and routedGaps what its peer sent again or skipped
+	// (PublishRouted). The last three are in memory only.
+	dropped    uint64
+	refused    uint64
 	expired    uint64
 	routedDups uint64
 	routedGaps uint64
+}
+
+// extra returns the session's rare part, allocating it. Caller holds s.mu (or owns s alone).
+func (s *Session) extra() *sessionRare {
+	if s.rare == nil {
+		s.rare = new(sessionRare)
+	}
+	return s.rare
+}
+
+// willLocked is the will of the attached connection (nil: none). Caller holds s.mu.
+func (s *Session) willLocked() *Will {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.will
+}
+
+// incomingLocked is the exactly-once publishes awaiting release (nil: none). Caller holds s.mu.
+func (s *Session) incomingLocked() map[uint16]struct{} {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.incoming
+}
+
+// pendingWillLocked is the will waiting for its delay after the connection ended (nil: none).
+// Caller holds s.mu.
+func (s *Session) pendingWillLocked() *Will {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.pendingWill
 }
 
 // subscription is immutable once in the index; a resubscribe replaces it.
@@ -150,7 +196,15 @@ func (o *outcome) add(d delivered) {
 }
 
 // durable reports whether the session keeps its state in the store.
-func (s *Session) durable() bool { return s.inflightStore != nil }
+func (s *Session) durable() bool { return s.rare != nil && s.rare.inflightStore != nil }
+
+// durableStore is a durable session's in-flight state in the store (nil: not durable).
+func (s *Session) durableStore() store.Inflight {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.inflightStore
+}
 
 // congestion is the receiver's Drained channel when a send found it congested; caller holds s.mu.
 func (s *Session) congestion(r SendResult) <-chan struct{} {
@@ -201,7 +255,7 @@ func (s *Session) deliver(p *publication, qos byte, retain bool, ids []uint32) (
 		}
 		it.Seq = seq
 	}
-	if s.ready && s.queue.Len() == 0 && s.inflight.hasRoom(s.inflightMax, s.b.cfg.MaxInflightBytes) {
+	if s.ready && s.queue.Len() == 0 && s.inflight.hasRoom(int(s.inflightMax), s.b.cfg.MaxInflightBytes) {
 		r, err := s.sendNew(it, p.at, p.many, p.batch)
 		d.err = err
 		if r != Busy {
@@ -233,7 +287,7 @@ func (s *Session) countSend(r SendResult) {
 // enqueue appends to the session queue within its limits: expired messages go first, then, when
 // it is still full, the oldest are dropped or the new one is refused, as the policy says.
 func (s *Session) enqueue(it store.Item) error {
-	lim := &s.limits
+	lim := s.limits
 	size := int64(it.Size())
 	full := func() bool {
 		return (lim.MaxMessages > 0 && s.queue.Len() >= lim.MaxMessages) ||
@@ -243,7 +297,7 @@ func (s *Session) enqueue(it store.Item) error {
 		s.dropExpired(s.b.now(), -1)
 	}
 	if full() && lim.Policy == RefuseNew || lim.MaxBytes > 0 && size > lim.MaxBytes {
-		s.refused++
+		s.extra().refused++
 		s.b.stats.RefusedQueueFull.Add(1)
 		if s.b.warn.due("queue-full") {
 			s.b.log.Warn("a session queue is full; messages are refused", "client", s.id,
@@ -262,16 +316,18 @@ func (s *Session) enqueue(it store.Item) error {
 	if dropped > 0 {
 		s.b.stats.Queued.Add(-int64(dropped))
 		s.b.stats.DroppedQueueFull.Add(uint64(dropped))
-		s.dropped += uint64(dropped)
+		r := s.extra()
+		r.dropped += uint64(dropped)
 		s.dirty = true
 		if s.b.warn.due("queue-drop") {
 			s.b.log.Warn("a session queue is full; dropping its oldest messages", "client", s.id,
-				"dropped_total", s.dropped)
+				"dropped_total", r.dropped)
 		}
 	}
 	if popErr != nil {
 		return s.b.storeFailed("dropping from a queue", popErr)
 	}
+	s.ownQueue()
 	if err := s.queue.Push(it); err != nil {
 		return s.b.storeFailed("queueing a message", err)
 	}
@@ -298,7 +354,7 @@ func (s *Session) dropExpired(t int64, budget int) int {
 		}
 		s.b.stats.Queued.Add(-1)
 		s.b.stats.Expired.Add(1)
-		s.expired++
+		s.extra().expired++
 		n++
 	}
 	return n
@@ -326,8 +382,8 @@ func (s *Session) sendNew(it store.Item, t int64, many bool, batch *Batch) (Send
 	default:
 		s.inflight.add(pid, it)
 		s.b.stats.Delivered.Add(1)
-		if s.inflightStore != nil {
-			if err := s.inflightStore.Put(store.InflightEntry{PacketID: pid, Item: it}); err != nil {
+		if st := s.durableStore(); st != nil {
+			if err := st.Put(store.InflightEntry{PacketID: pid, Item: it}); err != nil {
 				return r, s.b.storeFailed("recording a delivery in flight", err)
 			}
 		}
@@ -347,7 +403,7 @@ func (s *Session) pump() {
 		if !ok {
 			return
 		}
-		if it.QoS > 0 && !s.inflight.hasRoom(s.inflightMax, s.b.cfg.MaxInflightBytes) {
+		if it.QoS > 0 && !s.inflight.hasRoom(int(s.inflightMax), s.b.cfg.MaxInflightBytes) {
 			return
 		}
 		if s.tooOld(it.Msg, t) {
@@ -375,36 +431,45 @@ func (s *Session) pump() {
 // detach forgets the connection. The caller holds b.mu and s.mu.
 func (s *Session) detach() {
 	s.b.releaseLocked(s.identity)
-	if s.credTimer != nil {
-		s.credTimer.Stop()
-		s.credTimer = nil
+	if r := s.rare; r != nil {
+		if r.credTimer != nil {
+			r.credTimer.Stop()
+			r.credTimer = nil
+		}
+		r.will = nil
 	}
 	s.sink = nil
 	s.ready = false
 	s.waitDrain = false
 	s.online.Store(false)
-	s.will = nil
 	s.b.stats.Connected.Add(-1)
 }
 
 func (s *Session) stopTimers() {
-	if s.willTimer != nil {
-		s.willTimer.Stop()
-		s.willTimer = nil
+	r := s.rare
+	if r == nil {
+		return
 	}
-	if s.expiryTimer != nil {
-		s.expiryTimer.Stop()
-		s.expiryTimer = nil
+	if r.willTimer != nil {
+		r.willTimer.Stop()
+		r.willTimer = nil
+	}
+	if r.expiryTimer != nil {
+		r.expiryTimer.Stop()
+		r.expiryTimer = nil
 	}
 }
 
 // record is the session's record without its subscriptions, which the store keeps apart.
 func (s *Session) record() store.SessionRecord {
 	rec := store.SessionRecord{ClientID: s.id, Identity: s.identity, Expiry: s.expiry,
-		Disconnected: s.disconnected, Dropped: s.dropped}
-	w := s.will
+		Disconnected: s.disconnected}
+	if s.rare != nil {
+		rec.Dropped = s.rare.dropped
+	}
+	w := s.willLocked()
 	if s.sink == nil {
-		w = s.pendingWill
+		w = s.pendingWillLocked()
 	}
 	if w != nil {
 		rec.Will = &store.Will{Msg: w.Msg, Delay: w.Delay}

@@ -33,8 +33,8 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			}
 			continue
 		}
-		old := s.subs[r.Filter]
-		if old == nil && cfg.MaxSubscriptions > 0 && len(s.subs) >= cfg.MaxSubscriptions {
+		old := s.subs.get(r.Filter)
+		if old == nil && cfg.MaxSubscriptions > 0 && s.subs.len() >= cfg.MaxSubscriptions {
 			out[i].Err = ErrQuotaExceeded
 			continue
 		}
@@ -48,7 +48,7 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 		if r.ID != 0 {
 			sub.ids = []uint32{r.ID}
 		}
-		s.subs[r.Filter] = sub
+		s.subs.put(sub)
 		c.b.indexAdd(f, s, sub, old == nil)
 		if old == nil {
 			c.b.stats.Subscriptions.Add(1)
@@ -117,11 +117,10 @@ func (c *Client) Unsubscribe(filters []string) []bool {
 	s := c.s
 	var removed []string
 	for i, f := range filters {
-		sub := s.subs[f]
+		sub := s.subs.remove(f)
 		if sub == nil {
 			continue
 		}
-		delete(s.subs, f)
 		c.b.indexRemove(sub.filter, s)
 		c.b.stats.Subscriptions.Add(-1)
 		out[i] = true

@@ -23,33 +23,17 @@ import (
 // the broker.Sink methods in outbound.go from any goroutine.
 type conn struct {
 	srv *Server
-	nc  net.Conn
-	rd  *packetReader
+	rd  packetReader
 	// watch parks the connection in the poller while it is idle (TCP and Unix sockets on
 	// Linux; nil otherwise).
-	watch    *netio.Watch
-	version  packet.Version
-	clientID string
-	client   *broker.Client
-
-	keepAlive   time.Duration
-	problemInfo bool
-	// maxOutPacket is the client's Maximum Packet Size (0: no limit).
-	maxOutPacket uint32
-	// sessionExpiry as agreed at connect; a DISCONNECT may not raise it from zero.
-	sessionExpiry uint32
-	// graceful is set when the client sent DISCONNECT; why says why the server ended it.
-	graceful    bool
-	why         string
-	publishWill bool
+	watch  *netio.Watch
+	client *broker.Client
 	// rare holds what few connections use, allocated on first use (see connRare).
 	rare *connRare
 	// lastTicket is the store sync the newest deferred acknowledgement waits for; later
 	// acknowledgements queue behind it so they leave in the order the publishes came.
 	lastTicket *broker.Ticket
-	// pendingAcks counts acknowledgements waiting for the store.
-	pendingAcks atomic.Int32
-	// out is the outgoing side and the end of the connection.
+	// out is the outgoing side and the end of the connection; out.NetConn() is the connection.
 	out netio.Conn
 	// aliases maps topics to the aliases this server assigned toward the client (MQTT 5); it is
 	// guarded by out's lock, since aliases are assigned in wire order.
@@ -59,6 +43,20 @@ type conn struct {
 	batch broker.Batch
 	// peer is set on a peer listener's connections: another router (peer.go).
 	peer *peerMode
+
+	// maxOutPacket is the client's Maximum Packet Size (0: no limit).
+	maxOutPacket uint32
+	// sessionExpiry as agreed at connect; a DISCONNECT may not raise it from zero.
+	sessionExpiry uint32
+	// pendingAcks counts acknowledgements waiting for the store.
+	pendingAcks atomic.Int32
+	// keepAlive is in seconds, as agreed at connect (0: none).
+	keepAlive   uint16
+	version     packet.Version
+	problemInfo bool
+	// graceful is set when the client sent DISCONNECT (why the server ended it: connRare.why).
+	graceful    bool
+	publishWill bool
 }
 
 // connRare is the part of a connection most never use, out of line so that an idle connection
@@ -72,7 +70,23 @@ type connRare struct {
 	stallTimer *time.Timer
 	// peerScratch holds the digits of outgoing sequence numbers to a peer, under out's lock.
 	peerScratch []byte
+	// why says why the server ended the connection, for the session's log (set by fail).
+	why string
 }
+
+// nc is the connection.
+func (c *conn) nc() net.Conn { return c.out.NetConn() }
+
+// clientID is the session's client id ("" before CONNECT is handled).
+func (c *conn) clientID() string {
+	if c.client == nil {
+		return ""
+	}
+	return c.client.ClientID
+}
+
+// keepAliveDur is the keep alive as a duration (0: none).
+func (c *conn) keepAliveDur() time.Duration { return time.Duration(c.keepAlive) * time.Second }
 
 // extra returns the connection's rare part, allocating it; only the reader calls it.
 func (c *conn) extra() *connRare {
@@ -101,7 +115,7 @@ func protoErr(code packet.ReasonCode, reason string) error {
 // not a TLS listener); only CONNECT needs them, so the connection does not keep them.
 func (c *conn) serve(cs *tls.ConnectionState, identify netio.Identify) {
 	if err := c.handshake(cs, identify); err != nil {
-		c.srv.logConnError("connect", c.nc, err)
+		c.srv.logConnError("connect", c.nc(), err)
 		c.finish()
 		return
 	}
@@ -129,7 +143,7 @@ const handoffAfter = time.Second
 // completed the last packet, and bytes of a packet that never completes do not move it.
 func (c *conn) loop(fresh bool) {
 	for {
-		wait, lazy := readDeadline(monoTime(c.rd.lastPacket), monoTime(c.rd.readAt), c.keepAlive, !fresh && c.rd.parkable())
+		wait, lazy := readDeadline(monoTime(c.rd.lastPacket), monoTime(c.rd.readAt), c.keepAliveDur(), !fresh && c.rd.parkable())
 		mode := readWait
 		switch {
 		case lazy:
@@ -187,7 +201,7 @@ func (c *conn) park() bool {
 		go c.loop(true)
 		return true
 	}
-	deadline, _ := readDeadline(monoTime(c.rd.lastPacket), monoTime(c.rd.readAt), c.keepAlive, false)
+	deadline, _ := readDeadline(monoTime(c.rd.lastPacket), monoTime(c.rd.readAt), c.keepAliveDur(), false)
 	return c.watch.Arm(deadline) == nil
 }
 
@@ -223,20 +237,20 @@ func (c *conn) fail(err error) {
 	switch {
 	case errors.As(err, &pe):
 		c.srv.stats.ProtocolErrors.Add(1)
-		c.why = pe.reason
+		c.extra().why = pe.reason
 		c.disconnect(pe.code, pe.reason)
 	case errors.As(err, &de):
 		c.srv.stats.ProtocolErrors.Add(1)
-		c.why = de.Reason
+		c.extra().why = de.Reason
 		c.disconnect(de.Code, de.Reason)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.why = "keep alive timeout"
+		c.extra().why = "keep alive timeout"
 		c.disconnect(packet.KeepAliveTimeout, "keep alive timeout")
 	default:
 		// The connection broke or the client closed it: finish cleans up.
 		return
 	}
-	c.srv.log.Debug("closing connection", "client", c.clientID, "remote", c.nc.RemoteAddr().String(), "err", err)
+	c.srv.log.Debug("closing connection", "client", c.clientID(), "remote", c.nc().RemoteAddr().String(), "err", err)
 }
 
 // finish detaches from the session once the reader stops.
@@ -247,12 +261,16 @@ func (c *conn) finish() {
 		c.watch.Close()
 	}
 	if c.client != nil {
+		why := ""
+		if c.rare != nil {
+			why = c.rare.why
+		}
 		c.client.Disconnect(broker.DisconnectRequest{
 			Graceful:    c.graceful,
 			PublishWill: c.publishWill,
 			SetExpiry:   c.version == packet.V5,
 			Expiry:      c.sessionExpiry,
-			Reason:      c.why,
+			Reason:      why,
 		})
 	}
 	c.out.Finish()
@@ -263,7 +281,7 @@ func (c *conn) finish() {
 // in Go's netpoller or parked in the poller.
 func (c *conn) StopReading() {
 	c.rd.stop.Store(true)
-	netio.WakeReader(c.nc)
+	netio.WakeReader(c.nc())
 	if c.watch != nil {
 		c.watch.Wake()
 	}
@@ -318,7 +336,6 @@ func (c *conn) handshake(cs *tls.ConnectionState, identify netio.Identify) error
 		c.refuse(code, reason)
 		return errors.New(reason)
 	}
-	c.clientID = req.ClientID
 	// Authentication may wait for a password hash or the external URL; the connect timeout
 	// bounds that as it bounds the wait for CONNECT.
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
@@ -327,13 +344,12 @@ func (c *conn) handshake(cs *tls.ConnectionState, identify netio.Identify) error
 	if err != nil {
 		code := connectCode(err)
 		if code == packet.ServerUnavailable || code == packet.UnspecifiedError {
-			c.srv.log.Warn("connect refused", "client", req.ClientID, "remote", c.nc.RemoteAddr().String(), "err", err)
+			c.srv.log.Warn("connect refused", "client", req.ClientID, "remote", c.nc().RemoteAddr().String(), "err", err)
 		}
 		c.refuse(code, err.Error())
 		return err
 	}
 	c.client = client
-	c.clientID = res.ClientID
 	c.rd.loggedIn(c.srv.cfg.MaxPacketSize)
 	c.sessionExpiry = res.Expiry
 	c.writePacket(c.connack(&p, res), nil)
@@ -361,16 +377,16 @@ func (c *conn) connectRequest(p *packet.Connect, cs *tls.ConnectionState, identi
 		Announce:   true,
 		Batch:      &c.batch,
 		Face:       "mqtt",
-		RemoteAddr: c.nc.RemoteAddr().String(),
+		RemoteAddr: c.nc().RemoteAddr().String(),
 		Credentials: auth.Credentials{
 			Face:       "mqtt",
 			Username:   string(p.Username),
 			Password:   p.Password, // the core keeps nothing of it
-			RemoteAddr: c.nc.RemoteAddr().String(),
+			RemoteAddr: c.nc().RemoteAddr().String(),
 		},
 	}
 	// The TLS handshake finished before CONNECT could be read.
-	req.Credentials.CertIdentity = netio.CertIdentity(c.nc, cs, identify)
+	req.Credentials.CertIdentity = netio.CertIdentity(c.nc(), cs, identify)
 	if c.peer != nil {
 		if code, reason := c.peerConnect(p, &req); code != packet.Success {
 			return req, code, reason
@@ -382,7 +398,7 @@ func (c *conn) connectRequest(p *packet.Connect, cs *tls.ConnectionState, identi
 	if len(req.ClientID) > cfg.MaxClientIDLength {
 		return req, packet.ClientIDNotValid, "client identifier too long"
 	}
-	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
+	c.keepAlive = p.KeepAlive
 	if c.version == packet.V5 {
 		if p.Props.Has(packet.PropAuthMethod) {
 			return req, packet.BadAuthenticationMethod, "enhanced authentication is not supported"
@@ -399,7 +415,7 @@ func (c *conn) connectRequest(p *packet.Connect, cs *tls.ConnectionState, identi
 			}
 		}
 		if ka := c.serverKeepAlive(p.KeepAlive); ka != p.KeepAlive {
-			c.keepAlive = time.Duration(ka) * time.Second
+			c.keepAlive = ka
 		}
 	} else if !p.CleanStart {
 		req.Expiry = broker.NeverExpire

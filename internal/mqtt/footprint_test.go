@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,8 +102,25 @@ type footprint struct {
 	heap, stacks uint64
 	// retained is what the runtime holds from the system and has not returned (Sys less
 	// HeapReleased): what resident memory follows, garbage collector headroom included.
-	retained   uint64
+	retained uint64
+	// rss is the process's resident memory (VmRSS; 0 where /proc is not there).
+	rss        uint64
 	goroutines int
+}
+
+// vmRSS reads the process's resident memory from /proc/self/status, in bytes (0 if unknown).
+func vmRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func measureFootprint() footprint {
@@ -111,7 +129,7 @@ func measureFootprint() footprint {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return footprint{heap: ms.HeapInuse, stacks: ms.StackInuse, retained: ms.Sys - ms.HeapReleased,
-		goroutines: runtime.NumGoroutine()}
+		rss: vmRSS(), goroutines: runtime.NumGoroutine()}
 }
 
 // TestIdleFootprint is a measurement, not a check: with TERNTEST_FOOTPRINT=N it opens N idle
@@ -134,9 +152,9 @@ func TestIdleFootprint(t *testing.T) {
 	time.Sleep(handoffAfter + 500*time.Millisecond)
 	after := measureFootprint()
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(len(fds)) }
-	t.Logf("%d idle connections: heap %.0f B, stacks %.0f B, retained %.0f B, goroutines %.3f per connection",
+	t.Logf("%d idle connections: heap %.0f B, stacks %.0f B, retained %.0f B, RSS %.0f B, goroutines %.3f per connection",
 		len(fds), per(after.heap, before.heap), per(after.stacks, before.stacks), per(after.retained, before.retained),
-		float64(after.goroutines-before.goroutines)/float64(len(fds)))
+		per(after.rss, before.rss), float64(after.goroutines-before.goroutines)/float64(len(fds)))
 	if f := os.Getenv("TERNTEST_FOOTPRINT_PROFILE"); f != "" {
 		out, err := os.Create(f)
 		if err != nil {

@@ -138,8 +138,16 @@ const maxLazyWaiters = 64
 var errWouldBlock = errors.New("mqtt: would block")
 
 func newPacketReader(c net.Conn, maxSize int) *packetReader {
+	r := new(packetReader)
+	r.init(c, maxSize)
+	return r
+}
+
+// init prepares a zero reader for c: a connection holds its reader by value (one allocation
+// fewer, and the two structures share a size class's slack).
+func (r *packetReader) init(c net.Conn, maxSize int) {
 	now := monoNow()
-	r := &packetReader{conn: c, maxSize: maxSize, readAt: now, lastPacket: now}
+	*r = packetReader{conn: c, maxSize: maxSize, readAt: now, lastPacket: now}
 	if sc, ok := c.(syscall.Conn); ok {
 		switch c.(type) {
 		case *net.TCPConn, *net.UnixConn:
@@ -155,7 +163,6 @@ func newPacketReader(c net.Conn, maxSize int) *packetReader {
 		// A WebSocket (wsconn) whose reads pass the socket's ErrWouldBlock through.
 		r.park = ws.ParkConn()
 	}
-	return r
 }
 
 // next returns the next whole packet; body aliases the buffer until the following call.

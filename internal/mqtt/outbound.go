@@ -50,7 +50,7 @@ func (c *conn) Send(d broker.Delivery) broker.SendResult {
 	start := len(buf)
 	buf, err := c.appendPublish(buf, d)
 	if err != nil {
-		c.srv.log.Error("encoding publish", "client", c.clientID, "err", err)
+		c.srv.log.Error("encoding publish", "client", c.clientID(), "err", err)
 		return broker.TooLarge
 	}
 	if c.maxOutPacket > 0 && len(buf)-start > int(c.maxOutPacket) {

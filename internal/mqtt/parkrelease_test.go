@@ -109,7 +109,7 @@ func watchParks(srv *Server) *parkChecks {
 			pc.asides++
 		}
 		for _, h := range held {
-			pc.problems = append(pc.problems, fmt.Sprintf("%s parked holding %s", c.clientID, h))
+			pc.problems = append(pc.problems, fmt.Sprintf("%s parked holding %s", c.clientID(), h))
 		}
 	}
 	srv.parkHook.Store(&hook)

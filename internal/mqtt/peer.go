@@ -127,7 +127,7 @@ func (c *conn) routed(m *message.Message) (broker.PublishResult, error) {
 // own response prefix, for query answers); the core checks the route grant.
 func (c *conn) peerSubscribe(reqs []broker.SubscribeRequest) []broker.SubscribeResult {
 	out := make([]broker.SubscribeResult, len(reqs))
-	responses := broker.ResponsePrefix(c.clientID)
+	responses := broker.ResponsePrefix(c.clientID())
 	var allowed []broker.SubscribeRequest
 	var at []int
 	for i, r := range reqs {

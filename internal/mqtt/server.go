@@ -188,7 +188,8 @@ func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify net
 
 // serveConn runs a client's connection, or another router's when pm is set (ServePeers).
 func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.Identify, pm *peerMode) {
-	c := &conn{srv: s, nc: nc, rd: newPacketReader(nc, s.cfg.MaxConnectSize), peer: pm}
+	c := &conn{srv: s, peer: pm}
+	c.rd.init(nc, s.cfg.MaxConnectSize)
 	if pm != nil {
 		c.rare = new(connRare)
 	}

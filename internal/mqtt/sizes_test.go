@@ -1,0 +1,42 @@
+package mqtt
+
+import (
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/ternmq/tern/internal/mqtt/packet"
+)
+
+// TestSizes logs the size of the structures every connection holds, for the figures in
+// docs/decisions.md ("An idle connection's bytes, second pass"); it checks nothing.
+func TestSizes(t *testing.T) {
+	t.Logf("conn %d B (its packetReader %d B), connRare %d B", unsafe.Sizeof(conn{}), unsafe.Sizeof(packetReader{}),
+		unsafe.Sizeof(connRare{}))
+}
+
+// The reason the server ended a connection lives in the connection's rare part; it still reaches
+// the session's end, and so the disconnected event.
+func TestServerEndReasonReachesTheEvent(t *testing.T) {
+	addr := startServer(t, nil)
+	w := dial(t, addr, packet.V311)
+	w.connect("watcher", 0)
+	w.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("$SYS/events/disconnected")}}})
+	if _, ok := w.must(2 * time.Second).(*packet.Suback); !ok {
+		t.Fatal("no SUBACK")
+	}
+	c := dial(t, addr, packet.V311)
+	c.connect("lazy", 1)
+	for {
+		p := w.must(10 * time.Second)
+		pub, ok := p.(*packet.Publish)
+		if !ok || !strings.Contains(string(pub.Payload), `"lazy"`) {
+			continue
+		}
+		if !strings.Contains(string(pub.Payload), `"reason":"keep alive timeout"`) {
+			t.Fatalf("disconnected event %s, want the reason keep alive timeout", pub.Payload)
+		}
+		return
+	}
+}
