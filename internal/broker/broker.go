@@ -130,6 +130,12 @@ type Broker struct {
 	// for. Both guarded by mu.
 	sweepTimer clock.Timer
 	sweeping   sync.WaitGroup
+	// sweepList holds the sessions the sweep must visit: those with something queued or a record
+	// to save (Session.sweepListed). A broker of a million idle devices has almost none, so the
+	// sweep does not walk every session each second. sweepMu is a leaf lock: nothing is locked
+	// while it is held.
+	sweepMu   sync.Mutex
+	sweepList []*Session
 
 	// mu guards sessions and closed; lock order is mu, then a session's mu, then the index.
 	mu       sync.Mutex

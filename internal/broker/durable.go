@@ -208,6 +208,9 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 		}
 	}
 	b.stats.Queued.Add(int64(s.queue.Len()))
+	if s.queue.Len() > 0 {
+		s.listForSweepLocked()
+	}
 	b.sessions[s.id] = s
 	b.stats.Sessions.Add(1)
 

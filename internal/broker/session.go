@@ -51,6 +51,8 @@ type Session struct {
 	deleted   bool
 	// dirty marks a record whose counters changed since it was saved (the sweeper saves it).
 	dirty bool
+	// sweepListed: the session is in Broker.sweepList (sweep.go).
+	sweepListed bool
 	// sequenced numbers QoS 1/2 deliveries (link.go).
 	sequenced bool
 	// peer: the connected client is another router (ConnectRequest.Peer), whose subscriptions
@@ -319,6 +321,7 @@ func (s *Session) enqueue(it store.Item) error {
 		r := s.extra()
 		r.dropped += uint64(dropped)
 		s.dirty = true
+		s.listForSweepLocked()
 		if s.b.warn.due("queue-drop") {
 			s.b.log.Warn("a session queue is full; dropping its oldest messages", "client", s.id,
 				"dropped_total", r.dropped)
@@ -332,6 +335,7 @@ func (s *Session) enqueue(it store.Item) error {
 		return s.b.storeFailed("queueing a message", err)
 	}
 	s.b.stats.Queued.Add(1)
+	s.listForSweepLocked()
 	return nil
 }
 
