@@ -148,22 +148,32 @@ start_tern_ws() {
 
 # start_mosquitto_ws: Mosquitto (persistence false) with only a websockets listener.
 start_mosquitto_ws() {
-	local port conf="$WORK/mosquitto_ws.conf"
+	start_mosquitto_one mosquitto_ws "protocol websockets"
+}
+
+# start_mosquitto_one NAME LINES: Mosquitto (persistence false, anonymous) with one listener on
+# 127.0.0.1 and LINES (newline-separated options for it, may be empty) in its configuration. It
+# runs as the user running the script ("user"): started as root it would switch to the mosquitto
+# user, who cannot read files in $WORK.
+start_mosquitto_one() {
+	local name=$1 lines=$2 port conf="$WORK/$1.conf"
 	port=$(free_port)
-	cat >"$conf" <<-EOF
-		listener $port 127.0.0.1
-		protocol websockets
-		user $(id -un)
-		allow_anonymous true
-		persistence false
-		log_dest stderr
-		log_type error
-		log_type warning
-	EOF
-	"$MOSQUITTO" -c "$conf" >"$WORK/mosquitto_ws.log" 2>&1 &
-	BROKER_PID[mosquitto_ws]=$!
-	BROKER_PORT[mosquitto_ws]=$port
-	wait_port mosquitto_ws "$port"
+	{
+		echo "listener $port 127.0.0.1"
+		[[ -n $lines ]] && printf '%s\n' "$lines"
+		cat <<-EOF
+			user $(id -un)
+			allow_anonymous true
+			persistence false
+			log_dest stderr
+			log_type error
+			log_type warning
+		EOF
+	} >"$conf"
+	"$MOSQUITTO" -c "$conf" >"$WORK/$name.log" 2>&1 &
+	BROKER_PID[$name]=$!
+	BROKER_PORT[$name]=$port
+	wait_port "$name" "$port"
 }
 
 # ensure_tls_certs: a CA and a server certificate for 127.0.0.1 from `tern cert` in $WORK/tls
@@ -180,24 +190,10 @@ ensure_tls_certs() {
 # as the user running the script ("user"): started as root it would switch to the mosquitto user,
 # who cannot read the key in $WORK.
 start_mosquitto_tls() {
-	local port conf="$WORK/mosquitto_tls.conf" certs="$WORK/tls"
+	local certs="$WORK/tls"
 	ensure_tls_certs
-	port=$(free_port)
-	cat >"$conf" <<-EOF
-		listener $port 127.0.0.1
-		certfile $certs/server.crt
-		keyfile $certs/server.key
-		user $(id -un)
-		allow_anonymous true
-		persistence false
-		log_dest stderr
-		log_type error
-		log_type warning
-	EOF
-	"$MOSQUITTO" -c "$conf" >"$WORK/mosquitto_tls.log" 2>&1 &
-	BROKER_PID[mosquitto_tls]=$!
-	BROKER_PORT[mosquitto_tls]=$port
-	wait_port mosquitto_tls "$port"
+	start_mosquitto_one mosquitto_tls "certfile $certs/server.crt
+keyfile $certs/server.key"
 }
 
 # start_nats_tls: nats-server as start_nats (JetStream, for persistent MQTT sessions) with its
