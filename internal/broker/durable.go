@@ -100,10 +100,14 @@ func (s *Session) storeSubsLocked(put []store.Subscription, del []string) {
 	}
 }
 
+// savable reports whether the session's record is kept in the store: it is durable, outlives
+// its connection and was not ended. Caller holds s.mu.
+func (s *Session) savable() bool { return s.durable() && s.expiry != 0 && !s.deleted }
+
 // saveLocked writes the session record of a durable session, without its subscriptions (they
 // are stored apart as they change: storeSubsLocked). Caller holds s.mu.
 func (s *Session) saveLocked() {
-	if !s.durable() || s.expiry == 0 || s.deleted {
+	if !s.savable() {
 		return
 	}
 	if err := s.b.store.Sessions().Put(s.record()); err != nil {

@@ -197,9 +197,6 @@ func (o *outcome) add(d delivered) {
 	}
 }
 
-// durable reports whether the session keeps its state in the store.
-func (s *Session) durable() bool { return s.rare != nil && s.rare.inflightStore != nil }
-
 // durableStore is a durable session's in-flight state in the store (nil: not durable).
 func (s *Session) durableStore() store.Inflight {
 	if s.rare == nil {
@@ -207,6 +204,9 @@ func (s *Session) durableStore() store.Inflight {
 	}
 	return s.rare.inflightStore
 }
+
+// durable reports whether the session keeps its state in the store.
+func (s *Session) durable() bool { return s.durableStore() != nil }
 
 // congestion is the receiver's Drained channel when a send found it congested; caller holds s.mu.
 func (s *Session) congestion(r SendResult) <-chan struct{} {

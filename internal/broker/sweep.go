@@ -50,7 +50,7 @@ func (b *Broker) sweep(budget int) int {
 		}
 		// A record that cannot be saved (a memory-only session, or expiry 0) keeps dirty set
 		// until it can; it is written whole when that changes, so it need not keep its place.
-		if s.deleted || s.queue.Len() == 0 && !(s.dirty && s.durable() && s.expiry != 0) {
+		if s.deleted || s.queue.Len() == 0 && !(s.dirty && s.savable()) {
 			s.sweepListed = false
 		} else {
 			keep = append(keep, s)
@@ -58,7 +58,6 @@ func (b *Broker) sweep(budget int) int {
 		s.mu.Unlock()
 	}
 	// Sessions listed while this sweep ran come first next time; the ones kept follow them.
-	clear(sessions[len(keep):])
 	b.sweepMu.Lock()
 	b.sweepList = append(b.sweepList, keep...)
 	b.sweepMu.Unlock()

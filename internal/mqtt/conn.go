@@ -370,6 +370,7 @@ func (c *conn) setVersion(v packet.Version, problemInfo bool) {
 func (c *conn) connectRequest(p *packet.Connect, cs *tls.ConnectionState, identify netio.Identify) (broker.ConnectRequest, packet.ReasonCode, string) {
 	cfg := &c.srv.cfg
 	bcfg := c.srv.broker.Config()
+	remote := c.nc().RemoteAddr().String()
 	req := broker.ConnectRequest{
 		ClientID:   string(p.ClientID),
 		CleanStart: p.CleanStart,
@@ -377,12 +378,12 @@ func (c *conn) connectRequest(p *packet.Connect, cs *tls.ConnectionState, identi
 		Announce:   true,
 		Batch:      &c.batch,
 		Face:       "mqtt",
-		RemoteAddr: c.nc().RemoteAddr().String(),
+		RemoteAddr: remote,
 		Credentials: auth.Credentials{
 			Face:       "mqtt",
 			Username:   string(p.Username),
 			Password:   p.Password, // the core keeps nothing of it
-			RemoteAddr: c.nc().RemoteAddr().String(),
+			RemoteAddr: remote,
 		},
 	}
 	// The TLS handshake finished before CONNECT could be read.
