@@ -369,7 +369,7 @@ func decodeMarks(v []byte) (store.Marks, error) {
 }
 
 // appendSession encodes a session record. Since format 3 the store writes records with no
-// subscriptions (they have keys of their own, appendSubscription), but the encoding keeps their
+// subscriptions (they have keys of their own, appendSubOptions), but the encoding keeps their
 // place: records of formats 1 and 2 carry them, and the migration reads them from there.
 func appendSession(b []byte, rec store.SessionRecord) []byte {
 	b = appendString(b, rec.ClientID)
@@ -420,7 +420,8 @@ func decodeSession(v []byte) (store.SessionRecord, error) {
 	return rec, nil
 }
 
-// appendSubOptions encodes a subscription's options, everything but its filter.
+// appendSubOptions encodes a subscription's options, everything but its filter: the value of a
+// subscription key (the filter is in the key), and a part of a format 1 or 2 record.
 func appendSubOptions(b []byte, s store.Subscription) []byte {
 	var flags byte
 	if s.NoLocal {
@@ -444,10 +445,6 @@ func (d *decoder) subOptions(s *store.Subscription) {
 	}
 	s.ID = d.uint32()
 }
-
-// appendSubscription encodes the value of a subscription key: its options (the filter is in the
-// key).
-func appendSubscription(b []byte, s store.Subscription) []byte { return appendSubOptions(b, s) }
 
 // decodeSubscription decodes a subscription key's value into a subscription to filter.
 func decodeSubscription(filter string, v []byte) (store.Subscription, error) {

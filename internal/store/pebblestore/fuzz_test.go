@@ -61,8 +61,8 @@ func FuzzDecodeSession(f *testing.F) {
 // FuzzDecodeSubscription: a subscription key's value, and the key itself, decode to what encodes
 // back to the same bytes.
 func FuzzDecodeSubscription(f *testing.F) {
-	f.Add(subKey("c", "a/#"), appendSubscription(nil, store.Subscription{Filter: "a/#", QoS: 1, NoLocal: true, RetainHandling: 2, ID: 7}))
-	f.Add(subKey("", "$share/g/x"), appendSubscription(nil, store.Subscription{Filter: "$share/g/x", QoS: 2, RetainAsPublished: true}))
+	f.Add(subKey("c", "a/#"), appendSubOptions(nil, store.Subscription{Filter: "a/#", QoS: 1, NoLocal: true, RetainHandling: 2, ID: 7}))
+	f.Add(subKey("", "$share/g/x"), appendSubOptions(nil, store.Subscription{Filter: "$share/g/x", QoS: 2, RetainAsPublished: true}))
 	f.Fuzz(func(t *testing.T, key, v []byte) {
 		if id, filter, err := splitSubKey(key); err == nil {
 			if again := subKey(string(id), string(filter)); string(again) != string(key) {
@@ -73,7 +73,7 @@ func FuzzDecodeSubscription(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if again := appendSubscription(nil, sub); string(again) != string(v) {
+		if again := appendSubOptions(nil, sub); string(again) != string(v) {
 			again, err := decodeSubscription("f", again)
 			if err != nil || again != sub {
 				t.Fatalf("round trip: %+v -> %+v %v", sub, again, err)

@@ -38,7 +38,7 @@ func (ss *sessions) Put(rec store.SessionRecord) error {
 func setSubs(b *pebble.Batch, id string, subs []store.Subscription) {
 	var v []byte
 	for _, sub := range subs {
-		v = appendSubscription(v[:0], sub)
+		v = appendSubOptions(v[:0], sub)
 		_ = b.Set(subKey(id, sub.Filter), v, nil)
 	}
 }
