@@ -3,7 +3,9 @@
 # side by side in one run, with the same load tool (`tern bench --idle-conns`):
 #
 #   idle     memory per idle connection: RSS (VmRSS) before and after N connections, each
-#            subscribed to its own topic, keep alive 60 s (pinged every 30 s), sit idle
+#            subscribed to its own topic, keep alive 60 s (pinged every 30 s), sit idle; read
+#            2 s after they are all open and again S seconds later ("settled": a broker may give
+#            memory back once quiet; tern does after memory.idle_after, 10 s by default)
 #   storm    the same N connections opened 128 at a time: connections per second (CONNECT,
 #            CONNACK, SUBSCRIBE, SUBACK each) and CONNECT to CONNACK p50/p99; again with
 #            persistent sessions (clean session 0)
@@ -23,7 +25,8 @@
 #            to open them all, memory per connection (each has two subscriptions: its own topic
 #            and the fan-out topic), and a fan-out 1 -> BIG at QoS 0: time until the last
 #            connection has the message (seen by sweeping the connections with non-blocking
-#            reads, so late by at most one sweep; the sweep time is printed)
+#            reads, so late by at most one sweep; the sweep time is printed); memory is read
+#            as for idle, the settled reading after the fan-out
 #
 # Each broker is started fresh on 127.0.0.1 for each part and stopped by PID. The broker and the
 # load tool each need a descriptor per connection: the script raises the open files limit
@@ -34,6 +37,7 @@
 #
 # Usage: bench/connections.sh [--conns N] [--big N] [--only tern|mosquitto|nats[,...]]
 #                             [--parts idle,storm,tls,big] [--tls-groups x25519|default|LIST]
+#                             [--settle S]
 #   BENCH_TERN_BIN=/path/to/tern measures that tern binary (an earlier build) instead of this
 #   tree's; the load tool is always this tree's.
 set -euo pipefail
@@ -43,7 +47,8 @@ BIG=100000
 ONLY=""
 PARTS="idle,storm,tls,big"
 TLS_GROUPS=x25519
-usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
+SETTLE=15
+usage() { sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case $1 in
 	--conns) CONNS=${2:?}; shift 2 ;;
@@ -51,12 +56,14 @@ while (($#)); do
 	--only) ONLY=${2:?}; shift 2 ;;
 	--parts) PARTS=${2:?}; shift 2 ;;
 	--tls-groups) TLS_GROUPS=${2:?}; shift 2 ;;
+	--settle) SETTLE=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
 done
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || { echo "--conns must be a positive number" >&2; exit 2; }
 [[ $BIG =~ ^[1-9][0-9]*$ ]] || { echo "--big must be a positive number" >&2; exit 2; }
+[[ $SETTLE =~ ^[0-9]+$ ]] || { echo "--settle is whole seconds (0: no settled reading)" >&2; exit 2; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tern-conns.XXXXXX")
@@ -115,13 +122,14 @@ mkdir -p "$OUT"
 
 declare -A VAL=() GROUP=()
 
-# idle_run BROKER TAG N HOLD ARGS...: start BROKER fresh, read its RSS, open N idle connections
-# (tern bench --idle-conns, with ARGS), read the RSS once they are all open, wait for the run
-# to end, stop BROKER. Sets VAL[TAG-BROKER-kib] (KiB per connection) and keeps the run's JSON
-# in $OUT/TAG-BROKER.json.
+# idle_run BROKER TAG N HOLD SETTLE ARGS...: start BROKER fresh, read its RSS, open N idle
+# connections (tern bench --idle-conns, with ARGS), read the RSS 2 s after they are all open and,
+# unless SETTLE is 0, SETTLE seconds later (HOLD must outlast that), wait for the run to end,
+# stop BROKER. Sets VAL[TAG-BROKER-kib] and VAL[TAG-BROKER-settled] (KiB per connection) and
+# keeps the run's JSON in $OUT/TAG-BROKER.json.
 idle_run() {
-	local b=$1 tag=$2 n=$3 hold=$4 pid before after out
-	shift 4
+	local b=$1 tag=$2 n=$3 hold=$4 settle=$5 pid before after out
+	shift 5
 	start_broker "$b"
 	pid=${BROKER_PID[$b]}
 	sleep 1 # let it finish starting before the baseline
@@ -143,6 +151,14 @@ idle_run() {
 		after=$(rss_kib "$pid")
 		VAL[$tag-$b-kib]=$(awk -v a="$after" -v s="$before" -v n="$n" 'BEGIN { printf "%.2f", (a - s) / n }')
 		log "$tag $b: $(grep '^ready:' "$out.out"); RSS $before -> $after KiB"
+		if ((settle > 0)); then
+			sleep "$settle"
+			if kill -0 "$BENCH_PID" 2>/dev/null; then
+				after=$(rss_kib "$pid")
+				VAL[$tag-$b-settled]=$(awk -v a="$after" -v s="$before" -v n="$n" 'BEGIN { printf "%.2f", (a - s) / n }')
+				log "$tag $b: settled RSS $after KiB"
+			fi
+		fi
 	else
 		log "$tag $b: the connections did not all open: $(tail -n2 "$out.out" "$out.err" | tr '\n' ' ')"
 	fi
@@ -154,13 +170,13 @@ idle_run() {
 
 for b in "${BROKERS[@]}"; do
 	if part idle || part storm; then
-		idle_run "$b" idle "$CONNS" 10s --concurrency 128
+		idle_run "$b" idle "$CONNS" "$((SETTLE + 10))s" "$SETTLE" --concurrency 128
 		VAL[idle-$b-rate]=$(jget "$OUT/idle-$b.json" connects_per_s)
 		VAL[idle-$b-p50]=$(jget "$OUT/idle-$b.json" connack_p50_us)
 		VAL[idle-$b-p99]=$(jget "$OUT/idle-$b.json" connack_p99_us)
 	fi
 	if part storm; then
-		idle_run "$b" persistent "$CONNS" 2s --concurrency 128 --persistent
+		idle_run "$b" persistent "$CONNS" 2s 0 --concurrency 128 --persistent
 		VAL[persistent-$b-rate]=$(jget "$OUT/persistent-$b.json" connects_per_s)
 		VAL[persistent-$b-p50]=$(jget "$OUT/persistent-$b.json" connack_p50_us)
 		VAL[persistent-$b-p99]=$(jget "$OUT/persistent-$b.json" connack_p99_us)
@@ -171,11 +187,13 @@ for b in "${BROKERS[@]}"; do
 		[[ $TLS_GROUPS != default ]] && groups=(--tls-groups "$TLS_GROUPS")
 		for v in "tlsfull" "tlsresume --tls-resume" "tlspfull --persistent" "tlspresume --tls-resume --persistent"; do
 			read -r tag opts <<<"$v"
-			hold=2s
-			[[ $tag == tlsfull ]] && hold=10s # the memory figure is read 2 s after ready
+			hold=2s settle=0
+			# The memory figures come from the first run: read 2 s after ready and settled.
+			[[ $tag == tlsfull ]] && hold=$((SETTLE + 10))s settle=$SETTLE
 			# shellcheck disable=SC2086 # opts is a list of options
-			idle_run "${b}_tls" "$tag" "$CONNS" "$hold" --concurrency 128 "${groups[@]}" $opts
+			idle_run "${b}_tls" "$tag" "$CONNS" "$hold" "$settle" --concurrency 128 "${groups[@]}" $opts
 			VAL[$tag-$b-kib]=${VAL[$tag-${b}_tls-kib]:-}
+			VAL[$tag-$b-settled]=${VAL[$tag-${b}_tls-settled]:-}
 			GROUP[$b]=$(sed -n 's/.*"tls_group": *"\([^"]*\)".*/\1/p' "$OUT/$tag-${b}_tls.json" | head -n1)
 			for k in rate:connects_per_s p50:connack_p50_us p99:connack_p99_us dial:dial_p99_us resumed:tls_resumed; do
 				VAL[$tag-$b-${k%%:*}]=$(jget "$OUT/$tag-${b}_tls.json" "${k#*:}")
@@ -183,7 +201,7 @@ for b in "${BROKERS[@]}"; do
 		done
 	fi
 	if part big; then
-		idle_run "$b" big "$BIG" 10s --concurrency 128 --source-addrs "$SOURCES" --fanout
+		idle_run "$b" big "$BIG" "$((SETTLE + 10))s" "$SETTLE" --concurrency 128 --source-addrs "$SOURCES" --fanout
 		VAL[big-$b-connect]=$(jget "$OUT/big-$b.json" connect_s)
 		VAL[big-$b-fanout]=$(jget "$OUT/big-$b.json" fanout_last_ms)
 		VAL[big-$b-sweep]=$(jget "$OUT/big-$b.json" fanout_sweep_ms)
@@ -208,6 +226,7 @@ row() {
 	printf '%-44s %12s %12s %12s %10s %10s\n' figure tern mosquitto nats tern/mosq tern/nats
 	if part idle || part storm; then
 		row "idle KiB/connection ($CONNS)" idle 2 kib
+		if ((SETTLE > 0)); then row "  settled, $SETTLE s later" idle 2 settled; fi
 		row "storm connections/s ($CONNS, clean)" idle 0 rate
 		row "storm CONNECT->CONNACK p50 µs (clean)" idle 0 p50
 		row "storm CONNECT->CONNACK p99 µs (clean)" idle 0 p99
@@ -218,6 +237,7 @@ row() {
 	fi
 	if part tls; then
 		row "TLS idle KiB/connection ($CONNS)" tlsfull 2 kib
+		if ((SETTLE > 0)); then row "  settled, $SETTLE s later" tlsfull 2 settled; fi
 		for v in "tlsfull:full, clean" "tlsresume:resumed, clean" "tlspfull:full, persistent" "tlspresume:resumed, persistent"; do
 			tag=${v%%:*} what=${v#*:}
 			row "TLS storm connections/s ($what)" "$tag" 0 rate
@@ -230,6 +250,7 @@ row() {
 	fi
 	if part big; then
 		row "$BIG connections: KiB/connection" big 2 kib
+		if ((SETTLE > 0)); then row "  settled, $SETTLE s later" big 2 settled; fi
 		row "$BIG connections: seconds to open all" big 1 connect
 		row "fan-out 1->$BIG QoS 0: ms to the last" big 1 fanout
 		row "  connections that had it" big 0 got

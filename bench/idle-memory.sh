@@ -3,29 +3,36 @@
 #
 # For each broker, freshly started on 127.0.0.1: read its RSS (VmRSS in /proc/PID/status), open
 # N MQTT 3.1.1 connections each with one subscription (`tern bench --idle-conns N --hold D`),
-# read the RSS again while they sit idle, and print (after - before) / N in KiB. Results also
+# read the RSS again 2 s after they are all open and once more S seconds later ("settled": a
+# broker may give memory back once it has been quiet; tern does after memory.idle_after, 10 s by
+# default), and print (after - before) / N in KiB for both readings. Results also
 # go to bench/results/idle-<time>/. Broker tern_tls is tern with MQTT over TLS only (a `tern
 # cert` server certificate); tern_ws and mosquitto_ws are MQTT over WebSocket only
 # (ws://.../mqtt). They run with --only, not by default.
 #
-# Usage: bench/idle-memory.sh [--conns N] [--hold DURATION]
+# Usage: bench/idle-memory.sh [--conns N] [--settle S] [--hold DURATION]
 #                             [--only tern|tern_tls|tern_ws|mosquitto|mosquitto_ws|nats[,...]]
 set -euo pipefail
 
 CONNS=5000
-HOLD=20s
+SETTLE=15
+HOLD=""
 ONLY=""
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case $1 in
 	--conns) CONNS=${2:?}; shift 2 ;;
 	--hold) HOLD=${2:?}; shift 2 ;;
+	--settle) SETTLE=${2:?}; shift 2 ;;
 	--only) ONLY=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
 done
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || { echo "--conns must be a positive number" >&2; exit 2; }
+[[ $SETTLE =~ ^[0-9]+$ ]] || { echo "--settle is whole seconds (0: no settled reading)" >&2; exit 2; }
+# The connections stay open past the settled reading.
+HOLD=${HOLD:-$((SETTLE + 5))s}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tern-idle.XXXXXX")
@@ -51,7 +58,10 @@ done
 OUT="$ROOT/bench/results/idle-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 
-declare -A BEFORE AFTER PER
+declare -A BEFORE AFTER PER SETTLED
+
+# per_conn AFTER BEFORE: KiB per connection between two RSS readings.
+per_conn() { awk -v a="$1" -v s="$2" -v n="$CONNS" 'BEGIN { printf "%.1f", (a - s) / n }'; }
 for b in "${BROKERS[@]}"; do
 	start_broker "$b"
 	pid=${BROKER_PID[$b]}
@@ -75,11 +85,16 @@ for b in "${BROKERS[@]}"; do
 	if ((ready)); then
 		sleep 2 # let the broker settle with the connections idle
 		AFTER[$b]=$(rss_kib "$pid")
-		PER[$b]=$(awk -v a="${AFTER[$b]}" -v s="${BEFORE[$b]}" -v n="$CONNS" 'BEGIN { printf "%.1f", (a - s) / n }')
+		PER[$b]=$(per_conn "${AFTER[$b]}" "${BEFORE[$b]}")
+		SETTLED[$b]=NA
+		if ((SETTLE > 0)); then
+			sleep "$SETTLE"
+			kill -0 "$BENCH_PID" 2>/dev/null && SETTLED[$b]=$(per_conn "$(rss_kib "$pid")" "${BEFORE[$b]}")
+		fi
 		log "$b: $(cat "$out")"
 	else
 		log "$b: the connections did not all open: $(cat "$out" "$out.err" | tail -n2)"
-		AFTER[$b]=NA PER[$b]=NA
+		AFTER[$b]=NA PER[$b]=NA SETTLED[$b]=NA
 	fi
 	wait "$BENCH_PID" 2>/dev/null || true
 	BENCH_PID=""
@@ -89,9 +104,9 @@ done
 
 {
 	echo "idle connections: $CONNS, one subscription each, MQTT 3.1.1"
-	printf '%-12s %14s %14s %16s\n' broker "RSS before KiB" "RSS after KiB" "KiB/connection"
+	printf '%-12s %14s %14s %16s %20s\n' broker "RSS before KiB" "RSS after KiB" "KiB/connection" "settled (+${SETTLE} s)"
 	for b in "${BROKERS[@]}"; do
-		printf '%-12s %14s %14s %16s\n' "$b" "${BEFORE[$b]}" "${AFTER[$b]}" "${PER[$b]}"
+		printf '%-12s %14s %14s %16s %20s\n' "$b" "${BEFORE[$b]}" "${AFTER[$b]}" "${PER[$b]}" "${SETTLED[$b]}"
 	done
 } | tee "$OUT/table.txt"
 echo "results: $OUT"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ternmq/tern/internal/certs"
 	"github.com/ternmq/tern/internal/config"
+	"github.com/ternmq/tern/internal/memtune"
 	"github.com/ternmq/tern/internal/server"
 )
 
@@ -72,6 +73,8 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	defer cancel()
 	// SIGHUP reloads the TLS certificates, keys and client CA without a restart.
 	certs.WatchSIGHUP(ctx, log, srv)
+	memtune.Apply(ctx, memtune.Config{Limit: cfg.Memory.Limit, ReleaseIdle: cfg.Memory.ReleaseIdle,
+		IdleAfter: cfg.Memory.IdleAfter}, log)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	select {

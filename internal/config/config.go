@@ -50,6 +50,8 @@ type Config struct {
 	Metrics Metrics `koanf:"metrics"`
 	// Debug is the profiling endpoint (debug.go).
 	Debug Debug `koanf:"debug"`
+	// Memory is the process's memory policy (memory.go).
+	Memory Memory `koanf:"memory"`
 }
 
 // Metrics configures GET /metrics on the HTTP listeners.
@@ -398,6 +400,7 @@ func Default() Config {
 		Webhooks: Webhooks{Timeout: 10 * time.Second, BackoffBase: time.Second, BackoffMax: 5 * time.Minute,
 			MaxAttempts: 10, MaxHooks: 1000},
 		Mailbox: Mailbox{TTL: 7 * 24 * time.Hour},
+		Memory:  Memory{ReleaseIdle: true, IdleAfter: 10 * time.Second},
 		Cluster: Cluster{Replicas: 3},
 		HTTP: HTTP{MaxBody: 1 << 20, StreamBuffer: 128, Heartbeat: 15 * time.Second, PollWait: 30 * time.Second,
 			RequestTimeout: 30 * time.Second, MailboxWait: 30 * time.Second,
@@ -568,7 +571,7 @@ func (c *Config) Validate() error {
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, c.Auth.validate(), c.Limits.validate(), c.validateCluster(), c.Route.validate(c), c.Debug.validate())
+	errs = append(errs, c.Auth.validate(), c.Limits.validate(), c.validateCluster(), c.Route.validate(c), c.Debug.validate(), c.Memory.validate())
 	if h := c.HTTP; h.MaxBody < 1 || h.StreamBuffer < 1 || h.Heartbeat <= 0 || h.PollWait <= 0 || h.RequestTimeout <= 0 || h.MailboxWait <= 0 ||
 		h.ReadHeaderTimeout <= 0 || h.ReadTimeout <= 0 {
 		errs = append(errs, errors.New("http: max_body and stream_buffer must be at least 1, the durations positive"))

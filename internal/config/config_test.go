@@ -115,6 +115,8 @@ func TestValidationErrors(t *testing.T) {
 		"auth.password_hash_passes":     {"TERN_AUTH__PASSWORD_HASH_PASSES=0"},
 		"auth.password_hash_threads":    {"TERN_AUTH__PASSWORD_HASH_THREADS=256"},
 		"auth.max_concurrent_hashes":    {"TERN_AUTH__MAX_CONCURRENT_HASHES=-1"},
+		"memory.limit":                  {"TERN_MEMORY__LIMIT=-5"},
+		"memory.idle_after":             {"TERN_MEMORY__IDLE_AFTER=10ms"},
 	}
 	for want, vars := range cases {
 		_, err := Load("", nil, func() []string { return vars })

@@ -1,0 +1,133 @@
+package memtune
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"runtime"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
+
+const mib = 1 << 20
+
+// The policy releases once per quiet spell, only after enough quiet looks, only when the
+// runtime holds well beyond the live heap, and again only after the process was busy.
+func TestPolicy(t *testing.T) {
+	busy := func(prev Sample) Sample { // a look that saw a burst of allocation
+		prev.Allocated += 100 * mib
+		return prev
+	}
+	quiet := func(prev Sample) Sample { // a look that saw keep-alives only
+		prev.Allocated += 10 << 10
+		return prev
+	}
+	p := newPolicy(2)
+	s := Sample{Allocated: 500 * mib, Live: 40 * mib, Held: 90 * mib}
+	steps := []struct {
+		next func(Sample) Sample
+		want bool
+		why  string
+	}{
+		{func(s Sample) Sample { return s }, false, "the first look only sets the baseline"},
+		{busy, false, "busy"},
+		{quiet, false, "one quiet look is not yet idle"},
+		{quiet, true, "two quiet looks with 50 MiB held beyond the live heap"},
+		{quiet, false, "still quiet: already released"},
+		{quiet, false, "still quiet: already released"},
+		{busy, false, "busy again re-arms"},
+		{quiet, false, "one quiet look"},
+		{quiet, true, "idle again"},
+	}
+	for i, st := range steps {
+		s = st.next(s)
+		if got := p.observe(s); got != st.want {
+			t.Fatalf("look %d (%s): release %v, want %v", i, st.why, got, st.want)
+		}
+	}
+}
+
+func TestPolicyLeavesWhatIsNotWorthACollection(t *testing.T) {
+	p := newPolicy(1)
+	s := Sample{Allocated: 1, Live: 400 * mib, Held: 440 * mib} // 40 MiB over: under live/8
+	for i := range 5 {
+		s.Allocated += 1024
+		if p.observe(s) {
+			t.Fatalf("look %d released with only %d MiB held beyond a live heap of %d MiB", i, (s.Held-s.Live)/mib, s.Live/mib)
+		}
+	}
+	s.Held = 460 * mib // 60 MiB over: past live/8
+	s.Allocated += 1024
+	if !p.observe(s) {
+		t.Fatal("60 MiB beyond a live heap of 400 MiB, quiet: not released")
+	}
+}
+
+// A big heap may allocate more per look and still be quiet: keep-alives on a million
+// connections allocate more than on a thousand.
+func TestPolicyQuietScalesWithTheHeap(t *testing.T) {
+	p := newPolicy(1)
+	s := Sample{Allocated: 1, Live: 4096 * mib, Held: 8192 * mib}
+	p.observe(s)
+	s.Allocated += 32 * mib // under live/64 = 64 MiB
+	if !p.observe(s) {
+		t.Fatal("32 MiB allocated over a 4 GiB live heap counted as busy")
+	}
+	small := newPolicy(1)
+	s = Sample{Allocated: 1, Live: 8 * mib, Held: 64 * mib}
+	small.observe(s)
+	s.Allocated += 2 * mib // over the 1 MiB floor
+	if small.observe(s) {
+		t.Fatal("2 MiB allocated over an 8 MiB live heap counted as quiet")
+	}
+}
+
+// watch reads at every tick and frees when the policy says so, until its context ends.
+func TestWatchFreesWhenQuiet(t *testing.T) {
+	samples := []Sample{
+		{Allocated: 0, Live: 10 * mib, Held: 60 * mib},
+		{Allocated: 1024, Live: 10 * mib, Held: 60 * mib},
+		{Allocated: 2048, Live: 10 * mib, Held: 60 * mib},
+		{Allocated: 3072, Live: 10 * mib, Held: 60 * mib},
+	}
+	ticks := make(chan time.Time)
+	reads, freed := 0, []int{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watch(ctx, ticks, func() Sample { reads++; return samples[reads-1] }, func(Sample) { freed = append(freed, reads) }, 2)
+	}()
+	for range samples {
+		ticks <- time.Time{}
+	}
+	cancel()
+	<-done
+	if reads != len(samples) || len(freed) != 1 || freed[0] != 3 {
+		t.Fatalf("reads %d, freed after reads %v; want %d reads and one release after the third", reads, freed, len(samples))
+	}
+}
+
+var keep [][]byte
+
+// The real release: what a burst left free goes back to the OS, and the reader sees it.
+func TestReleaseGivesFreePagesBack(t *testing.T) {
+	for range 64 * 16 {
+		keep = append(keep, make([]byte, 64<<10))
+	}
+	keep = nil
+	runtime.GC() // the burst is garbage now: its pages are free, still held
+	r := newReader()
+	before := r.read()
+	if before.Held < before.Live+32*mib {
+		t.Skipf("the runtime already gave the burst back (held %d, live %d)", before.Held, before.Live)
+	}
+	release(slog.New(slog.NewTextHandler(io.Discard, nil)))(before)
+	after := r.read()
+	free := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	metrics.Read(free)
+	if after.Held > before.Held-32*mib || u64(free[0]) > mib {
+		t.Fatalf("after release: held %d MiB (was %d), free and not returned %d KiB", after.Held/mib, before.Held/mib, u64(free[0])>>10)
+	}
+}
