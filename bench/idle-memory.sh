@@ -8,17 +8,19 @@
 # default), and print (after - before) / N in KiB for both readings. Results also
 # go to bench/results/idle-<time>/. Broker tern_tls is tern with MQTT over TLS only (a `tern
 # cert` server certificate); tern_ws and mosquitto_ws are MQTT over WebSocket only
-# (ws://.../mqtt). They run with --only, not by default.
+# (ws://.../mqtt). tern_apiws and tern_sse are tern's HTTP face instead of MQTT (bench/httpidle):
+# idle GET /v1/ws WebSockets of JSON frames, and idle Server-Sent Events streams (GET /v1/sub/...).
+# They run with --only, not by default.
 #
 # Usage: bench/idle-memory.sh [--conns N] [--settle S] [--hold DURATION]
-#                             [--only tern|tern_tls|tern_ws|mosquitto|mosquitto_ws|nats[,...]]
+#                             [--only tern|tern_tls|tern_ws|tern_apiws|tern_sse|mosquitto|mosquitto_ws|nats[,...]]
 set -euo pipefail
 
 CONNS=5000
 SETTLE=15
 HOLD=""
 ONLY=""
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
 	case $1 in
 	--conns) CONNS=${2:?}; shift 2 ;;
@@ -63,17 +65,37 @@ declare -A BEFORE AFTER PER SETTLED
 # per_conn AFTER BEFORE: KiB per connection between two RSS readings.
 per_conn() { awk -v a="$1" -v s="$2" -v n="$CONNS" 'BEGIN { printf "%.1f", (a - s) / n }'; }
 for b in "${BROKERS[@]}"; do
-	start_broker "$b"
-	pid=${BROKER_PID[$b]}
+	[[ $b == tern_apiws || $b == tern_sse ]] && [[ -z ${HTTPIDLE:-} ]] && {
+		(cd "$ROOT" && go build -o "$WORK/httpidle" ./bench/httpidle) || die "go build bench/httpidle failed"
+		HTTPIDLE=$WORK/httpidle
+	}
+done
+for b in "${BROKERS[@]}"; do
+	# The HTTP face's subscribers are served by the same broker as MQTT over WebSocket.
+	srv=$b
+	[[ $b == tern_apiws || $b == tern_sse ]] && srv=tern_ws
+	start_broker "$srv"
+	pid=${BROKER_PID[$srv]}
+	port=${BROKER_PORT[$srv]}
 	# Let the broker finish starting before the baseline.
 	sleep 1
 	BEFORE[$b]=$(rss_kib "$pid")
 	out="$OUT/$b.out"
-	url=(--url "mqtt://127.0.0.1:${BROKER_PORT[$b]}")
-	[[ $b == tern_tls ]] && url=(--url "mqtts://127.0.0.1:${BROKER_PORT[$b]}" --cafile "$WORK/tls/ca.crt")
-	[[ $b == *_ws ]] && url=(--url "ws://127.0.0.1:${BROKER_PORT[$b]}/mqtt")
-	timeout 600 "$TERN" bench "${url[@]}" --idle-conns "$CONNS" --hold "$HOLD" \
-		>"$out" 2>"$out.err" &
+	url=(--url "mqtt://127.0.0.1:$port")
+	[[ $b == tern_tls ]] && url=(--url "mqtts://127.0.0.1:$port" --cafile "$WORK/tls/ca.crt")
+	[[ $b == *_ws ]] && url=(--url "ws://127.0.0.1:$port/mqtt")
+	case $b in
+	tern_apiws | tern_sse)
+		mode=ws
+		[[ $b == tern_sse ]] && mode=sse
+		timeout 600 "$HTTPIDLE" -url "http://127.0.0.1:$port" -mode "$mode" -n "$CONNS" -hold "$HOLD" \
+			>"$out" 2>"$out.err" &
+		;;
+	*)
+		timeout 600 "$TERN" bench "${url[@]}" --idle-conns "$CONNS" --hold "$HOLD" \
+			>"$out" 2>"$out.err" &
+		;;
+	esac
 	BENCH_PID=$!
 	# Wait for the "ready" line: every connection open and subscribed.
 	ready=0
@@ -99,11 +121,11 @@ for b in "${BROKERS[@]}"; do
 	wait "$BENCH_PID" 2>/dev/null || true
 	BENCH_PID=""
 	[[ -f $out ]] && log "$b: $(tail -n1 "$out")"
-	stop_broker "$b"
+	stop_broker "$srv"
 done
 
 {
-	echo "idle connections: $CONNS, one subscription each, MQTT 3.1.1"
+	echo "idle connections: $CONNS, one subscription each (MQTT 3.1.1, or tern's HTTP face for tern_apiws and tern_sse)"
 	printf '%-12s %14s %14s %16s %20s\n' broker "RSS before KiB" "RSS after KiB" "KiB/connection" "settled (+${SETTLE} s)"
 	for b in "${BROKERS[@]}"; do
 		printf '%-12s %14s %14s %16s %20s\n' "$b" "${BEFORE[$b]}" "${AFTER[$b]}" "${PER[$b]}" "${SETTLED[$b]}"

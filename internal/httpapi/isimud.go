@@ -186,15 +186,20 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		_, _, _ = ws.Read(ctx)
 	}()
+	var batch []delivery
 	for {
 		select {
-		case d := <-k.ch:
-			wctx, wcancel := context.WithTimeout(ctx, isimudSendTimeout)
-			err := ws.Write(wctx, websocket.MessageText, d.msg.Payload)
-			wcancel()
-			if err != nil {
-				return
+		case <-k.ready:
+			batch = k.take(batch[:0], 64)
+			for _, d := range batch {
+				wctx, wcancel := context.WithTimeout(ctx, isimudSendTimeout)
+				err := ws.Write(wctx, websocket.MessageText, d.msg.Payload)
+				wcancel()
+				if err != nil {
+					return
+				}
 			}
+			clear(batch)
 			k.drained(c)
 		case <-k.closed:
 			_ = ws.Close(websocket.StatusGoingAway, k.reason().Error())

@@ -265,19 +265,19 @@ func (q *mqgo) releaseBacklog() {
 	c.Unsubscribe([]string{MQGoTopic})
 	c.Start()
 	for {
-		select {
-		case d := <-k.ch:
+		batch := k.take(nil, 1<<10)
+		if len(batch) == 0 {
+			break
+		}
+		for _, d := range batch {
 			m := d.msg
 			// Published again under the original sender's name, now that receivers exist.
 			if _, err := q.s.b.PublishAs(auth.Unrestricted(m.Sender), auth.Publish, m); err != nil {
 				q.s.log.Warn("mq-go backlog message lost", "err", err)
 			}
 			c.Acked(d.pid)
-			k.drained(c)
-			continue
-		default:
 		}
-		break
+		k.drained(c)
 	}
 	c.Disconnect(broker.DisconnectRequest{Graceful: true, SetExpiry: true, Expiry: 0})
 }

@@ -216,18 +216,20 @@ func (s *Server) roundTrip(w http.ResponseWriter, r *http.Request, topicName str
 	defer timer.Stop()
 	for {
 		select {
-		case d := <-k.ch:
-			if string(d.msg.Props.CorrelationData) != string(m.Props.CorrelationData) {
+		case <-k.ready:
+			for _, d := range k.take(nil, 4) {
 				c.Acked(d.pid)
-				continue // a stray reply to this prefix
-			}
-			c.Acked(d.pid)
-			if why := d.msg.Props.UserValue(broker.ErrorProperty); why != "" {
-				httpauth.WriteError(w, http.StatusBadGateway, "call_failed", why)
+				if string(d.msg.Props.CorrelationData) != string(m.Props.CorrelationData) {
+					continue // a stray reply to this prefix
+				}
+				if why := d.msg.Props.UserValue(broker.ErrorProperty); why != "" {
+					httpauth.WriteError(w, http.StatusBadGateway, "call_failed", why)
+					return
+				}
+				writeReply(w, d.msg)
 				return
 			}
-			writeReply(w, d.msg)
-			return
+			k.drained(c)
 		case <-timer.C:
 			httpauth.WriteError(w, http.StatusGatewayTimeout, "timeout", "no reply within "+timeout.String())
 			return

@@ -27,20 +27,33 @@ type delivery struct {
 	retain bool
 }
 
-// sink is a broker.Sink feeding a bounded channel that one HTTP handler drains. When the channel
-// is full a QoS 0 message is dropped (the core counts it); QoS 1 ones wait in the session.
+// sink is a broker.Sink feeding a bounded queue that one HTTP handler drains. When the queue is
+// full a QoS 0 message is dropped (the core counts it); QoS 1 ones wait in the session.
+//
+// The queue is a slice that grows with a burst and is let go once drained, not a channel of the
+// full bound: a channel allocates its whole buffer up front (128 deliveries, 6 KiB, by default),
+// and an idle stream or WebSocket, which is most of them, would carry it for its whole life.
 type sink struct {
 	// frames: deliveries carry the encoded event, not a copy of the message.
 	frames bool
-	ch     chan delivery
+	limit  int
+	// ready has a token while the queue may hold something: Send leaves one after queueing,
+	// the handler takes it and then everything with take.
+	ready  chan struct{}
 	busy   atomic.Bool // Send answered Busy: the core waits for Client.Drained
 	closed chan struct{}
 	once   sync.Once
 	mu     sync.Mutex
-	why    error
+	queue  []delivery // guarded by mu
+	why    error      // guarded by mu
 }
 
-func newSink(n int) *sink { return &sink{ch: make(chan delivery, n), closed: make(chan struct{})} }
+// keptQueue is the capacity a drained queue keeps; a larger one is let go.
+const keptQueue = 8
+
+func newSink(n int) *sink {
+	return &sink{limit: max(n, 1), ready: make(chan struct{}, 1), closed: make(chan struct{})}
+}
 
 func newFrameSink(n int) *sink {
 	k := newSink(n)
@@ -55,13 +68,43 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 	} else {
 		dv.msg = d.Msg.Clone()
 	}
-	select {
-	case k.ch <- dv:
-		return broker.Sent
-	default:
+	k.mu.Lock()
+	if len(k.queue) >= k.limit {
+		k.mu.Unlock()
 		k.busy.Store(true)
 		return broker.Busy
 	}
+	k.queue = append(k.queue, dv)
+	k.mu.Unlock()
+	k.signal()
+	return broker.Sent
+}
+
+// signal leaves the ready token if none is there.
+func (k *sink) signal() {
+	select {
+	case k.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take moves up to n queued deliveries, oldest first, onto buf and returns it. Deliveries left
+// behind keep the ready token, so the handler comes back for them.
+func (k *sink) take(buf []delivery, n int) []delivery {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	m := min(n, len(k.queue))
+	buf = append(buf, k.queue[:m]...)
+	rest := copy(k.queue, k.queue[m:])
+	clear(k.queue[rest:]) // the frames stay referenced only by buf
+	k.queue = k.queue[:rest]
+	switch {
+	case rest > 0:
+		k.signal()
+	case cap(k.queue) > keptQueue:
+		k.queue = nil
+	}
+	return buf
 }
 
 // jsonFrame is the delivery's JSON event, encoded once per message and retain flag when the
@@ -257,25 +300,19 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 	lastSeen, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
 	for {
 		select {
-		case d := <-k.ch:
-			if d.pid != 0 && d.id <= lastSeen {
-				ack(c, []delivery{d})
-				continue
-			}
+		case <-k.ready:
+			// One flush carries a burst of up to 256.
+			sent = k.take(sent[:0], 256)
 			// A client that takes nothing for this long is cut off rather than holding the
 			// handler forever.
 			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-			sent = append(sent[:0], d)
-			err := writeFrame(w, head[:0], d, f)
-			// Take what else is waiting, so one flush carries a burst.
-			for more := err == nil && len(sent) < 256; more; {
-				select {
-				case d := <-k.ch:
-					sent = append(sent, d)
-					err = writeFrame(w, head[:0], d, f)
-					more = err == nil && len(sent) < 256
-				default:
-					more = false
+			var err error
+			for _, d := range sent {
+				if d.pid != 0 && d.id <= lastSeen {
+					continue // acknowledged below, not written
+				}
+				if err = writeFrame(w, head[:0], d, f); err != nil {
+					break
 				}
 			}
 			if err != nil || rc.Flush() != nil {
@@ -333,8 +370,8 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, c *broker.Client, 
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
-	case d := <-k.ch:
-		got = append(got, d)
+	case <-k.ready:
+		got = k.take(got, 1000)
 	case <-timer.C:
 	case <-k.closed:
 		fail(w, k.reason())
@@ -342,14 +379,6 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, c *broker.Client, 
 	case <-r.Context().Done():
 		ended(w, r)
 		return
-	}
-	for more := len(got) > 0; more && len(got) < 1000; {
-		select {
-		case d := <-k.ch:
-			got = append(got, d)
-		default:
-			more = false
-		}
 	}
 	b := []byte{'['}
 	for i, d := range got {

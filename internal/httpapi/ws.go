@@ -150,23 +150,28 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	var frame []byte
+	var batch []delivery
 	for {
 		select {
-		case d := <-k.ch:
-			frame = append(frame[:0], `{"op":"msg"`...)
-			if d.pid != 0 {
-				frame = append(frame, `,"ack":`...)
-				frame = strconv.AppendUint(frame, uint64(d.pid), 10)
+		case <-k.ready:
+			batch = k.take(batch[:0], 64)
+			for _, d := range batch {
+				frame = append(frame[:0], `{"op":"msg"`...)
+				if d.pid != 0 {
+					frame = append(frame, `,"ack":`...)
+					frame = strconv.AppendUint(frame, uint64(d.pid), 10)
+				}
+				frame = append(frame, `,"message":`...)
+				frame = append(frame, d.frame...)
+				frame = append(frame, '}')
+				wctx, wcancel := context.WithTimeout(ctx, wsWriteTimeout)
+				err := ws.Write(wctx, websocket.MessageText, frame)
+				wcancel()
+				if err != nil {
+					return
+				}
 			}
-			frame = append(frame, `,"message":`...)
-			frame = append(frame, d.frame...)
-			frame = append(frame, '}')
-			wctx, wcancel := context.WithTimeout(ctx, wsWriteTimeout)
-			err := ws.Write(wctx, websocket.MessageText, frame)
-			wcancel()
-			if err != nil {
-				return
-			}
+			clear(batch) // drop the frames' references until the next burst
 			k.drained(c)
 		case v := <-out:
 			if send(v) != nil {

@@ -1,0 +1,98 @@
+package httpapi
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/message"
+)
+
+func sinkDelivery(id uint64) broker.Delivery {
+	return broker.Delivery{Msg: &message.Message{ID: id, Topic: "t", Payload: []byte("p")}}
+}
+
+// The sink holds at most its bound, answers Busy past it, hands deliveries over in order, and
+// keeps the ready token while some are left behind.
+func TestSinkBoundOrderAndToken(t *testing.T) {
+	k := newFrameSink(5)
+	for i := range uint64(5) {
+		if r := k.Send(sinkDelivery(i + 1)); r != broker.Sent {
+			t.Fatalf("send %d: %v, want Sent", i+1, r)
+		}
+	}
+	if r := k.Send(sinkDelivery(6)); r != broker.Busy || !k.busy.Load() {
+		t.Fatalf("send past the bound: %v (busy %v), want Busy", r, k.busy.Load())
+	}
+	<-k.ready
+	got := k.take(nil, 3)
+	select {
+	case <-k.ready:
+	default:
+		t.Fatal("two deliveries left behind without the ready token")
+	}
+	got = k.take(got, 10)
+	for i, d := range got {
+		if d.id != uint64(i+1) || len(d.frame) == 0 {
+			t.Fatalf("delivery %d is %d (frame %q), want %d in order", i, d.id, d.frame, i+1)
+		}
+	}
+	if len(got) != 5 {
+		t.Fatalf("took %d, want 5", len(got))
+	}
+	select {
+	case <-k.ready:
+		t.Fatal("ready token with nothing queued")
+	default:
+	}
+}
+
+// A drained sink lets go of what a burst grew, so an idle stream holds no queue.
+func TestSinkLetsGoOfABurst(t *testing.T) {
+	k := newFrameSink(128)
+	if cap(k.queue) != 0 {
+		t.Fatalf("a new sink holds a queue of %d", cap(k.queue))
+	}
+	for i := range uint64(100) {
+		k.Send(sinkDelivery(i))
+	}
+	if got := k.take(nil, 1000); len(got) != 100 {
+		t.Fatalf("took %d, want 100", len(got))
+	}
+	if cap(k.queue) > keptQueue {
+		t.Fatalf("drained sink keeps a queue of %d, want at most %d", cap(k.queue), keptQueue)
+	}
+}
+
+// Senders on several goroutines and one handler taking as tokens come: nothing is lost or
+// duplicated, and the handler never waits on a token for deliveries already queued.
+func TestSinkConcurrentSenders(t *testing.T) {
+	const senders, each = 4, 2000
+	k := newSink(senders * each)
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if k.Send(sinkDelivery(uint64(s*each+i+1))) != broker.Sent {
+					t.Error("refused under the bound")
+					return
+				}
+			}
+		}()
+	}
+	seen := make(map[uint64]bool, senders*each)
+	var batch []delivery
+	for len(seen) < senders*each {
+		<-k.ready
+		batch = k.take(batch[:0], 64)
+		for _, d := range batch {
+			if seen[d.id] {
+				t.Fatalf("delivery %d taken twice", d.id)
+			}
+			seen[d.id] = true
+		}
+	}
+	wg.Wait()
+}
