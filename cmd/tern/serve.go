@@ -73,8 +73,8 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	defer cancel()
 	// SIGHUP reloads the TLS certificates, keys and client CA without a restart.
 	certs.WatchSIGHUP(ctx, log, srv)
-	memtune.Apply(ctx, memtune.Config{Limit: cfg.Memory.Limit, ReleaseIdle: cfg.Memory.ReleaseIdle,
-		IdleAfter: cfg.Memory.IdleAfter}, log)
+	memtune.Apply(ctx, memtune.Config{Limit: cfg.Memory.Limit, ContainerRatio: cfg.Memory.ContainerLimitRatio,
+		ReleaseIdle: cfg.Memory.ReleaseIdle, IdleAfter: cfg.Memory.IdleAfter}, log)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	select {

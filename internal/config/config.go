@@ -400,7 +400,7 @@ func Default() Config {
 		Webhooks: Webhooks{Timeout: 10 * time.Second, BackoffBase: time.Second, BackoffMax: 5 * time.Minute,
 			MaxAttempts: 10, MaxHooks: 1000},
 		Mailbox: Mailbox{TTL: 7 * 24 * time.Hour},
-		Memory:  Memory{ReleaseIdle: true, IdleAfter: 10 * time.Second},
+		Memory:  Memory{ReleaseIdle: true, IdleAfter: 10 * time.Second, ContainerLimitRatio: 0.9},
 		Cluster: Cluster{Replicas: 3},
 		HTTP: HTTP{MaxBody: 1 << 20, StreamBuffer: 128, Heartbeat: 15 * time.Second, PollWait: 30 * time.Second,
 			RequestTimeout: 30 * time.Second, MailboxWait: 30 * time.Second,

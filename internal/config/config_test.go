@@ -117,6 +117,7 @@ func TestValidationErrors(t *testing.T) {
 		"auth.max_concurrent_hashes":    {"TERN_AUTH__MAX_CONCURRENT_HASHES=-1"},
 		"memory.limit":                  {"TERN_MEMORY__LIMIT=-5"},
 		"memory.idle_after":             {"TERN_MEMORY__IDLE_AFTER=10ms"},
+		"memory.container_limit_ratio":  {"TERN_MEMORY__CONTAINER_LIMIT_RATIO=1.5"},
 	}
 	for want, vars := range cases {
 		_, err := Load("", nil, func() []string { return vars })

@@ -14,16 +14,25 @@ package memtune
 import (
 	"context"
 	"log/slog"
+	"math"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 // Config is the policy (config.Memory).
 type Config struct {
-	// Limit is the soft limit on the runtime's memory, in bytes (debug.SetMemoryLimit); 0
-	// leaves the runtime's own (GOMEMLIMIT, or none).
+	// Limit is the soft limit on the runtime's memory, in bytes (debug.SetMemoryLimit). 0: the
+	// GOMEMLIMIT variable when it is set, else ContainerRatio of the container's memory limit.
 	Limit int64
+	// ContainerRatio is the share of the cgroup's memory limit (v1 or v2) the soft limit is set
+	// to when Limit is 0 and GOMEMLIMIT is not set; 0, or no cgroup limit: none. Without it a
+	// broker in a container grows its heap to twice its live size and is killed by the kernel
+	// before its collector ever sees the limit.
+	ContainerRatio float64
 	// ReleaseIdle gives the heap's free pages back once the process has been quiet for
 	// IdleAfter.
 	ReleaseIdle bool
@@ -123,9 +132,7 @@ func u64(s metrics.Sample) uint64 {
 
 // Apply sets the limit and, with ReleaseIdle, watches the heap until ctx ends.
 func Apply(ctx context.Context, c Config, log *slog.Logger) {
-	if c.Limit > 0 {
-		debug.SetMemoryLimit(c.Limit)
-	}
+	applyLimit(c, memlimit.FromCgroup, log)
 	if !c.ReleaseIdle || c.IdleAfter <= 0 {
 		return
 	}
@@ -137,6 +144,30 @@ func Apply(ctx context.Context, c Config, log *slog.Logger) {
 		defer t.Stop()
 		watch(ctx, t.C, newReader().read, release(log), 2)
 	}()
+}
+
+// applyLimit sets the soft limit as c says, asking container for the cgroup's limit, and
+// returns it (math.MaxInt64: none).
+func applyLimit(c Config, container memlimit.Provider, log *slog.Logger) int64 {
+	switch {
+	case c.Limit > 0:
+		debug.SetMemoryLimit(c.Limit)
+		log.Info("memory limit", "bytes", c.Limit, "from", "memory.limit")
+		return c.Limit
+	case c.ContainerRatio <= 0:
+		return debug.SetMemoryLimit(-1)
+	}
+	// memlimit leaves a GOMEMLIMIT that is set alone, and reads both cgroup versions.
+	limit, err := memlimit.Set(memlimit.WithRatio(c.ContainerRatio), memlimit.WithProvider(container))
+	switch {
+	case err != nil:
+		log.Warn("memory limit: the container's could not be read", "err", err)
+	case os.Getenv("GOMEMLIMIT") != "":
+		log.Info("memory limit", "bytes", limit, "from", "GOMEMLIMIT")
+	case limit != math.MaxInt64:
+		log.Info("memory limit", "bytes", limit, "from", "the container's limit", "ratio", c.ContainerRatio)
+	}
+	return limit
 }
 
 // watch looks at every tick and releases when the policy says so.

@@ -4,10 +4,15 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"testing"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 const mib = 1 << 20
@@ -123,11 +128,58 @@ func TestReleaseGivesFreePagesBack(t *testing.T) {
 	if before.Held < before.Live+32*mib {
 		t.Skipf("the runtime already gave the burst back (held %d, live %d)", before.Held, before.Live)
 	}
-	release(slog.New(slog.NewTextHandler(io.Discard, nil)))(before)
+	release(quietLog())(before)
 	after := r.read()
 	free := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
 	metrics.Read(free)
 	if after.Held > before.Held-32*mib || u64(free[0]) > mib {
 		t.Fatalf("after release: held %d MiB (was %d), free and not returned %d KiB", after.Held/mib, before.Held/mib, u64(free[0])>>10)
+	}
+}
+
+// keepLimit restores the process's memory limit when the test ends.
+func keepLimit(t *testing.T) {
+	was := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(was) })
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// memory.limit wins; without it the limit is the configured share of the container's; a
+// container without a limit, or a ratio of 0, leaves none.
+func TestLimit(t *testing.T) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOMEMLIMIT is set for this process: it takes precedence over the container's")
+	}
+	keepLimit(t)
+	container := func() (uint64, error) { return 1 << 30, nil }
+	none := func() (uint64, error) { return 0, memlimit.ErrNoLimit }
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		from memlimit.Provider
+		want int64
+	}{
+		{"memory.limit", Config{Limit: 256 << 20, ContainerRatio: 0.9}, container, 256 << 20},
+		{"the container's", Config{ContainerRatio: 0.5}, container, 512 << 20},
+		{"no container limit", Config{ContainerRatio: 0.9}, none, math.MaxInt64},
+		{"off", Config{}, container, math.MaxInt64},
+	} {
+		debug.SetMemoryLimit(math.MaxInt64)
+		got := applyLimit(c.cfg, c.from, quietLog())
+		if now := debug.SetMemoryLimit(-1); got != c.want || now != c.want {
+			t.Errorf("%s: applyLimit says %d, the runtime has %d; want %d", c.name, got, now, c.want)
+		}
+	}
+}
+
+// A GOMEMLIMIT given to the process is left alone.
+func TestLimitLeavesGOMEMLIMIT(t *testing.T) {
+	keepLimit(t)
+	t.Setenv("GOMEMLIMIT", "300MiB")
+	debug.SetMemoryLimit(300 << 20) // what the runtime took from it at start
+	got := applyLimit(Config{ContainerRatio: 0.9}, func() (uint64, error) { return 1 << 30, nil }, quietLog())
+	if now := debug.SetMemoryLimit(-1); got != 300<<20 || now != 300<<20 {
+		t.Fatalf("applyLimit says %d, the runtime has %d; want GOMEMLIMIT's %d", got, now, 300<<20)
 	}
 }
