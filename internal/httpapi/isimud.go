@@ -11,7 +11,6 @@ package httpapi
 // own bounded buffer, and who may publish or subscribe is tern's grants.
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"mime"
@@ -162,11 +161,16 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 		break
 	}
 	k := newSink(s.cfg.StreamBuffer)
+	// Deliveries are written by a goroutine that runs only while some wait (wsWriter); this
+	// one waits for the client's end.
+	ctx, wr := startWSWriter(ctx, ws, k, isimudSendTimeout, func(b []byte, d delivery) []byte { return append(b, d.msg.Payload...) })
+	defer wr.cancel()
 	c, _, err := s.b.Connect(ctx, broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k, Face: "websocket"})
 	if err != nil {
 		_ = ws.Close(websocket.StatusTryAgainLater, err.Error())
 		return
 	}
+	wr.connected(c)
 	defer c.Disconnect(broker.DisconnectRequest{Graceful: true})
 	res := c.Subscribe([]broker.SubscribeRequest{{Filter: IsimudTopic(*sub.Publisher, *sub.Topic)}})
 	if res[0].Err != nil {
@@ -177,38 +181,5 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 	defer s.stats.Streams.Add(-1)
 	c.Start()
 	// After the subscribe frame the client has nothing more to say: whatever it sends ends it.
-	// The request's context ends when the server shuts down; the connection then gets a close
-	// frame, so reads and writes use a context the shutdown does not cut.
-	shutdown := ctx.Done()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	go func() {
-		defer cancel()
-		_, _, _ = ws.Read(ctx)
-	}()
-	var batch []delivery
-	for {
-		select {
-		case <-k.ready:
-			batch = k.take(batch[:0], 64)
-			for _, d := range batch {
-				wctx, wcancel := context.WithTimeout(ctx, isimudSendTimeout)
-				err := ws.Write(wctx, websocket.MessageText, d.msg.Payload)
-				wcancel()
-				if err != nil {
-					return
-				}
-			}
-			clear(batch)
-			k.drained(c)
-		case <-k.closed:
-			_ = ws.Close(websocket.StatusGoingAway, k.reason().Error())
-			return
-		case <-shutdown:
-			_ = ws.Close(websocket.StatusGoingAway, broker.ErrServerShuttingDown.Error())
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
+	_, _, _ = ws.Read(ctx)
 }

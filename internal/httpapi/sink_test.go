@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
@@ -95,4 +98,103 @@ func TestSinkConcurrentSenders(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// With a writer, Send starts it when deliveries arrive and none runs; it ends when the queue
+// is empty, and no delivery is ever left behind with no writer to come: senders racing the
+// writer's end start the next one.
+func TestSinkWriterOnDemand(t *testing.T) {
+	const senders, each = 4, 3000
+	k := newSink(senders * each)
+	var (
+		mu     sync.Mutex
+		seen   = make(map[uint64]bool, senders*each)
+		runs   int
+		done   = make(chan struct{})
+		active atomic.Bool // a writer holds a batch
+	)
+	k.writer = func() {
+		mu.Lock()
+		runs++
+		mu.Unlock()
+		var batch []delivery
+		for {
+			batch = k.takeOrStop(batch[:0], 7)
+			if len(batch) == 0 {
+				return
+			}
+			if !active.CompareAndSwap(false, true) {
+				t.Error("two writers with a batch at once")
+			}
+			mu.Lock()
+			for _, d := range batch {
+				if seen[d.id] {
+					t.Errorf("delivery %d written twice", d.id)
+				}
+				seen[d.id] = true
+			}
+			if len(seen) == senders*each {
+				close(done)
+			}
+			mu.Unlock()
+			active.Store(false)
+		}
+	}
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if k.Send(sinkDelivery(uint64(s*each+i+1))) != broker.Sent {
+					t.Error("refused under the bound")
+					return
+				}
+				if i%16 == 0 {
+					runtime.Gosched() // let the writer empty the queue and end now and then
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second): // bounds a failure only
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("%d of %d deliveries written: the rest were left with no writer", len(seen), senders*each)
+	}
+	select {
+	case <-k.ready:
+		t.Fatal("a writer sink left a ready token")
+	default:
+	}
+	// Once the writer has ended, the next delivery starts another run.
+	for {
+		k.mu.Lock()
+		writing := k.writing
+		k.mu.Unlock()
+		if !writing {
+			break
+		}
+		runtime.Gosched()
+	}
+	mu.Lock()
+	before := runs
+	mu.Unlock()
+	last := make(chan struct{})
+	k.writer = func() {
+		if got := k.takeOrStop(nil, 10); len(got) != 1 || got[0].id != 1<<40 {
+			t.Errorf("the next run took %v", got)
+		}
+		k.takeOrStop(nil, 10)
+		close(last)
+	}
+	k.Send(sinkDelivery(1 << 40))
+	select {
+	case <-last:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a delivery after the writer ended started no writer")
+	}
+	t.Logf("%d deliveries written by %d runs of the writer", len(seen), before)
 }

@@ -39,13 +39,20 @@ type sink struct {
 	limit  int
 	// ready has a token while the queue may hold something: Send leaves one after queueing,
 	// the handler takes it and then everything with take.
-	ready  chan struct{}
-	busy   atomic.Bool // Send answered Busy: the core waits for Client.Drained
-	closed chan struct{}
-	once   sync.Once
-	mu     sync.Mutex
-	queue  []delivery // guarded by mu
-	why    error      // guarded by mu
+	ready chan struct{}
+	// writer, when set, replaces the token: Send starts it on a goroutine of its own when the
+	// queue gets something and none runs (writing, under mu), and it drains the queue with
+	// takeOrStop. A connection that nobody writes to then has no goroutine waiting to write.
+	writer  func()
+	writing bool
+	// onClose, when set, is called once when the core closes the sink (after closed is).
+	onClose func()
+	busy    atomic.Bool // Send answered Busy: the core waits for Client.Drained
+	closed  chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	queue   []delivery // guarded by mu
+	why     error      // guarded by mu
 }
 
 // keptQueue is the capacity a drained queue keeps; a larger one is let go.
@@ -75,9 +82,29 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 		return broker.Busy
 	}
 	k.queue = append(k.queue, dv)
+	start := k.writer != nil && !k.writing
+	k.writing = k.writing || start
 	k.mu.Unlock()
-	k.signal()
+	switch {
+	case start:
+		go k.writer()
+	case k.writer == nil:
+		k.signal()
+	}
 	return broker.Sent
+}
+
+// takeOrStop is take for the writer: when nothing is queued it ends the writer's run, in the
+// same critical section as Send's check, so a delivery is never left with no writer coming.
+func (k *sink) takeOrStop(buf []delivery, n int) []delivery {
+	k.mu.Lock()
+	if len(k.queue) == 0 {
+		k.writing = false
+		k.mu.Unlock()
+		return buf
+	}
+	k.mu.Unlock()
+	return k.take(buf, n)
 }
 
 // signal leaves the ready token if none is there.
@@ -99,9 +126,9 @@ func (k *sink) take(buf []delivery, n int) []delivery {
 	clear(k.queue[rest:]) // the frames stay referenced only by buf
 	k.queue = k.queue[:rest]
 	switch {
-	case rest > 0:
+	case rest > 0 && k.writer == nil:
 		k.signal()
-	case cap(k.queue) > keptQueue:
+	case rest == 0 && cap(k.queue) > keptQueue:
 		k.queue = nil
 	}
 	return buf
@@ -139,6 +166,9 @@ func (k *sink) Close(reason error) {
 		k.why = reason
 		k.mu.Unlock()
 		close(k.closed)
+		if k.onClose != nil {
+			k.onClose()
+		}
 	})
 }
 

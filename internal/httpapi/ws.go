@@ -110,86 +110,52 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 	if id := r.URL.Query().Get("session"); id != "" {
 		req.ClientID, req.CleanStart, req.Expiry = id, false, 300
 	}
+	// This goroutine reads and answers the client's frames; deliveries are written by a
+	// goroutine that runs only while some wait (wsWriter), so an idle subscriber holds one
+	// goroutine, not two.
+	ctx, w2 := startWSWriter(ctx, ws, k, wsWriteTimeout, appendWSMessage)
+	defer w2.cancel()
 	c, _, err := s.b.Connect(ctx, req)
 	if err != nil {
 		_ = ws.Close(websocket.StatusPolicyViolation, err.Error())
 		return
 	}
+	w2.connected(c)
 	defer c.Disconnect(broker.DisconnectRequest{Graceful: true})
 	c.Start()
 	s.stats.Streams.Add(1)
 	defer s.stats.Streams.Add(-1)
-
-	// One goroutine reads and handles the client's frames; this one writes deliveries. Answers
-	// to the client's operations go through out so that all writes come from here. The
-	// request's context ends when the server shuts down; reads and writes use one that does
-	// not, so the client gets a close frame (going away) rather than a cut connection.
-	out := make(chan any, 16)
-	shutdown := ctx.Done()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	go func() {
-		defer cancel()
-		for {
-			typ, data, err := ws.Read(ctx)
-			if err != nil {
-				return
-			}
-			var q wsRequest
-			if typ != websocket.MessageText || json.Unmarshal(data, &q) != nil {
-				_ = ws.Close(websocket.StatusUnsupportedData, "frames are JSON text")
-				return
-			}
-			if reply := s.wsHandle(c, p, &q); reply != nil {
-				select {
-				case out <- reply:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	var frame []byte
-	var batch []delivery
 	for {
-		select {
-		case <-k.ready:
-			batch = k.take(batch[:0], 64)
-			for _, d := range batch {
-				frame = append(frame[:0], `{"op":"msg"`...)
-				if d.pid != 0 {
-					frame = append(frame, `,"ack":`...)
-					frame = strconv.AppendUint(frame, uint64(d.pid), 10)
-				}
-				frame = append(frame, `,"message":`...)
-				frame = append(frame, d.frame...)
-				frame = append(frame, '}')
-				wctx, wcancel := context.WithTimeout(ctx, wsWriteTimeout)
-				err := ws.Write(wctx, websocket.MessageText, frame)
-				wcancel()
-				if err != nil {
-					return
-				}
-			}
-			clear(batch) // drop the frames' references until the next burst
-			k.drained(c)
-		case v := <-out:
-			if send(v) != nil {
+		typ, data, err := ws.Read(ctx)
+		if err != nil {
+			return
+		}
+		var q wsRequest
+		if typ != websocket.MessageText || json.Unmarshal(data, &q) != nil {
+			_ = ws.Close(websocket.StatusUnsupportedData, "frames are JSON text")
+			return
+		}
+		if reply := s.wsHandle(c, p, &q); reply != nil {
+			if send(reply) != nil {
 				return
 			}
-			if r, ok := v.(wsReply); ok && r.after != nil {
+			if r, ok := reply.(wsReply); ok && r.after != nil {
 				r.after()
 			}
-		case <-k.closed:
-			_ = ws.Close(websocket.StatusGoingAway, k.reason().Error())
-			return
-		case <-shutdown:
-			_ = ws.Close(websocket.StatusGoingAway, broker.ErrServerShuttingDown.Error())
-			return
-		case <-ctx.Done():
-			return
 		}
 	}
+}
+
+// appendWSMessage is a delivery as /v1/ws sends it.
+func appendWSMessage(frame []byte, d delivery) []byte {
+	frame = append(frame, `{"op":"msg"`...)
+	if d.pid != 0 {
+		frame = append(frame, `,"ack":`...)
+		frame = strconv.AppendUint(frame, uint64(d.pid), 10)
+	}
+	frame = append(frame, `,"message":`...)
+	frame = append(frame, d.frame...)
+	return append(frame, '}')
 }
 
 // wsAuth authenticates a connection whose upgrade request carried no credentials: anonymously

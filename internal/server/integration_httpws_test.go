@@ -168,3 +168,29 @@ func TestWebSocketSubackBeforeRetained(t *testing.T) {
 		t.Fatalf("second frame %v, want the retained message", m)
 	}
 }
+
+// A /v1/ws connection whose session is taken over is closed as going away, with the core's
+// reason; the one that took it receives from then on.
+func TestWebSocketSessionTakenOver(t *testing.T) {
+	srv := startServer(t)
+	url := "ws://" + srv.Addr("http") + "/v1/ws?session=" + uniqueID("ws-take")
+	first := dialJSONWS(t, url)
+	first.send(`{"op":"sub","filter":"wstake/#","qos":1}`)
+	if m := first.recv(); m["op"] != "suback" {
+		t.Fatalf("first: %v, want the suback", m)
+	}
+	second := dialJSONWS(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	_, _, err := first.c.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("the first connection ended with %v, want a going-away close", err)
+	}
+	pub := v5(t, srv, uniqueID("take-pub"))
+	pub.publish(&paho.Publish{Topic: "wstake/x", QoS: 1, Payload: []byte("after")})
+	m := second.recv()
+	msg, _ := m["message"].(map[string]any)
+	if m["op"] != "msg" || msg["payload"] != "after" {
+		t.Fatalf("second: %v, want the message published after the takeover", m)
+	}
+}
