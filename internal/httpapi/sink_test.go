@@ -15,6 +15,28 @@ func sinkDelivery(id uint64) broker.Delivery {
 	return broker.Delivery{Msg: &message.Message{ID: id, Topic: "t", Payload: []byte("p")}}
 }
 
+// sendFrom sends each deliveries from each of senders goroutines, numbered 1 on and apart, and
+// returns what to wait on; yield has them let others run every 16 sends.
+func sendFrom(t *testing.T, k *sink, senders, each int, yield bool) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if k.Send(sinkDelivery(uint64(s*each+i+1))) != broker.Sent {
+					t.Error("refused under the bound")
+					return
+				}
+				if yield && i%16 == 0 {
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
 // The sink holds at most its bound, answers Busy past it, hands deliveries over in order, and
 // keeps the ready token while some are left behind.
 func TestSinkBoundOrderAndToken(t *testing.T) {
@@ -72,19 +94,7 @@ func TestSinkLetsGoOfABurst(t *testing.T) {
 func TestSinkConcurrentSenders(t *testing.T) {
 	const senders, each = 4, 2000
 	k := newSink(senders * each)
-	var wg sync.WaitGroup
-	for s := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				if k.Send(sinkDelivery(uint64(s*each+i+1))) != broker.Sent {
-					t.Error("refused under the bound")
-					return
-				}
-			}
-		}()
-	}
+	wg := sendFrom(t, k, senders, each, false)
 	seen := make(map[uint64]bool, senders*each)
 	var batch []delivery
 	for len(seen) < senders*each {
@@ -140,23 +150,8 @@ func TestSinkWriterOnDemand(t *testing.T) {
 			active.Store(false)
 		}
 	}
-	var wg sync.WaitGroup
-	for s := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				if k.Send(sinkDelivery(uint64(s*each+i+1))) != broker.Sent {
-					t.Error("refused under the bound")
-					return
-				}
-				if i%16 == 0 {
-					runtime.Gosched() // let the writer empty the queue and end now and then
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	// The senders yield now and then, so the writer empties the queue and ends, often.
+	sendFrom(t, k, senders, each, true).Wait()
 	select {
 	case <-done:
 	case <-time.After(20 * time.Second): // bounds a failure only
