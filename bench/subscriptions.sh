@@ -2,7 +2,9 @@
 # bench/subscriptions.sh: many distinct subscriptions in tern, Mosquitto and nats-server (MQTT),
 # side by side: CONNS connections each subscribe FILTERS distinct filters (exact, + and #, the
 # mix of internal/topic's BenchmarkChurn1M) with bench/subload; the table shows the time to
-# subscribe them all and the broker's RSS growth per subscription.
+# subscribe them all and the broker's RSS growth per subscription, read when they are all in
+# and again --settle S seconds later (default 20; 0: not) with nothing happening: a broker may
+# give memory back once quiet (tern does after memory.idle_after, 10 s by default).
 #
 # Then, with the subscriptions in place, two phases of CHURN each (default 10 s; 0 skips them):
 # in both one publisher sends QoS 0 messages of 64 bytes to topics that each match exactly one of the
@@ -25,7 +27,8 @@
 # as throughput.
 #
 # Usage: bench/subscriptions.sh [--conns 100] [--filters 10000] [--churn 10s] [--churn-conns 4]
-#                               [--window 1000] [--timeout 600] [--only tern|mosquitto|nats[,...]]
+#                               [--window 1000] [--timeout 600] [--settle 20]
+#                               [--only tern|mosquitto|nats[,...]]
 set -euo pipefail
 
 CONNS=100
@@ -34,6 +37,7 @@ CHURN=10s
 CHURN_CONNS=4
 WINDOW=1000
 TIMEOUT=600
+SETTLE=20
 ONLY=""
 while (($#)); do
 	case $1 in
@@ -43,6 +47,7 @@ while (($#)); do
 	--churn-conns) CHURN_CONNS=${2:?}; shift 2 ;;
 	--window) WINDOW=${2:?}; shift 2 ;;
 	--timeout) TIMEOUT=${2:?}; shift 2 ;;
+	--settle) SETTLE=${2:?}; shift 2 ;;
 	--only) ONLY=${2:?}; shift 2 ;;
 	-h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
@@ -87,7 +92,8 @@ poll() {
 # churnval FILE KEY [PHASE]: a key=value figure of subload's line for PHASE (default churn).
 churnval() { sed -n "s/^${3:-churn} .*\\b$2=\\([^ ]*\\).*/\\1/p" "$1"; }
 
-declare -A SECS=() BPS=() SPS=() DPS=() OPS=() LOST=()
+[[ $SETTLE =~ ^[0-9]+$ ]] || { echo "--settle is whole seconds (0: no settled reading)" >&2; exit 2; }
+declare -A SECS=() BPS=() BPSS=() SPS=() DPS=() OPS=() LOST=()
 for b in "${BROKERS[@]}"; do
 	start_broker "$b"
 	pid=${BROKER_PID[$b]}
@@ -101,6 +107,12 @@ for b in "${BROKERS[@]}"; do
 		SECS[$b]=$(awk '/^ready/ {print $5}' "$WORK/$b.out" | tr -d s)
 		BPS[$b]=$(awk -v a="$rss0" -v z="$rss1" -v n="$N" 'BEGIN { printf "%.0f", (z - a) * 1024 / n }')
 		log "$b: $(grep '^ready' "$WORK/$b.out"), RSS ${rss0} -> ${rss1} KiB"
+		if ((SETTLE > 0)); then
+			sleep "$SETTLE" # the load tool waits for USR1 before it publishes
+			rss2=$(rss_kib "$pid")
+			BPSS[$b]=$(awk -v a="$rss0" -v z="$rss2" -v n="$N" 'BEGIN { printf "%.0f", (z - a) * 1024 / n }')
+			log "$b: settled RSS ${rss2} KiB"
+		fi
 		if [[ $CHURN != 0 ]]; then
 			kill -USR1 "$LOADPID"
 			if poll "$WORK/$b.out" '^churn' $((2 * churn_s + 60)); then
@@ -128,6 +140,7 @@ v() { local x=${1:-}; echo "${x:-NA}"; }
 echo "$CONNS connections x $FILTERS filters = $N subscriptions$([[ $CHURN != 0 ]] && echo "; churn $CHURN, $CHURN_CONNS churning connections")"
 printf '%-26s %10s %10s %10s %10s %10s\n' metric tern mosquitto nats tern/mosq tern/nats
 metrics=(SECS BPS)
+((SETTLE > 0)) && metrics+=(BPSS)
 [[ $CHURN != 0 ]] && metrics+=(SPS DPS OPS LOST)
 for m in "${metrics[@]}"; do
 	declare -n A=$m
@@ -135,6 +148,7 @@ for m in "${metrics[@]}"; do
 	case $m in
 	SECS) name="subscribe time s" ;;
 	BPS) name="RSS bytes/sub" ;;
+	BPSS) name="  settled, $SETTLE s later" ;;
 	SPS) name="delivered msg/s (steady)" ;;
 	DPS) name="delivered msg/s (churn)" ;;
 	OPS) name="churn ops/s" ;;
