@@ -21,13 +21,18 @@
 # 60 s. 1,000,000 subscriptions: --conns 100 --filters 10000 (tern allows 10,000 subscriptions
 # per session by default, session.max_subscriptions: use more connections, not more filters).
 #
+# --rate R caps the publisher at R messages per second on a schedule (default 0: as fast as the
+# window allows). Without it each broker is measured at its own publish rate, so a broker that
+# delivers more leaves its churners less of a shared machine; with the same R for all, churn
+# ops/s compare the same load.
+#
 # --window W (default 1000) is how many messages the publisher may have sent and not yet seen
 # delivered: the rate is at most W over the time a message takes through the broker, so where
 # that time grows (a walk of a large index per publish) a small window measures latency as much
 # as throughput.
 #
 # Usage: bench/subscriptions.sh [--conns 100] [--filters 10000] [--churn 10s] [--churn-conns 4]
-#                               [--window 1000] [--timeout 600] [--settle 20]
+#                               [--window 1000] [--rate 0] [--timeout 600] [--settle 20]
 #                               [--only tern|mosquitto|nats[,...]]
 set -euo pipefail
 
@@ -36,6 +41,7 @@ FILTERS=10000
 CHURN=10s
 CHURN_CONNS=4
 WINDOW=1000
+RATE=0
 TIMEOUT=600
 SETTLE=20
 ONLY=""
@@ -46,6 +52,7 @@ while (($#)); do
 	--churn) CHURN=${2:?}; shift 2 ;;
 	--churn-conns) CHURN_CONNS=${2:?}; shift 2 ;;
 	--window) WINDOW=${2:?}; shift 2 ;;
+	--rate) RATE=${2:?}; shift 2 ;;
 	--timeout) TIMEOUT=${2:?}; shift 2 ;;
 	--settle) SETTLE=${2:?}; shift 2 ;;
 	--only) ONLY=${2:?}; shift 2 ;;
@@ -100,7 +107,7 @@ for b in "${BROKERS[@]}"; do
 	sleep 1 # let it finish starting before the baseline
 	rss0=$(rss_kib "$pid")
 	"$WORK/subload" --url "tcp://127.0.0.1:${BROKER_PORT[$b]}" --conns "$CONNS" --filters "$FILTERS" \
-		--churn "$CHURN" --churn-conns "$CHURN_CONNS" --window "$WINDOW" >"$WORK/$b.out" 2>"$WORK/$b.err" &
+		--churn "$CHURN" --churn-conns "$CHURN_CONNS" --window "$WINDOW" --rate "$RATE" >"$WORK/$b.out" 2>"$WORK/$b.err" &
 	LOADPID=$!
 	if poll "$WORK/$b.out" '^ready' "$TIMEOUT"; then
 		rss1=$(rss_kib "$pid")

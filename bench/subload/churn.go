@@ -92,6 +92,21 @@ publish:
 				break publish
 			}
 		}
+		if o.rate > 0 {
+			// On a schedule: message seq is due seq/rate after the start. Ahead of it by
+			// more than a millisecond, send what is queued and wait for the schedule (this
+			// paces the load; it waits for nothing to happen).
+			if ahead := time.Until(start.Add(time.Duration(seq) * time.Second / time.Duration(o.rate))); ahead > time.Millisecond {
+				if pubErr = pub.Flush(); pubErr != nil {
+					break
+				}
+				select {
+				case <-time.After(ahead):
+				case <-end.C:
+					break publish
+				}
+			}
+		}
 		if pubErr = pub.Publish(topic(target(seq, o.conns, o.per)), payload); pubErr != nil {
 			break
 		}

@@ -40,6 +40,7 @@ type options struct {
 	churnConns  int
 	churnBatch  int
 	window      int
+	rate        int
 	size        int
 	startSignal time.Duration
 }
@@ -55,6 +56,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.churnConns, "churn-conns", 4, "with --churn: connections that subscribe and unsubscribe in a loop")
 	fs.IntVar(&o.churnBatch, "churn-batch", 10, "with --churn: filters per SUBSCRIBE and UNSUBSCRIBE of the churners")
 	fs.IntVar(&o.window, "window", 1000, "with --churn: messages the publisher may have sent and not yet seen delivered")
+	fs.IntVar(&o.rate, "rate", 0, "with --churn: messages per second the publisher sends at most, on a schedule (0: as fast as --window allows)")
 	fs.IntVar(&o.size, "size", 64, "with --churn: payload bytes")
 	fs.DurationVar(&o.startSignal, "wait", 10*time.Minute, "with --churn: longest wait for SIGUSR1 after ready")
 	if err := fs.Parse(args); err != nil {
@@ -67,8 +69,8 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("--conns, --filters and --batch must be positive")
 	case o.churn < 0:
 		return o, errors.New("--churn must not be negative")
-	case o.churn > 0 && (o.churnConns < 0 || o.churnBatch < 1 || o.window < 1 || o.size < 0 || o.startSignal <= 0):
-		return o, errors.New("--churn-conns must not be negative; --churn-batch, --window and --wait must be positive")
+	case o.churn > 0 && (o.churnConns < 0 || o.churnBatch < 1 || o.window < 1 || o.size < 0 || o.startSignal <= 0 || o.rate < 0):
+		return o, errors.New("--churn-conns and --rate must not be negative; --churn-batch, --window and --wait must be positive")
 	}
 	return o, nil
 }

@@ -73,6 +73,7 @@ func TestParseFlags(t *testing.T) {
 		{"--churn", "1s", "--churn-batch", "0"},
 		{"--churn", "1s", "--window", "0"},
 		{"--churn", "1s", "--churn-conns", "-1"},
+		{"--churn", "1s", "--rate", "-5"},
 		{"extra"},
 		{"--nope"},
 	} {

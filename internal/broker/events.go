@@ -21,6 +21,9 @@ import (
 const EventsPrefix = "$SYS/events/"
 
 func (b *Broker) announce(kind string, fields map[string]any) {
+	if !b.wanted(EventsPrefix + kind) {
+		return
+	}
 	// Events cross the cluster like any publication (once: a node does not forward what it
 	// received from another); "node" says which node the client is on.
 	if n, ok := b.cluster.(interface{ NodeID() string }); ok {
@@ -32,6 +35,22 @@ func (b *Broker) announce(kind string, fields map[string]any) {
 	if _, err := b.publishOwn(m); err != nil && b.warn.due("server event") {
 		b.log.Warn("server event not published", "event", kind, "err", err)
 	}
+}
+
+// wanted reports whether a message published on topic now would reach anyone: a subscriber of
+// this node or, in a cluster, another node's interest. An event nobody would receive is not
+// encoded: without it every subscription change of a client paid a JSON encoding and a publish
+// (a fifth of the server's time when clients churn their subscriptions). A subscriber that
+// comes a moment later misses it, as it would miss any message published before it subscribed.
+func (b *Broker) wanted(topic string) bool {
+	if r := b.index.Match(topic); len(r.Entries) > 0 || len(r.Shared) > 0 {
+		return true
+	}
+	if b.cluster == nil {
+		return false
+	}
+	w, ok := b.cluster.(interface{ Wants(topic string) bool })
+	return !ok || w.Wants(topic) // a cluster that cannot tell gets every event
 }
 
 // announceSubscription announces one subscription change of an announced client.

@@ -250,3 +250,25 @@ func TestConnectionsLoggedAtDebug(t *testing.T) {
 		}
 	}
 }
+
+// A server event nobody would receive is not published at all; one whose own topic has a
+// subscriber is, even when the others have none.
+func TestServerEventsOnlyWhenSomeoneListens(t *testing.T) {
+	b, _ := newTestBroker(t, nil)
+	c, _, _ := connect(t, b, ConnectRequest{ClientID: "c", Announce: true})
+	subscribe(t, c, SubscribeRequest{Filter: "a/#"})
+	before := b.nextID.Load()
+	c.Unsubscribe([]string{"a/#"})
+	subscribe(t, c, SubscribeRequest{Filter: "b/#"})
+	if n := b.nextID.Load() - before; n != 0 {
+		t.Fatalf("%d messages published for events nobody listens to", n)
+	}
+	watch, k, _ := connect(t, b, ConnectRequest{ClientID: "watch"})
+	subscribe(t, watch, SubscribeRequest{Filter: "$SYS/events/unsubscribed"})
+	c.Unsubscribe([]string{"b/#"})
+	subscribe(t, c, SubscribeRequest{Filter: "c/#"}) // nobody listens to subscribed
+	got := k.deliveries()
+	if len(got) != 1 || got[0].Msg.Topic != "$SYS/events/unsubscribed" || !strings.Contains(string(got[0].Msg.Payload), `"filter":"b/#"`) {
+		t.Fatalf("deliveries %v, want the one unsubscribed event", got)
+	}
+}

@@ -58,6 +58,16 @@ type target struct {
 // them to another node (adopt.go), so its publisher is not told it is safe.
 var errUnreachable = errors.New("cluster: a node holding sessions this message is for cannot be reached")
 
+// Wants reports whether another node's interest, as its link or the session directory has it,
+// matches topic: whether Route would send a message on it anywhere.
+func (n *Node) Wants(topic string) bool {
+	if r := n.links.index.Match(topic); len(r.Entries) > 0 || len(r.Shared) > 0 {
+		return true
+	}
+	r := n.fsm.dir.index.Match(topic)
+	return len(r.Entries) > 0 || len(r.Shared) > 0
+}
+
 // Route implements broker.Cluster: m goes once to each node whose interest matches, each shared
 // group to one node with members (round robin over the nodes, this one included, whose links
 // are up). Interest is what the nodes said over their links, and, for persistent sessions, what
