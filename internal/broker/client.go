@@ -174,7 +174,9 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 	b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity, "face", face,
 		"remote", c.remote, "reason", reason)
 	if c.announce {
-		b.announce("disconnected", map[string]any{"client_id": c.ClientID, "identity": c.Identity, "reason": reason})
+		b.announce("disconnected", func() map[string]any {
+			return map[string]any{"client_id": c.ClientID, "identity": c.Identity, "reason": reason}
+		})
 	}
 	if due != nil {
 		b.publishWill(due)

@@ -224,13 +224,17 @@ func (b *Broker) connected(req ConnectRequest, res ConnectResult, p *auth.Princi
 	}
 	if prev.takenOver != nil {
 		// The old connection's Disconnect finds the session gone to this one and says nothing.
-		b.announce("disconnected", map[string]any{"client_id": res.ClientID, "identity": *prev.takenOver, "reason": "session_taken_over"})
+		b.announce("disconnected", func() map[string]any {
+			return map[string]any{"client_id": res.ClientID, "identity": *prev.takenOver, "reason": "session_taken_over"}
+		})
 	}
 	b.failCalls(prev.orphaned, "service disconnected")
 	b.log.Debug("client connected", "client", res.ClientID, "identity", p.Identity, "face", req.Face,
 		"remote", req.RemoteAddr, "session_present", res.SessionPresent)
 	if req.Announce {
-		b.announce("connected", map[string]any{"client_id": res.ClientID, "identity": p.Identity, "face": req.Face, "remote": req.RemoteAddr})
+		b.announce("connected", func() map[string]any {
+			return map[string]any{"client_id": res.ClientID, "identity": p.Identity, "face": req.Face, "remote": req.RemoteAddr}
+		})
 	}
 	for _, w := range prev.wills {
 		b.publishWill(w)

@@ -20,10 +20,13 @@ import (
 // each also carries "node", the node's id, and reaches subscribers on every node.
 const EventsPrefix = "$SYS/events/"
 
-func (b *Broker) announce(kind string, fields map[string]any) {
+// announce publishes the server event kind. Its fields are built only when someone would receive
+// it (wanted): the map and its boxed strings were most of what an unwanted event still cost.
+func (b *Broker) announce(kind string, build func() map[string]any) {
 	if !b.wanted(EventsPrefix + kind) {
 		return
 	}
+	fields := build()
 	// Events cross the cluster like any publication (once: a node does not forward what it
 	// received from another); "node" says which node the client is on.
 	if n, ok := b.cluster.(interface{ NodeID() string }); ok {
@@ -63,12 +66,14 @@ func (c *Client) announceSubscription(filter string, added bool) {
 		if !added {
 			kind = "unregistered"
 		}
-		c.b.announce(kind, map[string]any{"client_id": c.ClientID, "namespace": ns, "procedure": proc})
+		c.b.announce(kind, func() map[string]any {
+			return map[string]any{"client_id": c.ClientID, "namespace": ns, "procedure": proc}
+		})
 		return
 	}
 	kind := "subscribed"
 	if !added {
 		kind = "unsubscribed"
 	}
-	c.b.announce(kind, map[string]any{"client_id": c.ClientID, "filter": filter})
+	c.b.announce(kind, func() map[string]any { return map[string]any{"client_id": c.ClientID, "filter": filter} })
 }
