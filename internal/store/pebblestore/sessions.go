@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -135,31 +136,65 @@ const scanChunkRecords = 256
 
 // All implements store.Sessions. A record's subscriptions are read with it; those it carries
 // itself (a directory of format 1 or 2 opened read-only, never migrated) come back too, a key of
-// the same filter winning.
+// the same filter winning. Records are read a chunk at a time, and a chunk's subscriptions
+// through one iterator that seeks from one client to the next: an iterator of its own per record
+// made reading 100,000 sessions take 1.7 times as long (BenchmarkAllSessions).
 func (ss *sessions) All(fn func(store.SessionRecord) error) error {
 	s := (*Store)(ss)
-	return s.scanKind(kindSession, func(v []byte) (func() error, error) {
-		rec, err := decodeSession(v)
+	lower, upper := []byte{kindSession}, []byte{kindSession + 1}
+	recs := make([]store.SessionRecord, 0, scanChunkRecords)
+	for lower != nil {
+		recs = recs[:0]
+		var err error
+		lower, err = s.readChunk(lower, upper, func(v []byte) error {
+			rec, err := decodeSession(v)
+			if err != nil {
+				return fmt.Errorf("pebblestore: session record: %w", err)
+			}
+			recs = append(recs, rec)
+			return nil
+		})
+		if err == nil {
+			err = s.fillSubscriptions(recs)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("pebblestore: session record: %w", err)
+			return err
 		}
-		if rec.Subscriptions, err = s.subscriptionsOf(rec.ClientID, rec.Subscriptions); err != nil {
-			return nil, err
+		for _, rec := range recs {
+			if err := fn(rec); err != nil {
+				return err
+			}
 		}
-		return func() error { return fn(rec) }, nil
-	})
+	}
+	return nil
 }
 
-// subscriptionsOf returns a session's stored subscriptions merged into inline (a record's own),
-// ordered by filter. The caller holds the gate.
-func (s *Store) subscriptionsOf(id string, inline []store.Subscription) ([]store.Subscription, error) {
-	p := idPrefix(kindSub, id)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-	if err != nil {
-		return nil, err
+// fillSubscriptions sets each record's Subscriptions to its stored subscriptions merged into
+// those it carries (a record's own), ordered by filter.
+func (s *Store) fillSubscriptions(recs []store.SessionRecord) error {
+	if err := s.enter(); err != nil {
+		return err
 	}
+	defer s.exit()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindSub}, UpperBound: []byte{kindSub + 1}})
+	if err != nil {
+		return err
+	}
+	for i := range recs {
+		if recs[i].Subscriptions, err = subscriptionsAt(it, recs[i].ClientID, recs[i].Subscriptions); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// subscriptionsAt reads a session's stored subscriptions through it (bounded to the
+// subscription keys) and merges them into inline.
+func subscriptionsAt(it *pebble.Iterator, id string, inline []store.Subscription) ([]store.Subscription, error) {
+	p := idPrefix(kindSub, id)
 	var out []store.Subscription
-	for ok := it.First(); ok; ok = it.Next() {
+	for ok := it.SeekGE(p); ok && bytes.HasPrefix(it.Key(), p); ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err == nil {
 			var sub store.Subscription
@@ -167,12 +202,11 @@ func (s *Store) subscriptionsOf(id string, inline []store.Subscription) ([]store
 			out = append(out, sub)
 		}
 		if err != nil {
-			_ = it.Close()
 			return nil, fmt.Errorf("pebblestore: subscription of %q: %w", id, err)
 		}
 	}
-	if err := it.Close(); err != nil {
-		return nil, err
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("pebblestore: subscriptions of %q: %w", id, err)
 	}
 	if len(inline) == 0 {
 		return out, nil
