@@ -174,7 +174,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 	b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity, "face", face,
 		"remote", c.remote, "reason", reason)
 	if c.announce {
-		b.announce("disconnected", func() map[string]any {
+		b.announce(EventsPrefix+"disconnected", func() map[string]any {
 			return map[string]any{"client_id": c.ClientID, "identity": c.Identity, "reason": reason}
 		})
 	}

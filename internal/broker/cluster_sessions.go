@@ -156,7 +156,7 @@ func (b *Broker) ReleaseSession(clientID string) {
 		sink.Close(ErrSessionTakenOver)
 	}
 	if takenOver != nil {
-		b.announce("disconnected", func() map[string]any {
+		b.announce(EventsPrefix+"disconnected", func() map[string]any {
 			return map[string]any{"client_id": clientID, "identity": *takenOver, "reason": "session_taken_over"}
 		})
 	}

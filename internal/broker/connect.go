@@ -224,7 +224,7 @@ func (b *Broker) connected(req ConnectRequest, res ConnectResult, p *auth.Princi
 	}
 	if prev.takenOver != nil {
 		// The old connection's Disconnect finds the session gone to this one and says nothing.
-		b.announce("disconnected", func() map[string]any {
+		b.announce(EventsPrefix+"disconnected", func() map[string]any {
 			return map[string]any{"client_id": res.ClientID, "identity": *prev.takenOver, "reason": "session_taken_over"}
 		})
 	}
@@ -232,7 +232,7 @@ func (b *Broker) connected(req ConnectRequest, res ConnectResult, p *auth.Princi
 	b.log.Debug("client connected", "client", res.ClientID, "identity", p.Identity, "face", req.Face,
 		"remote", req.RemoteAddr, "session_present", res.SessionPresent)
 	if req.Announce {
-		b.announce("connected", func() map[string]any {
+		b.announce(EventsPrefix+"connected", func() map[string]any {
 			return map[string]any{"client_id": res.ClientID, "identity": p.Identity, "face": req.Face, "remote": req.RemoteAddr}
 		})
 	}

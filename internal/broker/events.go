@@ -20,10 +20,11 @@ import (
 // each also carries "node", the node's id, and reaches subscribers on every node.
 const EventsPrefix = "$SYS/events/"
 
-// announce publishes the server event kind. Its fields are built only when someone would receive
-// it (wanted): the map and its boxed strings were most of what an unwanted event still cost.
-func (b *Broker) announce(kind string, build func() map[string]any) {
-	if !b.wanted(EventsPrefix + kind) {
+// announce publishes a server event on topic (EventsPrefix and the kind: a constant, so naming
+// it costs nothing). Its fields are built only when someone would receive it (wanted): the map
+// and its boxed strings were most of what an unwanted event still cost.
+func (b *Broker) announce(topic string, build func() map[string]any) {
+	if !b.wanted(topic) {
 		return
 	}
 	fields := build()
@@ -33,10 +34,10 @@ func (b *Broker) announce(kind string, build func() map[string]any) {
 		fields["node"] = n.NodeID()
 	}
 	payload, _ := json.Marshal(fields)
-	m := &message.Message{Topic: EventsPrefix + kind, Payload: payload}
+	m := &message.Message{Topic: topic, Payload: payload}
 	m.Props.ContentType = "application/json"
 	if _, err := b.publishOwn(m); err != nil && b.warn.due("server event") {
-		b.log.Warn("server event not published", "event", kind, "err", err)
+		b.log.Warn("server event not published", "event", topic, "err", err)
 	}
 }
 
@@ -62,18 +63,18 @@ func (c *Client) announceSubscription(filter string, added bool) {
 		return
 	}
 	if ns, proc, ok := strings.Cut(rpcResource(filter), "/"); ok {
-		kind := "registered"
+		topic := EventsPrefix + "registered"
 		if !added {
-			kind = "unregistered"
+			topic = EventsPrefix + "unregistered"
 		}
-		c.b.announce(kind, func() map[string]any {
+		c.b.announce(topic, func() map[string]any {
 			return map[string]any{"client_id": c.ClientID, "namespace": ns, "procedure": proc}
 		})
 		return
 	}
-	kind := "subscribed"
+	topic := EventsPrefix + "subscribed"
 	if !added {
-		kind = "unsubscribed"
+		topic = EventsPrefix + "unsubscribed"
 	}
-	c.b.announce(kind, func() map[string]any { return map[string]any{"client_id": c.ClientID, "filter": filter} })
+	c.b.announce(topic, func() map[string]any { return map[string]any{"client_id": c.ClientID, "filter": filter} })
 }
