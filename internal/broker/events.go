@@ -47,7 +47,7 @@ func (b *Broker) announce(topic string, build func() map[string]any) {
 // (a fifth of the server's time when clients churn their subscriptions). A subscriber that
 // comes a moment later misses it, as it would miss any message published before it subscribed.
 func (b *Broker) wanted(topic string) bool {
-	if r := b.index.Match(topic); len(r.Entries) > 0 || len(r.Shared) > 0 {
+	if !b.index.Match(topic).Empty() {
 		return true
 	}
 	if b.cluster == nil {

@@ -61,11 +61,7 @@ var errUnreachable = errors.New("cluster: a node holding sessions this message i
 // Wants reports whether another node's interest, as its link or the session directory has it,
 // matches topic: whether Route would send a message on it anywhere.
 func (n *Node) Wants(topic string) bool {
-	if r := n.links.index.Match(topic); len(r.Entries) > 0 || len(r.Shared) > 0 {
-		return true
-	}
-	r := n.fsm.dir.index.Match(topic)
-	return len(r.Entries) > 0 || len(r.Shared) > 0
+	return !n.links.index.Match(topic).Empty() || !n.fsm.dir.index.Match(topic).Empty()
 }
 
 // Route implements broker.Cluster: m goes once to each node whose interest matches, each shared
@@ -80,7 +76,7 @@ func (n *Node) Route(m *message.Message, answerable bool, local []string) broker
 	l := n.links
 	res := l.index.Match(m.Topic)
 	dres := n.fsm.dir.index.Match(m.Topic)
-	if len(res.Entries) == 0 && len(res.Shared) == 0 && len(dres.Entries) == 0 && len(dres.Shared) == 0 {
+	if res.Empty() && dres.Empty() {
 		return broker.Routed{Serve: local}
 	}
 	// The index the message carries covers what the directory showed: the directory changes

@@ -316,7 +316,7 @@ const maxScratchEntries = 4096
 
 // freeze copies the walk result s into an exact-size immutable Result with equal keys adjacent.
 func (x *Index[K, V]) freeze(s *Result[K, V]) *Result[K, V] {
-	if len(s.Entries) == 0 && len(s.Shared) == 0 {
+	if s.Empty() {
 		return x.empty // immutable and shared: topics nobody listens to cost nothing
 	}
 	if len(s.Entries) == 1 && len(s.Shared) == 0 {

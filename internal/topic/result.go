@@ -25,6 +25,9 @@ type Result[K comparable, V any] struct {
 	Shared []*Group[K, V]
 }
 
+// Empty reports whether nothing matched.
+func (r *Result[K, V]) Empty() bool { return len(r.Entries) == 0 && len(r.Shared) == 0 }
+
 // Reset empties r, keeping its capacity. Only for caller-owned Results.
 func (r *Result[K, V]) Reset() {
 	clear(r.Entries) // drop references so reused scratch does not pin old values
