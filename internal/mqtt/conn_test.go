@@ -71,6 +71,15 @@ func (c *rawClient) must(d time.Duration) packet.Packet {
 	return p
 }
 
+// subscribe subscribes to filter at QoS 0 and waits for the SUBACK.
+func (c *rawClient) subscribe(filter string) {
+	c.t.Helper()
+	c.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte(filter)}}})
+	if _, ok := c.must(2 * time.Second).(*packet.Suback); !ok {
+		c.t.Fatal("no SUBACK")
+	}
+}
+
 func (c *rawClient) connect(id string, keepAlive uint16) *packet.Connack {
 	c.t.Helper()
 	c.send(&packet.Connect{Version: c.v, ClientID: []byte(id), CleanStart: true, KeepAlive: keepAlive})
@@ -327,10 +336,7 @@ func TestDeferredWriteToFullSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub.connect("sub", 0)
-	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("full")}}})
-	if _, ok := sub.must(2 * time.Second).(*packet.Suback); !ok {
-		t.Fatal("no SUBACK")
-	}
+	sub.subscribe("full")
 	pub := dial(t, addr, packet.V311)
 	pub.connect("pub", 0)
 	const n, size = 160, 64 << 10 // 10 MiB: more than the kernel buffers of a reader that reads nothing
@@ -361,10 +367,7 @@ func TestDeferredWriteAfterAnExpiredWriteDeadline(t *testing.T) {
 	addr := startServer(t, func(c *Config) { c.WriteTimeout = 20 * time.Millisecond })
 	sub := dial(t, addr, packet.V311)
 	sub.connect("sub", 0)
-	sub.send(&packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: []byte("late")}}})
-	if _, ok := sub.must(2 * time.Second).(*packet.Suback); !ok {
-		t.Fatal("no SUBACK")
-	}
+	sub.subscribe("late")
 	pub := dial(t, addr, packet.V311)
 	pub.connect("pub", 0)
 	// What is tested is time passing beyond the deadline, not waiting for an event.
