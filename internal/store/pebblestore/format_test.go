@@ -29,6 +29,17 @@ func rawPebble(t *testing.T, fs vfs.FS, dir string, fn func(db *pebble.DB)) {
 	}
 }
 
+// rawGet is a copy of key's value in db; the test fails if it is not there.
+func rawGet(t *testing.T, db *pebble.DB, key []byte) []byte {
+	t.Helper()
+	v, closer, err := db.Get(key)
+	if err != nil {
+		t.Fatalf("%q: %v", key, err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...)
+}
+
 func TestFormatNewDirIsStamped(t *testing.T) {
 	fs := vfs.NewMem()
 	s := mustOpen(t, "d", Options{FS: fs})
@@ -36,12 +47,7 @@ func TestFormatNewDirIsStamped(t *testing.T) {
 		t.Fatal(err)
 	}
 	rawPebble(t, fs, "d", func(db *pebble.DB) {
-		v, closer, err := db.Get(formatKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer closer.Close()
-		if len(v) != 4 || binary.BigEndian.Uint32(v) != formatVersion {
+		if v := rawGet(t, db, formatKey); len(v) != 4 || binary.BigEndian.Uint32(v) != formatVersion {
 			t.Fatalf("format key = %x", v)
 		}
 	})
@@ -74,12 +80,7 @@ func TestFormatOneUpgraded(t *testing.T) {
 		t.Fatal(err)
 	}
 	rawPebble(t, fs, "d", func(db *pebble.DB) {
-		v, closer, err := db.Get(formatKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer closer.Close()
-		if binary.BigEndian.Uint32(v) != formatVersion {
+		if v := rawGet(t, db, formatKey); binary.BigEndian.Uint32(v) != formatVersion {
 			t.Fatalf("format after opening a version 1 directory: %x, want %d", v, formatVersion)
 		}
 	})
