@@ -126,9 +126,17 @@ func newCTestCluster(t *testing.T) *ctestCluster {
 	return c
 }
 
-// freeAddrOn returns a free port on ip below the kernel's ephemeral range: the nodes bind their
-// ports a while after they are chosen (a node joins first), and a port in that range may be
-// taken meanwhile by any outgoing connection on the machine.
+// handedOut holds every port freeAddrOn has returned in this test process. A cluster chooses
+// all its nodes' ports before the first node binds any, so "free now" alone let two nodes of
+// one cluster be given the same port, and the second failed with "address already in use".
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// freeAddrOn returns a free port on ip below the kernel's ephemeral range, never one it returned
+// before: the nodes bind their ports a while after they are chosen (a node joins first), and a
+// port in the ephemeral range may be taken meanwhile by any outgoing connection on the machine.
 func freeAddrOn(t *testing.T, ip string) string {
 	t.Helper()
 	low := 32768
@@ -136,10 +144,20 @@ func freeAddrOn(t *testing.T, ip string) string {
 		_, _ = fmt.Sscan(string(b), &low)
 	}
 	low = max(low, 21000)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = make(map[int]bool)
+	}
 	for range 200 {
-		addr := fmt.Sprintf("%s:%d", ip, 20000+rand.IntN(low-20000))
+		port := 20000 + rand.IntN(low-20000)
+		if handedOut.ports[port] {
+			continue
+		}
+		addr := fmt.Sprintf("%s:%d", ip, port)
 		if ln, err := net.Listen("tcp", addr); err == nil {
 			_ = ln.Close()
+			handedOut.ports[port] = true
 			return addr
 		}
 	}
