@@ -30,6 +30,9 @@ type Client struct {
 	peer bool
 }
 
+// RemoteAddr is the remote address the face gave at connect (ConnectRequest.RemoteAddr).
+func (c *Client) RemoteAddr() string { return c.remote }
+
 // Principal is who the client authenticated as and what it may do.
 func (c *Client) Principal() *auth.Principal { return c.principal }
 

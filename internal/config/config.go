@@ -307,6 +307,9 @@ type MQTT struct {
 	OutboundBuffer      int           `koanf:"outbound_buffer"`
 	SlowConsumerTimeout time.Duration `koanf:"slow_consumer_timeout"`
 	PublishStall        time.Duration `koanf:"publish_stall"`
+	// DetachIdle is how long a parked TCP or Unix connection stays quiet before it keeps only
+	// its socket's descriptor; 0: never.
+	DetachIdle time.Duration `koanf:"detach_idle"`
 	// WebSocketOrigins, when not empty, restricts /mqtt to browser pages from these Origin host
 	// patterns (and the server's own); others are refused. Listed origins are trusted with the
 	// browser's client certificate on /mqtt as http.websocket_origins are. Empty: any origin
@@ -371,6 +374,7 @@ func Default() Config {
 			OutboundBuffer:      1 << 20,
 			SlowConsumerTimeout: 30 * time.Second,
 			PublishStall:        5 * time.Millisecond,
+			DetachIdle:          time.Second,
 			MaxQoS:              2,
 			RetainAvailable:     true,
 		},
@@ -539,6 +543,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Auth.validateHashCost())
 	if c.MQTT.ConnectMemory < 1<<20 {
 		errs = append(errs, fmt.Errorf("mqtt.connect_memory %d below 1 MiB", c.MQTT.ConnectMemory))
+	}
+	if c.MQTT.DetachIdle < 0 {
+		errs = append(errs, fmt.Errorf("mqtt.detach_idle %s is negative", c.MQTT.DetachIdle))
 	}
 	if c.MQTT.OutboundBuffer < 1024 {
 		errs = append(errs, fmt.Errorf("mqtt.outbound_buffer %d below 1024", c.MQTT.OutboundBuffer))

@@ -143,12 +143,14 @@ const handoffAfter = time.Second
 // completed the last packet, and bytes of a packet that never completes do not move it.
 func (c *conn) loop(fresh bool) {
 	for {
-		wait, lazy := readDeadline(monoTime(c.rd.lastPacket), monoTime(c.rd.readAt), c.keepAliveDur(), !fresh && c.rd.parkable())
+		// A detached connection's socket takes only reads that do not wait (see Ready).
+		detached := c.rd.detached()
+		wait, lazy := readDeadline(monoTime(c.rd.lastPacket), monoTime(c.rd.readAt), c.keepAliveDur(), !fresh && !detached && c.rd.parkable())
 		mode := readWait
 		switch {
 		case lazy:
 			mode = readLazy
-		case fresh && c.watch != nil:
+		case (fresh || detached) && c.watch != nil:
 			mode = readNoWait
 		}
 		typ, flags, body, err := c.rd.next(wait, mode)
@@ -202,13 +204,64 @@ func (c *conn) park() bool {
 		return true
 	}
 	deadline, _ := readDeadline(monoTime(c.rd.lastPacket), monoTime(c.rd.readAt), c.keepAliveDur(), false)
+	if wake := c.detachIdle(); !wake.IsZero() && (deadline.IsZero() || wake.Before(deadline)) {
+		deadline = wake
+	}
 	return c.watch.Arm(deadline) == nil
+}
+
+// detachIdle detaches a parking connection that has been quiet for Config.DetachIdle (see
+// netio.Conn.Detach), and returns when to look again (zero: no need) for one that is attached.
+// A connection that cannot detach now (bytes are being written to it) looks again after another
+// DetachIdle.
+//
+// A detached reader detaches again at every park: a writer that had to wait may have attached
+// the connection meanwhile (netio.Conn.Attach).
+func (c *conn) detachIdle() time.Time {
+	after := c.srv.cfg.DetachIdle
+	if after <= 0 || c.peer != nil || c.rd.raw == nil {
+		return time.Time{}
+	}
+	now := monoNow()
+	if due := c.rd.readAt + int64(after); now < due && !c.rd.detached() {
+		return monoTime(due)
+	}
+	if raw := c.out.Detach(c.watch); raw != nil {
+		c.rd.detach(raw)
+		return time.Time{}
+	}
+	if c.rd.detached() {
+		return time.Time{} // being written to: the next park looks again
+	}
+	return monoTime(now + int64(after))
+}
+
+// attach gives a detached connection's reader a net.Conn again, for reads that wait.
+func (c *conn) attach() error {
+	nc, err := c.out.Attach(c.watch)
+	if err != nil {
+		return err
+	}
+	return c.rd.attach(nc)
 }
 
 // Ready implements netio.Handler: the parked connection is readable, its deadline passed, or it
 // is ending; a worker of the poller runs it until it parks again.
+//
+// A detached connection (see detachIdle) reads what woke it without waiting and parks again, so
+// a keep-alive ping or the acknowledgement of a delivery leaves it detached. Bytes again within
+// handoffAfter of its last whole packet mean it is busy: it attaches, to wait for its next bytes
+// the way a busy connection does (see loop), which a detached socket cannot. (Whole packets, so
+// that a packet arriving in two segments does not count as busy.)
 func (c *conn) Ready() {
 	c.rd.woke = true
+	if c.rd.detached() && monoNow()-c.rd.lastPacket < int64(handoffAfter) {
+		if err := c.attach(); err != nil {
+			c.srv.log.Debug("attach", "client", c.clientID(), "remote", c.remoteAddr(), "err", err)
+			c.finish()
+			return
+		}
+	}
 	c.loop(true)
 }
 
@@ -250,7 +303,15 @@ func (c *conn) fail(err error) {
 		// The connection broke or the client closed it: finish cleans up.
 		return
 	}
-	c.srv.log.Debug("closing connection", "client", c.clientID(), "remote", c.nc().RemoteAddr().String(), "err", err)
+	c.srv.log.Debug("closing connection", "client", c.clientID(), "remote", c.remoteAddr(), "err", err)
+}
+
+// remoteAddr names the client's end of the connection for logs, also while it is detached.
+func (c *conn) remoteAddr() string {
+	if c.client != nil {
+		return c.client.RemoteAddr()
+	}
+	return c.nc().RemoteAddr().String()
 }
 
 // finish detaches from the session once the reader stops.
@@ -278,10 +339,13 @@ func (c *conn) finish() {
 }
 
 // StopReading implements netio.Events: the connection is ending, so the reader stops waiting,
-// in Go's netpoller or parked in the poller.
+// in Go's netpoller or parked in the poller. netio calls it with the connection's lock held, so
+// the connection cannot be detached or attached meanwhile.
 func (c *conn) StopReading() {
 	c.rd.stop.Store(true)
-	netio.WakeReader(c.nc())
+	if nc := c.nc(); nc != nil {
+		netio.WakeReader(nc)
+	}
 	if c.watch != nil {
 		c.watch.Wake()
 	}

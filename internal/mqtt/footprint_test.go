@@ -134,7 +134,8 @@ func measureFootprint() footprint {
 
 // TestIdleFootprint is a measurement, not a check: with TERNTEST_FOOTPRINT=N it opens N idle
 // subscribed connections (keep alive 60 s) to an in-process server and logs the heap and stack
-// bytes and goroutines each holds; TERNTEST_FOOTPRINT_PROFILE=FILE also writes a heap profile of
+// bytes and goroutines each holds (detached, see TERNTEST_FOOTPRINT_DETACH below);
+// TERNTEST_FOOTPRINT_PROFILE=FILE also writes a heap profile of
 // what is live then (go tool pprof -sample_index=inuse_space FILE). The profile in
 // docs/decisions.md ("Idle connections wait on epoll") comes from it.
 func TestIdleFootprint(t *testing.T) {
@@ -145,7 +146,17 @@ func TestIdleFootprint(t *testing.T) {
 	if os.Getenv("TERNTEST_FOOTPRINT_PROFILE") != "" {
 		runtime.MemProfileRate = 1
 	}
-	_, addr := startFace(t, nil)
+	// The connections detach from Go's socket objects at their first park, as connections
+	// quiet for mqtt.detach_idle do; TERNTEST_FOOTPRINT_DETACH=0 measures them attached.
+	detach := time.Millisecond
+	if v := os.Getenv("TERNTEST_FOOTPRINT_DETACH"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("TERNTEST_FOOTPRINT_DETACH: %v", err)
+		}
+		detach = d
+	}
+	_, addr := startFace(t, func(c *Config) { c.DetachIdle = detach })
 	before := measureFootprint()
 	fds := rawIdleClients(t, addr, n, 60)
 	// Let every connection go quiet: the hand-off to the idle state happens after handoffAfter.

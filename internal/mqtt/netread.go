@@ -478,6 +478,26 @@ func (r *packetReader) readFD(fd uintptr) bool {
 	return false
 }
 
+// detached reports whether the connection has let go of its net.Conn (netio.Conn.Detach): raw
+// is then its kept socket, through which only reads that do not wait may go.
+func (r *packetReader) detached() bool { return r.conn == nil }
+
+// detach makes raw, the socket a detached connection kept, the one the reader reads through.
+func (r *packetReader) detach(raw syscall.RawConn) {
+	r.conn, r.raw, r.armed = nil, raw, 0
+}
+
+// attach makes nc, the net.Conn an attached connection got again, the one the reader reads
+// through.
+func (r *packetReader) attach(nc net.Conn) error {
+	raw, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	r.conn, r.raw, r.armed = nc, raw, 0
+	return nil
+}
+
 // close gives the buffer back.
 func (r *packetReader) close() { r.release() }
 

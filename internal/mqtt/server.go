@@ -49,6 +49,10 @@ type Config struct {
 	// PublishStall is the longest a publisher is paused while a receiver's buffer is more than
 	// half full, once per such episode; 0 never pauses (receivers drop sooner).
 	PublishStall time.Duration
+	// DetachIdle is how long a TCP or Unix connection parked in the poller stays quiet (no
+	// bytes from the client) before it lets go of Go's socket object and keeps only its
+	// descriptor (netio.Conn.Detach); 0: never.
+	DetachIdle time.Duration
 }
 
 // DefaultConfig returns the limits `tern serve` uses when nothing is configured: config.Default's.
@@ -70,6 +74,7 @@ func ConfigFrom(m config.MQTT) Config {
 		OutboundBuffer:      m.OutboundBuffer,
 		SlowConsumerTimeout: m.SlowConsumerTimeout,
 		PublishStall:        m.PublishStall,
+		DetachIdle:          m.DetachIdle,
 	}
 }
 

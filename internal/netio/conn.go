@@ -47,6 +47,10 @@ type Limits struct {
 type Stats struct {
 	SlowConsumers atomic.Uint64 // closed because the client fell behind
 	BytesOut      atomic.Uint64
+	// Detached counts the connections detached now (Conn.Detach); Attaches the times one took
+	// a net.Conn again.
+	Detached atomic.Int64
+	Attaches atomic.Uint64
 }
 
 // Events is what a Conn asks of its face.
@@ -93,7 +97,11 @@ const maxPooledBuf = 256 << 10
 // took the write, that reader before it reads more. An idle Conn holds neither a goroutine nor a
 // buffer.
 type Conn struct {
-	nc    net.Conn
+	// nc is the connection; nil while it is detached (Detach), when bare is its socket.
+	nc net.Conn
+	// bare is the socket's own descriptor once the connection has been detached; it stays until
+	// the connection closes. Both change only under the lock while nothing is being written.
+	bare  *bareFD
 	wr    rawio.Writer
 	lim   *Limits
 	stats *Stats
@@ -138,7 +146,8 @@ func (c *Conn) Init(nc net.Conn, lim *Limits, stats *Stats, pool *BufPool, ev Ev
 	c.nc, c.wr, c.lim, c.stats, c.pool, c.ev = nc, rawio.NewWriter(nc), lim, stats, pool, ev
 }
 
-// NetConn returns the connection.
+// NetConn returns the connection: nil while it is detached (Detach), so only a face that never
+// detaches, or its reader while attached, may use it without the lock.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
 // Lock takes the lock a face holds while it encodes into Buf and for state it keeps in wire
@@ -290,6 +299,7 @@ func (c *Conn) writeOut(inline bool) {
 			go c.writeOut(false)
 			return
 		}
+		nc := c.nc
 		pending, pendingBuf := c.buf, c.cur
 		c.cur, c.spare = c.spare, nil
 		c.buf = nil
@@ -303,10 +313,7 @@ func (c *Conn) writeOut(inline bool) {
 		if inline {
 			n, err = c.wr.TryWrite(&pendingBuf.op, pending)
 		} else {
-			if c.lim.WriteTimeout > 0 {
-				_ = c.nc.SetWriteDeadline(time.Now().Add(c.lim.WriteTimeout))
-			}
-			n, err = c.nc.Write(pending)
+			n, err = c.writeWaiting(&pendingBuf.op, pending, nc)
 		}
 		c.stats.BytesOut.Add(uint64(n))
 
@@ -342,6 +349,30 @@ func (c *Conn) writeOut(inline bool) {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// writeWaiting writes b through nc, waiting for room for at most Limits.WriteTimeout. A detached
+// connection (nc nil) first writes what its socket takes at once, and is attached only when it
+// must wait.
+func (c *Conn) writeWaiting(op *rawio.Op, b []byte, nc net.Conn) (int, error) {
+	n := 0
+	if nc == nil {
+		var err error
+		if n, err = c.wr.TryWrite(op, b); err != nil || n == len(b) {
+			return n, err
+		}
+		c.mu.Lock()
+		nc, err = c.attachLocked()
+		c.mu.Unlock()
+		if err != nil {
+			return n, err
+		}
+	}
+	if c.lim.WriteTimeout > 0 {
+		_ = nc.SetWriteDeadline(time.Now().Add(c.lim.WriteTimeout))
+	}
+	m, err := nc.Write(b[n:])
+	return n + m, err
 }
 
 // releaseLocked returns idle buffers to the pool.

@@ -51,14 +51,33 @@ func (c *Conn) shutdownLocked() {
 	if !c.flushing {
 		c.releaseLocked()
 	}
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+	if c.closeWriteLocked() {
 		if !c.draining {
 			c.stopReadingLocked()
 		}
 		return
 	}
-	_ = c.nc.Close()
+	c.closeSocketLocked()
 	c.stopReadingLocked()
+}
+
+// closeWriteLocked shuts the socket's write side and reports whether it could.
+func (c *Conn) closeWriteLocked() bool {
+	if c.nc == nil {
+		return c.bare != nil && c.bare.shutdownWrite() == nil
+	}
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	return ok && cw.CloseWrite() == nil
+}
+
+// closeSocketLocked closes the connection and the descriptor a detached one kept.
+func (c *Conn) closeSocketLocked() {
+	if c.nc != nil {
+		_ = c.nc.Close()
+	}
+	if c.bare != nil && c.bare.close() && c.nc == nil {
+		c.stats.Detached.Add(-1)
+	}
 }
 
 func (c *Conn) stopReadingLocked() {
@@ -82,7 +101,7 @@ func (c *Conn) closeLocked(error) {
 	c.stop.Store(true)
 	// Closing wakes a reader waiting on the connection, but not one parked in the Poller: the
 	// socket leaves the epoll set silently when it closes.
-	_ = c.nc.Close()
+	c.closeSocketLocked()
 	c.ev.StopReading()
 	if !c.flushing {
 		c.releaseLocked()
@@ -111,27 +130,34 @@ func WakeReader(nc net.Conn) { _ = nc.SetReadDeadline(time.Now()) }
 // Finish is the reader's last act: what the batch holds has been written by the caller; Finish
 // writes what is queued, shuts the write side, discards what the client still sends until it
 // closes or Limits.Linger passes, and closes the connection.
+//
+// A detached connection is attached for the drain, which waits in Go's netpoller.
 func (c *Conn) Finish() {
 	c.mu.Lock()
 	c.draining = true
+	nc, _ := c.attachLocked()
 	c.EndLocked(errFinished)
 	c.mu.Unlock()
-	c.drain()
-	_ = c.nc.Close()
+	if nc != nil {
+		c.drain(nc)
+	}
+	c.mu.Lock()
+	c.closeSocketLocked()
+	c.mu.Unlock()
 }
 
 // drain reads and discards until the client closes its side, an error, or Limits.Linger.
-func (c *Conn) drain() {
+func (c *Conn) drain(nc net.Conn) {
 	linger := c.lim.Linger
 	if linger <= 0 {
 		linger = 2 * time.Second
 	}
-	if err := c.nc.SetReadDeadline(time.Now().Add(linger)); err != nil {
+	if err := nc.SetReadDeadline(time.Now().Add(linger)); err != nil {
 		return
 	}
 	var buf [512]byte
 	for {
-		if _, err := c.nc.Read(buf[:]); err != nil {
+		if _, err := nc.Read(buf[:]); err != nil {
 			return
 		}
 	}

@@ -125,14 +125,42 @@ func (p *Poller) Watch(rc syscall.RawConn, h Handler) (*Watch, error) {
 		return nil, err
 	}
 	p.mu.Lock()
+	p.placeLocked(w, fd)
+	p.mu.Unlock()
+	return w, nil
+}
+
+// placeLocked puts w in the slot of descriptor fd, under a new generation.
+func (p *Poller) placeLocked(w *Watch, fd int) {
 	p.gen++
 	w.fd, w.gen = int32(fd), p.gen
 	for len(p.watches) <= fd {
 		p.watches = append(p.watches, nil)
 	}
 	p.watches[fd] = w
+}
+
+// rebind moves the watch to rc, another descriptor of the same socket (Conn.Detach): the old
+// descriptor leaves the epoll set now, the new one joins it at the next Arm. Only the owner
+// calls it, while the watch is not armed, before the old descriptor is closed.
+func (w *Watch) rebind(rc syscall.RawConn) error {
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		return err
+	}
+	if w.added {
+		_ = w.rc.Control(func(s uintptr) { _ = unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_DEL, int(s), nil) })
+		w.added = false
+	}
+	p := w.p
+	p.mu.Lock()
+	if int(w.fd) < len(p.watches) && p.watches[w.fd] == w {
+		p.watches[w.fd] = nil
+	}
+	p.placeLocked(w, fd)
 	p.mu.Unlock()
-	return w, nil
+	w.rc = rc
+	return nil
 }
 
 // Arm parks the socket: the Handler runs once it is readable (or has hung up), deadline passes
@@ -142,14 +170,16 @@ func (w *Watch) Arm(deadline time.Time) error {
 	// Armed before the socket is, so an event right after epoll_ctl finds it armed; a Wake in
 	// between is harmless (the handler runs once, the late epoll_ctl at worst makes a spurious
 	// event, which the handler takes as a wake-up).
-	if !w.state.CompareAndSwap(watchOwned, watchArmed) {
-		return os.ErrClosed
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: w.fd, Pad: int32(w.gen)}
+	// The owner's fields are written before the state changes hands: whoever takes the watch
+	// next (an event, Wake, the deadline) reads them after its own change of the state.
 	op := unix.EPOLL_CTL_MOD
 	if !w.added {
 		op = unix.EPOLL_CTL_ADD
 		w.added = true
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: w.fd, Pad: int32(w.gen)}
+	if !w.state.CompareAndSwap(watchOwned, watchArmed) {
+		return os.ErrClosed
 	}
 	var cerr error
 	err := w.rc.Control(func(fd uintptr) { cerr = unix.EpollCtl(w.p.epfd, op, int(fd), &ev) })

@@ -38,6 +38,9 @@ func NewWriter(c net.Conn) Writer {
 	return w
 }
 
+// NewRawWriter returns a Writer for a socket given as its syscall.RawConn.
+func NewRawWriter(raw syscall.RawConn) Writer { return Writer{raw: raw} }
+
 // Able reports whether TryWrite may be used.
 func (w *Writer) Able() bool { return w.raw != nil }
 

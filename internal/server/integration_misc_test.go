@@ -149,6 +149,10 @@ func TestMetricsGauges(t *testing.T) {
 	pub.pub("g/a", 1, "1")
 	pub.pub("g/b/c", 1, "2")
 	pub.publish(&paho.Publish{Topic: "g/r", QoS: 0, Retain: true, Payload: []byte("r")})
+	// A QoS 0 publish has no acknowledgement to wait for: the server may count it a moment later.
+	eventually(t, waitTimeout, "the retained message to be counted", func() bool {
+		return metric(t, srv, "tern_retained_messages") == 1
+	})
 	gauges(map[string]float64{"tern_queued_messages": 2, "tern_sessions": 2, "tern_retained_messages": 1})
 
 	c = persistentV5(t, srv, id, false, 300)

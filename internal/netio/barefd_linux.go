@@ -1,0 +1,106 @@
+package netio
+
+import (
+	"net"
+	"os"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// bareFD is a socket descriptor held without Go's net package or its netpoller: what a detached
+// connection keeps (Conn.Detach). It is a syscall.RawConn whose Read and Write never wait: a
+// callback asking to wait gets ErrWouldBlock, so only non-blocking readers and writers use it.
+//
+// Its lock makes a close safe against the reads and writes of other goroutines, which Go's
+// netFD does with its reference counts: the descriptor is closed only when no callback runs, and
+// a callback never runs after the close, so a number the kernel has given to a new socket is
+// never written to.
+type bareFD struct {
+	mu     sync.RWMutex
+	fd     int
+	closed bool
+}
+
+// dupBare duplicates the socket under rc into a bareFD.
+func dupBare(rc syscall.RawConn) (*bareFD, error) {
+	fd, err := dupFD(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &bareFD{fd: fd}, nil
+}
+
+// dupFD duplicates the descriptor under rc (close-on-exec, as Go opens every descriptor).
+func dupFD(rc syscall.RawConn) (int, error) {
+	var nfd int
+	var derr error
+	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	return nfd, derr
+}
+
+// Control runs f with the descriptor unless it is closed.
+func (b *bareFD) Control(f func(fd uintptr)) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return net.ErrClosed
+	}
+	f(uintptr(b.fd))
+	return nil
+}
+
+// Read runs f once; f returning false (it would wait) gives ErrWouldBlock.
+func (b *bareFD) Read(f func(fd uintptr) bool) error { return b.once(f) }
+
+// Write runs f once; f returning false (it would wait) gives ErrWouldBlock.
+func (b *bareFD) Write(f func(fd uintptr) bool) error { return b.once(f) }
+
+func (b *bareFD) once(f func(fd uintptr) bool) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return net.ErrClosed
+	}
+	if !f(uintptr(b.fd)) {
+		return ErrWouldBlock
+	}
+	return nil
+}
+
+// netConn makes a net.Conn of a duplicate of the descriptor, registered with Go's netpoller.
+// (net.FileConn duplicates what it is given once more; the first duplicate is closed at once.)
+func (b *bareFD) netConn() (net.Conn, error) {
+	fd, err := dupFD(b)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "socket")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// shutdownWrite shuts the socket's write side.
+func (b *bareFD) shutdownWrite() error {
+	var serr error
+	if err := b.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// close closes the descriptor once no callback runs, and reports whether this call closed it;
+// later calls of the other methods fail with net.ErrClosed.
+func (b *bareFD) close() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.closed = true
+	_ = unix.Close(b.fd)
+	return true
+}
