@@ -308,7 +308,7 @@ type MQTT struct {
 	SlowConsumerTimeout time.Duration `koanf:"slow_consumer_timeout"`
 	PublishStall        time.Duration `koanf:"publish_stall"`
 	// DetachIdle is how long a parked TCP or Unix connection stays quiet before it keeps only
-	// its socket's descriptor; 0: never.
+	// its socket's descriptor, as it does from its accept; 0: neither.
 	DetachIdle time.Duration `koanf:"detach_idle"`
 	// WebSocketOrigins, when not empty, restricts /mqtt to browser pages from these Origin host
 	// patterns (and the server's own); others are refused. Listed origins are trusted with the

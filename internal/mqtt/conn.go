@@ -57,6 +57,8 @@ type conn struct {
 	// graceful is set when the client sent DISCONNECT (why the server ended it: connRare.why).
 	graceful    bool
 	publishWill bool
+	// quickWakes counts a detached connection's wakes in a row soon after its last packet (Ready).
+	quickWakes uint8
 }
 
 // connRare is the part of a connection most never use, out of line so that an idle connection
@@ -115,7 +117,7 @@ func protoErr(code packet.ReasonCode, reason string) error {
 // not a TLS listener); only CONNECT needs them, so the connection does not keep them.
 func (c *conn) serve(cs *tls.ConnectionState, identify netio.Identify) {
 	if err := c.handshake(cs, identify); err != nil {
-		c.srv.logConnError("connect", c.nc(), err)
+		c.srv.logConnError("connect", c.out.RemoteAddr(), err)
 		c.finish()
 		return
 	}
@@ -249,13 +251,28 @@ func (c *conn) attach() error {
 // is ending; a worker of the poller runs it until it parks again.
 //
 // A detached connection (see detachIdle) reads what woke it without waiting and parks again, so
-// a keep-alive ping or the acknowledgement of a delivery leaves it detached. Bytes again within
-// handoffAfter of its last whole packet mean it is busy: it attaches, to wait for its next bytes
-// the way a busy connection does (see loop), which a detached socket cannot. (Whole packets, so
-// that a packet arriving in two segments does not count as busy.)
+// a keep-alive ping or the acknowledgement of a delivery leaves it detached. Woken busyWakes
+// times in a row within handoffAfter of its last whole packet, it is busy: it attaches, to wait
+// for its next bytes the way a busy connection does (see loop), which a detached socket cannot.
+// (Whole packets, so that a packet arriving in two segments does not count; several wakes, so
+// that a new client's first packets after CONNECT, a SUBSCRIBE say, do not attach it.)
 func (c *conn) Ready() {
 	c.rd.woke = true
-	if c.rd.detached() && monoNow()-c.rd.lastPacket < int64(handoffAfter) {
+	if c.client == nil {
+		// Logging in may wait for a password hash or the external authorization URL: on a
+		// goroutine of its own, as for a connection accepted with its net.Conn, not on one of
+		// the poller's bounded workers, which every parked connection shares.
+		go c.login()
+		return
+	}
+	if !c.rd.detached() {
+		c.loop(true)
+		return
+	}
+	if monoNow()-c.rd.lastPacket >= int64(handoffAfter) {
+		c.quickWakes = 0
+	} else if c.quickWakes++; c.quickWakes >= busyWakes {
+		c.quickWakes = 0
 		if err := c.attach(); err != nil {
 			c.srv.log.Debug("attach", "client", c.clientID(), "remote", c.remoteAddr(), "err", err)
 			c.finish()
@@ -263,6 +280,34 @@ func (c *conn) Ready() {
 		}
 	}
 	c.loop(true)
+}
+
+// busyWakes is how many quick wakes in a row make a detached connection attach (see Ready).
+const busyWakes = 4
+
+// login reads CONNECT for a connection accepted as a bare socket (Server.serveBare), as far as it
+// has arrived, and parks until more comes or the connect timeout passes; once logged in it goes
+// on as any connection woken by the poller.
+func (c *conn) login() {
+	err := c.handshake(nil, nil)
+	if err == errWouldBlock {
+		if c.watch.Arm(c.connectDeadline()) == nil {
+			return
+		}
+		err = net.ErrClosed
+	}
+	if err != nil {
+		c.srv.logConnError("connect", c.out.RemoteAddr(), err)
+		c.finish()
+		return
+	}
+	c.loop(true)
+}
+
+// connectDeadline is when CONNECT must be whole: the connect timeout after the accept (the
+// reader's last packet time until the first packet completes).
+func (c *conn) connectDeadline() time.Time {
+	return monoTime(c.rd.lastPacket).Add(c.srv.cfg.ConnectTimeout)
 }
 
 // readDeadline is when the reader's next wait ends. The keep-alive deadline is 1.5 times the keep
@@ -311,7 +356,7 @@ func (c *conn) remoteAddr() string {
 	if c.client != nil {
 		return c.client.RemoteAddr()
 	}
-	return c.nc().RemoteAddr().String()
+	return c.out.RemoteAddr()
 }
 
 // finish detaches from the session once the reader stops.
@@ -361,8 +406,16 @@ func (c *conn) Room() {
 // handshake reads CONNECT, opens the session and answers CONNACK.
 func (c *conn) handshake(cs *tls.ConnectionState, identify netio.Identify) error {
 	// The whole CONNECT must arrive within the connect timeout of the accept, however it trickles.
-	deadline := monoTime(c.rd.readAt).Add(c.srv.cfg.ConnectTimeout)
-	typ, flags, body, err := c.rd.next(deadline, readWait)
+	// A connection accepted bare reads what is there and returns errWouldBlock (see login).
+	deadline := c.connectDeadline()
+	mode := readWait
+	if c.rd.detached() {
+		mode = readNoWait
+	}
+	typ, flags, body, err := c.rd.next(deadline, mode)
+	if err == errWouldBlock {
+		return err
+	}
 	if err != nil {
 		if errors.Is(err, errConnectMemory) {
 			c.srv.stats.ConnectMemoryFull.Add(1)
@@ -370,6 +423,9 @@ func (c *conn) handshake(cs *tls.ConnectionState, identify netio.Identify) error
 		var de *packet.Error
 		if errors.As(err, &de) && de.Code == packet.PacketTooLarge && typ == packet.CONNECT {
 			c.srv.stats.ConnectTooLarge.Add(1)
+			if c.rd.detached() && c.attach() != nil {
+				return err
+			}
 			if c.rd.connectVersion(deadline) == packet.V5 {
 				c.setVersion(packet.V5, true)
 				c.refuse(packet.PacketTooLarge, fmt.Sprintf("CONNECT larger than %d bytes", c.rd.maxSize))
@@ -408,7 +464,7 @@ func (c *conn) handshake(cs *tls.ConnectionState, identify netio.Identify) error
 	if err != nil {
 		code := connectCode(err)
 		if code == packet.ServerUnavailable || code == packet.UnspecifiedError {
-			c.srv.log.Warn("connect refused", "client", req.ClientID, "remote", c.nc().RemoteAddr().String(), "err", err)
+			c.srv.log.Warn("connect refused", "client", req.ClientID, "remote", req.RemoteAddr, "err", err)
 		}
 		c.refuse(code, err.Error())
 		return err
@@ -434,7 +490,7 @@ func (c *conn) setVersion(v packet.Version, problemInfo bool) {
 func (c *conn) connectRequest(p *packet.Connect, cs *tls.ConnectionState, identify netio.Identify) (broker.ConnectRequest, packet.ReasonCode, string) {
 	cfg := &c.srv.cfg
 	bcfg := c.srv.broker.Config()
-	remote := c.nc().RemoteAddr().String()
+	remote := c.out.RemoteAddr()
 	req := broker.ConnectRequest{
 		ClientID:   string(p.ClientID),
 		CleanStart: p.CleanStart,

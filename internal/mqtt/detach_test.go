@@ -109,21 +109,29 @@ func TestDetachedConnectionServesItsClient(t *testing.T) {
 		t.Errorf("%d connections detached, want 3", got)
 	}
 
-	// A packet again within handoffAfter of the last, once the connection has parked: busy, so
-	// it attaches; quiet again, it detaches.
-	pinged := time.Now()
-	for !pc.watch.Parked() {
-		if time.Since(pinged) > handoffAfter/2 {
-			t.Fatal("the connection did not park again after the ping")
+	// Woken again and again soon after its last packet, the connection is busy: it attaches
+	// at the busyWakes-th such wake. Quiet again, it detaches. (The pause makes the first of
+	// these pings come after a quiet spell, so the count starts from it whatever came before.)
+	time.Sleep(handoffAfter)
+	for i := 0; i <= busyWakes; i++ {
+		pinged := time.Now()
+		for !pc.watch.Parked() {
+			if time.Since(pinged) > handoffAfter/2 {
+				t.Fatal("the connection did not park again after the ping")
+			}
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(time.Millisecond)
-	}
-	pinger.send(&packet.Pingreq{})
-	if _, ok := pinger.must(2 * time.Second).(*packet.Pingresp); !ok {
-		t.Fatal("no PINGRESP")
-	}
-	if got := srv.stats.Attaches.Load(); got != attaches+1 {
-		t.Fatalf("%d attaches after a second ping at once; want 1", got-attaches)
+		pinger.send(&packet.Pingreq{})
+		if _, ok := pinger.must(2 * time.Second).(*packet.Pingresp); !ok {
+			t.Fatal("no PINGRESP")
+		}
+		want := attaches
+		if i == busyWakes {
+			want++
+		}
+		if got := srv.stats.Attaches.Load(); got != want {
+			t.Fatalf("%d attaches after %d quick pings; want %d", got-attaches, i, want-attaches)
+		}
 	}
 	waitDetached(t, srv, "pinger")
 	pinger.send(&packet.Pingreq{})

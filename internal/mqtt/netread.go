@@ -165,6 +165,13 @@ func (r *packetReader) init(c net.Conn, maxSize int) {
 	}
 }
 
+// initRaw prepares a zero reader for a bare socket (netio.Socket): detached from the start.
+func (r *packetReader) initRaw(raw syscall.RawConn, maxSize int) {
+	now := monoNow()
+	*r = packetReader{raw: raw, maxSize: maxSize, readAt: now, lastPacket: now}
+	r.readFn = r.readFD
+}
+
 // next returns the next whole packet; body aliases the buffer until the following call.
 // deadline bounds the wait for bytes (zero: no bound); when it passes, next returns
 // os.ErrDeadlineExceeded. mode says whether and how a drained raw socket is waited for.

@@ -51,7 +51,8 @@ type Config struct {
 	PublishStall time.Duration
 	// DetachIdle is how long a TCP or Unix connection parked in the poller stays quiet (no
 	// bytes from the client) before it lets go of Go's socket object and keeps only its
-	// descriptor (netio.Conn.Detach); 0: never.
+	// descriptor (netio.Conn.Detach); such connections are also accepted that way (Serve). 0:
+	// neither.
 	DetachIdle time.Duration
 }
 
@@ -176,8 +177,37 @@ func (s *Server) Stats() *Stats { return &s.stats }
 
 // Serve accepts connections on ln until ln or the server closes. identify names the clients of a
 // TLS listener by their certificates (nil: no client certificates).
+//
+// A plain TCP listener's connections are accepted as bare sockets when they would detach anyway
+// (Config.DetachIdle set, a poller): they never have Go's socket object (netio.Registry.ServeBare).
 func (s *Server) Serve(ln net.Listener, identify netio.Identify) error {
+	if identify == nil && s.poller != nil && s.cfg.DetachIdle > 0 && netio.CanServeBare(ln) {
+		return s.conns.ServeBare(ln, s.serveBare)
+	}
 	return s.conns.Serve(ln, func(nc net.Conn) { s.ServeConnTLS(nc, nil, identify) })
+}
+
+// serveBare runs a connection accepted as a bare socket: detached from the start, it reads
+// CONNECT whenever the poller finds bytes (conn.login) and holds no goroutine in between.
+func (s *Server) serveBare(sock *netio.Socket) {
+	c := &conn{srv: s}
+	c.rd.initRaw(sock.RawConn(), s.cfg.MaxConnectSize)
+	c.out.InitBare(sock, &s.lim, &s.stats.Stats, writeBufs, c)
+	c.rd.beforeRead = c.batch.Flush
+	c.rd.waiters = &s.lazyWaiters
+	c.rd.budget = &s.connecting
+	w, err := s.poller.Watch(sock.RawConn(), c)
+	if err != nil || !s.conns.Add(c) {
+		c.out.CloseNow(errors.New("server closing"))
+		if w != nil {
+			w.Close()
+		}
+		return
+	}
+	c.watch = w
+	s.stats.Accepted.Add(1)
+	s.stats.Open.Add(1)
+	c.login()
 }
 
 // ServeConn runs one connection. For TCP and Unix sockets it may return while the connection
@@ -237,6 +267,6 @@ func (s *Server) Close() error {
 
 // logConnError logs why a connection failed before it had a session, at debug level: port
 // scanners and health checks are not worth a warning each.
-func (s *Server) logConnError(stage string, nc net.Conn, err error) {
-	s.log.Debug("connection failed", "stage", stage, "remote", nc.RemoteAddr().String(), "err", err)
+func (s *Server) logConnError(stage, remote string, err error) {
+	s.log.Debug("connection failed", "stage", stage, "remote", remote, "err", err)
 }

@@ -104,3 +104,20 @@ func (b *bareFD) close() bool {
 	_ = unix.Close(b.fd)
 	return true
 }
+
+// remoteAddr is the peer's address as net.TCPAddr.String gives it ("" when unknown).
+func (b *bareFD) remoteAddr() string {
+	var sa unix.Sockaddr
+	if err := b.Control(func(fd uintptr) { sa, _ = unix.Getpeername(int(fd)) }); err != nil {
+		return ""
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
+	case *unix.SockaddrInet6:
+		return (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
+	case *unix.SockaddrUnix:
+		return a.Name
+	}
+	return ""
+}

@@ -150,6 +150,20 @@ func (c *Conn) Init(nc net.Conn, lim *Limits, stats *Stats, pool *BufPool, ev Ev
 // detaches, or its reader while attached, may use it without the lock.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
+// RemoteAddr is the client's address, also while the connection is detached.
+func (c *Conn) RemoteAddr() string {
+	c.mu.Lock()
+	nc, b := c.nc, c.bare
+	c.mu.Unlock()
+	if nc != nil {
+		return nc.RemoteAddr().String()
+	}
+	if b != nil {
+		return b.remoteAddr()
+	}
+	return ""
+}
+
 // Lock takes the lock a face holds while it encodes into Buf and for state it keeps in wire
 // order (MQTT's outgoing topic aliases).
 func (c *Conn) Lock() { c.mu.Lock() }

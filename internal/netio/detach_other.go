@@ -21,3 +21,23 @@ func (c *Conn) Attach(*Watch) (net.Conn, error) { return c.nc, nil }
 
 // attachLocked returns the connection, which is always attached here.
 func (c *Conn) attachLocked() (net.Conn, error) { return c.nc, nil }
+
+// Socket is an accepted bare socket; without the Poller there are none.
+type Socket struct{}
+
+// RawConn is nil: there are no bare sockets here.
+func (*Socket) RawConn() syscall.RawConn { return nil }
+
+// Close does nothing.
+func (*Socket) Close() {}
+
+// CanServeBare is false: without the Poller every connection has its net.Conn.
+func CanServeBare(net.Listener) bool { return false }
+
+// ServeBare fails: see CanServeBare.
+func (r *Registry[C]) ServeBare(net.Listener, func(*Socket)) error { return errNoPoller }
+
+// InitBare is never called here (CanServeBare is false).
+func (c *Conn) InitBare(*Socket, *Limits, *Stats, *BufPool, Events) {}
+
+func (*bareFD) remoteAddr() string { return "" }

@@ -61,6 +61,12 @@ func NewRegistry[C comparable](log *slog.Logger) *Registry[C] {
 // the registry closes. Failures to accept (out of file descriptors and the like) are logged and
 // retried after a growing pause rather than in a tight loop.
 func (r *Registry[C]) Serve(ln net.Listener, serve func(net.Conn)) error {
+	return serveLoop(r, ln, ln.Accept, serve)
+}
+
+// serveLoop registers ln, then hands what accept returns to serve on a goroutine of its own until
+// ln or the registry closes, pausing after a failure.
+func serveLoop[C comparable, T any](r *Registry[C], ln net.Listener, accept func() (T, error), serve func(T)) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -75,7 +81,7 @@ func (r *Registry[C]) Serve(ln net.Listener, serve func(net.Conn)) error {
 	}()
 	var backoff time.Duration
 	for {
-		nc, err := ln.Accept()
+		conn, err := accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -86,7 +92,7 @@ func (r *Registry[C]) Serve(ln net.Listener, serve func(net.Conn)) error {
 			continue
 		}
 		backoff = 0
-		go serve(nc)
+		go serve(conn)
 	}
 }
 

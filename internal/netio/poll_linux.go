@@ -178,11 +178,12 @@ func (w *Watch) Arm(deadline time.Time) error {
 		w.added = true
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: w.fd, Pad: int32(w.gen)}
+	rc := w.rc // the next owner may move the watch (rebind) as soon as it is armed
 	if !w.state.CompareAndSwap(watchOwned, watchArmed) {
 		return os.ErrClosed
 	}
 	var cerr error
-	err := w.rc.Control(func(fd uintptr) { cerr = unix.EpollCtl(w.p.epfd, op, int(fd), &ev) })
+	err := rc.Control(func(fd uintptr) { cerr = unix.EpollCtl(w.p.epfd, op, int(fd), &ev) })
 	if err == nil {
 		err = cerr
 	}
