@@ -82,16 +82,7 @@ func TestDetachAttachUnderLoad(t *testing.T) {
 	fanStop()
 	<-fanDone
 
-	deadline := time.Now().Add(15 * time.Second)
-	for len(srv.conns.All()) > 0 || openFDs(t) > baseFDs {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections and %d descriptors left (%d before)", len(srv.conns.All()), openFDs(t), baseFDs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if got := srv.stats.Detached.Load(); got != 0 {
-		t.Errorf("%d connections counted detached after all left", got)
-	}
+	waitAllClosed(t, srv, baseFDs)
 	t.Logf("attaches: %d", srv.stats.Attaches.Load())
 }
 

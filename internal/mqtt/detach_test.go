@@ -169,7 +169,14 @@ func TestDetachedConnectionServesItsClient(t *testing.T) {
 	_ = pub.Disconnect(&paho.Disconnect{})
 	_ = subConn.Close()
 	_ = pubConn.Close()
-	deadline := time.Now().Add(10 * time.Second)
+	waitAllClosed(t, srv, baseFDs)
+}
+
+// waitAllClosed waits until srv has no connection left and the process no more descriptors than
+// baseFDs, and checks that none is still counted detached.
+func waitAllClosed(t *testing.T, srv *Server, baseFDs int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
 	for len(srv.conns.All()) > 0 || openFDs(t) > baseFDs {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d connections and %d descriptors left (%d before)", len(srv.conns.All()), openFDs(t), baseFDs)
