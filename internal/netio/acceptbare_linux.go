@@ -7,17 +7,15 @@ import (
 	"github.com/ternmq/tern/internal/rawio"
 )
 
-// Socket is an accepted TCP connection held as a bare descriptor: no net.TCPConn, no entry in
-// Go's netpoller (see ServeBare). A face gives it to Conn.InitBare and waits for it in the Poller.
+// Socket is an accepted TCP or Unix connection held as a bare descriptor: no net.Conn, no entry
+// in Go's netpoller (see ServeBare). A face gives it to Conn.InitBare, which closes it with the
+// connection, and waits for it in the Poller.
 type Socket struct {
 	fd *bareFD
 }
 
 // RawConn is the socket for the Poller and for reads and writes that do not wait.
 func (s *Socket) RawConn() syscall.RawConn { return s.fd }
-
-// Close closes the socket (when the face does not take it).
-func (s *Socket) Close() { s.fd.close() }
 
 // CanServeBare reports whether ServeBare can serve ln: a TCP or Unix listener, on Linux.
 func CanServeBare(ln net.Listener) bool {

@@ -28,9 +28,6 @@ type Socket struct{}
 // RawConn is nil: there are no bare sockets here.
 func (*Socket) RawConn() syscall.RawConn { return nil }
 
-// Close does nothing.
-func (*Socket) Close() {}
-
 // CanServeBare is false: without the Poller every connection has its net.Conn.
 func CanServeBare(net.Listener) bool { return false }
 
