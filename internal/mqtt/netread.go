@@ -81,13 +81,14 @@ type packetReader struct {
 	// produced (broker.Batch) before it takes more or waits.
 	beforeRead func()
 
-	// stop is set when the connection is shutting down: a read already waiting is woken by a
-	// deadline in the past, and stop keeps a later read from arming a new one over it.
-	stop atomic.Bool
-
 	// waiters counts the server's readers that wait on the goroutine that handled their last
 	// packets (a lazy read); at maxLazyWaiters a lazy read returns errWouldBlock instead.
 	waiters *atomic.Int32
+
+	// park is the socket under a TLS or WebSocket connection that can park in the poller (nil
+	// otherwise); tlsReady is set once a packet has been read, so the handshake is over and a
+	// read that does not wait cannot fail it (crypto/tls keeps a handshake's errors).
+	park *netio.ParkConn
 
 	// State of one raw read, kept here so readFn (bound once) allocates nothing per read.
 	readFn     func(fd uintptr) bool
@@ -103,12 +104,13 @@ type packetReader struct {
 	polled bool
 	// woke is set by a read that waited for the poller, or when the netio.Poller handed the
 	// connection back, and cleared by tookWake.
-	woke bool
-	// park is the socket under a TLS or WebSocket connection that can park in the poller (nil
-	// otherwise); tlsReady is set once a packet has been read, so the handshake is over and a
-	// read that does not wait cannot fail it (crypto/tls keeps a handshake's errors).
-	park     *netio.ParkConn
-	tlsReady bool
+	woke     bool
+	tlsReady bool // see park
+
+	// stop is set when the connection is shutting down: a read already waiting is woken by a
+	// deadline in the past, and stop keeps a later read from arming a new one over it. (Last,
+	// beside the flags, which together fill one word.)
+	stop atomic.Bool
 }
 
 // monoBase is where a reader's times start: they are nanoseconds on the monotonic clock since

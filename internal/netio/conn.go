@@ -113,21 +113,22 @@ type Conn struct {
 	// next swap. Both come from the pool and go back when the connection is idle.
 	buf        []byte
 	cur, spare *Buf
-	flushing   bool
-	closed     bool
 	// endWith ends the connection once everything queued is written.
 	endWith error
-	// draining: the reader is discarding the client's last bytes before closing (Finish).
-	draining bool
 	// busySince is when Full started refusing; congestedSince when the queue passed Soft/2
 	// (nanoseconds on the monotonic clock, see now; 0: not).
 	busySince      int64
 	congestedSince int64
 	// drained is closed when the queue falls below Soft/2 (Drained).
 	drained chan struct{}
+
+	// The flags sit together at the end, where they take eight bytes rather than a word each.
+	flushing bool
+	closed   bool
+	// draining: the reader is discarding the client's last bytes before closing (Finish).
+	draining bool
 	// wantRoom: Full refused, so the face wants to hear when there is room.
 	wantRoom bool
-
 	// stop is set when the connection ends, so that a reader arming a new deadline after the
 	// wake-up still stops (ArmRead).
 	stop atomic.Bool
