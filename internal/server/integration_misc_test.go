@@ -122,6 +122,21 @@ func TestKeepAliveZeroGetsServerMaximum(t *testing.T) {
 	}
 }
 
+// TestMetricsDetachedConnections: an idle MQTT connection over TCP holds only its socket's
+// descriptor (mqtt.detach_idle) and /metrics counts it so; the attach counter is there too.
+func TestMetricsDetachedConnections(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	c := v5(t, srv, uniqueID("detached"))
+	c.sub("md/x", 0)
+	eventually(t, waitTimeout, "the idle connection to be counted detached", func() bool {
+		return metric(t, srv, "tern_mqtt_connections_detached") == 1
+	})
+	if v := metric(t, srv, "tern_mqtt_attaches_total"); v < 0 {
+		t.Errorf("tern_mqtt_attaches_total = %v", v)
+	}
+}
+
 // TestMetricsGauges follows the session, connection, subscription, queue and retained gauges
 // through a session's life, as GET /metrics reports them.
 func TestMetricsGauges(t *testing.T) {
