@@ -253,8 +253,13 @@ func TestUplinkSiteRestartKeepsTheQueue(t *testing.T) {
 	}
 	_ = site.Close()
 	site = startSite(t, pki, "site-a", proxy.Addr(), data)
-	if st := link(site); st.Queued != 20 {
-		t.Fatalf("after the restart %d queued, want 20", st.Queued)
+	// The link reports itself down a moment before its trunk session lets go of the dead
+	// connection's sink, so the first publish may have gone in flight to it rather than into the
+	// queue; and "before" may still be in flight too, its acknowledgement cut off. What is in
+	// flight is on disk and sent again (the designated router drops the duplicate): what
+	// arrives is checked below.
+	if st := link(site); st.Queued+st.Inflight < 20 {
+		t.Fatalf("after the restart %d queued and %d in flight, want at least 20 in all", st.Queued, st.Inflight)
 	}
 	proxy.Restore()
 	waitLink(t, site, true)
