@@ -117,7 +117,7 @@ func protoErr(code packet.ReasonCode, reason string) error {
 // not a TLS listener); only CONNECT needs them, so the connection does not keep them.
 func (c *conn) serve(cs *tls.ConnectionState, identify netio.Identify) {
 	if err := c.handshake(cs, identify); err != nil {
-		c.srv.logConnError("connect", c.out.RemoteAddr(), err)
+		c.srv.logConnError("connect", c.remoteAddr(), err)
 		c.finish()
 		return
 	}
@@ -297,7 +297,7 @@ func (c *conn) login() {
 		err = net.ErrClosed
 	}
 	if err != nil {
-		c.srv.logConnError("connect", c.out.RemoteAddr(), err)
+		c.srv.logConnError("connect", c.remoteAddr(), err)
 		c.finish()
 		return
 	}

@@ -193,11 +193,9 @@ func (s *Server) serveBare(sock *netio.Socket) {
 	c := &conn{srv: s}
 	c.rd.initRaw(sock.RawConn(), s.cfg.MaxConnectSize)
 	c.out.InitBare(sock, &s.lim, &s.stats.Stats, writeBufs, c)
-	c.rd.beforeRead = c.batch.Flush
-	c.rd.waiters = &s.lazyWaiters
-	c.rd.budget = &s.connecting
+	s.share(c)
 	w, err := s.poller.Watch(sock.RawConn(), c)
-	if err != nil || !s.conns.Add(c) {
+	if err != nil || !s.admit(c) {
 		c.out.CloseNow(errors.New("server closing"))
 		if w != nil {
 			w.Close()
@@ -205,9 +203,24 @@ func (s *Server) serveBare(sock *netio.Socket) {
 		return
 	}
 	c.watch = w
+	c.login()
+}
+
+// share gives a new connection's reader what it shares with the server's other connections.
+func (s *Server) share(c *conn) {
+	c.rd.beforeRead = c.batch.Flush
+	c.rd.waiters = &s.lazyWaiters
+	c.rd.budget = &s.connecting
+}
+
+// admit registers a new connection and counts it; false when the server is closing.
+func (s *Server) admit(c *conn) bool {
+	if !s.conns.Add(c) {
+		return false
+	}
 	s.stats.Accepted.Add(1)
 	s.stats.Open.Add(1)
-	c.login()
+	return true
 }
 
 // ServeConn runs one connection. For TCP and Unix sockets it may return while the connection
@@ -229,9 +242,7 @@ func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.
 		c.rare = new(connRare)
 	}
 	c.out.Init(nc, &s.lim, &s.stats.Stats, writeBufs, c)
-	c.rd.beforeRead = c.batch.Flush
-	c.rd.waiters = &s.lazyWaiters
-	c.rd.budget = &s.connecting
+	s.share(c)
 	if s.poller != nil {
 		// Without a watch the connection waits on goroutines, as elsewhere.
 		if c.rd.raw != nil {
@@ -240,12 +251,10 @@ func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.
 			c.watch, _ = s.poller.Watch(c.rd.park.RawConn(), c)
 		}
 	}
-	if !s.conns.Add(c) {
+	if !s.admit(c) {
 		_ = nc.Close()
 		return
 	}
-	s.stats.Accepted.Add(1)
-	s.stats.Open.Add(1)
 	c.serve(cs, identify)
 }
 
