@@ -195,8 +195,7 @@ func isReset(err error) bool { return err != nil && strings.Contains(err.Error()
 func TestDetachIdleZeroKeepsTheConnection(t *testing.T) {
 	needPoller(t)
 	srv, addr := startFace(t, func(c *Config) { c.DetachIdle = 0 })
-	cs := parkedClients(t, addr, 1, packet.V311)
-	_ = cs
+	parkedClients(t, addr, 1, packet.V311)
 	c := connOf(t, srv, "idle-0")
 	deadline := time.Now().Add(handoffAfter + 10*time.Second)
 	for !c.watch.Parked() {
