@@ -56,6 +56,14 @@ func NewParkConn(c net.Conn) net.Conn {
 // RawConn is the socket, for Poller.Watch.
 func (c *ParkConn) RawConn() syscall.RawConn { return c.raw }
 
+// CloseWrite shuts the sending side of the socket (TCP and Unix sockets have one).
+func (c *ParkConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // SetNoWait says whether reads may wait (false) or return ErrWouldBlock on a drained socket.
 func (c *ParkConn) SetNoWait(v bool) { c.nowait = v }
 

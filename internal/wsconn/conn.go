@@ -34,9 +34,15 @@ type Conn struct {
 	pos     int                      // payload bytes of cur read so far (for the mask's phase)
 	left    uint64                   // payload bytes of cur still to read
 	inFrame bool                     // a data frame's payload is being read
-	inMsg   bool                     // a fragmented binary message awaits its continuation
+	inMsg   bool                     // a fragmented message awaits its continuation
+	msgMode bool                     // ReadMessage is used: text frames are accepted
+	dataHdr bool                     // ReadMessage: a data frame's header is read, its payload not yet all
+	msgText bool                     // the message under way is text
+	msg     []byte                   // ReadMessage's message so far
 	ctrl    *[maxControlPayload]byte // a control frame's payload, while it is read
 	rerr    error                    // the final read error
+
+	onClose func() // see OnClose
 
 	// Writer state.
 	wmu       sync.Mutex
@@ -119,12 +125,14 @@ func (c *Conn) readHeader() error {
 		return c.fail(&protocolError{closeProtocol, "malformed frame header"})
 	}
 	switch h.opcode {
-	case opText:
-		return c.fail(&protocolError{closeUnsupported, "text frames are not accepted: the stream is binary"})
-	case opBinary:
+	case opText, opBinary:
+		if h.opcode == opText && !c.msgMode {
+			return c.fail(&protocolError{closeUnsupported, "text frames are not accepted: the stream is binary"})
+		}
 		if c.inMsg {
 			return c.fail(&protocolError{closeProtocol, "a new message began before the last one ended"})
 		}
+		c.msgText = h.opcode == opText
 	case opContinuation:
 		if !c.inMsg {
 			return c.fail(&protocolError{closeProtocol, "continuation frame without a message"})
@@ -135,6 +143,7 @@ func (c *Conn) readHeader() error {
 	c.hdrN = 0
 	c.inMsg = !h.fin
 	c.cur, c.pos, c.left, c.inFrame = h, 0, h.length, h.length > 0
+	c.dataHdr = true
 	return nil
 }
 
@@ -325,15 +334,24 @@ func (c *Conn) CloseWrite() error {
 }
 
 // Close sends a close frame if no write is under way (a writer blocked on a full socket must
-// not hold Close up) and closes the transport.
+// not hold Close up) and closes the transport, then runs what OnClose gave it.
 func (c *Conn) Close() error {
 	if c.wmu.TryLock() {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(closeFrameWait))
 		_ = c.sendCloseLocked(closeNormal, "")
 		c.wmu.Unlock()
 	}
-	return c.nc.Close()
+	err := c.nc.Close()
+	if c.onClose != nil {
+		c.onClose()
+	}
+	return err
 }
+
+// OnClose gives Close something to run after it has closed the transport, such as letting go
+// of the upgrade request's count (fn must tolerate more than one call: Close may be called
+// again). Call it before the Conn is handed on.
+func (c *Conn) OnClose(fn func()) { c.onClose = fn }
 
 // closeFrameWait bounds the close frame's write on Close.
 const closeFrameWait = 100 * time.Millisecond

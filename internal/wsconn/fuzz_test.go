@@ -3,6 +3,7 @@ package wsconn
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -95,6 +96,59 @@ func FuzzReadInterrupted(f *testing.F) {
 		}
 		if len(big) > len(in) {
 			t.Fatalf("%d payload bytes from %d sent", len(big), len(in))
+		}
+	})
+}
+
+// readMessages reads c's messages to its end, retrying ErrWouldBlock, each as "text:len:bytes".
+func readMessages(c *Conn, limit, inLen int) ([]string, error) {
+	var out []string
+	for reads := 0; ; reads++ {
+		if reads > 4*inLen+16 {
+			return out, errors.New("reads make no progress")
+		}
+		text, msg, err := c.ReadMessage(limit)
+		if errors.Is(err, netio.ErrWouldBlock) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		if len(msg) > limit {
+			return out, errors.New("a message over the limit")
+		}
+		out = append(out, fmt.Sprintf("%v:%d:%x", text, len(msg), msg))
+	}
+}
+
+// Whatever the client sends, ReadMessage interrupted at every byte gives the same messages and
+// the same end as reading in large reads, none over the limit.
+func FuzzReadMessageInterrupted(f *testing.F) {
+	f.Add(append(clientFrame(false, opText, []byte("ab")), clientFrame(true, opContinuation, []byte("cd"))...), 3, 10)
+	f.Add(append(clientFrame(true, opPing, []byte("p")), clientFrame(true, opBinary, make([]byte, 300))...), 100, 200)
+	f.Add(clientFrame(true, opText, []byte{0xc3, 0xa9}), 1, 2)
+	f.Fuzz(func(t *testing.T, in []byte, chunk, limit int) {
+		if chunk < 1 || chunk > 1<<16 {
+			chunk = 1 + len(in)
+		}
+		limit = max(0, limit%4096)
+		w := &whole{in: in, chunk: chunk}
+		big, bigErr := readMessages(&Conn{nc: w}, limit, len(in))
+		d := &dribble{in: in}
+		small, smallErr := readMessages(&Conn{nc: d}, limit, len(in))
+		if fmt.Sprint(big) != fmt.Sprint(small) {
+			t.Fatalf("messages %q read whole, %q interrupted", big, small)
+		}
+		for _, err := range []error{bigErr, smallErr} {
+			if s := err.Error(); s == "reads make no progress" || s == "a message over the limit" {
+				t.Fatalf("% x: %s", in, s)
+			}
+		}
+		if bigErr.Error() != smallErr.Error() {
+			t.Fatalf("ended with %v read whole, %v interrupted", bigErr, smallErr)
+		}
+		if !bytes.Equal(w.written.Bytes(), d.written.Bytes()) {
+			t.Fatalf("wrote % x read whole, % x interrupted", w.written.Bytes(), d.written.Bytes())
 		}
 	})
 }
