@@ -112,6 +112,8 @@ type Stats struct {
 	// StoreFailures counts acknowledgements that reported a store failure instead of success.
 	StoreFailures atomic.Uint64
 	PacketsIn     atomic.Uint64
+	// Parked counts the connections waiting in the poller without a goroutine.
+	Parked atomic.Int64
 }
 
 // Server serves MQTT connections for one core.
