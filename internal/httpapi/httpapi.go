@@ -55,6 +55,8 @@ type Stats struct {
 	Published atomic.Uint64
 	Streams   atomic.Int64
 	Requests  atomic.Uint64
+	// Parked counts the WebSockets (/v1/ws, /sub) waiting in the poller without a goroutine.
+	Parked atomic.Int64
 }
 
 // Server serves the HTTP API for one core.
@@ -65,6 +67,9 @@ type Server struct {
 	identify httpauth.Identify
 	stats    *Stats
 	mqgo     *mqgoState
+	// base ends when the server shuts down: a WebSocket, which outlives its request's handler,
+	// closes then (going away).
+	base context.Context
 }
 
 // New returns the HTTP face.
@@ -94,8 +99,14 @@ func New(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 	if cfg.MaxRequestTimeout < cfg.RequestTimeout {
 		cfg.MaxRequestTimeout = max(d.MaxRequestTimeout, cfg.RequestTimeout)
 	}
-	return &Server{b: b, cfg: cfg, log: log, stats: &Stats{}, mqgo: &mqgoState{}}
+	return &Server{b: b, cfg: cfg, log: log, stats: &Stats{}, mqgo: &mqgoState{},
+		base: context.Background()}
 }
+
+// SetBase gives the context that ends when the server shuts down (its HTTP server's base
+// context): WebSockets, whose connections outlive their requests' handlers, close then (going
+// away). The server waits for them as for running handlers when it counts them (Outlive).
+func (s *Server) SetBase(ctx context.Context) { s.base = ctx }
 
 // Stats returns the face's counters.
 func (s *Server) Stats() *Stats { return s.stats }

@@ -17,13 +17,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/topic"
+	"github.com/ternmq/tern/internal/wsconn"
 )
 
 // isimudMaxBody is axum's default body limit, which isimud kept.
@@ -31,6 +30,9 @@ const isimudMaxBody = 2 << 20
 
 // isimudSendTimeout is how long one frame to a subscriber may take, as in isimud.
 const isimudSendTimeout = 5 * time.Second
+
+// isimudSubscribeWait is how long a /sub connection may take to send its subscribe frame.
+const isimudSubscribeWait = 10 * time.Second
 
 // IsimudTopic maps an isimud publisher and topic to a tern topic. '%', '/', '+', '#' and NUL are
 // percent-encoded, so each part is exactly one topic level and no two pairs share a topic; an
@@ -138,48 +140,54 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Any origin may connect; what it may authenticate with was decided above.
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	ws, err := wsconn.Upgrade(w, r, wsconn.Options{AnyOrigin: true})
 	if err != nil {
 		return
 	}
-	ws.SetReadLimit(64 << 10)
-	defer ws.CloseNow()
-	ctx := r.Context()
+	l := s.newWSLoop(ws, r, 64<<10)
 	var sub struct {
 		Publisher *string `json:"publisher"`
 		Topic     *string `json:"topic"`
 	}
-	for {
-		typ, data, err := ws.Read(ctx)
-		if err != nil {
-			return
-		}
-		if typ != websocket.MessageText || json.Unmarshal(data, &sub) != nil || sub.Publisher == nil || sub.Topic == nil {
-			_ = ws.Close(websocket.StatusUnsupportedData, "expected {\"publisher\": ..., \"topic\": ...}")
-			return
-		}
-		break
+	// isimud waits for the subscribe frame without a time limit; tern gives it
+	// isimudSubscribeWait, so that a connection that never subscribes does not hold a goroutine.
+	text, data, err := l.readOne(time.Now().Add(isimudSubscribeWait))
+	if err != nil {
+		l.close(wsconn.StatusPolicyViolation, "no subscribe frame in time")
+		l.start(ignoreWS, nil)
+		return
+	}
+	if !text || json.Unmarshal(data, &sub) != nil || sub.Publisher == nil || sub.Topic == nil {
+		l.close(wsconn.StatusUnsupportedData, "expected {\"publisher\": ..., \"topic\": ...}")
+		l.start(ignoreWS, nil)
+		return
 	}
 	k := newSink(s.cfg.StreamBuffer)
-	// Deliveries are written by a goroutine that runs only while some wait (wsWriter); this
-	// one waits for the client's end.
-	ctx, wr := startWSWriter(ctx, ws, k, isimudSendTimeout, func(b []byte, d delivery) []byte { return append(b, d.msg.Payload...) })
-	defer wr.cancel()
-	c, _, err := s.b.Connect(ctx, broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k, Face: "websocket"})
+	// Deliveries are written by a goroutine that runs only while some wait (wsWriter); the
+	// client's end is read by one that runs only when it comes (wsLoop).
+	wr := startWSWriter(s.base, l, k, isimudSendTimeout, func(b []byte, d delivery) []byte { return append(b, d.msg.Payload...) })
+	c, _, err := s.b.Connect(r.Context(), broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k, Face: "websocket"})
 	if err != nil {
-		_ = ws.Close(websocket.StatusTryAgainLater, err.Error())
+		wr.stop()
+		l.close(wsconn.StatusTryAgainLater, err.Error())
+		l.start(ignoreWS, nil)
 		return
 	}
 	wr.connected(c)
-	defer c.Disconnect(broker.DisconnectRequest{Graceful: true})
 	res := c.Subscribe([]broker.SubscribeRequest{{Filter: IsimudTopic(*sub.Publisher, *sub.Topic)}})
 	if res[0].Err != nil {
-		_ = ws.Close(websocket.StatusPolicyViolation, res[0].Err.Error())
+		wr.stop()
+		c.Disconnect(broker.DisconnectRequest{Graceful: true})
+		l.close(wsconn.StatusPolicyViolation, res[0].Err.Error())
+		l.start(ignoreWS, nil)
 		return
 	}
 	s.stats.Streams.Add(1)
-	defer s.stats.Streams.Add(-1)
 	c.Start()
 	// After the subscribe frame the client has nothing more to say: whatever it sends ends it.
-	_, _, _ = ws.Read(ctx)
+	l.start(func(bool, []byte) bool { l.close(wsconn.StatusNormal, ""); return false }, func() {
+		wr.stop()
+		c.Disconnect(broker.DisconnectRequest{Graceful: true})
+		s.stats.Streams.Add(-1)
+	})
 }

@@ -29,12 +29,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/ternmq/tern/internal/auth"
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/message"
+	"github.com/ternmq/tern/internal/wsconn"
 )
 
 // wsRequest is a client frame.
@@ -86,21 +85,19 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Any origin may connect; what it may use to authenticate was decided above.
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	ws, err := wsconn.Upgrade(w, r, wsconn.Options{AnyOrigin: true})
 	if err != nil {
 		return
 	}
-	ws.SetReadLimit(s.cfg.MaxBody + 4096)
-	defer ws.CloseNow()
-	ctx := r.Context()
+	l := s.newWSLoop(ws, r, int(s.cfg.MaxBody)+4096)
 	send := func(v any) error {
 		b, _ := json.Marshal(v)
-		wctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
-		defer cancel()
-		return ws.Write(wctx, websocket.MessageText, b)
+		return ws.WriteMessage(true, b, wsWriteTimeout)
 	}
+	ctx := r.Context()
 	if p == nil {
-		if p = s.wsAuth(ctx, ws, creds, send); p == nil {
+		if p = s.wsAuth(ctx, l, creds, send); p == nil {
+			l.start(ignoreWS, nil) // for the client's close frame
 			return
 		}
 	}
@@ -110,41 +107,44 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 	if id := r.URL.Query().Get("session"); id != "" {
 		req.ClientID, req.CleanStart, req.Expiry = id, false, 300
 	}
-	// This goroutine reads and answers the client's frames; deliveries are written by a
-	// goroutine that runs only while some wait (wsWriter), so an idle subscriber holds one
-	// goroutine, not two.
-	ctx, w2 := startWSWriter(ctx, ws, k, wsWriteTimeout, appendWSMessage)
-	defer w2.cancel()
+	// Deliveries are written by a goroutine that runs only while some wait (wsWriter), and the
+	// client's frames are read by one that runs only while it sends (wsLoop).
+	w2 := startWSWriter(s.base, l, k, wsWriteTimeout, appendWSMessage)
 	c, _, err := s.b.Connect(ctx, req)
 	if err != nil {
-		_ = ws.Close(websocket.StatusPolicyViolation, err.Error())
+		w2.stop()
+		l.close(wsconn.StatusPolicyViolation, err.Error())
+		l.start(ignoreWS, nil)
 		return
 	}
 	w2.connected(c)
-	defer c.Disconnect(broker.DisconnectRequest{Graceful: true})
 	c.Start()
 	s.stats.Streams.Add(1)
-	defer s.stats.Streams.Add(-1)
-	for {
-		typ, data, err := ws.Read(ctx)
-		if err != nil {
-			return
-		}
+	l.start(func(text bool, data []byte) bool {
 		var q wsRequest
-		if typ != websocket.MessageText || json.Unmarshal(data, &q) != nil {
-			_ = ws.Close(websocket.StatusUnsupportedData, "frames are JSON text")
-			return
+		if !text || json.Unmarshal(data, &q) != nil {
+			l.close(wsconn.StatusUnsupportedData, "frames are JSON text")
+			return false
 		}
 		if reply := s.wsHandle(c, p, &q); reply != nil {
 			if send(reply) != nil {
-				return
+				l.kill()
+				return false
 			}
 			if r, ok := reply.(wsReply); ok && r.after != nil {
 				r.after()
 			}
 		}
-	}
+		return true
+	}, func() {
+		w2.stop()
+		c.Disconnect(broker.DisconnectRequest{Graceful: true})
+		s.stats.Streams.Add(-1)
+	})
 }
+
+// ignoreWS drops what a closing connection still receives.
+func ignoreWS(bool, []byte) bool { return true }
 
 // appendWSMessage is a delivery as /v1/ws sends it.
 func appendWSMessage(frame []byte, d delivery) []byte {
@@ -160,21 +160,20 @@ func appendWSMessage(frame []byte, d delivery) []byte {
 
 // wsAuth authenticates a connection whose upgrade request carried no credentials: anonymously
 // if that is allowed, or else by a first frame {"op":"auth", ...} within 10 s. It returns nil
-// when refused (the client was told).
-func (s *Server) wsAuth(ctx context.Context, ws *websocket.Conn, creds auth.Credentials, send func(any) error) *auth.Principal {
+// when refused, with the connection closing (the client was told why).
+func (s *Server) wsAuth(ctx context.Context, l *wsLoop, creds auth.Credentials, send func(any) error) *auth.Principal {
 	if p, err := s.b.Authenticate(ctx, creds); err == nil {
 		return p
 	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, data, err := ws.Read(rctx)
+	_, data, err := l.readOne(time.Now().Add(10 * time.Second))
 	if err != nil {
+		l.close(wsconn.StatusPolicyViolation, "no auth frame within 10 s")
 		return nil
 	}
 	var q wsRequest
 	if json.Unmarshal(data, &q) != nil || q.Op != "auth" {
 		_ = send(wsReply{Op: "error", Code: "unauthorized", Message: `send {"op":"auth", ...} first`})
-		_ = ws.Close(websocket.StatusPolicyViolation, "unauthorized")
+		l.close(wsconn.StatusPolicyViolation, "unauthorized")
 		return nil
 	}
 	creds.Username, creds.Password, creds.Token = q.Username, []byte(q.Password), q.Token
@@ -182,7 +181,7 @@ func (s *Server) wsAuth(ctx context.Context, ws *websocket.Conn, creds auth.Cred
 	if err != nil {
 		_, code := httpauth.Status(err)
 		_ = send(wsReply{Op: "error", ID: q.ID, Code: code, Message: err.Error()})
-		_ = ws.Close(websocket.StatusPolicyViolation, code)
+		l.close(wsconn.StatusPolicyViolation, code)
 		return nil
 	}
 	_ = send(wsReply{Op: "authed", ID: q.ID})

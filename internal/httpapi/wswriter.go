@@ -5,42 +5,35 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/ternmq/tern/internal/broker"
+	"github.com/ternmq/tern/internal/wsconn"
 )
 
 // wsWriter writes a WebSocket subscriber's deliveries on a goroutine its sink starts when the
 // first of a burst arrives and which ends when the queue is empty, so an idle subscriber holds
-// only its reading goroutine. Ending the connection from elsewhere (the core closing the sink,
-// the server shutting down) sends a close frame (going away), which ends that read.
+// no goroutine for its deliveries (nor, parked, for its reads: wsLoop). Ending the connection
+// from elsewhere (the core closing the sink, the server shutting down) sends a close frame
+// (going away) through the loop.
 type wsWriter struct {
-	ws      *websocket.Conn
+	loop    *wsLoop
 	k       *sink
 	timeout time.Duration
 	encode  func(frame []byte, d delivery) []byte
 	c       atomic.Pointer[broker.Client] // set once connected; the sink may start run before
-	ctx     context.Context
-	cancel  context.CancelFunc
+	stop    func() bool                   // forgets the server's shutdown
 }
 
-// startWSWriter sets k up to write through ws and returns the context the connection's reads
-// and writes use: the request's context ends when the server shuts down, this one does not, so
-// the client gets a close frame rather than a cut connection. The caller defers cancel.
-func startWSWriter(req context.Context, ws *websocket.Conn, k *sink, timeout time.Duration,
-	encode func([]byte, delivery) []byte) (context.Context, *wsWriter) {
-	w := &wsWriter{ws: ws, k: k, timeout: timeout, encode: encode}
-	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(req))
-	goingAway := func(reason string) {
-		// Close waits for the client's close frame; never on the goroutine that asked.
-		go func() { _ = ws.Close(websocket.StatusGoingAway, reason) }()
-	}
+// startWSWriter sets k up to write through l's connection until base (the server's life) ends.
+// The caller calls stop when the connection is over.
+func startWSWriter(base context.Context, l *wsLoop, k *sink, timeout time.Duration,
+	encode func([]byte, delivery) []byte) *wsWriter {
+	w := &wsWriter{loop: l, k: k, timeout: timeout, encode: encode}
 	k.writer = w.run
-	k.onClose = func() { goingAway(k.reason().Error()) }
-	stop := context.AfterFunc(req, func() { goingAway(broker.ErrServerShuttingDown.Error()) })
-	cancel := w.cancel
-	w.cancel = func() { stop(); cancel() }
-	return w.ctx, w
+	k.onClose = func() { l.close(wsconn.StatusGoingAway, k.reason().Error()) }
+	w.stop = context.AfterFunc(base, func() {
+		l.closeWithin(wsconn.StatusGoingAway, broker.ErrServerShuttingDown.Error(), wsShutdownCloseWait)
+	})
+	return w
 }
 
 // connected gives the writer the session's client, to tell it when there is room again.
@@ -56,15 +49,11 @@ func (w *wsWriter) run() {
 		}
 		for _, d := range batch {
 			frame = w.encode(frame[:0], d)
-			wctx, wcancel := context.WithTimeout(w.ctx, w.timeout)
-			err := w.ws.Write(wctx, websocket.MessageText, frame)
-			wcancel()
-			if err != nil {
-				// The client takes nothing (or is gone): end the connection, which ends the
-				// reader. The sink stays marked as writing, so no writer starts again on a
-				// dead connection; what queues meanwhile goes with the session.
-				w.cancel()
-				_ = w.ws.CloseNow()
+			if err := w.loop.ws.WriteMessage(true, frame, w.timeout); err != nil {
+				// The client takes nothing (or is gone): end the connection. The sink stays
+				// marked as writing, so no writer starts again on a dead connection; what
+				// queues meanwhile goes with the session.
+				w.loop.kill()
 				return
 			}
 		}

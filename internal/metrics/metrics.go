@@ -74,6 +74,7 @@ func Register(reg prometheus.Registerer, b *broker.Stats, m *mqtt.Stats, a *auth
 	counter("tern_mqtt_store_failures_total", "Publishes acknowledged with a store failure instead of success.", &m.StoreFailures)
 	counter("tern_mqtt_packets_received_total", "MQTT packets received after CONNECT.", &m.PacketsIn)
 	counter("tern_mqtt_bytes_sent_total", "Bytes written to MQTT clients.", &m.BytesOut)
+	gauge("tern_mqtt_connections_parked", "MQTT connections waiting for their client in the poller, without a goroutine.", &m.Parked)
 	gauge("tern_mqtt_connections_detached", "Idle MQTT connections holding only their socket's descriptor (mqtt.detach_idle).", &m.Detached)
 	counter("tern_mqtt_attaches_total", "Times a detached MQTT connection took Go's socket object again.", &m.Attaches)
 }

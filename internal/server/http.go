@@ -70,7 +70,14 @@ func (s *Server) counted(h http.Handler) http.Handler {
 			httpauth.WriteError(w, http.StatusServiceUnavailable, "unavailable", broker.ErrServerShuttingDown.Error())
 			return
 		}
-		defer s.handlers.leave()
+		if r.Header.Get("Upgrade") == "" {
+			defer s.handlers.leave()
+			h.ServeHTTP(w, r)
+			return
+		}
+		// A WebSocket may outlive its handler (httpapi.Keep): it is waited for until it ends.
+		r, done := httpapi.Outlive(r, s.handlers.leave)
+		defer done()
 		h.ServeHTTP(w, r)
 	})
 }
@@ -119,7 +126,9 @@ func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id n
 		id = nil
 	}
 	// The MQTT face closes its connections itself when the server closes, with a DISCONNECT;
-	// once the connection parks this handler returns (the connection is no longer HTTP's).
+	// once the connection parks this handler returns (the connection is no longer HTTP's), and
+	// the connection is counted until the face closes it.
+	ws.OnClose(httpapi.Keep(r))
 	s.MQTT.ServeConnTLS(ws, r.TLS, id)
 }
 

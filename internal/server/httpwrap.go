@@ -11,6 +11,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/ternmq/tern/internal/console"
+	"github.com/ternmq/tern/internal/httpapi"
 	"github.com/ternmq/tern/internal/httpauth"
 	"github.com/ternmq/tern/internal/metrics"
 )
@@ -54,8 +55,12 @@ func (s *Server) httpHandler(mux *http.ServeMux, con *console.Console, id httpau
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "" {
 			if n := ws[wsEndpoints[r.URL.Path]]; n != nil {
+				// Counted until the connection ends, which may be after the handler returns
+				// (a parked WebSocket: httpapi.Keep).
 				n.Add(1)
-				defer n.Add(-1)
+				var done func()
+				r, done = httpapi.Outlive(r, func() { n.Add(-1) })
+				defer done()
 			}
 		}
 		if _, pattern := mux.Handler(r); pattern == "" {

@@ -155,6 +155,7 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	s.MQTT = mqtt.NewServer(b, mqtt.ConfigFrom(cfg.MQTT), log)
 	s.MBus = mbus.NewServer(b, mbus.Config{}, log)
 	s.HTTP = httpapi.New(b, httpapi.ConfigFrom(cfg.HTTP), log)
+	s.HTTP.SetBase(s.httpCtx)
 	s.Mailboxes = mboxes
 	s.Mailboxes.Notify = s.notifyMailbox
 	if s.Webhooks, err = newWebhooks(cfg, node, b, st, log); err != nil {

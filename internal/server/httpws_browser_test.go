@@ -1,0 +1,82 @@
+package server_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/ternmq/tern/internal/browsertest"
+)
+
+// jsonWSPage uses /v1/ws from a real browser: it subscribes, publishes once it has the suback,
+// logs every message's payload length and its first characters into #out, and after the
+// "last" message sends a frame that is not JSON, logging the close code it gets.
+const jsonWSPage = `<!doctype html><html><body><pre id="out"></pre><script>
+const out = document.getElementById("out");
+const ws = new WebSocket("ws://" + location.hash.slice(1) + "/v1/ws");
+ws.onopen = () => ws.send(JSON.stringify({op: "sub", filter: "browser/#", id: 1}));
+ws.onmessage = (e) => {
+	const m = JSON.parse(e.data);
+	if (m.op === "suback") {
+		out.textContent += "suback\n";
+		ws.send(JSON.stringify({op: "pub", topic: "page/out", payload: "från sidan ✓ " + "y".repeat(70000), id: 2}));
+	} else if (m.op === "puback") {
+		out.textContent += "puback " + m.id + "\n";
+	} else if (m.op === "msg") {
+		const p = m.message.payload;
+		out.textContent += "msg " + p.length + " " + p.slice(0, 8) + "\n";
+		if (p === "last") ws.send("not json");
+	}
+};
+ws.onclose = (e) => { out.textContent += "closed " + e.code + "\n"; };
+</script></body></html>`
+
+// TestJSONWebSocketInBrowser: a page in a real browser speaks /v1/ws, whose framing is tern's
+// own (internal/wsconn): the browser's masked frames, a 70 KB message each way (64-bit frame
+// lengths), text beyond ASCII, and the close code for a frame that is not JSON.
+func TestJSONWebSocketInBrowser(t *testing.T) {
+	srv := startServer(t)
+	mq := v5(t, srv, uniqueID("browser-mq"))
+	mq.sub("page/#", 0)
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(jsonWSPage))
+	}))
+	defer page.Close()
+	ctx := browsertest.Start(t, nil, time.Minute)
+	if err := chromedp.Do(ctx, chromedp.Navigate(page.URL+"/#"+srv.Addr("http"))); err != nil {
+		t.Fatal(err)
+	}
+	pageOut := func(want string) string {
+		t.Helper()
+		var got string
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(got, want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the page got %q, waiting for %q", got, want)
+			}
+			v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("out").textContent`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = v
+			time.Sleep(20 * time.Millisecond)
+		}
+		return got
+	}
+	pageOut("puback 2")
+	mq.expect("page/out", "från sidan ✓ "+strings.Repeat("y", 70000))
+	mq.pub("browser/a", 0, "héllo 🌍")
+	mq.pub("browser/b", 0, strings.Repeat("z", 70000))
+	mq.pub("browser/c", 0, "last")
+	got := pageOut("closed ")
+	for _, want := range []string{"msg 8 héllo 🌍\n", "msg 70000 zzzzzzzz\n", "msg 4 last\n", "closed 1003\n"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("the page got %q, want a line %q", got, want)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/coder/websocket"
+)
+
+// TestWebSocketsParkAndStayCounted: idle /v1/ws and /sub subscribers wait in the poller without
+// a goroutine (tern_http_websockets_parked) and are served from there: a publish reaches both,
+// a /v1/ws operation is answered, and both park again. Every WebSocket endpoint counts its
+// connection until it ends, not until its handler returns (which a parked connection's does
+// at once): tern_websocket_clients stays at one per client, MQTT over WebSocket's included,
+// and falls to zero when the clients close.
+func TestWebSocketsParkAndStayCounted(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	addr := srv.Addr("http")
+	api := dialJSONWS(t, "ws://"+addr+"/v1/ws")
+	api.send(`{"op":"sub","filter":"park/#"}`)
+	if m := api.recv(); m["op"] != "suback" {
+		t.Fatalf("sub: %v", m)
+	}
+	sub := dialIsimud(t, "ws://"+addr+"/sub", "")
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := sub.Write(ctx, websocket.MessageText, []byte(`{"publisher":"p","topic":"t"}`)); err != nil {
+		t.Fatal(err)
+	}
+	mq := connectV3(t, "ws://"+addr+"/mqtt", uniqueID("wspark"))
+	waitSubscriptions(t, srv, 2)
+	// parked: the HTTP WebSockets parked; the MQTT one is parked when mqtt is 1.
+	counted := func(api, isimud, mqtt, parked float64) func() bool {
+		return func() bool {
+			return metric(t, srv, `tern_websocket_clients{endpoint="api"}`) == api &&
+				metric(t, srv, `tern_websocket_clients{endpoint="isimud"}`) == isimud &&
+				metric(t, srv, `tern_websocket_clients{endpoint="mqtt"}`) == mqtt &&
+				metric(t, srv, "tern_mqtt_connections_parked") == mqtt &&
+				metric(t, srv, "tern_http_websockets_parked") == parked
+		}
+	}
+	eventually(t, waitTimeout, "every WebSocket parked and counted", counted(1, 1, 1, 2))
+
+	for i := range 3 {
+		if tok := mq.c.Publish("park/x", 0, false, fmt.Sprint("to api ", i)); tok.WaitTimeout(waitTimeout) && tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		if m := api.recv(); m["op"] != "msg" || m["message"].(map[string]any)["payload"] != fmt.Sprint("to api ", i) {
+			t.Fatalf("/v1/ws delivery %d: %v", i, m)
+		}
+		if tok := mq.c.Publish("isimud/p/t", 0, false, fmt.Sprint("to sub ", i)); tok.WaitTimeout(waitTimeout) && tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		if _, data, err := sub.Read(ctx); err != nil || string(data) != fmt.Sprint("to sub ", i) {
+			t.Fatalf("/sub delivery %d: %q %v", i, data, err)
+		}
+		// An operation wakes the parked reader; it answers and parks again.
+		api.send(fmt.Sprintf(`{"op":"pub","id":%d,"topic":"elsewhere","payload":"x"}`, i))
+		if m := api.recv(); m["op"] != "puback" || m["id"] != float64(i) {
+			t.Fatalf("/v1/ws pub %d: %v", i, m)
+		}
+		eventually(t, waitTimeout, "both HTTP WebSockets parked again", func() bool {
+			return metric(t, srv, "tern_http_websockets_parked") == 2
+		})
+	}
+
+	if err := api.c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatalf("closing /v1/ws: %v", err)
+	}
+	if err := sub.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatalf("closing /sub: %v", err)
+	}
+	mq.c.Disconnect(100)
+	eventually(t, waitTimeout, "no WebSocket counted or parked", counted(0, 0, 0, 0))
+	eventually(t, waitTimeout, "the sessions gone", func() bool { return srv.HTTP.Stats().Streams.Load() == 0 })
+}
