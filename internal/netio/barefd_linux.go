@@ -105,6 +105,29 @@ func (b *bareFD) close() bool {
 	return true
 }
 
+// ended reads and discards what the socket holds, without waiting, and reports whether its
+// stream has ended or failed (false: more may come). It reads at most 8 KiB: a client still
+// sending that much is drained the usual way.
+func (b *bareFD) ended() bool {
+	var buf [512]byte
+	gone := false
+	_ = b.Control(func(fd uintptr) {
+		for range 16 {
+			n, err := unix.Read(int(fd), buf[:])
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return
+			case err != nil || n == 0:
+				gone = true
+				return
+			}
+		}
+	})
+	return gone
+}
+
 // remoteAddr is the peer's address as net.TCPAddr.String gives it ("" when unknown).
 func (b *bareFD) remoteAddr() string {
 	var sa unix.Sockaddr

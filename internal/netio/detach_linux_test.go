@@ -199,3 +199,60 @@ func TestBareFDCloseWaitsForCallers(t *testing.T) {
 		t.Fatal("second close closed again")
 	}
 }
+
+// Finish closes a detached connection whose client has closed its side without attaching it
+// (nothing to drain); one whose client is still there is attached for the drain, which ends
+// when the client closes.
+func TestDetachedFinish(t *testing.T) {
+	for _, clientClosed := range []bool{true, false} {
+		c, _, client, stats := pair(t, Limits{Linger: 5 * time.Second}, 0)
+		p := testPoller(t, 1)
+		w, err := p.Watch(rawOf(t, c.NetConn().(*net.TCPConn)), handlerFunc(func() {}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := c.Detach(w)
+		if raw == nil {
+			t.Fatal("did not detach")
+		}
+		if _, err := client.Write([]byte("last words")); err != nil {
+			t.Fatal(err)
+		}
+		if clientClosed {
+			_ = client.Close()
+			// Finish may run before the client's end arrives; wait until the socket has it.
+			for deadline := time.Now().Add(5 * time.Second); ; {
+				var fin bool
+				_ = raw.Read(func(fd uintptr) bool {
+					pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+					n, _ := unix.Poll(pfd, 0)
+					fin = n == 1 && pfd[0].Revents&unix.POLLRDHUP != 0
+					return true
+				})
+				if fin {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the client's end did not arrive")
+				}
+				time.Sleep(time.Millisecond)
+			}
+		} else {
+			go func() {
+				// The client reads to the server's end of stream, then closes: the drain ends.
+				_, _ = io.Copy(io.Discard, client)
+				_ = client.Close()
+			}()
+		}
+		c.Finish()
+		if got := stats.Attaches.Load(); clientClosed && got != 0 || !clientClosed && got != 1 {
+			t.Errorf("client closed %v: %d attaches", clientClosed, got)
+		}
+		if err := raw.Read(func(uintptr) bool { return true }); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("client closed %v: read after Finish: %v, want net.ErrClosed", clientClosed, err)
+		}
+		if stats.Detached.Load() != 0 {
+			t.Errorf("client closed %v: Detached = %d after Finish", clientClosed, stats.Detached.Load())
+		}
+	}
+}

@@ -12,6 +12,7 @@ type bareFD struct{}
 
 func (*bareFD) shutdownWrite() error { return errNoPoller }
 func (*bareFD) close() bool          { return false }
+func (*bareFD) ended() bool          { return false }
 
 // Detach does nothing: without the Poller a connection waits on a goroutine of its own.
 func (c *Conn) Detach(*Watch) syscall.RawConn { return nil }
@@ -30,6 +31,9 @@ func (*Socket) RawConn() syscall.RawConn { return nil }
 
 // CanServeBare is false: without the Poller every connection has its net.Conn.
 func CanServeBare(net.Listener) bool { return false }
+
+// Listen is net.Listen: without ServeBare no options need to be set ahead.
+func Listen(network, addr string) (net.Listener, error) { return net.Listen(network, addr) }
 
 // ServeBare fails: see CanServeBare.
 func (r *Registry[C]) ServeBare(net.Listener, func(*Socket)) error { return errNoPoller }

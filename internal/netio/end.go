@@ -131,10 +131,20 @@ func WakeReader(nc net.Conn) { _ = nc.SetReadDeadline(time.Now()) }
 // writes what is queued, shuts the write side, discards what the client still sends until it
 // closes or Limits.Linger passes, and closes the connection.
 //
-// A detached connection is attached for the drain, which waits in Go's netpoller.
+// A detached connection whose client has closed its side, with nothing left to write, is
+// closed at once: there is nothing to drain (a client's disconnect, the usual end). Another
+// detached connection is attached for the drain, which waits in Go's netpoller.
 func (c *Conn) Finish() {
 	c.mu.Lock()
 	c.draining = true
+	if c.clientGoneLocked() {
+		if c.endWith == nil {
+			c.endWith = errFinished
+		}
+		c.closeLocked(errFinished)
+		c.mu.Unlock()
+		return
+	}
 	nc, _ := c.attachLocked()
 	c.EndLocked(errFinished)
 	c.mu.Unlock()
@@ -144,6 +154,15 @@ func (c *Conn) Finish() {
 	c.mu.Lock()
 	c.closeSocketLocked()
 	c.mu.Unlock()
+}
+
+// clientGoneLocked reports whether c is detached, has nothing to write, and its client's stream
+// has ended (or the socket has failed): then closing it loses nothing either side still wants.
+func (c *Conn) clientGoneLocked() bool {
+	if c.nc != nil || c.bare == nil || c.closed || c.flushing || len(c.buf) > 0 {
+		return false
+	}
+	return c.bare.ended()
 }
 
 // drain reads and discards until the client closes its side, an error, or Limits.Linger.

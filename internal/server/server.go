@@ -431,7 +431,8 @@ func (s *Server) serveHTTPHandler(name, addr string, st *certs.ServerTLS, h http
 
 // listenOn listens on a TCP address or a Unix socket path; a socket file gets listen.unix_mode.
 func (s *Server) listenOn(network, addr string) (net.Listener, error) {
-	ln, err := net.Listen(network, addr)
+	// netio.Listen: MQTT's bare accept takes a connect storm's backlog with accept4.
+	ln, err := netio.Listen(network, addr)
 	if err != nil || network != "unix" {
 		return ln, err
 	}
