@@ -132,11 +132,12 @@ func TestDetachedConnReadsWritesAndAttachesToWait(t *testing.T) {
 	}
 }
 
-// CloseNow closes a detached connection's socket at once.
-func TestDetachedConnCloseNow(t *testing.T) {
-	c, _, client, stats := pair(t, Limits{Linger: time.Second}, 0)
-	p := testPoller(t, 1)
-	w, err := p.Watch(rawOf(t, c.NetConn().(*net.TCPConn)), handlerFunc(func() {}))
+// detachedPair is pair's connection, detached with a watch that does nothing, and its kept
+// descriptor.
+func detachedPair(t *testing.T, lim Limits) (*Conn, net.Conn, *Stats, syscall.RawConn) {
+	t.Helper()
+	c, _, client, stats := pair(t, lim, 0)
+	w, err := testPoller(t, 1).Watch(rawOf(t, c.NetConn().(*net.TCPConn)), handlerFunc(func() {}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +145,12 @@ func TestDetachedConnCloseNow(t *testing.T) {
 	if raw == nil {
 		t.Fatal("did not detach")
 	}
+	return c, client, stats, raw
+}
+
+// CloseNow closes a detached connection's socket at once.
+func TestDetachedConnCloseNow(t *testing.T) {
+	c, client, stats, raw := detachedPair(t, Limits{Linger: time.Second})
 	c.CloseNow(errors.New("bye"))
 	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := client.Read(make([]byte, 1)); err == nil {
@@ -205,16 +212,7 @@ func TestBareFDCloseWaitsForCallers(t *testing.T) {
 // when the client closes.
 func TestDetachedFinish(t *testing.T) {
 	for _, clientClosed := range []bool{true, false} {
-		c, _, client, stats := pair(t, Limits{Linger: 5 * time.Second}, 0)
-		p := testPoller(t, 1)
-		w, err := p.Watch(rawOf(t, c.NetConn().(*net.TCPConn)), handlerFunc(func() {}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw := c.Detach(w)
-		if raw == nil {
-			t.Fatal("did not detach")
-		}
+		c, client, stats, raw := detachedPair(t, Limits{Linger: 5 * time.Second})
 		if _, err := client.Write([]byte("last words")); err != nil {
 			t.Fatal(err)
 		}

@@ -1,15 +1,8 @@
 package server_test
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/chromedp/chromedp"
-
-	"github.com/ternmq/tern/internal/browsertest"
 )
 
 // jsonWSPage uses /v1/ws from a real browser: it subscribes, publishes once it has the suback,
@@ -42,38 +35,13 @@ func TestJSONWebSocketInBrowser(t *testing.T) {
 	srv := startServer(t)
 	mq := v5(t, srv, uniqueID("browser-mq"))
 	mq.sub("page/#", 0)
-	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write([]byte(jsonWSPage))
-	}))
-	defer page.Close()
-	ctx := browsertest.Start(t, nil, time.Minute)
-	if err := chromedp.Do(ctx, chromedp.Navigate(page.URL+"/#"+srv.Addr("http"))); err != nil {
-		t.Fatal(err)
-	}
-	pageOut := func(want string) string {
-		t.Helper()
-		var got string
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(got, want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the page got %q, waiting for %q", got, want)
-			}
-			v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("out").textContent`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = v
-			time.Sleep(20 * time.Millisecond)
-		}
-		return got
-	}
-	pageOut("puback 2")
+	ctx := openPage(t, jsonWSPage, srv.Addr("http"))
+	waitPageOut(t, ctx, "puback 2")
 	mq.expect("page/out", "från sidan ✓ "+strings.Repeat("y", 70000))
 	mq.pub("browser/a", 0, "héllo 🌍")
 	mq.pub("browser/b", 0, strings.Repeat("z", 70000))
 	mq.pub("browser/c", 0, "last")
-	got := pageOut("closed ")
+	got := waitPageOut(t, ctx, "closed ")
 	for _, want := range []string{"msg 8 héllo 🌍\n", "msg 70000 zzzzzzzz\n", "msg 4 last\n", "closed 1003\n"} {
 		if !strings.Contains(got, want) {
 			t.Fatalf("the page got %q, want a line %q", got, want)

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -57,20 +58,36 @@ ws.onerror = () => { out.textContent += "error\n"; };
 // browser client does (no path), creates its client and lists the clients.
 func TestMBusBrowserClient(t *testing.T) {
 	srv := startServer(t, func(c *config.Config) { c.Listen.MBusWS = "127.0.0.1:0" })
+	ctx := openPage(t, mbusPage, srv.Addr("mbus_ws"))
+	got := waitPageOut(t, ctx, "clients")
+	if !strings.Contains(got, "create 0") || !strings.Contains(got, `clients 0 ["org.example.page"]`) {
+		t.Fatalf("the page got %q", got)
+	}
+}
+
+// openPage serves html (UTF-8) and opens it in a real browser with hash after its "#".
+func openPage(t *testing.T, html, hash string) context.Context {
+	t.Helper()
 	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html")
-		_, _ = w.Write([]byte(mbusPage))
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(html))
 	}))
-	defer page.Close()
+	t.Cleanup(page.Close)
 	ctx := browsertest.Start(t, nil, time.Minute)
-	if err := chromedp.Do(ctx, chromedp.Navigate(page.URL+"/#"+srv.Addr("mbus_ws"))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(page.URL+"/#"+hash)); err != nil {
 		t.Fatal(err)
 	}
+	return ctx
+}
+
+// waitPageOut returns the text of the page's #out once it holds want (within 20 s).
+func waitPageOut(t *testing.T, ctx context.Context, want string) string {
+	t.Helper()
 	var got string
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(got, "clients") {
+	for !strings.Contains(got, want) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the page got %q", got)
+			t.Fatalf("the page got %q, waiting for %q", got, want)
 		}
 		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("out").textContent`))
 		if err != nil {
@@ -79,7 +96,5 @@ func TestMBusBrowserClient(t *testing.T) {
 		got = v
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(got, "create 0") || !strings.Contains(got, `clients 0 ["org.example.page"]`) {
-		t.Fatalf("the page got %q", got)
-	}
+	return got
 }

@@ -228,7 +228,7 @@ func (c *Conn) fail(pe *protocolError) error {
 
 // Write sends p as one binary frame.
 func (c *Conn) Write(p []byte) (int, error) {
-	if err := c.writeFrame(opBinary, p); err != nil {
+	if err := c.writeFrame(opBinary, p, 0); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -241,9 +241,9 @@ const maxPooledFrame = 128 << 10
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // writeFrame writes one frame (header and payload in one write when it fits the pool's
-// buffers, so a TLS transport makes one record of it). A failed or partial write leaves the
-// framing broken: every later write fails.
-func (c *Conn) writeFrame(opcode byte, p []byte) error {
+// buffers, so a TLS transport makes one record of it), within timeout unless it is zero. A
+// failed or partial write leaves the framing broken: every later write fails.
+func (c *Conn) writeFrame(opcode byte, p []byte, timeout time.Duration) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
@@ -251,6 +251,10 @@ func (c *Conn) writeFrame(opcode byte, p []byte) error {
 	}
 	if c.closeSent {
 		return net.ErrClosed
+	}
+	if timeout > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		defer func() { _ = c.nc.SetWriteDeadline(time.Time{}) }()
 	}
 	return c.writeLocked(opcode, p)
 }

@@ -2,7 +2,6 @@ package wsconn
 
 import (
 	"fmt"
-	"net"
 	"time"
 	"unicode/utf8"
 )
@@ -90,19 +89,7 @@ func (c *Conn) WriteMessage(text bool, p []byte, timeout time.Duration) error {
 	if text {
 		op = opText
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return c.werr
-	}
-	if c.closeSent {
-		return net.ErrClosed
-	}
-	if timeout > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		defer func() { _ = c.nc.SetWriteDeadline(time.Time{}) }()
-	}
-	return c.writeLocked(op, p)
+	return c.writeFrame(op, p, timeout)
 }
 
 // CloseWith ends the server's side with a close frame carrying code and reason (cut to fit a
