@@ -52,6 +52,10 @@ type Config struct {
 	// store failures). Default one minute.
 	LogInterval time.Duration
 
+	// NoInterest: no uplink or cluster link will ask which filters the sessions subscribe to
+	// (Interest, WatchInterest), so the broker does not keep count.
+	NoInterest bool
+
 	// Clock is the time the core runs on: message times and expiry, will delays, session expiry,
 	// credential lifetimes, rate limits and the expiry sweep. Nil: the system clock.
 	Clock clock.Clock
@@ -169,6 +173,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Broker, error) {
 		clock:      cfg.Clock,
 		warn:       rateLimitedLog{logger: log, every: cmp.Or(cfg.LogInterval, time.Minute)},
 	}
+	b.interest.off = cfg.NoInterest
 	if b.clock == nil {
 		b.clock = clock.Real
 	}

@@ -12,8 +12,13 @@ import (
 // uplink can subscribe upstream to their union (see internal/uplink). The sessions that link
 // routers ($uplink/..., $route/...) do not count: their filters are the links' own business, and
 // counting them would echo a link's interest back to it.
+//
+// Only uplinks and the cluster ask for it. A broker with neither (Config.NoInterest) keeps none:
+// with a million distinct filters that is a million map entries, and every subscription change
+// paid a map update that nobody read.
 type interest struct {
-	mu sync.Mutex
+	off bool // Config.NoInterest; set by New, never changed
+	mu  sync.Mutex
 	// full counts the filters as subscribed, $share/<group>/ included (the cluster's interest:
 	// a shared group must be told apart from a plain subscription there); a plain filter's key is
 	// its path.
@@ -53,6 +58,9 @@ func (b *Broker) indexRemove(f topic.Filter, s *Session) {
 }
 
 func (in *interest) change(f topic.Filter, d int) {
+	if in.off {
+		return
+	}
 	in.mu.Lock()
 	if in.full == nil {
 		in.full = map[string]int{}
@@ -89,7 +97,7 @@ func bump(m map[string]int, k string, d int) bool {
 // InterestFilters returns the distinct filters this broker's sessions subscribe to as they
 // subscribed (shared ones with their $share/<group>/ prefix), sorted; links are left out.
 func (b *Broker) InterestFilters() []string {
-	in := &b.interest
+	in := b.trackedInterest()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	out := make([]string, 0, len(in.full))
@@ -103,7 +111,7 @@ func (b *Broker) InterestFilters() []string {
 // Interest returns the distinct filters this broker's sessions subscribe to (shared ones without
 // their $share prefix), sorted; router links are left out.
 func (b *Broker) Interest() []string {
-	in := &b.interest
+	in := b.trackedInterest()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	out := make([]string, 0, len(in.full)+len(in.shared))
@@ -125,7 +133,18 @@ func (b *Broker) Interest() []string {
 // WatchInterest calls fn whenever a filter joins or leaves Interest. fn may be called with
 // session locks held: it must neither block nor call the core (signal a goroutine instead).
 func (b *Broker) WatchInterest(fn func()) {
+	b.trackedInterest()
 	b.interest.mu.Lock()
 	b.interest.watchers = append(b.interest.watchers, fn)
 	b.interest.mu.Unlock()
+}
+
+// trackedInterest is the broker's interest; asking a broker made with Config.NoInterest is a
+// wiring mistake (an uplink or a cluster link on a broker told nothing would ask), caught at
+// start-up, where those links are made.
+func (b *Broker) trackedInterest() *interest {
+	if b.interest.off {
+		panic("broker: interest asked of a broker made with Config.NoInterest")
+	}
+	return &b.interest
 }

@@ -169,3 +169,32 @@ func TestInterest(t *testing.T) {
 		t.Fatalf("after the session ended: %v, %d changes", got, changes)
 	}
 }
+
+// With Config.NoInterest the broker keeps no count of filters (nothing would read it), and a
+// link asking for it is a wiring mistake it reports at once.
+func TestNoInterestKeepsNone(t *testing.T) {
+	b, _ := newTestBroker(t, func(c *Config) { c.NoInterest = true })
+	a, _, _ := connect(t, b, ConnectRequest{ClientID: "a", Expiry: hour})
+	subscribe(t, a, SubscribeRequest{Filter: "x/#"}, SubscribeRequest{Filter: "$share/g/y/+"})
+	a.Unsubscribe([]string{"x/#"})
+	b.interest.mu.Lock()
+	full, shared := b.interest.full, b.interest.shared
+	b.interest.mu.Unlock()
+	if full != nil || shared != nil {
+		t.Fatalf("interest kept: %v %v", full, shared)
+	}
+	for name, ask := range map[string]func(){
+		"Interest":        func() { b.Interest() },
+		"InterestFilters": func() { b.InterestFilters() },
+		"WatchInterest":   func() { b.WatchInterest(func() {}) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s on a broker without interest did not panic", name)
+				}
+			}()
+			ask()
+		}()
+	}
+}

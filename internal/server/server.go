@@ -128,6 +128,8 @@ func Start(cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error)
 	bc := broker.ConfigFrom(cfg)
 	bc.Auth = a
 	bc.Clock = o.clock
+	// Only uplinks and the cluster ask which filters the sessions subscribe to.
+	bc.NoInterest = node == nil && len(cfg.Route.Uplinks) == 0
 	// A cluster node's core keeps client sessions in the cluster's replica (server/cluster.go).
 	core, err := coreStore(node, st)
 	if err != nil {
