@@ -7,8 +7,10 @@
 #            2 s after they are all open and again S seconds later ("settled": a broker may give
 #            memory back once quiet; tern does after memory.idle_after, 10 s by default)
 #   storm    the same N connections opened 128 at a time: connections per second (CONNECT,
-#            CONNACK, SUBSCRIBE, SUBACK each) and CONNECT to CONNACK p50/p99; again with
-#            persistent sessions (clean session 0)
+#            CONNACK, SUBSCRIBE, SUBACK each), CONNECT to CONNACK p50/p99, and the broker's
+#            CPU time per connection opened (user and system, from /proc: the load tool on the
+#            same cores often limits the rate, this shows what each connection costs the
+#            broker); again with persistent sessions (clean session 0)
 #   tls      the storm over MQTT over TLS (each broker with only a TLS listener, a `tern cert`
 #            server certificate): full handshakes, then resumed ones (--tls-resume: the load
 #            tool shares one TLS session cache, primed by one connection before the storm, as
@@ -125,15 +127,17 @@ declare -A VAL=() GROUP=()
 # idle_run BROKER TAG N HOLD SETTLE ARGS...: start BROKER fresh, read its RSS, open N idle
 # connections (tern bench --idle-conns, with ARGS), read the RSS 2 s after they are all open and,
 # unless SETTLE is 0, SETTLE seconds later (HOLD must outlast that), wait for the run to end,
-# stop BROKER. Sets VAL[TAG-BROKER-kib] and VAL[TAG-BROKER-settled] (KiB per connection) and
-# keeps the run's JSON in $OUT/TAG-BROKER.json.
+# stop BROKER. Sets VAL[TAG-BROKER-kib] and VAL[TAG-BROKER-settled] (KiB per connection),
+# VAL[TAG-BROKER-cpu] (the broker's CPU time, user and system, per connection opened, in µs,
+# from the start of the run to its ready line) and keeps the run's JSON in $OUT/TAG-BROKER.json.
 idle_run() {
-	local b=$1 tag=$2 n=$3 hold=$4 settle=$5 pid before after out
+	local b=$1 tag=$2 n=$3 hold=$4 settle=$5 pid before after out cpu0
 	shift 5
 	start_broker "$b"
 	pid=${BROKER_PID[$b]}
 	sleep 1 # let it finish starting before the baseline
 	before=$(rss_kib "$pid")
+	cpu0=$(cpu_ms "$pid")
 	out="$OUT/$tag-$b"
 	local url=(--url "mqtt://127.0.0.1:${BROKER_PORT[$b]}")
 	[[ $b == *_tls ]] && url=(--url "mqtts://127.0.0.1:${BROKER_PORT[$b]}" --cafile "$WORK/tls/ca.crt")
@@ -147,6 +151,7 @@ idle_run() {
 		sleep 0.1
 	done
 	if ((ready)); then
+		VAL[$tag-$b-cpu]=$(awk -v a="$(cpu_ms "$pid")" -v s="$cpu0" -v n="$n" 'BEGIN { printf "%.1f", (a - s) * 1000 / n }')
 		sleep 2 # let the broker settle with the connections idle
 		after=$(rss_kib "$pid")
 		VAL[$tag-$b-kib]=$(awk -v a="$after" -v s="$before" -v n="$n" 'BEGIN { printf "%.2f", (a - s) / n }')
@@ -230,10 +235,12 @@ row() {
 		row "storm connections/s ($CONNS, clean)" idle 0 rate
 		row "storm CONNECT->CONNACK p50 µs (clean)" idle 0 p50
 		row "storm CONNECT->CONNACK p99 µs (clean)" idle 0 p99
+		row "storm broker CPU µs/connection (clean)" idle 1 cpu
 	fi
 	if part storm; then
 		row "storm connections/s (persistent)" persistent 0 rate
 		row "storm CONNECT->CONNACK p99 µs (persistent)" persistent 0 p99
+		row "storm broker CPU µs/connection (persistent)" persistent 1 cpu
 	fi
 	if part tls; then
 		row "TLS idle KiB/connection ($CONNS)" tlsfull 2 kib

@@ -377,6 +377,15 @@ stop_all() {
 # rss_kib PID: the process's resident set size in KiB, from /proc/PID/status.
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# cpu_ms PID: the CPU time the process has used (user and system) in milliseconds, from
+# /proc/PID/stat (fields 14 and 15, in clock ticks; the command name may hold spaces, so the
+# fields are counted after its closing parenthesis).
+cpu_ms() {
+	local hz
+	hz=$(getconf CLK_TCK)
+	sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$hz" '{ printf "%d", ($12 + $13) * 1000 / hz }'
+}
+
 # jget FILE KEY: a number from `tern bench --json` output (keys are unique in it).
 jget() { sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" "$1" | head -n1; }
 
