@@ -3,9 +3,13 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/coder/websocket"
+
+	"github.com/ternmq/tern/internal/config"
 )
 
 // TestWebSocketsParkAndStayCounted: idle /v1/ws and /sub subscribers wait in the poller without
@@ -75,4 +79,47 @@ func TestWebSocketsParkAndStayCounted(t *testing.T) {
 	mq.c.Disconnect(100)
 	eventually(t, waitTimeout, "no WebSocket counted or parked", counted(0, 0, 0, 0))
 	eventually(t, waitTimeout, "the sessions gone", func() bool { return srv.HTTP.Stats().Streams.Load() == 0 })
+}
+
+// TestJSONWebSocketParksOverTLS: over HTTPS (wss) the JSON WebSocket parks on the socket under
+// crypto/tls and, woken, reads through it without waiting: messages spanning several TLS records
+// arrive whole, answers and deliveries go out, and it parks again each time.
+func TestJSONWebSocketParksOverTLS(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, pool := selfSignedCert(t, t.TempDir())
+	srv := startServer(t, func(c *config.Config) {
+		c.Listen.HTTPS = "127.0.0.1:0"
+		c.TLS = config.TLS{CertFile: certFile, KeyFile: keyFile}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsClientConfig(pool)}}
+	c, _, err := websocket.Dial(ctx, "wss://"+srv.Addr("https")+"/v1/ws", &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadLimit(1 << 20)
+	t.Cleanup(func() { _ = c.CloseNow() })
+	api := &wsJSON{t: t, c: c}
+	api.send(`{"op":"sub","filter":"wss/#"}`)
+	if m := api.recv(); m["op"] != "suback" {
+		t.Fatalf("sub: %v", m)
+	}
+	parked := func() bool { return metric(t, srv, "tern_http_websockets_parked") == 1 }
+	eventually(t, waitTimeout, "the wss connection parked", parked)
+	mq := v5(t, srv, uniqueID("wss-mq"))
+	mq.sub("out/#", 0)
+	big := strings.Repeat("b", 40000) // three TLS records
+	for i := range 3 {
+		mq.pub("wss/x", 0, fmt.Sprint("in ", i))
+		if m := api.recv(); m["op"] != "msg" || m["message"].(map[string]any)["payload"] != fmt.Sprint("in ", i) {
+			t.Fatalf("delivery %d: %v", i, m)
+		}
+		api.send(fmt.Sprintf(`{"op":"pub","id":%d,"topic":"out/%d","payload":%q}`, i, i, big))
+		if m := api.recv(); m["op"] != "puback" || m["id"] != float64(i) {
+			t.Fatalf("pub %d: %v", i, m)
+		}
+		mq.expect(fmt.Sprint("out/", i), big)
+		eventually(t, waitTimeout, "the wss connection parked again", parked)
+	}
 }
