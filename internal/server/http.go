@@ -1,13 +1,11 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 
-	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -16,7 +14,6 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/httpapi"
 	"github.com/ternmq/tern/internal/httpauth"
-	"github.com/ternmq/tern/internal/mbus"
 	"github.com/ternmq/tern/internal/netio"
 	"github.com/ternmq/tern/internal/wsconn"
 )
@@ -84,28 +81,25 @@ func (s *Server) counted(h http.Handler) http.Handler {
 
 // serveMBusWebSocket runs an mBus connection over WebSocket (subprotocol "mbus", binary
 // messages). The face reads a byte stream, so a frame may span messages and a message may hold
-// several frames.
+// several frames. The framing is wsconn's, as on every WebSocket endpoint; the mBus face closes
+// its connections itself when the server closes, with its own goodbye.
 func (s *Server) serveMBusWebSocket(w http.ResponseWriter, r *http.Request, id netio.Identify) {
 	// Any origin may connect; one not trusted with the browser's client certificate
 	// authenticates in command.create.
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mbus"}, InsecureSkipVerify: true})
+	ws, err := wsconn.Upgrade(w, r, wsconn.Options{Subprotocols: []string{"mbus"}, AnyOrigin: true})
 	if err != nil {
 		return
 	}
 	if !httpapi.TrustedOrigin(r, s.cfg.HTTP.WebSocketOrigins) {
 		id = nil
 	}
-	ws.SetReadLimit(mbus.MaxFrame + 8)
-	// The request's context ends when the server begins to close; the mBus face closes its
-	// connections itself then, with its own goodbye.
-	s.MBus.ServeConn(websocket.NetConn(context.WithoutCancel(r.Context()), ws, websocket.MessageBinary), r.TLS, id)
+	s.MBus.ServeConn(ws, r.TLS, id)
 }
 
 // serveMQTTWebSocket upgrades to WebSocket and runs an MQTT connection over binary messages. A
 // WebSocket message may hold several MQTT packets or part of one; the face reads a byte stream.
-// The framing is wsconn's, not the WebSocket library's the other endpoints use: an idle MQTT
-// connection over it parks in the poller like one over TCP (docs/decisions.md, "MQTT over
-// WebSocket parks").
+// The framing is wsconn's: an idle MQTT connection over it parks in the poller like one over
+// TCP (docs/decisions.md, "MQTT over WebSocket parks").
 func (s *Server) serveMQTTWebSocket(w http.ResponseWriter, r *http.Request, id netio.Identify) {
 	origins := s.cfg.MQTT.WebSocketOrigins
 	ws, err := wsconn.Upgrade(w, r, wsconn.Options{

@@ -1,13 +1,15 @@
-// Package wsconn is the server side of a WebSocket (RFC 6455) carrying a byte stream in binary
-// messages, as MQTT over WebSocket does: the handshake, and a net.Conn whose Read returns the
-// payload of the client's binary frames and whose Write sends each call as one binary frame.
+// Package wsconn is the server side of a WebSocket (RFC 6455), for every WebSocket endpoint of
+// tern: the handshake, and a Conn that is either a byte stream in binary messages (a net.Conn
+// whose Read returns the payload of the client's binary frames and whose Write sends each call
+// as one binary frame: MQTT and mBus over WebSocket) or a sequence of whole text or binary
+// messages (ReadMessage, WriteMessage: the JSON WebSocket and isimud's /sub).
 //
 // It exists so that an idle WebSocket connection costs what an idle TCP one does. A general
 // WebSocket library keeps a goroutine blocked in a read per connection, the HTTP server's
 // buffers and the request; this Conn keeps only its framing state (a partly read header and
 // where the current frame's payload is), reads nothing ahead of its caller, and passes a
-// netio.ErrWouldBlock from the socket through without losing its place, so the MQTT face can
-// park it in the poller like a TCP connection (see ParkConn).
+// netio.ErrWouldBlock from the socket through without losing its place, so a face can park it
+// in the poller like a TCP connection (see ParkConn).
 package wsconn
 
 import (
