@@ -89,21 +89,28 @@ func (c *conn) identifier() string {
 }
 
 // serve reads frames until the connection ends.
+// readBufSize is the size of a connection's read buffer.
+const readBufSize = 4 << 10
+
 func (c *conn) serve() {
 	defer c.finish()
-	rd := bufio.NewReaderSize(flushFirst{c.nc, &c.batch}, 16<<10)
+	// 4 KiB takes a burst of small frames in one read; a larger payload is read past the buffer,
+	// straight into the frame (bufio reads directly into a destination larger than itself).
+	// The buffer lives as long as the connection, idle or not, so it is kept small.
+	rd := bufio.NewReaderSize(flushFirst{c.nc, &c.batch}, readBufSize)
 	if c.out.ArmRead(time.Now().Add(c.srv.cfg.CreateTimeout)) != nil {
 		return
 	}
-	var buf []byte
 	for {
+		// Each frame gets a buffer of its own: the request decoded from it may keep slices of
+		// it (a payload on its way to subscribers).
 		c.mu.Lock()
 		z, limit := c.zlib, maxCreateFrame
 		if c.created {
 			limit = MaxFrame
 		}
 		c.mu.Unlock()
-		b, err := readFrame(rd, z, buf, limit)
+		b, err := readFrame(rd, z, nil, limit)
 		if err != nil {
 			if errors.Is(err, errFrame) {
 				c.fail(err)

@@ -93,7 +93,14 @@ func (s *Server) serveMBusWebSocket(w http.ResponseWriter, r *http.Request, id n
 	if !httpapi.TrustedOrigin(r, s.cfg.HTTP.WebSocketOrigins) {
 		id = nil
 	}
-	s.MBus.ServeConn(ws, r.TLS, id)
+	// The connection is the face's from here, on a goroutine of its own: this handler returns,
+	// and net/http lets go of the request and the buffers it kept for it (about 13 KiB). The
+	// connection stays counted, and waited for at shutdown, until it ends (httpapi.Keep).
+	release, cs := httpapi.Keep(r), r.TLS
+	go func() {
+		defer release()
+		s.MBus.ServeConn(ws, cs, id)
+	}()
 }
 
 // serveMQTTWebSocket upgrades to WebSocket and runs an MQTT connection over binary messages. A

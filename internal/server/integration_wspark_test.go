@@ -10,14 +10,16 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/ternmq/tern/internal/config"
+	"github.com/ternmq/tern/internal/mbus/mbustest"
 )
 
 // TestWebSocketsParkAndStayCounted: idle /v1/ws and /sub subscribers wait in the poller without
 // a goroutine (tern_http_websockets_parked) and are served from there: a publish reaches both,
 // a /v1/ws operation is answered, and both park again. Every WebSocket endpoint counts its
 // connection until it ends, not until its handler returns (which a parked connection's does
-// at once): tern_websocket_clients stays at one per client, MQTT over WebSocket's included,
-// and falls to zero when the clients close.
+// at once): tern_websocket_clients stays at one per client, MQTT's and mBus's over WebSocket
+// included (mBus's handler hands its connection to the face and returns), and falls to zero
+// when the clients close.
 func TestWebSocketsParkAndStayCounted(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
@@ -35,17 +37,27 @@ func TestWebSocketsParkAndStayCounted(t *testing.T) {
 	}
 	mq := connectV3(t, "ws://"+addr+"/mqtt", uniqueID("wspark"))
 	waitSubscriptions(t, srv, 2)
+	// An mBus client over WebSocket: its handler hands the connection to the face and returns.
+	mws, _, err := websocket.Dial(ctx, "ws://"+addr+"/mbus", &websocket.DialOptions{Subprotocols: []string{"mbus"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb := mbustest.New(t, websocket.NetConn(context.Background(), mws, websocket.MessageBinary))
+	if m := mb.Create(map[string]any{"identifier": "org.example.parked"}); *m.Status != 0 {
+		t.Fatalf("mBus create: %s", m.Payload)
+	}
 	// parked: the HTTP WebSockets parked; the MQTT one is parked when mqtt is 1.
-	counted := func(api, isimud, mqtt, parked float64) func() bool {
+	counted := func(api, isimud, mqtt, mbus, parked float64) func() bool {
 		return func() bool {
 			return metric(t, srv, `tern_websocket_clients{endpoint="api"}`) == api &&
 				metric(t, srv, `tern_websocket_clients{endpoint="isimud"}`) == isimud &&
 				metric(t, srv, `tern_websocket_clients{endpoint="mqtt"}`) == mqtt &&
+				metric(t, srv, `tern_websocket_clients{endpoint="mbus"}`) == mbus &&
 				metric(t, srv, "tern_mqtt_connections_parked") == mqtt &&
 				metric(t, srv, "tern_http_websockets_parked") == parked
 		}
 	}
-	eventually(t, waitTimeout, "every WebSocket parked and counted", counted(1, 1, 1, 2))
+	eventually(t, waitTimeout, "every WebSocket parked and counted", counted(1, 1, 1, 1, 2))
 
 	for i := range 3 {
 		if tok := mq.c.Publish("park/x", 0, false, fmt.Sprint("to api ", i)); tok.WaitTimeout(waitTimeout) && tok.Error() != nil {
@@ -77,7 +89,8 @@ func TestWebSocketsParkAndStayCounted(t *testing.T) {
 		t.Fatalf("closing /sub: %v", err)
 	}
 	mq.c.Disconnect(100)
-	eventually(t, waitTimeout, "no WebSocket counted or parked", counted(0, 0, 0, 0))
+	_ = mb.NC.Close()
+	eventually(t, waitTimeout, "no WebSocket counted or parked", counted(0, 0, 0, 0, 0))
 	eventually(t, waitTimeout, "the sessions gone", func() bool { return srv.HTTP.Stats().Streams.Load() == 0 })
 }
 
