@@ -9,11 +9,12 @@
 # go to bench/results/idle-<time>/. Broker tern_tls is tern with MQTT over TLS only (a `tern
 # cert` server certificate); tern_ws and mosquitto_ws are MQTT over WebSocket only
 # (ws://.../mqtt). tern_apiws and tern_sse are tern's HTTP face instead of MQTT (bench/httpidle):
-# idle GET /v1/ws WebSockets of JSON frames, and idle Server-Sent Events streams (GET /v1/sub/...).
+# idle GET /v1/ws WebSockets of JSON frames, and idle Server-Sent Events streams (GET /v1/sub/...);
+# tern_mbusws is idle mBus clients over WebSocket (GET /mbus, each after its command.create).
 # They run with --only, not by default.
 #
 # Usage: bench/idle-memory.sh [--conns N] [--settle S] [--hold DURATION]
-#                             [--only tern|tern_tls|tern_ws|tern_apiws|tern_sse|mosquitto|mosquitto_ws|nats[,...]]
+#                             [--only tern|tern_tls|tern_ws|tern_apiws|tern_sse|tern_mbusws|mosquitto|mosquitto_ws|nats[,...]]
 set -euo pipefail
 
 CONNS=5000
@@ -65,7 +66,7 @@ declare -A BEFORE AFTER PER SETTLED
 # per_conn AFTER BEFORE: KiB per connection between two RSS readings.
 per_conn() { awk -v a="$1" -v s="$2" -v n="$CONNS" 'BEGIN { printf "%.1f", (a - s) / n }'; }
 for b in "${BROKERS[@]}"; do
-	[[ $b == tern_apiws || $b == tern_sse ]] && [[ -z ${HTTPIDLE:-} ]] && {
+	[[ $b == tern_apiws || $b == tern_sse || $b == tern_mbusws ]] && [[ -z ${HTTPIDLE:-} ]] && {
 		(cd "$ROOT" && go build -o "$WORK/httpidle" ./bench/httpidle) || die "go build bench/httpidle failed"
 		HTTPIDLE=$WORK/httpidle
 	}
@@ -73,7 +74,7 @@ done
 for b in "${BROKERS[@]}"; do
 	# The HTTP face's subscribers are served by the same broker as MQTT over WebSocket.
 	srv=$b
-	[[ $b == tern_apiws || $b == tern_sse ]] && srv=tern_ws
+	[[ $b == tern_apiws || $b == tern_sse || $b == tern_mbusws ]] && srv=tern_ws
 	start_broker "$srv"
 	pid=${BROKER_PID[$srv]}
 	port=${BROKER_PORT[$srv]}
@@ -85,9 +86,10 @@ for b in "${BROKERS[@]}"; do
 	[[ $b == tern_tls ]] && url=(--url "mqtts://127.0.0.1:$port" --cafile "$WORK/tls/ca.crt")
 	[[ $b == *_ws ]] && url=(--url "ws://127.0.0.1:$port/mqtt")
 	case $b in
-	tern_apiws | tern_sse)
+	tern_apiws | tern_sse | tern_mbusws)
 		mode=ws
 		[[ $b == tern_sse ]] && mode=sse
+		[[ $b == tern_mbusws ]] && mode=mbus
 		timeout 600 "$HTTPIDLE" -url "http://127.0.0.1:$port" -mode "$mode" -n "$CONNS" -hold "$HOLD" \
 			>"$out" 2>"$out.err" &
 		;;
