@@ -55,7 +55,8 @@ type Stats struct {
 	Published atomic.Uint64
 	Streams   atomic.Int64
 	Requests  atomic.Uint64
-	// Parked counts the WebSockets (/v1/ws, /sub) waiting in the poller without a goroutine.
+	// Parked counts the subscribers waiting in the poller without a goroutine: WebSockets of
+	// /v1/ws and /sub, and SSE and NDJSON streams over HTTP/1.x.
 	Parked atomic.Int64
 }
 

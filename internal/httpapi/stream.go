@@ -43,6 +43,7 @@ type sink struct {
 	// writer, when set, replaces the token: Send starts it on a goroutine of its own when the
 	// queue gets something and none runs (writing, under mu), and it drains the queue with
 	// takeOrStop. A connection that nobody writes to then has no goroutine waiting to write.
+	// Set before the sink is connected, or later with takeOver (both guarded by mu then).
 	writer  func()
 	writing bool
 	// onClose, when set, is called once when the core closes the sink (after closed is).
@@ -53,6 +54,7 @@ type sink struct {
 	mu      sync.Mutex
 	queue   []delivery // guarded by mu
 	why     error      // guarded by mu
+	ended   bool       // Close ran; guarded by mu
 }
 
 // keptQueue is the capacity a drained queue keeps; a larger one is let go.
@@ -82,13 +84,14 @@ func (k *sink) Send(d broker.Delivery) broker.SendResult {
 		return broker.Busy
 	}
 	k.queue = append(k.queue, dv)
-	start := k.writer != nil && !k.writing
+	writer := k.writer
+	start := writer != nil && !k.writing
 	k.writing = k.writing || start
 	k.mu.Unlock()
 	switch {
 	case start:
-		go k.writer()
-	case k.writer == nil:
+		go writer()
+	case writer == nil:
 		k.signal()
 	}
 	return broker.Sent
@@ -163,13 +166,32 @@ func (k *sink) Release(uint16) {}
 func (k *sink) Close(reason error) {
 	k.once.Do(func() {
 		k.mu.Lock()
-		k.why = reason
+		k.why, k.ended = reason, true
+		onClose := k.onClose
 		k.mu.Unlock()
 		close(k.closed)
-		if k.onClose != nil {
-			k.onClose()
+		if onClose != nil {
+			onClose()
 		}
 	})
+}
+
+// takeOver hands a sink already connected to the core (queued deliveries and all) to writer and
+// onClose, as for a stream taken over from its handler: a writer starts for what is queued, and
+// onClose runs at once if the core has closed the sink already.
+func (k *sink) takeOver(writer, onClose func()) {
+	k.mu.Lock()
+	k.writer, k.onClose = writer, onClose
+	start := len(k.queue) > 0 && !k.writing
+	k.writing = k.writing || start
+	closed := k.ended
+	k.mu.Unlock()
+	if start {
+		go writer()
+	}
+	if closed {
+		onClose()
+	}
 }
 
 // Drained is never asked for: Send does not answer Congested.
@@ -270,7 +292,14 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	defer c.Disconnect(broker.DisconnectRequest{Graceful: true})
+	// The session is handed back when the request ends, or when a stream taken over from
+	// net/http ends (takeOverStream).
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			c.Disconnect(broker.DisconnectRequest{Graceful: true})
+		}
+	}()
 	qos := byte(0)
 	if !req.CleanStart {
 		qos = 1
@@ -281,14 +310,20 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.Streams.Add(1)
-	defer s.stats.Streams.Add(-1)
 	c.Start()
 	c.SendRetained(res)
 	if f == formatPoll {
 		s.poll(w, r, c, k, wait)
+		s.stats.Streams.Add(-1)
 		return
 	}
-	s.stream(w, r, c, k, f)
+	handedOff = s.stream(w, r, c, k, f, func() {
+		c.Disconnect(broker.DisconnectRequest{Graceful: true})
+		s.stats.Streams.Add(-1)
+	})
+	if !handedOff {
+		s.stats.Streams.Add(-1)
+	}
 }
 
 // ack tells the core the deliveries written to the client arrived (QoS 1 ones, in a session).
@@ -301,7 +336,9 @@ func ack(c *broker.Client, ds []delivery) {
 }
 
 // stream writes deliveries as they come, flushing after each burst, with heartbeats when idle.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client, k *sink, f format) {
+// Over HTTP/1.x it hands the connection over to a parkedStream once the header is out and
+// reports true: finish then runs when that stream ends.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client, k *sink, f format, finish func()) bool {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
@@ -311,12 +348,24 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 	} else {
 		h.Set("Content-Type", "application/x-ndjson")
 	}
+	// An event of an HTTP/1.x stream's own is its bytes up to the connection's end, not chunks
+	// (see parkedStream).
+	http1 := r.ProtoMajor == 1
+	if http1 {
+		h.Set("Transfer-Encoding", "identity")
+	}
 	w.WriteHeader(http.StatusOK)
 	if f == formatSSE {
 		_, _ = w.Write([]byte(": subscribed\n\n"))
 	}
 	if rc.Flush() != nil {
-		return
+		return false
+	}
+	// An EventSource that reconnects says what it saw last: in a session, deliveries up to it
+	// (redelivered because their acknowledgement was lost with the connection) are skipped.
+	lastSeen, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
+	if http1 && s.takeOverStream(w, r, c, k, f, lastSeen, finish) {
+		return true
 	}
 	beat := time.NewTicker(s.cfg.Heartbeat)
 	defer beat.Stop()
@@ -325,9 +374,6 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 	// of idle streams that matters more than the copy.
 	var head [48]byte
 	var sent []delivery
-	// An EventSource that reconnects says what it saw last: in a session, deliveries up to it
-	// (redelivered because their acknowledgement was lost with the connection) are skipped.
-	lastSeen, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
 	for {
 		select {
 		case <-k.ready:
@@ -346,7 +392,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 				}
 			}
 			if err != nil || rc.Flush() != nil {
-				return
+				return false
 			}
 			ack(c, sent)
 			clear(sent) // drop the frames' references until the next burst
@@ -358,12 +404,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 				hb = []byte(": keep-alive\n\n")
 			}
 			if _, err := w.Write(hb); err != nil || rc.Flush() != nil {
-				return
+				return false
 			}
 		case <-k.closed:
-			return
+			return false
 		case <-r.Context().Done():
-			return
+			return false
 		}
 	}
 }
@@ -372,12 +418,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *broker.Client
 const streamWriteTimeout = 30 * time.Second
 
 // writeFrame writes one event: SSE's id, event and data lines, or an NDJSON line. head is scratch
-// for the SSE prefix.
+// for the SSE prefix; the frame itself goes straight into w's buffer.
 func writeFrame(w http.ResponseWriter, head []byte, d delivery, f format) error {
-	if f == formatSSE {
-		head = append(head, "id: "...)
-		head = strconv.AppendUint(head, d.id, 10)
-		head = append(head, "\nevent: message\ndata: "...)
+	if head = appendFrameHead(head, d, f); len(head) > 0 {
 		if _, err := w.Write(head); err != nil {
 			return err
 		}
@@ -385,12 +428,34 @@ func writeFrame(w http.ResponseWriter, head []byte, d delivery, f format) error 
 	if _, err := w.Write(d.frame); err != nil {
 		return err
 	}
-	end := "\n"
-	if f == formatSSE {
-		end = "\n\n"
-	}
-	_, err := io.WriteString(w, end)
+	_, err := io.WriteString(w, frameEnd(f))
 	return err
+}
+
+// appendStreamFrame appends one event as writeFrame writes it.
+func appendStreamFrame(b []byte, d delivery, f format) []byte {
+	b = appendFrameHead(b, d, f)
+	b = append(b, d.frame...)
+	return append(b, frameEnd(f)...)
+}
+
+// appendFrameHead appends what precedes an event's JSON: SSE's id and event lines and the data
+// field's name; nothing for NDJSON.
+func appendFrameHead(b []byte, d delivery, f format) []byte {
+	if f != formatSSE {
+		return b
+	}
+	b = append(b, "id: "...)
+	b = strconv.AppendUint(b, d.id, 10)
+	return append(b, "\nevent: message\ndata: "...)
+}
+
+// frameEnd is what follows an event's JSON.
+func frameEnd(f format) string {
+	if f == formatSSE {
+		return "\n\n"
+	}
+	return "\n"
 }
 
 // poll waits up to wait for a first message and answers a JSON array of what has arrived (at most

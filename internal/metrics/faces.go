@@ -33,7 +33,7 @@ func RegisterFaces(reg prometheus.Registerer, f Faces) {
 	}
 	if f.HTTP != nil {
 		gauge("tern_http_streams", "Open HTTP subscriptions: Server-Sent Events, NDJSON streams and long-polls.", nil, &f.HTTP.Streams)
-		gauge("tern_http_websockets_parked", "WebSockets of /v1/ws and /sub waiting for their client in the poller, without a goroutine.", nil, &f.HTTP.Parked)
+		gauge("tern_http_connections_parked", "HTTP subscribers (WebSockets of /v1/ws and /sub, SSE and NDJSON streams over HTTP/1.x) waiting for their client in the poller, without a goroutine.", nil, &f.HTTP.Parked)
 		counter("tern_http_published_total", "Messages published over HTTP (POST /v1/pub and isimud's /pub).", &f.HTTP.Published)
 		counter("tern_http_requests_total", "Requests and calls over HTTP that waited for a reply (/v1/req, /v1/call).", &f.HTTP.Requests)
 	}

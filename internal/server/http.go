@@ -67,12 +67,13 @@ func (s *Server) counted(h http.Handler) http.Handler {
 			httpauth.WriteError(w, http.StatusServiceUnavailable, "unavailable", broker.ErrServerShuttingDown.Error())
 			return
 		}
-		if r.Header.Get("Upgrade") == "" {
+		if r.Method != http.MethodGet {
 			defer s.handlers.leave()
 			h.ServeHTTP(w, r)
 			return
 		}
-		// A WebSocket may outlive its handler (httpapi.Keep): it is waited for until it ends.
+		// A WebSocket or a stream may outlive its handler (httpapi.Keep): it is waited for until
+		// it ends. (Both come as GET requests.)
 		r, done := httpapi.Outlive(r, s.handlers.leave)
 		defer done()
 		h.ServeHTTP(w, r)

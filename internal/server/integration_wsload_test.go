@@ -65,7 +65,7 @@ func TestJSONWebSocketUnderLoad(t *testing.T) {
 		t.Error(err)
 	}
 	eventually(t, waitTimeout, "no stream, WebSocket or parked connection left", func() bool {
-		return srv.HTTP.Stats().Streams.Load() == 0 && metric(t, srv, "tern_http_websockets_parked") == 0 &&
+		return srv.HTTP.Stats().Streams.Load() == 0 && metric(t, srv, "tern_http_connections_parked") == 0 &&
 			metric(t, srv, `tern_websocket_clients{endpoint="api"}`) == 0
 	})
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // TestWebSocketsParkAndStayCounted: idle /v1/ws and /sub subscribers wait in the poller without
-// a goroutine (tern_http_websockets_parked) and are served from there: a publish reaches both,
+// a goroutine (tern_http_connections_parked) and are served from there: a publish reaches both,
 // a /v1/ws operation is answered, and both park again. Every WebSocket endpoint counts its
 // connection until it ends, not until its handler returns (which a parked connection's does
 // at once): tern_websocket_clients stays at one per client, MQTT's and mBus's over WebSocket
@@ -54,7 +54,7 @@ func TestWebSocketsParkAndStayCounted(t *testing.T) {
 				metric(t, srv, `tern_websocket_clients{endpoint="mqtt"}`) == mqtt &&
 				metric(t, srv, `tern_websocket_clients{endpoint="mbus"}`) == mbus &&
 				metric(t, srv, "tern_mqtt_connections_parked") == mqtt &&
-				metric(t, srv, "tern_http_websockets_parked") == parked
+				metric(t, srv, "tern_http_connections_parked") == parked
 		}
 	}
 	eventually(t, waitTimeout, "every WebSocket parked and counted", counted(1, 1, 1, 1, 2))
@@ -78,7 +78,7 @@ func TestWebSocketsParkAndStayCounted(t *testing.T) {
 			t.Fatalf("/v1/ws pub %d: %v", i, m)
 		}
 		eventually(t, waitTimeout, "both HTTP WebSockets parked again", func() bool {
-			return metric(t, srv, "tern_http_websockets_parked") == 2
+			return metric(t, srv, "tern_http_connections_parked") == 2
 		})
 	}
 
@@ -118,7 +118,7 @@ func TestJSONWebSocketParksOverTLS(t *testing.T) {
 	if m := api.recv(); m["op"] != "suback" {
 		t.Fatalf("sub: %v", m)
 	}
-	parked := func() bool { return metric(t, srv, "tern_http_websockets_parked") == 1 }
+	parked := func() bool { return metric(t, srv, "tern_http_connections_parked") == 1 }
 	eventually(t, waitTimeout, "the wss connection parked", parked)
 	mq := v5(t, srv, uniqueID("wss-mq"))
 	mq.sub("out/#", 0)
