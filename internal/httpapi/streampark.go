@@ -37,10 +37,9 @@ type parkedStream struct {
 	f        format
 	lastSeen uint64
 	beat     time.Duration
-	parked   *atomic.Int64 // the face's count of parked connections
-	finish   func()        // hands the session back; runs once, when the stream has ended
-	stop     func() bool   // forgets the server's shutdown
-	release  func()        // lets go of the request's count (Keep)
+	finish   func()      // hands the session back; runs once, when the stream has ended
+	stop     func() bool // forgets the server's shutdown
+	release  func()      // lets go of the request's count (Keep)
 
 	wmu      sync.Mutex   // one writer at a time: deliveries and keep-alives
 	nextBeat atomic.Int64 // Unix ns of the next keep-alive
@@ -60,7 +59,7 @@ func (s *Server) takeOverStream(w http.ResponseWriter, r *http.Request, c *broke
 	// What the client sent after its request (nothing, from a stream's client) is not read:
 	// the stream only watches for the connection's end.
 	st := &parkedStream{nc: nc, rd: nc, c: c, k: k, f: f, lastSeen: lastSeen, beat: s.cfg.Heartbeat,
-		parked: &s.stats.Parked, finish: finish, release: Keep(r)}
+		finish: finish, release: Keep(r)}
 	if t, ok := nc.(*tls.Conn); ok {
 		st.pc, _ = t.NetConn().(*netio.ParkConn)
 	} else if pc, ok := netio.NewParkConn(nc).(*netio.ParkConn); ok {
@@ -69,6 +68,7 @@ func (s *Server) takeOverStream(w http.ResponseWriter, r *http.Request, c *broke
 	if st.pc != nil {
 		if p, err := netio.DefaultPoller(); err == nil {
 			if wt, err := p.Watch(st.pc.RawConn(), st); err == nil {
+				wt.CountParked(&s.stats.Parked)
 				st.watch = wt
 				st.pc.SetNoWait(true)
 			}
@@ -87,10 +87,7 @@ func (s *Server) takeOverStream(w http.ResponseWriter, r *http.Request, c *broke
 
 // Ready is the poller's call: the client sent something or left, a keep-alive is due, or quit
 // woke it.
-func (st *parkedStream) Ready() {
-	st.parked.Add(-1)
-	go st.run()
-}
+func (st *parkedStream) Ready() { go st.run() }
 
 // run watches the connection until the client leaves or the stream is told to quit, sending a
 // keep-alive when one is due; with a poller it parks between wake-ups.
@@ -117,9 +114,7 @@ func (st *parkedStream) run() {
 		if st.watch == nil {
 			continue
 		}
-		st.parked.Add(1) // before Arm: Ready may run before Arm returns
 		if st.watch.Arm(time.Unix(0, st.nextBeat.Load())) != nil {
-			st.parked.Add(-1)
 			break
 		}
 		// A quit that came after the check above found the watch owned and did not wake it.

@@ -27,8 +27,7 @@ type wsLoop struct {
 	limit   int
 	handle  func(text bool, msg []byte) bool // false: it closed the connection (see close)
 	finish  func()
-	release func()        // lets go of the request's count (Keep)
-	parked  *atomic.Int64 // the face's count of parked WebSockets
+	release func() // lets go of the request's count (Keep)
 
 	closeWait time.Duration // wsCloseWait
 	closing   atomic.Bool
@@ -49,10 +48,11 @@ const (
 // may still read it with waiting reads (an authentication frame, under a deadline) before
 // start. The connection keeps r counted (Keep) until it ends.
 func (s *Server) newWSLoop(ws *wsconn.Conn, r *http.Request, limit int) *wsLoop {
-	l := &wsLoop{ws: ws, limit: limit, release: Keep(r), parked: &s.stats.Parked, closeWait: wsCloseWait}
+	l := &wsLoop{ws: ws, limit: limit, release: Keep(r), closeWait: wsCloseWait}
 	if pc := ws.ParkConn(); pc != nil {
 		if p, err := netio.DefaultPoller(); err == nil {
 			if w, err := p.Watch(pc.RawConn(), l); err == nil {
+				w.CountParked(&s.stats.Parked)
 				l.watch = w
 			}
 		}
@@ -79,10 +79,7 @@ func (l *wsLoop) start(handle func(text bool, msg []byte) bool, finish func()) {
 
 // Ready is the poller's call: the socket has something, or a wait ran out, or close or kill
 // woke it.
-func (l *wsLoop) Ready() {
-	l.parked.Add(-1)
-	go l.run()
-}
+func (l *wsLoop) Ready() { go l.run() }
 
 func (l *wsLoop) run() {
 	for !l.killed.Load() {
@@ -110,9 +107,7 @@ func (l *wsLoop) run() {
 			}
 			due = time.Unix(0, by)
 		}
-		l.parked.Add(1) // before Arm: Ready may run before Arm returns
 		if l.watch.Arm(due) != nil {
-			l.parked.Add(-1)
 			break
 		}
 		// A close or kill that came after the checks above found the watch owned, and so

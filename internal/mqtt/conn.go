@@ -209,17 +209,7 @@ func (c *conn) park() bool {
 	if wake := c.detachIdle(); !wake.IsZero() && (deadline.IsZero() || wake.Before(deadline)) {
 		deadline = wake
 	}
-	return c.arm(deadline)
-}
-
-// arm parks the connection in the poller, counted in Stats.Parked until Ready runs.
-func (c *conn) arm(deadline time.Time) bool {
-	c.srv.stats.Parked.Add(1) // before Arm: Ready may run before Arm returns
-	if c.watch.Arm(deadline) != nil {
-		c.srv.stats.Parked.Add(-1)
-		return false
-	}
-	return true
+	return c.watch.Arm(deadline) == nil
 }
 
 // detachIdle detaches a parking connection that has been quiet for Config.DetachIdle (see
@@ -267,7 +257,6 @@ func (c *conn) attach() error {
 // (Whole packets, so that a packet arriving in two segments does not count; several wakes, so
 // that a new client's first packets after CONNECT, a SUBSCRIBE say, do not attach it.)
 func (c *conn) Ready() {
-	c.srv.stats.Parked.Add(-1)
 	c.rd.woke = true
 	if c.client == nil {
 		// Logging in may wait for a password hash or the external authorization URL: on a
@@ -302,7 +291,7 @@ const busyWakes = 4
 func (c *conn) login() {
 	err := c.handshake(nil, nil)
 	if err == errWouldBlock {
-		if c.arm(c.connectDeadline()) {
+		if c.watch.Arm(c.connectDeadline()) == nil {
 			return
 		}
 		err = net.ErrClosed

@@ -115,6 +115,27 @@ type Watch struct {
 	// poller's deadline heap plus one (0: not in it); both are guarded by the heap's lock.
 	due  int64
 	hidx int32
+	// parked, when set (CountParked), counts this watch while it is armed.
+	parked *atomic.Int64
+}
+
+// CountParked makes n count the watch while it is armed: parked, with no goroutine running its
+// connection. A face gives all its watches one counter, for its metrics. Call it before the
+// first Arm.
+func (w *Watch) CountParked(n *atomic.Int64) { w.parked = n }
+
+// park and unpark keep the count of CountParked: park before the state becomes armed, unpark
+// after it stops being armed, so that the count is never below the armed watches.
+func (w *Watch) park() {
+	if w.parked != nil {
+		w.parked.Add(1)
+	}
+}
+
+func (w *Watch) unpark() {
+	if w.parked != nil {
+		w.parked.Add(-1)
+	}
 }
 
 // Watch registers the socket rc for h; it starts owned (not armed). Close releases it.
@@ -179,7 +200,9 @@ func (w *Watch) Arm(deadline time.Time) error {
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: w.fd, Pad: int32(w.gen)}
 	rc := w.rc // the next owner may move the watch (rebind) as soon as it is armed
+	w.park()
 	if !w.state.CompareAndSwap(watchOwned, watchArmed) {
+		w.unpark()
 		return os.ErrClosed
 	}
 	var cerr error
@@ -189,6 +212,7 @@ func (w *Watch) Arm(deadline time.Time) error {
 	}
 	if err != nil && w.state.CompareAndSwap(watchArmed, watchOwned) {
 		// Taken back: the caller still owns it. (A wake-up that got there first owns it now.)
+		w.unpark()
 		return err
 	}
 	// Set once armed, so that a deadline already past finds it armed and wakes it. Racing with
@@ -211,13 +235,16 @@ func (w *Watch) Parked() bool { return w.state.Load() == watchArmed }
 // why it was woken (the face sets that before calling Wake).
 func (w *Watch) Wake() {
 	if w.state.CompareAndSwap(watchArmed, watchOwned) {
+		w.unpark()
 		w.p.dispatch(w)
 	}
 }
 
 // Close forgets the socket; its owner calls it, before the socket is closed when it can.
 func (w *Watch) Close() {
-	w.state.Store(watchClosed)
+	if w.state.Swap(watchClosed) == watchArmed {
+		w.unpark()
+	}
 	w.p.deadlines.set(w, 0)
 	if w.added {
 		// Fails when the socket is closed already, which took it out of the set.
@@ -280,6 +307,7 @@ func (p *Poller) takeLocked(fd int32, gen uint32) *Watch {
 	if w == nil || w.gen != gen || !w.state.CompareAndSwap(watchArmed, watchOwned) {
 		return nil
 	}
+	w.unpark()
 	return w
 }
 

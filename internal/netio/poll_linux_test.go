@@ -141,6 +141,56 @@ func TestPollerDeadlineAndWake(t *testing.T) {
 	wait(t, ran, "past deadline")
 }
 
+// CountParked counts a watch while it is armed, and not after it is taken back by an event,
+// a wake-up, its deadline or its close; the count is already 0 when the handler runs.
+func TestWatchCountsWhileParked(t *testing.T) {
+	p := testPoller(t, 4)
+	srv, cli := tcpPair(t)
+	var parked atomic.Int64
+	seen := make(chan int64, 4)
+	w, err := p.Watch(rawOf(t, srv), handlerFunc(func() {
+		var b [16]byte
+		_ = srv.SetReadDeadline(time.Now().Add(time.Millisecond))
+		_, _ = srv.Read(b[:])
+		seen <- parked.Load()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.CountParked(&parked)
+	wake := map[string]func(){
+		"event":    func() { _, _ = cli.Write([]byte("x")) },
+		"wake":     w.Wake,
+		"deadline": func() {},
+	}
+	for _, how := range []string{"event", "wake", "deadline"} {
+		deadline := time.Time{}
+		if how == "deadline" {
+			deadline = time.Now().Add(10 * time.Millisecond)
+		}
+		if err := w.Arm(deadline); err != nil {
+			t.Fatal(err)
+		}
+		if n := parked.Load(); n != 1 {
+			t.Fatalf("before the %s: %d parked, want 1", how, n)
+		}
+		wake[how]()
+		if n := wait(t, seen, how); n != 0 {
+			t.Fatalf("in the handler after the %s: %d parked, want 0", how, n)
+		}
+	}
+	if err := w.Arm(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if n := parked.Load(); n != 0 {
+		t.Fatalf("after Close of an armed watch: %d parked, want 0", n)
+	}
+	if err := w.Arm(time.Time{}); err == nil || parked.Load() != 0 {
+		t.Fatalf("Arm after Close: %v, %d parked", err, parked.Load())
+	}
+}
+
 // Handlers run on at most the poller's workers at once.
 func TestPollerBoundsItsWorkers(t *testing.T) {
 	const workers, socks = 2, 8

@@ -4,6 +4,7 @@ package netio
 
 import (
 	"errors"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -37,3 +38,6 @@ func (w *Watch) Wake() {}
 
 // Close does nothing.
 func (w *Watch) Close() {}
+
+// CountParked does nothing: nothing parks here.
+func (w *Watch) CountParked(*atomic.Int64) {}
