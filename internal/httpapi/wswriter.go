@@ -28,8 +28,7 @@ type wsWriter struct {
 func startWSWriter(base context.Context, l *wsLoop, k *sink, timeout time.Duration,
 	encode func([]byte, delivery) []byte) *wsWriter {
 	w := &wsWriter{loop: l, k: k, timeout: timeout, encode: encode}
-	k.writer = w.run
-	k.onClose = func() { l.close(wsconn.StatusGoingAway, k.reason().Error()) }
+	k.takeOver(w.run, func() { l.close(wsconn.StatusGoingAway, k.reason().Error()) })
 	w.stop = context.AfterFunc(base, func() {
 		l.closeWithin(wsconn.StatusGoingAway, broker.ErrServerShuttingDown.Error(), wsShutdownCloseWait)
 	})

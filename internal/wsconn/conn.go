@@ -324,18 +324,9 @@ func (c *Conn) sendCloseLocked(code uint16, reason string) error {
 	return err
 }
 
-// CloseWrite ends the server's side: a normal close frame, then the transport's own
-// CloseWrite where it has one. The client answers with its close frame, which Read reports as
-// io.EOF.
-func (c *Conn) CloseWrite() error {
-	if err := c.sendClose(closeNormal, ""); err != nil {
-		return err
-	}
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
+// CloseWrite ends the server's side with a normal close frame (CloseWith). The client answers
+// with its close frame, which Read reports as io.EOF.
+func (c *Conn) CloseWrite() error { return c.CloseWith(closeNormal, "") }
 
 // Close sends a close frame if no write is under way (a writer blocked on a full socket must
 // not hold Close up) and closes the transport, then runs what OnClose gave it.

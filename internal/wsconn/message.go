@@ -97,12 +97,7 @@ func (c *Conn) WriteMessage(text bool, p []byte, timeout time.Duration) error {
 // for the client's close frame, which a read then reports as io.EOF. It waits for a write under
 // way, which that write's deadline bounds.
 func (c *Conn) CloseWith(code uint16, reason string) error {
-	c.wmu.Lock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(controlWriteWait))
-	err := c.sendCloseLocked(code, reason)
-	_ = c.nc.SetWriteDeadline(time.Time{})
-	c.wmu.Unlock()
-	if err != nil {
+	if err := c.sendClose(code, reason); err != nil {
 		return err
 	}
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
