@@ -43,7 +43,7 @@ type sink struct {
 	// writer, when set, replaces the token: Send starts it on a goroutine of its own when the
 	// queue gets something and none runs (writing, under mu), and it drains the queue with
 	// takeOrStop. A connection that nobody writes to then has no goroutine waiting to write.
-	// Set before the sink is connected, or later with takeOver (both guarded by mu then).
+	// Set with takeOver, under mu.
 	writer  func()
 	writing bool
 	// onClose, when set, is called once when the core closes the sink (after closed is).
@@ -176,9 +176,9 @@ func (k *sink) Close(reason error) {
 	})
 }
 
-// takeOver hands a sink already connected to the core (queued deliveries and all) to writer and
-// onClose, as for a stream taken over from its handler: a writer starts for what is queued, and
-// onClose runs at once if the core has closed the sink already.
+// takeOver hands the sink to writer and onClose, before or after it is connected to the core
+// (a stream is taken over from its handler with deliveries queued): a writer starts for what is
+// queued, and onClose runs at once if the core has closed the sink already.
 func (k *sink) takeOver(writer, onClose func()) {
 	k.mu.Lock()
 	k.writer, k.onClose = writer, onClose
