@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"github.com/ternmq/tern/internal/auth"
@@ -174,8 +176,10 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 			reason = "connection_closed"
 		}
 	}
-	b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity, "face", face,
-		"remote", c.remote, "reason", reason)
+	if b.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments cost allocations
+		b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity, "face", face,
+			"remote", c.remote, "reason", reason)
+	}
 	if c.announce {
 		b.announce(EventsPrefix+"disconnected", func() map[string]any {
 			return map[string]any{"client_id": c.ClientID, "identity": c.Identity, "reason": reason}

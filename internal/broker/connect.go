@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"strings"
 
@@ -229,8 +230,10 @@ func (b *Broker) connected(req ConnectRequest, res ConnectResult, p *auth.Princi
 		})
 	}
 	b.failCalls(prev.orphaned, "service disconnected")
-	b.log.Debug("client connected", "client", res.ClientID, "identity", p.Identity, "face", req.Face,
-		"remote", req.RemoteAddr, "session_present", res.SessionPresent)
+	if b.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments cost allocations
+		b.log.Debug("client connected", "client", res.ClientID, "identity", p.Identity, "face", req.Face,
+			"remote", req.RemoteAddr, "session_present", res.SessionPresent)
+	}
 	if req.Announce {
 		b.announce(EventsPrefix+"connected", func() map[string]any {
 			return map[string]any{"client_id": res.ClientID, "identity": p.Identity, "face": req.Face, "remote": req.RemoteAddr}

@@ -18,7 +18,9 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 	}
 	s := c.s
 	cfg := &c.b.cfg
+	// Only a session on disk stores its subscriptions; a memory one skips collecting them.
 	var changed []store.Subscription
+	stored := s.durable() && !s.deleted
 	for i, r := range reqs {
 		f, err := topic.ParseFilter(r.Filter)
 		if err != nil {
@@ -54,7 +56,9 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			c.b.stats.Subscriptions.Add(1)
 		}
 		out[i] = SubscribeResult{QoS: sub.QoS, Existed: old != nil, sub: sub}
-		changed = append(changed, sub.Subscription)
+		if stored {
+			changed = append(changed, sub.Subscription)
+		}
 	}
 	s.storeSubsLocked(changed, nil)
 	c.syncAndUnlock()

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -274,7 +275,7 @@ func (c *conn) Ready() {
 	} else if c.quickWakes++; c.quickWakes >= busyWakes {
 		c.quickWakes = 0
 		if err := c.attach(); err != nil {
-			c.srv.log.Debug("attach", "client", c.clientID(), "remote", c.remoteAddr(), "err", err)
+			c.logDebug("attach", err)
 			c.finish()
 			return
 		}
@@ -348,7 +349,15 @@ func (c *conn) fail(err error) {
 		// The connection broke or the client closed it: finish cleans up.
 		return
 	}
-	c.srv.log.Debug("closing connection", "client", c.clientID(), "remote", c.remoteAddr(), "err", err)
+	c.logDebug("closing connection", err)
+}
+
+// logDebug logs msg about the connection at debug level. The level is checked first: naming the
+// client's address may take a system call, and the arguments cost allocations on every close.
+func (c *conn) logDebug(msg string, err error) {
+	if c.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.srv.log.Debug(msg, "client", c.clientID(), "remote", c.remoteAddr(), "err", err)
+	}
 }
 
 // remoteAddr names the client's end of the connection for logs, also while it is detached.
@@ -458,9 +467,9 @@ func (c *conn) handshake(cs *tls.ConnectionState, identify netio.Identify) error
 	}
 	// Authentication may wait for a password hash or the external URL; the connect timeout
 	// bounds that as it bounds the wait for CONNECT.
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
+	ctx := newConnectContext(time.Now().Add(c.srv.cfg.ConnectTimeout))
 	client, res, err := c.srv.broker.Connect(ctx, req)
-	cancel()
+	ctx.cancel()
 	if err != nil {
 		code := connectCode(err)
 		if code == packet.ServerUnavailable || code == packet.UnspecifiedError {
@@ -472,7 +481,11 @@ func (c *conn) handshake(cs *tls.ConnectionState, identify netio.Identify) error
 	c.client = client
 	c.rd.loggedIn(c.srv.cfg.MaxPacketSize)
 	c.sessionExpiry = res.Expiry
-	c.writePacket(c.connack(&p, res), nil)
+	// Through the connection's batch, which the reader flushes before its next read: written
+	// by this goroutine, not by a writer started for it.
+	var ack packet.Connack
+	c.connack(&ack, &p, res)
+	c.writeConnack(&ack, &c.batch)
 	client.Start()
 	return nil
 }
@@ -612,12 +625,12 @@ func (c *conn) will(p *packet.Connect, bcfg *broker.Config) (*broker.Will, packe
 	return w, packet.Success, ""
 }
 
-// connack builds the acknowledgement, announcing in MQTT 5 every limit that differs from the
-// protocol default.
-func (c *conn) connack(p *packet.Connect, res broker.ConnectResult) *packet.Connack {
-	ack := &packet.Connack{SessionPresent: res.SessionPresent, Reason: packet.Success}
+// connack builds the acknowledgement in ack, announcing in MQTT 5 every limit that differs from
+// the protocol default.
+func (c *conn) connack(ack *packet.Connack, p *packet.Connect, res broker.ConnectResult) {
+	*ack = packet.Connack{SessionPresent: res.SessionPresent, Reason: packet.Success}
 	if c.version != packet.V5 {
-		return ack
+		return
 	}
 	cfg := &c.srv.cfg
 	bcfg := c.srv.broker.Config()
@@ -658,19 +671,18 @@ func (c *conn) connack(p *packet.Connect, res broker.ConnectResult) *packet.Conn
 		pr.ResponseInfo = []byte(broker.ResponsePrefix(res.ClientID))
 		pr.Set(packet.PropResponseInfo)
 	}
-	return ack
 }
 
 // refuse answers a failed CONNECT and closes the connection.
 func (c *conn) refuse(code packet.ReasonCode, reason string) {
 	c.srv.stats.ConnectRefused.Add(1)
-	ack := &packet.Connack{Reason: code}
+	ack := packet.Connack{Reason: code}
 	if c.version != packet.V5 {
 		ack.Reason = packet.V3ConnackCode(code)
 	} else if reason != "" {
 		ack.Props.ReasonString = []byte(reason)
 		ack.Props.Set(packet.PropReasonString)
 	}
-	c.writePacket(ack, nil)
+	c.writeConnack(&ack, nil)
 	c.out.End(errors.New(reason))
 }

@@ -106,6 +106,9 @@ type footprint struct {
 	// rss is the process's resident memory (VmRSS; 0 where /proc is not there).
 	rss        uint64
 	goroutines int
+	// mallocs and allocated count every allocation so far, freed or not: what the connections
+	// cost the collector while they opened, and what their transient objects leave in the heap.
+	mallocs, allocated uint64
 }
 
 // vmRSS reads the process's resident memory from /proc/self/status, in bytes (0 if unknown).
@@ -129,7 +132,7 @@ func measureFootprint() footprint {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return footprint{heap: ms.HeapInuse, stacks: ms.StackInuse, retained: ms.Sys - ms.HeapReleased,
-		rss: vmRSS(), goroutines: runtime.NumGoroutine()}
+		rss: vmRSS(), goroutines: runtime.NumGoroutine(), mallocs: ms.Mallocs, allocated: ms.TotalAlloc}
 }
 
 // TestIdleFootprint is a measurement, not a check: with TERNTEST_FOOTPRINT=N it opens N idle
@@ -166,6 +169,8 @@ func TestIdleFootprint(t *testing.T) {
 	t.Logf("%d idle connections: heap %.0f B, stacks %.0f B, retained %.0f B, RSS %.0f B, goroutines %.3f per connection",
 		len(fds), per(after.heap, before.heap), per(after.stacks, before.stacks), per(after.retained, before.retained),
 		per(after.rss, before.rss), float64(after.goroutines-before.goroutines)/float64(len(fds)))
+	t.Logf("opening them allocated %.1f objects, %.0f B per connection (the test's clients included)",
+		per(after.mallocs, before.mallocs), per(after.allocated, before.allocated))
 	if f := os.Getenv("TERNTEST_FOOTPRINT_PROFILE"); f != "" {
 		out, err := os.Create(f)
 		if err != nil {

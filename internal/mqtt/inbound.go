@@ -334,7 +334,13 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 	} else {
 		results = c.client.Subscribe(reqs)
 	}
-	ack := &packet.Suback{PacketID: p.PacketID, Reasons: make([]packet.ReasonCode, len(results))}
+	// On the stack, with room for the usual few reasons (see writeSuback).
+	var reasons [8]packet.ReasonCode
+	ack := packet.Suback{PacketID: p.PacketID, Reasons: reasons[:0]}
+	if len(results) > len(reasons) {
+		ack.Reasons = make([]packet.ReasonCode, 0, len(results))
+	}
+	ack.Reasons = ack.Reasons[:len(results)]
 	var refused []string
 	for i, r := range results {
 		ack.Reasons[i] = c.subackCode(r)
@@ -346,7 +352,7 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 		ack.Props.ReasonString = []byte(strings.Join(refused, "; "))
 		ack.Props.Set(packet.PropReasonString)
 	}
-	c.writePacket(ack, &c.batch)
+	c.writeSuback(&ack, &c.batch)
 	c.client.SendRetained(results)
 	return nil
 }

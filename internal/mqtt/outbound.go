@@ -20,15 +20,48 @@ var writeBufs = netio.NewBufPool(func() any { return new(packet.Publish) })
 // writePacket queues a control packet (acknowledgements, CONNACK, PINGRESP...). via is the
 // reader's batch when the reader writes it, else nil.
 func (c *conn) writePacket(p packet.Packet, via *broker.Batch) {
+	if buf, ok := c.beginWrite(); ok {
+		buf, err := p.Append(buf, c.version)
+		c.endWrite(buf, err, p.Type(), via)
+	}
+}
+
+// writeConnack and writeSuback are writePacket for the two packets every connection starts
+// with. They call Append directly, so the packet can live on the caller's stack: given to
+// writePacket as a packet.Packet it escapes to the heap, a few hundred bytes per connection.
+func (c *conn) writeConnack(p *packet.Connack, via *broker.Batch) {
+	if buf, ok := c.beginWrite(); ok {
+		buf, err := p.Append(buf, c.version)
+		c.endWrite(buf, err, packet.CONNACK, via)
+	}
+}
+
+func (c *conn) writeSuback(p *packet.Suback, via *broker.Batch) {
+	if buf, ok := c.beginWrite(); ok {
+		buf, err := p.Append(buf, c.version)
+		c.endWrite(buf, err, packet.SUBACK, via)
+	}
+}
+
+// beginWrite takes the outgoing side's lock and returns its buffer, or reports false (and holds
+// no lock) when nothing more will be written.
+func (c *conn) beginWrite() ([]byte, bool) {
 	o := &c.out
 	o.Lock()
-	defer o.Unlock()
 	if o.ClosedLocked() {
-		return
+		o.Unlock()
+		return nil, false
 	}
-	buf, err := p.Append(o.BufLocked(), c.version)
+	return o.BufLocked(), true
+}
+
+// endWrite commits what a packet of type typ appended to beginWrite's buffer and releases the
+// lock; an encoding error drops the packet.
+func (c *conn) endWrite(buf []byte, err error, typ byte, via *broker.Batch) {
+	o := &c.out
+	defer o.Unlock()
 	if err != nil {
-		c.srv.log.Error("encoding packet", "type", packet.TypeName(p.Type()), "err", err)
+		c.srv.log.Error("encoding packet", "type", packet.TypeName(typ), "err", err)
 		return
 	}
 	o.CommitLocked(buf, via)

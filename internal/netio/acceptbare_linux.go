@@ -116,17 +116,11 @@ func hasAcceptedOptions(rc syscall.RawConn) bool {
 // none is waiting, or accept4 failed (the listener closed, out of descriptors, a connection
 // reset before it was taken), which the ordinary accept then meets and reports.
 func acceptWaiting(rc syscall.RawConn) *Socket {
-	nfd := -1
-	_ = rc.Control(func(fd uintptr) {
-		n, _, err := unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		if err == nil {
-			nfd = n
-		}
-	})
-	if nfd < 0 {
+	nfd, peer, err := accept4(rc)
+	if err != nil {
 		return nil
 	}
-	return &Socket{fd: &bareFD{fd: int32(nfd)}}
+	return &Socket{fd: &bareFD{fd: int32(nfd), peer: peer}}
 }
 
 // acceptBare accepts one connection through ln.Accept, waiting for it, as a Socket. The options

@@ -151,3 +151,105 @@ func TestServeBareAcceptsEitherWay(t *testing.T) {
 		})
 	}
 }
+
+// A socket taken with accept4 names its peer from the address accept4 returns, as Go's net
+// package names an accepted connection's remote address (IPv4, IPv6, and an IPv4 client of a
+// dual-stack listener, which Go names in IPv4 form); a Unix socket's unnamed peer is "@", as
+// x/sys/unix names it.
+func TestAcceptWaitingNamesThePeer(t *testing.T) {
+	for _, tc := range []struct{ network, listen, dial string }{
+		{"tcp", "127.0.0.1:0", "127.0.0.1"},
+		{"tcp6", "[::1]:0", "::1"},
+		{"tcp", "[::]:0", "127.0.0.1"},
+	} {
+		t.Run(tc.listen, func(t *testing.T) {
+			ln, err := Listen(tc.network, tc.listen)
+			if err != nil {
+				t.Skipf("no %s listener here: %v", tc.listen, err)
+			}
+			defer ln.Close()
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			c, err := net.Dial("tcp", net.JoinHostPort(tc.dial, port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			s := takeWaiting(t, ln)
+			defer s.fd.close()
+			if got, want := s.fd.remoteAddr(), c.LocalAddr().String(); got != want {
+				t.Errorf("peer %q, want %q", got, want)
+			}
+		})
+	}
+	t.Run("unix", func(t *testing.T) {
+		ln, err := Listen("unix", t.TempDir()+"/s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		c, err := net.Dial("unix", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s := takeWaiting(t, ln)
+		defer s.fd.close()
+		if got := s.fd.remoteAddr(); got != "@" || s.fd.peer != got {
+			t.Errorf("unnamed Unix peer named %q (at the accept: %q), want @", got, s.fd.peer)
+		}
+	})
+}
+
+// takeWaiting takes the connection waiting in ln's backlog with accept4, waiting up to 5 s for it
+// to get there.
+func takeWaiting(t *testing.T, ln net.Listener) *Socket {
+	t.Helper()
+	rc, err := ln.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if s := acceptWaiting(rc); s != nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection was taken from the backlog")
+		}
+	}
+}
+
+// The calls made on every connection (the poller's registration, a park's epoll_ctl, accept4)
+// allocate nothing but what they keep: a closure passed to RawConn.Control would cost three
+// allocations a call.
+func TestFDOpsAllocateNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop objects")
+	}
+	ln, err := Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	rc, _ := ln.(*net.TCPListener).SyscallConn()
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(epfd)
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := fdNumber(rc); err != nil {
+			t.Fatal(err)
+		}
+		if err := epollCtl(rc, epfd, unix.EPOLL_CTL_ADD, unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+			t.Fatal(err)
+		}
+		if err := epollCtl(rc, epfd, unix.EPOLL_CTL_DEL, unix.EpollEvent{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := accept4(rc); err != unix.EAGAIN {
+			t.Fatalf("accept4 on an empty backlog: %v", err)
+		}
+	}); n != 0 {
+		t.Errorf("%.1f allocations a round, want 0", n)
+	}
+}

@@ -1,9 +1,11 @@
 package netio
 
 import (
+	"math"
 	"net"
 	"os"
-	"sync"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -13,15 +15,35 @@ import (
 // connection keeps (Conn.Detach). It is a syscall.RawConn whose Read and Write never wait: a
 // callback asking to wait gets ErrWouldBlock, so only non-blocking readers and writers use it.
 //
-// Its lock makes a close safe against the reads and writes of other goroutines, which Go's
-// netFD does with its reference counts: the descriptor is closed only when no callback runs, and
-// a callback never runs after the close, so a number the kernel has given to a new socket is
-// never written to.
+// Its count of callers makes a close safe against the reads and writes of other goroutines, which
+// Go's netFD does with its reference counts: the descriptor is closed only when no callback runs,
+// and a callback never runs after the close, so a number the kernel has given to a new socket is
+// never written to. (A sync.RWMutex did this too, in 24 bytes where the count takes 4: every
+// detached connection holds a bareFD.)
 type bareFD struct {
-	mu     sync.RWMutex
-	fd     int32 // with closed, 32 bytes in all: every detached connection holds one
-	closed bool
+	// users counts the callbacks running on fd; closing, its top bit, is set by close, which
+	// then waits for the count to fall to zero. A caller that finds it set fails.
+	users atomic.Int32
+	fd    int32
+	// peer names the client's end when the socket was accepted bare ("" otherwise: remoteAddr
+	// asks the socket).
+	peer string
 }
+
+// closing is the top bit of bareFD.users.
+const closing = math.MinInt32
+
+// enter counts a caller in, unless the descriptor is closing or closed; leave counts it out.
+// Callbacks run between them never wait (the socket is non-blocking), so close's wait is short.
+func (b *bareFD) enter() bool {
+	if b.users.Add(1) < 0 {
+		b.users.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (b *bareFD) leave() { b.users.Add(-1) }
 
 // dupBare duplicates the socket under rc into a bareFD.
 func dupBare(rc syscall.RawConn) (*bareFD, error) {
@@ -32,23 +54,12 @@ func dupBare(rc syscall.RawConn) (*bareFD, error) {
 	return &bareFD{fd: int32(fd)}, nil
 }
 
-// dupFD duplicates the descriptor under rc (close-on-exec, as Go opens every descriptor).
-func dupFD(rc syscall.RawConn) (int, error) {
-	var nfd int
-	var derr error
-	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	return nfd, derr
-}
-
 // Control runs f with the descriptor unless it is closed.
 func (b *bareFD) Control(f func(fd uintptr)) error {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.closed {
+	if !b.enter() {
 		return net.ErrClosed
 	}
+	defer b.leave()
 	f(uintptr(b.fd))
 	return nil
 }
@@ -60,11 +71,10 @@ func (b *bareFD) Read(f func(fd uintptr) bool) error { return b.once(f) }
 func (b *bareFD) Write(f func(fd uintptr) bool) error { return b.once(f) }
 
 func (b *bareFD) once(f func(fd uintptr) bool) error {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.closed {
+	if !b.enter() {
 		return net.ErrClosed
 	}
+	defer b.leave()
 	if !f(uintptr(b.fd)) {
 		return ErrWouldBlock
 	}
@@ -95,12 +105,18 @@ func (b *bareFD) shutdownWrite() error {
 // close closes the descriptor once no callback runs, and reports whether this call closed it;
 // later calls of the other methods fail with net.ErrClosed.
 func (b *bareFD) close() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return false
+	for {
+		n := b.users.Load()
+		if n < 0 {
+			return false
+		}
+		if b.users.CompareAndSwap(n, n|closing) {
+			break
+		}
 	}
-	b.closed = true
+	for b.users.Load() != closing {
+		runtime.Gosched()
+	}
 	_ = unix.Close(int(b.fd))
 	return true
 }
@@ -130,6 +146,9 @@ func (b *bareFD) ended() bool {
 
 // remoteAddr is the peer's address as net.TCPAddr.String gives it ("" when unknown).
 func (b *bareFD) remoteAddr() string {
+	if b.peer != "" {
+		return b.peer
+	}
 	var sa unix.Sockaddr
 	if err := b.Control(func(fd uintptr) { sa, _ = unix.Getpeername(int(fd)) }); err != nil {
 		return ""

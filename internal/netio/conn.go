@@ -156,11 +156,11 @@ func (c *Conn) RemoteAddr() string {
 	c.mu.Lock()
 	nc, b := c.nc, c.bare
 	c.mu.Unlock()
+	if b != nil && (nc == nil || b.peer != "") {
+		return b.remoteAddr() // named at the accept, when accepted bare: no call, no allocation
+	}
 	if nc != nil {
 		return nc.RemoteAddr().String()
-	}
-	if b != nil {
-		return b.remoteAddr()
 	}
 	return ""
 }

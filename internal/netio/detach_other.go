@@ -8,7 +8,7 @@ import (
 )
 
 // bareFD is the kept descriptor of a detached connection; without the Poller nothing detaches.
-type bareFD struct{}
+type bareFD struct{ peer string }
 
 func (*bareFD) shutdownWrite() error { return errNoPoller }
 func (*bareFD) close() bool          { return false }

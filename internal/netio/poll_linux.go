@@ -140,11 +140,11 @@ func (w *Watch) unpark() {
 
 // Watch registers the socket rc for h; it starts owned (not armed). Close releases it.
 func (p *Poller) Watch(rc syscall.RawConn, h Handler) (*Watch, error) {
-	w := &Watch{p: p, rc: rc, h: h, fd: -1}
-	var fd int
-	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+	fd, err := fdNumber(rc)
+	if err != nil {
 		return nil, err
 	}
+	w := &Watch{p: p, rc: rc, h: h, fd: -1}
 	p.mu.Lock()
 	p.placeLocked(w, fd)
 	p.mu.Unlock()
@@ -165,12 +165,12 @@ func (p *Poller) placeLocked(w *Watch, fd int) {
 // descriptor leaves the epoll set now, the new one joins it at the next Arm. Only the owner
 // calls it, while the watch is not armed, before the old descriptor is closed.
 func (w *Watch) rebind(rc syscall.RawConn) error {
-	fd := -1
-	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+	fd, err := fdNumber(rc)
+	if err != nil {
 		return err
 	}
 	if w.added {
-		_ = w.rc.Control(func(s uintptr) { _ = unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_DEL, int(s), nil) })
+		_ = epollCtl(w.rc, w.p.epfd, unix.EPOLL_CTL_DEL, unix.EpollEvent{})
 		w.added = false
 	}
 	p := w.p
@@ -205,11 +205,7 @@ func (w *Watch) Arm(deadline time.Time) error {
 		w.unpark()
 		return os.ErrClosed
 	}
-	var cerr error
-	err := rc.Control(func(fd uintptr) { cerr = unix.EpollCtl(w.p.epfd, op, int(fd), &ev) })
-	if err == nil {
-		err = cerr
-	}
+	err := epollCtl(rc, w.p.epfd, op, ev)
 	if err != nil && w.state.CompareAndSwap(watchArmed, watchOwned) {
 		// Taken back: the caller still owns it. (A wake-up that got there first owns it now.)
 		w.unpark()
@@ -248,7 +244,7 @@ func (w *Watch) Close() {
 	w.p.deadlines.set(w, 0)
 	if w.added {
 		// Fails when the socket is closed already, which took it out of the set.
-		_ = w.rc.Control(func(fd uintptr) { _ = unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+		_ = epollCtl(w.rc, w.p.epfd, unix.EPOLL_CTL_DEL, unix.EpollEvent{})
 	}
 	p := w.p
 	p.mu.Lock()
