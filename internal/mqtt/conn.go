@@ -198,7 +198,7 @@ func (c *conn) park() bool {
 	// The batch is empty here (the read that found nothing flushed it); a publisher's may have
 	// grown to maxBatch receivers, which a parked connection need not keep.
 	c.batch = broker.Batch{}
-	c.rd.setAside()
+	c.rd.parked()
 	if h := c.srv.parkHook.Load(); h != nil {
 		(*h)(c)
 	}
@@ -437,7 +437,7 @@ func (c *conn) handshake(cs *tls.ConnectionState, identify netio.Identify) error
 			}
 			if c.rd.connectVersion(deadline) == packet.V5 {
 				c.setVersion(packet.V5, true)
-				c.refuse(packet.PacketTooLarge, fmt.Sprintf("CONNECT larger than %d bytes", c.rd.maxSize))
+				c.refuse(packet.PacketTooLarge, fmt.Sprintf("CONNECT larger than %d bytes", c.srv.cfg.MaxConnectSize))
 			}
 		}
 		return err

@@ -47,7 +47,7 @@ func (c *conn) handle(typ, flags byte, body []byte) error {
 // route it, acknowledge it.
 func (c *conn) onPublish(flags byte, body []byte) error {
 	// The scratch travels with the read buffer that holds body.
-	scratch := c.rd.rb
+	scratch := c.rd.readBuffer()
 	p := &scratch.pub
 	if err := p.Decode(flags, body, c.version); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/netio"
@@ -55,17 +56,25 @@ var readBufs = sync.Pool{New: func() any { return new(readBuf) }}
 // netio.Poller instead). Other connections (TLS, WebSocket) read through net.Conn, on a goroutine
 // that waits; they too give the buffer back when nothing is pending and wait for the first byte
 // in a field of one byte.
+//
+// What the reader needs only while it serves the connection is a readState, pooled like the
+// buffer: a parked connection keeps only what says where its bytes come from and its keep-alive
+// times (see parked).
 type packetReader struct {
 	conn net.Conn
 	raw  syscall.RawConn
-	// rb is held while bytes are being processed; nil while idle on a raw connection.
-	rb *readBuf
-	// buf is rb.data, or a larger buffer while a packet bigger than rb.data arrives, or (rb nil)
-	// the start of a packet set aside while the connection is parked (see setAside).
-	buf     []byte
-	start   int // first unconsumed byte
-	end     int // end of valid data
-	maxSize int
+	// park is the socket under a TLS or WebSocket connection that can park in the poller (nil
+	// otherwise); tlsReady is set once a packet has been read, so the handshake is over and a
+	// read that does not wait cannot fail it (crypto/tls keeps a handshake's errors).
+	park *netio.ParkConn
+	// st is the working state; nil while the connection is parked with nothing pending.
+	st *readState
+	// shared is what the server's readers share: the count of lazy waiters and the budget of
+	// connections that have not logged in (nil: neither, in tests).
+	shared *readerShared
+	// batch is flushed before each read: the connection writes what the packets handled so far
+	// produced (broker.Batch) before it takes more or waits.
+	batch *broker.Batch
 	// armed is the read deadline set on the connection (monoKey; 0: none), so that a wait with
 	// the same deadline does not set it again.
 	armed int64
@@ -73,24 +82,43 @@ type packetReader struct {
 	// latest packet (both monotonic nanoseconds, see monoNow). Keep alive counts whole packets,
 	// so a client trickling a packet one byte at a time does not keep its connection alive.
 	readAt, lastPacket int64
-	// budget is charged for the buffers this reader holds while it is non-nil: before login, when
-	// every unauthenticated connection together may hold only so much (see connectBudget).
-	budget  *connectBudget
-	charged int
-	// beforeRead runs before each read: the connection writes what the packets handled so far
-	// produced (broker.Batch) before it takes more or waits.
-	beforeRead func()
+	maxSize            int32
+	// stop is set when the connection is shutting down: a read already waiting is woken by a
+	// deadline in the past, and stop keeps a later read from arming a new one over it.
+	stop atomic.Bool
+	// woke is set by a read that waited for the poller, or when the netio.Poller handed the
+	// connection back, and cleared by tookWake.
+	woke     bool
+	tlsReady bool // see park
+	// admitted: logged in, so the connecting budget no longer applies.
+	admitted bool
+}
 
-	// waiters counts the server's readers that wait on the goroutine that handled their last
+// readerShared is what every reader of one server shares.
+type readerShared struct {
+	// lazyWaiters counts the readers that wait on the goroutine that handled their last
 	// packets (a lazy read); at maxLazyWaiters a lazy read returns errWouldBlock instead.
-	waiters *atomic.Int32
+	lazyWaiters atomic.Int32
+	// connecting is what the buffers of connections that have not logged in hold together.
+	connecting connectBudget
+}
 
-	// park is the socket under a TLS or WebSocket connection that can park in the poller (nil
-	// otherwise); tlsReady is set once a packet has been read, so the handshake is over and a
-	// read that does not wait cannot fail it (crypto/tls keeps a handshake's errors).
-	park *netio.ParkConn
-
-	// State of one raw read, kept here so readFn (bound once) allocates nothing per read.
+// readState is a reader's working state: its buffer and the state of one raw read. It is pooled,
+// and a reader holds one only while it serves its connection (or keeps bytes of a partial
+// packet).
+type readState struct {
+	r *packetReader // the reader holding it
+	// rb is held while bytes are being processed; nil while waiting on a raw connection.
+	rb *readBuf
+	// buf is rb.data, or a larger buffer while a packet bigger than rb.data arrives, or (rb nil)
+	// the start of a packet set aside while the connection is parked (see setAside).
+	buf   []byte
+	start int // first unconsumed byte
+	end   int // end of valid data
+	// charged is what the buffers count against the connecting budget (see charge).
+	charged int
+	// State of one raw read, kept here so readFn (bound once per readState) allocates nothing
+	// per read.
 	readFn     func(fd uintptr) bool
 	n          int
 	rerr       error
@@ -98,19 +126,47 @@ type packetReader struct {
 	nowait     bool
 	holding    bool
 	wouldBlock bool
-	// first receives the first byte a connection without a raw socket sends after a wait.
-	first [1]byte
 	// polled is set when readFD found the socket drained, so the read waited for the poller.
 	polled bool
-	// woke is set by a read that waited for the poller, or when the netio.Poller handed the
-	// connection back, and cleared by tookWake.
-	woke     bool
-	tlsReady bool // see park
+	// first receives the first byte a connection without a raw socket sends after a wait.
+	first [1]byte
+}
 
-	// stop is set when the connection is shutting down: a read already waiting is woken by a
-	// deadline in the past, and stop keeps a later read from arming a new one over it. (Last,
-	// beside the flags, which together fill one word.)
-	stop atomic.Bool
+var readStates = sync.Pool{New: func() any {
+	s := new(readState)
+	s.readFn = s.readFD
+	return s
+}}
+
+// state returns the reader's working state, taking one from the pool when it holds none.
+func (r *packetReader) state() *readState {
+	if r.st == nil {
+		r.st = readStates.Get().(*readState)
+		r.st.r = r
+	}
+	return r.st
+}
+
+// parked is called as the connection parks: the start of a packet that is pending moves out of
+// the pooled buffer (setAside), and with nothing pending the working state goes back to the
+// pool, so a parked connection holds neither.
+func (r *packetReader) parked() {
+	s := r.st
+	if s == nil {
+		return
+	}
+	r.setAside()
+	if s.buf == nil && s.rb == nil && s.charged == 0 {
+		r.putState()
+	}
+}
+
+// putState gives the working state back; it holds no buffer.
+func (r *packetReader) putState() {
+	s := r.st
+	*s = readState{readFn: s.readFn}
+	r.st = nil
+	readStates.Put(s)
 }
 
 // monoBase is where a reader's times start: they are nanoseconds on the monotonic clock since
@@ -149,13 +205,12 @@ func newPacketReader(c net.Conn, maxSize int) *packetReader {
 // fewer, and the two structures share a size class's slack).
 func (r *packetReader) init(c net.Conn, maxSize int) {
 	now := monoNow()
-	*r = packetReader{conn: c, maxSize: maxSize, readAt: now, lastPacket: now}
+	*r = packetReader{conn: c, maxSize: int32(maxSize), readAt: now, lastPacket: now}
 	if sc, ok := c.(syscall.Conn); ok {
 		switch c.(type) {
 		case *net.TCPConn, *net.UnixConn:
 			if raw, err := sc.SyscallConn(); err == nil {
 				r.raw = raw
-				r.readFn = r.readFD
 			}
 		}
 	}
@@ -170,25 +225,25 @@ func (r *packetReader) init(c net.Conn, maxSize int) {
 // initRaw prepares a zero reader for a bare socket (netio.Socket): detached from the start.
 func (r *packetReader) initRaw(raw syscall.RawConn, maxSize int) {
 	now := monoNow()
-	*r = packetReader{raw: raw, maxSize: maxSize, readAt: now, lastPacket: now}
-	r.readFn = r.readFD
+	*r = packetReader{raw: raw, maxSize: int32(maxSize), readAt: now, lastPacket: now}
 }
 
 // next returns the next whole packet; body aliases the buffer until the following call.
 // deadline bounds the wait for bytes (zero: no bound); when it passes, next returns
 // os.ErrDeadlineExceeded. mode says whether and how a drained raw socket is waited for.
 func (r *packetReader) next(deadline time.Time, mode readMode) (typ, flags byte, body []byte, err error) {
+	s := r.state()
 	for {
-		if r.buf != nil && r.end > r.start {
-			data := r.buf[r.start:r.end]
+		if s.buf != nil && s.end > s.start {
+			data := s.buf[s.start:s.end]
 			t, f, rem, hl, perr := packet.ParseFixedHeader(data)
 			if perr == nil {
 				total := hl + rem
-				if total > r.maxSize {
+				if total > int(r.maxSize) {
 					return t, f, nil, &packet.Error{Code: packet.PacketTooLarge, Reason: "packet exceeds the server's maximum packet size"}
 				}
 				if len(data) >= total {
-					r.start += total
+					s.start += total
 					r.lastPacket = r.readAt
 					r.tlsReady = true
 					return t, f, data[hl:total], nil
@@ -208,13 +263,23 @@ func (r *packetReader) next(deadline time.Time, mode readMode) (typ, flags byte,
 
 // pending returns the bytes received but not yet consumed; they alias the buffer.
 func (r *packetReader) pending() []byte {
-	if r.buf == nil {
+	s := r.st
+	if s == nil || s.buf == nil {
 		return nil
 	}
-	return r.buf[r.start:r.end]
+	return s.buf[s.start:s.end]
 }
 
-// makeRoom prepares the buffer for more of a packet of size total that starts at r.start. The
+// readBuffer is the pooled buffer being read from, with the structures a PUBLISH is decoded into
+// (nil when the reader holds none).
+func (r *packetReader) readBuffer() *readBuf {
+	if r.st == nil {
+		return nil
+	}
+	return r.st.rb
+}
+
+// makeRoom prepares the buffer for more of a packet of size total that starts at start. The
 // buffer grows only when it is full of received bytes, and at most doubles, so what a client
 // makes the server allocate stays within twice what it actually sent, whatever length its
 // fixed header claims.
@@ -222,83 +287,89 @@ func (r *packetReader) makeRoom(total int) error {
 	if err := r.takeBack(); err != nil {
 		return err
 	}
-	if r.start+total <= len(r.buf) {
+	s := r.st
+	if s.start+total <= len(s.buf) {
 		return nil
 	}
-	pending := r.end - r.start
-	if r.start > 0 {
-		copy(r.buf, r.buf[r.start:r.end])
-		r.start, r.end = 0, pending
+	pending := s.end - s.start
+	if s.start > 0 {
+		copy(s.buf, s.buf[s.start:s.end])
+		s.start, s.end = 0, pending
 	}
-	if r.end < len(r.buf) {
+	if s.end < len(s.buf) {
 		return nil
 	}
-	size := min(total, 2*len(r.buf))
+	size := min(total, 2*len(s.buf))
 	// The pooled buffer stays held beside the larger one: the decoding scratch lives in it.
 	if err := r.charge(readBufSize + size); err != nil {
 		return err
 	}
 	big := make([]byte, size)
-	copy(big, r.buf[:r.end])
-	r.buf = big
+	copy(big, s.buf[:s.end])
+	s.buf = big
 	return nil
 }
 
 // compact moves pending bytes to the front, or gives the buffer back when nothing is pending.
 func (r *packetReader) compact() {
-	if r.start == r.end {
-		r.start, r.end = 0, 0
+	s := r.st
+	if s.start == s.end {
+		s.start, s.end = 0, 0
 		r.release()
 		return
 	}
-	if r.end == len(r.buf) {
-		n := copy(r.buf, r.buf[r.start:r.end])
-		r.start, r.end = 0, n
+	if s.end == len(s.buf) {
+		n := copy(s.buf, s.buf[s.start:s.end])
+		s.start, s.end = 0, n
 	}
 }
 
 func (r *packetReader) acquire() error {
-	if r.rb != nil {
+	s := r.st
+	if s.rb != nil {
 		return nil
 	}
 	if err := r.charge(readBufSize); err != nil {
 		return err
 	}
-	r.rb = readBufs.Get().(*readBuf)
-	r.buf = r.rb.data[:]
+	s.rb = readBufs.Get().(*readBuf)
+	s.buf = s.rb.data[:]
 	return nil
 }
 
 func (r *packetReader) release() {
-	if r.rb != nil {
-		readBufs.Put(r.rb)
-		r.rb = nil
+	s := r.st
+	if s.rb != nil {
+		readBufs.Put(s.rb)
+		s.rb = nil
 	}
-	r.buf = nil
+	s.buf = nil
 	_ = r.charge(0)
 }
 
 // charge sets what the reader's buffers count against its budget to held bytes. Growing fails
 // with errConnectMemory when the budget has no room; shrinking always succeeds.
 func (r *packetReader) charge(held int) error {
-	if r.budget == nil || held == r.charged {
+	s := r.st
+	if r.shared == nil || r.admitted || held == s.charged {
 		return nil
 	}
-	if !r.budget.take(int64(held - r.charged)) {
+	if !r.shared.connecting.take(int64(held - s.charged)) {
 		return errConnectMemory
 	}
-	r.charged = held
+	s.charged = held
 	return nil
 }
 
 // loggedIn ends the reader's time before login: its buffers no longer count against the
 // connecting budget, and packets may be as large as the server allows.
 func (r *packetReader) loggedIn(maxSize int) {
-	if r.budget != nil {
-		r.budget.take(int64(-r.charged))
-		r.budget, r.charged = nil, 0
+	if s := r.st; s != nil && r.shared != nil && !r.admitted {
+		r.shared.connecting.take(int64(-s.charged))
+		s.charged = 0
 	}
-	r.maxSize = maxSize
+	r.admitted = true
+	r.maxSize = int32(maxSize)
 }
 
 // maxParkedPending is the most bytes of a partial packet that setAside moves out of the pooled
@@ -310,47 +381,48 @@ const maxParkedPending = 1024
 // parked connection never holds readBufSize for a few bytes (a client can leave a packet
 // unfinished until its keep alive runs out). buf is then that slice and rb nil.
 func (r *packetReader) setAside() {
-	n := r.end - r.start
-	if r.rb == nil || n == 0 || n > maxParkedPending || &r.buf[0] != &r.rb.data[0] {
+	s := r.st
+	n := s.end - s.start
+	if s.rb == nil || n == 0 || n > maxParkedPending || &s.buf[0] != &s.rb.data[0] {
 		return
 	}
-	aside := append([]byte(nil), r.buf[r.start:r.end]...)
+	aside := append([]byte(nil), s.buf[s.start:s.end]...)
 	r.release()
-	r.buf, r.start, r.end = aside, 0, n
+	s.buf, s.start, s.end = aside, 0, n
 }
 
 // takeBack moves bytes set aside back into a pooled buffer before anything reads or grows it.
 func (r *packetReader) takeBack() error {
-	if r.rb != nil || r.buf == nil {
+	s := r.st
+	if s.rb != nil || s.buf == nil {
 		return nil
 	}
-	aside := r.buf[r.start:r.end]
-	r.buf = nil
+	aside := s.buf[s.start:s.end]
+	s.buf = nil
 	if err := r.acquire(); err != nil {
-		r.buf, r.start, r.end = aside, 0, len(aside)
+		s.buf, s.start, s.end = aside, 0, len(aside)
 		return err
 	}
-	r.start, r.end = 0, copy(r.buf, aside)
+	s.start, s.end = 0, copy(s.buf, aside)
 	return nil
 }
 
 // fill reads more bytes after what is pending.
 func (r *packetReader) fill(deadline time.Time, mode readMode) error {
-	if r.beforeRead != nil {
-		r.beforeRead()
-	}
+	r.batch.Flush()
+	s := r.state()
 	r.compact()
 	if err := r.takeBack(); err != nil {
 		return err
 	}
 	nowait := mode == readNoWait && (r.raw != nil || r.park != nil && r.tlsReady)
-	if mode == readLazy && r.raw == nil && r.park != nil && r.waiters != nil {
+	if mode == readLazy && r.raw == nil && r.park != nil && r.shared != nil {
 		// A TLS lazy wait blocks in tls.Conn.Read: as on a raw socket, only maxLazyWaiters
 		// of them at a time; the others read what is there and park.
-		if r.waiters.Add(1) > maxLazyWaiters {
+		if r.shared.lazyWaiters.Add(1) > maxLazyWaiters {
 			nowait = true
 		}
-		defer r.waiters.Add(-1)
+		defer r.shared.lazyWaiters.Add(-1)
 	}
 	due := deadline
 	if nowait {
@@ -371,11 +443,11 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 		if r.park != nil {
 			r.park.SetNoWait(nowait)
 		}
-		if r.rb == nil {
+		if s.rb == nil {
 			// Nothing pending: wait for the first byte without a buffer, so that an idle TLS
 			// or WebSocket connection holds none; the rest of what arrived waits in the TLS or
 			// WebSocket reader's own buffer for the read below.
-			n, err := r.conn.Read(r.first[:])
+			n, err := r.conn.Read(s.first[:])
 			if n == 0 {
 				if err == nil {
 					err = io.ErrNoProgress
@@ -385,12 +457,12 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 			if err := r.acquire(); err != nil {
 				return err
 			}
-			r.buf[0], r.end = r.first[0], 1
+			s.buf[0], s.end = s.first[0], 1
 			r.readAt = monoNow()
 			return nil
 		}
-		n, err := r.conn.Read(r.buf[r.end:])
-		r.end += n
+		n, err := r.conn.Read(s.buf[s.end:])
+		s.end += n
 		if n > 0 {
 			r.readAt = monoNow()
 			return nil
@@ -400,29 +472,29 @@ func (r *packetReader) fill(deadline time.Time, mode readMode) error {
 		}
 		return r.tlsWouldBlock(err, due)
 	}
-	r.n, r.rerr, r.lazy, r.nowait, r.wouldBlock, r.polled = 0, nil, mode == readLazy && r.waiters != nil, nowait, false, false
-	err := r.raw.Read(r.readFn)
-	if r.holding {
-		r.holding = false
-		r.waiters.Add(-1)
+	s.n, s.rerr, s.lazy, s.nowait, s.wouldBlock, s.polled = 0, nil, mode == readLazy && r.shared != nil, nowait, false, false
+	err := r.raw.Read(s.readFn)
+	if s.holding {
+		s.holding = false
+		r.shared.lazyWaiters.Add(-1)
 	}
 	if err != nil {
 		return err
 	}
 	switch {
-	case r.wouldBlock && !due.IsZero() && !time.Now().Before(due):
+	case s.wouldBlock && !due.IsZero() && !time.Now().Before(due):
 		// Drained at the deadline (only a readNoWait read returns drained with one).
 		return os.ErrDeadlineExceeded
-	case r.wouldBlock:
+	case s.wouldBlock:
 		return errWouldBlock
-	case r.rerr != nil:
-		return r.rerr
-	case r.n == 0:
+	case s.rerr != nil:
+		return s.rerr
+	case s.n == 0:
 		return io.EOF
 	}
-	r.end += r.n
+	s.end += s.n
 	r.readAt = monoNow()
-	r.woke = r.woke || r.polled
+	r.woke = r.woke || s.polled
 	return nil
 }
 
@@ -453,36 +525,37 @@ func (r *packetReader) tookWake() bool {
 
 // readFD is the raw read: the poller calls it, and again each time the socket becomes readable
 // while it returns false.
-func (r *packetReader) readFD(fd uintptr) bool {
-	if r.rerr = r.acquire(); r.rerr != nil {
+func (s *readState) readFD(fd uintptr) bool {
+	r := s.r
+	if s.rerr = r.acquire(); s.rerr != nil {
 		return true
 	}
 	for {
-		r.n, r.rerr = syscall.Read(int(fd), r.buf[r.end:])
-		if r.rerr != syscall.EINTR {
+		s.n, s.rerr = syscall.Read(int(fd), s.buf[s.end:])
+		if s.rerr != syscall.EINTR {
 			break
 		}
 	}
-	if r.rerr != syscall.EAGAIN {
+	if s.rerr != syscall.EAGAIN {
 		return true
 	}
-	r.rerr = nil
-	r.polled = true
+	s.rerr = nil
+	s.polled = true
 	// Drained: hold no buffer while waiting for the socket to become readable.
-	if r.end == 0 {
+	if s.end == 0 {
 		r.release()
 	}
-	if r.nowait {
-		r.wouldBlock = true
+	if s.nowait {
+		s.wouldBlock = true
 		return true
 	}
-	if r.lazy && !r.holding {
-		if r.waiters.Add(1) > maxLazyWaiters {
-			r.waiters.Add(-1)
-			r.wouldBlock = true
+	if s.lazy && !s.holding {
+		if r.shared.lazyWaiters.Add(1) > maxLazyWaiters {
+			r.shared.lazyWaiters.Add(-1)
+			s.wouldBlock = true
 			return true
 		}
-		r.holding = true
+		s.holding = true
 	}
 	return false
 }
@@ -507,8 +580,13 @@ func (r *packetReader) attach(nc net.Conn) error {
 	return nil
 }
 
-// close gives the buffer back.
-func (r *packetReader) close() { r.release() }
+// close gives the buffer and the working state back.
+func (r *packetReader) close() {
+	if r.st != nil {
+		r.release()
+		r.putState()
+	}
+}
 
 // errConnectMemory closes a connection that has not logged in when the buffers of all such
 // connections already hold the server's connecting budget.

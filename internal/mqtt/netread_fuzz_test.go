@@ -47,8 +47,8 @@ func FuzzPacketReader(f *testing.F) {
 		consumed := 0
 		for {
 			typ, _, body, err := r.next(time.Time{}, readWait)
-			if limit := readBufSize + 2*len(data); len(r.buf) > limit {
-				t.Fatalf("buffer of %d bytes after %d bytes sent", len(r.buf), len(data))
+			if limit := readBufSize + 2*len(data); len(r.st.buf) > limit {
+				t.Fatalf("buffer of %d bytes after %d bytes sent", len(r.st.buf), len(data))
 			}
 			if err != nil {
 				if errors.Is(err, io.EOF) {

@@ -93,8 +93,12 @@ func watchParks(srv *Server) *parkChecks {
 	pc := &parkChecks{parks: map[*conn]int{}}
 	hook := func(c *conn) {
 		var held []string
-		if c.rd.rb != nil {
-			held = append(held, fmt.Sprintf("its read buffer (%d bytes pending)", c.rd.end-c.rd.start))
+		st := c.rd.st
+		if st != nil && st.rb != nil {
+			held = append(held, fmt.Sprintf("its read buffer (%d bytes pending)", st.end-st.start))
+		}
+		if st != nil && st.buf == nil {
+			held = append(held, "its read state with nothing pending")
 		}
 		if !reflect.ValueOf(c.batch).IsZero() {
 			held = append(held, "its batch")
@@ -105,7 +109,7 @@ func watchParks(srv *Server) *parkChecks {
 		pc.mu.Lock()
 		defer pc.mu.Unlock()
 		pc.parks[c]++
-		if c.rd.rb == nil && c.rd.buf != nil {
+		if st != nil && st.rb == nil && st.buf != nil {
 			pc.asides++
 		}
 		for _, h := range held {

@@ -112,8 +112,8 @@ func TestReaderGrowsWithWhatArrives(t *testing.T) {
 		if !errors.Is(err, io.EOF) {
 			t.Fatalf("sent %d: next = %v, want EOF", sent, err)
 		}
-		if limit := max(readBufSize, 2*sent); len(r.buf) > limit {
-			t.Errorf("sent %d of a claimed 1,000,000 bytes: buffer of %d bytes, want at most %d", sent, len(r.buf), limit)
+		if limit := max(readBufSize, 2*sent); len(r.st.buf) > limit {
+			t.Errorf("sent %d of a claimed 1,000,000 bytes: buffer of %d bytes, want at most %d", sent, len(r.st.buf), limit)
 		}
 		r.close()
 	}
@@ -175,20 +175,20 @@ func TestConnectMemoryBounded(t *testing.T) {
 	for srv.Stats().ConnectMemoryFull.Load() < 8 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d connections closed for memory, want 8 (budget used %d of %d)",
-				srv.Stats().ConnectMemoryFull.Load(), srv.connecting.used.Load(), budget)
+				srv.Stats().ConnectMemoryFull.Load(), srv.reading.connecting.used.Load(), budget)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if used := srv.connecting.used.Load(); used > budget {
+	if used := srv.reading.connecting.used.Load(); used > budget {
 		t.Errorf("connecting connections hold %d bytes, budget %d", used, budget)
 	}
 	// A client that completes its CONNECT still gets in once the others are gone.
 	for _, nc := range conns {
 		_ = nc.Close()
 	}
-	for srv.connecting.used.Load() != 0 {
+	for srv.reading.connecting.used.Load() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("budget not returned: %d bytes still held", srv.connecting.used.Load())
+			t.Fatalf("budget not returned: %d bytes still held", srv.reading.connecting.used.Load())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -290,9 +290,10 @@ func TestReaderOverAnyConnHoldsNoBufferWhileWaiting(t *testing.T) {
 	srv, cli := net.Pipe()
 	defer srv.Close()
 	defer cli.Close()
-	budget := &connectBudget{max: 1 << 30}
+	shared := &readerShared{connecting: connectBudget{max: 1 << 30}}
+	budget := &shared.connecting
 	r := newPacketReader(srv, 1<<20)
-	r.budget = budget
+	r.shared = shared
 	defer r.close()
 	ping, _ := (&packet.Pingreq{}).Append(nil, packet.V311)
 	got := make(chan error, 1)

@@ -126,15 +126,14 @@ type Server struct {
 	// maxQoS is the core's, kept here because every MQTT 5 PUBLISH is checked against it.
 	maxQoS byte
 
-	// lazyWaiters counts connections waiting on the goroutine that handled their last packets.
-	lazyWaiters atomic.Int32
+	// reading is what the connections' readers share: the count of lazy waiters and the
+	// connecting budget.
+	reading readerShared
 	// parkHook, when set (by tests), sees each connection on its own goroutine as it parks, after
 	// it has given back what it does not keep while parked.
 	parkHook atomic.Pointer[func(*conn)]
-	// connecting is what the buffers of connections that have not logged in hold together.
-	connecting connectBudget
-	lim        netio.Limits
-	conns      *netio.Registry[*conn]
+	lim      netio.Limits
+	conns    *netio.Registry[*conn]
 	// poller holds idle TCP and Unix connections without a goroutine each (nil: none here).
 	poller *netio.Poller
 }
@@ -166,7 +165,7 @@ func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 		lim:    cfg.limits(),
 		conns:  netio.NewRegistry[*conn](log),
 	}
-	s.connecting.max = cfg.ConnectMemory
+	s.reading.connecting.max = cfg.ConnectMemory
 	if p, err := netio.DefaultPoller(); err == nil {
 		s.poller = p
 	} else {
@@ -211,9 +210,8 @@ func (s *Server) serveBare(sock *netio.Socket) {
 
 // share gives a new connection's reader what it shares with the server's other connections.
 func (s *Server) share(c *conn) {
-	c.rd.beforeRead = c.batch.Flush
-	c.rd.waiters = &s.lazyWaiters
-	c.rd.budget = &s.connecting
+	c.rd.batch = &c.batch
+	c.rd.shared = &s.reading
 }
 
 // admit registers a new connection and counts it; false when the server is closing.
