@@ -96,7 +96,7 @@ func (b *Broker) SessionDetail(clientID string) (SessionDetail, error) {
 		return SessionDetail{}, ErrNoSession
 	}
 	d := SessionDetail{
-		SessionInfo: SessionInfo{ClientID: s.id, Identity: s.identity, Face: s.face, Online: s.sink != nil,
+		SessionInfo: SessionInfo{ClientID: s.id, Identity: s.identity, Face: s.face.String(), Online: s.sink != nil,
 			Durable: s.durable(), Subscriptions: s.subs.len(), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
 			Inflight: s.inflight.len()},
 		Expiry: s.expiry, Limits: limitsInfo(*s.limits),
@@ -187,7 +187,7 @@ func (b *Broker) FaceCounts() map[string]int {
 	for _, s := range all {
 		if s.online.Load() {
 			s.mu.Lock()
-			out[s.face]++
+			out[s.face.String()]++
 			s.mu.Unlock()
 		}
 	}

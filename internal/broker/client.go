@@ -11,12 +11,13 @@ import (
 
 // Client is one connection's handle on its session. Calls made after the session was taken over
 // by a newer connection do nothing.
+//
+// It is held by every connection for its whole life, so it keeps no copy of what it can reach:
+// the broker is its session's, the identity its principal's.
 type Client struct {
-	b        *Broker
 	s        *Session
 	gen      uint64
 	ClientID string
-	Identity string
 
 	principal *auth.Principal
 	// batch is the face's (ConnectRequest.Batch).
@@ -31,6 +32,9 @@ type Client struct {
 	// peer: another router (ConnectRequest.Peer).
 	peer bool
 }
+
+// Identity is who the client authenticated as ("" when anonymous).
+func (c *Client) Identity() string { return c.principal.Identity }
 
 // RemoteAddr is the remote address the face gave at connect (ConnectRequest.RemoteAddr).
 func (c *Client) RemoteAddr() string { return c.remote }
@@ -58,7 +62,7 @@ func (c *Client) Start() {
 	defer s.mu.Unlock()
 	s.ready = true
 	s.online.Store(true)
-	t := c.b.now()
+	t := c.s.b.now()
 	s.inflight.each(func(f *inflight) {
 		if f.released {
 			s.sink.Release(f.pid)
@@ -108,7 +112,7 @@ func (c *Client) Received(packetID uint16) bool {
 	}
 	defer c.s.mu.Unlock()
 	s := c.s
-	f := s.inflight.byID[packetID]
+	f := s.inflight.get(packetID)
 	if !s.inflight.markReleased(packetID) {
 		return false
 	}
@@ -127,7 +131,7 @@ func (c *Client) Refused(packetID uint16) bool { return c.Acked(packetID) }
 // Disconnect detaches the connection from its session. The will is published (now or after its
 // delay) unless the goodbye was graceful, and a session with zero expiry ends.
 func (c *Client) Disconnect(req DisconnectRequest) {
-	b := c.b
+	b := c.s.b
 	b.mu.Lock()
 	if !c.lock() {
 		b.mu.Unlock()
@@ -141,7 +145,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 			s.expiry = b.cfg.MaxSessionExpiry
 		}
 	}
-	face := s.face
+	face := s.face.String()
 	s.detach()
 	orphaned := s.takeCalls()
 	s.disconnected = b.now()
@@ -177,12 +181,12 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 		}
 	}
 	if b.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments cost allocations
-		b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity, "face", face,
+		b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity(), "face", face,
 			"remote", c.remote, "reason", reason)
 	}
 	if c.announce {
 		b.announce(EventsPrefix+"disconnected", func() map[string]any {
-			return map[string]any{"client_id": c.ClientID, "identity": c.Identity, "reason": reason}
+			return map[string]any{"client_id": c.ClientID, "identity": c.Identity(), "reason": reason}
 		})
 	}
 	if due != nil {

@@ -191,7 +191,7 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 	s.gen++
 	s.sink = req.Sink
 	s.identity = p.Identity
-	s.face = req.Face
+	s.face = internFace(req.Face)
 	s.announced = req.Announce
 	rate := b.attachLocked(p.Identity)
 	b.stats.Connected.Add(1)
@@ -213,7 +213,7 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 	s.disconnected = 0
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()
-	return &Client{b: b, s: s, gen: s.gen, ClientID: res.ClientID, Identity: p.Identity, principal: p, rate: rate,
+	return &Client{s: s, gen: s.gen, ClientID: res.ClientID, principal: p, rate: rate,
 		announce: req.Announce, batch: req.Batch, remote: req.RemoteAddr, peer: req.Peer}, nil
 }
 

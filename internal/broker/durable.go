@@ -193,13 +193,13 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 		return nil, nil, err
 	}
 	for _, e := range entries {
-		s.inflight.add(e.PacketID, e.Item)
+		s.window().add(e.PacketID, e.Item)
 		if e.Released {
 			s.inflight.markReleased(e.PacketID)
 		}
 	}
 	if len(entries) > 0 {
-		s.inflight.last = entries[len(entries)-1].PacketID
+		s.window().last = entries[len(entries)-1].PacketID
 	}
 	in, err := r.inflightStore.Incoming()
 	if err != nil {
@@ -270,7 +270,7 @@ type SessionInfo struct {
 // infoLocked describes the session. The caller holds s.mu.
 func (s *Session) infoLocked() SessionInfo {
 	i := SessionInfo{
-		ClientID: s.id, Identity: s.identity, Face: s.face, Online: s.sink != nil, Durable: s.durable(),
+		ClientID: s.id, Identity: s.identity, Face: s.face.String(), Online: s.sink != nil, Durable: s.durable(),
 		Subscriptions: s.subs.len(), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
 		Inflight: s.inflight.len(),
 	}

@@ -67,7 +67,7 @@ func (c *Client) announceSubscription(filter string, added bool) {
 		if !added {
 			topic = EventsPrefix + "unregistered"
 		}
-		c.b.announce(topic, func() map[string]any {
+		c.s.b.announce(topic, func() map[string]any {
 			return map[string]any{"client_id": c.ClientID, "namespace": ns, "procedure": proc}
 		})
 		return
@@ -76,5 +76,5 @@ func (c *Client) announceSubscription(filter string, added bool) {
 	if !added {
 		topic = EventsPrefix + "unsubscribed"
 	}
-	c.b.announce(topic, func() map[string]any { return map[string]any{"client_id": c.ClientID, "filter": filter} })
+	c.s.b.announce(topic, func() map[string]any { return map[string]any{"client_id": c.ClientID, "filter": filter} })
 }

@@ -14,10 +14,39 @@ import (
 )
 
 // TestSizes logs the size of the structures every connected session holds, for the figures in
-// docs/decisions.md ("An idle connection's bytes, second pass"); it checks nothing.
+// docs/decisions.md ("An idle connection's bytes, second pass", "third pass"), and fails when a
+// Session or a Client outgrows its allocator size class (192 and 80 bytes): a field added without
+// thought costs every session the next class's bytes.
 func TestSizes(t *testing.T) {
 	t.Logf("Session %d B, sessionRare %d B, Client %d B, subscription %d B", unsafe.Sizeof(Session{}),
 		unsafe.Sizeof(sessionRare{}), unsafe.Sizeof(Client{}), unsafe.Sizeof(subscription{}))
+	if n := unsafe.Sizeof(Session{}); n > 192 {
+		t.Errorf("Session is %d bytes, past the 192-byte size class", n)
+	}
+	if n := unsafe.Sizeof(Client{}); n > 80 {
+		t.Errorf("Client is %d bytes, past the 80-byte size class", n)
+	}
+}
+
+// Faces' names are interned: one id per name, the same for every session of the face, and the
+// name comes back from it.
+func TestFaceNames(t *testing.T) {
+	if id := internFace(""); id != 0 || id.String() != "" {
+		t.Errorf("the empty name: id %d, name %q", id, id.String())
+	}
+	a, b := internFace("test-face-a"), internFace("test-face-b")
+	if a == 0 || b == 0 || a == b {
+		t.Fatalf("ids %d and %d, want two distinct non-zero ids", a, b)
+	}
+	if again := internFace("test-face-a"); again != a {
+		t.Errorf("test-face-a interned again as %d, was %d", again, a)
+	}
+	if a.String() != "test-face-a" || b.String() != "test-face-b" {
+		t.Errorf("names %q and %q", a.String(), b.String())
+	}
+	if name := faceID(maxFaces).String(); name != "" {
+		t.Errorf("an id past the table named %q", name)
+	}
 }
 
 // Without an authenticator every client without a certificate shares one principal.

@@ -13,6 +13,10 @@ type inflight struct {
 
 // inflightWindow tracks a session's outstanding deliveries by packet id, remembering the order in
 // which they were sent so a reconnect re-sends them in that order.
+//
+// A session makes its window with its first QoS 1/2 delivery (Session.window) and keeps it; the
+// methods that only read take a nil window as an empty one, so a session that never had one in
+// flight (a QoS 0 subscriber, an idle device) carries a pointer instead of the window.
 type inflightWindow struct {
 	byID  map[uint16]*inflight
 	order []*inflight // send order; done entries are holes compacted lazily
@@ -20,12 +24,25 @@ type inflightWindow struct {
 	bytes int64
 }
 
-func (w *inflightWindow) len() int { return len(w.byID) }
+func (w *inflightWindow) len() int {
+	if w == nil {
+		return 0
+	}
+	return len(w.byID)
+}
+
+// get returns the delivery in flight with packet id pid, or nil.
+func (w *inflightWindow) get(pid uint16) *inflight {
+	if w == nil {
+		return nil
+	}
+	return w.byID[pid]
+}
 
 // hasRoom reports whether another delivery fits the count and byte limits. One delivery is always
 // allowed when the window is empty, whatever its size.
 func (w *inflightWindow) hasRoom(maxCount int, maxBytes int64) bool {
-	if len(w.byID) == 0 {
+	if w.len() == 0 {
 		return true
 	}
 	return len(w.byID) < maxCount && (maxBytes <= 0 || w.bytes < maxBytes)
@@ -57,8 +74,8 @@ func (w *inflightWindow) add(pid uint16, it store.Item) {
 }
 
 func (w *inflightWindow) remove(pid uint16) bool {
-	f, ok := w.byID[pid]
-	if !ok {
+	f := w.get(pid)
+	if f == nil {
 		return false
 	}
 	delete(w.byID, pid)
@@ -69,8 +86,8 @@ func (w *inflightWindow) remove(pid uint16) bool {
 }
 
 func (w *inflightWindow) markReleased(pid uint16) bool {
-	f, ok := w.byID[pid]
-	if !ok || f.item.QoS != 2 {
+	f := w.get(pid)
+	if f == nil || f.item.QoS != 2 {
 		return false
 	}
 	f.released = true
@@ -97,9 +114,21 @@ func (w *inflightWindow) compact() {
 }
 
 func (w *inflightWindow) each(fn func(*inflight)) {
+	if w == nil {
+		return
+	}
 	for _, f := range w.order {
 		if !f.done {
 			fn(f)
 		}
 	}
+}
+
+// window returns the session's in-flight window, making it with the first QoS 1/2 delivery.
+// Caller holds the session lock.
+func (s *Session) window() *inflightWindow {
+	if s.inflight == nil {
+		s.inflight = new(inflightWindow)
+	}
+	return s.inflight
 }

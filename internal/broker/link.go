@@ -57,14 +57,14 @@ func (s *Session) nextSeq() (uint64, error) {
 // the topic (not publish), the sender shown is "<peer identity>/<r.Sender>", and a number the
 // session already took is acknowledged as a duplicate without being routed again.
 func (c *Client) PublishRouted(m *message.Message, r Route) (PublishResult, error) {
-	b := c.b
+	b := c.s.b
 	if err := topic.ValidName(m.Topic); err != nil {
 		return PublishResult{}, ErrTopicInvalid
 	}
 	if !c.principal.Allow(auth.Route, m.Topic) {
 		b.stats.NotAuthorized.Add(1)
 		if b.warn.due("route not authorized") {
-			b.log.Warn("forwarded message not authorized: no route grant", "identity", c.Identity, "topic", m.Topic)
+			b.log.Warn("forwarded message not authorized: no route grant", "identity", c.Identity(), "topic", m.Topic)
 		}
 		return PublishResult{}, ErrNotAuthorized
 	}
@@ -87,7 +87,7 @@ func (c *Client) PublishRouted(m *message.Message, r Route) (PublishResult, erro
 		s.mu.Unlock()
 		return PublishResult{Duplicate: true, Matched: 1}, nil
 	}
-	sender := c.Identity
+	sender := c.Identity()
 	if r.Sender != "" {
 		sender += "/" + r.Sender
 	}
@@ -137,8 +137,8 @@ func (c *Client) ResetRouted() error {
 	}
 	mk := s.rare.marks
 	mk.Taken = 0
-	if err := c.b.store.Sessions().PutMarks(s.id, mk); err != nil {
-		return c.b.storeFailed("resetting a link's sequence mark", err)
+	if err := c.s.b.store.Sessions().PutMarks(s.id, mk); err != nil {
+		return c.s.b.storeFailed("resetting a link's sequence mark", err)
 	}
 	s.rare.marks = mk
 	return nil

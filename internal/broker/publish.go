@@ -15,21 +15,21 @@ func (c *Client) Publish(m *message.Message) (PublishResult, error) {
 	if c.s.isPendingReply(m) {
 		// A service may answer a call it was given on the caller's response topic, which the
 		// caller was allowed to use (replyGranted), once and not retained.
-		principal = auth.Unrestricted(c.Identity)
+		principal = auth.Unrestricted(c.Identity())
 	}
 	checked := principal
 	if c.peer && m.Topic == QueryProcedure {
 		// A peer router may ask the query procedure without a call grant: the query itself is
 		// checked against its route grant on the filter (Query).
-		checked = auth.Unrestricted(c.Identity)
+		checked = auth.Unrestricted(c.Identity())
 	}
-	wait, err := c.b.checkPublish(checked, auth.Publish, c.ClientID, c.rate, m)
+	wait, err := c.s.b.checkPublish(checked, auth.Publish, c.ClientID, c.rate, m)
 	if err != nil {
 		return PublishResult{}, err
 	}
 	c.s.answered(m)
 	answerable := IsCall(m) && replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic)
-	res, err := c.b.publishChecked(c.s, principal, m, answerable, c.batch)
+	res, err := c.s.b.publishChecked(c.s, principal, m, answerable, c.batch)
 	res.Throttle = wait
 	return res, err
 }
@@ -37,11 +37,11 @@ func (c *Client) Publish(m *message.Message) (PublishResult, error) {
 // Request publishes a request expecting a reply on the client's response topic: it needs the call
 // grant on the topic (as a publish to $rpc/... does), not the publish grant.
 func (c *Client) Request(m *message.Message) (PublishResult, error) {
-	wait, err := c.b.checkPublish(c.principal, auth.Call, c.ClientID, c.rate, m)
+	wait, err := c.s.b.checkPublish(c.principal, auth.Call, c.ClientID, c.rate, m)
 	if err != nil {
 		return PublishResult{}, err
 	}
-	res, err := c.b.publishChecked(c.s, c.principal, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic), c.batch)
+	res, err := c.s.b.publishChecked(c.s, c.principal, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic), c.batch)
 	res.Throttle = wait
 	return res, err
 }
@@ -77,7 +77,7 @@ func (c *Client) PublishExactlyOnce(packetID uint16, m *message.Message) (Publis
 			}
 			// The PUBREC must wait until the packet id is on disk too, or a crash could route the
 			// resent publish a second time.
-			res.Durable = c.b.store.Sync()
+			res.Durable = c.s.b.store.Sync()
 		}
 		s.mu.Unlock()
 	}

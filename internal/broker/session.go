@@ -20,17 +20,15 @@ type Session struct {
 
 	mu       sync.Mutex
 	identity string
-	// face is the connection's face ("mqtt", "http", ...; ConnectRequest.Face), kept for the
-	// console's lists after the connection ends.
-	face string
-	sink Sink
+	sink     Sink
 	// gen counts connections; a Client whose gen is stale belongs to a connection that was taken over.
 	gen  uint64
 	subs subSet
 	// queue holds what waits for the connection: a memstore.Queue (noQueue until the first
 	// push), or the store's for a durable session.
-	queue    store.Queue
-	inflight inflightWindow
+	queue store.Queue
+	// inflight is nil until the first QoS 1/2 delivery (see window).
+	inflight *inflightWindow
 	// limits are the queue's, shared with the configuration (limitsFor).
 	limits *QueueLimits
 	// disconnected is when the client left (Unix nanoseconds), 0 while connected.
@@ -58,6 +56,9 @@ type Session struct {
 	// peer: the connected client is another router (ConnectRequest.Peer), whose subscriptions
 	// are checked against its route grant.
 	peer bool
+	// face is the connection's face ("mqtt", "http", ...; ConnectRequest.Face), kept for the
+	// console's lists after the connection ends.
+	face faceID
 }
 
 // sessionRare is the part of a session most never use, out of line so that an idle session does
@@ -375,7 +376,7 @@ func (s *Session) tooOld(m *message.Message, t int64) bool {
 // the client acknowledges redelivers it.
 // batch is the publishing connection's (Delivery.Batch), nil when the queue drains.
 func (s *Session) sendNew(it store.Item, t int64, many bool, batch *Batch) (SendResult, error) {
-	pid := s.inflight.nextID()
+	pid := s.window().nextID()
 	r := s.sink.Send(Delivery{Msg: it.Msg, QoS: it.QoS, PacketID: pid, Retain: it.Retain, SubIDs: it.SubIDs,
 		Many: many, Batch: batch, Expiry: expiryLeft(it.Msg, t), Seq: it.Seq})
 	switch r {
@@ -384,7 +385,7 @@ func (s *Session) sendNew(it store.Item, t int64, many bool, batch *Batch) (Send
 	case TooLarge:
 		s.b.stats.DroppedTooLarge.Add(1)
 	default:
-		s.inflight.add(pid, it)
+		s.window().add(pid, it)
 		s.b.stats.Delivered.Add(1)
 		if st := s.durableStore(); st != nil {
 			if err := st.Put(store.InflightEntry{PacketID: pid, Item: it}); err != nil {

@@ -17,7 +17,7 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 		return out
 	}
 	s := c.s
-	cfg := &c.b.cfg
+	cfg := &c.s.b.cfg
 	// Only a session on disk stores its subscriptions; a memory one skips collecting them.
 	var changed []store.Subscription
 	stored := s.durable() && !s.deleted
@@ -29,9 +29,9 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 		}
 		if !c.mayReceive(r.Filter) {
 			out[i].Err = ErrNotAuthorized
-			c.b.stats.NotAuthorized.Add(1)
-			if c.b.warn.due("subscribe not authorized") {
-				c.b.log.Warn("subscribe not authorized", "identity", c.Identity, "client", c.ClientID, "filter", r.Filter)
+			c.s.b.stats.NotAuthorized.Add(1)
+			if c.s.b.warn.due("subscribe not authorized") {
+				c.s.b.log.Warn("subscribe not authorized", "identity", c.Identity(), "client", c.ClientID, "filter", r.Filter)
 			}
 			continue
 		}
@@ -51,9 +51,9 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			sub.ids = []uint32{r.ID}
 		}
 		s.subs.put(sub)
-		c.b.indexAdd(f, s, sub, old == nil)
+		c.s.b.indexAdd(f, s, sub, old == nil)
 		if old == nil {
-			c.b.stats.Subscriptions.Add(1)
+			c.s.b.stats.Subscriptions.Add(1)
 		}
 		out[i] = SubscribeResult{QoS: sub.QoS, Existed: old != nil, sub: sub}
 		if stored {
@@ -83,8 +83,8 @@ func (c *Client) syncAndUnlock() {
 	durable := s.durable() && s.expiry > 0
 	s.mu.Unlock()
 	if durable {
-		if err := c.b.store.Sync().Wait(); err != nil {
-			c.b.storeFailed("syncing a session", err)
+		if err := c.s.b.store.Sync().Wait(); err != nil {
+			c.s.b.storeFailed("syncing a session", err)
 		}
 	}
 }
@@ -101,8 +101,8 @@ func (c *Client) SendRetained(results []SubscribeResult) {
 		if sub.RetainHandling == 2 || (sub.RetainHandling == 1 && r.Existed) {
 			continue
 		}
-		t := c.b.now()
-		for _, m := range c.b.retained.match(sub.filter.Path) {
+		t := c.s.b.now()
+		for _, m := range c.s.b.retained.match(sub.filter.Path) {
 			if m.Expired(t) {
 				continue
 			}
@@ -125,8 +125,8 @@ func (c *Client) Unsubscribe(filters []string) []bool {
 		if sub == nil {
 			continue
 		}
-		c.b.indexRemove(sub.filter, s)
-		c.b.stats.Subscriptions.Add(-1)
+		c.s.b.indexRemove(sub.filter, s)
+		c.s.b.stats.Subscriptions.Add(-1)
 		out[i] = true
 		removed = append(removed, f)
 	}
