@@ -48,7 +48,7 @@ func (in *inLink) send(fill func([]byte) []byte) {
 // certificate ("" without TLS).
 func (l *links) serveInbound(c net.Conn, certNode string) {
 	in := &inLink{l: l}
-	in.Init(c, &l.lim, &l.ns, l.pool, in)
+	in.Init(c, &l.out, in)
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -188,9 +188,9 @@ func (in *inLink) pause(drained <-chan struct{}) {
 	default:
 	}
 	if in.stall == nil {
-		in.stall = time.NewTimer(in.l.lim.Stall)
+		in.stall = time.NewTimer(in.l.out.Lim.Stall)
 	} else {
-		in.stall.Reset(in.l.lim.Stall)
+		in.stall.Reset(in.l.out.Lim.Stall)
 	}
 	select {
 	case <-drained:

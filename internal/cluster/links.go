@@ -83,9 +83,9 @@ type links struct {
 	core Deliverer
 	// calls: calls forwarded to other nodes, failed here when a link breaks (services_calls.go).
 	calls remoteCalls
-	lim   netio.Limits
-	ns    netio.Stats
-	pool  *netio.BufPool
+	// out is what the links' connections share (their limits, ns and a buffer pool).
+	out netio.Shared
+	ns  netio.Stats
 
 	stats LinkStats
 	reqID atomic.Uint64
@@ -112,15 +112,16 @@ type links struct {
 }
 
 func newLinks(n *Node, core Deliverer) *links {
-	return &links{n: n, core: core,
-		lim: netio.Limits{Soft: 8 << 20, Stall: 5 * time.Millisecond, Hard: 64<<20 + 2*n.cfg.MaxFrame,
-			WriteTimeout: 10 * time.Second, Linger: time.Second},
-		pool:  netio.NewBufPool(nil),
+	l := &links{n: n, core: core,
+		out: netio.Shared{Lim: netio.Limits{Soft: 8 << 20, Stall: 5 * time.Millisecond, Hard: 64<<20 + 2*n.cfg.MaxFrame,
+			WriteTimeout: 10 * time.Second, Linger: time.Second}, Pool: netio.NewBufPool(nil)},
 		index: topic.NewIndex[string, struct{}](4096),
 		peers: map[string]*peer{}, interest: map[string][]string{}, turns: map[string]*atomic.Uint64{},
 		inbound: map[*inLink]struct{}{},
 		dirty:   make(chan struct{}, 1), done: make(chan struct{}),
 		writers: make(chan struct{}, maxWriters), retains: make(chan struct{}, maxRetains)}
+	l.out.Stats = &l.ns
+	return l
 }
 
 // start begins keeping a link to every member and telling them this node's interest.
@@ -352,7 +353,7 @@ func (o *outLink) send(fill func([]byte) []byte) bool {
 
 func (l *links) runOut(p *peer, c net.Conn) {
 	o := &outLink{l: l, p: p, pending: map[uint64]*acceptance{}, reqs: map[uint64]chan frame{}, done: make(chan struct{})}
-	o.Init(c, &l.lim, &l.ns, l.pool, o)
+	o.Init(c, &l.out, o)
 	g := l.order.gen.Load()
 	fs := l.core.InterestFilters()
 	prog := l.progress()

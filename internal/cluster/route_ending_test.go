@@ -28,7 +28,7 @@ func TestDurableCopyRefusedOnAnEndingLink(t *testing.T) {
 	a, b := net.Pipe()
 	defer b.Close()
 	ending := &outLink{l: l, p: p, pending: map[uint64]*acceptance{}, reqs: map[uint64]chan frame{}, done: make(chan struct{})}
-	ending.Init(a, &l.lim, &l.ns, l.pool, ending)
+	ending.Init(a, &l.out, ending)
 	ending.CloseNow(errors.New("test: the link ends"))
 	real := p.out.Swap(ending)
 	defer p.out.CompareAndSwap(ending, real)

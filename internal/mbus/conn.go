@@ -78,7 +78,7 @@ type conn struct {
 func newConn(s *Server, nc net.Conn, cs *tls.ConnectionState, identify netio.Identify) *conn {
 	c := &conn{srv: s, nc: nc, tls: cs, identify: identify,
 		done: make(chan struct{}), subs: map[[2]string]bool{}, cmds: map[registration]bool{}, calls: map[callKey]callRoute{}}
-	c.out.Init(nc, &s.lim, &s.outStats, frameBufs, c)
+	c.out.Init(nc, &s.out, c)
 	return c
 }
 

@@ -37,9 +37,9 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	stats Stats
-	// outStats and lim are the connections' outgoing counters and bounds.
+	// outStats and out are the connections' outgoing counters, and their bounds and buffers.
 	outStats netio.Stats
-	lim      netio.Limits
+	out      netio.Shared
 	conns    *netio.Registry[*conn]
 
 	mu    sync.Mutex
@@ -64,8 +64,10 @@ func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{b: b, cfg: cfg, log: log, conns: netio.NewRegistry[*conn](log),
-		lim: netio.Limits{WriteTimeout: cfg.WriteTimeout, Linger: 2 * time.Second}}
+	s := &Server{b: b, cfg: cfg, log: log, conns: netio.NewRegistry[*conn](log),
+		out: netio.Shared{Lim: netio.Limits{WriteTimeout: cfg.WriteTimeout, Linger: 2 * time.Second}, Pool: frameBufs}}
+	s.out.Stats = &s.outStats
+	return s
 }
 
 // Stats returns the counters.

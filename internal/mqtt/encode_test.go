@@ -7,13 +7,14 @@ import (
 	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/netio"
 )
 
 func testConn(v packet.Version) *conn {
 	srv := &Server{cfg: DefaultConfig()}
-	srv.lim = srv.cfg.limits()
+	srv.out = netio.Shared{Lim: srv.cfg.limits(), Stats: &srv.stats.Stats, Pool: writeBufs}
 	c := &conn{srv: srv, version: v}
-	c.out.Init(nil, &srv.lim, &srv.stats.Stats, writeBufs, c)
+	c.out.Init(nil, &srv.out, c)
 	return c
 }
 

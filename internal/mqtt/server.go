@@ -132,8 +132,9 @@ type Server struct {
 	// parkHook, when set (by tests), sees each connection on its own goroutine as it parks, after
 	// it has given back what it does not keep while parked.
 	parkHook atomic.Pointer[func(*conn)]
-	lim      netio.Limits
-	conns    *netio.Registry[*conn]
+	// out is what the connections' outgoing sides share: limits, counters, buffers.
+	out   netio.Shared
+	conns *netio.Registry[*conn]
 	// poller holds idle TCP and Unix connections without a goroutine each (nil: none here).
 	poller *netio.Poller
 }
@@ -162,9 +163,10 @@ func NewServer(b *broker.Broker, cfg Config, log *slog.Logger) *Server {
 		maxQoS: b.Config().MaxQoS,
 		cfg:    cfg,
 		log:    log,
-		lim:    cfg.limits(),
+		out:    netio.Shared{Lim: cfg.limits(), Pool: writeBufs},
 		conns:  netio.NewRegistry[*conn](log),
 	}
+	s.out.Stats = &s.stats.Stats
 	s.reading.connecting.max = cfg.ConnectMemory
 	if p, err := netio.DefaultPoller(); err == nil {
 		s.poller = p
@@ -194,7 +196,7 @@ func (s *Server) Serve(ln net.Listener, identify netio.Identify) error {
 func (s *Server) serveBare(sock *netio.Socket) {
 	c := &conn{srv: s}
 	c.rd.initRaw(sock.RawConn(), s.cfg.MaxConnectSize)
-	c.out.InitBare(sock, &s.lim, &s.stats.Stats, writeBufs, c)
+	c.out.InitBare(sock, &s.out, c)
 	s.share(c)
 	w, err := s.watch(sock.RawConn(), c)
 	if err != nil || !s.admit(c) {
@@ -242,7 +244,7 @@ func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.
 	if pm != nil {
 		c.rare = new(connRare)
 	}
-	c.out.Init(nc, &s.lim, &s.stats.Stats, writeBufs, c)
+	c.out.Init(nc, &s.out, c)
 	s.share(c)
 	if s.poller != nil {
 		// Without a watch the connection waits on goroutines, as elsewhere.

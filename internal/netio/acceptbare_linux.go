@@ -144,8 +144,8 @@ func acceptBare(ln net.Listener) (*Socket, error) {
 
 // InitBare prepares c for a socket ServeBare accepted: c starts detached, as if Detach had been
 // called, with the watch the face makes on s.RawConn().
-func (c *Conn) InitBare(s *Socket, lim *Limits, stats *Stats, pool *BufPool, ev Events) {
-	c.bare, c.lim, c.stats, c.pool, c.ev = s.fd, lim, stats, pool, ev
+func (c *Conn) InitBare(s *Socket, sh *Shared, ev Events) {
+	c.bare, c.sh, c.ev = s.fd, sh, ev
 	c.wr = rawio.NewRawWriter(s.fd)
-	stats.Detached.Add(1)
+	sh.Stats.Detached.Add(1)
 }

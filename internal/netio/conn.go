@@ -101,26 +101,17 @@ type Conn struct {
 	nc net.Conn
 	// bare is the socket's own descriptor once the connection has been detached; it stays until
 	// the connection closes. Both change only under the lock while nothing is being written.
-	bare  *bareFD
-	wr    rawio.Writer
-	lim   *Limits
-	stats *Stats
-	pool  *BufPool
-	ev    Events
+	bare *bareFD
+	wr   rawio.Writer
+	sh   *Shared
+	ev   Events
 
 	mu sync.Mutex
-	// buf collects bytes in cur's memory; spare is the buffer being written or ready for the
-	// next swap. Both come from the pool and go back when the connection is idle.
-	buf        []byte
+	// cur.B is the queue: the bytes waiting to be written; spare is the buffer being written or
+	// ready for the next swap. Both come from the pool and go back when the connection is idle.
 	cur, spare *Buf
-	// endWith ends the connection once everything queued is written.
-	endWith error
-	// busySince is when Full started refusing; congestedSince when the queue passed Soft/2
-	// (nanoseconds on the monotonic clock, see now; 0: not).
-	busySince      int64
-	congestedSince int64
-	// drained is closed when the queue falls below Soft/2 (Drained).
-	drained chan struct{}
+	// rare holds what only a connection that is ending or falling behind needs (see connRare).
+	rare *connRare
 
 	// The flags sit together at the end, where they take eight bytes rather than a word each.
 	flushing bool
@@ -134,6 +125,45 @@ type Conn struct {
 	stop atomic.Bool
 }
 
+// connRare is what a connection needs only when it is ending or its client falls behind. It is
+// allocated then, under the lock, and kept: every idle connection would carry its 40 bytes
+// otherwise.
+type connRare struct {
+	// endWith ends the connection once everything queued is written.
+	endWith error
+	// busySince is when Full started refusing; congestedSince when the queue passed Soft/2
+	// (nanoseconds on the monotonic clock, see now; 0: not).
+	busySince      int64
+	congestedSince int64
+	// drained is closed when the queue falls below Soft/2 (Drained).
+	drained chan struct{}
+}
+
+// rareLocked returns the connection's rare part, allocating it. Caller holds the lock.
+func (c *Conn) rareLocked() *connRare {
+	if c.rare == nil {
+		c.rare = new(connRare)
+	}
+	return c.rare
+}
+
+// endWithLocked is the reason the connection ends with once its queue is written (nil: it is
+// not ending). Caller holds the lock.
+func (c *Conn) endWithLocked() error {
+	if c.rare == nil {
+		return nil
+	}
+	return c.rare.endWith
+}
+
+// queuedLocked is the length of the queue. Caller holds the lock.
+func (c *Conn) queuedLocked() int {
+	if c.cur == nil {
+		return 0
+	}
+	return len(c.cur.B)
+}
+
 // epoch is where the monotonic clock of now starts.
 var epoch = time.Now()
 
@@ -141,10 +171,19 @@ var epoch = time.Now()
 // time.Time takes twenty-four, in state every connection holds.
 func now() int64 { return int64(time.Since(epoch)) | 1 }
 
+// Shared is what the connections of one face or link share: their limits, their counters and
+// their buffer pool. A connection keeps one pointer to it rather than three: every idle
+// connection's bytes count.
+type Shared struct {
+	Lim   Limits
+	Stats *Stats
+	Pool  *BufPool
+}
+
 // Init prepares c for nc. It is a method rather than a constructor so that a face can embed Conn
 // by value.
-func (c *Conn) Init(nc net.Conn, lim *Limits, stats *Stats, pool *BufPool, ev Events) {
-	c.nc, c.wr, c.lim, c.stats, c.pool, c.ev = nc, rawio.NewWriter(nc), lim, stats, pool, ev
+func (c *Conn) Init(nc net.Conn, sh *Shared, ev Events) {
+	c.nc, c.wr, c.sh, c.ev = nc, rawio.NewWriter(nc), sh, ev
 }
 
 // NetConn returns the connection: nil while it is detached (Detach), so only a face that never
@@ -176,19 +215,19 @@ func (c *Conn) Unlock() { c.mu.Unlock() }
 func (c *Conn) ClosedLocked() bool { return c.closed }
 
 // EndingLocked reports whether the connection is closed or ending. Caller holds the lock.
-func (c *Conn) EndingLocked() bool { return c.closed || c.endWith != nil }
+func (c *Conn) EndingLocked() bool { return c.closed || c.endWithLocked() != nil }
 
 // QueuedLocked is the bytes waiting to be written. Caller holds the lock.
-func (c *Conn) QueuedLocked() int { return len(c.buf) }
+func (c *Conn) QueuedLocked() int { return c.queuedLocked() }
 
 // BufLocked returns the queue to append to, taking a pooled buffer when the connection has none.
 // Caller holds the lock and hands the result to CommitLocked.
 func (c *Conn) BufLocked() []byte {
 	if c.cur == nil {
-		c.cur = c.pool.p.Get().(*Buf)
-		c.buf = c.cur.B[:0]
+		c.cur = c.sh.Pool.p.Get().(*Buf)
+		c.cur.B = c.cur.B[:0]
 	}
-	return c.buf
+	return c.cur.B
 }
 
 // ScratchLocked is the face's scratch of the current buffer (BufLocked first).
@@ -199,15 +238,15 @@ func (c *Conn) ScratchLocked() any {
 
 // SetBufLocked makes buf (BufLocked with bytes appended or taken back) the queue without
 // getting it written: what the face appended turned out not to be wanted. Caller holds the lock.
-func (c *Conn) SetBufLocked(buf []byte) { c.buf = buf }
+func (c *Conn) SetBufLocked(buf []byte) { c.cur.B = buf }
 
 // CommitLocked makes buf (BufLocked with bytes appended) the queue and gets it written: by the
 // reader whose batch via is, when it takes the write, or by a writer goroutine. A queue past
 // Limits.Hard closes the connection. Caller holds the lock.
 func (c *Conn) CommitLocked(buf []byte, via *broker.Batch) {
-	c.buf = buf
-	if c.lim.Hard > 0 && len(buf) > c.lim.Hard && !c.closed {
-		c.stats.SlowConsumers.Add(1)
+	c.cur.B = buf
+	if c.sh.Lim.Hard > 0 && len(buf) > c.sh.Lim.Hard && !c.closed {
+		c.sh.Stats.SlowConsumers.Add(1)
 		c.closeLocked(ErrSlowConsumer)
 		return
 	}
@@ -230,14 +269,14 @@ func (c *Conn) kickLocked(via *broker.Batch) {
 // be (the face reports Busy to the core, which then waits for Room). Full for Limits.SlowTimeout
 // closes the connection. Caller holds the lock.
 func (c *Conn) FullLocked() bool {
-	if c.lim.Soft <= 0 || len(c.buf) < c.lim.Soft {
+	if c.sh.Lim.Soft <= 0 || c.queuedLocked() < c.sh.Lim.Soft {
 		return false
 	}
 	now := now()
-	if c.busySince == 0 {
-		c.busySince = now
-	} else if c.lim.SlowTimeout > 0 && time.Duration(now-c.busySince) > c.lim.SlowTimeout && !c.closed {
-		c.stats.SlowConsumers.Add(1)
+	if r := c.rareLocked(); r.busySince == 0 {
+		r.busySince = now
+	} else if c.sh.Lim.SlowTimeout > 0 && time.Duration(now-r.busySince) > c.sh.Lim.SlowTimeout && !c.closed {
+		c.sh.Stats.SlowConsumers.Add(1)
 		c.closeLocked(ErrSlowConsumer)
 	}
 	c.wantRoom = true
@@ -249,38 +288,44 @@ func (c *Conn) FullLocked() bool {
 // in that time stops slowing its publishers and is left to Full and the slow-consumer rules.
 // Caller holds the lock.
 func (c *Conn) CongestedLocked() bool {
-	if c.lim.Soft <= 0 || len(c.buf) < c.lim.Soft/2 || c.lim.Stall <= 0 {
+	if c.sh.Lim.Soft <= 0 || c.queuedLocked() < c.sh.Lim.Soft/2 || c.sh.Lim.Stall <= 0 {
 		return false
 	}
 	now := now()
-	if c.congestedSince == 0 {
-		c.congestedSince = now
+	r := c.rareLocked()
+	if r.congestedSince == 0 {
+		r.congestedSince = now
 	}
-	return time.Duration(now-c.congestedSince) <= c.lim.Stall
+	return time.Duration(now-r.congestedSince) <= c.sh.Lim.Stall
 }
 
 // Drained returns a channel closed once the queue is below half of Limits.Soft (broker.Sink).
 func (c *Conn) Drained() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.drained == nil {
-		c.drained = make(chan struct{})
-		if c.closed || len(c.buf) < c.lim.Soft/2 {
-			close(c.drained)
-			ch := c.drained
-			c.drained = nil
+	r := c.rareLocked()
+	if r.drained == nil {
+		r.drained = make(chan struct{})
+		if c.closed || c.queuedLocked() < c.sh.Lim.Soft/2 {
+			close(r.drained)
+			ch := r.drained
+			r.drained = nil
 			return ch
 		}
 	}
-	return c.drained
+	return r.drained
 }
 
 // unblockLocked ends a congestion episode: publishers waiting on Drained go on.
 func (c *Conn) unblockLocked() {
-	c.congestedSince = 0
-	if c.drained != nil {
-		close(c.drained)
-		c.drained = nil
+	r := c.rare
+	if r == nil {
+		return
+	}
+	r.congestedSince = 0
+	if r.drained != nil {
+		close(r.drained)
+		r.drained = nil
 	}
 }
 
@@ -294,11 +339,11 @@ func (c *Conn) FlushNow() { c.writeOut(true) }
 func (c *Conn) writeOut(inline bool) {
 	for wrote := false; ; wrote = true {
 		c.mu.Lock()
-		if c.closed || len(c.buf) == 0 {
+		if c.closed || c.queuedLocked() == 0 {
 			c.flushing = false
 			room := c.wantRoom && !c.closed
 			c.wantRoom = false
-			if c.endWith != nil && !c.closed {
+			if c.endWithLocked() != nil && !c.closed {
 				c.shutdownLocked()
 			}
 			c.releaseLocked()
@@ -315,11 +360,11 @@ func (c *Conn) writeOut(inline bool) {
 			return
 		}
 		nc := c.nc
-		pending, pendingBuf := c.buf, c.cur
+		pendingBuf := c.cur
+		pending := pendingBuf.B
 		c.cur, c.spare = c.spare, nil
-		c.buf = nil
 		if c.cur != nil {
-			c.buf = c.cur.B[:0]
+			c.cur.B = c.cur.B[:0]
 		}
 		c.mu.Unlock()
 
@@ -330,13 +375,13 @@ func (c *Conn) writeOut(inline bool) {
 		} else {
 			n, err = c.writeWaiting(&pendingBuf.op, pending, nc)
 		}
-		c.stats.BytesOut.Add(uint64(n))
+		c.sh.Stats.BytesOut.Add(uint64(n))
 
 		c.mu.Lock()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && !c.closed {
 				// The client took nothing for WriteTimeout: a slow consumer like any other.
-				c.stats.SlowConsumers.Add(1)
+				c.sh.Stats.SlowConsumers.Add(1)
 			}
 			c.closeLocked(err)
 		}
@@ -344,18 +389,23 @@ func (c *Conn) writeOut(inline bool) {
 			// The socket is full: what is left goes first, ahead of what was queued meanwhile,
 			// and a writer waits for the socket.
 			k := copy(pending, pending[n:])
-			pending = append(pending[:k], c.buf...)
 			if c.cur != nil {
-				c.cur.B = c.buf[:0]
+				pending = append(pending[:k], c.cur.B...)
+				c.cur.B = c.cur.B[:0]
 				c.spare = c.cur
+			} else {
+				pending = pending[:k]
 			}
-			c.cur, c.buf = pendingBuf, pending
+			pendingBuf.B = pending
+			c.cur = pendingBuf
 			c.mu.Unlock()
 			go c.writeOut(false)
 			return
 		}
-		if len(c.buf) < c.lim.Soft/2 {
-			c.busySince = 0
+		if c.queuedLocked() < c.sh.Lim.Soft/2 {
+			if c.rare != nil {
+				c.rare.busySince = 0
+			}
 			c.unblockLocked()
 		}
 		if cap(pending) <= maxPooledBuf {
@@ -383,8 +433,8 @@ func (c *Conn) writeWaiting(op *rawio.Op, b []byte, nc net.Conn) (int, error) {
 			return n, err
 		}
 	}
-	if c.lim.WriteTimeout > 0 {
-		_ = nc.SetWriteDeadline(time.Now().Add(c.lim.WriteTimeout))
+	if c.sh.Lim.WriteTimeout > 0 {
+		_ = nc.SetWriteDeadline(time.Now().Add(c.sh.Lim.WriteTimeout))
 	}
 	m, err := nc.Write(b[n:])
 	return n + m, err
@@ -393,12 +443,12 @@ func (c *Conn) writeWaiting(op *rawio.Op, b []byte, nc net.Conn) (int, error) {
 // releaseLocked returns idle buffers to the pool.
 func (c *Conn) releaseLocked() {
 	c.unblockLocked()
-	if c.cur != nil && cap(c.buf) <= maxPooledBuf {
-		c.cur.B = c.buf[:0]
-		c.pool.p.Put(c.cur)
+	if c.cur != nil && cap(c.cur.B) <= maxPooledBuf {
+		c.cur.B = c.cur.B[:0]
+		c.sh.Pool.p.Put(c.cur)
 	}
 	if c.spare != nil {
-		c.pool.p.Put(c.spare)
+		c.sh.Pool.p.Put(c.spare)
 	}
-	c.buf, c.cur, c.spare = nil, nil, nil
+	c.cur, c.spare = nil, nil
 }

@@ -72,7 +72,7 @@ func pair(t *testing.T, lim Limits, rcvbuf int) (*Conn, *events, net.Conn, *Stat
 	ev := &events{nc: server, room: make(chan struct{}, 1)}
 	stats := &Stats{}
 	c := &Conn{}
-	c.Init(server, &lim, stats, testPool, ev)
+	c.Init(server, &Shared{Lim: lim, Stats: stats, Pool: testPool}, ev)
 	return c, ev, client, stats
 }
 

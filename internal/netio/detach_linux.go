@@ -29,7 +29,7 @@ func (c *Conn) Detach(w *Watch) syscall.RawConn {
 	if c.nc == nil {
 		return c.bareRaw()
 	}
-	if c.flushing || c.closed || c.endWith != nil || len(c.buf) > 0 || w == nil {
+	if c.flushing || c.closed || c.endWithLocked() != nil || c.queuedLocked() > 0 || w == nil {
 		return nil
 	}
 	if c.bare == nil {
@@ -53,7 +53,7 @@ func (c *Conn) Detach(w *Watch) syscall.RawConn {
 	}
 	_ = c.nc.Close()
 	c.nc = nil
-	c.stats.Detached.Add(1)
+	c.sh.Stats.Detached.Add(1)
 	return c.bare
 }
 
@@ -98,7 +98,7 @@ func (c *Conn) attachLocked() (net.Conn, error) {
 		return nil, err
 	}
 	c.nc = nc
-	c.stats.Detached.Add(-1)
-	c.stats.Attaches.Add(1)
+	c.sh.Stats.Detached.Add(-1)
+	c.sh.Stats.Attaches.Add(1)
 	return nc, nil
 }

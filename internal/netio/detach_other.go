@@ -39,6 +39,6 @@ func Listen(network, addr string) (net.Listener, error) { return net.Listen(netw
 func (r *Registry[C]) ServeBare(net.Listener, func(*Socket)) error { return errNoPoller }
 
 // InitBare is never called here (CanServeBare is false).
-func (c *Conn) InitBare(*Socket, *Limits, *Stats, *BufPool, Events) {}
+func (c *Conn) InitBare(*Socket, *Shared, Events) {}
 
 func (*bareFD) remoteAddr() string { return "" }

@@ -30,14 +30,14 @@ func (c *Conn) End(reason error) {
 
 // EndLocked is End with the lock held.
 func (c *Conn) EndLocked(reason error) {
-	if c.endWith == nil {
-		c.endWith = reason
+	if r := c.rareLocked(); r.endWith == nil {
+		r.endWith = reason
 	}
 	if c.closed || c.flushing {
 		// The running writer shuts the connection when it has written everything.
 		return
 	}
-	if len(c.buf) > 0 {
+	if c.queuedLocked() > 0 {
 		c.kickLocked(nil)
 		return
 	}
@@ -76,7 +76,7 @@ func (c *Conn) closeSocketLocked() {
 		_ = c.nc.Close()
 	}
 	if c.bare != nil && c.bare.close() && c.nc == nil {
-		c.stats.Detached.Add(-1)
+		c.sh.Stats.Detached.Add(-1)
 	}
 }
 
@@ -138,9 +138,8 @@ func (c *Conn) Finish() {
 	c.mu.Lock()
 	c.draining = true
 	if c.clientGoneLocked() {
-		if c.endWith == nil {
-			c.endWith = errFinished
-		}
+		// Closed at once, which ends it: no reason to keep for a writer (nor a rare part to
+		// allocate for one).
 		c.closeLocked(errFinished)
 		c.mu.Unlock()
 		return
@@ -159,7 +158,7 @@ func (c *Conn) Finish() {
 // clientGoneLocked reports whether c is detached, has nothing to write, and its client's stream
 // has ended (or the socket has failed): then closing it loses nothing either side still wants.
 func (c *Conn) clientGoneLocked() bool {
-	if c.nc != nil || c.bare == nil || c.closed || c.flushing || len(c.buf) > 0 {
+	if c.nc != nil || c.bare == nil || c.closed || c.flushing || c.queuedLocked() > 0 {
 		return false
 	}
 	return c.bare.ended()
@@ -167,7 +166,7 @@ func (c *Conn) clientGoneLocked() bool {
 
 // drain reads and discards until the client closes its side, an error, or Limits.Linger.
 func (c *Conn) drain(nc net.Conn) {
-	linger := c.lim.Linger
+	linger := c.sh.Lim.Linger
 	if linger <= 0 {
 		linger = 2 * time.Second
 	}

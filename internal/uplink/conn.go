@@ -38,13 +38,13 @@ var upStats netio.Stats
 
 // dial opens the connection (TLS with the site's certificate; the designated router's is
 // verified) within timeout.
-func dial(ctx context.Context, ep mqttclient.Endpoint, opts mqttclient.Options, lim *netio.Limits) (*upConn, error) {
+func dial(ctx context.Context, ep mqttclient.Endpoint, opts mqttclient.Options, sh *netio.Shared) (*upConn, error) {
 	nc, err := ep.Dial(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	u := &upConn{nc: nc, rd: packet.NewReader(nc, 0, 0)}
-	u.out.Init(nc, lim, &upStats, writeBufs, u)
+	u.out.Init(nc, sh, u)
 	return u, nil
 }
 

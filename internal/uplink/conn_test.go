@@ -18,7 +18,7 @@ func TestConnHoldJoinsWrites(t *testing.T) {
 	defer b.Close()
 	lim := netio.Limits{Soft: 1 << 20, WriteTimeout: 5 * time.Second}
 	u := &upConn{nc: a, rd: packet.NewReader(a, 0, 0)}
-	u.out.Init(a, &lim, &upStats, writeBufs, u)
+	u.out.Init(a, &netio.Shared{Lim: lim, Stats: &upStats, Pool: writeBufs}, u)
 	u.hold()
 	for range 3 {
 		if err := u.writePacket(&packet.Pingreq{}); err != nil {

@@ -47,9 +47,10 @@ type Link struct {
 	upID      string // the session's client id at the designated router
 	trunkID   string
 	principal *auth.Principal
-	lim       netio.Limits
-	stats     Stats
-	warn      warnings
+	// out is what the link's connections share: their limits, upStats, writeBufs.
+	out   netio.Shared
+	stats Stats
+	warn  warnings
 
 	// interest is signalled (never blocking) when the site's subscriptions change.
 	interest chan struct{}
@@ -96,7 +97,8 @@ func newLink(b *broker.Broker, rec store.Records, cfg Config, log *slog.Logger) 
 	}
 	// Writes wait at most a keep alive; a buffer that refuses QoS 0 at 1 MiB; the QoS 1/2 window
 	// bounds the rest.
-	l.lim = netio.Limits{Soft: 1 << 20, WriteTimeout: max(10*time.Second, cfg.KeepAlive), Linger: time.Second}
+	l.out = netio.Shared{Lim: netio.Limits{Soft: 1 << 20, WriteTimeout: max(10*time.Second, cfg.KeepAlive), Linger: time.Second},
+		Stats: &upStats, Pool: writeBufs}
 	l.warn.every = time.Minute
 	if _, err := l.loadTLS(); err != nil {
 		return nil, err
@@ -256,7 +258,7 @@ func (l *Link) connectOnce() bool {
 		case <-ctx.Done():
 		}
 	}()
-	c, err := dial(ctx, l.ep, l.dialOpts, &l.lim)
+	c, err := dial(ctx, l.ep, l.dialOpts, &l.out)
 	if err != nil {
 		l.failed(err)
 		return false
