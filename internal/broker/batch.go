@@ -1,5 +1,7 @@
 package broker
 
+import "sync"
+
 // Batch lets one connection's goroutine write for the connections it delivers to, instead of
 // waking a writer goroutine for each delivery.
 //
@@ -14,9 +16,21 @@ package broker
 // and Subscribe and then Flush. It holds at most maxBatch sinks; receivers past that start their
 // own writers. A message that goes to several receivers carries no batch (route), so a fan-out is
 // written by the receivers' writers in parallel.
+//
+// Every connection holds a Batch, and between its reads it holds nothing: the list of deferred
+// sinks comes from a pool at the first Defer and goes back at Flush. A Batch is one pointer, and
+// a reader's first write of a wake-up allocates nothing.
 type Batch struct {
-	pending []Flusher
+	pending *flushers
 }
+
+// flushers is a Batch's list of deferred sinks.
+type flushers struct {
+	n    int
+	list [maxBatch]Flusher
+}
+
+var flusherLists = sync.Pool{New: func() any { return new(flushers) }}
 
 // Flusher is a sink whose write can wait for the end of a batch.
 type Flusher interface {
@@ -30,21 +44,34 @@ const maxBatch = 32
 
 // Defer adds f to the batch and reports whether it was taken; a nil or full batch takes nothing.
 func (b *Batch) Defer(f Flusher) bool {
-	if b == nil || len(b.pending) >= maxBatch {
+	if b == nil {
 		return false
 	}
-	b.pending = append(b.pending, f)
+	p := b.pending
+	if p == nil {
+		p = flusherLists.Get().(*flushers)
+		b.pending = p
+	}
+	if p.n >= maxBatch {
+		return false
+	}
+	p.list[p.n] = f
+	p.n++
 	return true
 }
 
-// Flush writes for every deferred sink and empties the batch.
+// Flush writes for every deferred sink and empties the batch, giving its list back.
 func (b *Batch) Flush() {
-	if b == nil {
+	if b == nil || b.pending == nil {
 		return
 	}
-	for i, f := range b.pending {
-		b.pending[i] = nil
+	p := b.pending
+	for i := range p.n {
+		f := p.list[i]
+		p.list[i] = nil
 		f.FlushNow()
 	}
-	b.pending = b.pending[:0]
+	p.n = 0
+	b.pending = nil
+	flusherLists.Put(p)
 }

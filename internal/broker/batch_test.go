@@ -26,6 +26,9 @@ func TestBatchDefersUpToItsBoundAndFlushesOnce(t *testing.T) {
 	if fs[maxBatch].flushed != 0 {
 		t.Fatal("a refused sink was flushed by the batch")
 	}
+	if b.pending != nil {
+		t.Fatal("a flushed batch kept its list; an idle connection would hold it")
+	}
 	b.Flush()
 	if fs[0].flushed != 1 {
 		t.Fatal("a second Flush wrote again for sinks already flushed")

@@ -195,9 +195,8 @@ func (c *conn) loop(fresh bool) {
 // Without a poller a fresh goroutine takes the wait over. It reports false when the socket could
 // not be parked (it is closing): the caller reads on and meets the end.
 func (c *conn) park() bool {
-	// The batch is empty here (the read that found nothing flushed it); a publisher's may have
-	// grown to maxBatch receivers, which a parked connection need not keep.
-	c.batch = broker.Batch{}
+	// The batch is empty here, its list back in the pool: the read that found nothing flushed
+	// it (the park test checks that it holds nothing).
 	c.rd.parked()
 	if h := c.srv.parkHook.Load(); h != nil {
 		(*h)(c)
