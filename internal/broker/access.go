@@ -313,7 +313,7 @@ func (b *Broker) dropUnauthorizedLocked(s *Session, p *auth.Principal, peer bool
 	for _, sub := range gone {
 		f := sub.Filter
 		s.subs.remove(f)
-		b.indexRemove(sub.filter, s)
+		b.indexRemove(sub.filter(), s)
 		b.stats.Subscriptions.Add(-1)
 		b.stats.NotAuthorized.Add(1)
 		b.log.Info("subscription dropped at resume: no longer granted", "client", s.id, "filter", f)

@@ -241,7 +241,7 @@ func (b *Broker) newSession(id string, durable bool) (*Session, error) {
 // The caller holds b.mu and s.mu.
 func (b *Broker) discardLocked(s *Session) {
 	for sub := range s.subs.all() {
-		b.indexRemove(sub.filter, s)
+		b.indexRemove(sub.filter(), s)
 	}
 	b.stats.Subscriptions.Add(-int64(s.subs.len()))
 	s.subs.clear()

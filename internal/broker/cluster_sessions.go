@@ -141,7 +141,7 @@ func (b *Broker) ReleaseSession(clientID string) {
 	}
 	s.stopTimers()
 	for sub := range s.subs.all() {
-		b.indexRemove(sub.filter, s)
+		b.indexRemove(sub.filter(), s)
 	}
 	b.stats.Subscriptions.Add(-int64(s.subs.len()))
 	s.subs.clear()

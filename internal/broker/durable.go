@@ -180,10 +180,7 @@ func (b *Broker) recoverSession(rec store.SessionRecord, t int64) (*Session, *Wi
 			b.log.Warn("dropping a stored subscription with an invalid filter", "client", s.id, "filter", sub.Filter)
 			continue
 		}
-		ns := &subscription{Subscription: sub, filter: f}
-		if sub.ID != 0 {
-			ns.ids = []uint32{sub.ID}
-		}
+		ns := newSubscription(sub)
 		s.subs.put(ns)
 		b.indexAdd(f, s, ns, true)
 		b.stats.Subscriptions.Add(1)

@@ -15,8 +15,8 @@ import (
 
 // TestSizes logs the size of the structures every connected session holds, for the figures in
 // docs/decisions.md ("An idle connection's bytes, second pass", "third pass"), and fails when a
-// Session or a Client outgrows its allocator size class (192 and 80 bytes): a field added without
-// thought costs every session the next class's bytes.
+// Session, a Client or a subscription outgrows its allocator size class (192, 80 and 32 bytes): a
+// field added without thought costs every session the next class's bytes.
 func TestSizes(t *testing.T) {
 	t.Logf("Session %d B, sessionRare %d B, Client %d B, subscription %d B", unsafe.Sizeof(Session{}),
 		unsafe.Sizeof(sessionRare{}), unsafe.Sizeof(Client{}), unsafe.Sizeof(subscription{}))
@@ -25,6 +25,9 @@ func TestSizes(t *testing.T) {
 	}
 	if n := unsafe.Sizeof(Client{}); n > 80 {
 		t.Errorf("Client is %d bytes, past the 80-byte size class", n)
+	}
+	if n := unsafe.Sizeof(subscription{}); n > 32 {
+		t.Errorf("subscription is %d bytes, past the 32-byte size class", n)
 	}
 }
 

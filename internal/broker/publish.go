@@ -234,7 +234,7 @@ func (b *Broker) route(p *publication, from *Session) (o outcome) {
 			continue
 		}
 		sub := e.Val
-		o.add(e.Key.deliver(p, min(sub.QoS, m.QoS), sub.RetainAsPublished && m.Retain, sub.ids))
+		o.add(e.Key.deliver(p, min(sub.QoS, m.QoS), sub.RetainAsPublished && m.Retain, sub.ids()))
 	}
 	return o
 }
@@ -247,7 +247,7 @@ func merge(subs []topic.Entry[*Session, *subscription], local bool) (qos byte, r
 		if local && sub.NoLocal {
 			return 0, false, nil, false
 		}
-		return sub.QoS, sub.RetainAsPublished, sub.ids, true
+		return sub.QoS, sub.RetainAsPublished, sub.ids(), true
 	}
 	for _, e := range subs {
 		sub := e.Val

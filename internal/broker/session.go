@@ -127,11 +127,32 @@ func (s *Session) pendingWillLocked() *Will {
 }
 
 // subscription is immutable once in the index; a resubscribe replaces it.
+//
+// Every subscription of every session is one, so it keeps nothing it can derive: its parsed
+// filter is parsed again when needed (unsubscribing, ending the session, sending retained
+// messages), and its identifier is kept once more as an array that ids slices.
 type subscription struct {
 	store.Subscription
-	filter topic.Filter
-	// ids is the subscription identifier as a slice ready to hand to a Sink (nil when none).
-	ids []uint32
+	id [1]uint32 // Subscription.ID
+}
+
+func newSubscription(s store.Subscription) *subscription {
+	return &subscription{Subscription: s, id: [1]uint32{s.ID}}
+}
+
+// ids is the subscription identifier as a slice ready to hand to a Sink (nil when none); it
+// aliases the subscription, which never changes once made.
+func (s *subscription) ids() []uint32 {
+	if s.ID == 0 {
+		return nil
+	}
+	return s.id[:]
+}
+
+// filter is the subscription's filter, parsed; it was valid when the subscription was made.
+func (s *subscription) filter() topic.Filter {
+	f, _ := topic.ParseFilter(s.Filter)
+	return f
 }
 
 // publication is one message being routed: what all its deliveries share. The message is

@@ -40,16 +40,10 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			out[i].Err = ErrQuotaExceeded
 			continue
 		}
-		sub := &subscription{
-			Subscription: store.Subscription{
-				Filter: r.Filter, QoS: min(r.QoS, cfg.MaxQoS), NoLocal: r.NoLocal,
-				RetainAsPublished: r.RetainAsPublished, RetainHandling: r.RetainHandling, ID: r.ID,
-			},
-			filter: f,
-		}
-		if r.ID != 0 {
-			sub.ids = []uint32{r.ID}
-		}
+		sub := newSubscription(store.Subscription{
+			Filter: r.Filter, QoS: min(r.QoS, cfg.MaxQoS), NoLocal: r.NoLocal,
+			RetainAsPublished: r.RetainAsPublished, RetainHandling: r.RetainHandling, ID: r.ID,
+		})
 		s.subs.put(sub)
 		c.s.b.indexAdd(f, s, sub, old == nil)
 		if old == nil {
@@ -95,19 +89,19 @@ func (c *Client) syncAndUnlock() {
 func (c *Client) SendRetained(results []SubscribeResult) {
 	for _, r := range results {
 		sub := r.sub
-		if r.Err != nil || sub == nil || sub.filter.Group != "" {
+		if r.Err != nil || sub == nil || sub.filter().Group != "" {
 			continue
 		}
 		if sub.RetainHandling == 2 || (sub.RetainHandling == 1 && r.Existed) {
 			continue
 		}
 		t := c.s.b.now()
-		for _, m := range c.s.b.retained.match(sub.filter.Path) {
+		for _, m := range c.s.b.retained.match(sub.filter().Path) {
 			if m.Expired(t) {
 				continue
 			}
 			p := publication{msg: m, owned: m, at: t, many: true}
-			c.s.deliver(&p, min(m.QoS, sub.QoS), true, sub.ids)
+			c.s.deliver(&p, min(m.QoS, sub.QoS), true, sub.ids())
 		}
 	}
 }
@@ -125,7 +119,7 @@ func (c *Client) Unsubscribe(filters []string) []bool {
 		if sub == nil {
 			continue
 		}
-		c.s.b.indexRemove(sub.filter, s)
+		c.s.b.indexRemove(sub.filter(), s)
 		c.s.b.stats.Subscriptions.Add(-1)
 		out[i] = true
 		removed = append(removed, f)
