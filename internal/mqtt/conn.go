@@ -156,7 +156,7 @@ func (c *conn) loop(fresh bool) {
 		case (fresh || detached) && c.watch != nil:
 			mode = readNoWait
 		}
-		typ, flags, body, err := c.rd.next(wait, mode)
+		typ, flags, body, err := c.rd.next(wait, mode, &c.batch)
 		if err == errWouldBlock || lazy && errors.Is(err, os.ErrDeadlineExceeded) && !c.rd.stop.Load() {
 			if c.park() {
 				return
@@ -420,7 +420,7 @@ func (c *conn) handshake(cs *tls.ConnectionState, identify netio.Identify) error
 	if c.rd.detached() {
 		mode = readNoWait
 	}
-	typ, flags, body, err := c.rd.next(deadline, mode)
+	typ, flags, body, err := c.rd.next(deadline, mode, &c.batch)
 	if err == errWouldBlock {
 		return err
 	}

@@ -72,9 +72,6 @@ type packetReader struct {
 	// shared is what the server's readers share: the count of lazy waiters and the budget of
 	// connections that have not logged in (nil: neither, in tests).
 	shared *readerShared
-	// batch is flushed before each read: the connection writes what the packets handled so far
-	// produced (broker.Batch) before it takes more or waits.
-	batch *broker.Batch
 	// armed is the read deadline set on the connection (monoKey; 0: none), so that a wait with
 	// the same deadline does not set it again.
 	armed int64
@@ -230,8 +227,11 @@ func (r *packetReader) initRaw(raw syscall.RawConn, maxSize int) {
 
 // next returns the next whole packet; body aliases the buffer until the following call.
 // deadline bounds the wait for bytes (zero: no bound); when it passes, next returns
-// os.ErrDeadlineExceeded. mode says whether and how a drained raw socket is waited for.
-func (r *packetReader) next(deadline time.Time, mode readMode) (typ, flags byte, body []byte, err error) {
+// os.ErrDeadlineExceeded. mode says whether and how a drained raw socket is waited for. batch
+// (nil: none) is flushed before each read: the connection writes what the packets handled so
+// far produced before it takes more or waits, so packets read together leave in one write. (A
+// parameter rather than a field: every idle connection would hold the pointer.)
+func (r *packetReader) next(deadline time.Time, mode readMode, batch *broker.Batch) (typ, flags byte, body []byte, err error) {
 	s := r.state()
 	for {
 		if s.buf != nil && s.end > s.start {
@@ -255,7 +255,7 @@ func (r *packetReader) next(deadline time.Time, mode readMode) (typ, flags byte,
 				return 0, 0, nil, perr
 			}
 		}
-		if err := r.fill(deadline, mode); err != nil {
+		if err := r.fill(deadline, mode, batch); err != nil {
 			return 0, 0, nil, err
 		}
 	}
@@ -408,8 +408,8 @@ func (r *packetReader) takeBack() error {
 }
 
 // fill reads more bytes after what is pending.
-func (r *packetReader) fill(deadline time.Time, mode readMode) error {
-	r.batch.Flush()
+func (r *packetReader) fill(deadline time.Time, mode readMode, batch *broker.Batch) error {
+	batch.Flush()
 	s := r.state()
 	r.compact()
 	if err := r.takeBack(); err != nil {
@@ -626,7 +626,7 @@ func (r *packetReader) connectVersion(deadline time.Time) packet.Version {
 			}
 			return 0
 		}
-		if r.fill(deadline, readWait) != nil {
+		if r.fill(deadline, readWait, nil) != nil {
 			return 0
 		}
 	}

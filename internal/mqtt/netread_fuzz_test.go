@@ -46,7 +46,7 @@ func FuzzPacketReader(f *testing.F) {
 		defer r.close()
 		consumed := 0
 		for {
-			typ, _, body, err := r.next(time.Time{}, readWait)
+			typ, _, body, err := r.next(time.Time{}, readWait, nil)
 			if limit := readBufSize + 2*len(data); len(r.st.buf) > limit {
 				t.Fatalf("buffer of %d bytes after %d bytes sent", len(r.st.buf), len(data))
 			}

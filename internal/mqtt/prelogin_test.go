@@ -108,7 +108,7 @@ func TestReaderGrowsWithWhatArrives(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = client.(*net.TCPConn).CloseWrite()
-		_, _, _, err := r.next(time.Now().Add(5*time.Second), readWait)
+		_, _, _, err := r.next(time.Now().Add(5*time.Second), readWait, nil)
 		if !errors.Is(err, io.EOF) {
 			t.Fatalf("sent %d: next = %v, want EOF", sent, err)
 		}
@@ -138,7 +138,7 @@ func TestReaderReassemblesPieces(t *testing.T) {
 			}
 		}()
 		deadline := time.Now().Add(10 * time.Second)
-		typ, flags, body, err := r.next(deadline, readWait)
+		typ, flags, body, err := r.next(deadline, readWait, nil)
 		if err != nil || typ != packet.PUBLISH {
 			t.Fatalf("pieces of %d: %s %v", piece, packet.TypeName(typ), err)
 		}
@@ -146,7 +146,7 @@ func TestReaderReassemblesPieces(t *testing.T) {
 		if err := p.Decode(flags, body, packet.V311); err != nil || !bytes.Equal(p.Payload, payload) {
 			t.Fatalf("pieces of %d: payload damaged (%v)", piece, err)
 		}
-		if typ, _, _, err := r.next(deadline, readWait); err != nil || typ != packet.PINGREQ {
+		if typ, _, _, err := r.next(deadline, readWait, nil); err != nil || typ != packet.PINGREQ {
 			t.Fatalf("pieces of %d: after the publish: %s %v", piece, packet.TypeName(typ), err)
 		}
 		r.close()
@@ -298,7 +298,7 @@ func TestReaderOverAnyConnHoldsNoBufferWhileWaiting(t *testing.T) {
 	ping, _ := (&packet.Pingreq{}).Append(nil, packet.V311)
 	got := make(chan error, 1)
 	read := func() {
-		typ, _, _, err := r.next(time.Now().Add(10*time.Second), readWait)
+		typ, _, _, err := r.next(time.Now().Add(10*time.Second), readWait, nil)
 		if err == nil && typ != packet.PINGREQ {
 			err = fmt.Errorf("read %s", packet.TypeName(typ))
 		}

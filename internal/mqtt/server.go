@@ -212,7 +212,6 @@ func (s *Server) serveBare(sock *netio.Socket) {
 
 // share gives a new connection's reader what it shares with the server's other connections.
 func (s *Server) share(c *conn) {
-	c.rd.batch = &c.batch
 	c.rd.shared = &s.reading
 }
 
