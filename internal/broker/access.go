@@ -111,7 +111,7 @@ func (b *Broker) claimLocked(s *Session, identity, clientID string) error {
 }
 
 // credentialsDue ends a connection whose credentials (a token) expired while it was connected.
-func (b *Broker) credentialsDue(s *Session, gen uint64) {
+func (b *Broker) credentialsDue(s *Session, gen uint32) {
 	s.mu.Lock()
 	sink := s.sink
 	if s.gen != gen || sink == nil {

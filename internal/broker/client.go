@@ -16,7 +16,7 @@ import (
 // the broker is its session's, the identity its principal's.
 type Client struct {
 	s        *Session
-	gen      uint64
+	gen      uint32
 	ClientID string
 
 	principal *auth.Principal
@@ -195,7 +195,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 }
 
 // willDue publishes a delayed will if the session was not resumed meanwhile.
-func (b *Broker) willDue(s *Session, gen uint64) {
+func (b *Broker) willDue(s *Session, gen uint32) {
 	s.mu.Lock()
 	w := s.pendingWillLocked()
 	if s.gen != gen || s.sink != nil || w == nil {
@@ -213,7 +213,7 @@ func (b *Broker) willDue(s *Session, gen uint64) {
 }
 
 // sessionDue ends a session whose expiry interval passed while its client was away.
-func (b *Broker) sessionDue(s *Session, gen uint64) {
+func (b *Broker) sessionDue(s *Session, gen uint32) {
 	b.mu.Lock()
 	s.mu.Lock()
 	if s.gen != gen || s.sink != nil || s.deleted {

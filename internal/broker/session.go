@@ -18,12 +18,14 @@ type Session struct {
 	// subscription member.
 	online atomic.Bool
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// gen counts connections; a Client whose gen is stale belongs to a connection that was taken
+	// over. (32 bits, beside the lock's: a session would need four billion connections for an
+	// old Client to pass for a current one, and it would have to survive them all.)
+	gen      uint32
 	identity string
 	sink     Sink
-	// gen counts connections; a Client whose gen is stale belongs to a connection that was taken over.
-	gen  uint64
-	subs subSet
+	subs     subSet
 	// queue holds what waits for the connection: a memstore.Queue (noQueue until the first
 	// push), or the store's for a durable session.
 	queue store.Queue
