@@ -34,7 +34,10 @@ type Poller struct {
 	// itself and its number may be reused before the old Watch is closed, so events carry the
 	// Watch's generation as well, and a slot is cleared only by the Watch that holds it.
 	watches []*Watch
-	gen     uint32
+	gen     uint16
+	// counters are the parked counts watches keep (CountParked), by the index a watch holds;
+	// index 0 is none. Written under mu before the watches that use them are armed.
+	counters [maxParkedCounters]*atomic.Int64
 	// ready is the queue of watches whose handlers are due, in the order their events came
 	// (bounded: a watch is queued only on its way from armed to owned, so at most once).
 	ready   []*Watch
@@ -103,38 +106,61 @@ const (
 // Watch is one socket's registration. Its owner calls Arm to park the socket and returns; the
 // Handler then runs on a worker when the socket is readable, the deadline passes or Wake is
 // called. All methods may be called from any goroutine.
+//
+// Every parked connection holds one, so it is packed into 64 bytes: its generation is 16 bits
+// (a stale event that matches a new watch by chance is a spurious wake-up, which every handler
+// takes in its stride) and its parked counter a one-byte index into the poller's.
 type Watch struct {
-	p     *Poller
-	rc    syscall.RawConn
-	h     Handler
-	fd    int32
-	gen   uint32
-	state atomic.Uint32
-	added bool // owned by the owner: the socket is in the epoll set
+	p  *Poller
+	rc syscall.RawConn
+	h  Handler
 	// due is the deadline of the wait (Unix nanoseconds, 0: none) and hidx its place in the
 	// poller's deadline heap plus one (0: not in it); both are guarded by the heap's lock.
-	due  int64
-	hidx int32
-	// parked, when set (CountParked), counts this watch while it is armed.
-	parked *atomic.Int64
+	due   int64
+	fd    int32
+	hidx  int32
+	state atomic.Uint32
+	gen   uint16
+	added bool // owned by the owner: the socket is in the epoll set
+	// counter, when set (CountParked), indexes the poller's count of this watch while armed.
+	counter uint8
 }
+
+// maxParkedCounters bounds the distinct counters CountParked takes per poller (index 0 is
+// none): one per face is what tern uses.
+const maxParkedCounters = 16
 
 // CountParked makes n count the watch while it is armed: parked, with no goroutine running its
 // connection. A face gives all its watches one counter, for its metrics. Call it before the
-// first Arm.
-func (w *Watch) CountParked(n *atomic.Int64) { w.parked = n }
+// first Arm. Past maxParkedCounters distinct counters on one poller the watch is not counted.
+func (w *Watch) CountParked(n *atomic.Int64) {
+	p := w.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := 1; i < maxParkedCounters; i++ {
+		switch p.counters[i] {
+		case n:
+			w.counter = uint8(i)
+			return
+		case nil:
+			p.counters[i] = n
+			w.counter = uint8(i)
+			return
+		}
+	}
+}
 
 // park and unpark keep the count of CountParked: park before the state becomes armed, unpark
 // after it stops being armed, so that the count is never below the armed watches.
 func (w *Watch) park() {
-	if w.parked != nil {
-		w.parked.Add(1)
+	if w.counter != 0 {
+		w.p.counters[w.counter].Add(1)
 	}
 }
 
 func (w *Watch) unpark() {
-	if w.parked != nil {
-		w.parked.Add(-1)
+	if w.counter != 0 {
+		w.p.counters[w.counter].Add(-1)
 	}
 }
 
@@ -275,7 +301,7 @@ func (p *Poller) run() {
 		p.mu.Lock()
 		queued := 0
 		for i := range events[:n] {
-			if w := p.takeLocked(events[i].Fd, uint32(events[i].Pad)); w != nil {
+			if w := p.takeLocked(events[i].Fd, uint16(events[i].Pad)); w != nil {
 				p.ready = append(p.ready, w)
 				queued++
 			}
@@ -286,7 +312,7 @@ func (p *Poller) run() {
 }
 
 // take is takeLocked with the lock taken.
-func (p *Poller) take(fd int32, gen uint32) *Watch {
+func (p *Poller) take(fd int32, gen uint16) *Watch {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.takeLocked(fd, gen)
@@ -295,7 +321,7 @@ func (p *Poller) take(fd int32, gen uint32) *Watch {
 // takeLocked returns the armed Watch an event is for, now owned by the caller, or nil: the
 // event is stale (its Watch closed, or the descriptor now belongs to another) or the Watch was
 // already woken.
-func (p *Poller) takeLocked(fd int32, gen uint32) *Watch {
+func (p *Poller) takeLocked(fd int32, gen uint16) *Watch {
 	if fd < 0 || int(fd) >= len(p.watches) {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // handlerFunc adapts a function to Handler.
@@ -357,5 +358,43 @@ func TestPollerDeadlines(t *testing.T) {
 		if w != nil {
 			t.Fatalf("descriptor %d still watched", fd)
 		}
+	}
+}
+
+// Every parked connection holds a Watch: it stays within the allocator's 64-byte size class.
+func TestWatchSize(t *testing.T) {
+	if n := unsafe.Sizeof(Watch{}); n > 64 {
+		t.Errorf("Watch is %d bytes, past the 64-byte size class", n)
+	}
+}
+
+// Watches given the same counter share it, and another counter counts apart: CountParked keeps
+// an index into the poller's counters, not a pointer per watch.
+func TestWatchCountersApart(t *testing.T) {
+	p := testPoller(t, 4)
+	var a, b atomic.Int64
+	arm := func(n *atomic.Int64) *Watch {
+		srv, _ := tcpPair(t)
+		w, err := p.Watch(rawOf(t, srv), handlerFunc(func() {}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Close)
+		w.CountParked(n)
+		if err := w.Arm(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	w1, w2, w3 := arm(&a), arm(&a), arm(&b)
+	if w1.counter == 0 || w1.counter != w2.counter || w3.counter == w1.counter {
+		t.Fatalf("counter indexes %d, %d, %d: want the first two equal and the third apart", w1.counter, w2.counter, w3.counter)
+	}
+	if a.Load() != 2 || b.Load() != 1 {
+		t.Fatalf("parked %d and %d, want 2 and 1", a.Load(), b.Load())
+	}
+	w2.Close()
+	if a.Load() != 1 || b.Load() != 1 {
+		t.Fatalf("after a close: parked %d and %d, want 1 and 1", a.Load(), b.Load())
 	}
 }
