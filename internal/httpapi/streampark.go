@@ -37,15 +37,19 @@ type parkedStream struct {
 	f        format
 	lastSeen uint64
 	beat     time.Duration
-	finish   func()      // hands the session back; runs once, when the stream has ended
-	stop     func() bool // forgets the server's shutdown
-	release  func()      // lets go of the request's count (Keep)
+	finish   func()        // hands the session back; runs once, when the stream has ended
+	stop     func() bool   // forgets the server's shutdown
+	release  func()        // lets go of the request's count (Keep)
+	parked   *atomic.Int64 // the server's parked connections (netio.ParkCounter)
 
 	wmu      sync.Mutex   // one writer at a time: deliveries and keep-alives
 	nextBeat atomic.Int64 // Unix ns of the next keep-alive
 	quitting atomic.Bool  // the core closed the session, the server shuts down, or a write failed
 	ended    sync.Once
 }
+
+// ParkedCount implements netio.ParkCounter.
+func (st *parkedStream) ParkedCount() *atomic.Int64 { return st.parked }
 
 // takeOverStream hijacks the stream's connection after its header and first flush and serves it
 // from then on, and reports whether it did (otherwise the caller goes on as before). finish runs
@@ -59,7 +63,7 @@ func (s *Server) takeOverStream(w http.ResponseWriter, r *http.Request, c *broke
 	// What the client sent after its request (nothing, from a stream's client) is not read:
 	// the stream only watches for the connection's end.
 	st := &parkedStream{nc: nc, rd: nc, c: c, k: k, f: f, lastSeen: lastSeen, beat: s.cfg.Heartbeat,
-		finish: finish, release: Keep(r)}
+		finish: finish, release: Keep(r), parked: &s.stats.Parked}
 	if t, ok := nc.(*tls.Conn); ok {
 		st.pc, _ = t.NetConn().(*netio.ParkConn)
 	} else if pc, ok := netio.NewParkConn(nc).(*netio.ParkConn); ok {
@@ -68,7 +72,6 @@ func (s *Server) takeOverStream(w http.ResponseWriter, r *http.Request, c *broke
 	if st.pc != nil {
 		if p, err := netio.DefaultPoller(); err == nil {
 			if wt, err := p.Watch(st.pc.RawConn(), st); err == nil {
-				wt.CountParked(&s.stats.Parked)
 				st.watch = wt
 				st.pc.SetNoWait(true)
 			}

@@ -28,6 +28,8 @@ type wsLoop struct {
 	handle  func(text bool, msg []byte) bool // false: it closed the connection (see close)
 	finish  func()
 	release func() // lets go of the request's count (Keep)
+	// parked counts the server's parked connections (netio.ParkCounter).
+	parked *atomic.Int64
 
 	closeWait time.Duration // wsCloseWait
 	closing   atomic.Bool
@@ -48,11 +50,10 @@ const (
 // may still read it with waiting reads (an authentication frame, under a deadline) before
 // start. The connection keeps r counted (Keep) until it ends.
 func (s *Server) newWSLoop(ws *wsconn.Conn, r *http.Request, limit int) *wsLoop {
-	l := &wsLoop{ws: ws, limit: limit, release: Keep(r), closeWait: wsCloseWait}
+	l := &wsLoop{ws: ws, limit: limit, release: Keep(r), closeWait: wsCloseWait, parked: &s.stats.Parked}
 	if pc := ws.ParkConn(); pc != nil {
 		if p, err := netio.DefaultPoller(); err == nil {
 			if w, err := p.Watch(pc.RawConn(), l); err == nil {
-				w.CountParked(&s.stats.Parked)
 				l.watch = w
 			}
 		}
@@ -76,6 +77,9 @@ func (l *wsLoop) start(handle func(text bool, msg []byte) bool, finish func()) {
 	}
 	l.run()
 }
+
+// ParkedCount implements netio.ParkCounter.
+func (l *wsLoop) ParkedCount() *atomic.Int64 { return l.parked }
 
 // Ready is the poller's call: the socket has something, or a wait ran out, or close or kill
 // woke it.

@@ -282,6 +282,9 @@ func (c *conn) Ready() {
 	c.loop(true)
 }
 
+// ParkedCount implements netio.ParkCounter: a parked connection counts in Stats.Parked.
+func (c *conn) ParkedCount() *atomic.Int64 { return &c.srv.stats.Parked }
+
 // busyWakes is how many quick wakes in a row make a detached connection attach (see Ready).
 const busyWakes = 4
 

@@ -282,11 +282,8 @@ func (s *Server) logConnError(stage, remote string, err error) {
 	s.log.Debug("connection failed", "stage", stage, "remote", remote, "err", err)
 }
 
-// watch registers a connection's socket with the poller, counted in Stats.Parked while parked.
+// watch registers a connection's socket with the poller, counted in Stats.Parked while parked
+// (conn.ParkedCount).
 func (s *Server) watch(rc syscall.RawConn, c *conn) (*netio.Watch, error) {
-	w, err := s.poller.Watch(rc, c)
-	if err == nil {
-		w.CountParked(&s.stats.Parked)
-	}
-	return w, err
+	return s.poller.Watch(rc, c)
 }

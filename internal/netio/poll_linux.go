@@ -35,9 +35,6 @@ type Poller struct {
 	// Watch's generation as well, and a slot is cleared only by the Watch that holds it.
 	watches []*Watch
 	gen     uint16
-	// counters are the parked counts watches keep (CountParked), by the index a watch holds;
-	// index 0 is none. Written under mu before the watches that use them are armed.
-	counters [maxParkedCounters]*atomic.Int64
 	// ready is the queue of watches whose handlers are due, in the order their events came
 	// (bounded: a watch is queued only on its way from armed to owned, so at most once).
 	ready   []*Watch
@@ -109,7 +106,7 @@ const (
 //
 // Every parked connection holds one, so it is packed into 64 bytes: its generation is 16 bits
 // (a stale event that matches a new watch by chance is a spurious wake-up, which every handler
-// takes in its stride) and its parked counter a one-byte index into the poller's.
+// takes in its stride), and the count of parked connections is the Handler's (ParkCounter).
 type Watch struct {
 	p  *Poller
 	rc syscall.RawConn
@@ -122,45 +119,19 @@ type Watch struct {
 	state atomic.Uint32
 	gen   uint16
 	added bool // owned by the owner: the socket is in the epoll set
-	// counter, when set (CountParked), indexes the poller's count of this watch while armed.
-	counter uint8
 }
 
-// maxParkedCounters bounds the distinct counters CountParked takes per poller (index 0 is
-// none): one per face is what tern uses.
-const maxParkedCounters = 16
-
-// CountParked makes n count the watch while it is armed: parked, with no goroutine running its
-// connection. A face gives all its watches one counter, for its metrics. Call it before the
-// first Arm. Past maxParkedCounters distinct counters on one poller the watch is not counted.
-func (w *Watch) CountParked(n *atomic.Int64) {
-	p := w.p
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := 1; i < maxParkedCounters; i++ {
-		switch p.counters[i] {
-		case n:
-			w.counter = uint8(i)
-			return
-		case nil:
-			p.counters[i] = n
-			w.counter = uint8(i)
-			return
-		}
-	}
-}
-
-// park and unpark keep the count of CountParked: park before the state becomes armed, unpark
-// after it stops being armed, so that the count is never below the armed watches.
+// park and unpark keep a ParkCounter's count: park before the state becomes armed, unpark after
+// it stops being armed, so that the count is never below the armed watches.
 func (w *Watch) park() {
-	if w.counter != 0 {
-		w.p.counters[w.counter].Add(1)
+	if c, ok := w.h.(ParkCounter); ok {
+		c.ParkedCount().Add(1)
 	}
 }
 
 func (w *Watch) unpark() {
-	if w.counter != 0 {
-		w.p.counters[w.counter].Add(-1)
+	if c, ok := w.h.(ParkCounter); ok {
+		c.ParkedCount().Add(-1)
 	}
 }
 

@@ -16,6 +16,15 @@ type handlerFunc func()
 
 func (f handlerFunc) Ready() { f() }
 
+// countedHandler is a Handler whose parked watch counts in n (a ParkCounter).
+type countedHandler struct {
+	f func()
+	n *atomic.Int64
+}
+
+func (h countedHandler) Ready()                     { h.f() }
+func (h countedHandler) ParkedCount() *atomic.Int64 { return h.n }
+
 // tcpPair returns the two ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (server, client *net.TCPConn) {
 	t.Helper()
@@ -142,23 +151,22 @@ func TestPollerDeadlineAndWake(t *testing.T) {
 	wait(t, ran, "past deadline")
 }
 
-// CountParked counts a watch while it is armed, and not after it is taken back by an event,
+// A ParkCounter handler counts its watch while it is armed, and not after it is taken back by an event,
 // a wake-up, its deadline or its close; the count is already 0 when the handler runs.
 func TestWatchCountsWhileParked(t *testing.T) {
 	p := testPoller(t, 4)
 	srv, cli := tcpPair(t)
 	var parked atomic.Int64
 	seen := make(chan int64, 4)
-	w, err := p.Watch(rawOf(t, srv), handlerFunc(func() {
+	w, err := p.Watch(rawOf(t, srv), countedHandler{f: func() {
 		var b [16]byte
 		_ = srv.SetReadDeadline(time.Now().Add(time.Millisecond))
 		_, _ = srv.Read(b[:])
 		seen <- parked.Load()
-	}))
+	}, n: &parked})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.CountParked(&parked)
 	wake := map[string]func(){
 		"event":    func() { _, _ = cli.Write([]byte("x")) },
 		"wake":     w.Wake,
@@ -365,36 +373,5 @@ func TestPollerDeadlines(t *testing.T) {
 func TestWatchSize(t *testing.T) {
 	if n := unsafe.Sizeof(Watch{}); n > 64 {
 		t.Errorf("Watch is %d bytes, past the 64-byte size class", n)
-	}
-}
-
-// Watches given the same counter share it, and another counter counts apart: CountParked keeps
-// an index into the poller's counters, not a pointer per watch.
-func TestWatchCountersApart(t *testing.T) {
-	p := testPoller(t, 4)
-	var a, b atomic.Int64
-	arm := func(n *atomic.Int64) *Watch {
-		srv, _ := tcpPair(t)
-		w, err := p.Watch(rawOf(t, srv), handlerFunc(func() {}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(w.Close)
-		w.CountParked(n)
-		if err := w.Arm(time.Time{}); err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	w1, w2, w3 := arm(&a), arm(&a), arm(&b)
-	if w1.counter == 0 || w1.counter != w2.counter || w3.counter == w1.counter {
-		t.Fatalf("counter indexes %d, %d, %d: want the first two equal and the third apart", w1.counter, w2.counter, w3.counter)
-	}
-	if a.Load() != 2 || b.Load() != 1 {
-		t.Fatalf("parked %d and %d, want 2 and 1", a.Load(), b.Load())
-	}
-	w2.Close()
-	if a.Load() != 1 || b.Load() != 1 {
-		t.Fatalf("after a close: parked %d and %d, want 1 and 1", a.Load(), b.Load())
 	}
 }

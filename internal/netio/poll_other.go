@@ -4,7 +4,6 @@ package netio
 
 import (
 	"errors"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -38,6 +37,3 @@ func (w *Watch) Wake() {}
 
 // Close does nothing.
 func (w *Watch) Close() {}
-
-// CountParked does nothing: nothing parks here.
-func (w *Watch) CountParked(*atomic.Int64) {}
