@@ -166,7 +166,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Broker, error) {
 		cfg:        cfg,
 		log:        log,
 		store:      st,
-		index:      topic.NewIndex[*Session, *subscription](cfg.MatchCacheEntries),
+		index:      newIndex(cfg.MatchCacheEntries),
 		retained:   newRetainedIndex(),
 		sessions:   map[string]*Session{},
 		identities: map[string]*identityUse{},

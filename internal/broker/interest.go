@@ -42,6 +42,16 @@ func linkSession(clientID string) bool {
 const NodeClientPrefix = "$node/"
 
 // indexAdd puts a subscription in the index; added is true when the session did not have it.
+// newIndex makes the core's topic index. It keeps the text of the filter each subscription
+// keeps (subscription.Filter, which f's path is a substring of) rather than a copy: one string
+// fewer per distinct filter.
+func newIndex(cacheEntries int) *topic.Index[*Session, *subscription] {
+	x := topic.NewIndex[*Session, *subscription](cacheEntries)
+	x.ShareText()
+	return x
+}
+
+// indexAdd puts a subscription in the index; f must be parsed from sub.Filter (see newIndex).
 func (b *Broker) indexAdd(f topic.Filter, s *Session, sub *subscription, added bool) {
 	b.index.Subscribe(f, s, sub)
 	if added && !linkSession(s.id) {

@@ -43,7 +43,16 @@ type Index[K comparable, V any] struct {
 	wmu   sync.Mutex   // serializes writers
 	nodes int          // trie nodes excluding the root; guarded by wmu
 	path  []step[K, V] // Unsubscribe's scratch path; guarded by wmu
+	// shareText: Subscribe keeps a new plain filter's text as given (see ShareText).
+	shareText bool
 }
+
+// ShareText makes Subscribe keep a new plain filter's text as the caller gave it instead of a
+// copy. It suits a caller that keeps that string itself for as long as the subscription lasts
+// (the broker's subscriptions do): one copy of each distinct filter fewer. Without it the index
+// copies, since a caller's string may be a substring of a larger one it would keep alive. Call
+// it before the first Subscribe.
+func (x *Index[K, V]) ShareText() { x.shareText = true }
 
 // step is one node on Unsubscribe's path and the level that leads to it from its parent.
 type step[K comparable, V any] struct {
@@ -106,7 +115,10 @@ func (x *Index[K, V]) Subscribe(f Filter, key K, val V) (replaced bool) {
 			text = n.subs.filterText()
 		}
 		if text == "" {
-			text = strings.Clone(f.Path)
+			text = f.Path
+			if !x.shareText {
+				text = strings.Clone(text)
+			}
 			n = x.create(text)
 		}
 		replaced = n.subs.put(Entry[K, V]{Key: key, Val: val, Filter: text})

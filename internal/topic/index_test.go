@@ -581,3 +581,23 @@ func TestNodeChildrenTableShrinks(t *testing.T) {
 		}
 	}
 }
+
+// With ShareText the index keeps a new filter's text as the caller gave it; without, a copy (a
+// caller's string may be part of a larger one). Either way the entries carry the filter's text.
+func TestShareTextKeepsTheCallersString(t *testing.T) {
+	for _, share := range []bool{false, true} {
+		x := NewIndex[string, int](0)
+		if share {
+			x.ShareText()
+		}
+		text := strings.Clone("devices/42/cmd")
+		x.Subscribe(mustFilter(t, text), "a", 1)
+		got := x.Match("devices/42/cmd").Entries
+		if len(got) != 1 || got[0].Filter != text {
+			t.Fatalf("share %v: entries %+v", share, got)
+		}
+		if same := unsafe.StringData(got[0].Filter) == unsafe.StringData(text); same != share {
+			t.Errorf("share %v: the entry's text is the caller's string: %v", share, same)
+		}
+	}
+}
