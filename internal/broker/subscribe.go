@@ -16,8 +16,8 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 		}
 		return out
 	}
-	s := c.s
-	cfg := &c.s.b.cfg
+	s, b := c.s, c.s.b
+	cfg := &b.cfg
 	// Only a session on disk stores its subscriptions; a memory one skips collecting them.
 	var changed []store.Subscription
 	stored := s.durable() && !s.deleted
@@ -29,9 +29,9 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 		}
 		if !c.mayReceive(r.Filter) {
 			out[i].Err = ErrNotAuthorized
-			c.s.b.stats.NotAuthorized.Add(1)
-			if c.s.b.warn.due("subscribe not authorized") {
-				c.s.b.log.Warn("subscribe not authorized", "identity", c.Identity(), "client", c.ClientID, "filter", r.Filter)
+			b.stats.NotAuthorized.Add(1)
+			if b.warn.due("subscribe not authorized") {
+				b.log.Warn("subscribe not authorized", "identity", c.Identity(), "client", c.ClientID, "filter", r.Filter)
 			}
 			continue
 		}
@@ -45,9 +45,9 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			RetainAsPublished: r.RetainAsPublished, RetainHandling: r.RetainHandling, ID: r.ID,
 		})
 		s.subs.put(sub)
-		c.s.b.indexAdd(f, s, sub, old == nil)
+		b.indexAdd(f, s, sub, old == nil)
 		if old == nil {
-			c.s.b.stats.Subscriptions.Add(1)
+			b.stats.Subscriptions.Add(1)
 		}
 		out[i] = SubscribeResult{QoS: sub.QoS, Existed: old != nil, sub: sub}
 		if stored {
@@ -112,15 +112,15 @@ func (c *Client) Unsubscribe(filters []string) []bool {
 	if !c.lock() {
 		return out
 	}
-	s := c.s
+	s, b := c.s, c.s.b
 	var removed []string
 	for i, f := range filters {
 		sub := s.subs.remove(f)
 		if sub == nil {
 			continue
 		}
-		c.s.b.indexRemove(sub.filter(), s)
-		c.s.b.stats.Subscriptions.Add(-1)
+		b.indexRemove(sub.filter(), s)
+		b.stats.Subscriptions.Add(-1)
 		out[i] = true
 		removed = append(removed, f)
 	}

@@ -336,11 +336,12 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 	}
 	// On the stack, with room for the usual few reasons (see writeSuback).
 	var reasons [8]packet.ReasonCode
-	ack := packet.Suback{PacketID: p.PacketID, Reasons: reasons[:0]}
-	if len(results) > len(reasons) {
-		ack.Reasons = make([]packet.ReasonCode, 0, len(results))
+	ack := packet.Suback{PacketID: p.PacketID}
+	if len(results) <= len(reasons) {
+		ack.Reasons = reasons[:len(results)]
+	} else {
+		ack.Reasons = make([]packet.ReasonCode, len(results))
 	}
-	ack.Reasons = ack.Reasons[:len(results)]
 	var refused []string
 	for i, r := range results {
 		ack.Reasons[i] = c.subackCode(r)

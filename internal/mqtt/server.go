@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/ternmq/tern/internal/broker"
@@ -198,7 +197,7 @@ func (s *Server) serveBare(sock *netio.Socket) {
 	c.rd.initRaw(sock.RawConn(), s.cfg.MaxConnectSize)
 	c.out.InitBare(sock, &s.out, c)
 	s.share(c)
-	w, err := s.watch(sock.RawConn(), c)
+	w, err := s.poller.Watch(sock.RawConn(), c)
 	if err != nil || !s.admit(c) {
 		c.out.CloseNow(errors.New("server closing"))
 		if w != nil {
@@ -248,9 +247,9 @@ func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.
 	if s.poller != nil {
 		// Without a watch the connection waits on goroutines, as elsewhere.
 		if c.rd.raw != nil {
-			c.watch, _ = s.watch(c.rd.raw, c)
+			c.watch, _ = s.poller.Watch(c.rd.raw, c)
 		} else if c.rd.park != nil {
-			c.watch, _ = s.watch(c.rd.park.RawConn(), c)
+			c.watch, _ = s.poller.Watch(c.rd.park.RawConn(), c)
 		}
 	}
 	if !s.admit(c) {
@@ -280,10 +279,4 @@ func (s *Server) Close() error {
 // scanners and health checks are not worth a warning each.
 func (s *Server) logConnError(stage, remote string, err error) {
 	s.log.Debug("connection failed", "stage", stage, "remote", remote, "err", err)
-}
-
-// watch registers a connection's socket with the poller, counted in Stats.Parked while parked
-// (conn.ParkedCount).
-func (s *Server) watch(rc syscall.RawConn, c *conn) (*netio.Watch, error) {
-	return s.poller.Watch(rc, c)
 }

@@ -156,14 +156,6 @@ func (c *Conn) endWithLocked() error {
 	return c.rare.endWith
 }
 
-// queuedLocked is the length of the queue. Caller holds the lock.
-func (c *Conn) queuedLocked() int {
-	if c.cur == nil {
-		return 0
-	}
-	return len(c.cur.B)
-}
-
 // epoch is where the monotonic clock of now starts.
 var epoch = time.Now()
 
@@ -218,7 +210,12 @@ func (c *Conn) ClosedLocked() bool { return c.closed }
 func (c *Conn) EndingLocked() bool { return c.closed || c.endWithLocked() != nil }
 
 // QueuedLocked is the bytes waiting to be written. Caller holds the lock.
-func (c *Conn) QueuedLocked() int { return c.queuedLocked() }
+func (c *Conn) QueuedLocked() int {
+	if c.cur == nil {
+		return 0
+	}
+	return len(c.cur.B)
+}
 
 // BufLocked returns the queue to append to, taking a pooled buffer when the connection has none.
 // Caller holds the lock and hands the result to CommitLocked.
@@ -269,7 +266,7 @@ func (c *Conn) kickLocked(via *broker.Batch) {
 // be (the face reports Busy to the core, which then waits for Room). Full for Limits.SlowTimeout
 // closes the connection. Caller holds the lock.
 func (c *Conn) FullLocked() bool {
-	if c.sh.Lim.Soft <= 0 || c.queuedLocked() < c.sh.Lim.Soft {
+	if c.sh.Lim.Soft <= 0 || c.QueuedLocked() < c.sh.Lim.Soft {
 		return false
 	}
 	now := now()
@@ -288,7 +285,7 @@ func (c *Conn) FullLocked() bool {
 // in that time stops slowing its publishers and is left to Full and the slow-consumer rules.
 // Caller holds the lock.
 func (c *Conn) CongestedLocked() bool {
-	if c.sh.Lim.Soft <= 0 || c.queuedLocked() < c.sh.Lim.Soft/2 || c.sh.Lim.Stall <= 0 {
+	if c.sh.Lim.Soft <= 0 || c.QueuedLocked() < c.sh.Lim.Soft/2 || c.sh.Lim.Stall <= 0 {
 		return false
 	}
 	now := now()
@@ -306,7 +303,7 @@ func (c *Conn) Drained() <-chan struct{} {
 	r := c.rareLocked()
 	if r.drained == nil {
 		r.drained = make(chan struct{})
-		if c.closed || c.queuedLocked() < c.sh.Lim.Soft/2 {
+		if c.closed || c.QueuedLocked() < c.sh.Lim.Soft/2 {
 			close(r.drained)
 			ch := r.drained
 			r.drained = nil
@@ -339,7 +336,7 @@ func (c *Conn) FlushNow() { c.writeOut(true) }
 func (c *Conn) writeOut(inline bool) {
 	for wrote := false; ; wrote = true {
 		c.mu.Lock()
-		if c.closed || c.queuedLocked() == 0 {
+		if c.closed || c.QueuedLocked() == 0 {
 			c.flushing = false
 			room := c.wantRoom && !c.closed
 			c.wantRoom = false
@@ -402,7 +399,7 @@ func (c *Conn) writeOut(inline bool) {
 			go c.writeOut(false)
 			return
 		}
-		if c.queuedLocked() < c.sh.Lim.Soft/2 {
+		if c.QueuedLocked() < c.sh.Lim.Soft/2 {
 			if c.rare != nil {
 				c.rare.busySince = 0
 			}

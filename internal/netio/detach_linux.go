@@ -29,7 +29,7 @@ func (c *Conn) Detach(w *Watch) syscall.RawConn {
 	if c.nc == nil {
 		return c.bareRaw()
 	}
-	if c.flushing || c.closed || c.endWithLocked() != nil || c.queuedLocked() > 0 || w == nil {
+	if c.flushing || c.closed || c.endWithLocked() != nil || c.QueuedLocked() > 0 || w == nil {
 		return nil
 	}
 	if c.bare == nil {

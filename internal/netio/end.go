@@ -37,7 +37,7 @@ func (c *Conn) EndLocked(reason error) {
 		// The running writer shuts the connection when it has written everything.
 		return
 	}
-	if c.queuedLocked() > 0 {
+	if c.QueuedLocked() > 0 {
 		c.kickLocked(nil)
 		return
 	}
@@ -158,7 +158,7 @@ func (c *Conn) Finish() {
 // clientGoneLocked reports whether c is detached, has nothing to write, and its client's stream
 // has ended (or the socket has failed): then closing it loses nothing either side still wants.
 func (c *Conn) clientGoneLocked() bool {
-	if c.nc != nil || c.bare == nil || c.closed || c.flushing || c.queuedLocked() > 0 {
+	if c.nc != nil || c.bare == nil || c.closed || c.flushing || c.QueuedLocked() > 0 {
 		return false
 	}
 	return c.bare.ended()
