@@ -153,13 +153,11 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 	// isimudSubscribeWait, so that a connection that never subscribes does not hold a goroutine.
 	text, data, err := l.readOne(time.Now().Add(isimudSubscribeWait))
 	if err != nil {
-		l.close(wsconn.StatusPolicyViolation, "no subscribe frame in time")
-		l.start(ignoreWS, nil)
+		l.refuse(wsconn.StatusPolicyViolation, "no subscribe frame in time")
 		return
 	}
 	if !text || json.Unmarshal(data, &sub) != nil || sub.Publisher == nil || sub.Topic == nil {
-		l.close(wsconn.StatusUnsupportedData, "expected {\"publisher\": ..., \"topic\": ...}")
-		l.start(ignoreWS, nil)
+		l.refuse(wsconn.StatusUnsupportedData, "expected {\"publisher\": ..., \"topic\": ...}")
 		return
 	}
 	k := newSink(s.cfg.StreamBuffer)
@@ -169,8 +167,7 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 	c, _, err := s.b.Connect(r.Context(), broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k, Face: "websocket"})
 	if err != nil {
 		wr.stop()
-		l.close(wsconn.StatusTryAgainLater, err.Error())
-		l.start(ignoreWS, nil)
+		l.refuse(wsconn.StatusTryAgainLater, err.Error())
 		return
 	}
 	wr.connected(c)
@@ -178,8 +175,7 @@ func (s *Server) isimudSub(w http.ResponseWriter, r *http.Request) {
 	if res[0].Err != nil {
 		wr.stop()
 		c.Disconnect(broker.DisconnectRequest{Graceful: true})
-		l.close(wsconn.StatusPolicyViolation, res[0].Err.Error())
-		l.start(ignoreWS, nil)
+		l.refuse(wsconn.StatusPolicyViolation, res[0].Err.Error())
 		return
 	}
 	s.stats.Streams.Add(1)

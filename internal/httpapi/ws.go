@@ -97,7 +97,6 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if p == nil {
 		if p = s.wsAuth(ctx, l, creds, send); p == nil {
-			l.start(ignoreWS, nil) // for the client's close frame
 			return
 		}
 	}
@@ -113,8 +112,7 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 	c, _, err := s.b.Connect(ctx, req)
 	if err != nil {
 		w2.stop()
-		l.close(wsconn.StatusPolicyViolation, err.Error())
-		l.start(ignoreWS, nil)
+		l.refuse(wsconn.StatusPolicyViolation, err.Error())
 		return
 	}
 	w2.connected(c)
@@ -143,9 +141,6 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// ignoreWS drops what a closing connection still receives.
-func ignoreWS(bool, []byte) bool { return true }
-
 // appendWSMessage is a delivery as /v1/ws sends it.
 func appendWSMessage(frame []byte, d delivery) []byte {
 	frame = append(frame, `{"op":"msg"`...)
@@ -160,20 +155,20 @@ func appendWSMessage(frame []byte, d delivery) []byte {
 
 // wsAuth authenticates a connection whose upgrade request carried no credentials: anonymously
 // if that is allowed, or else by a first frame {"op":"auth", ...} within 10 s. It returns nil
-// when refused, with the connection closing (the client was told why).
+// when refused, with the connection refused (the client was told why).
 func (s *Server) wsAuth(ctx context.Context, l *wsLoop, creds auth.Credentials, send func(any) error) *auth.Principal {
 	if p, err := s.b.Authenticate(ctx, creds); err == nil {
 		return p
 	}
 	_, data, err := l.readOne(time.Now().Add(10 * time.Second))
 	if err != nil {
-		l.close(wsconn.StatusPolicyViolation, "no auth frame within 10 s")
+		l.refuse(wsconn.StatusPolicyViolation, "no auth frame within 10 s")
 		return nil
 	}
 	var q wsRequest
 	if json.Unmarshal(data, &q) != nil || q.Op != "auth" {
 		_ = send(wsReply{Op: "error", Code: "unauthorized", Message: `send {"op":"auth", ...} first`})
-		l.close(wsconn.StatusPolicyViolation, "unauthorized")
+		l.refuse(wsconn.StatusPolicyViolation, "unauthorized")
 		return nil
 	}
 	creds.Username, creds.Password, creds.Token = q.Username, []byte(q.Password), q.Token
@@ -181,7 +176,7 @@ func (s *Server) wsAuth(ctx context.Context, l *wsLoop, creds auth.Credentials, 
 	if err != nil {
 		_, code := httpauth.Status(err)
 		_ = send(wsReply{Op: "error", ID: q.ID, Code: code, Message: err.Error()})
-		l.close(wsconn.StatusPolicyViolation, code)
+		l.refuse(wsconn.StatusPolicyViolation, code)
 		return nil
 	}
 	_ = send(wsReply{Op: "authed", ID: q.ID})

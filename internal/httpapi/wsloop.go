@@ -163,6 +163,17 @@ func (l *wsLoop) closeWithin(code uint16, reason string, wait time.Duration) {
 	}()
 }
 
+// refuse closes the connection with code and reason, before or instead of start: the loop
+// then only reads the client's last frames, dropping them, until its close frame or close's
+// wait ends the connection.
+func (l *wsLoop) refuse(code uint16, reason string) {
+	l.close(code, reason)
+	l.start(ignoreWS, nil)
+}
+
+// ignoreWS drops what a closing connection still receives.
+func ignoreWS(bool, []byte) bool { return true }
+
 // kill ends the connection without a close frame (the client takes nothing, or is gone).
 func (l *wsLoop) kill() {
 	l.killed.Store(true)
