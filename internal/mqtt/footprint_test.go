@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -109,6 +111,46 @@ type footprint struct {
 	// mallocs and allocated count every allocation so far, freed or not: what the connections
 	// cost the collector while they opened, and what their transient objects leave in the heap.
 	mallocs, allocated uint64
+	// classes are the runtime's /memory/classes/... metrics: where the memory it holds goes.
+	classes map[string]uint64
+}
+
+// memoryClasses reads every /memory/classes/... metric of runtime/metrics but the total.
+func memoryClasses() map[string]uint64 {
+	var samples []metrics.Sample
+	for _, d := range metrics.All() {
+		if strings.HasPrefix(d.Name, "/memory/classes/") && d.Name != "/memory/classes/total:bytes" {
+			samples = append(samples, metrics.Sample{Name: d.Name})
+		}
+	}
+	metrics.Read(samples)
+	m := make(map[string]uint64, len(samples))
+	for _, s := range samples {
+		name := strings.TrimSuffix(strings.TrimPrefix(s.Name, "/memory/classes/"), ":bytes")
+		m[name] = s.Value.Uint64()
+	}
+	return m
+}
+
+// classesPer formats the memory classes that moved between two footprints, in bytes per
+// connection, largest first.
+func classesPer(after, before footprint, n int) string {
+	type class struct {
+		name string
+		per  float64
+	}
+	var moved []class
+	for name, v := range after.classes {
+		if d := (float64(v) - float64(before.classes[name])) / float64(n); d >= 1 || d <= -1 {
+			moved = append(moved, class{name, d})
+		}
+	}
+	sort.Slice(moved, func(i, j int) bool { return moved[i].per > moved[j].per })
+	parts := make([]string, len(moved))
+	for i, c := range moved {
+		parts[i] = fmt.Sprintf("%s %.0f", c.name, c.per)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // vmRSS reads the process's resident memory from /proc/self/status, in bytes (0 if unknown).
@@ -132,7 +174,8 @@ func measureFootprint() footprint {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return footprint{heap: ms.HeapInuse, stacks: ms.StackInuse, retained: ms.Sys - ms.HeapReleased,
-		rss: vmRSS(), goroutines: runtime.NumGoroutine(), mallocs: ms.Mallocs, allocated: ms.TotalAlloc}
+		rss: vmRSS(), goroutines: runtime.NumGoroutine(), mallocs: ms.Mallocs, allocated: ms.TotalAlloc,
+		classes: memoryClasses()}
 }
 
 // TestIdleFootprint is a measurement, not a check: with TERNTEST_FOOTPRINT=N it opens N idle
@@ -171,6 +214,7 @@ func TestIdleFootprint(t *testing.T) {
 		per(after.rss, before.rss), float64(after.goroutines-before.goroutines)/float64(len(fds)))
 	t.Logf("opening them allocated %.1f objects, %.0f B per connection (the test's clients included)",
 		per(after.mallocs, before.mallocs), per(after.allocated, before.allocated))
+	t.Logf("the runtime's memory classes, B per connection: %s", classesPer(after, before, len(fds)))
 	if f := os.Getenv("TERNTEST_FOOTPRINT_PROFILE"); f != "" {
 		out, err := os.Create(f)
 		if err != nil {
