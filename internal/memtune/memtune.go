@@ -45,8 +45,10 @@ type Sample struct {
 	Allocated uint64
 	// Live is the heap that survived the last collection.
 	Live uint64
-	// Held is heap memory the runtime holds from the OS: objects (live or not yet swept),
-	// fragmentation inside spans, and free pages not yet returned.
+	// Held is the heap memory a release can act on: objects (live, or garbage not yet swept)
+	// and free pages not yet returned to the OS. It leaves out the unused room inside spans
+	// that hold live objects, which no release gives back: counting it, a heap of small
+	// long-lived objects looked worth a release when a collection would return little.
 	Held uint64
 }
 
@@ -74,8 +76,10 @@ func newPolicy(looks int) *policy {
 func quietBytes(live uint64) uint64 { return max(1<<20, live/64) }
 
 // slack is what the runtime may hold beyond the live heap without a release being worth a
-// collection.
-func slack(live uint64) uint64 { return max(4<<20, live/8) }
+// collection. The floor is small: an idle broker's collection is cheap, it happens once per
+// quiet spell (policy.armed), and a megabyte is what a few thousand idle connections' storm
+// leaves behind.
+func slack(live uint64) uint64 { return max(1<<20, live/8) }
 
 // observe takes one look and says whether to release now.
 func (p *policy) observe(s Sample) bool {
@@ -101,7 +105,6 @@ var sampleNames = []string{
 	"/gc/heap/allocs:bytes",
 	"/gc/heap/live:bytes",
 	"/memory/classes/heap/objects:bytes",
-	"/memory/classes/heap/unused:bytes",
 	"/memory/classes/heap/free:bytes",
 }
 
@@ -118,7 +121,7 @@ func newReader() reader {
 
 func (r reader) read() Sample {
 	metrics.Read(r)
-	return Sample{Allocated: u64(r[0]), Live: u64(r[1]), Held: u64(r[2]) + u64(r[3]) + u64(r[4])}
+	return Sample{Allocated: u64(r[0]), Live: u64(r[1]), Held: u64(r[2]) + u64(r[3])}
 }
 
 // u64 is a sample's value; 0 for a metric this runtime does not have (Held then reads low, so
