@@ -11,7 +11,7 @@ import (
 // subSet must behave like the map it replaced on both sides of subSetSmall: put replaces the
 // same filter, remove takes out exactly one, all yields each once.
 func TestSubSetLikeAMap(t *testing.T) {
-	for _, n := range []int{1, subSetSmall - 1, subSetSmall, subSetSmall + 1, 3 * subSetSmall} {
+	for _, n := range []int{1, 2, 3, subSetSmall - 1, subSetSmall, subSetSmall + 1, 3 * subSetSmall} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			var ss subSet
 			ref := map[string]*subscription{}
@@ -61,10 +61,33 @@ func TestSubSetLikeAMap(t *testing.T) {
 				delete(ref, f)
 				check("after remove " + f)
 			}
+			for f := range ref {
+				if got := ss.remove(f); got != ref[f] {
+					t.Fatalf("remove(%q) = %v", f, got)
+				}
+				delete(ref, f)
+				check("after remove " + f)
+			}
+			ref["again"] = mk("again")
+			ss.put(ref["again"])
+			check("refilled")
 			ss.clear()
 			clear(ref)
 			check("cleared")
 		})
+	}
+}
+
+// A session's only subscription costs the set nothing beyond the subscription: a device
+// subscribed to its own topic is most of a broker's sessions.
+func TestSubSetOfOneAllocatesNothing(t *testing.T) {
+	sub := &subscription{Subscription: store.Subscription{Filter: "devices/1"}}
+	var ss subSet
+	if n := testing.AllocsPerRun(100, func() {
+		ss.put(sub)
+		ss.remove(sub.Filter)
+	}); n != 0 {
+		t.Fatalf("putting and removing a session's only subscription allocated %.0f times", n)
 	}
 }
 
