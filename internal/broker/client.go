@@ -13,18 +13,15 @@ import (
 // by a newer connection do nothing.
 //
 // It is held by every connection for its whole life, so it keeps no copy of what it can reach:
-// the broker is its session's, the identity its principal's.
+// the broker and the client id are its session's, the identity its principal's, the remote
+// address its connection's (RemoteNamer).
 type Client struct {
-	s        *Session
-	gen      uint32
-	ClientID string
+	s   *Session
+	gen uint32
 
 	principal *auth.Principal
 	// batch is the face's (ConnectRequest.Batch).
 	batch *Batch
-	// remote describes the connection in logs (ConnectRequest.RemoteAddr); its face is the
-	// session's while this client owns it (Session.face).
-	remote string
 	// rate is the publish budget shared by the identity's connections; nil without rate limits.
 	rate *rateLimiter
 	// announce: this connection's events go to $SYS/events.
@@ -33,11 +30,11 @@ type Client struct {
 	peer bool
 }
 
+// ClientID names the client's session.
+func (c *Client) ClientID() string { return c.s.id }
+
 // Identity is who the client authenticated as ("" when anonymous).
 func (c *Client) Identity() string { return c.principal.Identity }
-
-// RemoteAddr is the remote address the face gave at connect (ConnectRequest.RemoteAddr).
-func (c *Client) RemoteAddr() string { return c.remote }
 
 // Principal is who the client authenticated as and what it may do.
 func (c *Client) Principal() *auth.Principal { return c.principal }
@@ -145,7 +142,7 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 			s.expiry = b.cfg.MaxSessionExpiry
 		}
 	}
-	face := s.face.String()
+	face, sink := s.face.String(), s.sink
 	s.detach()
 	orphaned := s.takeCalls()
 	s.disconnected = b.now()
@@ -181,17 +178,32 @@ func (c *Client) Disconnect(req DisconnectRequest) {
 		}
 	}
 	if b.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments cost allocations
-		b.log.Debug("client disconnected", "client", c.ClientID, "identity", c.Identity(), "face", face,
-			"remote", c.remote, "reason", reason)
+		b.log.Debug("client disconnected", "client", c.ClientID(), "identity", c.Identity(), "face", face,
+			"remote", remoteOf(sink), "reason", reason)
 	}
 	if c.announce {
 		b.announce(EventsPrefix+"disconnected", func() map[string]any {
-			return map[string]any{"client_id": c.ClientID, "identity": c.Identity(), "reason": reason}
+			return map[string]any{"client_id": c.ClientID(), "identity": c.Identity(), "reason": reason}
 		})
 	}
 	if due != nil {
 		b.publishWill(due)
 	}
+}
+
+// RemoteNamer is a Sink that names the client's end of its connection. The disconnect log asks
+// the connection rather than the client keeping the address from the connect: every idle
+// connection would hold sixteen bytes for a debug line.
+type RemoteNamer interface {
+	RemoteAddr() string
+}
+
+// remoteOf is the sink's remote address, "" when it does not say.
+func remoteOf(sink Sink) string {
+	if n, ok := sink.(RemoteNamer); ok {
+		return n.RemoteAddr()
+	}
+	return ""
 }
 
 // willDue publishes a delayed will if the session was not resumed meanwhile.

@@ -213,8 +213,8 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 	s.disconnected = 0
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()
-	return &Client{s: s, gen: s.gen, ClientID: res.ClientID, principal: p, rate: rate,
-		announce: req.Announce, batch: req.Batch, remote: req.RemoteAddr, peer: req.Peer}, nil
+	return &Client{s: s, gen: s.gen, principal: p, rate: rate,
+		announce: req.Announce, batch: req.Batch, peer: req.Peer}, nil
 }
 
 // connected finishes a connect outside the locks: the replaced connection is closed, calls it

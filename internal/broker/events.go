@@ -68,7 +68,7 @@ func (c *Client) announceSubscription(filter string, added bool) {
 			topic = EventsPrefix + "unregistered"
 		}
 		c.s.b.announce(topic, func() map[string]any {
-			return map[string]any{"client_id": c.ClientID, "namespace": ns, "procedure": proc}
+			return map[string]any{"client_id": c.ClientID(), "namespace": ns, "procedure": proc}
 		})
 		return
 	}
@@ -76,5 +76,5 @@ func (c *Client) announceSubscription(filter string, added bool) {
 	if !added {
 		topic = EventsPrefix + "unsubscribed"
 	}
-	c.s.b.announce(topic, func() map[string]any { return map[string]any{"client_id": c.ClientID, "filter": filter} })
+	c.s.b.announce(topic, func() map[string]any { return map[string]any{"client_id": c.ClientID(), "filter": filter} })
 }

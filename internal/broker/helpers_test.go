@@ -21,7 +21,11 @@ type sink struct {
 	// result is what Send answers (Sent by default).
 	result  SendResult
 	drained chan struct{}
+	// remote is what the connection would name as its client's address (RemoteNamer).
+	remote string
 }
+
+func (k *sink) RemoteAddr() string { return k.remote }
 
 func (k *sink) Send(d Delivery) SendResult {
 	k.mu.Lock()
@@ -109,7 +113,7 @@ func newTestBroker(t *testing.T, mod func(*Config)) (*Broker, *clock.Fake) {
 // connect opens a started client with a recording sink.
 func connect(t *testing.T, b *Broker, req ConnectRequest) (*Client, *sink, ConnectResult) {
 	t.Helper()
-	k := &sink{}
+	k := &sink{remote: req.RemoteAddr}
 	req.Sink = k
 	c, res, err := b.Connect(context.Background(), req)
 	if err != nil {

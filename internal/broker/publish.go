@@ -23,12 +23,12 @@ func (c *Client) Publish(m *message.Message) (PublishResult, error) {
 		// checked against its route grant on the filter (Query).
 		checked = auth.Unrestricted(c.Identity())
 	}
-	wait, err := c.s.b.checkPublish(checked, auth.Publish, c.ClientID, c.rate, m)
+	wait, err := c.s.b.checkPublish(checked, auth.Publish, c.ClientID(), c.rate, m)
 	if err != nil {
 		return PublishResult{}, err
 	}
 	c.s.answered(m)
-	answerable := IsCall(m) && replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic)
+	answerable := IsCall(m) && replyGranted(c.principal, c.ClientID(), m.Props.ResponseTopic)
 	res, err := c.s.b.publishChecked(c.s, principal, m, answerable, c.batch)
 	res.Throttle = wait
 	return res, err
@@ -37,11 +37,11 @@ func (c *Client) Publish(m *message.Message) (PublishResult, error) {
 // Request publishes a request expecting a reply on the client's response topic: it needs the call
 // grant on the topic (as a publish to $rpc/... does), not the publish grant.
 func (c *Client) Request(m *message.Message) (PublishResult, error) {
-	wait, err := c.s.b.checkPublish(c.principal, auth.Call, c.ClientID, c.rate, m)
+	wait, err := c.s.b.checkPublish(c.principal, auth.Call, c.ClientID(), c.rate, m)
 	if err != nil {
 		return PublishResult{}, err
 	}
-	res, err := c.s.b.publishChecked(c.s, c.principal, m, replyGranted(c.principal, c.ClientID, m.Props.ResponseTopic), c.batch)
+	res, err := c.s.b.publishChecked(c.s, c.principal, m, replyGranted(c.principal, c.ClientID(), m.Props.ResponseTopic), c.batch)
 	res.Throttle = wait
 	return res, err
 }

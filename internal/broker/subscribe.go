@@ -31,7 +31,7 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 			out[i].Err = ErrNotAuthorized
 			b.stats.NotAuthorized.Add(1)
 			if b.warn.due("subscribe not authorized") {
-				b.log.Warn("subscribe not authorized", "identity", c.Identity(), "client", c.ClientID, "filter", r.Filter)
+				b.log.Warn("subscribe not authorized", "identity", c.Identity(), "client", c.ClientID(), "filter", r.Filter)
 			}
 			continue
 		}
@@ -66,7 +66,7 @@ func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
 
 // mayReceive reports whether the client may subscribe to filter (see the function mayReceive).
 func (c *Client) mayReceive(filter string) bool {
-	return mayReceive(c.principal, c.ClientID, filter, c.peer)
+	return mayReceive(c.principal, c.ClientID(), filter, c.peer)
 }
 
 // syncAndUnlock waits, for a session that outlives its connection, until what was just stored

@@ -55,7 +55,12 @@ type sink struct {
 	queue   []delivery // guarded by mu
 	why     error      // guarded by mu
 	ended   bool       // Close ran; guarded by mu
+	// remote is the client's address, for the core's logs (RemoteAddr); set before Connect.
+	remote string
 }
+
+// RemoteAddr names the client's end of the connection (broker.RemoteNamer).
+func (k *sink) RemoteAddr() string { return k.remote }
 
 // keptQueue is the capacity a drained queue keeps; a larger one is let go.
 const keptQueue = 8

@@ -101,6 +101,7 @@ func (s *Server) websocketAPI(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	k := newFrameSink(s.cfg.StreamBuffer)
+	k.remote = r.RemoteAddr
 	req := broker.ConnectRequest{Principal: p, CleanStart: true, Sink: k, ReceiveMax: uint16(min(s.cfg.StreamBuffer, 65535)),
 		Announce: true, Face: "websocket", RemoteAddr: r.RemoteAddr}
 	if id := r.URL.Query().Get("session"); id != "" {

@@ -403,6 +403,9 @@ func (c *conn) call(m Message) {
 // sink is the conn as the core's broker.Sink.
 type sink conn
 
+// RemoteAddr names the client's end of the connection for the core's logs (broker.RemoteNamer).
+func (k *sink) RemoteAddr() string { return (*conn)(k).nc.RemoteAddr().String() }
+
 func (k *sink) Send(d broker.Delivery) broker.SendResult {
 	c := (*conn)(k)
 	m := d.Msg

@@ -85,7 +85,7 @@ func (c *conn) clientID() string {
 	if c.client == nil {
 		return ""
 	}
-	return c.client.ClientID
+	return c.client.ClientID()
 }
 
 // keepAliveDur is the keep alive as a duration (0: none).
@@ -118,7 +118,7 @@ func protoErr(code packet.ReasonCode, reason string) error {
 // not a TLS listener); only CONNECT needs them, so the connection does not keep them.
 func (c *conn) serve(cs *tls.ConnectionState, identify netio.Identify) {
 	if err := c.handshake(cs, identify); err != nil {
-		c.srv.logConnError("connect", c.remoteAddr(), err)
+		c.srv.logConnError("connect", c.RemoteAddr(), err)
 		c.finish()
 		return
 	}
@@ -300,7 +300,7 @@ func (c *conn) login() {
 		err = net.ErrClosed
 	}
 	if err != nil {
-		c.srv.logConnError("connect", c.remoteAddr(), err)
+		c.srv.logConnError("connect", c.RemoteAddr(), err)
 		c.finish()
 		return
 	}
@@ -358,17 +358,13 @@ func (c *conn) fail(err error) {
 // client's address may take a system call, and the arguments cost allocations on every close.
 func (c *conn) logDebug(msg string, err error) {
 	if c.srv.log.Enabled(context.Background(), slog.LevelDebug) {
-		c.srv.log.Debug(msg, "client", c.clientID(), "remote", c.remoteAddr(), "err", err)
+		c.srv.log.Debug(msg, "client", c.clientID(), "remote", c.RemoteAddr(), "err", err)
 	}
 }
 
-// remoteAddr names the client's end of the connection for logs, also while it is detached.
-func (c *conn) remoteAddr() string {
-	if c.client != nil {
-		return c.client.RemoteAddr()
-	}
-	return c.out.RemoteAddr()
-}
+// RemoteAddr names the client's end of the connection for logs, also while it is detached
+// (broker.RemoteNamer).
+func (c *conn) RemoteAddr() string { return c.out.RemoteAddr() }
 
 // finish detaches from the session once the reader stops.
 func (c *conn) finish() {

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 )
 
@@ -28,7 +30,7 @@ func connOf(t *testing.T, srv *Server, id string) *conn {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		for _, c := range srv.conns.All() {
-			if c.client != nil && c.client.ClientID == id {
+			if c.client != nil && c.client.ClientID() == id {
 				return c
 			}
 		}
@@ -206,5 +208,59 @@ func TestDetachIdleZeroKeepsTheConnection(t *testing.T) {
 	}
 	if detachedNow(c) {
 		t.Fatal("detached with DetachIdle 0")
+	}
+}
+
+// lineWriter hands each write (a text handler's whole record) to a channel, dropping what finds
+// it full.
+type lineWriter chan string
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	select {
+	case w <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+// The core's debug line for a disconnect names the client's address, which it asks the
+// connection for (broker.RemoteNamer) rather than keeping it per client: also once the
+// connection has let go of Go's socket object.
+func TestDisconnectLogNamesTheClientAddress(t *testing.T) {
+	needPoller(t)
+	lines := make(lineWriter, 256)
+	b, err := broker.New(broker.DefaultConfig(), nil, slog.New(slog.NewTextHandler(lines, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	cfg := DefaultConfig()
+	cfg.DetachIdle = time.Millisecond
+	srv := NewServer(b, cfg, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln, nil) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	rc := dial(t, ln.Addr().String(), packet.V311)
+	rc.connect("far", 60)
+	waitDetached(t, srv, "far")
+	_ = rc.nc.Close()
+	want := "remote=" + rc.nc.LocalAddr().String()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case line := <-lines:
+			if strings.Contains(line, `msg="client disconnected"`) && strings.Contains(line, "client=far") {
+				if !strings.Contains(line, want) {
+					t.Fatalf("disconnect line %q lacks %s", line, want)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("no disconnect line")
+		}
 	}
 }
