@@ -31,19 +31,11 @@ type conn struct {
 	client *broker.Client
 	// rare holds what few connections use, allocated on first use (see connRare).
 	rare *connRare
-	// lastTicket is the store sync the newest deferred acknowledgement waits for; later
-	// acknowledgements queue behind it so they leave in the order the publishes came.
-	lastTicket *broker.Ticket
 	// out is the outgoing side and the end of the connection; out.NetConn() is the connection.
 	out netio.Conn
-	// aliases maps topics to the aliases this server assigned toward the client (MQTT 5); it is
-	// guarded by out's lock, since aliases are assigned in wire order.
-	aliases *aliasTable
 	// batch collects the writes this connection's packets cause for other connections (and its
 	// own acknowledgements); the reader flushes it before it reads more or waits.
 	batch broker.Batch
-	// peer is set on a peer listener's connections: another router (peer.go).
-	peer *peerMode
 
 	// maxOutPacket is the client's Maximum Packet Size (0: no limit).
 	maxOutPacket uint32
@@ -60,13 +52,28 @@ type conn struct {
 	publishWill bool
 	// quickWakes counts a detached connection's wakes in a row soon after its last packet (Ready).
 	quickWakes uint8
+	// isPeer: another router is on the other end (rare.peer); aliasing: the server assigns topic
+	// aliases toward the client (rare.aliases). Both are set, with rare, before the connection
+	// has a session, and never change: deliveries, on other goroutines, read rare only when one
+	// is set, so the reader may allocate rare later without a race.
+	isPeer, aliasing bool
 }
 
 // connRare is the part of a connection most never use, out of line so that an idle connection
 // does not carry it: an idle connection's bytes are what a broker holding many of them pays.
-// The reader allocates it on first use (extra); a peer connection has it from the start,
-// because its deliveries, on other goroutines, use peerScratch.
+// The reader allocates it on first use (extra); a peer connection, and one with topic aliases,
+// has it from the start, because its deliveries, on other goroutines, use it (peer,
+// peerScratch, aliases).
 type connRare struct {
+	// peer is set on a peer listener's connections: another router (peer.go).
+	peer *peerMode
+	// aliases maps topics to the aliases this server assigned toward the client (MQTT 5); it is
+	// guarded by out's lock, since aliases are assigned in wire order.
+	aliases *aliasTable
+	// lastTicket is the store sync the newest deferred acknowledgement waits for; later
+	// acknowledgements queue behind it so they leave in the order the publishes came. The
+	// reader's alone.
+	lastTicket *broker.Ticket
 	// inAliases maps client-to-server topic aliases to topics (index = alias).
 	inAliases []string
 	// stallTimer bounds backpressure waits (see stall).
@@ -97,6 +104,30 @@ func (c *conn) extra() *connRare {
 		c.rare = new(connRare)
 	}
 	return c.rare
+}
+
+// peer is what a peer connection needs of its listener; nil on a client's connection.
+func (c *conn) peer() *peerMode {
+	if !c.isPeer {
+		return nil
+	}
+	return c.rare.peer
+}
+
+// aliases is the table of topic aliases toward the client; nil when it takes none.
+func (c *conn) aliases() *aliasTable {
+	if !c.aliasing {
+		return nil
+	}
+	return c.rare.aliases
+}
+
+// lastTicket is the store sync the newest deferred acknowledgement waits for (nil: none).
+func (c *conn) lastTicket() *broker.Ticket {
+	if c.rare == nil {
+		return nil
+	}
+	return c.rare.lastTicket
 }
 
 // protocolError ends the connection with an MQTT reason code.
@@ -221,7 +252,7 @@ func (c *conn) park() bool {
 // the connection meanwhile (netio.Conn.Attach).
 func (c *conn) detachIdle() time.Time {
 	after := c.srv.cfg.DetachIdle
-	if after <= 0 || c.peer != nil || c.rd.raw == nil {
+	if after <= 0 || c.isPeer || c.rd.raw == nil {
 		return time.Time{}
 	}
 	now := monoNow()
@@ -519,7 +550,7 @@ func (c *conn) connectRequest(p *packet.Connect, cs *tls.ConnectionState, identi
 	}
 	// The TLS handshake finished before CONNECT could be read.
 	req.Credentials.CertIdentity = netio.CertIdentity(c.nc(), cs, identify)
-	if c.peer != nil {
+	if c.isPeer {
 		if code, reason := c.peerConnect(p, &req); code != packet.Success {
 			return req, code, reason
 		}
@@ -543,7 +574,8 @@ func (c *conn) connectRequest(p *packet.Connect, cs *tls.ConnectionState, identi
 		c.maxOutPacket = p.Props.MaxPacketSize
 		if p.Props.TopicAliasMax > 0 {
 			if m := min(p.Props.TopicAliasMax, cfg.MaxOutboundAliases); m > 0 {
-				c.aliases = &aliasTable{max: m, byName: map[string]uint16{}}
+				c.extra().aliases = &aliasTable{max: m, byName: map[string]uint16{}}
+				c.aliasing = true
 			}
 		}
 		if ka := c.serverKeepAlive(p.KeepAlive); ka != p.KeepAlive {
@@ -645,7 +677,7 @@ func (c *conn) connack(ack *packet.Connack, p *packet.Connect, res broker.Connec
 		pr.ReceiveMax = cfg.ReceiveMax
 		pr.Set(packet.PropReceiveMax)
 	}
-	if bcfg.MaxQoS < 2 || c.peer != nil {
+	if bcfg.MaxQoS < 2 || c.isPeer {
 		// A link carries QoS 2 as QoS 1 (peer.go).
 		pr.MaxQoS = min(bcfg.MaxQoS, 1)
 		pr.Set(packet.PropMaxQoS)

@@ -79,7 +79,7 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 		// The CONNACK told the client the maximum; 3.1.1 has no way to, so there the core downgrades.
 		return protoErr(packet.QoSNotSupported, "QoS above the server's maximum")
 	}
-	if c.peer != nil {
+	if c.isPeer {
 		return c.onPeerPublish(p, m)
 	}
 	if p.QoS == 2 && !p.Dup && c.client.PendingReleases() >= int(c.srv.cfg.ReceiveMax) {
@@ -127,17 +127,17 @@ func (c *conn) onPublish(flags byte, body []byte) error {
 // when a receive maximum's worth of acknowledgements is pending.
 func (c *conn) ackWhenDurable(typ byte, pid uint16, code packet.ReasonCode, err error, t *broker.Ticket) {
 	if t == nil {
-		if c.lastTicket.Done() {
+		if c.lastTicket().Done() {
 			c.writeAck(typ, pid, code, err, &c.batch)
 			return
 		}
-		t = c.lastTicket
+		t = c.lastTicket()
 	}
 	if int(c.pendingAcks.Load()) >= int(c.srv.cfg.ReceiveMax) {
 		c.batch.Flush()
-		_ = c.lastTicket.Wait()
+		_ = c.lastTicket().Wait()
 	}
-	c.lastTicket = t
+	c.extra().lastTicket = t
 	c.pendingAcks.Add(1)
 	t.Then(func(syncErr error) {
 		defer c.pendingAcks.Add(-1)
@@ -329,7 +329,7 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 		}
 	}
 	var results []broker.SubscribeResult
-	if c.peer != nil {
+	if c.isPeer {
 		results = c.peerSubscribe(reqs)
 	} else {
 		results = c.client.Subscribe(reqs)

@@ -63,10 +63,6 @@ var readBufs = sync.Pool{New: func() any { return new(readBuf) }}
 type packetReader struct {
 	conn net.Conn
 	raw  syscall.RawConn
-	// park is the socket under a TLS or WebSocket connection that can park in the poller (nil
-	// otherwise); tlsReady is set once a packet has been read, so the handshake is over and a
-	// read that does not wait cannot fail it (crypto/tls keeps a handshake's errors).
-	park *netio.ParkConn
 	// st is the working state; nil while the connection is parked with nothing pending.
 	st *readState
 	// shared is what the server's readers share: the count of lazy waiters and the budget of
@@ -85,8 +81,11 @@ type packetReader struct {
 	stop atomic.Bool
 	// woke is set by a read that waited for the poller, or when the netio.Poller handed the
 	// connection back, and cleared by tookWake.
-	woke     bool
-	tlsReady bool // see park
+	woke bool
+	// tlsReady is set once a packet has been read, so the handshake is over and a read that
+	// does not wait cannot fail it (crypto/tls keeps a handshake's errors): from then on a TLS
+	// connection can park (parkConn).
+	tlsReady bool
 	// admitted: logged in, so the connecting budget no longer applies.
 	admitted bool
 }
@@ -211,12 +210,21 @@ func (r *packetReader) init(c net.Conn, maxSize int) {
 			}
 		}
 	}
-	if tc, ok := c.(*tls.Conn); ok {
-		r.park, _ = tc.NetConn().(*netio.ParkConn)
-	} else if ws, ok := c.(interface{ ParkConn() *netio.ParkConn }); ok {
+}
+
+// parkConn is the socket under a TLS or WebSocket connection that can park in the poller (nil
+// otherwise). It is found again at each use rather than kept: every TCP connection, most of
+// them, would carry the pointer for nothing.
+func (r *packetReader) parkConn() *netio.ParkConn {
+	switch c := r.conn.(type) {
+	case *tls.Conn:
+		p, _ := c.NetConn().(*netio.ParkConn)
+		return p
+	case interface{ ParkConn() *netio.ParkConn }:
 		// A WebSocket (wsconn) whose reads pass the socket's ErrWouldBlock through.
-		r.park = ws.ParkConn()
+		return c.ParkConn()
 	}
+	return nil
 }
 
 // initRaw prepares a zero reader for a bare socket (netio.Socket): detached from the start.
@@ -415,8 +423,8 @@ func (r *packetReader) fill(deadline time.Time, mode readMode, batch *broker.Bat
 	if err := r.takeBack(); err != nil {
 		return err
 	}
-	nowait := mode == readNoWait && (r.raw != nil || r.park != nil && r.tlsReady)
-	if mode == readLazy && r.raw == nil && r.park != nil && r.shared != nil {
+	nowait := mode == readNoWait && (r.raw != nil || r.tlsReady && r.parkConn() != nil)
+	if mode == readLazy && r.raw == nil && r.shared != nil && r.parkConn() != nil {
 		// A TLS lazy wait blocks in tls.Conn.Read: as on a raw socket, only maxLazyWaiters
 		// of them at a time; the others read what is there and park.
 		if r.shared.lazyWaiters.Add(1) > maxLazyWaiters {
@@ -440,8 +448,8 @@ func (r *packetReader) fill(deadline time.Time, mode readMode, batch *broker.Bat
 		return os.ErrDeadlineExceeded
 	}
 	if r.raw == nil {
-		if r.park != nil {
-			r.park.SetNoWait(nowait)
+		if p := r.parkConn(); p != nil {
+			p.SetNoWait(nowait)
 		}
 		if s.rb == nil {
 			// Nothing pending: wait for the first byte without a buffer, so that an idle TLS
@@ -513,7 +521,7 @@ func (r *packetReader) tlsWouldBlock(err error, due time.Time) error {
 
 // parkable reports whether the connection can wait in the poller: a raw socket, or TLS on one
 // after its handshake.
-func (r *packetReader) parkable() bool { return r.raw != nil || r.park != nil && r.tlsReady }
+func (r *packetReader) parkable() bool { return r.raw != nil || r.tlsReady && r.parkConn() != nil }
 
 // tookWake reports whether bytes arrived while the reader waited for the poller since the last
 // call, and clears that.

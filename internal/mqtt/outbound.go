@@ -145,7 +145,7 @@ func (c *conn) disconnect(code packet.ReasonCode, reason string) {
 // one shared encoding per wire variant, patched here with this delivery's flags and packet id.
 func (c *conn) appendPublish(dst []byte, d broker.Delivery) ([]byte, error) {
 	m := d.Msg
-	if d.Many && len(d.SubIDs) == 0 && m.Expires == 0 && c.aliases == nil && c.peer == nil {
+	if d.Many && len(d.SubIDs) == 0 && m.Expires == 0 && !c.aliasing && !c.isPeer {
 		slot := 0
 		if c.version == packet.V5 {
 			slot = 4
@@ -195,15 +195,15 @@ func (c *conn) encodePublish(dst []byte, d broker.Delivery, withAlias bool) ([]b
 	p.Payload = m.Payload
 	p.Props.Reset()
 	if c.version == packet.V5 {
-		if c.peer != nil {
+		if c.isPeer {
 			pubprops.Put(&p.Props, m, d.Expiry, linkprop.NotLinkKey)
 			c.peerTags(p, d)
 		} else {
 			pubprops.Put(&p.Props, m, d.Expiry, nil)
 		}
 		p.Props.SubscriptionIDs = append(p.Props.SubscriptionIDs, d.SubIDs...)
-		if withAlias && c.aliases != nil {
-			if alias, known := c.aliases.lookup(m.Topic); alias != 0 {
+		if withAlias && c.aliasing {
+			if alias, known := c.aliases().lookup(m.Topic); alias != 0 {
 				p.Props.TopicAlias = alias
 				p.Props.Set(packet.PropTopicAlias)
 				if known {

@@ -106,7 +106,7 @@ func (e errLinkProperty) Error() string { return e.err.Error() }
 
 // routed publishes m with what its link properties say of it.
 func (c *conn) routed(m *message.Message) (broker.PublishResult, error) {
-	if !c.peer.designated(m.Topic) {
+	if !c.peer().designated(m.Topic) {
 		return broker.PublishResult{}, errOutsideDesignated
 	}
 	tags, rest, err := linkprop.Split(m.Props.User)
@@ -132,7 +132,7 @@ func (c *conn) peerSubscribe(reqs []broker.SubscribeRequest) []broker.SubscribeR
 	var at []int
 	for i, r := range reqs {
 		own := r.Filter == responses || strings.HasPrefix(r.Filter, responses+"/")
-		if !own && !c.peer.designated(r.Filter) {
+		if !own && !c.peer().designated(r.Filter) {
 			out[i].Err = errOutsideDesignated
 			continue
 		}
@@ -152,7 +152,7 @@ func (c *conn) peerSubscribe(reqs []broker.SubscribeRequest) []broker.SubscribeR
 // goes as QoS 1 with tern-qos, and the delivery's number and this router's id are added. The
 // caller holds the outgoing lock.
 func (c *conn) peerTags(p *packet.Publish, d broker.Delivery) {
-	tags := linkprop.Tags{Origin: c.peer.origin, Seq: d.Seq, QoS2: d.QoS == 2}
+	tags := linkprop.Tags{Origin: c.peer().origin, Seq: d.Seq, QoS2: d.QoS == 2}
 	p.Props.User, c.rare.peerScratch = tags.Append(p.Props.User, c.rare.peerScratch[:0])
 	if p.QoS == 2 {
 		p.QoS = 1

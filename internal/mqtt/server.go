@@ -237,10 +237,10 @@ func (s *Server) ServeConnTLS(nc net.Conn, cs *tls.ConnectionState, identify net
 
 // serveConn runs a client's connection, or another router's when pm is set (ServePeers).
 func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.Identify, pm *peerMode) {
-	c := &conn{srv: s, peer: pm}
+	c := &conn{srv: s}
 	c.rd.init(nc, s.cfg.MaxConnectSize)
 	if pm != nil {
-		c.rare = new(connRare)
+		c.rare, c.isPeer = &connRare{peer: pm}, true
 	}
 	c.out.Init(nc, &s.out, c)
 	s.share(c)
@@ -248,8 +248,8 @@ func (s *Server) serveConn(nc net.Conn, cs *tls.ConnectionState, identify netio.
 		// Without a watch the connection waits on goroutines, as elsewhere.
 		if c.rd.raw != nil {
 			c.watch, _ = s.poller.Watch(c.rd.raw, c)
-		} else if c.rd.park != nil {
-			c.watch, _ = s.poller.Watch(c.rd.park.RawConn(), c)
+		} else if p := c.rd.parkConn(); p != nil {
+			c.watch, _ = s.poller.Watch(p.RawConn(), c)
 		}
 	}
 	if !s.admit(c) {
