@@ -9,7 +9,15 @@ import (
 // Retained messages are not sent here: the face acknowledges the subscribe first and then calls
 // SendRetained with these results.
 func (c *Client) Subscribe(reqs []SubscribeRequest) []SubscribeResult {
-	out := make([]SubscribeResult, len(reqs))
+	return c.SubscribeInto(make([]SubscribeResult, len(reqs)), reqs)
+}
+
+// SubscribeInto is Subscribe writing the results into out, which has room for one per request;
+// a face that subscribes a device at every connect passes an array on its stack, so the results
+// leave no garbage among the connection's long-lived objects. It returns out[:len(reqs)].
+func (c *Client) SubscribeInto(out []SubscribeResult, reqs []SubscribeRequest) []SubscribeResult {
+	out = out[:len(reqs)]
+	clear(out)
 	if !c.lock() {
 		for i := range out {
 			out[i].Err = ErrSessionTakenOver

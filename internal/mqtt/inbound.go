@@ -311,15 +311,31 @@ func (c *conn) onPubrel(flags byte, body []byte) error {
 }
 
 func (c *conn) onSubscribe(flags byte, body []byte) error {
-	var p packet.Subscribe
-	if err := p.Decode(flags, body, c.version); err != nil {
+	// The requests and the results stay on the stack for the usual few filters, and the decoded
+	// filters go to the reader's pooled state: a device subscribes as it connects, and garbage
+	// made then would sit between its connection's long-lived objects (partly used spans,
+	// resident for as long as the connections are).
+	const few = 4
+	var (
+		reqsBuf [few]broker.SubscribeRequest
+		resBuf  [few]broker.SubscribeResult
+	)
+	st := c.rd.st // the packet's body is in its buffer
+	p := packet.Subscribe{Subscriptions: st.subscriptions}
+	err := p.Decode(flags, body, c.version)
+	st.subscriptions = p.Subscriptions
+	if err != nil {
 		return err
 	}
 	var subID uint32
 	if len(p.Props.SubscriptionIDs) > 0 {
 		subID = p.Props.SubscriptionIDs[0]
 	}
-	reqs := make([]broker.SubscribeRequest, len(p.Subscriptions))
+	reqs := reqsBuf[:0]
+	if len(p.Subscriptions) > few {
+		reqs = make([]broker.SubscribeRequest, 0, len(p.Subscriptions))
+	}
+	reqs = reqs[:len(p.Subscriptions)]
 	for i, s := range p.Subscriptions {
 		// The codec has already refused no local on a shared subscription (a protocol error).
 		f := string(s.Filter)
@@ -329,9 +345,12 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 		}
 	}
 	var results []broker.SubscribeResult
-	if c.isPeer {
+	switch {
+	case c.isPeer:
 		results = c.peerSubscribe(reqs)
-	} else {
+	case len(reqs) <= few:
+		results = c.client.SubscribeInto(resBuf[:], reqs)
+	default:
 		results = c.client.Subscribe(reqs)
 	}
 	// On the stack, with room for the usual few reasons (see writeSuback).

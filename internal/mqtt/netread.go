@@ -126,6 +126,9 @@ type readState struct {
 	polled bool
 	// first receives the first byte a connection without a raw socket sends after a wait.
 	first [1]byte
+	// subscriptions is where SUBSCRIBE packets are decoded (onSubscribe); kept, cleared, across
+	// uses of the state.
+	subscriptions []packet.Subscription
 }
 
 var readStates = sync.Pool{New: func() any {
@@ -157,10 +160,19 @@ func (r *packetReader) parked() {
 	}
 }
 
+// maxKeptSubscriptions is the most decoded filters a pooled state keeps room for: a SUBSCRIBE
+// with more gets its own.
+const maxKeptSubscriptions = 16
+
 // putState gives the working state back; it holds no buffer.
 func (r *packetReader) putState() {
 	s := r.st
-	*s = readState{readFn: s.readFn}
+	subs := s.subscriptions[:0]
+	clear(subs[:cap(subs)]) // the filters alias buffers that go back to their pool
+	if cap(subs) > maxKeptSubscriptions {
+		subs = nil
+	}
+	*s = readState{readFn: s.readFn, subscriptions: subs}
 	r.st = nil
 	readStates.Put(s)
 }
