@@ -99,7 +99,7 @@ func (b *Broker) SessionDetail(clientID string) (SessionDetail, error) {
 		SessionInfo: SessionInfo{ClientID: s.id, Identity: s.identity, Face: s.face.String(), Online: s.sink != nil,
 			Durable: s.durable(), Subscriptions: s.subs.len(), Queued: s.queue.Len(), QueuedBytes: s.queue.Bytes(),
 			Inflight: s.inflight.len()},
-		Expiry: s.expiry, Limits: limitsInfo(*s.limits),
+		Expiry: s.expiry, Limits: limitsInfo(*s.limits()),
 		Subscriptions: make([]SubscriptionInfo, 0, s.subs.len()),
 		Inflight:      []InflightInfo{},
 	}
@@ -185,7 +185,7 @@ func (b *Broker) FaceCounts() map[string]int {
 	b.mu.Unlock()
 	out := map[string]int{}
 	for _, s := range all {
-		if s.online.Load() {
+		if s.isOnline() {
 			s.mu.Lock()
 			out[s.face.String()]++
 			s.mu.Unlock()

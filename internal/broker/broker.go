@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/base32"
+	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,8 +161,10 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = 1
+	// The in-flight window is counted in MQTT packet identifiers, 16 bits.
+	cfg.MaxInflight = min(max(cfg.MaxInflight, 1), math.MaxUint16)
+	if len(cfg.QueueRules) > maxQueueRules {
+		return nil, fmt.Errorf("broker: %d queue rules, at most %d", len(cfg.QueueRules), maxQueueRules)
 	}
 	b := &Broker{
 		cfg:        cfg,
@@ -226,7 +230,7 @@ func (b *Broker) Close() error {
 // newSession makes an empty session. A durable one (it outlives its connection) keeps its queue
 // and in-flight state in the store; any other keeps them in memory only.
 func (b *Broker) newSession(id string, durable bool) (*Session, error) {
-	s := &Session{b: b, id: id, limits: b.limitsFor(id)}
+	s := &Session{b: b, id: id, limitRule: b.limitRule(id)}
 	if !durable {
 		s.queue = noQueue
 		return s, nil

@@ -58,7 +58,7 @@ func (c *Client) Start() {
 	s := c.s
 	defer s.mu.Unlock()
 	s.ready = true
-	s.online.Store(true)
+	s.mirror.Or(mirrorOnline)
 	t := c.s.b.now()
 	s.inflight.each(func(f *inflight) {
 		if f.released {

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"log/slog"
-	"math"
 	"strings"
 
 	"github.com/ternmq/tern/internal/auth"
@@ -187,7 +186,6 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 		}
 	}
 	s.sequenced = s.sequenced || req.Sequenced
-	s.peer = req.Peer
 	s.gen++
 	s.sink = req.Sink
 	s.identity = p.Identity
@@ -205,11 +203,11 @@ func (b *Broker) attachSessionLocked(s *Session, req ConnectRequest, res Connect
 	} else if s.rare != nil {
 		s.rare.will = nil
 	}
-	s.inflightMax = int32(min(b.cfg.MaxInflight, math.MaxInt32))
-	if req.ReceiveMax > 0 && int32(req.ReceiveMax) < s.inflightMax {
-		s.inflightMax = int32(req.ReceiveMax)
+	s.inflightMax = uint16(b.cfg.MaxInflight) // New keeps it within 16 bits
+	if req.ReceiveMax > 0 && req.ReceiveMax < s.inflightMax {
+		s.inflightMax = req.ReceiveMax
 	}
-	s.limits = b.limitsFor(res.ClientID)
+	s.limitRule = b.limitRule(res.ClientID)
 	s.disconnected = 0
 	// The record now holds the will, so a crash while the client is connected still sends it.
 	s.saveLocked()

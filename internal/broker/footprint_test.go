@@ -15,13 +15,13 @@ import (
 
 // TestSizes logs the size of the structures every connected session holds, for the figures in
 // docs/decisions.md ("An idle connection's bytes", second to fourth pass), and fails when a
-// Session, a Client or a subscription outgrows its allocator size class (160, 48 and 32 bytes): a
+// Session, a Client or a subscription outgrows its allocator size class (144, 48 and 32 bytes): a
 // field added without thought costs every session the next class's bytes.
 func TestSizes(t *testing.T) {
 	t.Logf("Session %d B, sessionRare %d B, Client %d B, subscription %d B", unsafe.Sizeof(Session{}),
 		unsafe.Sizeof(sessionRare{}), unsafe.Sizeof(Client{}), unsafe.Sizeof(subscription{}))
-	if n := unsafe.Sizeof(Session{}); n > 160 {
-		t.Errorf("Session is %d bytes, past the 160-byte size class", n)
+	if n := unsafe.Sizeof(Session{}); n > 144 {
+		t.Errorf("Session is %d bytes, past the 144-byte size class", n)
 	}
 	if n := unsafe.Sizeof(Client{}); n > 48 {
 		t.Errorf("Client is %d bytes, past the 48-byte size class", n)
@@ -215,4 +215,28 @@ func TestDisconnectLogNamesTheFace(t *testing.T) {
 		}
 	}
 	t.Fatalf("no disconnect log in %q", buf.String())
+}
+
+// The in-flight window is kept in 16 bits: a configured window past MQTT's packet identifiers is
+// cut to 65,535 rather than wrapping, and a client's smaller receive maximum still wins.
+func TestInflightWindowFitsPacketIdentifiers(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxInflight = 1 << 20
+	b, err := New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	c, _, _ := connect(t, b, ConnectRequest{ClientID: "wide"})
+	if got := c.s.inflightMax; got != 65535 {
+		t.Errorf("window %d with max_inflight 2^20, want 65535", got)
+	}
+	n, _, _ := connect(t, b, ConnectRequest{ClientID: "narrow", ReceiveMax: 10})
+	if got := n.s.inflightMax; got != 10 {
+		t.Errorf("window %d with receive maximum 10, want 10", got)
+	}
+	cfg.QueueRules = make([]QueueRule, maxQueueRules+1)
+	if _, err := New(cfg, nil, nil); err == nil {
+		t.Error("a broker took more queue rules than a session can name")
+	}
 }

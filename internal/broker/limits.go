@@ -2,6 +2,7 @@ package broker
 
 import (
 	"log/slog"
+	"math"
 	"path"
 	"sync"
 	"time"
@@ -36,15 +37,28 @@ type QueueRule struct {
 	Limits   QueueLimits
 }
 
-// limitsFor returns the limits of a client id: the first matching rule's, else the default.
-// Sessions share the configuration's value, which nothing changes after New.
-func (b *Broker) limitsFor(clientID string) *QueueLimits {
+// maxQueueRules is the most queue rules a broker takes: a session names its rule in 16 bits.
+const maxQueueRules = math.MaxUint16
+
+// limitRule says which limits apply to a client id: 1 + the index of the first matching rule,
+// or 0 for the default. A session keeps the number (two bytes) rather than a pointer to the
+// limits (eight), which costs every session a size class.
+func (b *Broker) limitRule(clientID string) uint16 {
 	for i := range b.cfg.QueueRules {
 		if ok, _ := path.Match(b.cfg.QueueRules[i].ClientID, clientID); ok {
-			return &b.cfg.QueueRules[i].Limits
+			return uint16(i + 1)
 		}
 	}
-	return &b.cfg.Queue
+	return 0
+}
+
+// limits are the session's queue limits: its rule's, else the default. Sessions share the
+// configuration's value, which nothing changes after New.
+func (s *Session) limits() *QueueLimits {
+	if s.limitRule == 0 {
+		return &s.b.cfg.Queue
+	}
+	return &s.b.cfg.QueueRules[s.limitRule-1].Limits
 }
 
 // rateLimitedLog logs each cause at most once per interval, so a failing disk or a full queue

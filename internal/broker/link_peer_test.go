@@ -157,7 +157,8 @@ func TestConfigFromUplinkQueueRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if l := b.limitsFor("$uplink/cloud"); l.MaxMessages != 7 || l.Policy != RefuseNew {
+	s := &Session{b: b, limitRule: b.limitRule("$uplink/cloud")}
+	if l := s.limits(); l.MaxMessages != 7 || l.Policy != RefuseNew {
 		t.Fatalf("trunk limits %+v", l)
 	}
 }

@@ -274,7 +274,7 @@ func pickMember(g *topic.Group[*Session, *subscription]) (topic.Entry[*Session, 
 	start := g.Next()
 	for k := 0; k < n; k++ {
 		e := g.Members[(start+k)%n]
-		if e.Key.online.Load() {
+		if e.Key.isOnline() {
 			return e, true
 		}
 	}

@@ -91,21 +91,23 @@ func (s *Session) noteCall(m *message.Message, answerable bool) {
 	// Copies: the message is borrowed, its strings may alias a connection's read buffer.
 	r.calls = append(r.calls, pendingCall{reply: strings.Clone(m.Props.ResponseTopic), corr: string(m.Props.CorrelationData),
 		answerable: answerable})
-	s.pendingCalls.Store(int32(len(r.calls)))
+	s.mirror.Or(mirrorCalls)
 }
 
 // answered forgets the call m replies to, if s had one.
 func (s *Session) answered(m *message.Message) {
-	if s.pendingCalls.Load() == 0 {
+	if !s.hasCalls() {
 		return // the common case: not a service, or nothing pending
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.rare // noteCall made it: pendingCalls is not 0
+	r := s.rare // noteCall made it: the session has calls
 	for i, c := range r.calls {
 		if c.reply == m.Topic && c.corr == string(m.Props.CorrelationData) {
 			r.calls = append(r.calls[:i], r.calls[i+1:]...)
-			s.pendingCalls.Store(int32(len(r.calls)))
+			if len(r.calls) == 0 {
+				s.mirror.And(^mirrorCalls)
+			}
 			return
 		}
 	}
@@ -114,12 +116,12 @@ func (s *Session) answered(m *message.Message) {
 // isPendingReply reports whether m answers a call pending on s that the service may answer
 // without a grant of its own. A retained answer never counts.
 func (s *Session) isPendingReply(m *message.Message) bool {
-	if s.pendingCalls.Load() == 0 || m.Retain {
+	if !s.hasCalls() || m.Retain {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, c := range s.rare.calls { // noteCall made rare: pendingCalls is not 0
+	for _, c := range s.rare.calls { // noteCall made rare: the session has calls
 		if c.answerable && c.reply == m.Topic && c.corr == string(m.Props.CorrelationData) {
 			return true
 		}
@@ -134,7 +136,7 @@ func (s *Session) takeCalls() []pendingCall {
 	}
 	calls := s.rare.calls
 	s.rare.calls = nil
-	s.pendingCalls.Store(0)
+	s.mirror.And(^mirrorCalls)
 	return calls
 }
 

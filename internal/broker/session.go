@@ -14,9 +14,9 @@ import (
 type Session struct {
 	b  *Broker
 	id string
-	// online mirrors "sink attached and started" for lock-free reads when picking a shared
-	// subscription member.
-	online atomic.Bool
+	// mirror answers two questions without the lock (see isOnline and hasCalls): one word for
+	// both, where two atomics took two, in a record every session holds.
+	mirror atomic.Uint32
 
 	mu sync.Mutex
 	// gen counts connections; a Client whose gen is stale belongs to a connection that was taken
@@ -31,17 +31,17 @@ type Session struct {
 	queue store.Queue
 	// inflight is nil until the first QoS 1/2 delivery (see window).
 	inflight *inflightWindow
-	// limits are the queue's, shared with the configuration (limitsFor).
-	limits *QueueLimits
 	// disconnected is when the client left (Unix nanoseconds), 0 while connected.
 	disconnected int64
 	// rare holds what few sessions use, allocated on first use (see sessionRare).
 	rare *sessionRare
 
-	expiry      uint32
-	inflightMax int32
-	// pendingCalls mirrors the number of rare.calls for a lock-free check on every publish.
-	pendingCalls atomic.Int32
+	expiry uint32
+	// inflightMax is the in-flight window: session.max_inflight, or the client's receive
+	// maximum when lower; MQTT's packet identifiers keep it within 16 bits.
+	inflightMax uint16
+	// limitRule says which queue limits apply (see Broker.limitRule); Session.limits reads them.
+	limitRule uint16
 	// announced: the attached connection's events go to $SYS/events (ConnectRequest.Announce).
 	announced bool
 	// ready is set once the face has acknowledged the connect; until then deliveries queue.
@@ -55,13 +55,25 @@ type Session struct {
 	sweepListed bool
 	// sequenced numbers QoS 1/2 deliveries (link.go).
 	sequenced bool
-	// peer: the connected client is another router (ConnectRequest.Peer), whose subscriptions
-	// are checked against its route grant.
-	peer bool
 	// face is the connection's face ("mqtt", "http", ...; ConnectRequest.Face), kept for the
 	// console's lists after the connection ends.
 	face faceID
 }
+
+// The bits of Session.mirror. Both change under the session's lock.
+const (
+	// mirrorOnline: a sink is attached and started (Client.Start until detach); read when
+	// picking a shared subscription's member.
+	mirrorOnline uint32 = 1 << iota
+	// mirrorCalls: rare.calls is not empty; read on every publish, which may answer a call.
+	mirrorCalls
+)
+
+// isOnline reports whether a connection is attached and started, without the lock.
+func (s *Session) isOnline() bool { return s.mirror.Load()&mirrorOnline != 0 }
+
+// hasCalls reports whether calls delivered to the session wait for answers, without the lock.
+func (s *Session) hasCalls() bool { return s.mirror.Load()&mirrorCalls != 0 }
 
 // sessionRare is the part of a session most never use, out of line so that an idle session does
 // not carry it: durable state, wills and their timers, exactly-once and RPC bookkeeping, a link's
@@ -313,7 +325,7 @@ func (s *Session) countSend(r SendResult) {
 // enqueue appends to the session queue within its limits: expired messages go first, then, when
 // it is still full, the oldest are dropped or the new one is refused, as the policy says.
 func (s *Session) enqueue(it store.Item) error {
-	lim := s.limits
+	lim := s.limits()
 	size := int64(it.Size())
 	full := func() bool {
 		return (lim.MaxMessages > 0 && s.queue.Len() >= lim.MaxMessages) ||
@@ -390,7 +402,7 @@ func (s *Session) dropExpired(t int64, budget int) int {
 
 // tooOld reports whether a queued message must not be delivered any more.
 func (s *Session) tooOld(m *message.Message, t int64) bool {
-	return m.Expired(t) || (s.limits.MaxAge > 0 && t-m.Time > int64(s.limits.MaxAge))
+	return m.Expired(t) || (s.limits().MaxAge > 0 && t-m.Time > int64(s.limits().MaxAge))
 }
 
 // sendNew puts a QoS 1/2 item in flight; Busy means the connection could not take it. The send
@@ -469,7 +481,7 @@ func (s *Session) detach() {
 	s.sink = nil
 	s.ready = false
 	s.waitDrain = false
-	s.online.Store(false)
+	s.mirror.And(^mirrorOnline)
 	s.b.stats.Connected.Add(-1)
 }
 

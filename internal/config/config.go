@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path"
 	"slices"
@@ -324,7 +325,8 @@ type Session struct {
 	MaxInflight      int   `koanf:"max_inflight"`
 	MaxInflightBytes int64 `koanf:"max_inflight_bytes"`
 	QueueLimits      `koanf:",squash"`
-	// QueueRules give the sessions whose client id matches a pattern their own queue limits.
+	// QueueRules give the sessions whose client id matches a pattern their own queue limits
+	// (at most maxQueueRules: every connect tries them in order).
 	QueueRules []QueueRule `koanf:"queue_rules"`
 	QueueQoS0  bool        `koanf:"queue_qos0"`
 	// MaxExpiry caps the session expiry interval clients may ask for; 0 means no cap.
@@ -341,6 +343,10 @@ type QueueLimits struct {
 	// publisher gets "quota exceeded").
 	QueueFullPolicy string `koanf:"queue_full_policy"`
 }
+
+// maxQueueRules bounds session.queue_rules: every connect matches its client id against them
+// in order, and a session names its rule in 16 bits (uplinks add rules of their own).
+const maxQueueRules = 4096
 
 // QueueRule applies its limits to sessions whose client id matches ClientID (a glob, e.g.
 // "sensor-*"). The first matching rule wins.
@@ -550,8 +556,11 @@ func (c *Config) Validate() error {
 	if c.MQTT.OutboundBuffer < 1024 {
 		errs = append(errs, fmt.Errorf("mqtt.outbound_buffer %d below 1024", c.MQTT.OutboundBuffer))
 	}
-	if c.Session.MaxInflight < 1 {
-		errs = append(errs, fmt.Errorf("session.max_inflight %d below 1", c.Session.MaxInflight))
+	if c.Session.MaxInflight < 1 || c.Session.MaxInflight > math.MaxUint16 {
+		errs = append(errs, fmt.Errorf("session.max_inflight %d: from 1 to 65535 (MQTT packet identifiers are 16 bits)", c.Session.MaxInflight))
+	}
+	if len(c.Session.QueueRules) > maxQueueRules {
+		errs = append(errs, fmt.Errorf("session.queue_rules: %d rules, at most %d", len(c.Session.QueueRules), maxQueueRules))
 	}
 	if c.Session.MaxExpiry < 0 || c.Session.MaxExpiry > 0xFFFFFFFF*time.Second {
 		errs = append(errs, fmt.Errorf("session.max_expiry %s out of range", c.Session.MaxExpiry))

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -101,23 +102,24 @@ func TestFlagOverridesEnv(t *testing.T) {
 
 func TestValidationErrors(t *testing.T) {
 	cases := map[string][]string{
-		"needs tls.cert_file":           {"TERN_LISTEN__MQTT_TLS=127.0.0.1:8883"},
-		"max_packet_size":               {"TERN_MQTT__MAX_PACKET_SIZE=10"},
-		"receive_maximum":               {"TERN_MQTT__RECEIVE_MAXIMUM=0"},
-		"max_qos":                       {"TERN_MQTT__MAX_QOS=3"},
-		"no listener":                   {"TERN_LISTEN__MQTT=", "TERN_LISTEN__HTTP=", "TERN_LISTEN__UNIX="},
-		"log_level":                     {"TERN_LOG_LEVEL=loud"},
-		"session.max_inflight":          {"TERN_SESSION__MAX_INFLIGHT=0"},
-		"store.sync":                    {"TERN_STORE__SYNC=sometimes"},
-		"queue_full_policy":             {"TERN_SESSION__QUEUE_FULL_POLICY=shrug"},
-		"durations positive":            {"TERN_HTTP__READ_TIMEOUT=0s"},
-		"auth.password_hash_memory_kib": {"TERN_AUTH__PASSWORD_HASH_MEMORY_KIB=4"},
-		"auth.password_hash_passes":     {"TERN_AUTH__PASSWORD_HASH_PASSES=0"},
-		"auth.password_hash_threads":    {"TERN_AUTH__PASSWORD_HASH_THREADS=256"},
-		"auth.max_concurrent_hashes":    {"TERN_AUTH__MAX_CONCURRENT_HASHES=-1"},
-		"memory.limit":                  {"TERN_MEMORY__LIMIT=-5"},
-		"memory.idle_after":             {"TERN_MEMORY__IDLE_AFTER=10ms"},
-		"memory.container_limit_ratio":  {"TERN_MEMORY__CONTAINER_LIMIT_RATIO=1.5"},
+		"needs tls.cert_file":            {"TERN_LISTEN__MQTT_TLS=127.0.0.1:8883"},
+		"max_packet_size":                {"TERN_MQTT__MAX_PACKET_SIZE=10"},
+		"receive_maximum":                {"TERN_MQTT__RECEIVE_MAXIMUM=0"},
+		"max_qos":                        {"TERN_MQTT__MAX_QOS=3"},
+		"no listener":                    {"TERN_LISTEN__MQTT=", "TERN_LISTEN__HTTP=", "TERN_LISTEN__UNIX="},
+		"log_level":                      {"TERN_LOG_LEVEL=loud"},
+		"session.max_inflight":           {"TERN_SESSION__MAX_INFLIGHT=0"},
+		"packet identifiers are 16 bits": {"TERN_SESSION__MAX_INFLIGHT=65536"},
+		"store.sync":                     {"TERN_STORE__SYNC=sometimes"},
+		"queue_full_policy":              {"TERN_SESSION__QUEUE_FULL_POLICY=shrug"},
+		"durations positive":             {"TERN_HTTP__READ_TIMEOUT=0s"},
+		"auth.password_hash_memory_kib":  {"TERN_AUTH__PASSWORD_HASH_MEMORY_KIB=4"},
+		"auth.password_hash_passes":      {"TERN_AUTH__PASSWORD_HASH_PASSES=0"},
+		"auth.password_hash_threads":     {"TERN_AUTH__PASSWORD_HASH_THREADS=256"},
+		"auth.max_concurrent_hashes":     {"TERN_AUTH__MAX_CONCURRENT_HASHES=-1"},
+		"memory.limit":                   {"TERN_MEMORY__LIMIT=-5"},
+		"memory.idle_after":              {"TERN_MEMORY__IDLE_AFTER=10ms"},
+		"memory.container_limit_ratio":   {"TERN_MEMORY__CONTAINER_LIMIT_RATIO=1.5"},
 	}
 	for want, vars := range cases {
 		_, err := Load("", nil, func() []string { return vars })
@@ -132,6 +134,22 @@ func TestValidationErrors(t *testing.T) {
 	_ = os.WriteFile(bad, []byte("[listen\nmqtt="), 0o600)
 	if _, err := Load(bad, nil, noEnv); err == nil || !strings.Contains(err.Error(), "bad.toml") {
 		t.Errorf("malformed file: %v", err)
+	}
+}
+
+// Every connect tries the queue rules in order: a configuration with thousands is refused
+// rather than slowing every connect.
+func TestQueueRulesBounded(t *testing.T) {
+	var b strings.Builder
+	for i := range maxQueueRules + 1 {
+		fmt.Fprintf(&b, "[[session.queue_rules]]\nclient_id = \"meter-%d-*\"\nmax_queued_messages = 10\n", i)
+	}
+	path := filepath.Join(t.TempDir(), "tern.toml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path, nil, noEnv); err == nil || !strings.Contains(err.Error(), "session.queue_rules: 4097 rules") {
+		t.Fatalf("%d queue rules: %v", maxQueueRules+1, err)
 	}
 }
 
