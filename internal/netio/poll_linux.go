@@ -1,7 +1,6 @@
 package netio
 
 import (
-	"container/heap"
 	"fmt"
 	"os"
 	"sync"
@@ -25,6 +24,9 @@ import (
 // Registrations are one-shot (EPOLLONESHOT): an event disarms the socket until its owner arms it
 // again, so one socket is never handed to two workers.
 type Poller struct {
+	// id is the poller's place in the process's table of pollers (see pollers), which its
+	// watches keep instead of a pointer.
+	id   uint8
 	epfd int
 	ep   *os.File
 	raw  syscall.RawConn
@@ -57,6 +59,15 @@ var (
 	defaultOnce      sync.Once
 )
 
+// pollers holds every poller of the process, by id: a Watch names its poller with one byte
+// rather than a pointer. Pollers are never closed, and a process needs one (tests make a few
+// more), so 256 is plenty and the table only grows.
+var pollers struct {
+	mu   sync.Mutex
+	n    int
+	byID [256]atomic.Pointer[Poller]
+}
+
 // DefaultPoller returns the process's poller, starting it on first use; faces share it.
 func DefaultPoller() (*Poller, error) {
 	defaultOnce.Do(func() { defaultPoller, defaultPollerErr = NewPoller(maxWorkers) })
@@ -81,6 +92,16 @@ func NewPoller(workers int) (*Poller, error) {
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
 	p := &Poller{epfd: epfd, ep: ep, raw: raw, max: max(workers, 1)}
+	pollers.mu.Lock()
+	if pollers.n == len(pollers.byID) {
+		pollers.mu.Unlock()
+		_ = ep.Close()
+		return nil, fmt.Errorf("epoll: a process has at most %d pollers", len(pollers.byID))
+	}
+	p.id = uint8(pollers.n)
+	pollers.byID[p.id].Store(p)
+	pollers.n++
+	pollers.mu.Unlock()
 	go p.run()
 	return p, nil
 }
@@ -104,22 +125,25 @@ const (
 // Handler then runs on a worker when the socket is readable, the deadline passes or Wake is
 // called. All methods may be called from any goroutine.
 //
-// Every parked connection holds one, so it is packed into 64 bytes: its generation is 16 bits
+// Every parked connection holds one, so it is packed into 48 bytes: its generation is 16 bits
 // (a stale event that matches a new watch by chance is a spurious wake-up, which every handler
-// takes in its stride), and the count of parked connections is the Handler's (ParkCounter).
+// takes in its stride), its poller is named by a byte (pollers), its deadline is kept in the
+// poller's heap, and the count of parked connections is the Handler's (ParkCounter).
 type Watch struct {
-	p  *Poller
 	rc syscall.RawConn
 	h  Handler
-	// due is the deadline of the wait (Unix nanoseconds, 0: none) and hidx its place in the
-	// poller's deadline heap plus one (0: not in it); both are guarded by the heap's lock.
-	due   int64
-	fd    int32
+	fd int32
+	// hidx is the watch's place in the poller's deadline heap plus one (0: not in it); guarded
+	// by the heap's lock.
 	hidx  int32
 	state atomic.Uint32
 	gen   uint16
-	added bool // owned by the owner: the socket is in the epoll set
+	added bool  // owned by the owner: the socket is in the epoll set
+	pid   uint8 // the poller's id
 }
+
+// p is the watch's poller.
+func (w *Watch) p() *Poller { return pollers.byID[w.pid].Load() }
 
 // park and unpark keep a ParkCounter's count: park before the state becomes armed, unpark after
 // it stops being armed, so that the count is never below the armed watches.
@@ -141,7 +165,7 @@ func (p *Poller) Watch(rc syscall.RawConn, h Handler) (*Watch, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Watch{p: p, rc: rc, h: h, fd: -1}
+	w := &Watch{rc: rc, h: h, fd: -1, pid: p.id}
 	p.mu.Lock()
 	p.placeLocked(w, fd)
 	p.mu.Unlock()
@@ -167,10 +191,10 @@ func (w *Watch) rebind(rc syscall.RawConn) error {
 		return err
 	}
 	if w.added {
-		_ = epollCtl(w.rc, w.p.epfd, unix.EPOLL_CTL_DEL, unix.EpollEvent{})
+		_ = epollCtl(w.rc, w.p().epfd, unix.EPOLL_CTL_DEL, unix.EpollEvent{})
 		w.added = false
 	}
-	p := w.p
+	p := w.p()
 	p.mu.Lock()
 	if int(w.fd) < len(p.watches) && p.watches[w.fd] == w {
 		p.watches[w.fd] = nil
@@ -202,7 +226,7 @@ func (w *Watch) Arm(deadline time.Time) error {
 		w.unpark()
 		return os.ErrClosed
 	}
-	err := epollCtl(rc, w.p.epfd, op, ev)
+	err := epollCtl(rc, w.p().epfd, op, ev)
 	if err != nil && w.state.CompareAndSwap(watchArmed, watchOwned) {
 		// Taken back: the caller still owns it. (A wake-up that got there first owns it now.)
 		w.unpark()
@@ -215,7 +239,7 @@ func (w *Watch) Arm(deadline time.Time) error {
 	if !deadline.IsZero() {
 		due = max(deadline.UnixNano(), 1)
 	}
-	w.p.deadlines.set(w, due)
+	w.p().deadlines.set(w, due)
 	return nil
 }
 
@@ -229,7 +253,7 @@ func (w *Watch) Parked() bool { return w.state.Load() == watchArmed }
 func (w *Watch) Wake() {
 	if w.state.CompareAndSwap(watchArmed, watchOwned) {
 		w.unpark()
-		w.p.dispatch(w)
+		w.p().dispatch(w)
 	}
 }
 
@@ -238,12 +262,12 @@ func (w *Watch) Close() {
 	if w.state.Swap(watchClosed) == watchArmed {
 		w.unpark()
 	}
-	w.p.deadlines.set(w, 0)
+	w.p().deadlines.set(w, 0)
 	if w.added {
 		// Fails when the socket is closed already, which took it out of the set.
-		_ = epollCtl(w.rc, w.p.epfd, unix.EPOLL_CTL_DEL, unix.EpollEvent{})
+		_ = epollCtl(w.rc, w.p().epfd, unix.EPOLL_CTL_DEL, unix.EpollEvent{})
 	}
-	p := w.p
+	p := w.p()
 	p.mu.Lock()
 	if int(w.fd) < len(p.watches) && p.watches[w.fd] == w {
 		p.watches[w.fd] = nil
@@ -352,7 +376,7 @@ func (p *Poller) work() {
 }
 
 // deadlines wakes parked watches whose deadline has passed: a heap ordered by deadline and one
-// runtime timer for the earliest, so that a parked connection's keep alive costs it a dozen bytes
+// runtime timer for the earliest, so that a parked connection's keep alive costs it sixteen bytes
 // rather than a timer of its own.
 type deadlines struct {
 	mu    sync.Mutex
@@ -370,14 +394,12 @@ func (d *deadlines) set(w *Watch, due int64) {
 	case due == 0 && w.hidx == 0:
 		return
 	case due == 0:
-		heap.Remove(&d.heap, int(w.hidx-1))
-		w.due = 0
+		d.heap.remove(int(w.hidx - 1))
 	case w.hidx == 0:
-		w.due = due
-		heap.Push(&d.heap, w)
+		d.heap.push(dueWatch{due, w})
 	default:
-		w.due = due
-		heap.Fix(&d.heap, int(w.hidx-1))
+		d.heap[w.hidx-1].due = due
+		d.heap.fix(int(w.hidx - 1))
 	}
 	d.resetLocked()
 }
@@ -410,8 +432,8 @@ func (d *deadlines) fire() {
 	d.mu.Lock()
 	now := time.Now().UnixNano()
 	for len(d.heap) > 0 && d.heap[0].due <= now {
-		w := heap.Pop(&d.heap).(*Watch)
-		w.due = 0
+		w := d.heap[0].w
+		d.heap.remove(0)
 		due = append(due, w)
 	}
 	d.at = 0
@@ -422,27 +444,84 @@ func (d *deadlines) fire() {
 	}
 }
 
-// dueHeap is a container/heap of watches by deadline; each knows its index (hidx - 1).
-type dueHeap []*Watch
+// dueWatch is a watch with its deadline (Unix nanoseconds). The deadline is kept here rather
+// than in the Watch: the heap compares deadlines without touching the watches, and the watch,
+// which every parked connection holds, is eight bytes smaller.
+type dueWatch struct {
+	due int64
+	w   *Watch
+}
 
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].due < h[j].due }
-func (h dueHeap) Swap(i, j int) {
+// dueHeap is a binary min-heap of watches by deadline; each watch knows its index (hidx - 1).
+// It is written out rather than a container/heap: that one's Push takes an interface, and
+// boxing a dueWatch would allocate at every park.
+type dueHeap []dueWatch
+
+func (h dueHeap) less(i, j int) bool { return h[i].due < h[j].due }
+
+func (h dueHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].hidx, h[j].hidx = int32(i+1), int32(j+1)
+	h[i].w.hidx, h[j].w.hidx = int32(i+1), int32(j+1)
 }
 
-func (h *dueHeap) Push(x any) {
-	w := x.(*Watch)
-	w.hidx = int32(len(*h) + 1)
-	*h = append(*h, w)
+func (h *dueHeap) push(e dueWatch) {
+	*h = append(*h, e)
+	i := len(*h) - 1
+	e.w.hidx = int32(i + 1)
+	h.up(i)
 }
 
-func (h *dueHeap) Pop() any {
+// remove takes out the entry at i.
+func (h *dueHeap) remove(i int) {
 	old := *h
-	w := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	w.hidx = 0
-	return w
+	last := len(old) - 1
+	old[i].w.hidx = 0
+	if i != last {
+		old[i] = old[last]
+		old[i].w.hidx = int32(i + 1)
+	}
+	old[last] = dueWatch{}
+	*h = old[:last]
+	if i != last {
+		h.fix(i)
+	}
+}
+
+// fix restores the order after the deadline at i changed.
+func (h dueHeap) fix(i int) {
+	if !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h dueHeap) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !h.less(i, parent) {
+			return
+		}
+		h.swap(i, parent)
+		i = parent
+	}
+}
+
+// down moves the entry at i towards the leaves; it reports whether it moved.
+func (h dueHeap) down(i int) bool {
+	start := i
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			break
+		}
+		least := l
+		if r := l + 1; r < len(h) && h.less(r, l) {
+			least = r
+		}
+		if !h.less(least, i) {
+			break
+		}
+		h.swap(i, least)
+		i = least
+	}
+	return i > start
 }

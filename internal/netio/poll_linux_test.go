@@ -1,6 +1,7 @@
 package netio
 
 import (
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
@@ -369,9 +370,66 @@ func TestPollerDeadlines(t *testing.T) {
 	}
 }
 
-// Every parked connection holds a Watch: it stays within the allocator's 64-byte size class.
+// Every parked connection holds a Watch: it stays within the allocator's 48-byte size class.
 func TestWatchSize(t *testing.T) {
-	if n := unsafe.Sizeof(Watch{}); n > 64 {
-		t.Errorf("Watch is %d bytes, past the 64-byte size class", n)
+	if n := unsafe.Sizeof(Watch{}); n > 48 {
+		t.Errorf("Watch is %d bytes, past the 48-byte size class", n)
+	}
+}
+
+// The deadline heap keeps its order and every watch's index through pushes, changed deadlines
+// and removals anywhere, and gives the deadlines back in order.
+func TestDueHeap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var h dueHeap
+	live := map[*Watch]int64{}
+	check := func(step int) {
+		t.Helper()
+		for i, e := range h {
+			if e.w.hidx != int32(i+1) {
+				t.Fatalf("step %d: entry %d has hidx %d", step, i, e.w.hidx)
+			}
+			if i > 0 && h[(i-1)/2].due > e.due {
+				t.Fatalf("step %d: entry %d (%d) before its parent (%d)", step, i, e.due, h[(i-1)/2].due)
+			}
+			if live[e.w] != e.due {
+				t.Fatalf("step %d: entry %d has deadline %d, want %d", step, i, e.due, live[e.w])
+			}
+		}
+		if len(h) != len(live) {
+			t.Fatalf("step %d: %d entries for %d watches", step, len(h), len(live))
+		}
+	}
+	for step := range 5000 {
+		switch op := rng.IntN(4); {
+		case op <= 1 || len(h) == 0:
+			w := &Watch{}
+			due := rng.Int64N(1000) + 1
+			live[w] = due
+			h.push(dueWatch{due, w})
+		case op == 2:
+			i := rng.IntN(len(h))
+			due := rng.Int64N(1000) + 1
+			live[h[i].w] = due
+			h[i].due = due
+			h.fix(i)
+		default:
+			i := rng.IntN(len(h))
+			w := h[i].w
+			h.remove(i)
+			delete(live, w)
+			if w.hidx != 0 {
+				t.Fatalf("step %d: a removed watch keeps hidx %d", step, w.hidx)
+			}
+		}
+		check(step)
+	}
+	var last int64
+	for len(h) > 0 {
+		if h[0].due < last {
+			t.Fatalf("deadline %d after %d", h[0].due, last)
+		}
+		last = h[0].due
+		h.remove(0)
 	}
 }
