@@ -166,8 +166,6 @@ func BenchmarkMatch(b *testing.B) {
 			b.Run("miss", func(b *testing.B) {
 				y := NewIndex[*benchSession, benchOpts](64)
 				y.root.kids.Store(fx.x.root.kids.Load())
-				y.root.plus.Store(fx.x.root.plus.Load())
-				y.root.hash.Store(fx.x.root.hash.Load())
 				topics := benchTopics(rand.New(rand.NewPCG(9, 9)), 1<<20, sz.n/len(benchKinds))
 				b.ReportAllocs()
 				i := 0

@@ -40,9 +40,9 @@ type Index[K comparable, V any] struct {
 	// miss are the exact-size immutable result and the cache key.
 	scratch sync.Pool
 
-	wmu   sync.Mutex   // serializes writers
-	nodes int          // trie nodes excluding the root; guarded by wmu
-	path  []step[K, V] // Unsubscribe's scratch path; guarded by wmu
+	wmu   sync.Mutex    // serializes writers
+	nodes int           // trie nodes excluding the root; guarded by wmu
+	path  []*node[K, V] // Unsubscribe's scratch path; guarded by wmu
 	// shareText: Subscribe keeps a new plain filter's text as given (see ShareText).
 	shareText bool
 }
@@ -53,12 +53,6 @@ type Index[K comparable, V any] struct {
 // copies, since a caller's string may be a substring of a larger one it would keep alive. Call
 // it before the first Subscribe.
 func (x *Index[K, V]) ShareText() { x.shareText = true }
-
-// step is one node on Unsubscribe's path and the level that leads to it from its parent.
-type step[K comparable, V any] struct {
-	n     *node[K, V]
-	level string
-}
 
 // DefaultCacheWeightPerTopic is the entry budget NewIndex gives the cache per cached topic.
 const DefaultCacheWeightPerTopic = 16
@@ -181,29 +175,13 @@ func (n *node[K, V]) groupNamed(name string) *group[K, V] {
 }
 
 func (x *Index[K, V]) childOrCreate(n *node[K, V], level string) *node[K, V] {
-	var c *node[K, V]
-	switch level {
-	case "+":
-		c = n.plus.Load()
-	case "#":
-		c = n.hash.Load()
-	default:
-		c = n.child(level)
-	}
-	if c != nil {
+	if c := n.step(level); c != nil {
 		return c
 	}
 	// Link the new node empty; Subscribe fills it (or its descendants) next. A reader that walks
 	// it in between finds nothing, which is right: the subscription is not there yet.
-	c = &node[K, V]{}
-	switch level {
-	case "+":
-		n.plus.Store(c)
-	case "#":
-		n.hash.Store(c)
-	default:
-		n.addKid(level, c)
-	}
+	c := &node[K, V]{level: level}
+	n.addKid(c)
 	x.nodes++
 	return c
 }
@@ -231,7 +209,7 @@ func (x *Index[K, V]) Unsubscribe(f Filter, key K) (removed bool) {
 		if n == nil {
 			return false
 		}
-		path = append(path, step[K, V]{n, level})
+		path = append(path, n)
 	}
 
 	if f.Group == "" {
@@ -258,19 +236,12 @@ func (x *Index[K, V]) Unsubscribe(f Filter, key K) (removed bool) {
 	// Prune bottom-up while nodes are empty. A reader may still be looking at a node we unlink:
 	// it is empty, so it contributes nothing, and it is never relinked (a later Subscribe
 	// creates a fresh node), so the reader cannot see a half-built state.
-	for i := len(path) - 1; i >= 0 && path[i].n.empty(); i-- {
+	for i := len(path) - 1; i >= 0 && path[i].empty(); i-- {
 		parent := &x.root
 		if i > 0 {
-			parent = path[i-1].n
+			parent = path[i-1]
 		}
-		switch path[i].level {
-		case "+":
-			parent.plus.Store(nil)
-		case "#":
-			parent.hash.Store(nil)
-		default:
-			parent.removeKid(path[i].level)
-		}
+		parent.removeKid(path[i])
 		x.nodes--
 	}
 	x.invalidate(f.Path)
@@ -373,24 +344,24 @@ func (x *Index[K, V]) MatchInto(topic string, r *Result[K, V]) {
 // recursion is bounded by the number of '+' levels in the deepest matching filter.
 func walk[K comparable, V any](n *node[K, V], rest string, done, noWild bool, r *Result[K, V]) {
 	for {
-		if !noWild {
-			// "x/#" matches x itself and everything below it, so the '#' child applies whether
-			// or not levels remain.
-			if h := n.hash.Load(); h != nil {
-				h.collect(r)
-			}
+		ks := n.kids.Load()
+		// "x/#" matches x itself and everything below it, so the '#' child applies whether or
+		// not levels remain.
+		if ks != nil && ks.hash != nil && !noWild {
+			ks.hash.collect(r)
 		}
 		if done {
 			n.collect(r)
 			return
 		}
-		level, next, more := cut(rest)
-		if !noWild {
-			if p := n.plus.Load(); p != nil {
-				walk(p, next, !more, false, r)
-			}
+		if ks == nil {
+			return
 		}
-		lit := n.child(level)
+		level, next, more := cut(rest)
+		if ks.plus != nil && !noWild {
+			walk(ks.plus, next, !more, false, r)
+		}
+		lit := ks.child(level)
 		if lit == nil {
 			return
 		}

@@ -527,22 +527,22 @@ func TestNodeChildrenProperty(t *testing.T) {
 			}
 		}
 		if _, ok := model[level]; ok && (drain || rng.IntN(2) == 0) {
-			n.removeKid(level)
+			n.removeKid(model[level])
 			delete(model, level)
 		} else if !ok {
-			c := &node[int, int]{}
-			n.addKid(level, c)
+			c := &node[int, int]{level: level}
+			n.addKid(c)
 			model[level] = c
 		}
 		if op%97 == 0 || len(model) < 8 {
 			for l, c := range model {
-				if got := n.child(l); got != c {
+				if got := n.step(l); got != c {
 					t.Fatalf("op %d: child(%q) = %p, want %p", op, l, got, c)
 				}
 			}
 			for i := range 20 {
 				l := "absent" + strconv.Itoa(i)
-				if n.child(l) != nil {
+				if n.step(l) != nil {
 					t.Fatalf("op %d: child(%q) found", op, l)
 				}
 			}
@@ -565,18 +565,18 @@ func TestNodeChildrenProperty(t *testing.T) {
 func TestNodeChildrenTableShrinks(t *testing.T) {
 	var n node[int, int]
 	for i := range 5000 {
-		n.addKid(strconv.Itoa(i), &node[int, int]{})
+		n.addKid(&node[int, int]{level: strconv.Itoa(i)})
 	}
 	big := len(n.kids.Load().tab.slots)
 	for i := range 4990 {
-		n.removeKid(strconv.Itoa(i))
+		n.removeKid(n.kids.Load().child(strconv.Itoa(i)))
 	}
 	ks := n.kids.Load()
 	if ks.tab == nil || len(ks.tab.slots) > 64 || big < 5000 {
 		t.Fatalf("table of %d slots for 10 children (was %d for 5000)", len(ks.tab.slots), big)
 	}
 	for i := 4990; i < 5000; i++ {
-		if n.child(strconv.Itoa(i)) == nil {
+		if n.step(strconv.Itoa(i)) == nil {
 			t.Fatalf("child %d lost by compaction", i)
 		}
 	}

@@ -2,6 +2,7 @@ package topic
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync/atomic"
 )
 
@@ -11,8 +12,8 @@ import (
 //     so they read it with plain loads of the atomics and need no further locking among
 //     themselves.
 //   - Readers (Match, MatchInto) take no lock and write no shared memory: every field they read
-//     is an atomic pointer to an immutable value (a child list, a subscription view, a group
-//     list) or to a node, or a slot of a kidTable. A writer changes a node by building a new
+//     is an atomic pointer to an immutable value (a kidSet, a subscription view, a group
+//     list), a slot of a kidTable, or a field that never changes (a node's level). A writer changes a node by building a new
 //     value and publishing it with one atomic store (copy on write), so a reader sees either the
 //     old or the new state, each complete. A read lock on shared top-level nodes would write the
 //     lock word on every walk and make all cores fight over those cache lines; this does not.
@@ -23,31 +24,39 @@ import (
 //     stable, and a reader that raced with pruning at worst walks a detached empty node.
 
 // node is one level of the subscription trie.
+//
+// A leaf, the commonest node (a device's own topic), holds one subscription and nothing else, so
+// every field here is paid once per distinct filter: the node fits the 48-byte size class (see
+// TestNodeSize), and whatever only inner nodes need lives in the kidSet.
 type node[K comparable, V any] struct {
-	// Literal children, looked up by level. Wildcard children have dedicated fields so the walk
-	// never looks them up by name.
+	// kids holds the children, wildcards included; nil for a leaf.
 	kids atomic.Pointer[kidSet[K, V]]
-	plus atomic.Pointer[node[K, V]]
-	hash atomic.Pointer[node[K, V]]
-
 	// subs holds the plain subscriptions whose filter ends at this node.
 	subs entrySet[K, V]
 	// shared holds the shared subscriptions ending here (one group per name); nil on almost
 	// every node.
 	shared atomic.Pointer[groupList[K, V]]
+	// level is the filter level that leads here from the parent ("" for the root): a substring
+	// of the filter that created the node, so it costs no allocation of its own. Holding it here
+	// lets a kidTable slot point straight at the child. Never changes.
+	level string
 }
 
-// kidSet is an immutable description of a node's literal children: a short list scanned
-// linearly (most nodes have a handful of children and a table costs more), or, past maxKidList, a
-// concurrent hash table. Switching between the two is a single atomic store of a new kidSet.
+// kidSet is an immutable description of a node's children. The wildcard children have dedicated
+// fields so the walk never looks them up by name, and they sit here rather than in the node so a
+// leaf does not pay for them; a walk reads them from the kidSet it loads for the literal child
+// anyway. Literal children are a short list scanned linearly (most nodes have a handful of
+// children and a table costs more), or, past maxKidList, a concurrent hash table. Any change
+// other than a table's in-place insert or remove is a single atomic store of a new kidSet.
 type kidSet[K comparable, V any] struct {
+	plus *node[K, V]
+	hash *node[K, V]
 	list []kid[K, V] // immutable; replaced as a whole
 	tab  *kidTable[K, V]
 }
 
 // kid is a literal child with its level, kept inline so a list scan compares lengths without
-// touching the child or the level's bytes (cache misses on a big trie). The level is a substring
-// of the filter that created the child, so it costs no allocation of its own.
+// touching the child or the level's bytes (cache misses on a big trie).
 type kid[K comparable, V any] struct {
 	level string
 	n     *node[K, V]
@@ -58,24 +67,25 @@ const (
 	minKidTab  = 4  // below this, go back to a list so memory returns (hysteresis avoids flapping)
 )
 
-// child returns the literal child for level, or nil. Safe for readers; does not allocate.
-// step returns the child for one filter level, the wildcards included, or nil.
+// step returns the child for one filter level, the wildcards included, or nil. Safe for readers;
+// does not allocate.
 func (n *node[K, V]) step(level string) *node[K, V] {
-	switch level {
-	case "+":
-		return n.plus.Load()
-	case "#":
-		return n.hash.Load()
-	default:
-		return n.child(level)
-	}
-}
-
-func (n *node[K, V]) child(level string) *node[K, V] {
 	ks := n.kids.Load()
 	if ks == nil {
 		return nil
 	}
+	switch level {
+	case "+":
+		return ks.plus
+	case "#":
+		return ks.hash
+	default:
+		return ks.child(level)
+	}
+}
+
+// child returns the literal child for level, or nil. Safe for readers; does not allocate.
+func (ks *kidSet[K, V]) child(level string) *node[K, V] {
 	if ks.tab != nil {
 		return ks.tab.get(level)
 	}
@@ -87,70 +97,96 @@ func (n *node[K, V]) child(level string) *node[K, V] {
 	return nil
 }
 
-// addKid links c as the literal child for level, which must be absent. Caller holds wmu.
-func (n *node[K, V]) addKid(level string, c *node[K, V]) {
-	ks := n.kids.Load()
+// setKids publishes ks as n's children, or nil when ks has none. Caller holds wmu.
+func (n *node[K, V]) setKids(ks kidSet[K, V]) {
+	if ks.plus == nil && ks.hash == nil && ks.list == nil && ks.tab == nil {
+		n.kids.Store(nil)
+		return
+	}
+	n.kids.Store(&ks)
+}
+
+// addKid links c, whose level must be absent among n's children. Caller holds wmu.
+func (n *node[K, V]) addKid(c *node[K, V]) {
+	var ks kidSet[K, V]
+	if cur := n.kids.Load(); cur != nil {
+		ks = *cur
+	}
 	switch {
-	case ks == nil:
-		n.kids.Store(&kidSet[K, V]{list: []kid[K, V]{{level, c}}})
+	case c.level == "+":
+		ks.plus = c
+	case c.level == "#":
+		ks.hash = c
 	case ks.tab != nil:
-		if t := ks.tab.insert(level, c); t != ks.tab {
-			n.kids.Store(&kidSet[K, V]{tab: t}) // the table was rebuilt larger
+		t := ks.tab.insert(c)
+		if t == ks.tab {
+			return // in place: readers see the new slot, the kidSet is unchanged
 		}
+		ks.tab = t // the table was rebuilt larger
 	case len(ks.list) < maxKidList:
 		list := make([]kid[K, V], len(ks.list)+1) // exact size: lists are copied on every change
 		copy(list, ks.list)
-		list[len(ks.list)] = kid[K, V]{level, c}
-		n.kids.Store(&kidSet[K, V]{list: list})
+		list[len(ks.list)] = kid[K, V]{c.level, c}
+		ks.list = list
 	default:
 		t := newKidTable[K, V](2 * (len(ks.list) + 1))
 		for _, k := range ks.list {
-			t.insert(k.level, k.n)
+			t.insert(k.n)
 		}
-		t.insert(level, c)
-		n.kids.Store(&kidSet[K, V]{tab: t})
+		t.insert(c)
+		ks.list, ks.tab = nil, t
 	}
+	n.setKids(ks)
 }
 
-// removeKid unlinks the literal child for level. Caller holds wmu.
-func (n *node[K, V]) removeKid(level string) {
-	ks := n.kids.Load()
-	if ks == nil {
+// removeKid unlinks the child c. Caller holds wmu.
+func (n *node[K, V]) removeKid(c *node[K, V]) {
+	cur := n.kids.Load()
+	if cur == nil {
 		return
 	}
-	if ks.tab != nil {
+	ks := *cur
+	switch {
+	case c.level == "+":
+		ks.plus = nil
+	case c.level == "#":
+		ks.hash = nil
+	case ks.tab != nil:
 		t := ks.tab
-		t.remove(level)
+		t.remove(c.level)
 		switch {
 		case t.live < minKidTab:
 			// A table never shrinks in place; go back to a list so the memory returns.
 			list := make([]kid[K, V], 0, t.live)
-			t.each(func(k *kid[K, V]) { list = append(list, *k) })
-			n.kids.Store(&kidSet[K, V]{list: list})
-		case t.live*8 < len(t.slots) && len(t.slots) > 64:
-			n.kids.Store(&kidSet[K, V]{tab: t.rebuild(2 * t.live)})
-		}
-		return
-	}
-	for i := range ks.list {
-		if ks.list[i].level == level {
-			if len(ks.list) == 1 {
-				n.kids.Store(nil)
-				return
+			t.each(func(k *node[K, V]) { list = append(list, kid[K, V]{k.level, k}) })
+			ks.list, ks.tab = list, nil
+			if len(list) == 0 {
+				ks.list = nil
 			}
-			list := make([]kid[K, V], 0, len(ks.list)-1)
-			list = append(list, ks.list[:i]...)
-			list = append(list, ks.list[i+1:]...)
-			n.kids.Store(&kidSet[K, V]{list: list})
+		case t.live*8 < len(t.slots) && len(t.slots) > 64:
+			ks.tab = t.rebuild(2 * t.live)
+		default:
+			return // in place
+		}
+	default:
+		i := slices.IndexFunc(ks.list, func(k kid[K, V]) bool { return k.n == c })
+		if i < 0 {
 			return
 		}
+		if len(ks.list) == 1 {
+			ks.list = nil
+		} else {
+			list := make([]kid[K, V], 0, len(ks.list)-1)
+			list = append(list, ks.list[:i]...)
+			ks.list = append(list, ks.list[i+1:]...)
+		}
 	}
+	n.setKids(ks)
 }
 
 // empty reports whether n holds nothing and can be pruned. Caller holds wmu.
 func (n *node[K, V]) empty() bool {
-	return n.subs.empty() && n.shared.Load() == nil && n.kids.Load() == nil &&
-		n.plus.Load() == nil && n.hash.Load() == nil
+	return n.subs.empty() && n.shared.Load() == nil && n.kids.Load() == nil
 }
 
 // collect appends what n holds to r. Safe for readers.
@@ -166,34 +202,31 @@ func (n *node[K, V]) collect(r *Result[K, V]) {
 }
 
 // kidTable is an open-addressing hash table of children that readers probe with atomic loads
-// only. It is written by one writer at a time (wmu). Removal leaves a tombstone, never nil, so a
-// probe sequence that a reader is following is never cut short; growth and compaction build a
-// new table that the writer publishes with a new kidSet, leaving the old one unchanged for
-// readers still in it.
+// only. It is written by one writer at a time (wmu). Removal leaves a tombstone, never a
+// never-used slot, so a probe sequence that a reader is following is never cut short; growth and
+// compaction build a new table that the writer publishes with a new kidSet, leaving the old one
+// unchanged for readers still in it.
+//
+// A slot points straight at the child, whose level says which key it holds. A slot is in one of
+// three states, told apart by its hash and its child:
+//
+//   - never used: hash 0 (and no child). No key lies beyond it on a probe sequence.
+//   - live: the child's level hash and the child.
+//   - tombstone: a hash kept from the child that was removed, and no child. Probes pass over it.
 type kidTable[K comparable, V any] struct {
-	slots []atomic.Pointer[tabKid[K, V]]
-	// hashes mirrors each slot's hash (0 for a never-used slot), so a probe walks one dense array
-	// and dereferences a slot's entry only when the hash matches: on a big trie every entry
-	// dereference is a likely cache miss.
+	slots []atomic.Pointer[node[K, V]]
+	// hashes holds each slot's hash, so a probe walks one dense array and dereferences a slot's
+	// child only when the hash matches: on a big trie every child dereference is a likely cache
+	// miss.
 	hashes []atomic.Uint64
 	mask   uint64
 	live   int // children present; writer only
 	used   int // children plus tombstones; writer only
 }
 
-// tabKid is a table slot's content; hash lets a probe skip non-matching slots without comparing
-// strings.
-type tabKid[K comparable, V any] struct {
-	hash uint64
-	kid[K, V]
-}
-
 // kidSeed hashes levels for every kidTable; per-process random, so levels chosen by clients
 // cannot be precomputed to collide.
 var kidSeed = maphash.MakeSeed()
-
-// isTomb reports whether a slot holds a tombstone: an entry without a node, left by remove.
-func isTomb[K comparable, V any](k *tabKid[K, V]) bool { return k.n == nil }
 
 func newKidTable[K comparable, V any](capacity int) *kidTable[K, V] {
 	size := 8
@@ -201,7 +234,7 @@ func newKidTable[K comparable, V any](capacity int) *kidTable[K, V] {
 		size *= 2
 	}
 	return &kidTable[K, V]{
-		slots:  make([]atomic.Pointer[tabKid[K, V]], size),
+		slots:  make([]atomic.Pointer[node[K, V]], size),
 		hashes: make([]atomic.Uint64, size),
 		mask:   uint64(size - 1),
 	}
@@ -219,36 +252,34 @@ func (t *kidTable[K, V]) get(level string) *node[K, V] {
 			// it was not there when the lookup started). No key lies beyond a never-used slot.
 			return nil
 		case h:
-			// The entry decides; the hash array is only a filter. A tombstone (no node) whose
+			// The child decides; the hash array is only a filter. A tombstone (no child) whose
 			// level had the same hash is passed over.
-			if k := t.slots[i].Load(); k != nil && k.n != nil && k.level == level {
-				return k.n
+			if c := t.slots[i].Load(); c != nil && c.level == level {
+				return c
 			}
 		}
 	}
 }
 
-// insert adds a child that is not present and returns the table now holding it: t, or a larger
-// rebuilt table when t is too full. Caller holds wmu.
-func (t *kidTable[K, V]) insert(level string, c *node[K, V]) *kidTable[K, V] {
+// insert adds a child whose level is not present and returns the table now holding it: t, or a
+// larger rebuilt table when t is too full. Caller holds wmu.
+func (t *kidTable[K, V]) insert(c *node[K, V]) *kidTable[K, V] {
 	if (t.used+1)*4 > len(t.slots)*3 {
 		nt := t.rebuild(2 * (t.live + 1))
-		nt.insert(level, c)
+		nt.insert(c)
 		return nt
 	}
-	h := levelHash(level)
-	e := &tabKid[K, V]{hash: h, kid: kid[K, V]{level, c}}
+	h := levelHash(c.level)
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		k := t.slots[i].Load()
-		if k == nil {
+		if t.hashes[i].Load() == 0 {
 			t.used++
-		} else if !isTomb(k) {
+		} else if t.slots[i].Load() != nil {
 			continue
 		}
-		// Entry first, then its hash: a reader only follows a hash to an entry that is there.
+		// Child first, then its hash: a reader only follows a hash to a child that is there.
 		// Reusing a tombstone is safe: until the hash changes, readers see the tombstone's old
-		// hash and either skip the slot or find the new entry.
-		t.slots[i].Store(e)
+		// hash and either skip the slot or compare the new child's level.
+		t.slots[i].Store(c)
 		t.hashes[i].Store(h)
 		t.live++
 		return t
@@ -258,15 +289,16 @@ func (t *kidTable[K, V]) insert(level string, c *node[K, V]) *kidTable[K, V] {
 func (t *kidTable[K, V]) remove(level string) {
 	h := levelHash(level)
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		k := t.slots[i].Load()
-		if k == nil {
+		switch t.hashes[i].Load() {
+		case 0:
 			return
-		}
-		if k.hash == h && !isTomb(k) && k.level == level {
-			// Tombstone: no node, hash kept, so the slot stays "used" for probing readers.
-			t.slots[i].Store(&tabKid[K, V]{hash: k.hash})
-			t.live--
-			return
+		case h:
+			if c := t.slots[i].Load(); c != nil && c.level == level {
+				// Tombstone: no child, hash kept, so the slot stays "used" for probing readers.
+				t.slots[i].Store(nil)
+				t.live--
+				return
+			}
 		}
 	}
 }
@@ -274,14 +306,14 @@ func (t *kidTable[K, V]) remove(level string) {
 // rebuild returns a new table with t's children and room for capacity.
 func (t *kidTable[K, V]) rebuild(capacity int) *kidTable[K, V] {
 	nt := newKidTable[K, V](max(capacity, t.live+1))
-	t.each(func(k *kid[K, V]) { nt.insert(k.level, k.n) })
+	t.each(func(c *node[K, V]) { nt.insert(c) })
 	return nt
 }
 
-func (t *kidTable[K, V]) each(f func(*kid[K, V])) {
+func (t *kidTable[K, V]) each(f func(*node[K, V])) {
 	for i := range t.slots {
-		if k := t.slots[i].Load(); k != nil && !isTomb(k) {
-			f(&k.kid)
+		if c := t.slots[i].Load(); c != nil {
+			f(c)
 		}
 	}
 }
