@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // entrySet is a set of entries keyed by K (the subscriptions of one filter, or the members of one
@@ -23,9 +24,37 @@ type entrySet[K comparable, V any] struct {
 	big  atomic.Pointer[bigSet[K, V]]    // nil while the set is small
 }
 
+// entryView is an immutable list of entries: n of them from first. It is a pointer and a length
+// rather than a slice (16 bytes, not 24) so that a view of one entry, every leaf of a device
+// fleet, holds its entry inline in one 48-byte allocation (oneView) where a slice header and a
+// separate array would take two allocations and 56 bytes.
 type entryView[K comparable, V any] struct {
-	list []Entry[K, V] // immutable
+	first *Entry[K, V]
+	n     int
 }
+
+// oneView is a view of one entry and the entry, in one allocation.
+type oneView[K comparable, V any] struct {
+	v entryView[K, V]
+	e Entry[K, V]
+}
+
+// viewOf returns a view of list, which must not change afterwards.
+func viewOf[K comparable, V any](list []Entry[K, V]) *entryView[K, V] {
+	if len(list) == 1 {
+		return viewOfOne(list[0])
+	}
+	return &entryView[K, V]{first: unsafe.SliceData(list), n: len(list)}
+}
+
+func viewOfOne[K comparable, V any](e Entry[K, V]) *entryView[K, V] {
+	o := &oneView[K, V]{e: e}
+	o.v = entryView[K, V]{first: &o.e, n: 1}
+	return &o.v
+}
+
+// list returns the entries; the slice is immutable.
+func (v *entryView[K, V]) list() []Entry[K, V] { return unsafe.Slice(v.first, v.n) }
 
 type bigSet[K comparable, V any] struct {
 	mu   sync.Mutex // orders the writer's in-place changes against readers' view rebuilds
@@ -42,14 +71,14 @@ const (
 func (s *entrySet[K, V]) load() []Entry[K, V] {
 	for {
 		if v := s.view.Load(); v != nil {
-			return v.list
+			return v.list()
 		}
 		b := s.big.Load()
 		if b == nil {
 			// Small and empty — or a big set that just went back to small: the writer stores the
 			// new view before clearing big, so looking again finds it.
 			if v := s.view.Load(); v != nil {
-				return v.list
+				return v.list()
 			}
 			return nil
 		}
@@ -60,11 +89,11 @@ func (s *entrySet[K, V]) load() []Entry[K, V] {
 		}
 		v := s.view.Load()
 		if v == nil {
-			v = &entryView[K, V]{list: slices.Clone(b.list)}
+			v = viewOf(slices.Clone(b.list))
 			s.view.Store(v)
 		}
 		b.mu.Unlock()
-		return v.list
+		return v.list()
 	}
 }
 
@@ -79,8 +108,8 @@ func (s *entrySet[K, V]) filterText() string {
 		}
 		return ""
 	}
-	if v := s.view.Load(); v != nil && len(v.list) > 0 {
-		return v.list[0].Filter
+	if v := s.view.Load(); v != nil && v.n > 0 {
+		return v.first.Filter
 	}
 	return ""
 }
@@ -105,21 +134,29 @@ func (s *entrySet[K, V]) put(e Entry[K, V]) (replaced bool) {
 	}
 	var cur []Entry[K, V]
 	if v := s.view.Load(); v != nil {
-		cur = v.list
+		cur = v.list()
 	}
 	for i := range cur {
 		if cur[i].Key == e.Key {
+			if len(cur) == 1 {
+				s.view.Store(viewOfOne(e))
+				return true
+			}
 			list := slices.Clone(cur)
 			list[i] = e
-			s.view.Store(&entryView[K, V]{list: list})
+			s.view.Store(viewOf(list))
 			return true
 		}
 	}
-	if len(cur) < maxSmallSet {
+	switch {
+	case len(cur) == 0:
+		s.view.Store(viewOfOne(e))
+		return false
+	case len(cur) < maxSmallSet:
 		list := make([]Entry[K, V], len(cur)+1) // exact size: small lists are copied on every change
 		copy(list, cur)
 		list[len(cur)] = e
-		s.view.Store(&entryView[K, V]{list: list})
+		s.view.Store(viewOf(list))
 		return false
 	}
 	b := &bigSet[K, V]{list: make([]Entry[K, V], 0, 2*(len(cur)+1)), idx: make(map[K]int32, 2*(len(cur)+1))}
@@ -150,7 +187,7 @@ func (s *entrySet[K, V]) remove(key K) bool {
 		delete(b.idx, key)
 		switch {
 		case last <= minBigSet:
-			s.view.Store(&entryView[K, V]{list: slices.Clone(b.list)})
+			s.view.Store(viewOf(slices.Clone(b.list)))
 			s.big.Store(nil) // after the view: see load
 		case cap(b.list) > 64 && last < cap(b.list)/4:
 			b.list = slices.Clone(b.list) // give back the backing array of a set that shrank a lot
@@ -165,15 +202,19 @@ func (s *entrySet[K, V]) remove(key K) bool {
 	if v == nil {
 		return false
 	}
-	for i := range v.list {
-		if v.list[i].Key == key {
-			if len(v.list) == 1 {
+	cur := v.list()
+	for i := range cur {
+		if cur[i].Key == key {
+			switch len(cur) {
+			case 1:
 				s.view.Store(nil)
-				return true
+			case 2:
+				s.view.Store(viewOfOne(cur[1-i]))
+			default:
+				list := make([]Entry[K, V], 0, len(cur)-1)
+				list = append(append(list, cur[:i]...), cur[i+1:]...)
+				s.view.Store(viewOf(list))
 			}
-			list := make([]Entry[K, V], 0, len(v.list)-1)
-			list = append(append(list, v.list[:i]...), v.list[i+1:]...)
-			s.view.Store(&entryView[K, V]{list: list})
 			return true
 		}
 	}
