@@ -44,7 +44,7 @@ type Registry[C comparable] struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[C]struct{}
+	conns     connSet[C]
 	closed    bool
 	wg        sync.WaitGroup
 }
@@ -54,7 +54,7 @@ func NewRegistry[C comparable](log *slog.Logger) *Registry[C] {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry[C]{log: log, listeners: map[net.Listener]struct{}{}, conns: map[C]struct{}{}}
+	return &Registry[C]{log: log, listeners: map[net.Listener]struct{}{}}
 }
 
 // Serve accepts connections on ln and hands each to serve on a goroutine of its own, until ln or
@@ -104,16 +104,16 @@ func (r *Registry[C]) Add(c C) bool {
 	if r.closed {
 		return false
 	}
-	r.conns[c] = struct{}{}
-	r.wg.Add(1)
+	if r.conns.add(c) {
+		r.wg.Add(1)
+	}
 	return true
 }
 
 // Remove forgets a connection that has ended.
 func (r *Registry[C]) Remove(c C) {
 	r.mu.Lock()
-	_, ok := r.conns[c]
-	delete(r.conns, c)
+	ok := r.conns.remove(c)
 	r.mu.Unlock()
 	if ok {
 		r.wg.Done()
@@ -124,18 +124,14 @@ func (r *Registry[C]) Remove(c C) {
 func (r *Registry[C]) All() []C {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]C, 0, len(r.conns))
-	for c := range r.conns {
-		out = append(out, c)
-	}
-	return out
+	return r.conns.appendTo(make([]C, 0, r.conns.len()))
 }
 
 // Len is the number of open connections.
 func (r *Registry[C]) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.conns)
+	return r.conns.len()
 }
 
 // Close stops the listeners, asks every connection to end (goodbye), and waits for them to be
