@@ -76,10 +76,10 @@ func newPolicy(looks int) *policy {
 func quietBytes(live uint64) uint64 { return max(1<<20, live/64) }
 
 // slack is what the runtime may hold beyond the live heap without a release being worth a
-// collection. The floor is small: an idle broker's collection is cheap, it happens once per
-// quiet spell (policy.armed), and a megabyte is what a few thousand idle connections' storm
-// leaves behind.
-func slack(live uint64) uint64 { return max(1<<20, live/8) }
+// collection. The floor is small: a quiet broker's collection takes a few milliseconds of one
+// core, once per quiet spell (policy.armed), and a storm of a few thousand connections leaves
+// about a megabyte behind.
+func slack(live uint64) uint64 { return max(512<<10, live/8) }
 
 // observe takes one look and says whether to release now.
 func (p *policy) observe(s Sample) bool {

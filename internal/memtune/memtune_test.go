@@ -114,21 +114,21 @@ func TestWatchFreesWhenQuiet(t *testing.T) {
 	}
 }
 
-// A small heap is released from a megabyte over: a storm of a few thousand idle connections
-// leaves about that.
+// A small heap is released from half a megabyte over: a storm of a few thousand idle
+// connections leaves about a megabyte.
 func TestPolicyReleasesASmallHeap(t *testing.T) {
 	p := newPolicy(1)
-	s := Sample{Allocated: 1, Live: 6 * mib, Held: 6*mib + mib/2}
+	s := Sample{Allocated: 1, Live: 3 * mib, Held: 3*mib + mib/4}
 	for i := range 3 {
 		s.Allocated += 1024
 		if p.observe(s) {
-			t.Fatalf("look %d released half a megabyte beyond a live heap of 6 MiB", i)
+			t.Fatalf("look %d released a quarter of a megabyte beyond a live heap of 3 MiB", i)
 		}
 	}
-	s.Held = 8 * mib
+	s.Held = 4 * mib
 	s.Allocated += 1024
 	if !p.observe(s) {
-		t.Fatal("2 MiB beyond a live heap of 6 MiB, quiet: not released")
+		t.Fatal("1 MiB beyond a live heap of 3 MiB, quiet: not released")
 	}
 }
 
