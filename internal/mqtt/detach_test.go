@@ -12,7 +12,6 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 )
 
@@ -229,22 +228,9 @@ func (w lineWriter) Write(p []byte) (int, error) {
 func TestDisconnectLogNamesTheClientAddress(t *testing.T) {
 	needPoller(t)
 	lines := make(lineWriter, 256)
-	b, err := broker.New(broker.DefaultConfig(), nil, slog.New(slog.NewTextHandler(lines, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	cfg := DefaultConfig()
-	cfg.DetachIdle = time.Millisecond
-	srv := NewServer(b, cfg, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln, nil) }()
-	t.Cleanup(func() { _ = srv.Close() })
-
-	rc := dial(t, ln.Addr().String(), packet.V311)
+	log := slog.New(slog.NewTextHandler(lines, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, addr := startFaceLogging(t, log, func(c *Config) { c.DetachIdle = time.Millisecond })
+	rc := dial(t, addr, packet.V311)
 	rc.connect("far", 60)
 	waitDetached(t, srv, "far")
 	_ = rc.nc.Close()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -18,7 +19,13 @@ import (
 // startFace runs an MQTT face on a loopback port and returns it with its address.
 func startFace(t *testing.T, mod func(*Config)) (*Server, string) {
 	t.Helper()
-	b, err := broker.New(broker.DefaultConfig(), nil, nil)
+	return startFaceLogging(t, nil, mod)
+}
+
+// startFaceLogging is startFace with the core logging to log (nil: nowhere).
+func startFaceLogging(t *testing.T, log *slog.Logger, mod func(*Config)) (*Server, string) {
+	t.Helper()
+	b, err := broker.New(broker.DefaultConfig(), nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
