@@ -73,7 +73,7 @@ func BenchmarkAllow(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if !p.rules[Publish].deterministic() {
+		if !p.rules(Publish).deterministic() {
 			b.Fatalf("%d grants: not determinized", n)
 		}
 		topics := benchTopics(grants)
@@ -208,4 +208,28 @@ func heapInUse() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
+}
+
+// A state's exact transitions answer as a map would, through the list and past it into a map,
+// with levels set again replacing their target.
+func TestExactTransitionsLikeAMap(t *testing.T) {
+	var x dexact
+	ref := map[string]*dstate{}
+	for i := range 3 * maxExactList {
+		level := fmt.Sprintf("l%d", i%(2*maxExactList))
+		to := &dstate{}
+		x.set(level, to)
+		ref[level] = to
+		for l, want := range ref {
+			if got := x.get(l); got != want {
+				t.Fatalf("after %d sets: get(%q) is not the target set last", i+1, l)
+			}
+		}
+		if x.get("absent") != nil {
+			t.Fatal("get of a level never set")
+		}
+	}
+	if x.m == nil {
+		t.Fatalf("%d levels and still a list", len(ref))
+	}
 }

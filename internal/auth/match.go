@@ -79,11 +79,11 @@ func (t *trie) add(filter string) {
 
 // dstate is a deterministic state: the set of trie nodes a topic prefix reaches.
 type dstate struct {
-	// exact holds the levels some node of the set has as an exact child. Its target includes the
-	// '+' children too, so a lookup that hits needs nothing else. Most states below the first
-	// levels have a single such level; it is kept in label and only instead of a map, which
-	// saves the map's memory and, on lookup, the hashing.
-	exact map[string]*dstate
+	// exact holds the levels some node of the set has as an exact child, when there are two or
+	// more. Its target includes the '+' children too, so a lookup that hits needs nothing else.
+	// Most states below the first levels have a single such level; it is kept in label and only
+	// instead, which saves the table's memory and, on lookup, the search.
+	exact *dexact
 	label string
 	only  *dstate
 	// otherwise is where any level not in exact goes: the union of the '+' children.
@@ -92,10 +92,62 @@ type dstate struct {
 	whole     bool // a '#' grant ends here: this topic and every one below it are granted
 }
 
+// dexact holds a state's exact transitions: a short list searched in order, or past
+// maxExactList a map. A device's grants make states of two or three levels (its own tree, a
+// broadcast tree), where a Go map took over 200 bytes of every authenticated connection.
+type dexact struct {
+	list []dedge
+	m    map[string]*dstate
+}
+
+type dedge struct {
+	level string
+	to    *dstate
+}
+
+// maxExactList is the most transitions kept in a list; a string compare each beats hashing
+// the level up to about this many.
+const maxExactList = 8
+
+func (x *dexact) get(level string) *dstate {
+	if x.m != nil {
+		return x.m[level]
+	}
+	for i := range x.list {
+		if x.list[i].level == level {
+			return x.list[i].to
+		}
+	}
+	return nil
+}
+
+func (x *dexact) set(level string, to *dstate) {
+	if x.m != nil {
+		x.m[level] = to
+		return
+	}
+	for i := range x.list {
+		if x.list[i].level == level {
+			x.list[i].to = to
+			return
+		}
+	}
+	if len(x.list) < maxExactList {
+		x.list = append(x.list, dedge{level, to})
+		return
+	}
+	x.m = make(map[string]*dstate, 2*maxExactList)
+	for _, e := range x.list {
+		x.m[e.level] = e.to
+	}
+	x.m[level] = to
+	x.list = nil
+}
+
 // lookup returns the exact transition for level, or nil.
 func (d *dstate) lookup(level string) *dstate {
 	if d.exact != nil {
-		return d.exact[level]
+		return d.exact.get(level)
 	}
 	if d.only != nil && d.label == level {
 		return d.only
@@ -107,11 +159,13 @@ func (d *dstate) lookup(level string) *dstate {
 func (d *dstate) setExact(level string, to *dstate) {
 	switch {
 	case d.exact != nil:
-		d.exact[level] = to
+		d.exact.set(level, to)
 	case d.only == nil:
 		d.label, d.only = level, to
 	default:
-		d.exact = map[string]*dstate{d.label: d.only, level: to}
+		d.exact = &dexact{list: make([]dedge, 0, 2)}
+		d.exact.set(d.label, d.only)
+		d.exact.set(level, to)
 		d.label, d.only = "", nil
 	}
 }
