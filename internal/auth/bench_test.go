@@ -194,16 +194,16 @@ func BenchmarkPrincipalMemory(b *testing.B) {
 	}
 	for b.Loop() {
 		kept := make([]*Principal, n)
-		before := heapInUse()
+		before := heapAlloc()
 		for i := range kept {
 			kept[i] = buildPrincipal(ids[i], ids[i], SourcePassword, grants)
 		}
-		b.ReportMetric(float64(heapInUse()-before)/n, "bytes/principal")
+		b.ReportMetric(float64(heapAlloc()-before)/n, "bytes/principal")
 		runtime.KeepAlive(kept)
 	}
 }
 
-func heapInUse() uint64 {
+func heapAlloc() uint64 {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

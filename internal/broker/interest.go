@@ -41,7 +41,6 @@ func linkSession(clientID string) bool {
 // other nodes; their filters are not interest.
 const NodeClientPrefix = "$node/"
 
-// indexAdd puts a subscription in the index; added is true when the session did not have it.
 // newIndex makes the core's topic index. It keeps the text of the filter each subscription
 // keeps (subscription.Filter, which f's path is a substring of) rather than a copy: one string
 // fewer per distinct filter.
@@ -51,7 +50,8 @@ func newIndex(cacheEntries int) *topic.Index[*Session, *subscription] {
 	return x
 }
 
-// indexAdd puts a subscription in the index; f must be parsed from sub.Filter (see newIndex).
+// indexAdd puts a subscription in the index; added is true when the session did not have it,
+// and f must be parsed from sub.Filter (see newIndex).
 func (b *Broker) indexAdd(f topic.Filter, s *Session, sub *subscription, added bool) {
 	b.index.Subscribe(f, s, sub)
 	if added && !linkSession(s.id) {

@@ -402,7 +402,11 @@ func (s *Session) dropExpired(t int64, budget int) int {
 
 // tooOld reports whether a queued message must not be delivered any more.
 func (s *Session) tooOld(m *message.Message, t int64) bool {
-	return m.Expired(t) || (s.limits().MaxAge > 0 && t-m.Time > int64(s.limits().MaxAge))
+	if m.Expired(t) {
+		return true
+	}
+	maxAge := s.limits().MaxAge
+	return maxAge > 0 && t-m.Time > int64(maxAge)
 }
 
 // sendNew puts a QoS 1/2 item in flight; Busy means the connection could not take it. The send

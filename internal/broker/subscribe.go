@@ -97,14 +97,15 @@ func (c *Client) syncAndUnlock() {
 func (c *Client) SendRetained(results []SubscribeResult) {
 	for _, r := range results {
 		sub := r.sub
-		if r.Err != nil || sub == nil || sub.filter().Group != "" {
+		if r.Err != nil || sub == nil {
 			continue
 		}
-		if sub.RetainHandling == 2 || (sub.RetainHandling == 1 && r.Existed) {
+		f := sub.filter()
+		if f.Group != "" || sub.RetainHandling == 2 || (sub.RetainHandling == 1 && r.Existed) {
 			continue
 		}
 		t := c.s.b.now()
-		for _, m := range c.s.b.retained.match(sub.filter().Path) {
+		for _, m := range c.s.b.retained.match(f.Path) {
 			if m.Expired(t) {
 				continue
 			}

@@ -149,7 +149,7 @@ func protoErr(code packet.ReasonCode, reason string) error {
 // not a TLS listener); only CONNECT needs them, so the connection does not keep them.
 func (c *conn) serve(cs *tls.ConnectionState, identify netio.Identify) {
 	if err := c.handshake(cs, identify); err != nil {
-		c.srv.logConnError("connect", c.RemoteAddr(), err)
+		c.logConnectFailed(err)
 		c.finish()
 		return
 	}
@@ -331,7 +331,7 @@ func (c *conn) login() {
 		err = net.ErrClosed
 	}
 	if err != nil {
-		c.srv.logConnError("connect", c.RemoteAddr(), err)
+		c.logConnectFailed(err)
 		c.finish()
 		return
 	}
@@ -390,6 +390,15 @@ func (c *conn) fail(err error) {
 func (c *conn) logDebug(msg string, err error) {
 	if c.srv.log.Enabled(context.Background(), slog.LevelDebug) {
 		c.srv.log.Debug(msg, "client", c.clientID(), "remote", c.RemoteAddr(), "err", err)
+	}
+}
+
+// logConnectFailed logs why the connection failed before it had a session, at debug level: port
+// scanners and health checks are not worth a warning each. The level is checked first, as in
+// logDebug.
+func (c *conn) logConnectFailed(err error) {
+	if c.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.srv.log.Debug("connection failed", "stage", "connect", "remote", c.RemoteAddr(), "err", err)
 	}
 }
 

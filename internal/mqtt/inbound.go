@@ -331,11 +331,12 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 	if len(p.Props.SubscriptionIDs) > 0 {
 		subID = p.Props.SubscriptionIDs[0]
 	}
-	reqs := reqsBuf[:0]
-	if len(p.Subscriptions) > few {
-		reqs = make([]broker.SubscribeRequest, 0, len(p.Subscriptions))
+	n := len(p.Subscriptions)
+	reqs, results := reqsBuf[:], resBuf[:]
+	if n > few {
+		reqs, results = make([]broker.SubscribeRequest, n), make([]broker.SubscribeResult, n)
 	}
-	reqs = reqs[:len(p.Subscriptions)]
+	reqs = reqs[:n]
 	for i, s := range p.Subscriptions {
 		// The codec has already refused no local on a shared subscription (a protocol error).
 		f := string(s.Filter)
@@ -344,14 +345,10 @@ func (c *conn) onSubscribe(flags byte, body []byte) error {
 			RetainHandling: s.RetainHandling, ID: subID,
 		}
 	}
-	var results []broker.SubscribeResult
-	switch {
-	case c.isPeer:
+	if c.isPeer {
 		results = c.peerSubscribe(reqs)
-	case len(reqs) <= few:
-		results = c.client.SubscribeInto(resBuf[:], reqs)
-	default:
-		results = c.client.Subscribe(reqs)
+	} else {
+		results = c.client.SubscribeInto(results, reqs)
 	}
 	// On the stack, with room for the usual few reasons (see writeSuback).
 	var reasons [8]packet.ReasonCode

@@ -274,9 +274,3 @@ func (s *Server) Close() error {
 		2*time.Second)
 	return nil
 }
-
-// logConnError logs why a connection failed before it had a session, at debug level: port
-// scanners and health checks are not worth a warning each.
-func (s *Server) logConnError(stage, remote string, err error) {
-	s.log.Debug("connection failed", "stage", stage, "remote", remote, "err", err)
-}

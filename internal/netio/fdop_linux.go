@@ -2,6 +2,7 @@ package netio
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -146,7 +147,4 @@ func peerName(sa *unix.RawSockaddrAny, salen uint32) string {
 }
 
 // netPort reads a port kept in network byte order.
-func netPort(p uint16) uint16 {
-	b := (*[2]byte)(unsafe.Pointer(&p))
-	return uint16(b[0])<<8 | uint16(b[1])
-}
+func netPort(p uint16) uint16 { return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&p))[:]) }
