@@ -227,7 +227,7 @@ func TestIdleFootprint(t *testing.T) {
 	}
 }
 
-// TestIdleFootprintTLS is TestIdleFootprint over TLS (startTLSFace: netio.NewTLSListener, TLS
+// TestIdleFootprintTLS is TestIdleFootprint over TLS (startTLSFace: tlsrec.NewListener, TLS
 // 1.3, an ECDSA certificate). The clients run in a child process (this test binary running
 // TestIdleTLSClientsChild), so that their tls.Conns are not on the heap measured here; with
 // TERNTEST_TLS_CURVES=x25519 they offer only X25519 (a small ClientHello).

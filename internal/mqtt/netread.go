@@ -150,6 +150,10 @@ func (r *packetReader) state() *readState {
 // the pooled buffer (setAside), and with nothing pending the working state goes back to the
 // pool, so a parked connection holds neither.
 func (r *packetReader) parked() {
+	if p, ok := r.conn.(interface{ Park() }); ok {
+		// A tlsrec.Conn drops its cipher state and read buffer.
+		p.Park()
+	}
 	s := r.st
 	if s == nil {
 		return
@@ -233,7 +237,8 @@ func (r *packetReader) parkConn() *netio.ParkConn {
 		p, _ := c.NetConn().(*netio.ParkConn)
 		return p
 	case interface{ ParkConn() *netio.ParkConn }:
-		// A WebSocket (wsconn) whose reads pass the socket's ErrWouldBlock through.
+		// A WebSocket (wsconn) or tlsrec.Conn whose reads pass the socket's ErrWouldBlock
+		// through.
 		return c.ParkConn()
 	}
 	return nil

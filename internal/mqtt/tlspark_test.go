@@ -11,10 +11,24 @@ import (
 	"github.com/ternmq/tern/internal/certs/certstest"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/netio"
+	"github.com/ternmq/tern/internal/tlsrec"
 )
 
-// startTLSFace runs an MQTT face behind netio.NewTLSListener, as the server's TLS listener does.
+// startTLSFace runs an MQTT face behind tlsrec.NewListener, as the server's TLS listener does.
 func startTLSFace(t *testing.T) (*Server, string) {
+	t.Helper()
+	return startTLSFaceOn(t, tlsrec.NewListener)
+}
+
+// tlsListeners are the two ways a TLS connection parks: a tlsrec.Conn, and a tls.Conn over a
+// netio.ParkConn (which tlsrec falls back to for TLS 1.2, and the HTTPS listener uses).
+var tlsListeners = []struct {
+	name string
+	wrap func(net.Listener, *tls.Config) net.Listener
+}{{"tlsrec", tlsrec.NewListener}, {"tls.Conn", netio.NewTLSListener}}
+
+// startTLSFaceOn runs an MQTT face behind the TLS listener wrap makes.
+func startTLSFaceOn(t *testing.T, wrap func(net.Listener, *tls.Config) net.Listener) (*Server, string) {
 	t.Helper()
 	b, err := broker.New(broker.DefaultConfig(), nil, nil)
 	if err != nil {
@@ -27,7 +41,7 @@ func startTLSFace(t *testing.T) (*Server, string) {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{certstest.ServerPair(t)}, MinVersion: tls.VersionTLS12}
-	go func() { _ = srv.Serve(netio.NewTLSListener(ln, cfg), nil) }()
+	go func() { _ = srv.Serve(wrap(ln, cfg), nil) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return srv, ln.Addr().String()
 }
@@ -92,7 +106,13 @@ func encode(t *testing.T, ps ...packet.Packet) []byte {
 // record (or packet) buffered would miss an answer here and the test would time out.
 func TestIdleTLSConnectionsPark(t *testing.T) {
 	needPoller(t)
-	_, addr := startTLSFace(t)
+	for _, l := range tlsListeners {
+		t.Run(l.name, func(t *testing.T) { testIdleTLSConnectionsPark(t, l.wrap) })
+	}
+}
+
+func testIdleTLSConnectionsPark(t *testing.T, wrap func(net.Listener, *tls.Config) net.Listener) {
+	_, addr := startTLSFaceOn(t, wrap)
 	base := runtime.NumGoroutine()
 	const n = 20
 	type client struct {

@@ -13,10 +13,11 @@ import (
 // none). Each TLS listener has its own, since each may trust its own CA.
 type Identify func(tls.ConnectionState) string
 
-// TLSState returns the TLS state of a connection: nc's own when it is a *tls.Conn, else cs, the
-// state of TLS the face cannot see (a WebSocket on an HTTPS request).
+// TLSState returns the TLS state of a connection: nc's own when it is a TLS connection (a
+// *tls.Conn or a tlsrec.Conn), else cs, the state of TLS the face cannot see (a WebSocket on an
+// HTTPS request).
 func TLSState(nc net.Conn, cs *tls.ConnectionState) (tls.ConnectionState, bool) {
-	if tc, ok := nc.(*tls.Conn); ok {
+	if tc, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		return tc.ConnectionState(), true
 	}
 	if cs != nil {

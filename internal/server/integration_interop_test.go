@@ -197,7 +197,15 @@ func TestClientTopicAliasesEndWithConnection(t *testing.T) {
 		t.Fatal("session not resumed")
 	}
 	c.pub("tae/t", 1, "named")
-	c.expect("tae/t", "named")
+	if m := c.next(); !(m.Topic == "tae/t" && string(m.Payload) == "use" && m.Duplicate()) {
+		// "use" comes again, marked as a duplicate, when the client's PUBACK for it did not
+		// reach the server before the DISCONNECT: MQTT redelivers unacknowledged messages.
+		if m.Topic != "tae/t" || string(m.Payload) != "named" {
+			t.Fatalf("got %q %q, want %q %q", m.Topic, m.Payload, "tae/t", "named")
+		}
+	} else {
+		c.expect("tae/t", "named")
+	}
 	// QoS 0: no acknowledgement to wait for, the answer is the server's DISCONNECT.
 	if _, err := c.c.Publish(context.Background(), &paho.Publish{Topic: "", QoS: 0, Payload: []byte("stale"), Properties: &paho.PublishProperties{TopicAlias: u16(1)}}); err != nil {
 		t.Fatalf("publish with the old alias: %v", err)

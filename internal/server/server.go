@@ -32,6 +32,7 @@ import (
 	"github.com/ternmq/tern/internal/store"
 	"github.com/ternmq/tern/internal/store/memstore"
 	"github.com/ternmq/tern/internal/store/pebblestore"
+	"github.com/ternmq/tern/internal/tlsrec"
 	"github.com/ternmq/tern/internal/uplink"
 	"github.com/ternmq/tern/internal/webhook"
 )
@@ -329,7 +330,8 @@ func (s *Server) serveMQTT(name, network, addr string, st *certs.ServerTLS) erro
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
 	if st != nil {
-		ln = netio.NewTLSListener(ln, st.Config())
+		// MQTT's own record layer: an idle connection sheds its cipher state (see tlsrec).
+		ln = tlsrec.NewListener(ln, st.Config())
 	}
 	s.track(name, ln)
 	s.wg.Add(1)

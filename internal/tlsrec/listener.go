@@ -1,0 +1,46 @@
+package tlsrec
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+
+	"github.com/ternmq/tern/internal/netio"
+)
+
+type listener struct {
+	net.Listener
+	cfg *Config
+}
+
+// NewListener is tls.NewListener whose connections are Conns over a netio.ParkConn (when the
+// socket is TCP or Unix), so that they can park in the poller holding neither buffers nor
+// cipher state.
+func NewListener(ln net.Listener, cfg *tls.Config) net.Listener {
+	return &listener{Listener: ln, cfg: NewConfig(cfg)}
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return Server(netio.NewParkConn(c), l.cfg), nil
+}
+
+// recordBuf holds one record as the client may send it, the largest TLS 1.3 allows.
+type recordBuf [headerLen + maxCiphertext]byte
+
+var recordBufs = sync.Pool{New: func() any { return new(recordBuf) }}
+
+func getRecordBuf() *recordBuf  { return recordBufs.Get().(*recordBuf) }
+func putRecordBuf(b *recordBuf) { recordBufs.Put(b) }
+
+// writeBufSize fits what Write gathers before it writes (flushAt) and one more record with a
+// key update ahead of it.
+const writeBufSize = flushAt + maxRecord + 64
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
+
+func getWriteBuf() *[]byte  { return writeBufs.Get().(*[]byte) }
+func putWriteBuf(b *[]byte) { writeBufs.Put(b) }
