@@ -28,16 +28,14 @@ import (
 type Conn struct {
 	nc net.Conn // the socket; a *netio.ParkConn when it can park
 
+	hs    *capture  // the handshake's view of the socket, until it is over
+	tc    *tls.Conn // set when the connection stays a tls.Conn
+	hsErr error
+	// state holds what a taken-over connection reports beyond its version and suite, when
+	// there is any (a server name, ALPN, client certificates).
+	state  *connState
 	hsMu   sync.Mutex
 	hsDone atomic.Bool
-	hsErr  error
-	hs     *capture  // the handshake's view of the socket, until it is over
-	tc     *tls.Conn // set when the connection stays a tls.Conn
-	state  *connState
-
-	in  inHalf
-	out outHalf
-
 	// parked is set by Park and cleared by the next Read: a Write while it is set drops the
 	// sending AEAD again when it is done.
 	parked atomic.Bool
@@ -45,8 +43,14 @@ type Conn struct {
 	keyUpdateDue atomic.Bool
 	// activeCall counts Writes in flight; bit 0 says Close was called (tls.Conn's interlock).
 	activeCall atomic.Int32
+	resumed    bool
+
+	in  inHalf
+	out outHalf
 }
 
+// inHalf is the reading side. Offsets are int32 (a buffer holds one record): every idle
+// connection carries them.
 type inHalf struct {
 	mu  sync.Mutex
 	dir direction
@@ -55,10 +59,10 @@ type inHalf struct {
 	// decrypted are buf[raw:end]; the decrypted content of the last record not yet read is
 	// buf[plain:plainEnd].
 	buf             *recordBuf
-	plain, plainEnd int
-	raw, end        int
 	aside           []byte // a parked connection's partial record (buf is nil then)
-	uselessRecords  int
+	plain, plainEnd int32
+	raw, end        int32
+	uselessRecords  uint8
 }
 
 type outHalf struct {
@@ -68,13 +72,13 @@ type outHalf struct {
 	closeNotify bool  // close_notify sent: nothing more may be written
 }
 
-// connState is what ConnectionState reports once the record layer took over.
+// connState is what ConnectionState reports once the record layer took over, besides the
+// version, suite and resumption.
 type connState struct {
-	version, suite, curve uint16
-	didResume             bool
-	serverName, protocol  string
-	peerCertificates      []*x509.Certificate
-	verifiedChains        [][]*x509.Certificate
+	curve                uint16
+	serverName, protocol string
+	peerCertificates     []*x509.Certificate
+	verifiedChains       [][]*x509.Certificate
 }
 
 // Server returns a connection that runs the TLS handshake of cfg over nc on its first Read or
@@ -122,7 +126,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		if in.plain < in.plainEnd {
 			n := copy(p, in.buf[in.plain:in.plainEnd])
-			in.plain += n
+			in.plain += int32(n)
 			return n, nil
 		}
 		ok, err := c.nextRecord()
@@ -152,11 +156,11 @@ func (c *Conn) nextRecord() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if in.end-in.raw < headerLen+n {
+	if int(in.end-in.raw) < headerLen+n {
 		return false, nil
 	}
 	start := in.raw
-	in.raw += headerLen + n
+	in.raw += int32(headerLen + n)
 	typ, content, err := in.dir.open(in.buf[start:in.raw])
 	if err != nil {
 		return false, err
@@ -164,7 +168,7 @@ func (c *Conn) nextRecord() (bool, error) {
 	switch typ {
 	case typeApplicationData:
 		if len(content) > 0 {
-			in.plain, in.plainEnd = start+headerLen, start+headerLen+len(content)
+			in.plain, in.plainEnd = start+headerLen, start+headerLen+int32(len(content))
 			in.uselessRecords = 0
 			return true, nil
 		}
@@ -203,16 +207,16 @@ func (c *Conn) fill() error {
 	in := &c.in
 	if in.buf == nil {
 		in.buf = getRecordBuf()
-		in.end = copy(in.buf[:], in.aside)
+		in.end = int32(copy(in.buf[:], in.aside))
 		in.raw, in.aside = 0, nil
 	} else if in.raw > 0 {
 		// Only a partial record is held: move it to the front to make room for its rest.
-		in.end = copy(in.buf[:], in.buf[in.raw:in.end])
+		in.end = int32(copy(in.buf[:], in.buf[in.raw:in.end]))
 		in.raw = 0
 	}
 	in.plain, in.plainEnd = 0, 0
 	n, err := c.nc.Read(in.buf[in.end:])
-	in.end += n
+	in.end += int32(n)
 	if n > 0 {
 		return nil
 	}
@@ -467,7 +471,8 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// ConnectionState reports the negotiated parameters (the zero state before the handshake).
+// ConnectionState reports the negotiated parameters (the zero state before the handshake). A
+// taken-over connection that sent no server name, ALPN or certificate reports no CurveID.
 func (c *Conn) ConnectionState() tls.ConnectionState {
 	if !c.hsDone.Load() {
 		return tls.ConnectionState{}
@@ -475,13 +480,16 @@ func (c *Conn) ConnectionState() tls.ConnectionState {
 	if c.tc != nil {
 		return c.tc.ConnectionState()
 	}
-	s := c.state
-	if s == nil {
+	if c.hsErr != nil {
 		return tls.ConnectionState{}
 	}
-	return tls.ConnectionState{Version: s.version, HandshakeComplete: true, DidResume: s.didResume,
-		CipherSuite: s.suite, CurveID: tls.CurveID(s.curve), ServerName: s.serverName,
-		NegotiatedProtocol: s.protocol, PeerCertificates: s.peerCertificates, VerifiedChains: s.verifiedChains}
+	cs := tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true, DidResume: c.resumed,
+		CipherSuite: c.out.dir.suite().id} // the suite is set once, at the takeover
+	if s := c.state; s != nil {
+		cs.CurveID, cs.ServerName, cs.NegotiatedProtocol = tls.CurveID(s.curve), s.serverName, s.protocol
+		cs.PeerCertificates, cs.VerifiedChains = s.peerCertificates, s.verifiedChains
+	}
+	return cs
 }
 
 // ParkConn is the socket when it can park in the poller (nil otherwise).

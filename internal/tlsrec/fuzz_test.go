@@ -24,7 +24,7 @@ func (s *streamConn) Close() error                     { return nil }
 func tookOver(t testing.TB, id uint16, stream []byte) *Conn {
 	c := &Conn{nc: &streamConn{r: bytes.NewReader(stream)}}
 	s := suiteByID(id)
-	secret := bytes.Repeat([]byte{7}, s.hashLen())
+	secret := bytes.Repeat([]byte{7}, s.hashLen)
 	if err := c.in.dir.setSecret(s, secret); err != nil {
 		t.Fatal(err)
 	}

@@ -147,9 +147,11 @@ func (k *capture) run() error {
 		c.tc = tc
 		return nil
 	}
-	c.state = &connState{version: st.Version, suite: st.CipherSuite, curve: uint16(st.CurveID),
-		didResume: st.DidResume, serverName: st.ServerName, protocol: st.NegotiatedProtocol,
-		peerCertificates: st.PeerCertificates, verifiedChains: st.VerifiedChains}
+	c.resumed = st.DidResume
+	if st.ServerName != "" || st.NegotiatedProtocol != "" || len(st.PeerCertificates) > 0 {
+		c.state = &connState{curve: uint16(st.CurveID), serverName: st.ServerName, protocol: st.NegotiatedProtocol,
+			peerCertificates: st.PeerCertificates, verifiedChains: st.VerifiedChains}
+	}
 	return nil
 }
 

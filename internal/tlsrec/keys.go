@@ -15,18 +15,16 @@ import (
 
 // suite is what the record layer needs of a TLS 1.3 cipher suite.
 type suite struct {
-	id     uint16
-	keyLen int
-	hash   func() hash.Hash
+	id      uint16
+	keyLen  int
+	hash    func() hash.Hash
+	hashLen int // the size of the suite's traffic secrets
 }
 
-// hashLen is the size of the suite's traffic secrets.
-func (s *suite) hashLen() int { return s.hash().Size() }
-
 var suites = []suite{
-	{tls.TLS_AES_128_GCM_SHA256, 16, sha256.New},
-	{tls.TLS_AES_256_GCM_SHA384, 32, sha512.New384},
-	{tls.TLS_CHACHA20_POLY1305_SHA256, 32, sha256.New},
+	{tls.TLS_AES_128_GCM_SHA256, 16, sha256.New, sha256.Size},
+	{tls.TLS_AES_256_GCM_SHA384, 32, sha512.New384, sha512.Size384},
+	{tls.TLS_CHACHA20_POLY1305_SHA256, 32, sha256.New, sha256.Size},
 }
 
 func suiteByID(id uint16) *suite {
@@ -48,12 +46,20 @@ const (
 // the sequence number, and the AEAD built from the key, which a parked connection drops (an
 // AES-GCM instance holds about 900 bytes of key schedule and tables) and builds again on use.
 type direction struct {
-	suite  *suite
 	secret [maxSecret]byte
 	key    [maxKey]byte
 	iv     [ivLen]byte
+	suiteN uint8 // index in suites plus one (zero: no keys yet); a byte where a pointer takes eight
 	seq    uint64
 	aead   cipher.AEAD
+}
+
+// suite is the direction's cipher suite (nil before setSecret).
+func (d *direction) suite() *suite {
+	if d.suiteN == 0 {
+		return nil
+	}
+	return &suites[d.suiteN-1]
 }
 
 // errSecret: a logged traffic secret has the wrong size for the negotiated suite.
@@ -61,10 +67,14 @@ var errSecret = errors.New("tlsrec: traffic secret does not fit the cipher suite
 
 // setSecret installs a traffic secret: its key and IV are derived and the sequence restarts.
 func (d *direction) setSecret(s *suite, secret []byte) error {
-	if len(secret) != s.hashLen() {
+	if len(secret) != s.hashLen {
 		return errSecret
 	}
-	d.suite = s
+	for i := range suites {
+		if &suites[i] == s {
+			d.suiteN = uint8(i + 1)
+		}
+	}
 	copy(d.secret[:], secret)
 	key, err := expandLabel(s.hash, secret, "key", s.keyLen)
 	if err != nil {
@@ -83,12 +93,13 @@ func (d *direction) setSecret(s *suite, secret []byte) error {
 
 // update moves to the next traffic secret (RFC 8446, 7.2), after a KeyUpdate.
 func (d *direction) update() error {
-	n := d.suite.hashLen()
-	next, err := expandLabel(d.suite.hash, d.secret[:n], "traffic upd", n)
+	s := d.suite()
+	n := s.hashLen
+	next, err := expandLabel(s.hash, d.secret[:n], "traffic upd", n)
 	if err != nil {
 		return err
 	}
-	return d.setSecret(d.suite, next)
+	return d.setSecret(s, next)
 }
 
 // cipher returns the direction's AEAD, building it when it was dropped.
@@ -96,9 +107,10 @@ func (d *direction) cipher() (cipher.AEAD, error) {
 	if d.aead != nil {
 		return d.aead, nil
 	}
-	key := d.key[:d.suite.keyLen]
+	s := d.suite()
+	key := d.key[:s.keyLen]
 	var err error
-	if d.suite.id == tls.TLS_CHACHA20_POLY1305_SHA256 {
+	if s.id == tls.TLS_CHACHA20_POLY1305_SHA256 {
 		d.aead, err = chacha20poly1305.New(key)
 		return d.aead, err
 	}
