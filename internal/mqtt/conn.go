@@ -252,8 +252,11 @@ func (c *conn) park() bool {
 // the connection meanwhile (netio.Conn.Attach).
 func (c *conn) detachIdle() time.Time {
 	after := c.srv.cfg.DetachIdle
-	if after <= 0 || c.isPeer || c.rd.raw == nil {
+	if after <= 0 || c.isPeer {
 		return time.Time{}
+	}
+	if c.rd.raw == nil {
+		return c.detachIdleSocket(after)
 	}
 	now := monoNow()
 	if due := c.rd.readAt + int64(after); now < due && !c.rd.detached() {
@@ -267,6 +270,29 @@ func (c *conn) detachIdle() time.Time {
 		return time.Time{} // being written to: the next park looks again
 	}
 	return monoTime(now + int64(after))
+}
+
+// detachIdleSocket is detachIdle for a TLS connection of tlsrec: its record layer stays, the
+// socket under it lets go of its net.Conn (netio.ParkConn.Detach).
+func (c *conn) detachIdleSocket(after time.Duration) time.Time {
+	d, ok := c.rd.conn.(socketDetacher)
+	p := c.rd.parkConn()
+	if !ok || p == nil || c.watch == nil {
+		return time.Time{}
+	}
+	now := monoNow()
+	if due := c.rd.readAt + int64(after); now < due && !p.Detached() {
+		return monoTime(due)
+	}
+	if d.DetachSocket(c.watch) {
+		return time.Time{}
+	}
+	return monoTime(now + int64(after))
+}
+
+// socketDetacher is a connection whose socket can let go of its net.Conn (tlsrec.Conn).
+type socketDetacher interface {
+	DetachSocket(*netio.Watch) bool
 }
 
 // attach gives a detached connection's reader a net.Conn again, for reads that wait.
@@ -296,7 +322,13 @@ func (c *conn) Ready() {
 		go c.login()
 		return
 	}
-	if !c.rd.detached() {
+	var attach func() error
+	if c.rd.detached() {
+		attach = c.attach
+	} else if p := c.rd.parkConn(); p != nil && p.Detached() {
+		attach = p.Attach // a TLS connection whose socket is detached
+	}
+	if attach == nil {
 		c.loop(true)
 		return
 	}
@@ -304,7 +336,7 @@ func (c *conn) Ready() {
 		c.quickWakes = 0
 	} else if c.quickWakes++; c.quickWakes >= busyWakes {
 		c.quickWakes = 0
-		if err := c.attach(); err != nil {
+		if err := attach(); err != nil {
 			c.logDebug("attach", err)
 			c.finish()
 			return

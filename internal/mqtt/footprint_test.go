@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ternmq/tern/internal/mqtt/packet"
+	"github.com/ternmq/tern/internal/tlsrec"
 )
 
 // rawIdleClients opens n MQTT 3.1.1 connections to addr as bare file descriptors (no net.Conn,
@@ -239,7 +240,17 @@ func TestIdleFootprintTLS(t *testing.T) {
 	if os.Getenv("TERNTEST_FOOTPRINT_PROFILE") != "" {
 		runtime.MemProfileRate = 1
 	}
-	_, addr := startTLSFace(t)
+	// As in TestIdleFootprint, the sockets detach at their first park unless
+	// TERNTEST_FOOTPRINT_DETACH says otherwise (0: they stay attached).
+	detach := time.Millisecond
+	if v := os.Getenv("TERNTEST_FOOTPRINT_DETACH"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("TERNTEST_FOOTPRINT_DETACH: %v", err)
+		}
+		detach = d
+	}
+	srv, addr := startTLSFaceOn(t, tlsrec.NewListener, func(c *Config) { c.DetachIdle = detach })
 	before := measureFootprint()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -272,11 +283,18 @@ func TestIdleFootprintTLS(t *testing.T) {
 	}
 	// Every connection is parked when the server holds (almost) no goroutine for them.
 	waitGoroutines(t, before.goroutines, n/100)
+	detached := 0
+	if detach > 0 {
+		deadline := time.Now().Add(30 * time.Second)
+		for detached = countTLSDetached(srv); detached < n*99/100 && time.Now().Before(deadline); detached = countTLSDetached(srv) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	after := measureFootprint()
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
-	t.Logf("%d idle TLS connections: heap %.0f B, stacks %.0f B, retained %.0f B, goroutines %.3f per connection",
-		n, per(after.heap, before.heap), per(after.stacks, before.stacks), per(after.retained, before.retained),
-		float64(after.goroutines-before.goroutines)/float64(n))
+	t.Logf("%d idle TLS connections (%d detached): heap %.0f B, stacks %.0f B, retained %.0f B, RSS %.0f B, goroutines %.3f per connection",
+		n, detached, per(after.heap, before.heap), per(after.stacks, before.stacks), per(after.retained, before.retained),
+		per(after.rss, before.rss), float64(after.goroutines-before.goroutines)/float64(n))
 	if f := os.Getenv("TERNTEST_FOOTPRINT_PROFILE"); f != "" {
 		out, err := os.Create(f)
 		if err != nil {
@@ -287,6 +305,17 @@ func TestIdleFootprintTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// countTLSDetached counts srv's connections whose socket is detached.
+func countTLSDetached(srv *Server) int {
+	n := 0
+	for _, c := range srv.conns.All() {
+		if p := c.rd.parkConn(); p != nil && p.Detached() {
+			n++
+		}
+	}
+	return n
 }
 
 // TestIdleTLSClientsChild is TestIdleFootprintTLS's client process: it opens the connections,

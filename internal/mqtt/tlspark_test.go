@@ -27,21 +27,26 @@ var tlsListeners = []struct {
 	wrap func(net.Listener, *tls.Config) net.Listener
 }{{"tlsrec", tlsrec.NewListener}, {"tls.Conn", netio.NewTLSListener}}
 
-// startTLSFaceOn runs an MQTT face behind the TLS listener wrap makes.
-func startTLSFaceOn(t *testing.T, wrap func(net.Listener, *tls.Config) net.Listener) (*Server, string) {
+// startTLSFaceOn runs an MQTT face behind the TLS listener wrap makes; mod (if any) changes its
+// configuration.
+func startTLSFaceOn(t *testing.T, wrap func(net.Listener, *tls.Config) net.Listener, mod ...func(*Config)) (*Server, string) {
 	t.Helper()
 	b, err := broker.New(broker.DefaultConfig(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	srv := NewServer(b, DefaultConfig(), nil)
+	cfg := DefaultConfig()
+	for _, m := range mod {
+		m(&cfg)
+	}
+	srv := NewServer(b, cfg, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{certstest.ServerPair(t)}, MinVersion: tls.VersionTLS12}
-	go func() { _ = srv.Serve(wrap(ln, cfg), nil) }()
+	tcfg := &tls.Config{Certificates: []tls.Certificate{certstest.ServerPair(t)}, MinVersion: tls.VersionTLS12}
+	go func() { _ = srv.Serve(wrap(ln, tcfg), nil) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return srv, ln.Addr().String()
 }

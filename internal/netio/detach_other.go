@@ -42,3 +42,19 @@ func (r *Registry[C]) ServeBare(net.Listener, func(*Socket)) error { return errN
 func (c *Conn) InitBare(*Socket, *Shared, Events) {}
 
 func (*bareFD) remoteAddr() string { return "" }
+
+// Detach does nothing: without the Poller nothing parks.
+func (c *ParkConn) Detach(*Watch) bool { return false }
+
+// Attach does nothing: a ParkConn is always attached here.
+func (c *ParkConn) Attach() error { return nil }
+
+func (c *ParkConn) attachLocked() error       { return errNoPoller }
+func (c *ParkConn) attachWriterLocked() error { return errNoPoller }
+
+func (*bareFD) writeNow([]byte) (int, error) { return 0, errNoPoller }
+func (*bareFD) addr(bool) net.Addr           { return nil }
+
+func (*bareFD) Control(func(fd uintptr)) error    { return errNoPoller }
+func (*bareFD) Read(func(fd uintptr) bool) error  { return errNoPoller }
+func (*bareFD) Write(func(fd uintptr) bool) error { return errNoPoller }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"syscall"
+	"time"
 )
 
 // ParkConn is the socket under a TLS connection that can park in the Poller. tls.Conn reads
@@ -14,9 +16,20 @@ import (
 // (readRecordOrCCS makes an error sticky only when it is not a temporary net.Error). The bytes
 // of an incomplete record stay in tls.Conn's rawInput; their rest makes the socket readable
 // again, so a connection that parks after ErrWouldBlock never sleeps on a complete record.
+//
+// A parked ParkConn can also let go of its net.Conn (Detach), as Conn.Detach does for a plain
+// connection: it keeps a bare descriptor, which reads that do not wait and writes the socket
+// takes at once go through; a read that waits attaches it again, and a write that must wait
+// attaches it for itself (two descriptors, until the reader's next Detach or Attach).
 type ParkConn struct {
-	net.Conn
+	// mu guards nc, raw, det and writing: a writer may attach the connection while its reader
+	// reads.
+	mu  sync.Mutex
+	nc  net.Conn // nil while detached (unless a writer attached it)
 	raw syscall.RawConn
+	det *parkDetached // set while detached
+	// writing counts writes through nc in progress; Detach waits for none.
+	writing int32
 	// nowait is set and read only by the connection's reader (tls.Conn reads under its own
 	// input lock; writes never read).
 	nowait bool
@@ -25,6 +38,15 @@ type ParkConn struct {
 	n      int
 	err    error
 	readFn func(fd uintptr) bool
+}
+
+// parkDetached is what a detached ParkConn keeps instead of its net.Conn.
+type parkDetached struct {
+	bare *bareFD
+	w    *Watch // moved back to the net.Conn's descriptor on Attach
+	// Deadlines set while detached, in Unix nanoseconds (0: none), for the net.Conn an attach
+	// makes.
+	readDue, writeDue int64
 }
 
 // ErrWouldBlock is what a NoWait read returns on a drained socket: a net.Error that is both a
@@ -48,32 +70,68 @@ func NewParkConn(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	pc := &ParkConn{Conn: c, raw: raw}
+	pc := &ParkConn{nc: c, raw: raw}
 	pc.readFn = pc.readFD
 	return pc
 }
 
 // RawConn is the socket, for Poller.Watch.
-func (c *ParkConn) RawConn() syscall.RawConn { return c.raw }
+func (c *ParkConn) RawConn() syscall.RawConn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.det != nil {
+		return c.det.bare
+	}
+	return c.raw
+}
 
 // CloseWrite shuts the sending side of the socket (TCP and Unix sockets have one).
 func (c *ParkConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
+	c.mu.Lock()
+	nc, det := c.nc, c.det
+	c.mu.Unlock()
+	if nc != nil {
+		if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+			return cw.CloseWrite()
+		}
+		return nil
 	}
-	return nil
+	return det.bare.shutdownWrite()
 }
 
 // SetNoWait says whether reads may wait (false) or return ErrWouldBlock on a drained socket.
 func (c *ParkConn) SetNoWait(v bool) { c.nowait = v }
 
+// Detached reports whether the connection holds a bare descriptor instead of its net.Conn.
+func (c *ParkConn) Detached() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.det != nil
+}
+
 // Read reads as the socket does, or without waiting while NoWait is set.
 func (c *ParkConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	nc, raw := c.nc, c.raw
+	if c.det != nil {
+		if !c.nowait && len(p) > 0 {
+			// A read that waits does so in Go's netpoller.
+			err := c.attachLocked()
+			nc = c.nc
+			c.mu.Unlock()
+			if err != nil {
+				return 0, err
+			}
+			return nc.Read(p)
+		}
+		raw = c.det.bare
+	}
+	c.mu.Unlock()
 	if !c.nowait || len(p) == 0 {
-		return c.Conn.Read(p)
+		return nc.Read(p) // attached (det nil): nc is set
 	}
 	c.p, c.n, c.err = p, 0, nil
-	err := c.raw.Read(c.readFn)
+	err := raw.Read(c.readFn)
 	c.p = nil
 	switch {
 	case err != nil:
@@ -86,6 +144,114 @@ func (c *ParkConn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return c.n, nil
+}
+
+// Write writes p. A detached connection writes what the socket takes at once through its bare
+// descriptor, and attaches for a write that must wait.
+func (c *ParkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	done := 0
+	if c.det != nil && c.nc == nil {
+		n, err := c.det.bare.writeNow(p)
+		if err != nil || n == len(p) {
+			c.mu.Unlock()
+			return n, err
+		}
+		done = n
+		if err := c.attachWriterLocked(); err != nil {
+			c.mu.Unlock()
+			return done, err
+		}
+	}
+	nc := c.nc
+	c.writing++
+	c.mu.Unlock()
+	n, err := nc.Write(p[done:])
+	c.mu.Lock()
+	c.writing--
+	c.mu.Unlock()
+	return done + n, err
+}
+
+// Close closes the socket: its net.Conn and the descriptor a detached connection keeps.
+func (c *ParkConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var err error
+	if c.nc != nil {
+		err = c.nc.Close()
+	}
+	if c.det != nil {
+		c.det.bare.close()
+	}
+	return err
+}
+
+// LocalAddr is the socket's local address.
+func (c *ParkConn) LocalAddr() net.Addr { return c.addr(false) }
+
+// RemoteAddr is the client's address.
+func (c *ParkConn) RemoteAddr() net.Addr { return c.addr(true) }
+
+func (c *ParkConn) addr(remote bool) net.Addr {
+	c.mu.Lock()
+	nc, det := c.nc, c.det
+	c.mu.Unlock()
+	switch {
+	case nc != nil && remote:
+		return nc.RemoteAddr()
+	case nc != nil:
+		return nc.LocalAddr()
+	}
+	return det.bare.addr(remote)
+}
+
+// SetDeadline sets both deadlines.
+func (c *ParkConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline; a detached connection keeps it for its next attach.
+func (c *ParkConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.det != nil {
+		c.det.readDue = unixNano(t)
+	}
+	if c.nc != nil {
+		return c.nc.SetReadDeadline(t)
+	}
+	return nil
+}
+
+// SetWriteDeadline sets the write deadline; a detached connection keeps it for its next attach.
+func (c *ParkConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.det != nil {
+		c.det.writeDue = unixNano(t)
+	}
+	if c.nc != nil {
+		return c.nc.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }
 
 // readFD reads once and never asks to wait.

@@ -510,3 +510,10 @@ func (c *Conn) RemoteAddr() net.Addr               { return c.nc.RemoteAddr() }
 func (c *Conn) SetDeadline(t time.Time) error      { return c.nc.SetDeadline(t) }
 func (c *Conn) SetReadDeadline(t time.Time) error  { return c.nc.SetReadDeadline(t) }
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadline(t) }
+
+// DetachSocket lets go of the socket's net.Conn while the connection is parked, keeping a bare
+// descriptor (netio.ParkConn.Detach); w is the connection's watch, which the caller owns.
+func (c *Conn) DetachSocket(w *netio.Watch) bool {
+	p := c.ParkConn()
+	return p != nil && p.Detach(w)
+}
