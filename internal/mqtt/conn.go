@@ -272,8 +272,8 @@ func (c *conn) detachIdle() time.Time {
 	return monoTime(now + int64(after))
 }
 
-// detachIdleSocket is detachIdle for a TLS connection of tlsrec: its record layer stays, the
-// socket under it lets go of its net.Conn (netio.ParkConn.Detach).
+// detachIdleSocket is detachIdle for a TLS connection of tlsrec or a WebSocket: the layer above
+// the socket stays, the socket under it lets go of its net.Conn (netio.ParkConn.Detach).
 func (c *conn) detachIdleSocket(after time.Duration) time.Time {
 	d, ok := c.rd.conn.(socketDetacher)
 	p := c.rd.parkConn()
@@ -290,7 +290,8 @@ func (c *conn) detachIdleSocket(after time.Duration) time.Time {
 	return monoTime(now + int64(after))
 }
 
-// socketDetacher is a connection whose socket can let go of its net.Conn (tlsrec.Conn).
+// socketDetacher is a connection whose socket can let go of its net.Conn (tlsrec.Conn,
+// wsconn.Conn).
 type socketDetacher interface {
 	DetachSocket(*netio.Watch) bool
 }

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/ternmq/tern/internal/tlsrec"
 )
 
 // Clients that go quiet and busy again at random, so their connections detach and attach over
@@ -19,12 +22,49 @@ import (
 // sends to itself comes back, and when all have left no descriptor is left open and none is
 // counted detached. Run with -race, it is the check that the kept descriptors, the watches and
 // the writers stay out of each other's way.
+//
+// Over TLS (tlsrec) the sockets under the record layer detach and attach the same way.
 func TestDetachAttachUnderLoad(t *testing.T) {
 	needPoller(t)
 	if testing.Short() {
 		t.Skip("runs for several seconds")
 	}
-	srv, addr := startFace(t, func(c *Config) { c.DetachIdle = time.Millisecond })
+	detachNow := func(c *Config) { c.DetachIdle = time.Millisecond }
+	t.Run("tcp", func(t *testing.T) {
+		srv, addr := startFace(t, detachNow)
+		testDetachAttachUnderLoad(t, srv, func() (net.Conn, error) { return net.Dial("tcp", addr) })
+	})
+	t.Run("tls", func(t *testing.T) {
+		srv, addr := startTLSFaceOn(t, tlsrec.NewListener, detachNow)
+		// The face counts no TLS socket as detached (Stats.Detached is the plain
+		// connections'): the test looks at the sockets while it runs.
+		most := make(chan int)
+		done := make(chan struct{})
+		go func() {
+			m := 0
+			for {
+				select {
+				case <-done:
+					most <- m
+					return
+				case <-time.After(10 * time.Millisecond):
+					m = max(m, countTLSDetached(srv))
+				}
+			}
+		}()
+		testDetachAttachUnderLoad(t, srv, func() (net.Conn, error) {
+			return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		})
+		close(done)
+		if m := <-most; m == 0 {
+			t.Error("no TLS socket detached")
+		} else {
+			t.Logf("at most %d TLS sockets detached at once", m)
+		}
+	})
+}
+
+func testDetachAttachUnderLoad(t *testing.T, srv *Server, dial func() (net.Conn, error)) {
 	baseFDs := openFDs(t)
 	const clients = 12
 	run := 5 * time.Second
@@ -34,7 +74,7 @@ func TestDetachAttachUnderLoad(t *testing.T) {
 	fanDone := make(chan struct{})
 	go func() {
 		defer close(fanDone)
-		nc, err := net.Dial("tcp", addr)
+		nc, err := dial()
 		if err != nil {
 			t.Error(err)
 			return
@@ -68,7 +108,7 @@ func TestDetachAttachUnderLoad(t *testing.T) {
 			id := fmt.Sprintf("stress-%d", i)
 			prev := func() {}
 			for round := 0; time.Now().Before(stop); round++ {
-				next, err := stressSession(addr, id, rng, stop, prev)
+				next, err := stressSession(dial, id, rng, stop, prev)
 				if err != nil {
 					t.Errorf("%s round %d: %v", id, round, err)
 					return
@@ -90,8 +130,8 @@ func TestDetachAttachUnderLoad(t *testing.T) {
 // that one afterwards), subscribes to its own topic and the fan-out, and until stop or a random
 // reconnect sends bursts of QoS 1 messages to itself between random pauses, checking each comes
 // back. It returns what closes its own connection.
-func stressSession(addr, id string, rng *rand.Rand, stop time.Time, prev func()) (func(), error) {
-	nc, err := net.Dial("tcp", addr)
+func stressSession(dial func() (net.Conn, error), id string, rng *rand.Rand, stop time.Time, prev func()) (func(), error) {
+	nc, err := dial()
 	if err != nil {
 		return nil, err
 	}

@@ -307,7 +307,7 @@ func TestIdleFootprintTLS(t *testing.T) {
 	}
 }
 
-// countTLSDetached counts srv's connections whose socket is detached.
+// countTLSDetached counts srv's connections whose socket (under TLS or a WebSocket) is detached.
 func countTLSDetached(srv *Server) int {
 	n := 0
 	for _, c := range srv.conns.All() {

@@ -25,12 +25,23 @@ import (
 // the server's /mqtt does; with tlsOn the HTTP server is HTTPS (its listener parkable).
 func startWSFace(t *testing.T, tlsOn bool) string {
 	t.Helper()
+	_, addr := startWSFaceWith(t, tlsOn, nil)
+	return addr
+}
+
+// startWSFaceWith is startWSFace with the face's configuration changed by mod (if not nil).
+func startWSFaceWith(t *testing.T, tlsOn bool, mod func(*Config)) (*Server, string) {
+	t.Helper()
 	b, err := broker.New(broker.DefaultConfig(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	srv := NewServer(b, DefaultConfig(), nil)
+	cfg := DefaultConfig()
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv := NewServer(b, cfg, nil)
 	t.Cleanup(func() { _ = srv.Close() })
 	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := wsconn.Upgrade(w, r, wsconn.Options{Subprotocols: []string{"mqtt"}, AnyOrigin: true})
@@ -46,7 +57,7 @@ func startWSFace(t *testing.T, tlsOn bool) string {
 	}
 	hs.Start()
 	t.Cleanup(hs.Close)
-	return hs.Listener.Addr().String()
+	return srv, hs.Listener.Addr().String()
 }
 
 // wsClient is a synchronous MQTT-over-WebSocket client transport: each Write is one masked
@@ -164,11 +175,22 @@ func (c *wsClient) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDea
 // holding no goroutine, and parked they read every packet however it is cut into frames,
 // fragments and TCP segments: one that slept with a packet's bytes read past would miss an
 // answer here and the test would time out.
+//
+// Detached, they do the same with their sockets' bare descriptors (DetachIdle 1 ms: each
+// detaches at every park).
 func TestIdleWebSocketConnectionsPark(t *testing.T) {
 	needPoller(t)
-	for _, tlsOn := range []bool{false, true} {
-		t.Run(map[bool]string{false: "ws", true: "wss"}[tlsOn], func(t *testing.T) {
-			addr := startWSFace(t, tlsOn)
+	for _, tc := range []struct {
+		name          string
+		tlsOn, detach bool
+	}{{"ws", false, false}, {"wss", true, false}, {"ws-detached", false, true}, {"wss-detached", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tlsOn := tc.tlsOn
+			detachIdle := time.Duration(0)
+			if tc.detach {
+				detachIdle = time.Millisecond
+			}
+			srv, addr := startWSFaceWith(t, tlsOn, func(c *Config) { c.DetachIdle = detachIdle })
 			base := runtime.NumGoroutine()
 			const n = 20
 			type client struct {
@@ -183,6 +205,15 @@ func TestIdleWebSocketConnectionsPark(t *testing.T) {
 			}
 			// The test reads synchronously; the server's parked connections hold none.
 			waitGoroutines(t, base, n/4)
+			if tc.detach {
+				deadline := time.Now().Add(10 * time.Second)
+				for countTLSDetached(srv) < n {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d of %d sockets detached", countTLSDetached(srv), n)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
 			ping := encode(t, &packet.Pingreq{})
 			sub := encode(t, &packet.Subscribe{PacketID: 7, Subscriptions: []packet.Subscription{{Filter: []byte("a/long/enough/filter")}}})
 			for _, c := range cs {
