@@ -443,3 +443,66 @@ func TestCloseBeforeHandshake(t *testing.T) {
 		t.Fatal("read on a closed connection succeeded")
 	}
 }
+
+// heldConn holds back every write after the first (the ClientHello) until flush, so that the
+// client's Finished and its first application data reach the server in one segment.
+type heldConn struct {
+	net.Conn
+	writes int
+	held   []byte
+}
+
+func (h *heldConn) Write(p []byte) (int, error) {
+	if h.writes++; h.writes == 1 {
+		return h.Conn.Write(p)
+	}
+	h.held = append(h.held, p...)
+	return len(p), nil
+}
+
+func (h *heldConn) flush() error {
+	_, err := h.Conn.Write(h.held)
+	return err
+}
+
+// TestDataReadWithTheFinished: application data that arrives with the client's Finished, read
+// ahead during the handshake, is the first this package decrypts.
+func TestDataReadWithTheFinished(t *testing.T) {
+	addr, conns := listen(t, serverConfig(t))
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &heldConn{Conn: raw}
+	cli := tls.Client(h, clientConfig())
+	srv := <-conns
+	t.Cleanup(func() { _ = cli.Close(); _ = srv.Close() })
+	_ = raw.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = srv.SetDeadline(time.Now().Add(10 * time.Second))
+	errc := make(chan error, 1)
+	go func() {
+		if err := cli.Handshake(); err != nil {
+			errc <- err
+			return
+		}
+		if _, err := cli.Write([]byte("with the finished")); err != nil {
+			errc <- err
+			return
+		}
+		errc <- h.flush()
+	}()
+	if err := srv.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !srv.TookOver() || srv.in.buf == nil {
+		t.Fatal("the application data was not read ahead with the Finished")
+	}
+	buf := make([]byte, 64)
+	n, err := srv.Read(buf)
+	if err != nil || string(buf[:n]) != "with the finished" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"net"
+	"sync"
 )
 
 // Config is a TLS server configuration whose connections can take their record layer over.
@@ -49,20 +50,23 @@ func NewConfig(cfg *tls.Config) *Config {
 // takeover's accounting (certificate chains are a few KiB); a longer handshake stays a tls.Conn.
 const maxCapture = 64 << 10
 
-// capture is the socket as crypto/tls sees it during the handshake. Its reads stop at each
-// record's end, so that tls.Conn takes no byte beyond the client's Finished (the client's first
-// application record is then the first this package reads, sequence number zero); it keeps what
-// the server sends, to count the records sent under the application key; and as a KeyLogWriter
-// (keyLog) it receives the traffic secrets. When the connection stays a tls.Conn it passes
-// everything through.
+// capture is the socket as crypto/tls sees it during the handshake. It reads ahead into a small
+// buffer of its own but hands tls.Conn nothing past the end of the current record, so that
+// tls.Conn takes no byte beyond the client's Finished: the client's first application record
+// (usually read with the Finished) is then the first this package decrypts, sequence number
+// zero. It keeps what the server sends, to count the records sent under the application key;
+// and as a KeyLogWriter (keyLog) it receives the traffic secrets. When the connection stays a
+// tls.Conn it passes everything through.
 type capture struct {
 	net.Conn
 	c   *Conn
 	cfg *Config
 
-	hdr  [headerLen]byte
-	hn   int // bytes of hdr read
-	left int // bytes of the current record's body still to read
+	ahead  *aheadBuf // bytes read from the socket, ahead[as:ae] not yet handed on
+	as, ae int
+	hdr    [headerLen]byte
+	hn     int // bytes of hdr handed on
+	left   int // bytes of the current record's body still to hand on
 
 	sent     []byte
 	overflow bool
@@ -71,27 +75,54 @@ type capture struct {
 	clientSecret, serverSecret []byte
 }
 
+// aheadSize is the read-ahead of a handshake: a ClientHello and a client's second flight with
+// its first application record fit; longer ones take more reads. It is small because every
+// handshake in progress holds one, before the client has proven anything.
+const aheadSize = 2048
+
+type aheadBuf [aheadSize]byte
+
+var aheadBufs = sync.Pool{New: func() any { return new(aheadBuf) }}
+
 func (k *capture) Read(p []byte) (int, error) {
-	if k.through {
-		return k.Conn.Read(p)
-	}
-	if k.left == 0 {
-		if len(p) > headerLen-k.hn {
-			p = p[:headerLen-k.hn]
+	if k.as == k.ae {
+		if k.through {
+			k.release()
+			return k.Conn.Read(p)
 		}
-		n, err := k.Conn.Read(p)
-		copy(k.hdr[k.hn:], p[:n])
-		if k.hn += n; k.hn == headerLen {
+		if k.ahead == nil {
+			k.ahead = aheadBufs.Get().(*aheadBuf)
+		}
+		n, err := k.Conn.Read(k.ahead[:])
+		k.as, k.ae = 0, n
+		if n == 0 {
+			return 0, err
+		}
+	}
+	m := min(len(p), k.ae-k.as)
+	switch {
+	case k.through:
+	case k.left == 0:
+		m = min(m, headerLen-k.hn)
+		copy(k.hdr[k.hn:], k.ahead[k.as:k.as+m])
+		if k.hn += m; k.hn == headerLen {
 			k.hn, k.left = 0, int(k.hdr[3])<<8|int(k.hdr[4])
 		}
-		return n, err
+	default:
+		m = min(m, k.left)
+		k.left -= m
 	}
-	if len(p) > k.left {
-		p = p[:k.left]
+	copy(p, k.ahead[k.as:k.as+m])
+	k.as += m
+	return m, nil
+}
+
+// release gives the read-ahead buffer back once nothing is left in it.
+func (k *capture) release() {
+	if k.ahead != nil && k.as == k.ae {
+		aheadBufs.Put(k.ahead)
+		k.ahead = nil
 	}
-	n, err := k.Conn.Read(p)
-	k.left -= n
-	return n, err
 }
 
 func (k *capture) Write(p []byte) (int, error) {
@@ -135,6 +166,8 @@ func (l *keyLog) Write(line []byte) (int, error) {
 func (k *capture) run() error {
 	tc := tls.Server(k, k.cfg.shell)
 	if err := tc.Handshake(); err != nil {
+		k.as = k.ae
+		k.release()
 		return err
 	}
 	st := tc.ConnectionState()
@@ -144,9 +177,18 @@ func (k *capture) run() error {
 	clear(k.serverSecret)
 	k.clientSecret, k.serverSecret, k.sent, k.through = nil, nil, nil, true
 	if !took {
+		// tls.Conn reads on through the capture, the bytes read ahead first.
+		k.release()
 		c.tc = tc
 		return nil
 	}
+	if n := k.ae - k.as; n > 0 {
+		// What the client sent after its Finished: the start of the application data.
+		c.in.buf = getRecordBuf()
+		c.in.end = int32(copy(c.in.buf[:], k.ahead[k.as:k.ae]))
+		k.as = k.ae
+	}
+	k.release()
 	c.resumed = st.DidResume
 	if st.ServerName != "" || st.NegotiatedProtocol != "" || len(st.PeerCertificates) > 0 {
 		c.state = &connState{curve: uint16(st.CurveID), serverName: st.ServerName, protocol: st.NegotiatedProtocol,
