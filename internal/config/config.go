@@ -308,8 +308,9 @@ type MQTT struct {
 	OutboundBuffer      int           `koanf:"outbound_buffer"`
 	SlowConsumerTimeout time.Duration `koanf:"slow_consumer_timeout"`
 	PublishStall        time.Duration `koanf:"publish_stall"`
-	// DetachIdle is how long a parked TCP or Unix connection stays quiet before it keeps only
-	// its socket's descriptor, as it does from its accept; 0: neither.
+	// DetachIdle is how long a parked TCP or Unix connection (or the socket under MQTT over TLS
+	// or WebSocket) stays quiet before it keeps only its socket's descriptor, as a TCP or Unix
+	// one does from its accept; 0: neither.
 	DetachIdle time.Duration `koanf:"detach_idle"`
 	// WebSocketOrigins, when not empty, restricts /mqtt to browser pages from these Origin host
 	// patterns (and the server's own); others are refused. Listed origins are trusted with the

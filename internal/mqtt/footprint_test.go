@@ -195,14 +195,7 @@ func TestIdleFootprint(t *testing.T) {
 	}
 	// The connections detach from Go's socket objects at their first park, as connections
 	// quiet for mqtt.detach_idle do; TERNTEST_FOOTPRINT_DETACH=0 measures them attached.
-	detach := time.Millisecond
-	if v := os.Getenv("TERNTEST_FOOTPRINT_DETACH"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("TERNTEST_FOOTPRINT_DETACH: %v", err)
-		}
-		detach = d
-	}
+	detach := footprintDetach(t)
 	_, addr := startFace(t, func(c *Config) { c.DetachIdle = detach })
 	before := measureFootprint()
 	fds := rawIdleClients(t, addr, n, 60)
@@ -242,14 +235,7 @@ func TestIdleFootprintTLS(t *testing.T) {
 	}
 	// As in TestIdleFootprint, the sockets detach at their first park unless
 	// TERNTEST_FOOTPRINT_DETACH says otherwise (0: they stay attached).
-	detach := time.Millisecond
-	if v := os.Getenv("TERNTEST_FOOTPRINT_DETACH"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("TERNTEST_FOOTPRINT_DETACH: %v", err)
-		}
-		detach = d
-	}
+	detach := footprintDetach(t)
 	srv, addr := startTLSFaceOn(t, tlsrec.NewListener, func(c *Config) { c.DetachIdle = detach })
 	before := measureFootprint()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -305,6 +291,20 @@ func TestIdleFootprintTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// footprintDetach is the DetachIdle of a footprint measurement: TERNTEST_FOOTPRINT_DETACH, 1 ms
+// when unset.
+func footprintDetach(t *testing.T) time.Duration {
+	v := os.Getenv("TERNTEST_FOOTPRINT_DETACH")
+	if v == "" {
+		return time.Millisecond
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("TERNTEST_FOOTPRINT_DETACH: %v", err)
+	}
+	return d
 }
 
 // countTLSDetached counts srv's connections whose socket (under TLS or a WebSocket) is detached.

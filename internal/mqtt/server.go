@@ -51,8 +51,9 @@ type Config struct {
 	PublishStall time.Duration
 	// DetachIdle is how long a TCP or Unix connection parked in the poller stays quiet (no
 	// bytes from the client) before it lets go of Go's socket object and keeps only its
-	// descriptor (netio.Conn.Detach); such connections are also accepted that way (Serve). 0:
-	// neither.
+	// descriptor (netio.Conn.Detach); such connections are also accepted that way (Serve).
+	// The socket under a TLS (tlsrec) or WebSocket connection does the same
+	// (netio.ParkConn.Detach). 0: neither.
 	DetachIdle time.Duration
 }
 
