@@ -56,10 +56,25 @@ func TestIdleTLSConnectionsDetach(t *testing.T) {
 	pahoSubscribe(t, sub, "td/one")
 	pub, _ := pahoClient(t, dialTLSConn(), "tpub")
 
+	// A TLS 1.2 client: its connection stays a tls.Conn (tlsrec cannot take 1.2 over), whose
+	// socket detaches all the same.
+	old, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub12, msgs12 := pahoClient(t, old, "tsub12")
+	pahoSubscribe(t, sub12, "td/one")
+
 	_, sp := waitTLSDetached(t, srv, "tsub")
-	pahoPublish(t, pub, "td/one", "first") // QoS 1: the subscriber acknowledges it
+	c12, sp12 := waitTLSDetached(t, srv, "tsub12")
+	if tc, ok := c12.rd.conn.(*tlsrec.Conn); !ok || tc.TookOver() {
+		t.Fatal("the TLS 1.2 connection is not a tls.Conn under tlsrec")
+	}
+	pahoPublish(t, pub, "td/one", "first") // QoS 1: the subscribers acknowledge it
 	expectMessage(t, msgs, "td/one", "first")
-	if !sp.Detached() {
+	expectMessage(t, msgs12, "td/one", "first")
+	if !sp.Detached() || !sp12.Detached() {
 		t.Error("a delivery and its acknowledgement attached the socket")
 	}
 	if a := sp.RemoteAddr(); a == nil || a.String() == "" {
@@ -109,15 +124,15 @@ func TestIdleTLSConnectionsDetach(t *testing.T) {
 	_ = slow.nc.Close()
 	_ = pinger.nc.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for srv.stats.Open.Load() > 2 {
+	for srv.stats.Open.Load() > 3 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d connections still open", srv.stats.Open.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// Each of the two paho clients holds its socket here and the server one descriptor for
+	// Each of the three paho clients holds its socket here and the server one descriptor for
 	// it; the client side of the closed ones went with them.
-	if n := openFDs(t); n > baseFDs+4 {
-		t.Errorf("%d descriptors open, want at most %d", n, baseFDs+4)
+	if n := openFDs(t); n > baseFDs+6 {
+		t.Errorf("%d descriptors open, want at most %d", n, baseFDs+6)
 	}
 }
