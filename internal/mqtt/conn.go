@@ -52,6 +52,9 @@ type conn struct {
 	publishWill bool
 	// quickWakes counts a detached connection's wakes in a row soon after its last packet (Ready).
 	quickWakes uint8
+	// socketDetached is what Stats.Detached counts for the socket under a TLS or WebSocket
+	// connection (countSocket), which netio.ParkConn does not count itself.
+	socketDetached bool
 	// isPeer: another router is on the other end (rare.peer); aliasing: the server assigns topic
 	// aliases toward the client (rare.aliases). Both are set, with rare, before the connection
 	// has a session, and never change: deliveries, on other goroutines, read rare only when one
@@ -284,10 +287,39 @@ func (c *conn) detachIdleSocket(after time.Duration) time.Time {
 	if due := c.rd.readAt + int64(after); now < due && !p.Detached() {
 		return monoTime(due)
 	}
-	if d.DetachSocket(c.watch) {
+	detached := d.DetachSocket(c.watch)
+	c.countSocket(detached)
+	if detached {
 		return time.Time{}
 	}
 	return monoTime(now + int64(after))
+}
+
+// countSocket keeps Stats.Detached and Stats.Attaches in step for the socket under a TLS or
+// WebSocket connection, as netio.Conn does for a plain one: the reader, which alone detaches
+// and attaches it (a writer's attach leaves it detached), calls it with the socket's state
+// after it may have changed; the connection's end takes it out of the count (finish).
+func (c *conn) countSocket(detached bool) {
+	if detached == c.socketDetached {
+		return
+	}
+	c.socketDetached = detached
+	if detached {
+		c.srv.stats.Detached.Add(1)
+		return
+	}
+	c.srv.stats.Detached.Add(-1)
+	c.srv.stats.Attaches.Add(1)
+}
+
+// attachSocket gives the socket under a TLS or WebSocket connection its net.Conn again.
+func (c *conn) attachSocket() error {
+	p := c.rd.parkConn()
+	if err := p.Attach(); err != nil {
+		return err
+	}
+	c.countSocket(false)
+	return nil
 }
 
 // socketDetacher is a connection whose socket can let go of its net.Conn (tlsrec.Conn,
@@ -326,8 +358,8 @@ func (c *conn) Ready() {
 	var attach func() error
 	if c.rd.detached() {
 		attach = c.attach
-	} else if p := c.rd.parkConn(); p != nil && p.Detached() {
-		attach = p.Attach // a TLS connection whose socket is detached
+	} else if c.socketDetached {
+		attach = c.attachSocket // a TLS or WebSocket connection whose socket is detached
 	}
 	if attach == nil {
 		c.loop(true)
@@ -460,6 +492,10 @@ func (c *conn) finish() {
 		})
 	}
 	c.out.Finish()
+	if c.socketDetached {
+		c.socketDetached = false
+		c.srv.stats.Detached.Add(-1)
+	}
 	c.srv.connClosed(c)
 }
 

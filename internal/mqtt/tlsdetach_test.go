@@ -71,6 +71,9 @@ func TestIdleTLSConnectionsDetach(t *testing.T) {
 	if tc, ok := c12.rd.conn.(*tlsrec.Conn); !ok || tc.TookOver() {
 		t.Fatal("the TLS 1.2 connection is not a tls.Conn under tlsrec")
 	}
+	if n := srv.stats.Detached.Load(); n < 2 {
+		t.Errorf("Stats.Detached counts %d connections, want at least the two subscribers", n)
+	}
 	pahoPublish(t, pub, "td/one", "first") // QoS 1: the subscribers acknowledge it
 	expectMessage(t, msgs, "td/one", "first")
 	expectMessage(t, msgs12, "td/one", "first")
