@@ -125,7 +125,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, in.err
 		}
 		if in.plain < in.plainEnd {
-			n := copy(p, in.buf[in.plain:in.plainEnd])
+			n := copy(p, in.buf.b[in.plain:in.plainEnd])
 			in.plain += int32(n)
 			return n, nil
 		}
@@ -152,7 +152,7 @@ func (c *Conn) nextRecord() (bool, error) {
 	if in.buf == nil || in.end-in.raw < headerLen {
 		return false, nil
 	}
-	n, err := recordHeader(in.buf[in.raw : in.raw+headerLen])
+	n, err := recordHeader(in.buf.b[in.raw : in.raw+headerLen])
 	if err != nil {
 		return false, err
 	}
@@ -161,7 +161,7 @@ func (c *Conn) nextRecord() (bool, error) {
 	}
 	start := in.raw
 	in.raw += int32(headerLen + n)
-	typ, content, err := in.dir.open(in.buf[start:in.raw])
+	typ, content, err := in.dir.open(in.buf.b[start:in.raw], &in.buf.nonce)
 	if err != nil {
 		return false, err
 	}
@@ -207,15 +207,15 @@ func (c *Conn) fill() error {
 	in := &c.in
 	if in.buf == nil {
 		in.buf = getRecordBuf()
-		in.end = int32(copy(in.buf[:], in.aside))
+		in.end = int32(copy(in.buf.b[:], in.aside))
 		in.raw, in.aside = 0, nil
 	} else if in.raw > 0 {
 		// Only a partial record is held: move it to the front to make room for its rest.
-		in.end = int32(copy(in.buf[:], in.buf[in.raw:in.end]))
+		in.end = int32(copy(in.buf.b[:], in.buf.b[in.raw:in.end]))
 		in.raw = 0
 	}
 	in.plain, in.plainEnd = 0, 0
-	n, err := c.nc.Read(in.buf[in.end:])
+	n, err := c.nc.Read(in.buf.b[in.end:])
 	in.end += int32(n)
 	if n > 0 {
 		return nil
@@ -277,7 +277,7 @@ func (c *Conn) Park() {
 		in.dir.aead = nil
 		if n := in.end - in.raw; in.buf != nil && n <= maxAside {
 			if n > 0 {
-				in.aside = append([]byte(nil), in.buf[in.raw:in.end]...)
+				in.aside = append([]byte(nil), in.buf.b[in.raw:in.end]...)
 			}
 			in.release()
 		}
@@ -335,22 +335,22 @@ func (c *Conn) writeLocked(p []byte) (int, error) {
 	}
 	buf := getWriteBuf()
 	defer putWriteBuf(buf)
-	b := (*buf)[:0]
+	b := buf.b[:0]
 	var err error
 	if c.keyUpdateDue.Swap(false) {
-		if b, err = c.sealKeyUpdate(b, false); err != nil {
+		if b, err = c.sealKeyUpdate(b, false, &buf.nonce); err != nil {
 			return 0, c.writeFailed(err)
 		}
 	}
 	written, sealed := 0, 0
 	for sealed < len(p) {
 		if out.dir.seq >= keyUpdateAfter {
-			if b, err = c.sealKeyUpdate(b, true); err != nil {
+			if b, err = c.sealKeyUpdate(b, true, &buf.nonce); err != nil {
 				return written, c.writeFailed(err)
 			}
 		}
 		m := min(len(p)-sealed, maxPlaintext)
-		if b, err = out.dir.seal(b, typeApplicationData, p[sealed:sealed+m]); err != nil {
+		if b, err = out.dir.seal(b, typeApplicationData, p[sealed:sealed+m], &buf.nonce); err != nil {
 			return written, c.writeFailed(err)
 		}
 		sealed += m
@@ -366,18 +366,18 @@ func (c *Conn) writeLocked(p []byte) (int, error) {
 			return written, c.writeFailed(err)
 		}
 	}
-	*buf = b[:0]
+	buf.b = b[:0]
 	return written, nil
 }
 
 // sealKeyUpdate appends a KeyUpdate under the current key and moves the sending side to the
 // next one.
-func (c *Conn) sealKeyUpdate(b []byte, request bool) ([]byte, error) {
+func (c *Conn) sealKeyUpdate(b []byte, request bool, nonce *[ivLen]byte) ([]byte, error) {
 	msg := [5]byte{handshakeKeyUpdate, 0, 0, 1, 0}
 	if request {
 		msg[4] = 1
 	}
-	b, err := c.out.dir.seal(b, typeHandshake, msg[:])
+	b, err := c.out.dir.seal(b, typeHandshake, msg[:], nonce)
 	if err != nil {
 		return b, err
 	}
@@ -415,7 +415,8 @@ func (c *Conn) sendAlertLocked(level, alert byte) error {
 		out.closeNotify = true
 	}
 	var arr [headerLen + 2 + 1 + tagLen]byte
-	b, err := out.dir.seal(arr[:0], typeAlert, []byte{level, alert})
+	var nonce [ivLen]byte
+	b, err := out.dir.seal(arr[:0], typeAlert, []byte{level, alert}, &nonce)
 	if err == nil {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(alertWait))
 		_, err = c.nc.Write(b)

@@ -41,7 +41,8 @@ func clientRecords(t testing.TB, id uint16, recs ...[2][]byte) []byte {
 	var out []byte
 	for _, r := range recs {
 		var err error
-		if out, err = c.in.dir.seal(out, r[0][0], r[1]); err != nil {
+		var nonce [ivLen]byte
+		if out, err = c.in.dir.seal(out, r[0][0], r[1], &nonce); err != nil {
 			t.Fatal(err)
 		}
 		if r[0][0] == typeHandshake {

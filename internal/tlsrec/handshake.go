@@ -185,7 +185,7 @@ func (k *capture) run() error {
 	if n := k.ae - k.as; n > 0 {
 		// What the client sent after its Finished: the start of the application data.
 		c.in.buf = getRecordBuf()
-		c.in.end = int32(copy(c.in.buf[:], k.ahead[k.as:k.ae]))
+		c.in.end = int32(copy(c.in.buf.b[:], k.ahead[k.as:k.ae]))
 		k.as = k.ae
 	}
 	k.release()

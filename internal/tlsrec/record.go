@@ -50,8 +50,10 @@ func (a remoteAlert) Error() string {
 	return fmt.Sprintf("remote error: %v", tls.AlertError(a))
 }
 
-// seal appends one record carrying data as content type typ, encrypted under d.
-func (d *direction) seal(dst []byte, typ byte, data []byte) ([]byte, error) {
+// seal appends one record carrying data as content type typ, encrypted under d. nonce is
+// scratch space of the caller's (on the stack it would escape through the AEAD interface: an
+// allocation per record).
+func (d *direction) seal(dst []byte, typ byte, data []byte, nonce *[ivLen]byte) ([]byte, error) {
 	aead, err := d.cipher()
 	if err != nil {
 		return dst, err
@@ -62,8 +64,7 @@ func (d *direction) seal(dst []byte, typ byte, data []byte) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, data...)
 	dst = append(dst, typ)
-	var nonce [ivLen]byte
-	out := aead.Seal(dst[start:start], d.nonce(&nonce), dst[start:], dst[start-headerLen:start])
+	out := aead.Seal(dst[start:start], d.nonce(nonce), dst[start:], dst[start-headerLen:start])
 	d.seq++
 	return dst[:start+len(out)], nil
 }
@@ -71,15 +72,14 @@ func (d *direction) seal(dst []byte, typ byte, data []byte) ([]byte, error) {
 var errEmptyInner = &alertError{alertUnexpectedMessage, "record with no content type"}
 
 // open decrypts record (header and ciphertext) in place and returns its content type and
-// content, which alias record.
-func (d *direction) open(record []byte) (typ byte, content []byte, err error) {
+// content, which alias record. nonce is scratch space, as for seal.
+func (d *direction) open(record []byte, nonce *[ivLen]byte) (typ byte, content []byte, err error) {
 	aead, err := d.cipher()
 	if err != nil {
 		return 0, nil, err
 	}
-	var nonce [ivLen]byte
 	ct := record[headerLen:]
-	plain, err := aead.Open(ct[:0], d.nonce(&nonce), ct, record[:headerLen])
+	plain, err := aead.Open(ct[:0], d.nonce(nonce), ct, record[:headerLen])
 	if err != nil {
 		return 0, nil, &alertError{alertBadRecordMAC, "invalid record: message authentication failed"}
 	}
