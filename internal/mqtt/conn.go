@@ -52,9 +52,6 @@ type conn struct {
 	publishWill bool
 	// quickWakes counts a detached connection's wakes in a row soon after its last packet (Ready).
 	quickWakes uint8
-	// socketDetached is what Stats.Detached counts for the socket under a TLS or WebSocket
-	// connection (countSocket), which netio.ParkConn does not count itself.
-	socketDetached bool
 	// isPeer: another router is on the other end (rare.peer); aliasing: the server assigns topic
 	// aliases toward the client (rare.aliases). Both are set, with rare, before the connection
 	// has a session, and never change: deliveries, on other goroutines, read rare only when one
@@ -275,19 +272,18 @@ func (c *conn) detachIdle() time.Time {
 	return monoTime(now + int64(after))
 }
 
-// detachIdleSocket is detachIdle for a TLS connection of tlsrec or a WebSocket: the layer above
-// the socket stays, the socket under it lets go of its net.Conn (netio.ParkConn.Detach).
+// detachIdleSocket is detachIdle for a TLS or WebSocket connection: the layer above the socket
+// stays, the socket under it lets go of its net.Conn (netio.ParkConn.Detach).
 func (c *conn) detachIdleSocket(after time.Duration) time.Time {
-	d, ok := c.rd.conn.(socketDetacher)
 	p := c.rd.parkConn()
-	if !ok || p == nil || c.watch == nil {
+	if p == nil || c.watch == nil {
 		return time.Time{}
 	}
 	now := monoNow()
-	if due := c.rd.readAt + int64(after); now < due && !p.Detached() {
+	if due := c.rd.readAt + int64(after); now < due && !c.rd.socketDetached {
 		return monoTime(due)
 	}
-	detached := d.DetachSocket(c.watch)
+	detached := p.Detach(c.watch)
 	c.countSocket(detached)
 	if detached {
 		return time.Time{}
@@ -300,10 +296,10 @@ func (c *conn) detachIdleSocket(after time.Duration) time.Time {
 // and attaches it (a writer's attach leaves it detached), calls it with the socket's state
 // after it may have changed; the connection's end takes it out of the count (finish).
 func (c *conn) countSocket(detached bool) {
-	if detached == c.socketDetached {
+	if detached == c.rd.socketDetached {
 		return
 	}
-	c.socketDetached = detached
+	c.rd.socketDetached = detached
 	if detached {
 		c.srv.stats.Detached.Add(1)
 		return
@@ -312,24 +308,16 @@ func (c *conn) countSocket(detached bool) {
 	c.srv.stats.Attaches.Add(1)
 }
 
-// attachSocket gives the socket under a TLS or WebSocket connection its net.Conn again.
-func (c *conn) attachSocket() error {
-	p := c.rd.parkConn()
-	if err := p.Attach(); err != nil {
-		return err
-	}
-	c.countSocket(false)
-	return nil
-}
-
-// socketDetacher is a connection whose socket can let go of its net.Conn (tlsrec.Conn,
-// wsconn.Conn).
-type socketDetacher interface {
-	DetachSocket(*netio.Watch) bool
-}
-
-// attach gives a detached connection's reader a net.Conn again, for reads that wait.
+// attach gives a detached connection's reader a net.Conn again, for reads that wait: the
+// connection's own, or the one of the socket under its TLS or WebSocket layer.
 func (c *conn) attach() error {
+	if !c.rd.detached() {
+		if err := c.rd.parkConn().Attach(); err != nil {
+			return err
+		}
+		c.countSocket(false)
+		return nil
+	}
 	nc, err := c.out.Attach(c.watch)
 	if err != nil {
 		return err
@@ -355,13 +343,7 @@ func (c *conn) Ready() {
 		go c.login()
 		return
 	}
-	var attach func() error
-	if c.rd.detached() {
-		attach = c.attach
-	} else if c.socketDetached {
-		attach = c.attachSocket // a TLS or WebSocket connection whose socket is detached
-	}
-	if attach == nil {
+	if !c.rd.detached() && !c.rd.socketDetached {
 		c.loop(true)
 		return
 	}
@@ -369,7 +351,7 @@ func (c *conn) Ready() {
 		c.quickWakes = 0
 	} else if c.quickWakes++; c.quickWakes >= busyWakes {
 		c.quickWakes = 0
-		if err := attach(); err != nil {
+		if err := c.attach(); err != nil {
 			c.logDebug("attach", err)
 			c.finish()
 			return
@@ -492,8 +474,8 @@ func (c *conn) finish() {
 		})
 	}
 	c.out.Finish()
-	if c.socketDetached {
-		c.socketDetached = false
+	if c.rd.socketDetached {
+		c.rd.socketDetached = false
 		c.srv.stats.Detached.Add(-1)
 	}
 	c.srv.connClosed(c)

@@ -88,6 +88,9 @@ type packetReader struct {
 	tlsReady bool
 	// admitted: logged in, so the connecting budget no longer applies.
 	admitted bool
+	// socketDetached: the socket under a TLS or WebSocket connection let go of its net.Conn
+	// (conn.detachIdleSocket); what Stats.Detached counts for it (conn.countSocket).
+	socketDetached bool
 }
 
 // readerShared is what every reader of one server shares.
@@ -441,14 +444,11 @@ func (r *packetReader) fill(deadline time.Time, mode readMode, batch *broker.Bat
 		return err
 	}
 	nowait := mode == readNoWait && (r.raw != nil || r.tlsReady && r.parkConn() != nil)
-	if mode == readLazy && r.raw == nil {
-		if p := r.parkConn(); p != nil && p.Detached() {
-			// A socket that let go of its net.Conn reads what is there and parks again, as a
-			// detached raw socket does (see conn.Ready).
-			nowait = true
-		}
-	}
-	if !nowait && mode == readLazy && r.raw == nil && r.shared != nil && r.parkConn() != nil {
+	if mode == readLazy && r.socketDetached {
+		// A socket that let go of its net.Conn reads what is there and parks again, as a
+		// detached raw socket does (see conn.Ready).
+		nowait = true
+	} else if mode == readLazy && r.raw == nil && r.shared != nil && r.parkConn() != nil {
 		// A TLS lazy wait blocks in tls.Conn.Read: as on a raw socket, only maxLazyWaiters
 		// of them at a time; the others read what is there and park.
 		if r.shared.lazyWaiters.Add(1) > maxLazyWaiters {

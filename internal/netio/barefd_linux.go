@@ -149,17 +149,8 @@ func (b *bareFD) remoteAddr() string {
 	if b.peer != "" {
 		return b.peer
 	}
-	var sa unix.Sockaddr
-	if err := b.Control(func(fd uintptr) { sa, _ = unix.Getpeername(int(fd)) }); err != nil {
-		return ""
-	}
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
-	case *unix.SockaddrInet6:
-		return (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
-	case *unix.SockaddrUnix:
-		return a.Name
+	if a := b.addr(true); a != nil {
+		return a.String()
 	}
 	return ""
 }

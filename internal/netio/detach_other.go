@@ -52,8 +52,7 @@ func (c *ParkConn) Attach() error { return nil }
 func (c *ParkConn) attachLocked() error       { return errNoPoller }
 func (c *ParkConn) attachWriterLocked() error { return errNoPoller }
 
-func (*bareFD) writeNow([]byte) (int, error) { return 0, errNoPoller }
-func (*bareFD) addr(bool) net.Addr           { return nil }
+func (*bareFD) addr(bool) net.Addr { return nil }
 
 func (*bareFD) Control(func(fd uintptr)) error    { return errNoPoller }
 func (*bareFD) Read(func(fd uintptr) bool) error  { return errNoPoller }

@@ -95,31 +95,6 @@ func (c *ParkConn) attachWriterLocked() error {
 	return nil
 }
 
-// writeNow writes what the socket takes without waiting.
-func (b *bareFD) writeNow(p []byte) (int, error) {
-	done := 0
-	var werr error
-	err := b.Control(func(fd uintptr) {
-		for done < len(p) {
-			n, err := unix.Write(int(fd), p[done:])
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return
-			case err != nil:
-				werr = &net.OpError{Op: "write", Net: "tcp", Err: err}
-				return
-			}
-			done += n
-		}
-	})
-	if err != nil {
-		return done, err
-	}
-	return done, werr
-}
-
 // addr is the socket's address at either end (nil when unknown).
 func (b *bareFD) addr(remote bool) net.Addr {
 	var sa unix.Sockaddr

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ternmq/tern/internal/rawio"
 )
 
 // ParkConn is the socket under a TLS connection that can park in the Poller. tls.Conn reads
@@ -152,7 +154,7 @@ func (c *ParkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	done := 0
 	if c.det != nil && c.nc == nil {
-		n, err := c.det.bare.writeNow(p)
+		n, err := tryWrite(c.det.bare, p)
 		if err != nil || n == len(p) {
 			c.mu.Unlock()
 			return n, err
@@ -171,6 +173,19 @@ func (c *ParkConn) Write(p []byte) (int, error) {
 	c.writing--
 	c.mu.Unlock()
 	return done + n, err
+}
+
+// rawOps keep the state of writes through a bare descriptor (rawio.Op), which only detached
+// connections make: a pool rather than an Op in every one of them.
+var rawOps = sync.Pool{New: func() any { return new(rawio.Op) }}
+
+// tryWrite writes what the socket under raw takes now (rawio.Writer.TryWrite).
+func tryWrite(raw syscall.RawConn, p []byte) (int, error) {
+	op := rawOps.Get().(*rawio.Op)
+	w := rawio.NewRawWriter(raw)
+	n, err := w.TryWrite(op, p)
+	rawOps.Put(op)
+	return n, err
 }
 
 // Close closes the socket: its net.Conn and the descriptor a detached connection keeps.
@@ -215,29 +230,28 @@ func (c *ParkConn) SetDeadline(t time.Time) error {
 }
 
 // SetReadDeadline sets the read deadline; a detached connection keeps it for its next attach.
-func (c *ParkConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.det != nil {
-		c.det.readDue = unixNano(t)
-	}
-	if c.nc != nil {
-		return c.nc.SetReadDeadline(t)
-	}
-	return nil
-}
+func (c *ParkConn) SetReadDeadline(t time.Time) error { return c.setDeadline(t, false) }
 
 // SetWriteDeadline sets the write deadline; a detached connection keeps it for its next attach.
-func (c *ParkConn) SetWriteDeadline(t time.Time) error {
+func (c *ParkConn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, true) }
+
+func (c *ParkConn) setDeadline(t time.Time, write bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.det != nil {
-		c.det.writeDue = unixNano(t)
+	if d := c.det; d != nil {
+		due := &d.readDue
+		if write {
+			due = &d.writeDue
+		}
+		*due = unixNano(t)
 	}
-	if c.nc != nil {
+	switch {
+	case c.nc == nil:
+		return nil
+	case write:
 		return c.nc.SetWriteDeadline(t)
 	}
-	return nil
+	return c.nc.SetReadDeadline(t)
 }
 
 func unixNano(t time.Time) int64 {

@@ -119,7 +119,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	in := &c.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	c.parked.Store(false)
+	if c.parked.Load() {
+		c.parked.Store(false) // written only when set: every Write reads it
+	}
 	for {
 		if in.err != nil {
 			return 0, in.err
@@ -499,9 +501,6 @@ func (c *Conn) ParkConn() *netio.ParkConn {
 	return p
 }
 
-// NetConn is the socket.
-func (c *Conn) NetConn() net.Conn { return c.nc }
-
 // TookOver reports whether the connection's records go through this package (false: through
 // crypto/tls, or before the handshake).
 func (c *Conn) TookOver() bool { return c.hsDone.Load() && c.hsErr == nil && c.tc == nil }
@@ -511,10 +510,3 @@ func (c *Conn) RemoteAddr() net.Addr               { return c.nc.RemoteAddr() }
 func (c *Conn) SetDeadline(t time.Time) error      { return c.nc.SetDeadline(t) }
 func (c *Conn) SetReadDeadline(t time.Time) error  { return c.nc.SetReadDeadline(t) }
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadline(t) }
-
-// DetachSocket lets go of the socket's net.Conn while the connection is parked, keeping a bare
-// descriptor (netio.ParkConn.Detach); w is the connection's watch, which the caller owns.
-func (c *Conn) DetachSocket(w *netio.Watch) bool {
-	p := c.ParkConn()
-	return p != nil && p.Detach(w)
-}

@@ -2,7 +2,6 @@ package tlsrec
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"slices"
 )
@@ -31,7 +30,6 @@ const (
 	alertBadRecordMAC      = 20
 	alertRecordOverflow    = 22
 	alertDecodeError       = 50
-	alertInternalError     = 80
 )
 
 // alertError is a fatal problem with what the client sent: the connection sends the alert and
@@ -112,6 +110,3 @@ func recordHeader(h []byte) (int, error) {
 	}
 	return n, nil
 }
-
-// errClosed: the client closed its side with close_notify; reads return io.EOF from then on.
-var errClosed = errors.New("tlsrec: close_notify received")

@@ -68,13 +68,6 @@ func (c *Conn) ParkConn() *netio.ParkConn {
 	return pc
 }
 
-// DetachSocket lets go of the socket's net.Conn while the connection is parked, keeping a bare
-// descriptor (netio.ParkConn.Detach); w is the connection's watch, which the caller owns.
-func (c *Conn) DetachSocket(w *netio.Watch) bool {
-	p := c.ParkConn()
-	return p != nil && p.Detach(w)
-}
-
 // Read implements net.Conn.
 func (c *Conn) Read(p []byte) (int, error) {
 	for {
