@@ -223,8 +223,8 @@ type fsm struct {
 	// handover is the index of the latest session command that gives this node a session: the
 	// directory names the node before its core holds the session (route.go waits for it).
 	// beforeHandover and waiting are for tests: the first runs between a session command's
-	// directory change and the core's hand-over, the second when a message waits for this node
-	// to apply an index (caughtUp).
+	// directory change and the core's hand-over, the second when a message or a write waits for
+	// this node to apply an index (caughtUp, waitApplied).
 	handover       atomic.Uint64
 	beforeHandover atomic.Pointer[func(command)]
 	waiting        atomic.Pointer[func()]

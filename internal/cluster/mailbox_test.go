@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,5 +211,113 @@ func TestMailboxIDsUniqueAcrossNodes(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+var holds atomic.Int64
+
+// holdApply stops n applying the log: it applies a record written through via, then waits
+// inside that apply until release is called. Writes committed meanwhile by the other two nodes
+// are in n's log but not in its records.
+func holdApply(t *testing.T, n, via *tnode) (release func()) {
+	t.Helper()
+	ns := fmt.Sprintf("hold/%s/%d", t.Name(), holds.Add(1))
+	held, free := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	n.WatchRecords(func(got string) {
+		if got == ns {
+			close(held)
+			<-free
+		}
+	})
+	if err := via.Records().Put(ns, "k", []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-ctx(t).Done():
+		t.Fatalf("%s never applied the hold record", n.id)
+	}
+	release = func() { once.Do(func() { close(free) }) }
+	t.Cleanup(release)
+	return release
+}
+
+// A node whose copy lags the log serves no stale mailbox: a message removed through n1 is not
+// read again through n3, and a message answered through n1 is not answered again through n3,
+// while n3 has not applied those writes. Each operation on n3 must wait for n3 to catch up
+// (it is seen waiting, then n3 is let go); a read of n3's copy as it stands fails the test.
+func TestMailboxReadsOnALaggingNode(t *testing.T) {
+	tc := newTCluster(t)
+	nodes, m := mailboxCluster(t, tc)
+	n1, n3 := nodes[0], nodes[2]
+	if err := m["n1"].Open("bob"); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := m["n1"].Push("alice", "bob", []byte("read once"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asking, err := m["n1"].Push("alice", "bob", []byte("answer once"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n3 has both messages", func() bool {
+		_, err := m["n3"].Get("bob", asking)
+		return err == nil
+	})
+
+	// waitsThenRuns runs op on n3, which must be seen waiting for n3's apply before it returns.
+	waitsThenRuns := func(release func(), what string, op func() error) error {
+		t.Helper()
+		waiting := make(chan struct{})
+		var once sync.Once
+		w := func() { once.Do(func() { close(waiting) }) }
+		n3.fsm.waiting.Store(&w)
+		defer n3.fsm.waiting.Store(nil)
+		done := make(chan error, 1)
+		go func() { done <- op() }()
+		select {
+		case err := <-done:
+			t.Fatalf("%s on n3 answered from its lagging copy: %v", what, err)
+		case <-waiting:
+		case <-ctx(t).Done():
+			t.Fatalf("%s on n3 neither answered nor waited", what)
+		}
+		release()
+		select {
+		case err := <-done:
+			return err
+		case <-ctx(t).Done():
+			t.Fatalf("%s on n3 never answered after n3 caught up", what)
+		}
+		return nil
+	}
+
+	release := holdApply(t, n3, n1)
+	if err := m["n1"].Remove("bob", plain); err != nil {
+		t.Fatal(err)
+	}
+	var front mailbox.Message
+	err = waitsThenRuns(release, "a front read", func() error {
+		var err error
+		front, _, err = m["n3"].Front(ctx(t), "bob", 0, true)
+		return err
+	})
+	if err != nil || front.ID != asking {
+		t.Fatalf("front on n3 after %d was removed through n1: %+v %v, want %d", plain, front, err, asking)
+	}
+
+	release = holdApply(t, n3, n1)
+	if err := m["n1"].Reply("bob", asking, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	err = waitsThenRuns(release, "a reply", func() error { return m["n3"].Reply("bob", asking, []byte("second")) })
+	if !errors.Is(err, mailbox.ErrNotReplyable) {
+		t.Fatalf("a second reply through n3: %v, want ErrNotReplyable", err)
+	}
+	reply, _, err := m["n1"].WaitForReply(ctx(t), "alice", "bob", asking, waitTimeout, false)
+	if err != nil || string(reply) != "first" {
+		t.Fatalf("the reply kept: %q %v, want \"first\"", reply, err)
 	}
 }

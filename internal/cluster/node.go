@@ -480,6 +480,9 @@ func (n *Node) waitApplied(ctx context.Context, i uint64) error {
 		if applied >= i {
 			return nil
 		}
+		if h := n.fsm.waiting.Load(); h != nil {
+			(*h)()
+		}
 		select {
 		case <-tick:
 		case <-ctx.Done():

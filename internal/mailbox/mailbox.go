@@ -155,6 +155,22 @@ type appender interface {
 	Append(ns string, value []byte) (uint64, error)
 }
 
+// syncer is a store whose reads on this node may lag writes committed through another node
+// (cluster.Records): Sync returns once this node has every write committed before the call.
+// Every operation syncs before it reads, so a message removed or answered through one node is
+// never served again, or answered twice, through another that had not applied it yet.
+type syncer interface {
+	Sync(ctx context.Context) error
+}
+
+// caughtUp syncs a store that needs it.
+func (s *Service) caughtUp(ctx context.Context) error {
+	if y, ok := s.st.(syncer); ok {
+		return y.Sync(ctx)
+	}
+	return nil
+}
+
 // Push adds a message to dst's mailbox and returns its id.
 func (s *Service) Push(from, dst string, body []byte, wantsReply bool) (uint64, error) {
 	if a, ok := s.st.(appender); ok {
@@ -194,6 +210,9 @@ func (s *Service) Push(from, dst string, body []byte, wantsReply bool) (uint64, 
 }
 
 func (s *Service) pushAppend(a appender, from, dst string, body []byte, wantsReply bool) (uint64, error) {
+	if err := s.caughtUp(context.Background()); err != nil {
+		return 0, err
+	}
 	if ok, err := s.Exists(dst); err != nil || !ok {
 		if err == nil {
 			err = ErrNoMailbox
@@ -254,6 +273,9 @@ func (s *Service) front(owner string) (Message, bool, error) {
 // Front returns the owner's oldest message, waiting up to wait for one (0: not at all). With
 // removeAfterRead it is removed, unless it wants a reply (which stays until answered and collected).
 func (s *Service) Front(ctx context.Context, owner string, wait time.Duration, removeAfterRead bool) (Message, bool, error) {
+	if err := s.caughtUp(ctx); err != nil {
+		return Message{}, false, err
+	}
 	if err := s.Open(owner); err != nil {
 		return Message{}, false, err
 	}
@@ -266,7 +288,7 @@ func (s *Service) Front(ctx context.Context, owner string, wait time.Duration, r
 		if ok {
 			removed := false
 			if removeAfterRead && !m.WantsReply {
-				if err := s.Remove(owner, m.ID); err == nil {
+				if err := s.remove(owner, m.ID); err == nil {
 					removed = true
 				}
 			}
@@ -291,6 +313,9 @@ func (s *Service) Front(ctx context.Context, owner string, wait time.Duration, r
 
 // Get returns one message of the owner's mailbox.
 func (s *Service) Get(owner string, id uint64) (Message, error) {
+	if err := s.caughtUp(context.Background()); err != nil {
+		return Message{}, err
+	}
 	if err := s.Open(owner); err != nil {
 		return Message{}, err
 	}
@@ -312,6 +337,9 @@ func (s *Service) get(name string, id uint64) (Message, error) {
 
 // Reply answers a message of the owner's mailbox that wants a reply and has none yet.
 func (s *Service) Reply(owner string, id uint64, body []byte) error {
+	if err := s.caughtUp(context.Background()); err != nil {
+		return err
+	}
 	if ok, err := s.Exists(owner); err != nil || !ok {
 		if err == nil {
 			err = ErrNoMailbox
@@ -342,6 +370,9 @@ func (s *Service) Reply(owner string, id uint64, body []byte) error {
 // WaitForReply waits (up to wait per wake-up) for the reply to message id that caller pushed to
 // dst, and with remove deletes the message once the reply is collected.
 func (s *Service) WaitForReply(ctx context.Context, caller, dst string, id uint64, wait time.Duration, remove bool) (reply []byte, removed bool, err error) {
+	if err := s.caughtUp(ctx); err != nil {
+		return nil, false, err
+	}
 	if ok, err := s.Exists(dst); err != nil || !ok {
 		if err == nil {
 			err = ErrNoMailbox
@@ -355,7 +386,7 @@ func (s *Service) WaitForReply(ctx context.Context, caller, dst string, id uint6
 			return nil, false, ErrNotFound
 		}
 		if m.Answered {
-			if remove && s.Remove(dst, id) == nil {
+			if remove && s.remove(dst, id) == nil {
 				removed = true
 			}
 			return m.Reply, removed, nil
@@ -375,6 +406,14 @@ func (s *Service) WaitForReply(ctx context.Context, caller, dst string, id uint6
 
 // Remove deletes a message of a mailbox.
 func (s *Service) Remove(name string, id uint64) error {
+	if err := s.caughtUp(context.Background()); err != nil {
+		return err
+	}
+	return s.remove(name, id)
+}
+
+// remove is Remove for an operation that synced already.
+func (s *Service) remove(name string, id uint64) error {
 	l := s.lock(name)
 	l.Lock()
 	_, ok, err := s.st.Get(msgNS(name), msgKey(id))
