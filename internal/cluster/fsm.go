@@ -130,6 +130,7 @@ type command struct {
 	Kind    byte
 	NS, Key string
 	Value   []byte
+	Old     []byte // cmdSwap: the value the writer read
 	Msg     *message.Message
 	State   state
 	// Session commands (sessions.go): Client and Node (cmdAdopt: the node that is gone), the
@@ -168,6 +169,11 @@ func decodeCommand(b []byte) (command, error) {
 	case cmdAppend:
 		c.NS, c.Value = d.str(), d.raw()
 		c.Value = append([]byte{}, c.Value...)
+	case cmdSwap:
+		c.NS, c.Key, c.Old, c.Flags, c.Value = d.str(), d.str(), d.raw(), d.byte(), d.raw()
+		if c.Flags&^swapDelete != 0 || (c.Flags != 0 && len(c.Value) != 0) {
+			d.fail()
+		}
 	case cmdClaim:
 		c.Client, c.Node, c.Inc, c.Identity, c.Flags = d.str(), d.str(), d.uvarint(), d.str(), d.byte()
 		if c.Flags&^(claimClean|claimExclusive) != 0 {
@@ -302,8 +308,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if isSession(c.Kind) {
 		return f.applySession(c, l.Index)
 	}
-	if c.Kind == cmdAppend {
+	switch c.Kind {
+	case cmdAppend:
 		return f.applyAppend(c, l.Index)
+	case cmdSwap:
+		return f.applySwap(c)
 	}
 	return f.apply(c)
 }

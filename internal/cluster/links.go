@@ -503,6 +503,8 @@ func replyErr(f frame) error {
 		return nil
 	case errRetry.Error(), errLinkLost.Error():
 		return errRetry
+	case errSwapLost.Error():
+		return errSwapLost
 	default:
 		return errors.New(f.Err)
 	}

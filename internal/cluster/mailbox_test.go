@@ -321,3 +321,123 @@ func TestMailboxReadsOnALaggingNode(t *testing.T) {
 		t.Fatalf("the reply kept: %q %v, want \"first\"", reply, err)
 	}
 }
+
+// A swap changes a record only while it holds the value read, decided in the log: through the
+// leader and through a follower (whose loss crosses the link as an error), for a put and a
+// delete, and a record that is gone counts as changed.
+func TestRecordsSwap(t *testing.T) {
+	tc := newTCluster(t)
+	n1, n2, _ := tc.three()
+	eventually(t, "n1 leads", n1.IsLeader)
+	if err := n1.Records().Put("r", "k", []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		via      *tnode
+		old, new string
+		del      bool
+		want     bool
+		after    string // "" when the record should be gone
+	}{
+		{n2, "v1", "v2", false, true, "v2"},
+		{n1, "v1", "v3", false, false, "v2"}, // read before n2's swap
+		{n2, "v1", "", true, false, "v2"},
+		{n1, "v2", "v3", false, true, "v3"},
+		{n2, "v3", "", true, true, ""},
+		{n1, "v3", "v4", false, false, ""}, // gone
+		{n2, "v3", "", true, false, ""},
+	} {
+		done, err := step.via.Records().Swap("r", "k", []byte(step.old), []byte(step.new), step.del)
+		if err != nil || done != step.want {
+			t.Fatalf("swap %q -> %q (delete %v) through %s: %v %v, want %v", step.old, step.new, step.del, step.via.id, done, err, step.want)
+		}
+		if err := step.via.Records().Sync(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []*tnode{n1, n2} {
+			if err := n.Records().Sync(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			v, ok, err := n.Records().Get("r", "k")
+			if err != nil || string(v) != step.after || ok != (step.after != "") {
+				t.Fatalf("after swap %q -> %q: %s holds %q (%v) %v, want %q", step.old, step.new, n.id, v, ok, err, step.after)
+			}
+		}
+	}
+}
+
+// Readers that remove what they read, one on each node at once, get every message exactly
+// once; two nodes answering one message at once, exactly one succeeds.
+func TestMailboxConcurrentReadersAcrossNodes(t *testing.T) {
+	tc := newTCluster(t)
+	_, m := mailboxCluster(t, tc)
+	if err := m["n1"].Open("bob"); err != nil {
+		t.Fatal(err)
+	}
+	const total = 24
+	pushed := map[uint64]bool{}
+	for i := range total {
+		id, err := m["n1"].Push("alice", "bob", []byte{byte(i)}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pushed[id] = true
+	}
+	var mu sync.Mutex
+	got := map[uint64]string{}
+	var wg sync.WaitGroup
+	for _, via := range []string{"n1", "n2", "n3"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				msg, removed, err := m[via].Front(ctx(t), "bob", 0, true)
+				if errors.Is(err, mailbox.ErrEmpty) {
+					return
+				}
+				if err != nil || !removed {
+					t.Errorf("front through %s: %+v removed %v %v", via, msg, removed, err)
+					return
+				}
+				mu.Lock()
+				if other, dup := got[msg.ID]; dup {
+					t.Errorf("message %d read through %s and %s", msg.ID, other, via)
+				}
+				got[msg.ID] = via
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != total {
+		t.Fatalf("%d of %d messages read", len(got), total)
+	}
+	for id := range pushed {
+		if _, ok := got[id]; !ok {
+			t.Fatalf("message %d never read", id)
+		}
+	}
+
+	asking, err := m["n1"].Push("alice", "bob", []byte("?"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for _, via := range []string{"n2", "n3"} {
+		go func() { errs <- m[via].Reply("bob", asking, []byte(via)) }()
+	}
+	var ok, refused int
+	for range 2 {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case errors.Is(err, mailbox.ErrNotReplyable):
+			refused++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if ok != 1 || refused != 1 {
+		t.Fatalf("two replies at once: %d succeeded, %d refused, want 1 and 1", ok, refused)
+	}
+}

@@ -144,6 +144,8 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add(encodeRetain(sampleMessage()))
 	f.Add(encodeAppend("mbox/bob", []byte(`{"from":"alice"}`)))
+	f.Add(encodeSwap("mbox/bob", "00000000000000000012", []byte("old"), []byte("new"), false))
+	f.Add(encodeSwap("mbox/bob", "00000000000000000012", []byte("old"), nil, true))
 	f.Add(appendState(nil, state{Records: []Record{{"u", "k", nil}}}))
 	for _, cmd := range sampleSessionCommands() { // every op kind, subscriptions' included
 		f.Add(cmd)
@@ -163,5 +165,23 @@ func TestAppendCommandRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeCommand(encodeAppend("mbox/bob", []byte("v"))[:4]); err == nil {
 		t.Fatal("a truncated append decoded")
+	}
+}
+
+// A swap's command decodes to what was encoded; a delete carries no new value, and unknown flags
+// are refused.
+func TestSwapCommandRoundTrip(t *testing.T) {
+	c, err := decodeCommand(encodeSwap("mbox/bob", "k", []byte("a"), []byte("b"), false))
+	if err != nil || c.Kind != cmdSwap || c.NS != "mbox/bob" || c.Key != "k" || string(c.Old) != "a" || string(c.Value) != "b" || c.Flags != 0 {
+		t.Fatalf("put: %+v %v", c, err)
+	}
+	c, err = decodeCommand(encodeSwap("mbox/bob", "k", []byte("a"), []byte("ignored"), true))
+	if err != nil || c.Flags != swapDelete || len(c.Value) != 0 {
+		t.Fatalf("delete: %+v %v", c, err)
+	}
+	bad := encodeSwap("mbox/bob", "k", []byte("a"), nil, true)
+	bad[len(bad)-2] = 2 // the flags byte, before the empty value's length
+	if _, err := decodeCommand(bad); err == nil {
+		t.Fatal("a swap with an unknown flag decoded")
 	}
 }

@@ -288,9 +288,11 @@ func (s *Service) Front(ctx context.Context, owner string, wait time.Duration, r
 		if ok {
 			removed := false
 			if removeAfterRead && !m.WantsReply {
-				if err := s.remove(owner, m.ID); err == nil {
-					removed = true
+				err := s.remove(owner, m.ID)
+				if errors.Is(err, ErrNotFound) {
+					continue // another reader took it first: it is theirs, look again
 				}
+				removed = err == nil
 			}
 			return m, removed, nil
 		}
@@ -323,16 +325,37 @@ func (s *Service) Get(owner string, id uint64) (Message, error) {
 }
 
 func (s *Service) get(name string, id uint64) (Message, error) {
+	_, m, err := s.getRaw(name, id)
+	return m, err
+}
+
+// getRaw is get with the stored value, for a swap.
+func (s *Service) getRaw(name string, id uint64) ([]byte, Message, error) {
 	v, ok, err := s.st.Get(msgNS(name), msgKey(id))
 	if err != nil {
-		return Message{}, err
+		return nil, Message{}, err
 	}
 	var m Message
 	if !ok || json.Unmarshal(v, &m) != nil || s.now().After(m.Expires) {
-		return Message{}, ErrNotFound
+		return nil, Message{}, ErrNotFound
 	}
 	m.ID = id
-	return m, nil
+	return v, m, nil
+}
+
+// replace stores a message's new value over the one read; on a store that swaps, a message
+// changed meanwhile through another node (answered, or removed: the only changes) cannot be
+// answered.
+func (s *Service) replace(name string, id uint64, read, value []byte) error {
+	sw, ok := s.st.(swapper)
+	if !ok {
+		return s.st.Put(msgNS(name), msgKey(id), value)
+	}
+	done, err := sw.Swap(msgNS(name), msgKey(id), read, value, false)
+	if err == nil && !done {
+		err = ErrNotReplyable
+	}
+	return err
 }
 
 // Reply answers a message of the owner's mailbox that wants a reply and has none yet.
@@ -348,14 +371,14 @@ func (s *Service) Reply(owner string, id uint64, body []byte) error {
 	}
 	l := s.lock(owner)
 	l.Lock()
-	m, err := s.get(owner, id)
+	read, m, err := s.getRaw(owner, id)
 	if err == nil && (!m.WantsReply || m.Answered) {
 		err = ErrNotReplyable
 	}
 	if err == nil {
 		m.Answered, m.Reply = true, body
 		raw, _ := json.Marshal(m)
-		err = s.st.Put(msgNS(owner), msgKey(id), raw)
+		err = s.replace(owner, id, read, raw)
 	}
 	l.Unlock()
 	if errors.Is(err, ErrNotFound) {
@@ -413,20 +436,54 @@ func (s *Service) Remove(name string, id uint64) error {
 }
 
 // remove is Remove for an operation that synced already.
+// ErrNotFound when the message is gone, also when another reader removed it first.
 func (s *Service) remove(name string, id uint64) error {
 	l := s.lock(name)
 	l.Lock()
-	_, ok, err := s.st.Get(msgNS(name), msgKey(id))
-	if err == nil && ok {
-		err = s.st.Delete(msgNS(name), msgKey(id))
-	}
+	err := s.removeLocked(name, id)
 	l.Unlock()
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return ErrNotFound
-	}
 	s.signal(name, true)
 	return nil
+}
+
+// swapper is a store that changes a record only if it still holds what was read
+// (cluster.Records): the per-mailbox lock holds only this node's operations, and a reply or a
+// removal made at once through two nodes must not both succeed.
+type swapper interface {
+	Swap(ns, key string, old, value []byte, del bool) (bool, error)
+}
+
+// errChanging: a message kept changing under a removal (it cannot: a reply and a removal are
+// the only changes a message sees).
+var errChanging = errors.New("mailbox message changed under every removal attempt")
+
+func (s *Service) removeLocked(name string, id uint64) error {
+	sw, swaps := s.st.(swapper)
+	// A removal that loses its swap read a value another node changed since: the message was
+	// removed there (gone now) or answered (removed with its new value). Each message changes
+	// at most twice, so the third try decides.
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			if err := s.caughtUp(context.Background()); err != nil {
+				return err
+			}
+		}
+		raw, ok, err := s.st.Get(msgNS(name), msgKey(id))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotFound
+		}
+		if !swaps {
+			return s.st.Delete(msgNS(name), msgKey(id))
+		}
+		if done, err := sw.Swap(msgNS(name), msgKey(id), raw, nil, true); done || err != nil {
+			return err
+		}
+	}
+	return errChanging
 }

@@ -138,3 +138,43 @@ func TestNames(t *testing.T) {
 		t.Fatalf("open Bob: %v", err)
 	}
 }
+
+// scanHook is a records store that runs after once, after the first scan of a mailbox's
+// messages: the moment between a reader finding its front and removing it.
+type scanHook struct {
+	*memstore.Records
+	after func()
+	once  sync.Once
+}
+
+func (h *scanHook) Scan(ns string, fn func(string, []byte) error) error {
+	err := h.Records.Scan(ns, fn)
+	if ns == msgNS("bob") {
+		h.once.Do(h.after)
+	}
+	return err
+}
+
+// Two readers that remove what they read never get one message both: a reader whose front was
+// removed by another between its read and its removal looks again and gets the next one.
+func TestFrontRemoveTakenByAnotherReader(t *testing.T) {
+	h := &scanHook{Records: memstore.NewRecords()}
+	s := New(h, Config{})
+	if err := s.Open("bob"); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := s.Push("alice", "bob", []byte("1"), false)
+	second, _ := s.Push("alice", "bob", []byte("2"), false)
+	h.after = func() {
+		if err := s.Remove("bob", first); err != nil { // the other reader
+			t.Errorf("the other reader's removal: %v", err)
+		}
+	}
+	m, removed, err := s.Front(context.Background(), "bob", 0, true)
+	if err != nil || m.ID != second || !removed {
+		t.Fatalf("front after the other reader took %d: id %d removed %v %v, want %d removed", first, m.ID, removed, err, second)
+	}
+	if _, _, err := s.Front(context.Background(), "bob", 0, true); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("after both were taken: %v, want ErrEmpty", err)
+	}
+}
