@@ -176,17 +176,60 @@ func TestBenchGrantsAgainstOracle(t *testing.T) {
 	}
 }
 
+// deviceGrants are a device's usual grants: its own tree to publish, subscribe and retain in,
+// and a broadcast tree to subscribe to.
+var deviceGrants = []Grant{
+	{Action: Publish, Filter: "devices/%u/#"},
+	{Action: Subscribe, Filter: "devices/%u/#"},
+	{Action: Subscribe, Filter: "broadcast/#"},
+	{Action: Retain, Filter: "devices/%u/state"},
+}
+
+// BenchmarkDevice is what a device's principal costs per message and per connect, walked
+// (listed.go, the default for so few grants) and compiled into automata.
+func BenchmarkDevice(b *testing.B) {
+	saved := maxListed
+	defer func() { maxListed = saved }()
+	for _, mode := range []struct {
+		name  string
+		limit int
+	}{{"listed", saved}, {"automata", -1}} {
+		maxListed = mode.limit
+		p := buildPrincipal("dev-1", "dev-1", SourcePassword, deviceGrants)
+		if p.listed != (mode.name == "listed") {
+			b.Fatalf("%s: listed is %v", mode.name, p.listed)
+		}
+		b.Run(mode.name+"/allow", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if !p.Allow(Publish, "devices/dev-1/telemetry/temp") || p.Allow(Publish, "devices/dev-2/telemetry") {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
+		b.Run(mode.name+"/allowfilter", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if !p.AllowFilter(Subscribe, "broadcast/+/firmware") || p.AllowFilter(Subscribe, "devices/+/cmd") {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
+		b.Run(mode.name+"/build", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				buildPrincipal("dev-1", "dev-1", SourcePassword, deviceGrants)
+			}
+		})
+	}
+}
+
 // BenchmarkPrincipalMemory reports what an authenticated device's principal keeps for its
 // connection's life (live heap bytes per principal): a device's usual grants, its own tree to
 // publish, subscribe and retain in and a broadcast tree to subscribe to, compiled for 10,000
 // identities. An anonymous client of an open broker shares one principal and pays nothing.
 func BenchmarkPrincipalMemory(b *testing.B) {
-	grants := []Grant{
-		{Action: Publish, Filter: "devices/%u/#"},
-		{Action: Subscribe, Filter: "devices/%u/#"},
-		{Action: Subscribe, Filter: "broadcast/#"},
-		{Action: Retain, Filter: "devices/%u/state"},
-	}
+	grants := deviceGrants
 	const n = 10000
 	ids := make([]string, n)
 	for i := range ids {

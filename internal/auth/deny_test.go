@@ -49,7 +49,9 @@ func TestParseDenyGrant(t *testing.T) {
 
 // TestDenyTable: a deny refuses a topic name it matches, and a filter it covers; a filter that
 // only overlaps a deny is judged by the allows alone. The order of the grants does not matter.
-func TestDenyTable(t *testing.T) {
+func TestDenyTable(t *testing.T) { eachMatcher(t, testDenyTable) }
+
+func testDenyTable(t *testing.T) {
 	gs := mustGrants(t,
 		"subscribe:#", "deny:subscribe:test/nosubscribe", "deny:subscribe:private/#",
 		"subscribe:$SYS/#", "deny:subscribe:$SYS/secret/#",
@@ -130,7 +132,9 @@ func TestDenyTable(t *testing.T) {
 
 // TestDenyPlaceholders: a deny whose placeholder has a usable value denies that value's topics; one
 // without is widened rather than dropped, so a strange identity never gains access.
-func TestDenyPlaceholders(t *testing.T) {
+func TestDenyPlaceholders(t *testing.T) { eachMatcher(t, testDenyPlaceholders) }
+
+func testDenyPlaceholders(t *testing.T) {
 	gs := mustGrants(t, "publish:#", "deny:publish:users/%u/private/#", "deny:subscribe:%c/#", "subscribe:#")
 	p, _ := NewPrincipal("alice", "dev1", gs)
 	for tp, want := range map[string]bool{
@@ -167,7 +171,9 @@ func TestDenyPlaceholders(t *testing.T) {
 // TestDenyAgainstOracle cross-checks Allow and AllowFilter with allows and denies drawn at random
 // against topic.Match: Allow is "no deny matches and some allow does"; AllowFilter is "not every
 // topic of the filter is denied, and every one is allowed".
-func TestDenyAgainstOracle(t *testing.T) {
+func TestDenyAgainstOracle(t *testing.T) { eachMatcher(t, testDenyAgainstOracle) }
+
+func testDenyAgainstOracle(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	topics := allTopics(5)
 	iters := 300

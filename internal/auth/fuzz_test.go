@@ -166,6 +166,25 @@ func FuzzMatcher(f *testing.F) {
 		if slices.Contains(filters, filter) && !c {
 			t.Fatalf("grants %q do not cover their own %q", filters, filter)
 		}
+		// The walk of a few grants (listed.go) answers as the automata do; its one-grant
+		// checks are exact, and overlaps never misses a topic both filters match.
+		l := listedACL(Publish, filters)
+		if got := l.allowListed(Publish, name); got != want {
+			t.Fatalf("grants %q: listed allow(%q) = %v, want %v", filters, name, got, want)
+		}
+		if got := l.coversListed(Publish, filter, false); got != c {
+			t.Fatalf("grants %q: listed covers(%q) = %v, automata %v", filters, filter, got, c)
+		}
+		for _, g := range filters {
+			one := compileFilters([]string{g})
+			if got, want := subsumes(g, filter), one.covers(filter); got != want {
+				t.Fatalf("subsumes(%q, %q) = %v, automaton %v", g, filter, got, want)
+			}
+			both := topic.Match(g, name) && topic.Match(filter, name)
+			if both && (!overlaps(g, filter) || !overlaps(filter, g)) {
+				t.Fatalf("%q and %q both match %q but do not overlap", g, filter, name)
+			}
+		}
 	})
 }
 

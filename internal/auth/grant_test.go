@@ -86,7 +86,9 @@ func TestParseGrant(t *testing.T) {
 	}
 }
 
-func TestAllowTable(t *testing.T) {
+func TestAllowTable(t *testing.T) { eachMatcher(t, testAllowTable) }
+
+func testAllowTable(t *testing.T) {
 	p, err := NewPrincipal("alice", "dev-1", mustGrants(t,
 		"publish:sensors/%u/#",
 		"publish:cmd/%c",
@@ -144,7 +146,9 @@ func TestAllowTable(t *testing.T) {
 	}
 }
 
-func TestDollarTopicsRule(t *testing.T) {
+func TestDollarTopicsRule(t *testing.T) { eachMatcher(t, testDollarTopicsRule) }
+
+func testDollarTopicsRule(t *testing.T) {
 	p, _ := NewPrincipal("u", "c", mustGrants(t, "subscribe:#", "publish:+/x", "publish:$ctl/+"))
 	for _, c := range []struct {
 		a     Action
@@ -178,7 +182,9 @@ func TestDollarTopicsRule(t *testing.T) {
 	}
 }
 
-func TestAllowFilterTable(t *testing.T) {
+func TestAllowFilterTable(t *testing.T) { eachMatcher(t, testAllowFilterTable) }
+
+func testAllowFilterTable(t *testing.T) {
 	p, _ := NewPrincipal("alice", "c1", mustGrants(t,
 		"subscribe:a/#", "subscribe:b/+", "subscribe:c/d", "subscribe:e/+/f/#",
 		// g is covered without any '#' grant at g: g itself, g/+ and g/+/#.
@@ -210,7 +216,9 @@ func TestAllowFilterTable(t *testing.T) {
 	}
 }
 
-func TestPlaceholders(t *testing.T) {
+func TestPlaceholders(t *testing.T) { eachMatcher(t, testPlaceholders) }
+
+func testPlaceholders(t *testing.T) {
 	gs := mustGrants(t, "publish:u/%u/#", "publish:c/%c", "publish:both/%u/%c", "publish:lit/%x/%")
 	p, _ := NewPrincipal("alice", "dev1", gs)
 	for topic, want := range map[string]bool{
@@ -310,6 +318,25 @@ func TestMatcherAgainstOracle(t *testing.T) {
 				}
 			}
 			return false
+		}
+		l := listedACL(Publish, filters)
+		for _, tp := range topics {
+			if got, want := tp != "" && l.allowListed(Publish, tp), tp != "" && granted(tp); got != want { // Allow refuses "" first
+				t.Fatalf("iter %d listed filters %q: allow(%q) = %v, want %v", it, filters, tp, got, want)
+			}
+		}
+		for range 20 {
+			f := randomFilter(r, true)
+			want := true
+			for _, tp := range topics {
+				if topic.Match(f, tp) && !granted(tp) {
+					want = false
+					break
+				}
+			}
+			if got := l.coversListed(Publish, f, false); got != want {
+				t.Fatalf("iter %d listed filters %q: covers(%q) = %v, want %v", it, filters, f, got, want)
+			}
 		}
 		for _, m := range []matcher{compileFilters(filters), compileLimited(filters, 0)} {
 			for _, tp := range topics {

@@ -106,3 +106,27 @@ func (e *env) auth(c Credentials) (*Principal, error) {
 	}
 	return e.a.Authenticate(testCtx(e.t), c)
 }
+
+// eachMatcher runs test with every principal matched by walking its grants (listed.go), then
+// with every principal compiled into automata (match.go), whatever its number of grants.
+func eachMatcher(t *testing.T, test func(t *testing.T)) {
+	t.Helper()
+	saved := maxListed
+	t.Cleanup(func() { maxListed = saved })
+	for _, mode := range []struct {
+		name  string
+		limit int
+	}{{"listed", 1 << 30}, {"automata", -1}} {
+		maxListed = mode.limit
+		t.Run(mode.name, test)
+	}
+}
+
+// listedACL is the walked grant list of filters for action a.
+func listedACL(a Action, filters []string) *acl {
+	c := &acl{listed: true}
+	for _, f := range filters {
+		c.grants = append(c.grants, Grant{Action: a, Filter: f})
+	}
+	return c
+}

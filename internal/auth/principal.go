@@ -58,6 +58,8 @@ type acl struct {
 	// denyAll marks an action denied everywhere (a deny whose first level had no usable
 	// placeholder value, see expandDeny).
 	denyAll [numActions]bool
+	// listed: the grants are few and walked instead (listed.go); there are no matchers.
+	listed bool
 }
 
 // noMatcher allows nothing and denies nothing: the matcher of an action without grants.
@@ -151,6 +153,10 @@ func compilePrincipal(identity, clientID string, uOK, cOK bool, src Source, gran
 		allow[g.Action] = append(allow[g.Action], f)
 		p.grants = append(p.grants, Grant{Action: g.Action, Filter: f})
 	}
+	if len(p.grants) <= maxListed {
+		p.listed = true
+		return p
+	}
 	n := 0
 	for a := range numActions {
 		n += min(len(allow[a]), 1) + min(len(deny[a]), 1)
@@ -190,10 +196,13 @@ func (p *Principal) Allow(a Action, topic string) bool {
 	if p.unrestricted {
 		return true
 	}
-	if p.acl == nil || a >= numActions || topic == "" || p.denyAll[a] || p.denies(a).match(topic) {
+	if p.acl == nil || a >= numActions || topic == "" || p.denyAll[a] {
 		return false
 	}
-	return p.rules(a).match(topic)
+	if p.listed {
+		return p.allowListed(a, topic)
+	}
+	return !p.denies(a).match(topic) && p.rules(a).match(topic)
 }
 
 // AllowFilter reports whether a filter may be used for a (subscribe, serve): "a/+" is allowed by
@@ -219,6 +228,9 @@ func (p *Principal) AllowFilter(a Action, filter string) bool {
 			return false
 		}
 		filter = f.Path
+	}
+	if p.listed {
+		return !p.coversListed(a, filter, true) && p.coversListed(a, filter, false)
 	}
 	return !p.denies(a).covers(filter) && p.rules(a).covers(filter)
 }

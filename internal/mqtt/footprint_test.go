@@ -20,6 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ternmq/tern/internal/auth"
+	"github.com/ternmq/tern/internal/broker"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/tlsrec"
 )
@@ -181,7 +183,8 @@ func measureFootprint() footprint {
 
 // TestIdleFootprint is a measurement, not a check: with TERNTEST_FOOTPRINT=N it opens N idle
 // subscribed connections (keep alive 60 s) to an in-process server and logs the heap and stack
-// bytes and goroutines each holds (detached, see TERNTEST_FOOTPRINT_DETACH below);
+// bytes and goroutines each holds (detached, see TERNTEST_FOOTPRINT_DETACH below; with
+// TERNTEST_FOOTPRINT_AUTH=1 each client has a principal of its own, see footprintBroker);
 // TERNTEST_FOOTPRINT_PROFILE=FILE also writes a heap profile of
 // what is live then (go tool pprof -sample_index=inuse_space FILE). The profile in
 // docs/decisions.md ("Idle connections wait on epoll") comes from it.
@@ -196,7 +199,7 @@ func TestIdleFootprint(t *testing.T) {
 	// The connections detach from Go's socket objects at their first park, as connections
 	// quiet for mqtt.detach_idle do; TERNTEST_FOOTPRINT_DETACH=0 measures them attached.
 	detach := footprintDetach(t)
-	_, addr := startFace(t, func(c *Config) { c.DetachIdle = detach })
+	_, addr := startFaceWith(t, footprintBroker(t), nil, func(c *Config) { c.DetachIdle = detach })
 	before := measureFootprint()
 	fds := rawIdleClients(t, addr, n, 60)
 	// Let every connection go quiet: the hand-off to the idle state happens after handoffAfter.
@@ -295,6 +298,31 @@ func TestIdleFootprintTLS(t *testing.T) {
 
 // footprintDetach is the DetachIdle of a footprint measurement: TERNTEST_FOOTPRINT_DETACH, 1 ms
 // when unset.
+// footprintBroker is the core TestIdleFootprint measures: an open broker, or with
+// TERNTEST_FOOTPRINT_AUTH=1 one whose clients are each authorized by a principal of their own
+// (anonymous clients with a device's grants in a tree named by their client id, each compiled
+// for its client as a password user's would be).
+func footprintBroker(t *testing.T) broker.Config {
+	cfg := broker.DefaultConfig()
+	if os.Getenv("TERNTEST_FOOTPRINT_AUTH") != "1" {
+		return cfg
+	}
+	var grants []auth.Grant
+	for _, g := range []string{"publish:devices/%c/#", "subscribe:devices/%c/#", "subscribe:idle/+", "retain:devices/%c/state"} {
+		gr, err := auth.ParseGrant(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grants = append(grants, gr)
+	}
+	a, err := auth.New(auth.Config{AllowAnonymous: true, AnonymousGrants: grants}, auth.NewMemStore(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Auth = a
+	return cfg
+}
+
 func footprintDetach(t *testing.T) time.Duration {
 	v := os.Getenv("TERNTEST_FOOTPRINT_DETACH")
 	if v == "" {

@@ -25,7 +25,13 @@ func startFace(t *testing.T, mod func(*Config)) (*Server, string) {
 // startFaceLogging is startFace with the core logging to log (nil: nowhere).
 func startFaceLogging(t *testing.T, log *slog.Logger, mod func(*Config)) (*Server, string) {
 	t.Helper()
-	b, err := broker.New(broker.DefaultConfig(), nil, log)
+	return startFaceWith(t, broker.DefaultConfig(), log, mod)
+}
+
+// startFaceWith is startFaceLogging over a core configured by bcfg.
+func startFaceWith(t *testing.T, bcfg broker.Config, log *slog.Logger, mod func(*Config)) (*Server, string) {
+	t.Helper()
+	b, err := broker.New(bcfg, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
