@@ -296,13 +296,12 @@ func TestIdleFootprintTLS(t *testing.T) {
 	}
 }
 
-// footprintDetach is the DetachIdle of a footprint measurement: TERNTEST_FOOTPRINT_DETACH, 1 ms
-// when unset.
 // footprintBroker is the core TestIdleFootprint measures: an open broker, or with
 // TERNTEST_FOOTPRINT_AUTH=1 one whose clients are each authorized by a principal of their own
 // (anonymous clients with a device's grants in a tree named by their client id, each compiled
 // for its client as a password user's would be).
 func footprintBroker(t *testing.T) broker.Config {
+	t.Helper()
 	cfg := broker.DefaultConfig()
 	if os.Getenv("TERNTEST_FOOTPRINT_AUTH") != "1" {
 		return cfg
@@ -323,6 +322,8 @@ func footprintBroker(t *testing.T) broker.Config {
 	return cfg
 }
 
+// footprintDetach is the DetachIdle of a footprint measurement: TERNTEST_FOOTPRINT_DETACH, 1 ms
+// when unset.
 func footprintDetach(t *testing.T) time.Duration {
 	v := os.Getenv("TERNTEST_FOOTPRINT_DETACH")
 	if v == "" {
