@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command failoverload drives the failover part of bench/cluster.sh, for a tern cluster or a NATS
 // cluster alike (MQTT 3.1.1 through paho.mqtt.golang, which both speak).
 //

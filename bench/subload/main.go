@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command subload opens a bounded number of MQTT connections, subscribes each to many distinct
 // filters (the mix of internal/topic's churn benchmark: exact, + and #), prints "ready" with the
 // time it took, and holds the connections until it is killed, so bench/subscriptions.sh can read

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command uplinkload drives bench/uplink-outage.sh: the store-and-forward scenario of a site
 // router and a designated router (DR), for tern's uplink or a Mosquitto bridge alike.
 //

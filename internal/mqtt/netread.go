@@ -15,6 +15,7 @@ import (
 	"github.com/ternmq/tern/internal/message"
 	"github.com/ternmq/tern/internal/mqtt/packet"
 	"github.com/ternmq/tern/internal/netio"
+	"github.com/ternmq/tern/internal/rawio"
 )
 
 // readMode is how a read that finds the socket drained waits.
@@ -221,7 +222,7 @@ func newPacketReader(c net.Conn, maxSize int) *packetReader {
 func (r *packetReader) init(c net.Conn, maxSize int) {
 	now := monoNow()
 	*r = packetReader{conn: c, maxSize: int32(maxSize), readAt: now, lastPacket: now}
-	if sc, ok := c.(syscall.Conn); ok {
+	if sc, ok := c.(syscall.Conn); ok && rawio.Supported {
 		switch c.(type) {
 		case *net.TCPConn, *net.UnixConn:
 			if raw, err := sc.SyscallConn(); err == nil {
@@ -562,12 +563,7 @@ func (s *readState) readFD(fd uintptr) bool {
 	if s.rerr = r.acquire(); s.rerr != nil {
 		return true
 	}
-	for {
-		s.n, s.rerr = syscall.Read(int(fd), s.buf[s.end:])
-		if s.rerr != syscall.EINTR {
-			break
-		}
-	}
+	s.n, s.rerr = rawio.ReadFD(fd, s.buf[s.end:])
 	if s.rerr != syscall.EAGAIN {
 		return true
 	}

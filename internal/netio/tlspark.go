@@ -270,15 +270,7 @@ func fromUnixNano(n int64) time.Time {
 
 // readFD reads once and never asks to wait.
 func (c *ParkConn) readFD(fd uintptr) bool {
-	for {
-		c.n, c.err = syscall.Read(int(fd), c.p)
-		if c.err != syscall.EINTR {
-			break
-		}
-	}
-	if c.n < 0 {
-		c.n = 0
-	}
+	c.n, c.err = rawio.ReadFD(fd, c.p)
 	return true
 }
 

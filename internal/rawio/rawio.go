@@ -29,6 +29,9 @@ type Op struct {
 // NewWriter returns a Writer for c, Able when c is a TCP or Unix socket.
 func NewWriter(c net.Conn) Writer {
 	var w Writer
+	if !Supported {
+		return w
+	}
 	switch c.(type) {
 	case *net.TCPConn, *net.UnixConn:
 		if raw, err := c.(syscall.Conn).SyscallConn(); err == nil {
@@ -67,18 +70,4 @@ func (w *Writer) TryWrite(op *Op, b []byte) (int, error) {
 		return 0, nil
 	}
 	return op.n, op.err
-}
-
-// writeFD makes one write attempt and never asks the poller to wait.
-func (op *Op) writeFD(fd uintptr) bool {
-	for {
-		op.n, op.err = syscall.Write(int(fd), op.b)
-		if op.err != syscall.EINTR {
-			break
-		}
-	}
-	if op.n < 0 {
-		op.n = 0
-	}
-	return true
 }
