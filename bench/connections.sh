@@ -16,8 +16,8 @@
 #            tool shares one TLS session cache, primed by one connection before the storm, as
 #            devices reconnecting with the session ticket they kept), each with clean and with
 #            persistent sessions; connections/s, CONNECT to CONNACK p50/p99, the handshake
-#            (TCP connect + TLS) p99, how many handshakes resumed, and memory per idle TLS
-#            connection (the full, clean run). The load tool offers only the key exchange
+#            (TCP connect + TLS) p99, how many handshakes resumed, memory per idle TLS
+#            connection and a fan-out to all of them at QoS 0 (the full, clean run). The load tool offers only the key exchange
 #            --tls-groups names (default x25519, which all three negotiate; Go's own default
 #            offers the post-quantum X25519MLKEM768 first, which tern, built with a current Go,
 #            takes and the peers' TLS libraries cannot: `--tls-groups default` measures that);
@@ -190,7 +190,9 @@ for b in "${BROKERS[@]}"; do
 		# tag, then tern bench's options: full or resumed handshakes, clean or persistent.
 		groups=()
 		[[ $TLS_GROUPS != default ]] && groups=(--tls-groups "$TLS_GROUPS")
-		for v in "tlsfull" "tlsresume --tls-resume" "tlspfull --persistent" "tlspresume --tls-resume --persistent"; do
+		# The first run also times a QoS 0 message to all of its connections at the end of its
+		# hold (after the memory readings), parked and detached by then.
+		for v in "tlsfull --fanout" "tlsresume --tls-resume" "tlspfull --persistent" "tlspresume --tls-resume --persistent"; do
 			read -r tag opts <<<"$v"
 			hold=2s settle=0
 			# The memory figures come from the first run: read 2 s after ready and settled.
@@ -200,7 +202,7 @@ for b in "${BROKERS[@]}"; do
 			VAL[$tag-$b-kib]=${VAL[$tag-${b}_tls-kib]:-}
 			VAL[$tag-$b-settled]=${VAL[$tag-${b}_tls-settled]:-}
 			GROUP[$b]=$(sed -n 's/.*"tls_group": *"\([^"]*\)".*/\1/p' "$OUT/$tag-${b}_tls.json" | head -n1)
-			for k in rate:connects_per_s p50:connack_p50_us p99:connack_p99_us dial:dial_p99_us resumed:tls_resumed; do
+			for k in rate:connects_per_s p50:connack_p50_us p99:connack_p99_us dial:dial_p99_us resumed:tls_resumed fanout:fanout_last_ms got:fanout_received; do
 				VAL[$tag-$b-${k%%:*}]=$(jget "$OUT/$tag-${b}_tls.json" "${k#*:}")
 			done
 		done
@@ -245,6 +247,8 @@ row() {
 	if part tls; then
 		row "TLS idle KiB/connection ($CONNS)" tlsfull 2 kib
 		if ((SETTLE > 0)); then row "  settled, $SETTLE s later" tlsfull 2 settled; fi
+		row "TLS fan-out 1->$CONNS QoS 0: ms to the last" tlsfull 1 fanout
+		row "  connections that had it" tlsfull 0 got
 		for v in "tlsfull:full, clean" "tlsresume:resumed, clean" "tlspfull:full, persistent" "tlspresume:resumed, persistent"; do
 			tag=${v%%:*} what=${v#*:}
 			row "TLS storm connections/s ($what)" "$tag" 0 rate

@@ -443,3 +443,29 @@ func TestIdleTLSStormResumes(t *testing.T) {
 		t.Fatalf("x25519 only: %+v, %v", res, err)
 	}
 }
+
+// A fan-out reaches idle connections whose bytes only their own reader can give: over TLS (the
+// broker's tlsrec connections, parked and detached by then) and over WebSocket.
+func TestIdleFanOutOverTLSAndWebSocket(t *testing.T) {
+	pki := servertest.NewPKI(t)
+	cert, key := pki.Server()
+	srv := servertest.Start(t, func(c *config.Config) {
+		c.Listen.MQTTTLS = "127.0.0.1:0"
+		c.TLS = config.TLS{CertFile: cert, KeyFile: key}
+	})
+	const n = 40
+	for _, cfg := range []Config{
+		{URL: "mqtts://" + srv.Addr("mqtt_tls"), CAFile: pki.CA()},
+		{URL: "ws://" + srv.Addr("http") + "/mqtt"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		res, err := Idle(ctx, cfg, IdleOptions{Conns: n, Hold: 300 * time.Millisecond, Concurrency: 8, FanOut: true}, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", cfg.URL, err)
+		}
+		if res.Opened != n || res.FanOutReceived != n || res.FanOutLastMS <= 0 || res.Dropped != 0 {
+			t.Fatalf("%s: %+v", cfg.URL, res)
+		}
+	}
+}

@@ -218,8 +218,10 @@ func holdIdle(ctx context.Context, cs []*mqttConn, o IdleOptions) {
 	}
 }
 
-// fanOut publishes one QoS 0 message to <Topic>/fanout from a connection of its own and sweeps
-// the idle connections with non-blocking reads until each has a PUBLISH (or fanOutWait).
+// fanOut publishes one QoS 0 message to <Topic>/fanout from a connection of its own and waits
+// until each idle connection has a PUBLISH (or fanOutWait). Plain sockets are swept with
+// non-blocking reads; a connection whose bytes only its own reader can give (TLS, WebSocket)
+// gets a goroutine that reads it until the PUBLISH comes.
 func fanOut(ctx context.Context, d *dialer, cfg *Config, prefix string, cs []*mqttConn, res *IdleResult) error {
 	pub, err := d.connect(ctx, prefix+"-fanout", 512, session{})
 	if err != nil {
@@ -231,14 +233,17 @@ func fanOut(ctx context.Context, d *dialer, cfg *Config, prefix string, cs []*mq
 		return err
 	}
 	got := make([]bool, len(cs))
-	buf := make([]byte, 4096)
 	start := time.Now()
+	readers := startFanOutReaders(cs, got, start)
+	buf := make([]byte, 4096)
 	_ = pub.nc.SetWriteDeadline(start.Add(cfg.ConnectTimeout))
 	if _, err := pub.nc.Write(msg); err != nil {
 		return fmt.Errorf("fan-out publish: %w", err)
 	}
 	var sweepMax time.Duration
-	for res.FanOutReceived < len(cs) && time.Since(start) < fanOutWait && ctx.Err() == nil {
+	var last time.Duration
+	swept := 0
+	for swept < len(cs)-readers.n && time.Since(start) < fanOutWait && ctx.Err() == nil {
 		sweep := time.Now()
 		for i, c := range cs {
 			if got[i] {
@@ -246,17 +251,72 @@ func fanOut(ctx context.Context, d *dialer, cfg *Config, prefix string, cs []*mq
 			}
 			if b, _ := peek(c.nc, buf); hasPublish(b) {
 				got[i] = true
-				res.FanOutReceived++
-				res.FanOutLastMS = float64(time.Since(start).Microseconds()) / 1e3
+				swept++
+				last = time.Since(start)
 			}
 		}
 		sweepMax = max(sweepMax, time.Since(sweep))
 	}
+	received, readLast := readers.wait()
+	res.FanOutReceived = swept + received
+	res.FanOutLastMS = float64(max(last, readLast).Microseconds()) / 1e3
 	res.FanOutSweepMS = float64(sweepMax.Microseconds()) / 1e3
 	if res.FanOutReceived < len(cs) {
 		return fmt.Errorf("fan-out: %d of %d connections got the message within %s", res.FanOutReceived, len(cs), fanOutWait)
 	}
 	return nil
+}
+
+// fanOutReaders are the goroutines reading the connections a sweep cannot.
+type fanOutReaders struct {
+	n        int
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	received int
+	last     time.Duration
+}
+
+// startFanOutReaders starts a reader for each connection without a descriptor of its own,
+// marking it in got so that the sweep passes over it; each reads, until fanOutWait after start,
+// until what it has read holds a PUBLISH (keep-alive PINGRESPs may come first).
+func startFanOutReaders(cs []*mqttConn, got []bool, start time.Time) *fanOutReaders {
+	r := &fanOutReaders{}
+	for i, c := range cs {
+		if _, ok := c.nc.(syscall.Conn); ok {
+			continue
+		}
+		got[i] = true
+		r.n++
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			_ = c.nc.SetReadDeadline(start.Add(fanOutWait))
+			defer c.nc.SetReadDeadline(time.Time{})
+			var b []byte
+			chunk := make([]byte, 512)
+			for len(b) < 64<<10 {
+				k, err := c.nc.Read(chunk)
+				b = append(b, chunk[:k]...)
+				if hasPublish(b) {
+					r.mu.Lock()
+					r.received++
+					r.last = max(r.last, time.Since(start))
+					r.mu.Unlock()
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return r
+}
+
+// wait waits for every reader and returns how many got the message, and the last arrival.
+func (r *fanOutReaders) wait() (int, time.Duration) {
+	r.wg.Wait()
+	return r.received, r.last
 }
 
 // hasPublish reports whether b, read from an idle connection, holds a PUBLISH: it walks the
