@@ -319,29 +319,24 @@ func TestMatcherAgainstOracle(t *testing.T) {
 			}
 			return false
 		}
+		// The walk of the grant list (listed.go), the automaton and its fallback.
 		l := listedACL(Publish, filters)
-		for _, tp := range topics {
-			if got, want := tp != "" && l.allowListed(Publish, tp), tp != "" && granted(tp); got != want { // Allow refuses "" first
-				t.Fatalf("iter %d listed filters %q: allow(%q) = %v, want %v", it, filters, tp, got, want)
-			}
+		det, nfa := compileFilters(filters), compileLimited(filters, 0)
+		if !det.deterministic() || nfa.deterministic() {
+			t.Fatalf("iter %d: the automaton and the fallback were not built as asked", it)
 		}
-		for range 20 {
-			f := randomFilter(r, true)
-			want := true
-			for _, tp := range topics {
-				if topic.Match(f, tp) && !granted(tp) {
-					want = false
-					break
-				}
-			}
-			if got := l.coversListed(Publish, f, false); got != want {
-				t.Fatalf("iter %d listed filters %q: covers(%q) = %v, want %v", it, filters, f, got, want)
-			}
-		}
-		for _, m := range []matcher{compileFilters(filters), compileLimited(filters, 0)} {
+		for _, m := range []struct {
+			name          string
+			match, covers func(string) bool
+		}{
+			{"listed", func(tp string) bool { return tp != "" && l.allowListed(Publish, tp) }, // Allow refuses "" first
+				func(f string) bool { return l.coversListed(Publish, f, false) }},
+			{"automaton", det.match, det.covers},
+			{"fallback", nfa.match, nfa.covers},
+		} {
 			for _, tp := range topics {
 				if got, want := m.match(tp), tp != "" && granted(tp); got != want {
-					t.Fatalf("iter %d det=%v filters %q: match(%q) = %v, want %v", it, m.deterministic(), filters, tp, got, want)
+					t.Fatalf("iter %d %s filters %q: match(%q) = %v, want %v", it, m.name, filters, tp, got, want)
 				}
 			}
 			for range 20 {
@@ -354,7 +349,7 @@ func TestMatcherAgainstOracle(t *testing.T) {
 					}
 				}
 				if got := m.covers(f); got != want {
-					t.Fatalf("iter %d det=%v filters %q: covers(%q) = %v, want %v", it, m.deterministic(), filters, f, got, want)
+					t.Fatalf("iter %d %s filters %q: covers(%q) = %v, want %v", it, m.name, filters, f, got, want)
 				}
 			}
 		}
