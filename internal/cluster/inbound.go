@@ -155,7 +155,7 @@ func (in *inLink) handle(f frame) error {
 		}
 		in.asked = true
 		in.serveJoin(f)
-	case fWrite, fLeave:
+	case fWrite, fLeave, fRead:
 		f.Data = append([]byte(nil), f.Data...)
 		select {
 		case l.writers <- struct{}{}:
@@ -169,6 +169,10 @@ func (in *inLink) handle(f frame) error {
 		}
 		go func() {
 			defer func() { <-l.writers }()
+			if f.Type == fRead {
+				in.serveRead(f)
+				return
+			}
 			in.serveRequest(f)
 		}()
 	default:

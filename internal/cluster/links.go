@@ -505,6 +505,8 @@ func replyErr(f frame) error {
 		return errRetry
 	case errSwapLost.Error():
 		return errSwapLost
+	case errNoReadIndex.Error():
+		return errNoReadIndex
 	default:
 		return errors.New(f.Err)
 	}

@@ -68,13 +68,12 @@ func (r Records) Scan(ns string, fn func(key string, value []byte) error) error 
 // Sync returns once this node has applied every write committed anywhere before the call, so a
 // read of its records after Sync sees them: a follower's copy may lag a write made through
 // another node (a message removed there, a reply given), and a reader that acts on what it read
-// must not act on that. It commits a no-op through the leader and waits for it here (Write),
-// batched with other writes; without a leader it fails with ErrNoLeader, as a write does.
+// must not act on that. It waits for the leader's read index (readindex.go), bounded by the
+// write timeout; without a leader it fails with ErrNoLeader, as a write does.
 func (r Records) Sync(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.n.cfg.WriteTimeout)
 	defer cancel()
-	_, err := r.n.Write(ctx, []byte{cmdNoop})
-	return err
+	return r.n.Sync(ctx)
 }
 
 // Put implements store.Records.

@@ -28,6 +28,7 @@ const (
 	fJoin     = 'J' // uvarint request, str node id, str address
 	fWrite    = 'W' // uvarint request, bytes command
 	fLeave    = 'L' // uvarint request, str node id
+	fRead     = 'Q' // uvarint request: the leader's read index, answered in an fReply (readindex.go)
 	fReply    = 'R' // uvarint request, uvarint index, str leader address, str error[, boot answer]
 )
 
@@ -56,7 +57,7 @@ type progress struct {
 // frame is one decoded frame; which fields are set depends on Type.
 type frame struct {
 	Type       byte
-	Seq        uint64 // fMsg, fAck, and the request id of fJoin, fWrite, fLeave, fReply
+	Seq        uint64 // fMsg, fAck, and the request id of fJoin, fWrite, fLeave, fRead, fReply
 	Node       string // fHello, fJoin, fLeave
 	Addr       string // fJoin, fReply (the leader's)
 	Err        string // fAck, fReply
@@ -169,6 +170,11 @@ func appendWrite(b []byte, req uint64, cmd []byte) []byte {
 	b, s := beginFrame(b, fWrite)
 	b = binary.AppendUvarint(b, req)
 	return endFrame(appendBytes(b, cmd), s)
+}
+
+func appendRead(b []byte, req uint64) []byte {
+	b, s := beginFrame(b, fRead)
+	return endFrame(binary.AppendUvarint(b, req), s)
 }
 
 func appendLeave(b []byte, req uint64, node string) []byte {
@@ -386,6 +392,8 @@ func decodeFrame(body []byte) (frame, error) {
 	case fLeave:
 		f.Seq = d.uvarint()
 		f.Node = d.str()
+	case fRead:
+		f.Seq = d.uvarint()
 	case fReply:
 		f.Seq = d.uvarint()
 		f.Index = d.uvarint()

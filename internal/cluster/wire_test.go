@@ -32,6 +32,7 @@ func sampleFrames() [][]byte {
 		appendJoin(nil, 1, "n4", "127.0.0.1:7004"),
 		appendWrite(nil, 2, encodePut("users", "u", []byte("x"))),
 		appendLeave(nil, 3, "n2"),
+		appendRead(nil, 6),
 		appendReply(nil, 4, 99, "127.0.0.1:7001", "not"),
 		appendReplyBoot(nil, 5, 0, "", "no cluster", &bootInfo{Node: "n3", Vote: "n1", Withdrawn: true}),
 	}
