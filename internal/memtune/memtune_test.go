@@ -185,7 +185,10 @@ func TestReleaseGivesFreePagesBack(t *testing.T) {
 	after := r.read()
 	free := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
 	metrics.Read(free)
-	if after.Held > before.Held-32*mib || u64(free[0]) > mib {
+	// The burst's 64 MiB of free pages must be gone. A collection that ends between the release
+	// and this read may free a little more garbage (the race detector's, the runtime's own): 2 MiB
+	// of it was seen once under -race, so what is still free is held to a few MiB, not to none.
+	if after.Held > before.Held-32*mib || u64(free[0]) > 8*mib {
 		t.Fatalf("after release: held %d MiB (was %d), free and not returned %d KiB", after.Held/mib, before.Held/mib, u64(free[0])>>10)
 	}
 }
