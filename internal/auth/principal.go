@@ -133,29 +133,32 @@ func buildPrincipal(identity, clientID string, src Source, grants []Grant) *Prin
 // compilePrincipal is buildPrincipal with the placeholder checks decided by the caller.
 func compilePrincipal(identity, clientID string, uOK, cOK bool, src Source, grants []Grant) *Principal {
 	p := &Principal{Identity: identity, ClientID: clientID, Source: src, acl: &acl{}}
-	var allow, deny [numActions][]string
 	for _, g := range grants {
 		if g.Deny {
 			f, all := expandDeny(g.Filter, identity, clientID, uOK, cOK)
 			if all {
 				p.denyAll[g.Action] = true
 				f = "#"
-			} else {
-				deny[g.Action] = append(deny[g.Action], f)
 			}
 			p.grants = append(p.grants, Grant{Action: g.Action, Filter: f, Deny: true})
 			continue
 		}
-		f, ok := expand(g.Filter, identity, clientID, uOK, cOK)
-		if !ok {
-			continue
+		if f, ok := expand(g.Filter, identity, clientID, uOK, cOK); ok {
+			p.grants = append(p.grants, Grant{Action: g.Action, Filter: f})
 		}
-		allow[g.Action] = append(allow[g.Action], f)
-		p.grants = append(p.grants, Grant{Action: g.Action, Filter: f})
 	}
 	if len(p.grants) <= maxListed {
 		p.listed = true
 		return p
+	}
+	var allow, deny [numActions][]string
+	for _, g := range p.grants {
+		switch {
+		case !g.Deny:
+			allow[g.Action] = append(allow[g.Action], g.Filter)
+		case !p.denyAll[g.Action]: // an action denied everywhere needs no deny matcher
+			deny[g.Action] = append(deny[g.Action], g.Filter)
+		}
 	}
 	n := 0
 	for a := range numActions {

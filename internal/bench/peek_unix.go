@@ -2,7 +2,11 @@
 
 package bench
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/ternmq/tern/internal/rawio"
+)
 
 // peekRaw makes one non-blocking read into buf: what it read, and whether the connection is
 // still open (nothing to read is open; the end or an error is not).
@@ -10,12 +14,8 @@ func peekRaw(rc syscall.RawConn, buf []byte) ([]byte, bool) {
 	var n int
 	var rerr error
 	err := rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = syscall.Read(int(fd), buf)
-			if rerr != syscall.EINTR {
-				return true
-			}
-		}
+		n, rerr = rawio.ReadFD(fd, buf)
+		return true
 	})
 	switch {
 	case err != nil:

@@ -169,11 +169,12 @@ func (in *inLink) handle(f frame) error {
 		}
 		go func() {
 			defer func() { <-l.writers }()
-			if f.Type == fRead {
+			switch f.Type {
+			case fRead:
 				in.serveRead(f)
-				return
+			default:
+				in.serveRequest(f)
 			}
-			in.serveRequest(f)
 		}()
 	default:
 		return fmt.Errorf("%w: unexpected %q on an incoming link", errFrame, f.Type)

@@ -95,9 +95,7 @@ func (f *fsm) applySwap(c command) error {
 // holds old, and reports whether it did; it returns once the swap is committed. A record that
 // is gone counts as changed.
 func (r Records) Swap(ns, key string, old, value []byte, del bool) (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.n.cfg.WriteTimeout)
-	defer cancel()
-	_, err := r.n.Write(ctx, encodeSwap(ns, key, old, value, del))
+	err := r.write(encodeSwap(ns, key, old, value, del))
 	if errors.Is(err, errSwapLost) {
 		return false, nil
 	}

@@ -424,38 +424,63 @@ func awaitLeader(ctx context.Context, change <-chan struct{}) bool {
 // refused (ErrNoLeader): a node in a minority says no within seconds, not after the whole
 // write timeout.
 func (n *Node) Write(ctx context.Context, cmd []byte) (uint64, error) {
+	var idx uint64
+	err := n.throughLeader(ctx, func(leader string) error {
+		if leader == "" {
+			i, err := n.applyLocal(ctx, cmd)
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+				return errAgain
+			}
+			idx = i
+			return err
+		}
+		i, err := n.links.forwardWrite(ctx, leader, cmd)
+		if err != nil {
+			if errors.Is(err, errRetry) {
+				n.log.Debug("cluster: forwarded write to retry", "leader", leader, "err", err)
+			}
+			return err
+		}
+		idx = i
+		return n.waitApplied(ctx, i)
+	})
+	return idx, err
+}
+
+// errAgain is what a try of throughLeader returns when this node stopped leading under it: the
+// next try goes to the next leader at once.
+var errAgain = errors.New("cluster: no longer the leader")
+
+// throughLeader calls try with the leader ("" when this node leads) until it returns anything
+// but errRetry (not the leader, or its link is down) or errAgain. With no leader it can reach it
+// waits for one (awaitLeader) for leaderWait at most, then gives up with ErrNoLeader.
+func (n *Node) throughLeader(ctx context.Context, try func(leader string) error) error {
 	var leaderless time.Time
 	for {
 		if n.isClosed() {
-			return 0, ErrClosed
+			return ErrClosed
 		}
 		change := n.leaderChange()
+		err := errRetry
 		if n.r.State() == raft.Leader {
-			idx, err := n.applyLocal(ctx, cmd)
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-				continue
-			}
-			return idx, err
+			err = try("")
+		} else if _, id := n.r.LeaderWithID(); id != "" {
+			err = try(string(id))
 		}
-		_, id := n.r.LeaderWithID()
-		if id != "" {
-			idx, err := n.links.forwardWrite(ctx, string(id), cmd)
-			if err == nil {
-				return idx, n.waitApplied(ctx, idx)
-			}
-			if !errors.Is(err, errRetry) {
-				return 0, err
-			}
-			n.log.Debug("cluster: forwarded write to retry", "leader", id, "err", err)
+		switch {
+		case errors.Is(err, errAgain):
+			continue
+		case !errors.Is(err, errRetry):
+			return err
 		}
 		// No leader (or it moved, or its link is down): wait for the next one, or give up.
 		if leaderless.IsZero() {
 			leaderless = time.Now()
 		} else if time.Since(leaderless) >= leaderWait {
-			return 0, ErrNoLeader
+			return ErrNoLeader
 		}
 		if !awaitLeader(ctx, change) {
-			return 0, ErrNoLeader
+			return ErrNoLeader
 		}
 	}
 }

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -54,37 +53,23 @@ func (n *Node) readIndex() (uint64, error) {
 // that a read of its records after it sees them (Records.Sync). Without a leader it waits for
 // one for leaderWait at most and then fails with ErrNoLeader, as Write does.
 func (n *Node) Sync(ctx context.Context) error {
-	var leaderless time.Time
-	for {
-		if n.isClosed() {
-			return ErrClosed
-		}
-		change := n.leaderChange()
-		var idx uint64
-		err := errRetry
-		if n.r.State() == raft.Leader {
+	var idx uint64
+	err := n.throughLeader(ctx, func(leader string) (err error) {
+		if leader == "" {
 			idx, err = n.readIndex()
-		} else if _, id := n.r.LeaderWithID(); id != "" {
-			idx, err = n.links.forwardRead(ctx, string(id))
+		} else {
+			idx, err = n.links.forwardRead(ctx, leader)
 		}
-		switch {
-		case err == nil:
-			return n.waitApplied(ctx, idx)
-		case errors.Is(err, errNoReadIndex):
-			_, err := n.Write(ctx, []byte{cmdNoop})
-			return err
-		case !errors.Is(err, errRetry):
-			return err
-		}
-		if leaderless.IsZero() {
-			leaderless = time.Now()
-		} else if time.Since(leaderless) >= leaderWait {
-			return ErrNoLeader
-		}
-		if !awaitLeader(ctx, change) {
-			return ErrNoLeader
-		}
+		return err
+	})
+	switch {
+	case err == nil:
+		return n.waitApplied(ctx, idx)
+	case errors.Is(err, errNoReadIndex):
+		_, err := n.Write(ctx, []byte{cmdNoop})
+		return err
 	}
+	return err
 }
 
 // forwardRead asks the leader for its read index.

@@ -435,8 +435,8 @@ func (s *Service) Remove(name string, id uint64) error {
 	return s.remove(name, id)
 }
 
-// remove is Remove for an operation that synced already.
-// ErrNotFound when the message is gone, also when another reader removed it first.
+// remove is Remove for an operation that synced already. It answers ErrNotFound when the
+// message is gone, also when another reader removed it first.
 func (s *Service) remove(name string, id uint64) error {
 	l := s.lock(name)
 	l.Lock()

@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ternmq/tern/internal/rawio"
 )
 
 // bareFD is a socket descriptor held without Go's net package or its netpoller: what a detached
@@ -129,10 +131,8 @@ func (b *bareFD) ended() bool {
 	gone := false
 	_ = b.Control(func(fd uintptr) {
 		for range 16 {
-			n, err := unix.Read(int(fd), buf[:])
+			n, err := rawio.ReadFD(fd, buf[:])
 			switch {
-			case err == unix.EINTR:
-				continue
 			case err == unix.EAGAIN:
 				return
 			case err != nil || n == 0:

@@ -22,13 +22,10 @@ func ReadFD(fd uintptr, p []byte) (int, error) {
 // writeFD makes one write attempt and never asks the poller to wait.
 func (op *Op) writeFD(fd uintptr) bool {
 	for {
-		op.n, op.err = syscall.Write(int(fd), op.b)
-		if op.err != syscall.EINTR {
-			break
+		n, err := syscall.Write(int(fd), op.b)
+		if err != syscall.EINTR {
+			op.n, op.err = max(n, 0), err
+			return true
 		}
 	}
-	if op.n < 0 {
-		op.n = 0
-	}
-	return true
 }

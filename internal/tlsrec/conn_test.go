@@ -128,34 +128,25 @@ func TestLargeTransfersBothWays(t *testing.T) {
 		big[i] = byte(i * 7)
 	}
 	want := sha256.Sum256(big)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := p.cli.Write(big)
-		errc <- err
-	}()
-	h := sha256.New()
-	if _, err := io.CopyN(h, p.srv, int64(len(big))); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(h.Sum(nil), want[:]) {
-		t.Fatal("server received other bytes")
-	}
-	go func() {
-		_, err := p.srv.Write(big)
-		errc <- err
-	}()
-	h.Reset()
-	if _, err := io.CopyN(h, p.cli, int64(len(big))); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(h.Sum(nil), want[:]) {
-		t.Fatal("client received other bytes")
+	for _, way := range []struct {
+		to       string
+		from, at io.ReadWriter
+	}{{"server", p.cli, p.srv}, {"client", p.srv, p.cli}} {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := way.from.Write(big)
+			errc <- err
+		}()
+		h := sha256.New()
+		if _, err := io.CopyN(h, way.at, int64(len(big))); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(h.Sum(nil), want[:]) {
+			t.Fatalf("the %s received other bytes", way.to)
+		}
 	}
 }
 
